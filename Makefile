@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+# Both build .venv from python3.13 or python3.12 and install what they need;
+# a second run reuses what is there (the stamp tracks pyproject.toml).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.facecert-installed
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export npm_config_cache := $(CURDIR)/.cache/npm
+export MITMPROXY_CONFDIR := $(CURDIR)/.cache/mitmproxy
+
+.PHONY: demo test venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/facecert demo
+
+test: venv
+	$(PY) -m pytest -q --basetemp=.cache/pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) benchmarks/validate.py
+
+clean:
+	rm -rf $(VENV) .cache reports/*

@@ -1,0 +1,52 @@
+"""mitmproxy flow files (``mitmdump -w``): exact bytes, unlike HAR requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from facecert.captures.errors import CaptureError
+from facecert.model import Exchange
+
+
+def flow_to_exchange(flow: object) -> Exchange | None:
+    """One mitmproxy HTTPFlow as an exchange (None for non-HTTP flows)."""
+    request = getattr(flow, "request", None)
+    if request is None:
+        return None
+    response = getattr(flow, "response", None)
+    error = getattr(flow, "error", None)
+    client = getattr(flow, "client_conn", None)
+    peer = client.peername[0] if client is not None and getattr(client, "peername", None) else ""
+    return Exchange(
+        method=request.method, path=request.path, url=request.pretty_url,
+        request_body=_body(request),
+        status=response.status_code if response is not None else None,
+        response_body=_body(response) if response is not None else None,
+        started=request.timestamp_start,
+        ended=(response.timestamp_end if response is not None and response.timestamp_end else request.timestamp_end),
+        request_headers=dict(request.headers.items()),
+        response_headers=dict(response.headers.items()) if response is not None else {},
+        peer=peer, error=error.msg if error is not None else None,
+    )
+
+
+def _body(message: object) -> bytes:
+    """Exact bytes unless the sender compressed them (then the decoded JSON)."""
+    if message.headers.get("content-encoding"):  # type: ignore[attr-defined]
+        return message.get_content(strict=False) or b""  # type: ignore[attr-defined]
+    return message.raw_content or b""  # type: ignore[attr-defined]
+
+
+def read_flows(path: Path) -> Iterator[Exchange]:
+    from mitmproxy import io
+    from mitmproxy.exceptions import FlowReadException
+
+    with open(path, "rb") as handle:
+        try:
+            for flow in io.FlowReader(handle).stream():
+                exchange = flow_to_exchange(flow)
+                if exchange is not None:
+                    yield exchange
+        except (FlowReadException, ValueError, KeyError, TypeError) as exc:
+            raise CaptureError(f"{path}: not a readable mitmproxy flow file ({str(exc)[:120]})") from None

@@ -1,0 +1,118 @@
+"""HAR 1.2 (what mitmproxy, browsers and Charles write) to exchanges and back.
+
+Binary bodies: mitmproxy writes binary response bodies base64 with
+``"encoding": "base64"``; we do the same for request bodies (``postData``),
+which keeps bytes exact where plain HAR would lose them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
+
+from facecert.captures.errors import CaptureError
+from facecert.model import Exchange
+
+
+def read_har(path: Path) -> Iterator[Exchange]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CaptureError(f"{path}: not a readable HAR file ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    entries = data.get("log", {}).get("entries") if isinstance(data, dict) and isinstance(data.get("log"), dict) else None
+    if not isinstance(entries, list):
+        raise CaptureError(f"{path}: JSON but not HAR (no log.entries array)")
+    for number, entry in enumerate(entries):
+        try:
+            yield _entry_to_exchange(entry)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CaptureError(f"{path}: HAR entry {number} is malformed ({exc.__class__.__name__}: {exc})") from None
+
+
+def _decode(text: str | None, encoding: str | None) -> bytes:
+    if not text:
+        return b""
+    if encoding == "base64":
+        return base64.b64decode(text)
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
+    request, response = entry["request"], entry.get("response") or {}
+    started = datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
+    total_ms = entry.get("time")
+    post = request.get("postData") or {}
+    content = response.get("content") or {}
+    status = response.get("status") or None
+    url = request["url"]
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return Exchange(
+        method=request.get("method", "GET"),
+        path=path or "/",
+        url=url,
+        request_body=_decode(post.get("text"), post.get("encoding")),
+        status=status,
+        response_body=_decode(content.get("text"), content.get("encoding")) if status else None,
+        started=started,
+        ended=started + (float(total_ms) / 1000.0 if isinstance(total_ms, (int, float)) and total_ms >= 0 else 0.0),
+        request_headers={h["name"]: h["value"] for h in request.get("headers") or []},
+        response_headers={h["name"]: h["value"] for h in response.get("headers") or []},
+        peer=entry.get("_peer", ""),
+        error=response.get("_error"),
+    )
+
+
+def _body(data: bytes) -> dict[str, str]:
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"text": base64.b64encode(data).decode("ascii"), "encoding": "base64"}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def exchange_to_entry(ex: Exchange, base_url: str = "http://device.invalid") -> dict[str, Any]:
+    url = ex.url or (base_url.rstrip("/") + ex.path)
+    ended = ex.ended if ex.ended is not None else ex.started
+    request = {
+        "method": ex.method, "url": url, "httpVersion": "HTTP/1.1", "cookies": [],
+        "headers": [{"name": k, "value": v} for k, v in ex.request_headers.items()],
+        "queryString": [], "headersSize": -1, "bodySize": len(ex.request_body),
+    }
+    if ex.request_body or ex.method.upper() == "POST":
+        request["postData"] = {"mimeType": ex.request_content_type or "application/json", **_body(ex.request_body)}
+    if ex.status is None:
+        response: dict[str, Any] = {"status": 0, "statusText": "", "httpVersion": "", "cookies": [], "headers": [],
+                                    "content": {"size": 0, "mimeType": ""}, "redirectURL": "", "headersSize": -1,
+                                    "bodySize": -1, "_error": ex.error or "no answer"}
+    else:
+        body = ex.response_body or b""
+        response = {"status": ex.status, "statusText": "", "httpVersion": "HTTP/1.1", "cookies": [],
+                    "headers": [{"name": k, "value": v} for k, v in ex.response_headers.items()],
+                    "content": {"size": len(body), "mimeType": ex.response_content_type, **_body(body)},
+                    "redirectURL": "", "headersSize": -1, "bodySize": len(body)}
+    return {"startedDateTime": _iso(ex.started), "time": round((ended - ex.started) * 1000.0, 3),
+            "request": request, "response": response, "cache": {},
+            "timings": {"send": 0, "wait": round((ended - ex.started) * 1000.0, 3), "receive": 0},
+            "_peer": ex.peer}
+
+
+def exchanges_to_har(exchanges: Iterable[Exchange], creator: str = "facecert") -> dict[str, Any]:
+    return {"log": {"version": "1.2", "creator": {"name": creator, "version": "0.1.0"}, "pages": [],
+                    "entries": [exchange_to_entry(ex) for ex in exchanges]}}
+
+
+def write_har(exchanges: Iterable[Exchange], path: Path, creator: str = "facecert") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(exchanges_to_har(exchanges, creator), ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return path

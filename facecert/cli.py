@@ -1,0 +1,76 @@
+"""The ``facecert`` command: one typer app, a sub-command per job.
+
+Exit codes are for CI: 0 clean, 1 errors found (or not certified), 2 the
+input or the invocation could not be used.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from facecert.clicommon import ProfileOpt, ToleranceOpt, TimeScaleOpt, VersionOpt, fail
+from facecert.validate import run_validate
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Conformance harness for the face-terminal HTTP task protocol (V2.0).")
+console = Console(stderr=False)
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(..., help="HAR, mitmproxy flow files, facecert JSONL, or single JSON messages"),
+    profile: ProfileOpt = "strict",
+    protocol_version: VersionOpt = None,
+    tolerance: ToleranceOpt = 0.25,
+    time_scale: TimeScaleOpt = 1.0,
+    as_: Optional[str] = typer.Option(None, "--as", help="what a single JSON message is: an endpoint "
+                                      "(taskRequest), an answer (faceRecognition-answer, task) or a schema name"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON summary instead of the table"),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="also write JUnit XML here"),
+    show_info: bool = typer.Option(False, "--info", help="list info findings in the table too"),
+) -> None:
+    """Validate captures or messages offline. Exit 0 clean, 1 errors, 2 unusable input."""
+    code = run_validate(files, profile=profile, version=protocol_version, tolerance=tolerance,
+                        time_scale=time_scale, as_kind=as_, json_out=json_out, junit=junit,
+                        show_info=show_info, console=console)
+    raise typer.Exit(code)
+
+
+@app.command()
+def openapi(output: Optional[Path] = typer.Option(None, "-o", "--output", help="write here instead of stdout"),
+            admin: bool = typer.Option(False, "--admin", help="the mock server's control API instead")) -> None:
+    """Print the OpenAPI 3.1 document of the five device endpoints (built from the schemas)."""
+    import json
+
+    from facecert.openapi import build_openapi
+
+    document = build_openapi(admin=admin)
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def demo(report: Path = typer.Option(Path("reports/demo"), help="where the demo writes its reports")) -> None:
+    """The main job on the embedded defaults (see README)."""
+    from facecert.demo import run_demo
+
+    raise typer.Exit(run_demo(report, console))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+_ = fail

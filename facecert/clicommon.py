@@ -1,0 +1,42 @@
+"""Options shared by the sub-commands, so every command spells them alike."""
+
+from __future__ import annotations
+
+from typing import Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from facecert.profiles import PROFILES
+
+
+def _profile(value: str) -> str:
+    if value not in PROFILES:
+        raise typer.BadParameter(f"choose one of {', '.join(PROFILES)}")
+    return value
+
+
+def _version(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    from facecert.contract import get_contract
+
+    try:
+        return get_contract().check_version(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+ProfileOpt = Annotated[str, typer.Option("--profile", callback=_profile,
+                                         help="strict: the document with errata resolved; field: known departures are warnings")]
+VersionOpt = Annotated[Optional[str], typer.Option("--protocol-version", callback=_version,
+                                                   help="judge as this protocol version (e.g. 1.3); default: latest (2.0)")]
+ToleranceOpt = Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0,
+                                             help="relative tolerance on the 20 s / 5 s cadence (default 0.25 = ±25 %)")]
+TimeScaleOpt = Annotated[float, typer.Option("--time-scale", min=0.001, max=100.0,
+                                             help="protocol intervals are multiplied by this (simulators run at e.g. 0.05)")]
+
+
+def fail(console: Console, message: str, code: int = 2) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)

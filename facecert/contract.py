@@ -1,0 +1,305 @@
+"""The contract: the catalogue and the schemas of ``schemas/``, loaded once.
+
+Schemas are cut down to a protocol version (fields, enum values, tasks and
+endpoints introduced later disappear) and compiled once per (schema, version)
+into a cache. Validation goes through jsonschema-rs (see
+docs/architecture.md for the measurement behind that choice); the pure-Python
+``jsonschema`` backend is kept for the benchmark and as a fallback.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema_rs
+import yaml
+
+from facecert.versions import parse_version, since_ok
+
+ID_BASE = "https://facecert.local/schemas/"
+_KIND_TO_KEYWORD = {
+    "Constant": "const",
+    "FalseSchema": "false",
+    "OneOfNotValid": "oneOf",
+    "OneOfMultipleValid": "oneOf",
+}
+
+
+def schemas_dir() -> Path:
+    env = os.environ.get("FACECERT_SCHEMAS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+@dataclass
+class SchemaError:
+    """A schema violation in library-neutral form."""
+
+    keyword: str  # the JSON Schema keyword that failed: required, type, enum, ...
+    pointer: str  # JSON pointer into the instance (for required: the missing field)
+    message: str
+    value: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    since: str
+    spec: str
+    request: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    since: str
+    spec: str
+    schema: str
+    result: str | None
+
+
+class Contract:
+    """Catalogue + schemas for every protocol version, with compiled validators cached."""
+
+    def __init__(self, root: Path | None = None, backend: str = "rs") -> None:
+        self.root = Path(root) if root else schemas_dir()
+        self.backend = backend
+        catalogue = yaml.safe_load((self.root / "catalogue.yaml").read_text(encoding="utf-8"))
+        self.versions: list[str] = [str(v) for v in catalogue["protocol"]["versions"]]
+        self.latest = max(self.versions, key=parse_version)
+        self.all_endpoints = {
+            name: Endpoint(name=name, path=e["path"], since=str(e["since"]), spec=e.get("spec", ""),
+                           request=e["request"], answer=e["answer"])
+            for name, e in catalogue["endpoints"].items()
+        }
+        self.all_tasks = {
+            name: Task(name=name, since=str(t["since"]), spec=t.get("spec", ""), schema=t["schema"],
+                       result=t.get("result"))
+            for name, t in catalogue["tasks"].items()
+        }
+        self.timing: dict[str, float] = {k: float(v) for k, v in (catalogue.get("timing") or {}).items()}
+        self.raw: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.root.rglob("*.schema.json")):
+            name = path.relative_to(self.root).as_posix().removesuffix(".schema.json")
+            self.raw[name] = json.loads(path.read_text(encoding="utf-8"))
+        self._validators: dict[tuple[str, str], Any] = {}
+        self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
+        self._registries: dict[str, Any] = {}
+
+    # ---- catalogue -------------------------------------------------------
+    def check_version(self, version: str | None) -> str:
+        version = version or self.latest
+        parse_version(version)
+        if parse_version(version) > parse_version(self.latest) or parse_version(version) < parse_version(self.versions[0]):
+            raise ValueError(f"protocol version {version} is outside {self.versions[0]}..{self.latest}")
+        return version
+
+    def endpoints(self, version: str | None = None) -> dict[str, Endpoint]:
+        version = self.check_version(version)
+        return {n: e for n, e in self.all_endpoints.items() if since_ok(e.since, version)}
+
+    def tasks(self, version: str | None = None) -> dict[str, Task]:
+        version = self.check_version(version)
+        return {n: t for n, t in self.all_tasks.items() if since_ok(t.since, version)}
+
+    def endpoint_for_path(self, path: str) -> Endpoint | None:
+        """Match a request path (with any server_url prefix and query) to an endpoint."""
+        bare = path.split("?", 1)[0].rstrip("/")
+        for endpoint in self.all_endpoints.values():
+            if bare == endpoint.path or bare.endswith(endpoint.path):
+                return endpoint
+        return None
+
+    def result_schema(self, task: str | None) -> str:
+        if task and task in self.all_tasks and self.all_tasks[task].result:
+            return self.all_tasks[task].result  # type: ignore[return-value]
+        return self.all_endpoints["taskResult"].request
+
+    # ---- schemas ---------------------------------------------------------
+    def schema(self, name: str, version: str | None = None) -> dict[str, Any]:
+        version = self.check_version(version)
+        key = (name, version)
+        if key not in self._schemas:
+            self._schemas[key] = _cut_to_version(self.raw[name], version)
+        return self._schemas[key]
+
+    def schema_id(self, name: str) -> str:
+        return self.raw[name].get("$id", ID_BASE + name + ".schema.json")
+
+    def _registry(self, version: str) -> Any:
+        if version not in self._registries:
+            resources = [(self.schema_id(n), self.schema(n, version)) for n in self.raw]
+            self._registries[version] = jsonschema_rs.Registry(resources)
+        return self._registries[version]
+
+    def validator(self, name: str, version: str | None = None) -> Any:
+        version = self.check_version(version)
+        key = (name, version)
+        if key not in self._validators:
+            if self.backend == "rs":
+                self._validators[key] = jsonschema_rs.validator_for(
+                    self.schema(name, version), registry=self._registry(version), validate_formats=False)
+            else:
+                self._validators[key] = _python_validator(self, name, version)
+        return self._validators[key]
+
+    def errors(self, name: str, instance: Any, version: str | None = None) -> list[SchemaError]:
+        validator = self.validator(name, version)
+        if self.backend == "rs":
+            return [err for e in validator.iter_errors(instance) for err in _from_rs(e)]
+        return [err for e in validator.iter_errors(instance) for err in _from_py(e)]
+
+    def annotations(self, name: str, instance: Any, version: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(instance pointer, annotations) pairs that the schema attaches to the message.
+
+        Only computed for schemas that carry content annotations (images,
+        downloads, size limits): the rest have nothing to say here.
+        """
+        if not self._has_content_annotations(name):
+            return
+        validator = self.validator(name, version)
+        if self.backend != "rs":
+            validator = jsonschema_rs.validator_for(self.schema(name, version), registry=self._registry(self.check_version(version)))
+        merged: dict[str, dict[str, Any]] = {}
+        for unit in validator.evaluate(instance).annotations():
+            value = unit["annotations"]
+            location = unit["schemaLocation"]
+            pointer = unit["instanceLocation"]
+            if isinstance(value, dict):
+                merged.setdefault(pointer, {}).update(value)
+            else:
+                keyword = location.rsplit("/", 1)[-1]
+                merged.setdefault(pointer, {})[keyword] = value
+        for pointer, notes in merged.items():
+            if {"contentMediaType", "x-download", "x-max-serialized-bytes"} & notes.keys():
+                yield pointer, notes
+
+    @functools.cache
+    def _has_content_annotations(self, name: str) -> bool:
+        text = json.dumps(self.raw[name])
+        if any(k in text for k in ("contentMediaType", "x-download", "x-max-serialized-bytes")):
+            return True
+        refs = [ref.split("#")[0] for ref in _refs(self.raw[name])]
+        return any(self._has_content_annotations(n) for n in self.raw if self.schema_id(n) in refs and n != name)
+
+    def required_fields(self, name: str, version: str | None = None) -> set[str]:
+        """Top-level required fields of a message schema (including allOf parts)."""
+        schema = self.schema(name, version)
+        found = set(schema.get("required", []))
+        for part in schema.get("allOf", []):
+            target = self._resolve(part.get("$ref"), version) if "$ref" in part else part
+            found |= set(target.get("required", []))
+        return found
+
+    def _resolve(self, ref: str | None, version: str | None) -> dict[str, Any]:
+        if not ref:
+            return {}
+        base, _, fragment = ref.partition("#")
+        for name in self.raw:
+            if self.schema_id(name) == base:
+                node: Any = self.schema(name, version)
+                for part in [p for p in fragment.split("/") if p]:
+                    node = node[part]
+                return node
+        return {}
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _cut_to_version(schema: dict[str, Any], version: str) -> dict[str, Any]:
+    """Drop every property, required entry and enum value introduced after ``version``."""
+    cut = copy.deepcopy(schema)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                gone = [k for k, v in props.items() if isinstance(v, dict) and not since_ok(v.get("x-since"), version)]
+                for key in gone:
+                    del props[key]
+                if gone and isinstance(node.get("required"), list):
+                    node["required"] = [r for r in node["required"] if r not in gone]
+            enum_since = node.get("x-enum-since")
+            if isinstance(enum_since, dict) and isinstance(node.get("enum"), list):
+                node["enum"] = [v for v in node["enum"] if since_ok(enum_since.get(str(v)), version)]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(cut)
+    return cut
+
+
+def _pointer(parts: Any) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _from_rs(error: Any) -> list[SchemaError]:
+    kind_name = type(error.kind).__name__
+    keyword = _KIND_TO_KEYWORD.get(kind_name, kind_name[:1].lower() + kind_name[1:])
+    base = _pointer(error.instance_path)
+    if keyword == "required":
+        prop = error.kind.property
+        return [SchemaError("required", f"{base}/{prop}", error.message, None, {"property": prop})]
+    if keyword in ("unevaluatedProperties", "additionalProperties"):
+        unexpected = getattr(error.kind, "unexpected", None) or []
+        return [SchemaError("unevaluatedProperties", f"{base}/{p}", error.message, None, {"property": p})
+                for p in unexpected]
+    params = {}
+    try:
+        params = dict(error.kind.as_dict())
+    except Exception:  # noqa: BLE001 - params are decoration only
+        params = {}
+    return [SchemaError(keyword, base, error.message, error.instance, params)]
+
+
+def _python_validator(contract: Contract, name: str, version: str) -> Any:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    registry = Registry().with_resources(
+        (contract.schema_id(n), Resource.from_contents(contract.schema(n, version))) for n in contract.raw)
+    return Draft202012Validator(contract.schema(name, version), registry=registry)
+
+
+def _from_py(error: Any) -> list[SchemaError]:
+    keyword = error.validator
+    base = _pointer(error.absolute_path)
+    if keyword == "required":
+        prop = error.message.split("'")[1] if "'" in error.message else ""
+        return [SchemaError("required", f"{base}/{prop}", error.message, None, {"property": prop})]
+    if keyword in ("unevaluatedProperties", "additionalProperties"):
+        extra = [k for k in (error.instance or {}) if f"'{k}'" in error.message]
+        return [SchemaError("unevaluatedProperties", f"{base}/{p}", error.message, None, {"property": p}) for p in extra]
+    if keyword in ("anyOf", "oneOf", "allOf", "if") and error.context:
+        # python-jsonschema nests branch errors; report the deepest, as jsonschema-rs would the combinator
+        return [SchemaError(keyword, base, error.message, error.instance, {})]
+    return [SchemaError(str(keyword), base, error.message, error.instance, {"schema": error.validator_value})]
+
+
+@functools.cache
+def get_contract(backend: str = "rs") -> Contract:
+    """The process-wide contract (schemas are read and compiled once)."""
+    return Contract(backend=backend)

@@ -1,0 +1,519 @@
+"""The engine: exchanges in, findings out, for every tap alike.
+
+Per message it parses, validates against the schema the catalogue names for
+that endpoint and direction, and checks annotated content; across messages it
+keeps one :class:`DeviceState` per device for correlation, cadence,
+acknowledgements, GPS, clock and download rules. Profiles only change
+severities, after a finding is made, so both profiles see the same facts.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from facecert.contract import Contract, Endpoint, get_contract
+from facecert.model import Exchange, Finding, Severity
+from facecert.profiles import Context, Profile, load_profile
+from facecert.rules.conversation import (
+    DeviceState, IssuedTask, PollState, cadence_window, haversine_m, is_ok_status, rid_key)
+from facecert.rules.message import (
+    Issue, ParseFailure, content_issues, parse_body, schema_issues, snap_time_issues)
+from facecert.rules.registry import RULES
+from facecert.versions import since_ok
+
+DEFAULT_TOLERANCE = 0.25
+DEFAULT_ALLOWANCE_S = 0.05
+DEFAULT_MAX_BODY = 20 * 1024 * 1024
+
+
+@dataclass
+class EngineConfig:
+    profile: str = "strict"
+    protocol_version: str | None = None  # None: the latest the catalogue knows
+    tolerance: float = DEFAULT_TOLERANCE  # relative, on cadence intervals
+    allowance_s: float = DEFAULT_ALLOWANCE_S  # absolute network allowance on cadence, seconds
+    time_scale: float = 1.0  # protocol intervals are multiplied by this
+    max_body: int = DEFAULT_MAX_BODY
+    check_downloads: bool = False  # the tap sees the device's downloads (mock server)
+    devtime_tolerance_s: float = 2.0
+    gps_distance_tolerance_m: float = 5.0
+
+
+@dataclass
+class Judged:
+    """What the engine made of one exchange (handy for taps that answer or display)."""
+
+    exchange: Exchange
+    endpoint: str | None
+    device_id: str
+    request: Any = None
+    answer: Any = None
+    task: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+class Engine:
+    """Judge a stream of exchanges. Thread-safe: taps may feed from several threads."""
+
+    def __init__(self, config: EngineConfig | None = None, contract: Contract | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.contract = contract or get_contract()
+        self.version = self.contract.check_version(self.config.protocol_version)
+        self.profile: Profile = load_profile(self.config.profile)
+        self.timing = self.contract.timing
+        self.findings: list[Finding] = []
+        self.devices: dict[str, DeviceState] = {}
+        self.issued: dict[str, IssuedTask] = {}
+        self.fetched: list[tuple[float, str]] = []
+        self.other_traffic = 0
+        self.count = 0
+        self.last_time = 0.0
+        self.listeners: list[Callable[[Finding], None]] = []
+        self._lock = threading.RLock()
+
+    # ---- public ----------------------------------------------------------
+    def feed(self, exchange: Exchange) -> Judged:
+        with self._lock:
+            exchange.index = self.count if exchange.index < 0 else exchange.index
+            self.count += 1
+            self.last_time = max(self.last_time, exchange.ended or exchange.started)
+            endpoint = self.contract.endpoint_for_path(exchange.path)
+            if endpoint is None:
+                self._other(exchange)
+                return Judged(exchange, None, "")
+            judged = Judged(exchange, endpoint.name, "")
+            _Judge(self, exchange, endpoint, judged).run()
+            return judged
+
+    def finish(self) -> list[Finding]:
+        """End of the session: tasks never answered, captures never made."""
+        with self._lock:
+            made: list[Finding] = []
+            deadline = self._scaled("result_timeout_s")
+            for state in self.devices.values():
+                for task in state.outstanding.values():
+                    waited = self.last_time - task.issued_at
+                    if not task.missing_reported and (task.polls_since >= 1 or waited >= deadline):
+                        made.append(self._result_missing(state, task, waited))
+                if state.facecmd and state.facecmd[1] >= 1:
+                    made.append(self._facecmd_missing(state))
+            return made
+
+    def check_deadlines(self, now: float) -> list[Finding]:
+        """Tasks past the result deadline (a live tap calls this on a timer)."""
+        with self._lock:
+            made = []
+            for state in self.devices.values():
+                for task in state.outstanding.values():
+                    if not task.missing_reported and now - task.issued_at >= self._scaled("result_timeout_s"):
+                        made.append(self._result_missing(state, task, now - task.issued_at))
+            return made
+
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    # ---- helpers used by _Judge ------------------------------------------
+    def _scaled(self, key: str) -> float:
+        return self.timing[key] * self.config.time_scale
+
+    def emit(self, finding: Finding, ctx: Context | None = None) -> Finding:
+        self.profile.apply(finding, ctx or Context())
+        self.findings.append(finding)
+        for listener in self.listeners:
+            try:
+                listener(finding)
+            except Exception:  # noqa: BLE001 - a display problem must not stop judging
+                pass
+        return finding
+
+    def make(self, rule_id: str, message: str, exchange: Exchange | None, *, endpoint: str = "", direction: str = "",
+             pointer: str = "", expected: Any = None, actual: Any = None, device_id: str = "",
+             ctx: Context | None = None) -> Finding:
+        rule = RULES[rule_id]
+        party = rule.party
+        if party == "sender":
+            party = "device" if direction == "request" else "server"
+        finding = Finding(rule=rule_id, severity=rule.severity, message=message, spec=rule.spec, party=party,
+                          exchange=exchange.index if exchange else -1, endpoint=endpoint, direction=direction,
+                          pointer=pointer, expected=expected, actual=actual, device_id=device_id)
+        return self.emit(finding, ctx)
+
+    def _other(self, exchange: Exchange) -> None:
+        """Non-protocol traffic: passes, and GETs count as downloads for DOWNLOAD-FETCHED."""
+        self.other_traffic += 1
+        if exchange.method.upper() == "GET" and is_ok_status(exchange):
+            self.fetched.append((exchange.started, exchange.url or exchange.path))
+
+    def _result_missing(self, state: DeviceState, task: IssuedTask, waited: float) -> Finding:
+        task.missing_reported = True
+        return self.make("RESULT-MISSING", f"{task.task} (request_id {task.rid!r}, exchange #{task.exchange}) got no "
+                         f"taskResult from {state.device_id} after {task.polls_since} further poll(s) and {waited:.1f} s",
+                         None, endpoint="taskResult", direction="request", pointer="/request_id",
+                         expected=f"one taskResult with request_id {task.rid!r}", actual="none", device_id=state.device_id)
+
+    def _facecmd_missing(self, state: DeviceState) -> Finding:
+        assert state.facecmd is not None
+        _, polls, index = state.facecmd
+        state.facecmd = None
+        return self.make("FACECMD-CAPTURE", f"faceCmd (exchange #{index}) succeeded but {state.device_id} uploaded no "
+                         f"capture to /faceRecognition within {polls} further poll(s)", None, endpoint="faceRecognition",
+                         direction="request", expected="a faceRecognition capture", actual="none",
+                         device_id=state.device_id)
+
+
+class _Judge:
+    """Judges one exchange; one instance per exchange keeps the code flat."""
+
+    def __init__(self, engine: Engine, exchange: Exchange, endpoint: Endpoint, judged: Judged) -> None:
+        self.engine = engine
+        self.ex = exchange
+        self.endpoint = endpoint
+        self.judged = judged
+        self.version = engine.version
+        self.request_errors = 0
+
+    def run(self) -> None:
+        ex, endpoint = self.ex, self.endpoint
+        if ex.method.upper() != "POST":
+            self.finding("HTTP-METHOD", f"{endpoint.path} was requested with {ex.method}; device messages are POSTed",
+                         "request", expected="POST", actual=ex.method)
+        if not since_ok(endpoint.since, self.version):
+            self.finding("ENDPOINT-NOT-IN-VERSION", f"{endpoint.path} exists from V{endpoint.since}; this session "
+                         f"judges protocol V{self.version}", "request", expected=f"V>={endpoint.since}", actual=self.version)
+        request = self.parse(ex.request_body, "request", f"{endpoint.name} request")
+        self.judged.request = request
+        device_id = request.get("device_id") if isinstance(request, dict) else None
+        if not isinstance(device_id, str) or not device_id:
+            device_id = self.owner_of_result(request) or ex.peer or "?"
+        self.judged.device_id = device_id
+        state = self.engine.devices.setdefault(device_id, DeviceState(device_id))
+        task = None
+        if isinstance(request, dict):
+            schema = endpoint.request
+            if endpoint.name == "taskResult":
+                issued = self.engine.issued.get(rid_key(request.get("request_id")) or "")
+                task = issued.task if issued else None
+                schema = self.engine.contract.result_schema(task)
+            self.validate(schema, request, "request", f"{endpoint.name} request")
+        answer = self.judge_answer(request, state)
+        self.judged.answer = answer
+        handler = getattr(self, f"on_{endpoint.name}", None)
+        if handler is not None:
+            handler(state, request, answer)
+
+    # ---- building blocks ---------------------------------------------------
+    def finding(self, rule: str, message: str, direction: str, *, pointer: str = "", expected: Any = None,
+                actual: Any = None, ctx: Context | None = None) -> Finding:
+        made = self.engine.make(rule, message, self.ex, endpoint=self.endpoint.name, direction=direction,
+                                pointer=pointer, expected=expected, actual=actual, device_id=self.judged.device_id,
+                                ctx=ctx)
+        self.judged.findings.append(made)
+        if direction == "request" and made.severity is Severity.ERROR:
+            self.request_errors += 1
+        return made
+
+    def issue(self, issue: Issue, direction: str, ctx: Context | None = None) -> Finding:
+        return self.finding(issue.rule, issue.message, direction, pointer=issue.pointer, expected=issue.expected,
+                            actual=issue.actual, ctx=ctx)
+
+    def parse(self, raw: bytes | None, direction: str, what: str, schema: str = "") -> Any:
+        try:
+            return parse_body(raw, self.engine.config.max_body, what)
+        except ParseFailure as failure:
+            self.issue(failure.issue, direction, Context(schema=schema, empty_body=not (raw or b"").strip()))
+            return None
+
+    def validate(self, schema: str, body: dict[str, Any], direction: str, what: str) -> None:
+        contract = self.engine.contract
+        required = contract.required_fields(schema, self.version)
+        for item in schema_issues(contract, schema, body, self.version, what):
+            top = item.pointer.split("/")[1] if item.pointer.count("/") >= 1 else ""
+            ctx = Context(schema=schema, body=body, optional=top not in required)
+            self.issue(item, direction, ctx)
+        issues, downloads = content_issues(contract, schema, body, self.version, what)
+        for item in issues:
+            self.issue(item, direction, Context(schema=schema, body=body))
+        self.downloads = downloads
+
+    def owner_of_result(self, request: Any) -> str | None:
+        if isinstance(request, dict):
+            issued = self.engine.issued.get(rid_key(request.get("request_id")) or "")
+            if issued:
+                return issued.device_id
+        return None
+
+    # ---- the answer --------------------------------------------------------
+    def judge_answer(self, request: Any, state: DeviceState) -> Any:
+        ex, endpoint = self.ex, self.endpoint
+        if ex.status is None:
+            self.finding("ANSWER-MISSING", f"no answer to {endpoint.path}: {ex.error or 'connection failed'}",
+                         "answer", expected="an HTTP answer", actual=ex.error or "none")
+            return None
+        if not is_ok_status(ex):
+            bad_request = self.request_errors > 0 and 400 <= ex.status < 500
+            if not bad_request:
+                self.finding("ANSWER-HTTP-STATUS", f"{endpoint.path} answered HTTP {ex.status} to a "
+                             f"{'valid' if not self.request_errors else 'faulty'} request", "answer",
+                             expected="2xx" if not self.request_errors else "2xx or 4xx", actual=ex.status)
+            return None
+        if endpoint.name == "taskRequest":
+            return self.judge_task(request)
+        schema = endpoint.answer
+        if endpoint.answer == "server/ack" and not (ex.response_body or b"").strip():
+            return None  # errata #18: an empty 2xx acknowledges too
+        answer = self.parse(ex.response_body, "answer", f"{endpoint.name} answer", schema)
+        if isinstance(answer, dict):
+            self.validate(schema, answer, "answer", f"{endpoint.name} answer")
+        return answer
+
+    def judge_task(self, request: Any) -> Any:
+        answer = self.parse(self.ex.response_body, "answer", "taskRequest answer", "server/tasks")
+        if not isinstance(answer, dict):
+            return None
+        name = answer.get("request_type")
+        tasks = self.engine.contract.tasks(self.version)
+        if name not in tasks:
+            known = name in self.engine.contract.all_tasks
+            why = (f"{name} exists only from V{self.engine.contract.all_tasks[name].since}" if known
+                   else "request_type is missing" if name is None else f"{name!r} is not a task of the document")
+            self.finding("TASK-UNKNOWN", f"taskRequest answer: {why} (protocol V{self.version})", "answer",
+                         pointer="/request_type", expected=sorted(tasks), actual=name)
+            return answer
+        self.judged.task = name
+        self.validate(tasks[name].schema, answer, "answer", f"{name} task")
+        return answer
+
+    # ---- per endpoint conversation rules -------------------------------------
+    def on_taskRequest(self, state: DeviceState, request: Any, answer: Any) -> None:
+        engine, ex = self.engine, self.ex
+        self.check_cadence(state)
+        self.check_devtime(state, request)
+        for task in list(state.outstanding.values()):
+            task.polls_since += 1
+            if task.polls_since >= 2 and not task.missing_reported:
+                self.judged.findings.append(engine._result_missing(state, task, ex.started - task.issued_at))
+        if state.facecmd:
+            result_at, polls, index = state.facecmd
+            state.facecmd = (result_at, polls + 1, index)
+            if polls + 1 >= 2:
+                self.judged.findings.append(engine._facecmd_missing(state))
+        state.polls += 1
+        kind, rid = "none", None
+        if isinstance(answer, dict) and self.judged.task:
+            kind = "idle" if self.judged.task == "idleTime" else "task"
+            if kind == "task":
+                rid = self.issue_task(state, answer)
+        if ex.ended is not None:
+            state.last_poll = PollState(ex.index, ex.ended, kind, rid)
+
+    def issue_task(self, state: DeviceState, answer: dict[str, Any]) -> str | None:
+        key = rid_key(answer.get("request_id"))
+        if key is None:
+            return None
+        previous = self.engine.issued.get(key)
+        if previous is not None:
+            self.finding("REQUEST-ID-DUPLICATE", f"request_id {answer.get('request_id')!r} was already used for "
+                         f"{previous.task} to {previous.device_id} (exchange #{previous.exchange}); ids must be unique",
+                         "answer", pointer="/request_id", expected="a request_id never used before",
+                         actual=answer.get("request_id"))
+        task = IssuedTask(task=self.judged.task or "?", rid=answer.get("request_id"), device_id=state.device_id,
+                          exchange=self.ex.index, issued_at=self.ex.ended or self.ex.started, payload=answer,
+                          downloads=list(getattr(self, "downloads", [])))
+        self.engine.issued[key] = task
+        if previous is not None and previous.device_id == state.device_id:
+            state.finished.pop(key, None)
+        state.outstanding[key] = task
+        return key
+
+    def check_cadence(self, state: DeviceState) -> None:
+        last = state.last_poll
+        if last is None or last.kind == "none":
+            return
+        cfg = self.engine.config
+        idle = last.kind == "idle"
+        nominal = self.engine._scaled("idle_interval_s" if idle else "task_interval_s")
+        busy = 0.0
+        if not idle and last.task_rid in state.last_result_end:
+            busy = max(0.0, state.last_result_end[last.task_rid] - last.ended)
+        low, high = cadence_window(nominal, cfg.tolerance, cfg.allowance_s, busy)
+        gap = self.ex.started - last.ended
+        if low <= gap <= high:
+            return
+        rule = "CADENCE-IDLE" if idle else "CADENCE-TASK"
+        after = "idleTime" if idle else "a task"
+        self.finding(rule, f"taskRequest came {gap:.3f} s after the answer with {after} (exchange #{last.exchange}); "
+                     f"expected {nominal:.3f} s (accepted {low:.3f}–{high:.3f} s)", "request",
+                     expected=f"{low:.3f}..{high:.3f} s", actual=round(gap, 3))
+
+    def check_devtime(self, state: DeviceState, request: Any) -> None:
+        if not state.devtime or not isinstance(request, dict):
+            return
+        stamp = request.get("time_stamp")
+        set_to, set_at, index = state.devtime
+        state.devtime = None
+        if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+            return
+        expected = set_to + (self.ex.started - set_at)
+        slack = self.engine.config.devtime_tolerance_s + 1.0  # +1: time_stamp has whole seconds
+        if abs(stamp - expected) > slack:
+            self.finding("DEVTIME-APPLIED", f"setDevTime (exchange #{index}) set the clock to {set_to}; this "
+                         f"taskRequest should carry ~{expected:.0f} but carries {stamp} ({stamp - expected:+.0f} s)",
+                         "request", pointer="/time_stamp", expected=round(expected), actual=stamp)
+
+    def on_taskResult(self, state: DeviceState, request: Any, answer: Any) -> None:
+        if not isinstance(request, dict):
+            return
+        engine, ex = self.engine, self.ex
+        key = rid_key(request.get("request_id"))
+        task = state.outstanding.get(key) if key else None
+        if task is not None:
+            task.results += 1
+            task.result_code = request.get("code")
+            state.finished[key] = state.outstanding.pop(key)  # type: ignore[index]
+            state.last_result_end[key] = ex.ended or ex.started  # type: ignore[index]
+            if task.result_code == 0:
+                self.after_success(state, task, request)
+            return
+        if key and key in state.finished:
+            done = state.finished[key]
+            done.results += 1
+            self.finding("RESULT-DUPLICATE", f"second taskResult for {done.task} request_id {request.get('request_id')!r} "
+                         f"(result #{done.results}); each task gets exactly one", "request", pointer="/request_id",
+                         expected="1 result", actual=done.results)
+            return
+        foreign = engine.issued.get(key) if key else None
+        if foreign is not None and foreign.device_id != state.device_id:
+            self.finding("RESULT-UNKNOWN-ID", f"taskResult from {state.device_id} for request_id {request.get('request_id')!r}, "
+                         f"which was given to {foreign.device_id}", "request", pointer="/request_id",
+                         expected=f"an id given to {state.device_id}", actual=request.get("request_id"))
+            if self.accepted(answer):
+                self.finding("RESULT-FOREIGN-ACCEPTED", f"the server accepted {state.device_id}'s result for a task it gave "
+                             f"{foreign.device_id} (request_id {request.get('request_id')!r}); it must refuse it",
+                             "answer", expected="4xx or code != 0", actual=answer if answer is not None else ex.status)
+            return
+        if state.polls == 0:
+            return  # joined mid-conversation: the task was sent before the capture began
+        if state.last_poll and state.last_poll.kind == "idle" and not state.outstanding:
+            self.finding("RESULT-FOR-IDLE", f"taskResult (request_id {request.get('request_id')!r}) after an idleTime "
+                         f"answer; idleTime has no request_id and gets no result", "request", pointer="/request_id",
+                         expected="no taskResult", actual=request.get("request_id"))
+            return
+        self.finding("RESULT-UNKNOWN-ID", f"taskResult for request_id {request.get('request_id')!r}, which was never "
+                     f"given to {state.device_id}", "request", pointer="/request_id",
+                     expected=sorted(state.outstanding) or "an issued request_id", actual=request.get("request_id"))
+
+    def accepted(self, answer: Any) -> bool:
+        if not is_ok_status(self.ex):
+            return False
+        return not isinstance(answer, dict) or answer.get("code", 0) == 0
+
+    def after_success(self, state: DeviceState, task: IssuedTask, result: dict[str, Any]) -> None:
+        if task.task == "setDevTime" and isinstance(task.payload.get("time_stamp"), int):
+            state.devtime = (task.payload["time_stamp"], task.issued_at, task.exchange)
+        if task.task == "faceCmd":
+            state.facecmd = (self.ex.started, 0, task.exchange)
+        if self.engine.config.check_downloads:
+            for url in task.downloads:
+                if not any(task.issued_at - 1e-3 <= at <= self.ex.started and _same_url(url, got)
+                           for at, got in self.engine.fetched):
+                    self.finding("DOWNLOAD-FETCHED", f"{task.task} (request_id {task.rid!r}) reported success but "
+                                 f"{url} was never fetched", "request", pointer="/code", expected=f"GET {url}",
+                                 actual="no download")
+
+    def on_faceRecognition(self, state: DeviceState, request: Any, answer: Any) -> None:
+        if not isinstance(request, dict):
+            return
+        for item in snap_time_issues(request, "faceRecognition request"):
+            self.issue(item, "request")
+        if state.facecmd:
+            state.facecmd = None
+        if not isinstance(answer, dict):
+            return
+        for name in ("snap_time", "frpic_name"):
+            if name in answer and name in request and answer[name] != request[name]:
+                self.finding("ACK-ECHO", f"faceRecognition answer {name} is {answer[name]!r}; it must echo the "
+                             f"capture's {request[name]!r}", "answer", pointer=f"/{name}",
+                             expected=request[name], actual=answer[name])
+        code = answer.get("code")
+        if self.request_errors == 0 and isinstance(code, int) and code != 0:
+            self.finding("ACK-CODE", f"faceRecognition answer code {code} for a capture with no errors; 0 means "
+                         "received", "answer", pointer="/code", expected=0, actual=code)
+
+    def on_gpsReport(self, state: DeviceState, request: Any, answer: Any) -> None:
+        if not isinstance(request, dict):
+            return
+        lat, lon = request.get("latitude"), request.get("longitude")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)):
+            return
+        previous, state.last_gps = state.last_gps, (self.ex.started, float(lat), float(lon))
+        if previous is None:
+            return
+        cfg = self.engine.config
+        moved = haversine_m(previous[1], previous[2], lat, lon)
+        gap = self.ex.started - previous[0]
+        min_gap = self.engine._scaled("gps_min_interval_s") * (1 - cfg.tolerance)
+        min_move = self.engine.timing["gps_min_distance_m"]
+        if gap < min_gap and moved < min_move:
+            self.finding("GPS-CADENCE", f"gpsReport {gap:.3f} s after the previous one and only {moved:.1f} m away; "
+                         f"a report needs > {self.engine._scaled('gps_min_interval_s'):.3f} s or > {min_move:.0f} m",
+                         "request", expected=f">= {min_gap:.3f} s or >= {min_move:.0f} m",
+                         actual=f"{gap:.3f} s, {moved:.1f} m")
+        distance = request.get("distance")
+        if isinstance(distance, (int, float)) and not isinstance(distance, bool):
+            slack = max(cfg.gps_distance_tolerance_m, 0.1 * moved)
+            if abs(distance - moved) > slack:
+                self.finding("GPS-DISTANCE", f"gpsReport distance {distance} m but the positions are {moved:.1f} m "
+                             f"apart (haversine)", "request", pointer="/distance", expected=round(moved, 1),
+                             actual=distance)
+
+
+def _same_url(wanted: str, got: str) -> bool:
+    if wanted == got:
+        return True
+    tail = wanted.split("://", 1)[-1]
+    tail = tail[tail.find("/"):] if "/" in tail else "/"
+    return got == tail or got.endswith(tail)
+
+
+def message_kinds(contract: Contract) -> list[str]:
+    """Names accepted by ``judge_message``: endpoints (device message), their
+    answers (``<endpoint>-answer``; ``task`` for the taskRequest answer) and
+    any schema name."""
+    kinds = list(contract.all_endpoints) + [f"{e}-answer" for e in contract.all_endpoints] + ["task"]
+    return kinds + sorted(contract.raw)
+
+
+def judge_message(engine: Engine, kind: str, raw: bytes) -> list[Finding]:
+    """Judge one message on its own (no conversation): parse, schema, content."""
+    contract = engine.contract
+    if kind in contract.all_endpoints:
+        endpoint, direction, schema = contract.all_endpoints[kind], "request", contract.all_endpoints[kind].request
+    elif kind.endswith("-answer") and kind[: -len("-answer")] in contract.all_endpoints:
+        endpoint = contract.all_endpoints[kind[: -len("-answer")]]
+        direction, schema = "answer", endpoint.answer
+    elif kind == "task":
+        endpoint, direction, schema = contract.all_endpoints["taskRequest"], "answer", "tasks"
+    elif kind in contract.raw:
+        endpoint = contract.all_endpoints["taskRequest"]
+        direction, schema = ("request" if kind.startswith("device/") else "answer"), kind
+    else:
+        raise ValueError(f"unknown message kind {kind!r}; one of: {', '.join(message_kinds(contract))}")
+    with engine._lock:
+        exchange = Exchange("POST", endpoint.path, raw if direction == "request" else b"", started=0.0, ended=0.0)
+        exchange.index = engine.count
+        engine.count += 1
+        judged = Judged(exchange, endpoint.name, "")
+        judge = _Judge(engine, exchange, endpoint, judged)
+        if schema == "tasks":
+            exchange.response_body = raw
+            judge.judge_task(None)
+            return judged.findings
+        body = judge.parse(raw, direction, f"{kind} message", schema)
+        if isinstance(body, dict):
+            judge.validate(schema, body, direction, f"{kind} message")
+            if schema == contract.all_endpoints["faceRecognition"].request:
+                for item in snap_time_issues(body, f"{kind} message"):
+                    judge.issue(item, direction)
+        return judged.findings

@@ -1,0 +1,37 @@
+"""The repaired spec examples (schemas/examples/index.yaml) as data for
+tests, the demo and the reference peers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facecert.contract import schemas_dir
+
+
+@dataclass(frozen=True)
+class Example:
+    file: str
+    schema: str
+    spec: str
+    repairs: tuple[str, ...]
+    body: Any
+
+
+def load_examples(root: Path | None = None) -> list[Example]:
+    folder = (root or schemas_dir()) / "examples"
+    index = yaml.safe_load((folder / "index.yaml").read_text(encoding="utf-8"))
+    return [Example(item["file"], item["schema"], str(item.get("spec", "")), tuple(item.get("repairs") or ()),
+                    json.loads((folder / item["file"]).read_text(encoding="utf-8"))) for item in index]
+
+
+def example_for(schema: str) -> Any:
+    """The first repaired example of a schema (a deep copy each call)."""
+    for example in load_examples():
+        if example.schema == schema:
+            return json.loads(json.dumps(example.body))
+    raise KeyError(f"no example for {schema}")

@@ -1,0 +1,106 @@
+"""The conversation model: exchanges in, findings out."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"error": 2, "warning": 1, "info": 0}[self.value]
+
+
+@dataclass
+class Exchange:
+    """One HTTP request and its answer, as any tap saw it.
+
+    Times are epoch seconds: ``started`` when the request began (sent by the
+    device / received by the server), ``ended`` when the answer was complete.
+    ``status`` is None when no answer came (connection refused, timeout).
+    """
+
+    method: str
+    path: str
+    request_body: bytes = b""
+    status: int | None = 200
+    response_body: bytes | None = b""
+    started: float = 0.0
+    ended: float | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    peer: str = ""
+    url: str = ""
+    index: int = -1
+    error: str | None = None  # transport error text when status is None
+
+    @property
+    def duration(self) -> float:
+        return 0.0 if self.ended is None else max(0.0, self.ended - self.started)
+
+    @property
+    def request_content_type(self) -> str:
+        return _header(self.request_headers, "content-type")
+
+    @property
+    def response_content_type(self) -> str:
+        return _header(self.response_headers, "content-type")
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return ""
+
+
+@dataclass
+class Finding:
+    """One judgement, written for a firmware engineer who never read our code."""
+
+    rule: str
+    severity: Severity
+    message: str
+    spec: str = ""
+    party: str = ""  # "device" or "server": who broke the rule
+    exchange: int = -1
+    endpoint: str = ""
+    direction: str = ""  # "request" (device -> server) or "answer"
+    pointer: str = ""
+    expected: Any = None
+    actual: Any = None
+    device_id: str = ""
+    note: str = ""  # profile note when the severity was changed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["severity"] = self.severity.value
+        for key in ("expected", "actual"):
+            data[key] = _jsonable(data[key])
+        return data
+
+    def line(self) -> str:
+        where = f"#{self.exchange} {self.endpoint} {self.direction}".strip()
+        ptr = f" {self.pointer}" if self.pointer else ""
+        return f"{self.severity.value.upper():7} {self.rule:24} [{where}{ptr}] {self.message}"
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def abbreviate(value: Any, limit: int = 80) -> str:
+    """Short printable form of a JSON value for messages (images can be 300 KB)."""
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, bytes) else repr(value[:limit])
+    return text if len(text) <= limit else text[: limit - 15] + f"… ({len(text)} chars)"
