@@ -65,6 +65,27 @@ def demo(report: Path = typer.Option(Path("reports/demo"), help="where the demo 
     raise typer.Exit(run_demo(report, console))
 
 
+# ---- sub-commands of the peers (each module registers its own) ----
+# serve:   mock_server/cli.py   -> register(app)
+# device:  mock_device/cli.py   -> register(app)
+# proxy:   proxy_addons/cli.py  -> register(app)
+# certify: facecert/certify.py  -> register(app)
+def _register_peers() -> None:
+    import importlib
+
+    for module in ("mock_server.cli", "mock_device.cli", "proxy_addons.cli", "facecert.certify"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_peers()
+
+
 def main() -> None:
     try:
         app()
