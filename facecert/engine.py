@@ -237,6 +237,10 @@ class _Judge:
             self.issue(item, direction, Context(schema=schema, body=body))
         self.downloads = downloads
 
+    def errors_at(self, *pointers: str) -> bool:
+        """A cross-field rule is moot when one of its fields is already wrong."""
+        return any(f.pointer in pointers and f.severity is Severity.ERROR for f in self.judged.findings)
+
     def owner_of_result(self, request: Any) -> str | None:
         if isinstance(request, dict):
             issued = self.engine.issued.get(rid_key(request.get("request_id")) or "")
@@ -400,9 +404,14 @@ class _Judge:
                          f"answer; idleTime has no request_id and gets no result", "request", pointer="/request_id",
                          expected="no taskResult", actual=request.get("request_id"))
             return
+        expected = sorted(state.outstanding) or "an issued request_id"
+        if len(state.outstanding) == 1:
+            # the one open task was answered, under a wrong id: one fault, not two
+            only = next(iter(state.outstanding.values()))
+            only.missing_reported = True
         self.finding("RESULT-UNKNOWN-ID", f"taskResult for request_id {request.get('request_id')!r}, which was never "
                      f"given to {state.device_id}", "request", pointer="/request_id",
-                     expected=sorted(state.outstanding) or "an issued request_id", actual=request.get("request_id"))
+                     expected=expected, actual=request.get("request_id"))
 
     def accepted(self, answer: Any) -> bool:
         if not is_ok_status(self.ex):
@@ -425,8 +434,9 @@ class _Judge:
     def on_faceRecognition(self, state: DeviceState, request: Any, answer: Any) -> None:
         if not isinstance(request, dict):
             return
-        for item in snap_time_issues(request, "faceRecognition request"):
-            self.issue(item, "request")
+        if not self.errors_at("/snap_time", "/snap_time_ms"):
+            for item in snap_time_issues(request, "faceRecognition request"):
+                self.issue(item, "request")
         if state.facecmd:
             state.facecmd = None
         if not isinstance(answer, dict):
@@ -496,8 +506,9 @@ def judge_message(engine: Engine, kind: str, raw: bytes) -> list[Finding]:
     elif kind == "task":
         endpoint, direction, schema = contract.all_endpoints["taskRequest"], "answer", "tasks"
     elif kind in contract.raw:
-        endpoint = contract.all_endpoints["taskRequest"]
         direction, schema = ("request" if kind.startswith("device/") else "answer"), kind
+        endpoint = next((e for e in contract.all_endpoints.values() if kind in (e.request, e.answer)),
+                        contract.all_endpoints["taskResult" if kind.startswith("device/results/") else "taskRequest"])
     else:
         raise ValueError(f"unknown message kind {kind!r}; one of: {', '.join(message_kinds(contract))}")
     with engine._lock:
@@ -513,7 +524,7 @@ def judge_message(engine: Engine, kind: str, raw: bytes) -> list[Finding]:
         body = judge.parse(raw, direction, f"{kind} message", schema)
         if isinstance(body, dict):
             judge.validate(schema, body, direction, f"{kind} message")
-            if schema == contract.all_endpoints["faceRecognition"].request:
+            if schema == contract.all_endpoints["faceRecognition"].request and not judge.errors_at("/snap_time", "/snap_time_ms"):
                 for item in snap_time_issues(body, f"{kind} message"):
                     judge.issue(item, direction)
         return judged.findings

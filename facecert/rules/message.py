@@ -82,7 +82,16 @@ def parse_body(raw: bytes | None, limit: int, what: str) -> Any:
 
 
 def schema_issues(contract: Contract, schema: str, body: Any, version: str, what: str) -> list[Issue]:
-    return [_issue(contract, schema, error, version, what) for error in contract.errors(schema, body, version)]
+    issues = [_issue(contract, schema, error, version, what) for error in contract.errors(schema, body, version)]
+    return _one_cause_per_field(issues)
+
+
+def _one_cause_per_field(issues: list[Issue]) -> list[Issue]:
+    """A value of the wrong type also fails its enum/range/pattern; report the
+    type alone, since that is the cause a firmware engineer has to fix."""
+    typed = {issue.pointer for issue in issues if issue.rule == "MSG-TYPE"}
+    consequences = {"MSG-ENUM", "MSG-RANGE", "MSG-FORMAT", "MSG-SCHEMA"}
+    return [i for i in issues if not (i.pointer in typed and i.rule in consequences)]
 
 
 def _issue(contract: Contract, schema: str, error: SchemaError, version: str, what: str) -> Issue:

@@ -1,0 +1,289 @@
+"""Every rule of the registry: a conversation that breaks it fires exactly
+that rule (no other error), and the same conversation done right is clean.
+
+Conversations are built with facecert.samples.ConversationBuilder, which
+times and shapes them like a correct device and server; each case breaks
+one thing."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Callable
+
+import pytest
+from PIL import Image
+
+from facecert.engine import Engine, EngineConfig
+from facecert.examples import example_for
+from facecert.model import Exchange, Severity
+from facecert.rules.registry import RULES
+from facecert.samples import ConversationBuilder, sample_conversation
+
+Build = Callable[[ConversationBuilder], None]
+
+
+def judge(exchanges: list[Exchange], **config) -> list:
+    engine = Engine(EngineConfig(**config))
+    for exchange in exchanges:
+        engine.feed(exchange)
+    engine.finish()
+    return engine.findings
+
+
+def errors_of(build: Build, **config) -> list:
+    builder = ConversationBuilder()
+    build(builder)
+    return [f for f in judge(builder.exchanges, **config) if f.severity is Severity.ERROR]
+
+
+def _json(body) -> bytes:
+    return json.dumps(body).encode()
+
+
+def png_b64() -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+# ---- the cases: rule -> (broken, correct) ---------------------------------
+
+def good_task_then_idle(b: ConversationBuilder) -> None:
+    b.cycle("server/tasks/getDevStatus")
+    b.idle()
+    b.poll(example_for("server/tasks/idleTime"))
+
+
+def raw_request(path: str, body: bytes, method: str = "POST") -> Build:
+    def build(b: ConversationBuilder) -> None:
+        b.poll(example_for("server/tasks/idleTime"))
+        ex = b._post(path, body, {"code": 0, "log": "ok"})
+        ex.method = method
+    return build
+
+
+def good_alarm(b: ConversationBuilder) -> None:
+    b.poll(example_for("server/tasks/idleTime"))
+    b._post("/deviceAlarm", example_for("device/deviceAlarm"), {"code": 0})
+
+
+def result_with(mutate: Callable[[dict], None]) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        task = b.poll(example_for("server/tasks/getDevStatus"))
+        body = example_for("device/results/getDevStatus")
+        body.update(device_id=b.device_id, request_id=task["request_id"])
+        mutate(body)
+        b._post("/taskResult", body, {"code": 0})
+        b.wait("task_interval_s")
+        b.poll(example_for("server/tasks/idleTime"))
+    return build
+
+
+def capture_with(mutate: Callable[[dict], None], answer: Callable[[dict], dict] | None = None) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        b.poll(example_for("server/tasks/idleTime"))
+        body = example_for("device/faceRecognition")
+        body.update(device_id=b.device_id)
+        mutate(body)
+        ack = {"code": 0, "snap_time": body.get("snap_time"), "frpic_name": body.get("frpic_name"), "log": "ok"}
+        b._post("/faceRecognition", body, answer(ack) if answer else ack)
+    return build
+
+
+def task_answer(task: dict | bytes, status: int = 200) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        b._post("/taskRequest", b.poll_body(), task if isinstance(task, bytes) else task, status)
+    return build
+
+
+def gps(points: list[tuple[float, float, float, float]]) -> Build:
+    """(seconds after the previous report, latitude, longitude, reported distance)."""
+    def build(b: ConversationBuilder) -> None:
+        for wait, lat, lon, distance in points:
+            b.now += wait
+            body = example_for("device/gpsReport")
+            body.update(device_id=b.device_id, latitude=lat, longitude=lon, distance=distance, time_stamp=int(b.now))
+            b._post("/gpsReport", body, {"code": 0})
+    return build
+
+
+def devtime(applied: bool) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        task = b.poll({**example_for("server/tasks/setDevTime"), "time_stamp": 1_600_000_000})
+        b.result(task)
+        b.wait("task_interval_s")
+        body = b.poll_body()
+        if applied:
+            body["time_stamp"] = 1_600_000_000 + int(b.now - (b.exchanges[0].ended or 0))
+        b._post("/taskRequest", body, {**example_for("server/tasks/idleTime"), "time_stamp": int(b.now)})
+    return build
+
+
+def facecmd(capture: bool) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        task = b.poll(example_for("server/tasks/faceCmd"))
+        b.result(task)
+        if capture:
+            b.capture()
+        b.wait("task_interval_s")
+        b.poll(example_for("server/tasks/idleTime"))
+        b.wait("idle_interval_s")
+        b.poll(example_for("server/tasks/idleTime"))
+    return build
+
+
+def download(fetched: bool) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        task = b.poll(example_for("server/tasks/upgrade"))
+        if fetched:
+            b.exchanges.append(Exchange("GET", "/test.img", b"", 200, b"\x00" * 10, started=b.now, ended=b.now + 0.01))
+            b.now += 0.01
+        b.result(task)
+    return build
+
+
+def cadence(rule_wait: float, after_task: bool) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        if after_task:
+            task = b.poll(example_for("server/tasks/getDevStatus"))
+            b.result(task)
+        else:
+            b.poll(example_for("server/tasks/idleTime"))
+        b.now += rule_wait
+        b.poll(example_for("server/tasks/idleTime"))
+    return build
+
+
+def duplicate_rid(b: ConversationBuilder) -> None:
+    task = b.poll(example_for("server/tasks/getDevStatus"))
+    b.result(task)
+    b.wait("task_interval_s")
+    b.rid -= 1  # the server hands out the same id again
+    task = b.poll(example_for("server/tasks/getDevStatus"))
+    b.result(task)
+
+
+def two_devices(result_device: str, accepted: bool) -> Build:
+    def build(b: ConversationBuilder) -> None:
+        task = b.poll(example_for("server/tasks/getDevStatus"))
+        other = ConversationBuilder("OTHER0000000001", start=b.now)
+        other.poll(example_for("server/tasks/idleTime"))
+        b.exchanges.extend(other.exchanges)
+        body = {"device_id": result_device, "request_id": task["request_id"], "code": 0, "log": "x",
+                **{k: v for k, v in example_for("device/results/getDevStatus").items() if k not in ("device_id", "request_id")}}
+        b._post("/taskResult", body, {"code": 0} if accepted else {"code": 1, "log": "not your task"},
+                200 if accepted else 200)
+    return build
+
+
+def big_user_info(b: ConversationBuilder) -> None:
+    task = example_for("server/tasks/addUser")
+    task["user_list"][0]["user_info"]["other"] = "x" * 300
+    b.poll(task)
+
+
+def timed_out(b: ConversationBuilder) -> None:
+    b._post("/taskRequest", b.poll_body(), {"code": 0})
+    b.exchanges[-1].status = None
+    b.exchanges[-1].response_body = None
+    b.exchanges[-1].error = "connection refused"
+
+
+def image_in(field_value: str) -> Build:
+    return capture_with(lambda body: body.update(image=field_value))
+
+
+CASES: dict[str, tuple[Build, Build, dict]] = {
+    "MSG-NOT-JSON": (raw_request("/deviceAlarm", b"{not json"), good_alarm, {}),
+    "MSG-NOT-OBJECT": (raw_request("/deviceAlarm", b"[1, 2]"), good_alarm, {}),
+    "MSG-EMPTY-BODY": (raw_request("/deviceAlarm", b""), good_alarm, {}),
+    "MSG-TOO-LARGE": (raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "pad": "x" * 3000})),
+                      good_alarm, {"max_body": 2000}),
+    "MSG-REQUIRED": (result_with(lambda r: r.pop("code")), result_with(lambda r: None), {}),
+    "MSG-TYPE": (result_with(lambda r: r.update(code="0")), result_with(lambda r: None), {}),
+    "MSG-ENUM": (capture_with(lambda c: c.update(mask=3)), capture_with(lambda c: c.update(mask=6)), {}),
+    "MSG-RANGE": (capture_with(lambda c: c.update(face_yaw=101)), capture_with(lambda c: c.update(face_yaw=100)), {}),
+    "MSG-FORMAT": (capture_with(lambda c: c.update(frpic_name="../../x.php")), capture_with(lambda c: None), {}),
+    "MSG-NOT-ALLOWED": (raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "alarm_type": 0,
+                                                          "image": example_for("device/faceRecognition")["image"]})),
+                        raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "alarm_type": 12,
+                                                          "image": example_for("device/faceRecognition")["image"]})), {}),
+    "MSG-SCHEMA": (task_answer({**example_for("server/tasks/setScreenSave"), "image_2": "sc2.png"}),
+                   task_answer(example_for("server/tasks/setScreenSave")), {}),
+    "MSG-UNKNOWN-FIELD": (result_with(lambda r: r.update(sign_tby="0" * 32)), result_with(lambda r: None), {}),
+    "TASK-UNKNOWN": (task_answer({"request_type": "rebootDevice", "request_id": 5}),
+                     task_answer(example_for("server/tasks/getDevStatus")), {}),
+    "ENDPOINT-NOT-IN-VERSION": (gps([(0, 22.5, 114.0, 0)]), raw_request("/deviceAlarm", _json({
+        k: v for k, v in example_for("device/deviceAlarm").items() if k != "device_ip"})), {"protocol_version": "1.2"}),
+    "HTTP-METHOD": (raw_request("/deviceAlarm", _json(example_for("device/deviceAlarm")), "PUT"), good_alarm, {}),
+    "ANSWER-HTTP-STATUS": (task_answer(example_for("server/tasks/getDevStatus"), 500),
+                           task_answer(example_for("server/tasks/getDevStatus")), {}),
+    "ANSWER-MISSING": (timed_out, task_answer(example_for("server/tasks/getDevStatus")), {}),
+    "IMG-BASE64": (image_in("@@not base64@@"), capture_with(lambda c: None), {}),
+    "IMG-FORMAT": (image_in(png_b64()), capture_with(lambda c: None), {}),
+    "USERINFO-SIZE": (big_user_info, task_answer(example_for("server/tasks/addUser")), {}),
+    "SNAPTIME-MS": (capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 5000)),
+                    capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 999)), {}),
+    "RESULT-MISSING": (lambda b: [b.poll(example_for("server/tasks/getDevStatus")), b.wait("task_interval_s"),
+                                  b.poll(example_for("server/tasks/idleTime")), b.wait("idle_interval_s"),
+                                  b.poll(example_for("server/tasks/idleTime"))], good_task_then_idle, {}),
+    "RESULT-DUPLICATE": (lambda b: [b.result(b.poll(example_for("server/tasks/getDevStatus")))
+                                    for _ in [0]] and b.result({**example_for("server/tasks/getDevStatus"), "request_id": b.rid}),
+                         good_task_then_idle, {}),
+    "RESULT-UNKNOWN-ID": (result_with(lambda r: r.update(request_id=r["request_id"] + 77)), result_with(lambda r: None), {}),
+    "RESULT-FOR-IDLE": (lambda b: [b.poll(example_for("server/tasks/idleTime")),
+                                   b._post("/taskResult", {"device_id": b.device_id, "request_id": 0, "code": 0}, {"code": 0})],
+                        good_task_then_idle, {}),
+    "RESULT-FOREIGN-ACCEPTED": (two_devices("OTHER0000000001", True), two_devices("OTHER0000000001", False), {}),
+    "REQUEST-ID-DUPLICATE": (duplicate_rid, good_task_then_idle, {}),
+    "CADENCE-IDLE": (cadence(10.0, after_task=False), cadence(20.0, after_task=False), {}),
+    "CADENCE-TASK": (cadence(12.0, after_task=True), cadence(5.0, after_task=True), {}),
+    "ACK-ECHO": (capture_with(lambda c: None, lambda a: {**a, "snap_time": a["snap_time"] - 3}), capture_with(lambda c: None), {}),
+    "ACK-CODE": (capture_with(lambda c: None, lambda a: {**a, "code": 1}), capture_with(lambda c: None), {}),
+    "GPS-CADENCE": (gps([(0, 22.5, 114.0, 0), (1.0, 22.50001, 114.0, 1.1)]),
+                    gps([(0, 22.5, 114.0, 0), (1.0, 22.5003, 114.0, 33.4)]), {}),
+    "GPS-DISTANCE": (gps([(0, 22.5, 114.0, 0), (6.0, 22.5003, 114.0, 120)]),
+                     gps([(0, 22.5, 114.0, 0), (6.0, 22.5003, 114.0, 33.4)]), {}),
+    "DEVTIME-APPLIED": (devtime(False), devtime(True), {}),
+    "FACECMD-CAPTURE": (facecmd(False), facecmd(True), {}),
+    "DOWNLOAD-FETCHED": (download(False), download(True), {"check_downloads": True}),
+}
+
+
+# rules whose breach necessarily includes another party's breach
+COMPANIONS = {"RESULT-FOREIGN-ACCEPTED": {"RESULT-UNKNOWN-ID"}}
+
+
+def test_every_rule_has_a_case() -> None:
+    assert set(CASES) == set(RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_fires_on_a_broken_conversation(rule: str) -> None:
+    broken, _, config = CASES[rule]
+    builder = ConversationBuilder()
+    broken(builder)
+    findings = judge(builder.exchanges, **config)
+    fired = [f for f in findings if f.rule == rule]
+    assert fired, [f.line() for f in findings]
+    others = {f.rule for f in findings if f.severity is Severity.ERROR} - {rule} - COMPANIONS.get(rule, set())
+    assert not others, [f.line() for f in findings]
+    assert all(f.message and f.spec and f.party in ("device", "server") for f in fired)
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_is_silent_on_the_correct_conversation(rule: str) -> None:
+    _, correct, config = CASES[rule]
+    builder = ConversationBuilder()
+    correct(builder)
+    findings = judge(builder.exchanges, **config)
+    assert not [f for f in findings if f.rule == rule], [f.line() for f in findings]
+    assert not [f for f in findings if f.severity is Severity.ERROR and f.rule not in COMPANIONS.get(rule, ())], \
+        [f.line() for f in findings]
+
+
+def test_sample_conversation_is_clean_for_many_devices() -> None:
+    findings = judge(sample_conversation(devices=5, cycles=6))
+    assert findings == []
