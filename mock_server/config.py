@@ -1,0 +1,38 @@
+"""The mock server's settings, shared by the Python API, the CLI and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_BODY = 20 * 1024 * 1024  # 20 MiB: a capture with three full-HD JPEGs fits with room to spare
+
+
+@dataclass
+class ServerConfig:
+    """How to run one mock platform server.
+
+    ``port=0`` asks the OS for a free port (tests); ``db=None`` keeps the
+    session in memory; ``assets=None`` generates the default face JPEG,
+    screen-saver PNG and firmware image in a temporary folder.
+    ``admin_token`` protects ``/_admin`` (required when binding beyond
+    127.0.0.1; the CLI generates one then).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    prefix: str = ""
+    db: str | Path | None = None
+    assets: str | Path | None = None
+    profile: str = "strict"
+    protocol_version: str | None = None
+    time_scale: float = 1.0
+    max_body: int = DEFAULT_MAX_BODY
+    admin_token: str | None = None
+    tolerance: float = 0.25  # cadence tolerance handed to the engine (errata #26)
+    firmware: str | Path | None = None  # a user-provided firmware image served as firmware.bin
+
+    def normalised_prefix(self) -> str:
+        """``/test`` form: leading slash, no trailing one, empty for none."""
+        prefix = (self.prefix or "").strip().strip("/")
+        return f"/{prefix}" if prefix else ""
