@@ -33,10 +33,10 @@ VersionOpt = Annotated[Optional[str], typer.Option("--protocol-version", callbac
                                                    help="judge as this protocol version (e.g. 1.3); default: latest (2.0)")]
 ToleranceOpt = Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0,
                                              help="relative tolerance on the 20 s / 5 s cadence (default 0.25 = ±25 %)")]
-TimeScaleOpt = Annotated[float, typer.Option("--time-scale", min=0.001, max=100.0,
+TimeScaleOpt = Annotated[float, typer.Option("--time-scale", min=0.00001, max=100.0,
                                              help="protocol intervals are multiplied by this (simulators run at e.g. 0.05)")]
 
 
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)

@@ -197,6 +197,8 @@ class _Judge:
                 task = issued.task if issued else None
                 schema = self.engine.contract.result_schema(task)
             self.validate(schema, request, "request", f"{endpoint.name} request")
+            if endpoint.name == "faceRecognition":
+                self.check_snap_time(request)  # a request error, so judged before the answer (a 4xx is then right)
         answer = self.judge_answer(request, state)
         self.judged.answer = answer
         handler = getattr(self, f"on_{endpoint.name}", None)
@@ -264,6 +266,8 @@ class _Judge:
             return None
         if endpoint.name == "taskRequest":
             return self.judge_task(request)
+        if request is None:
+            return None  # a refused or unreadable message: any answer (4xx, an error code) is fair
         schema = endpoint.answer
         if endpoint.answer == "server/ack" and not (ex.response_body or b"").strip():
             return None  # errata #18: an empty 2xx acknowledges too
@@ -431,12 +435,14 @@ class _Judge:
                                  f"{url} was never fetched", "request", pointer="/code", expected=f"GET {url}",
                                  actual="no download")
 
-    def on_faceRecognition(self, state: DeviceState, request: Any, answer: Any) -> None:
-        if not isinstance(request, dict):
-            return
+    def check_snap_time(self, request: dict[str, Any]) -> None:
         if not self.errors_at("/snap_time", "/snap_time_ms"):
             for item in snap_time_issues(request, "faceRecognition request"):
                 self.issue(item, "request")
+
+    def on_faceRecognition(self, state: DeviceState, request: Any, answer: Any) -> None:
+        if not isinstance(request, dict):
+            return
         if state.facecmd:
             state.facecmd = None
         if not isinstance(answer, dict):

@@ -3,6 +3,8 @@ tests, the demo and the reference peers."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +25,20 @@ class Example:
 
 
 def load_examples(root: Path | None = None) -> list[Example]:
-    folder = (root or schemas_dir()) / "examples"
+    return list(_load(root or schemas_dir()))
+
+
+@functools.cache
+def _load(root: Path) -> tuple[Example, ...]:
+    folder = root / "examples"
     index = yaml.safe_load((folder / "index.yaml").read_text(encoding="utf-8"))
-    return [Example(item["file"], item["schema"], str(item.get("spec", "")), tuple(item.get("repairs") or ()),
-                    json.loads((folder / item["file"]).read_text(encoding="utf-8"))) for item in index]
+    return tuple(Example(item["file"], item["schema"], str(item.get("spec", "")), tuple(item.get("repairs") or ()),
+                    json.loads((folder / item["file"]).read_text(encoding="utf-8"))) for item in index)
 
 
 def example_for(schema: str) -> Any:
     """The first repaired example of a schema (a deep copy each call)."""
     for example in load_examples():
         if example.schema == schema:
-            return json.loads(json.dumps(example.body))
+            return copy.deepcopy(example.body)
     raise KeyError(f"no example for {schema}")

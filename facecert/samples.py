@@ -107,6 +107,6 @@ def sample_conversation(devices: int = 1, cycles: int = 3) -> list[Exchange]:
 
 def iter_large(total: int) -> Iterator[Exchange]:
     """About ``total`` exchanges over enough devices, for benchmarks."""
-    per_device = 5 * 20
-    devices = max(1, total // per_device)
+    per_device = 4 * 20  # (task, result, idle, capture) x 20 cycles
+    devices = max(1, -(-total // per_device))
     yield from sample_conversation(devices=devices, cycles=20)

@@ -52,7 +52,7 @@ def run_validate(files: list[Path], *, profile: str, version: str | None, tolera
     try:
         engine, findings, total = judge_files(files, config, as_kind)
     except CaptureError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
         return 2
     except MemoryError:
         console.print("[bold red]error:[/] the capture does not fit in memory")

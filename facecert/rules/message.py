@@ -28,6 +28,7 @@ _RULE_BY_KEYWORD = {
     "pattern": "MSG-FORMAT",
     "format": "MSG-FORMAT",
     "false": "MSG-NOT-ALLOWED",
+    "not": "MSG-NOT-ALLOWED",  # `"not": {}` excludes a field (deviceAlarm image unless alarm_type 12)
     "unevaluatedProperties": "MSG-UNKNOWN-FIELD",
 }
 MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",)}

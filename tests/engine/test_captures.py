@@ -1,0 +1,174 @@
+"""Capture readers on files written by a real mitmdump, and `facecert validate`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from facecert.asgi import UvicornThread
+from facecert.captures import CaptureError, read_capture, sniff_format, write_har, write_jsonl
+from facecert.samples import sample_conversation
+
+ROOT = Path(__file__).resolve().parents[2]
+FACECERT = str(Path(sys.executable).parent / "facecert")
+
+
+def canned_upstream() -> Starlette:
+    """Replays, in order, the answers of the sample conversation (the test sends its requests in order)."""
+    answers = [ex.response_body for ex in sample_conversation(cycles=2)]
+    seen: list[str] = []
+
+    async def answer(request: Request) -> Response:
+        body = await request.body()
+        seen.append(hashlib.sha256(body).hexdigest())
+        canned = answers[len(seen) - 1] if len(seen) <= len(answers) else b'{"code": 0}'
+        return Response(canned, media_type="application/json")
+
+    app = Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
+    app.state.seen = seen
+    return app
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, mitmdump) -> dict:
+    """Sample traffic plus one binary body, through a real mitmdump writing flows and HAR."""
+    folder = tmp_path_factory.mktemp("mitm")
+    app = canned_upstream()
+    with UvicornThread(app) as upstream:
+        flows, har = folder / "flows.mitm", folder / "session.har"
+        proc = subprocess.Popen([mitmdump, "--mode", f"reverse:{upstream.base}", "--listen-host", "127.0.0.1",
+                                 "--listen-port", "0", "--set", f"confdir={folder / 'conf'}", "-w", str(flows),
+                                 "--set", f"hardump={har}", "-q", "-s", str(ROOT / "tests" / "engine" / "port_reporter.py")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        port = int(proc.stdout.readline().strip().split()[-1])
+        sent = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for ex in sample_conversation(cycles=2):
+                client.post(ex.path, content=ex.request_body, headers={"Content-Type": "application/json"})
+                sent.append(ex.request_body)
+            binary = b"\xff\xfe\x00binary\x80"
+            client.post("/faceRecognition", content=binary)
+            sent.append(binary)
+        proc.terminate()
+        proc.wait(timeout=20)
+    return {"flows": flows, "har": har, "sent": sent, "upstream": app.state.seen}
+
+
+def test_flow_file_gives_exact_bytes(recorded) -> None:
+    assert sniff_format(recorded["flows"]) == "flows"
+    exchanges = list(read_capture(recorded["flows"]))
+    assert [ex.request_body for ex in exchanges] == recorded["sent"]
+    assert [hashlib.sha256(b).hexdigest() for b in recorded["sent"]] == recorded["upstream"]
+    assert all(ex.status == 200 and ex.ended >= ex.started > 0 for ex in exchanges)
+
+
+def test_mitmproxy_har_is_read(recorded) -> None:
+    assert sniff_format(recorded["har"]) == "har"
+    exchanges = list(read_capture(recorded["har"]))
+    assert len(exchanges) == len(recorded["sent"])
+    assert [ex.request_body for ex in exchanges[:-1]] == recorded["sent"][:-1]  # text bodies exact
+    assert exchanges[0].path == "/taskRequest" and json.loads(exchanges[0].response_body)["request_type"]
+
+
+def test_our_har_and_jsonl_round_trip_binary_bodies(tmp_path: Path, recorded) -> None:
+    exchanges = list(read_capture(recorded["flows"]))
+    for path, writer in ((tmp_path / "x.har", write_har), (tmp_path / "x.jsonl", write_jsonl)):
+        writer(exchanges, path)
+        again = list(read_capture(path))
+        assert [(e.request_body, e.response_body, e.status, e.path) for e in again] == \
+               [(e.request_body, e.response_body, e.status, e.path) for e in exchanges]
+        assert all(abs(a.started - b.started) < 1e-3 for a, b in zip(again, exchanges))
+
+
+def run_validate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FACECERT, "validate", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_validate_on_a_real_mitmdump_capture(recorded) -> None:
+    result = run_validate(str(recorded["flows"]), "--json", "--time-scale", "0.0001")
+    summary = json.loads(result.stdout)
+    assert summary["exchanges"] == len(recorded["sent"])
+    errors = {f["rule"] for f in summary["findings"] if f["severity"] == "error"}
+    assert errors == {"MSG-NOT-JSON"}, summary["findings"]  # the binary body, and only it
+    assert result.returncode == 1
+
+
+def test_validate_clean_capture_exits_0_and_writes_junit(tmp_path: Path) -> None:
+    har = write_har(sample_conversation(devices=2, cycles=3), tmp_path / "clean.har")
+    result = run_validate(str(har), "--junit", str(tmp_path / "junit.xml"))
+    assert result.returncode == 0, result.stdout
+    assert "PASS" in result.stdout
+    xml = (tmp_path / "junit.xml").read_text()
+    assert 'failures="0"' in xml and "CADENCE-IDLE" in xml
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"\x00\x01\x02binary", "not a capture"),
+    (b'{"log": {"entries": [{"request": 1}]}}', "malformed"),
+    (b'{"log": {"version": "1.2", "entries": [', "not a readable HAR"),
+    (b'{"log": "x", "version": 1}', "not HAR"),
+    (b"12:notatnetstring,", "not a readable mitmproxy flow file"),
+    (b'{"method": "POST", "path": "/taskRequest"}\n{"method": ', "not a facecert JSONL exchange"),
+    (b'{"device_id": "x"}', "--as"),
+])
+def test_unusable_input_exits_2_with_a_message(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    result = run_validate(str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_missing_file_and_bad_options_exit_2(tmp_path: Path) -> None:
+    result = run_validate(str(tmp_path / "nope.har"))
+    assert result.returncode == 2 and "cannot read" in result.stdout
+    assert run_validate(str(tmp_path / "x"), "--protocol-version", "9.9").returncode == 2
+    assert run_validate(str(tmp_path / "x"), "--profile", "lenient").returncode == 2
+
+
+def test_single_message_with_as(tmp_path: Path) -> None:
+    good = tmp_path / "req.json"
+    good.write_text(json.dumps({"device_id": "x"}))
+    result = run_validate(str(good), "--as", "taskRequest", "--json")
+    assert result.returncode == 1
+    rules = {f["rule"] for f in json.loads(result.stdout)["findings"]}
+    assert rules == {"MSG-REQUIRED"}
+    assert run_validate(str(good), "--as", "nonsense").returncode == 2
+
+
+def test_large_capture_runs(tmp_path: Path) -> None:
+    from facecert.samples import iter_large
+
+    path = write_jsonl(iter_large(10_000), tmp_path / "big.jsonl")
+    started = time.monotonic()
+    result = run_validate(str(path), "--json")
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert json.loads(result.stdout)["exchanges"] >= 10_000
+    assert time.monotonic() - started < 120
+
+
+def test_openapi_document_is_valid() -> None:
+    from openapi_spec_validator import validate
+
+    result = subprocess.run([FACECERT, "openapi"], capture_output=True, text=True, timeout=60)
+    document = json.loads(result.stdout)
+    validate(document)
+    assert set(document["paths"]) == {"/taskRequest", "/taskResult", "/faceRecognition", "/deviceAlarm", "/gpsReport"}
+    assert len(document["components"]["schemas"]["TaskAnswer"]["oneOf"]) == 14
+
+
+_ = base64
