@@ -26,6 +26,9 @@ from facecert.versions import since_ok
 DEFAULT_TOLERANCE = 0.25
 DEFAULT_ALLOWANCE_S = 0.05
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
+# After these tasks the device's next poll goes elsewhere (errata #22): this
+# server cannot time it, so no cadence is expected after them.
+MOVES_AWAY = frozenset({"setPlatformServer"})
 
 
 @dataclass
@@ -309,10 +312,12 @@ class _Judge:
                 self.judged.findings.append(engine._facecmd_missing(state))
         state.polls += 1
         kind, rid = "none", None
-        if isinstance(answer, dict) and self.judged.task:
+        if isinstance(answer, dict) and self.judged.task and self.judged.task not in MOVES_AWAY:
             kind = "idle" if self.judged.task == "idleTime" else "task"
             if kind == "task":
                 rid = self.issue_task(state, answer)
+        elif isinstance(answer, dict) and rid_key(answer.get("request_id")) is not None:
+            rid = self.issue_task(state, answer)  # TASK-UNKNOWN with an id: the device's refusal (code != 0) answers it
         if ex.ended is not None:
             state.last_poll = PollState(ex.index, ex.ended, kind, rid)
 

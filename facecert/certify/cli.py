@@ -1,0 +1,156 @@
+"""``facecert certify device|server``: run a certification plan end to end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from facecert.clicommon import ProfileOpt, VersionOpt, fail
+
+console = Console()
+certify_app = typer.Typer(no_args_is_help=True, help="Certify a device or a platform server.")
+DEMO_TIME_SCALE = 0.05
+
+
+def _report_dir(report: Optional[Path], plan: str) -> Path:
+    return report or Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan}"
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError:
+        raise typer.BadParameter("give HOST:PORT, e.g. 127.0.0.1:8080") from None
+
+
+@certify_app.command("device")
+def certify_device(
+    listen: str = typer.Option("127.0.0.1:8080", help="where the reference server listens (HOST:PORT; port 0: any)"),
+    prefix: str = typer.Option("", help="path prefix of server_url, e.g. /test"),
+    device_id: str = typer.Option("ID00000000000001", "--device-id", help="the device_id the device under test sends"),
+    profile: ProfileOpt = "strict",
+    protocol_version: VersionOpt = None,
+    time_scale: Optional[float] = typer.Option(None, "--time-scale", min=0.001, max=1.0,
+                                               help="for simulators only: shrink protocol intervals (demo: 0.05)"),
+    tags: Optional[str] = typer.Option(None, help="select flows by tag expression, e.g. 'tasks or cadence'"),
+    report: Optional[Path] = typer.Option(None, help="report folder (default reports/<time>-device)"),
+    demo: bool = typer.Option(False, "--demo", help="certify our own reference device, fast"),
+    fault: list[str] = typer.Option([], "--fault", help="with --demo: break the simulator with this knob"),
+    first_poll_timeout: float = typer.Option(600.0, help="seconds to wait for the device's first poll"),
+) -> None:
+    """Play the platform for a device and certify it against the device plan."""
+    from facecert.certify.device_session import DeviceRunConfig, DeviceSession
+    from facecert.certify.operator import Operator
+    from facecert.certify.runner import run_plan, write_reports
+    from mock_server.store import read_exchanges
+
+    host, port = _listen(listen)
+    if fault and not demo:
+        fail(console, "--fault breaks our simulator: it needs --demo")
+    cfg = DeviceRunConfig(host=host, port=0 if demo and listen == "127.0.0.1:8080" else port, prefix=prefix,
+                          device_id=device_id, profile=profile, protocol_version=protocol_version,
+                          time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
+                          report=_report_dir(report, "device"), demo=demo, faults=set(fault),
+                          first_poll_timeout=first_poll_timeout)
+    operator = Operator(console)
+    try:
+        session = DeviceSession(cfg, operator)
+        session.start()
+    except (OSError, RuntimeError, ValueError) as exc:
+        fail(console, f"cannot start the reference server on {listen}: {exc}")
+    try:
+        console.print(f"Configure the device's server URL as [bold]{session.server.url}[/] "
+                      f"(device_id {device_id}); second server for setPlatformServer: {session.second.url}",
+                      soft_wrap=True)
+        try:
+            session.wait_first_poll()
+        except TimeoutError as exc:
+            fail(console, str(exc))
+        session.plan_started = time.time()
+        outcome = run_plan(session, "device", cfg.report, tags)
+        session.plan_ended = time.time()
+        floor, wall = session.floor_and_wall()
+        session.server.check_deadlines()
+        findings = [f for f in session.server.findings(device_id) if f.get("party") == "device"]
+        version = session.server.engine.version
+    finally:
+        session.stop()
+    summary = write_reports(cfg.report, "device", outcome, read_exchanges(session.db), findings, {
+        "device_id": device_id, "server_url": session.server.url, "profile": profile,
+        "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,
+        "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
+        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None})
+    _finish(summary, cfg.report)
+
+
+@certify_app.command("server")
+def certify_server(
+    url: str = typer.Option("", help="base URL of the platform server under test (its server_url)"),
+    triggers: Optional[Path] = typer.Option(None, help="trigger file (YAML): how to make the platform queue each task"),
+    profile: ProfileOpt = "strict",
+    protocol_version: VersionOpt = None,
+    time_scale: Optional[float] = typer.Option(None, "--time-scale", min=0.001, max=1.0,
+                                               help="shrink the harness device's intervals (demo: 0.05)"),
+    tags: Optional[str] = typer.Option(None, help="select flows by tag expression"),
+    report: Optional[Path] = typer.Option(None, help="report folder (default reports/<time>-server)"),
+    demo: bool = typer.Option(False, "--demo", help="certify our own mock server, fast"),
+    misbehave: list[str] = typer.Option([], "--misbehave", help="with --demo: make our server misbehave"),
+) -> None:
+    """Play the device for a platform server and certify it against the server plan."""
+    from facecert.certify.operator import Operator
+    from facecert.certify.runner import run_plan, write_reports
+    from facecert.certify.server_session import ServerRunConfig, ServerSession
+    from facecert.certify.triggers import TriggerError
+
+    if not demo and not url:
+        fail(console, "give --url of the server under test (or --demo)")
+    cfg = ServerRunConfig(url=url, triggers=triggers, profile=profile, protocol_version=protocol_version,
+                          time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
+                          report=_report_dir(report, "server"), demo=demo, misbehaviours=set(misbehave))
+    try:
+        session = ServerSession(cfg, Operator(console))
+        session.start()
+    except (TriggerError, ValueError, OSError, RuntimeError) as exc:
+        fail(console, str(exc))
+    try:
+        console.print(f"Certifying the server at [bold]{session.url}[/] as device {session.device_id}", soft_wrap=True)
+        session.plan_started = time.time()
+        outcome = run_plan(session, "server", cfg.report, tags)
+        session.plan_ended = time.time()
+    finally:
+        session.stop()
+    engine = session.judge()
+    findings = [f.to_dict() for f in engine.findings if f.party == "server"]
+    summary = write_reports(cfg.report, "server", outcome, sorted(session.exchanges(), key=lambda e: e.started),
+                            findings, {"server_url": session.url, "profile": profile,
+                                       "protocol_version": engine.version, "time_scale": cfg.time_scale,
+                                       "demo": demo, "misbehaviours": sorted(misbehave),
+                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3)})
+    _finish(summary, cfg.report)
+
+
+def _finish(summary: dict, report: Path) -> None:
+    counts = summary["counts"]
+    colour = "green" if summary["verdict"] == "certified" else "red"
+    console.print(f"[bold {colour}]{summary['verdict'].upper()}[/]: {counts['passed']} passed, {counts['failed']} "
+                  f"failed, {counts['skipped']} skipped")
+    for scenario in summary["scenarios"]:
+        if scenario["outcome"] == "failed":
+            console.print(f"  [red]✗[/] {scenario['name']}: {scenario['message'].splitlines()[0] if scenario['message'] else ''}",
+                          soft_wrap=True)
+    if summary.get("wall_to_floor_ratio"):
+        console.print(f"plan wall time {summary['plan_seconds']} s, protocol floor {summary['protocol_floor_seconds']} s "
+                      f"(ratio {summary['wall_to_floor_ratio']})")
+    console.print(f"report: {report}/ (summary.json, junit.xml, allure-results/, session.har"
+                  + (f", {summary['html']}" if summary.get("html") else f"; no HTML: {summary.get('html_error')}") + ")",
+                  soft_wrap=True)
+    raise typer.Exit(0 if summary["verdict"] == "certified" else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(certify_app, name="certify")

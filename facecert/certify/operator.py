@@ -1,0 +1,34 @@
+"""Talking to the person at the device or the platform: instructions and
+countdowns while the suite waits for something only they can do."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from rich.console import Console
+
+
+class Operator:
+    """Prints what to do and waits, showing how long is left."""
+
+    def __init__(self, console: Console | None = None, interactive: bool = True) -> None:
+        self.console = console or Console(stderr=True)
+        self.interactive = interactive
+
+    def say(self, message: str) -> None:
+        self.console.print(message, soft_wrap=True, highlight=False)
+
+    def wait(self, what: str, probe: Callable[[float], Any], timeout: float) -> Any:
+        """Call ``probe(step)`` (which itself waits up to ``step`` seconds on an
+        event) until it returns something, showing a countdown."""
+        deadline = time.monotonic() + timeout
+        with self.console.status(f"waiting for {what}") as status:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+                status.update(f"waiting for {what}: {left:4.0f} s left")
+                found = probe(min(1.0, left))
+                if found:
+                    return found

@@ -1,0 +1,421 @@
+"""Steps of features/device: the harness is the server (our mock server),
+the peer under test is a device. Thin: they call the mock server's Python
+API and the engine's findings, and wait with protocol-derived deadlines."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import allure
+from pytest_bdd import given, parsers, then, when
+
+from facecert.certify.plan import download_urls, task_body, unique_user_id
+from facecert.contract import get_contract
+from facecert.examples import example_for
+from steps.common import attach_json, fail_on, shorten, waited
+
+_raw_ids = iter(range(900_000_000, 999_999_999))
+
+
+# ---- helpers over the session -------------------------------------------------------------
+def _errors_since(cert: Any, scn: dict[str, Any], party: str = "device") -> list[dict[str, Any]]:
+    cert.server.check_deadlines()
+    found = cert.server.findings(cert.device_id, party=party)
+    return [f for f in found[scn.get("findings_start", 0):] if f["severity"] == "error"]
+
+
+def _queue(cert: Any, scn: dict[str, Any], body: Any, raw: bool = False, server: Any = None) -> Any:
+    server = server or cert.server
+    scn["queued_at"] = time.time()
+    rid = server.enqueue(cert.device_id, body, raw=raw)
+    scn["rid"] = rid
+    scn["body"] = body
+    return rid
+
+
+def _result(cert: Any, scn: dict[str, Any], server: Any = None) -> dict[str, Any]:
+    server = server or cert.server
+    rid = scn["rid"]
+    row = waited(f"taskResult for {scn['body'].get('request_type') if isinstance(scn['body'], dict) else 'the task'}",
+                 lambda: server.wait_for_result(rid, cert.result_deadline))
+    scn["result"] = row
+    attach_json("taskResult", row)
+    return row
+
+
+def _face_count(cert: Any, scn: dict[str, Any]) -> int:
+    _queue(cert, scn, task_body("getDevStatus", cert.server.asset_url))
+    row = _result(cert, scn)
+    assert row["code"] == 0, f"getDevStatus failed with code {row['code']}"
+    return int(row["body"]["total_face"])
+
+
+def _raw_task(cert: Any, name: str, **fields: Any) -> dict[str, Any]:
+    body = task_body(name, cert.server.asset_url)
+    body.update(fields)
+    body["request_id"] = next(_raw_ids)
+    return body
+
+
+# ---- given -------------------------------------------------------------------------------
+@given("the device under test is polling the reference server")
+def device_is_polling(cert: Any, scn: dict[str, Any]) -> None:
+    waited("the device polls", lambda: cert.server.wait_for_poll(cert.device_id, cert.result_deadline))
+    scn["findings_start"] = len(cert.server.findings(cert.device_id, party="device"))
+    scn["started"] = time.time()
+
+
+@given("the device's face count is known")
+def face_count_known(cert: Any, scn: dict[str, Any]) -> None:
+    scn["faces"] = _face_count(cert, scn)
+
+
+@given(parsers.re(r"an? (?P<whitelist>whitelist )?user exists on the device"))
+def user_exists(cert: Any, scn: dict[str, Any], whitelist: str | None) -> None:
+    body = task_body("addUser", cert.server.asset_url)
+    body["user_list"] = body["user_list"][:1]
+    if whitelist:
+        body["user_list"][0]["user_list"] = 2  # the list number inside a user (NOTES #3)
+    _queue(cert, scn, body)
+    assert _result(cert, scn)["code"] == 0, "the device could not add a user"
+    scn["user"] = body["user_list"][0]
+
+
+# ---- when: tasks ---------------------------------------------------------------------------
+@when(parsers.re(r'the server queues "(?P<task>\w+)"( pointing at the reference assets)?$'))
+def server_queues(cert: Any, scn: dict[str, Any], task: str) -> None:
+    body = task_body(task, cert.server.asset_url)
+    scn["downloads"] = download_urls(body, get_contract().all_tasks[task].schema)
+    _queue(cert, scn, body)
+
+
+@when(parsers.parse('the server queues "{task}" with "{field}" set to {value}'))
+def server_queues_with(cert: Any, scn: dict[str, Any], task: str, field: str, value: str) -> None:
+    body = task_body(task, cert.server.asset_url)
+    body[field] = json.loads(value)
+    _queue(cert, scn, body)
+
+
+@when(parsers.parse('the server queues a raw "{task}" with "{field}" set to {value}'))
+def server_queues_raw(cert: Any, scn: dict[str, Any], task: str, field: str, value: str) -> None:
+    _queue(cert, scn, _raw_task(cert, task, **{field: json.loads(value)}), raw=True)
+
+
+@when(parsers.parse("the server queues a {kind} task"))
+def server_queues_bad(cert: Any, scn: dict[str, Any], kind: str) -> None:
+    if kind == "malformed":
+        body = _raw_task(cert, "addUser", user_list="not a list of users")
+    elif kind == "unknown":
+        body = {"request_type": "rebootEverything", "request_id": next(_raw_ids)}
+    elif kind == "oversized":
+        body = _raw_task(cert, "addUser")
+        body["user_list"][0]["user_info"]["other"] = "x" * 4096  # user_info is 256 B at most (§2.1)
+    else:
+        raise ValueError(f"unknown kind of bad task {kind!r}")
+    _queue(cert, scn, body, raw=True)
+
+
+@when("the server adds a new user by base64 image")
+def add_user_base64(cert: Any, scn: dict[str, Any]) -> None:
+    body = task_body("addUser", cert.server.asset_url)
+    user = body["user_list"][0]
+    user.update(image_type="image", image_content=example_for("device/faceRecognition")["image"])
+    body["user_list"] = [user]
+    _queue(cert, scn, body)
+
+
+@when("the server adds the same user again")
+def add_same_user(cert: Any, scn: dict[str, Any]) -> None:
+    body = task_body("addUser", cert.server.asset_url, fresh_users=False)
+    body["user_list"] = [scn["user"]]
+    _queue(cert, scn, body)
+
+
+@when("the server updates a user the device does not have")
+def update_new_user(cert: Any, scn: dict[str, Any]) -> None:
+    body = task_body("updateUser", cert.server.asset_url)
+    body["user_list"] = body["user_list"][:1]
+    _queue(cert, scn, body)
+
+
+@when("the server deletes that user")
+def delete_that_user(cert: Any, scn: dict[str, Any]) -> None:
+    body = task_body("deleteUser", cert.server.asset_url)
+    body["user_id"] = scn["user"]["user_id"]
+    _queue(cert, scn, body)
+
+
+@when("the server sets the device clock one hour back")
+def set_clock_back(cert: Any, scn: dict[str, Any]) -> None:
+    body = task_body("setDevTime", cert.server.asset_url)
+    body["time_stamp"] = int(time.time()) - 3600
+    _queue(cert, scn, body)
+
+
+def _address(server: Any) -> str:
+    parts = urlsplit(server.url)
+    return f"{parts.netloc}{parts.path}".rstrip("/")
+
+
+@when("the server tells the device to move to the second server")
+def move_to_second(cert: Any, scn: dict[str, Any]) -> None:
+    body = task_body("setPlatformServer", cert.server.asset_url)
+    body["serverAddr"] = _address(cert.second)
+    _queue(cert, scn, body)
+
+
+@when("the second server tells the device to move back")
+def move_back(cert: Any, scn: dict[str, Any]) -> None:
+    body = task_body("setPlatformServer", cert.server.asset_url)
+    body["serverAddr"] = _address(cert.server)
+    _queue(cert, scn, body, server=cert.second)
+    row = _result(cert, scn, server=cert.second)
+    assert row["code"] == 0, f"setPlatformServer (back) failed with code {row['code']}"
+    scn["moved_back_at"] = time.time()
+
+
+# ---- when: the device's own acts -----------------------------------------------------------
+@when("the device is answered idleTime twice")
+def answered_idle_twice(cert: Any, scn: dict[str, Any]) -> None:
+    assert not cert.server.queue(cert.device_id), "the queue is not empty"
+    after = time.time()
+    deadline = 2 * cert.scaled("idle_interval_s") + 5.0
+    for _ in range(3):
+        info = waited("an idle poll", lambda: cert.server.wait_for_poll(cert.device_id, deadline, after=after))
+        after = info["last_poll"]
+
+
+@when("the device makes a capture")
+def device_makes_capture(cert: Any, scn: dict[str, Any]) -> None:
+    cert.stimulate("capture", "present a face to the camera now")
+
+
+@when(parsers.parse("the device raises alarm {alarm_type:d}"))
+def device_raises_alarm(cert: Any, scn: dict[str, Any], alarm_type: int) -> None:
+    cert.stimulate("alarm", f"trigger alarm type {alarm_type} on the device now", alarm_type=alarm_type)
+
+
+@when("the device reports its position for a while")
+def device_reports_position(cert: Any, scn: dict[str, Any]) -> None:
+    cert.stimulate("gps_start", "move the device so that it reports its GPS position")
+
+
+@when("the server refuses connections for a while")
+def server_outage(cert: Any, scn: dict[str, Any]) -> None:
+    cert.server.set_fault("outage", device_id=cert.device_id, mode="drop")
+    scn["outage_started"] = time.time()
+
+
+@when(parsers.parse("the device makes {count:d} captures during the outage"))
+def captures_during_outage(cert: Any, scn: dict[str, Any], count: int) -> None:
+    scn["made"] = []
+    for _ in range(count):
+        if cert.simulator is not None:
+            scn["made"].append(cert.simulator.capture_now()["frpic_name"])
+        else:
+            cert.stimulate("capture", "present a face to the camera now")
+    if cert.simulator is None:
+        cert.operator.wait("the operator to confirm the captures were made (the outage goes on meanwhile)",
+                           lambda step: None, cert.operator_wait())
+
+
+@when("the server is back")
+def server_back(cert: Any, scn: dict[str, Any]) -> None:
+    cert.server.clear_faults()
+    scn["back_at"] = time.time()
+
+
+@when("the server answers garbage for a while")
+def server_answers_garbage(cert: Any, scn: dict[str, Any]) -> None:
+    cert.server.set_fault("malformed", device_id=cert.device_id, endpoints=["taskRequest"])
+    after = time.time()
+    for _ in range(2):
+        info = waited("a poll during the garbage answers",
+                      lambda: cert.server.wait_for_poll(cert.device_id, cert.result_deadline, after=after))
+        after = info["last_poll"]
+    cert.server.clear_faults()
+
+
+# ---- then ---------------------------------------------------------------------------------
+@when(parsers.re(r"the device reports the result with (?P<code>code \S+|a non-zero code)"))
+@then(parsers.re(r"the device reports the result with (?P<code>code \S+|a non-zero code)"))
+def reports_result(cert: Any, scn: dict[str, Any], code: str) -> None:
+    row = _result(cert, scn)
+    want = code.removeprefix("code ").removeprefix("a ").removesuffix(" code")
+    if want == "0":
+        assert row["code"] == 0, f"expected code 0, the device reported {row['code']}: {row['body'].get('log')!r}"
+    elif want == "non-zero":
+        assert row["code"] not in (0, None), f"expected a non-zero code, the device reported {row['code']}"
+    elif want != "any":
+        raise ValueError(f"unknown expected code {code!r}")
+
+
+@then(parsers.parse('the result of "{task}" matches its result schema'))
+def result_matches_schema(cert: Any, scn: dict[str, Any], task: str) -> None:
+    exchange_id = scn["result"]["exchange_id"]
+    errors = [f for f in cert.server.findings(cert.device_id, party="device")
+              if f.get("exchange_id") == exchange_id and f["severity"] == "error"]
+    fail_on(errors, f"the {task} result")
+
+
+@then("the device broke no rule")
+def broke_no_rule(cert: Any, scn: dict[str, Any]) -> None:
+    errors = _errors_since(cert, scn)
+    attach_json("findings of this scenario", cert.server.findings(cert.device_id)[scn.get("findings_start", 0):])
+    attach_json("exchanges of this scenario", [shorten(e) for e in cert.server.exchanges(cert.device_id)
+                                               if e["started"] >= scn.get("started", 0)])
+    fail_on(errors, f"device {cert.device_id}")
+
+
+@then("its latest taskRequest carries every required field with the right type")
+def latest_poll_fields(cert: Any, scn: dict[str, Any]) -> None:
+    polls = [e for e in cert.server.exchanges(cert.device_id) if e["endpoint"] == "taskRequest"]
+    assert polls, "no taskRequest stored"
+    body = polls[-1]["request_json"]
+    attach_json("latest taskRequest", body)
+    required = get_contract().required_fields("device/taskRequest", cert.server.engine.version)
+    missing = sorted(required - set(body or {}))
+    assert not missing, f"MSG-REQUIRED: the taskRequest lacks {', '.join(missing)}"
+    errors = [f for f in cert.server.findings(cert.device_id, party="device")
+              if f.get("exchange_id") == polls[-1]["id"] and f["severity"] == "error"]
+    fail_on(errors, "the latest taskRequest")
+
+
+@then("the gaps after idleTime were 20 s within tolerance")
+def idle_gaps(cert: Any, scn: dict[str, Any]) -> None:
+    _gaps_evidence(cert, scn)
+    fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "CADENCE-IDLE"], "the idle cadence")
+
+
+@then("the gap after the first task was 5 s within tolerance")
+def task_gap(cert: Any, scn: dict[str, Any]) -> None:
+    waited("the poll after the task", lambda: cert.server.wait_for_poll(cert.device_id, cert.result_deadline,
+                                                                        after=scn["result"]["received"]))
+    _gaps_evidence(cert, scn)
+    fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "CADENCE-TASK"], "the busy cadence")
+
+
+def _gaps_evidence(cert: Any, scn: dict[str, Any]) -> None:
+    polls = [e for e in cert.server.exchanges(cert.device_id)
+             if e["endpoint"] == "taskRequest" and e["started"] >= scn["started"] - 60]
+    gaps = [{"after": (p.get("response_json") or {}).get("request_type"), "gap_s": round(n["started"] - p["ended"], 4)}
+            for p, n in zip(polls, polls[1:])]
+    attach_json("measured gaps between polls", gaps)
+
+
+@then("the device's face count is one more")
+def count_one_more(cert: Any, scn: dict[str, Any]) -> None:
+    assert _face_count(cert, scn) == scn["faces"] + 1, "getDevStatus total_face did not grow by one"
+
+
+@then("the device's face count is one less")
+def count_one_less(cert: Any, scn: dict[str, Any]) -> None:
+    assert _face_count(cert, scn) == scn["faces"] - 1, "getDevStatus total_face did not drop by one"
+
+
+@then("the device's face count is lower")
+def count_lower(cert: Any, scn: dict[str, Any]) -> None:
+    assert _face_count(cert, scn) < scn["faces"], "getDevStatus total_face did not drop after delUserList"
+
+
+@then("the next taskRequest carries the new clock")
+def next_poll_new_clock(cert: Any, scn: dict[str, Any]) -> None:
+    info = waited("the next taskRequest", lambda: cert.server.wait_for_poll(
+        cert.device_id, cert.result_deadline, after=scn["result"]["received"]))
+    attach_json("poll after setDevTime", info)
+    fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "DEVTIME-APPLIED"], "the device clock")
+
+
+@then(parsers.parse('the result carries a non-empty "{field}"'))
+def result_carries(cert: Any, scn: dict[str, Any], field: str) -> None:
+    value = (scn["result"]["body"] or {}).get(field)
+    assert value not in (None, "", [], {}), f"the taskResult has no {field}"
+
+
+@then("the device fetched exactly the files of the task")
+def fetched_exactly(cert: Any, scn: dict[str, Any]) -> None:
+    wanted = sorted(PurePosixPath(urlsplit(u).path).name for u in scn["downloads"])
+    fetched = sorted(d["name"] for d in cert.server.downloads()
+                     if d["started"] >= scn["queued_at"] and d.get("completed"))
+    attach_json("downloads", {"expected": wanted, "fetched": fetched})
+    assert sorted(set(fetched)) == sorted(set(wanted)), f"DOWNLOAD-FETCHED: expected {wanted}, fetched {fetched}"
+
+
+@then("a capture from the device arrives")
+def capture_arrives(cert: Any, scn: dict[str, Any]) -> None:
+    scn["capture"] = waited("a capture", lambda: cert.server.wait_for_capture(
+        cert.device_id, cert.operator_wait() + cert.result_deadline, after=scn["started"]))
+
+
+@then("the capture was acknowledged with code 0")
+def capture_acknowledged(cert: Any, scn: dict[str, Any]) -> None:
+    exchange = next(e for e in cert.server.exchanges(cert.device_id) if e["id"] == scn["capture"]["exchange_id"])
+    answer = exchange.get("response_json") or {}
+    attach_json("capture answer", answer)
+    image = cert.server.platform.capture_image(scn["capture"]["id"])
+    if image:
+        allure.attach(image, name="capture image", attachment_type=allure.attachment_type.JPG)
+    assert answer.get("code") == 0, f"the capture was answered {answer} (the capture has errors: see findings)"
+
+
+@then(parsers.parse("an alarm of type {alarm_type:d} from the device arrives"))
+def alarm_arrives(cert: Any, scn: dict[str, Any], alarm_type: int) -> None:
+    def arrived() -> Any:
+        return [a for a in cert.server.alarms() if a["device_id"] == cert.device_id
+                and a["received"] >= scn["started"] and (a.get("body") or {}).get("alarm_type") == alarm_type]
+    rows = waited(f"alarm type {alarm_type}", lambda: cert.server.platform.wait_for(arrived, cert.operator_wait()))
+    attach_json("alarm", rows[-1])
+
+
+@then(parsers.parse("at least {count:d} GPS reports from the device arrive"))
+def gps_arrive(cert: Any, scn: dict[str, Any], count: int) -> None:
+    def arrived() -> Any:
+        rows = [g for g in cert.server.gps() if g["device_id"] == cert.device_id and g["received"] >= scn["started"]]
+        return rows if len(rows) >= count else None
+    timeout = cert.operator_wait() + count * cert.scaled("gps_min_interval_s") * 2
+    try:
+        rows = waited(f"{count} GPS reports", lambda: cert.server.platform.wait_for(arrived, timeout))
+    finally:
+        cert.stimulate("gps_stop", "GPS check done")
+    attach_json("gps reports", rows)
+
+
+@then(parsers.parse("the {count:d} captures arrive in order without duplicates"))
+def captures_replayed(cert: Any, scn: dict[str, Any], count: int) -> None:
+    def arrived() -> Any:
+        rows = [c for c in cert.server.captures(cert.device_id) if c["received"] >= scn["back_at"]]
+        return rows if len(rows) >= count else None
+    rows = waited(f"{count} replayed captures", lambda: cert.server.platform.wait_for(
+        arrived, cert.operator_wait() + cert.result_deadline))
+    names = [r["frpic_name"] for r in rows]
+    attach_json("captures after the outage", rows)
+    assert len(names) == len(set(names)), f"duplicated captures: {names}"
+    if scn.get("made"):
+        assert names[:count] == scn["made"], f"captures arrived as {names}, made as {scn['made']}"
+    snaps = [r["snap_time"] for r in rows]
+    assert snaps == sorted(snaps), f"captures out of order: snap_time {snaps}"
+
+
+@then("the device keeps polling")
+def keeps_polling(cert: Any, scn: dict[str, Any]) -> None:
+    waited("a taskRequest after the bad task", lambda: cert.server.wait_for_poll(
+        cert.device_id, cert.result_deadline + cert.scaled("idle_interval_s"), after=time.time()))
+
+
+@then("the device polls the second server")
+def polls_second(cert: Any, scn: dict[str, Any]) -> None:
+    waited("a poll on the second server", lambda: cert.second.wait_for_poll(cert.device_id, cert.result_deadline))
+
+
+@then("the device polls the reference server again")
+def polls_back(cert: Any, scn: dict[str, Any]) -> None:
+    waited("a poll back on the reference server", lambda: cert.server.wait_for_poll(
+        cert.device_id, cert.result_deadline, after=scn["moved_back_at"]))
+
+
+_ = (base64, unique_user_id)

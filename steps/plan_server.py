@@ -1,0 +1,5 @@
+"""The server certification plan: every feature of features/server."""
+
+from pytest_bdd import scenarios
+
+scenarios("server")
