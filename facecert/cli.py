@@ -95,3 +95,7 @@ def main() -> None:
 
 
 _ = fail
+
+
+if __name__ == "__main__":
+    main()

@@ -17,15 +17,37 @@ from pytest_bdd import given, parsers, then, when
 from facecert.certify.plan import download_urls, task_body, unique_user_id
 from facecert.contract import get_contract
 from facecert.examples import example_for
-from steps.common import attach_json, fail_on, shorten, waited
+from steps.common import attach_json, describe, fail_on, shorten
+from steps.common import waited as _plain_wait
 
 _raw_ids = iter(range(900_000_000, 999_999_999))
 
 
 # ---- helpers over the session -------------------------------------------------------------
+def waited(what: str, fn: Any, cert: Any = None) -> Any:
+    """A deadline-bound wait; when it times out, the device's error findings of the
+    session say why (a refused capture, a result under a wrong id, ...)."""
+    from facecert.certify import context
+
+    try:
+        return _plain_wait(what, fn)
+    except AssertionError as exc:
+        session = cert or context.current()
+        errors = [f for f in _device_findings(session) if f["severity"] == "error"]
+        if errors:
+            raise AssertionError(f"{exc}\nthe device's errors so far:\n{describe(errors[-10:])}") from None
+        raise
+
+def _device_findings(cert: Any, party: str = "device") -> list[dict[str, Any]]:
+    """The device's findings, with those of messages too broken to name their device
+    (not JSON, empty): only the device under test talks to this server."""
+    known = {d["device_id"] for d in cert.server.devices()} - {cert.device_id}
+    return [f for f in cert.server.findings(party=party) if f.get("device_id") not in known]
+
+
 def _errors_since(cert: Any, scn: dict[str, Any], party: str = "device") -> list[dict[str, Any]]:
     cert.server.check_deadlines()
-    found = cert.server.findings(cert.device_id, party=party)
+    found = _device_findings(cert, party)
     return [f for f in found[scn.get("findings_start", 0):] if f["severity"] == "error"]
 
 
@@ -41,7 +63,8 @@ def _queue(cert: Any, scn: dict[str, Any], body: Any, raw: bool = False, server:
 def _result(cert: Any, scn: dict[str, Any], server: Any = None) -> dict[str, Any]:
     server = server or cert.server
     rid = scn["rid"]
-    row = waited(f"taskResult for {scn['body'].get('request_type') if isinstance(scn['body'], dict) else 'the task'}",
+    row = waited(f"RESULT-MISSING: taskResult for "
+                 f"{scn['body'].get('request_type') if isinstance(scn['body'], dict) else 'the task'}",
                  lambda: server.wait_for_result(rid, cert.result_deadline))
     scn["result"] = row
     attach_json("taskResult", row)
@@ -66,7 +89,7 @@ def _raw_task(cert: Any, name: str, **fields: Any) -> dict[str, Any]:
 @given("the device under test is polling the reference server")
 def device_is_polling(cert: Any, scn: dict[str, Any]) -> None:
     waited("the device polls", lambda: cert.server.wait_for_poll(cert.device_id, cert.result_deadline))
-    scn["findings_start"] = len(cert.server.findings(cert.device_id, party="device"))
+    scn["findings_start"] = len(_device_findings(cert))
     scn["started"] = time.time()
 
 
@@ -263,27 +286,29 @@ def result_matches_schema(cert: Any, scn: dict[str, Any], task: str) -> None:
     fail_on(errors, f"the {task} result")
 
 
+@then("the device broke no rule since its first poll")
+def broke_no_rule_ever(cert: Any, scn: dict[str, Any]) -> None:
+    broke_no_rule(cert, {**scn, "findings_start": 0, "started": 0})
+
+
 @then("the device broke no rule")
 def broke_no_rule(cert: Any, scn: dict[str, Any]) -> None:
     errors = _errors_since(cert, scn)
-    attach_json("findings of this scenario", cert.server.findings(cert.device_id)[scn.get("findings_start", 0):])
+    attach_json("findings of this scenario", _device_findings(cert)[scn.get("findings_start", 0):])
     attach_json("exchanges of this scenario", [shorten(e) for e in cert.server.exchanges(cert.device_id)
                                                if e["started"] >= scn.get("started", 0)])
     fail_on(errors, f"device {cert.device_id}")
 
 
-@then("its latest taskRequest carries every required field with the right type")
-def latest_poll_fields(cert: Any, scn: dict[str, Any]) -> None:
+@then("every taskRequest so far carried every required field with the right type")
+def polls_have_fields(cert: Any, scn: dict[str, Any]) -> None:
     polls = [e for e in cert.server.exchanges(cert.device_id) if e["endpoint"] == "taskRequest"]
     assert polls, "no taskRequest stored"
-    body = polls[-1]["request_json"]
-    attach_json("latest taskRequest", body)
-    required = get_contract().required_fields("device/taskRequest", cert.server.engine.version)
-    missing = sorted(required - set(body or {}))
-    assert not missing, f"MSG-REQUIRED: the taskRequest lacks {', '.join(missing)}"
-    errors = [f for f in cert.server.findings(cert.device_id, party="device")
-              if f.get("exchange_id") == polls[-1]["id"] and f["severity"] == "error"]
-    fail_on(errors, "the latest taskRequest")
+    attach_json("first and latest taskRequest", [polls[0]["request_json"], polls[-1]["request_json"]])
+    ids = {p["id"] for p in polls}
+    errors = [f for f in _device_findings(cert) if f["severity"] == "error"
+              and (f.get("exchange_id") in ids or f.get("endpoint") == "taskRequest")]
+    fail_on(errors, "the taskRequests")
 
 
 @then("the gaps after idleTime were 20 s within tolerance")
@@ -360,6 +385,8 @@ def capture_acknowledged(cert: Any, scn: dict[str, Any]) -> None:
     image = cert.server.platform.capture_image(scn["capture"]["id"])
     if image:
         allure.attach(image, name="capture image", attachment_type=allure.attachment_type.JPG)
+    fail_on([f for f in _device_findings(cert) if f.get("exchange_id") == exchange["id"] and f["severity"] == "error"],
+            "the capture")
     assert answer.get("code") == 0, f"the capture was answered {answer} (the capture has errors: see findings)"
 
 
@@ -390,7 +417,7 @@ def captures_replayed(cert: Any, scn: dict[str, Any], count: int) -> None:
     def arrived() -> Any:
         rows = [c for c in cert.server.captures(cert.device_id) if c["received"] >= scn["back_at"]]
         return rows if len(rows) >= count else None
-    rows = waited(f"{count} replayed captures", lambda: cert.server.platform.wait_for(
+    rows = waited(f"delivery count: {count} replayed captures", lambda: cert.server.platform.wait_for(
         arrived, cert.operator_wait() + cert.result_deadline))
     names = [r["frpic_name"] for r in rows]
     attach_json("captures after the outage", rows)

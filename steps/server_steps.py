@@ -10,6 +10,7 @@ from typing import Any
 
 from pytest_bdd import given, parsers, then, when
 
+from facecert.contract import get_contract
 from facecert.engine import Engine
 from facecert.examples import example_for
 from steps.common import attach_json, fail_on, waited
@@ -90,7 +91,8 @@ def second_device_polls(cert: Any, scn: dict[str, Any]) -> None:
 
 @when("the reference device reports a result for that task")
 def wrong_device_reports(cert: Any, scn: dict[str, Any]) -> None:
-    body = {"device_id": cert.device_id, "request_id": scn["foreign_rid"], "code": 0, "log": "not my task"}
+    result = get_contract().all_tasks[scn["task"]].result
+    body = {**example_for(result), "device_id": cert.device_id, "request_id": scn["foreign_rid"]}  # valid, but foreign
     scn["probe"] = cert.probe("taskResult", json.dumps(body).encode())
 
 
@@ -136,7 +138,7 @@ def malformed_body(cert: Any, scn: dict[str, Any], body: str, endpoint: str) -> 
 
 @then("the server answered every poll with a valid task or idleTime")
 def polls_answered(cert: Any, scn: dict[str, Any]) -> None:
-    engine, errors = _server_errors(cert, scn)
+    engine, errors = _server_errors(cert, {"exchange_start": 0})  # every poll of the session, the first ones too
     polls = [e for e in cert.device.exchanges if e.path.endswith("/taskRequest")]
     assert polls, "the harness device has not polled"
     fail_on([f for f in errors if f.endpoint == "taskRequest"], "the server's taskRequest answers")

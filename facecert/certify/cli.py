@@ -134,6 +134,26 @@ def certify_server(
     _finish(summary, cfg.report)
 
 
+@certify_app.command("matrix")
+def certify_matrix(
+    write: Optional[Path] = typer.Option(None, "--write", help="write the matrix as Markdown here"),
+    only: list[str] = typer.Option([], "--only", help="run only these knobs / misbehaviours"),
+) -> None:
+    """Run every device fault knob and server misbehaviour through the plans (self-test)."""
+    from facecert.certify.matrix import rows, run_matrix, summary_line, to_markdown
+
+    chosen = [r for r in rows() if not only or r.knob in only]
+    with console.status(f"running {len(chosen)} broken peers through the plans, two at a time"):
+        results = run_matrix(chosen)
+    text = to_markdown(results)
+    if write:
+        write.write_text(text, encoding="utf-8")
+    console.print(text, soft_wrap=True, highlight=False)
+    outcome = summary_line(results)
+    console.print(f"{outcome['caught']}/{outcome['rows']} caught" + (f"; missed: {outcome['missed']}" if outcome["missed"] else ""))
+    raise typer.Exit(0 if not outcome["missed"] else 1)
+
+
 def _finish(summary: dict, report: Path) -> None:
     counts = summary["counts"]
     colour = "green" if summary["verdict"] == "certified" else "red"

@@ -84,8 +84,9 @@ class DeviceSession:
 
     @property
     def result_deadline(self) -> float:
-        """A result must come within two idle intervals, plus 5 s of work (downloads)."""
-        return 2 * self.scaled("idle_interval_s") + self.scaled("task_interval_s") + 5.0
+        """A result must come within two idle intervals plus a task interval, plus time for the
+        work itself (downloads: 30 s at real time, scaled like everything else for simulators)."""
+        return 2 * self.scaled("idle_interval_s") + self.scaled("task_interval_s") + 30.0 * self.time_scale
 
     # ---- things only the device (or its operator) can do ------------------------------------
     def stimulate(self, what: str, instruction: str, **args: Any) -> None:
@@ -109,7 +110,7 @@ class DeviceSession:
 
     def operator_wait(self) -> float:
         """How long to wait for something a person does (real device) or the simulator does."""
-        return 10.0 if self.simulator is not None else 120.0
+        return 2.0 if self.simulator is not None else 120.0
 
     # ---- the plan's pace ---------------------------------------------------------------
     def floor_and_wall(self) -> tuple[float, float]:

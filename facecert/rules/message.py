@@ -31,6 +31,7 @@ _RULE_BY_KEYWORD = {
     "not": "MSG-NOT-ALLOWED",  # `"not": {}` excludes a field (deviceAlarm image unless alarm_type 12)
     "unevaluatedProperties": "MSG-UNKNOWN-FIELD",
 }
+MAX_DEPTH = 100  # protocol messages nest 4 levels; deeper is an attack or a bug, reported as MSG-NOT-JSON
 MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",)}
 
 
@@ -55,6 +56,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """True when arrays/objects nest deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_body(raw: bytes | None, limit: int, what: str) -> Any:
     """Parse a body as strict JSON, or raise ParseFailure with the reason."""
     if raw is None or len(raw.strip()) == 0:
@@ -70,6 +85,8 @@ def parse_body(raw: bytes | None, limit: int, what: str) -> Any:
                                  f"{raw[exc.start:exc.start + 1]!r})", expected="UTF-8 JSON", actual="undecodable bytes")) from None
     try:
         value = json.loads(text, parse_constant=_reject_constant)
+        if _nesting_exceeds(value, MAX_DEPTH):
+            raise RecursionError  # validators recurse too: jsonschema-rs fails near the interpreter's limit
     except RecursionError:
         raise ParseFailure(Issue("MSG-NOT-JSON", f"{what} body nests too deeply to be a protocol message",
                                  expected="JSON object", actual="deep nesting")) from None

@@ -5,8 +5,8 @@ Feature: First contact and the taskRequest poll
 
   Scenario: The device polls with every required field
     Given the device under test is polling the reference server
-    Then its latest taskRequest carries every required field with the right type
-    And the device broke no rule
+    Then every taskRequest so far carried every required field with the right type
+    And the device broke no rule since its first poll
 
   Scenario: The device accepts a task on its first polls
     Given the device under test is polling the reference server
