@@ -1,0 +1,262 @@
+"""What the platform answers to each device message (docs/mock-server.md,
+"Answers"), including the fault modes and the misbehaviours.
+
+Each ``plan_*`` decides status and body and says what to write to the
+database; :class:`mock_server.platform.Platform` judges and commits it.
+Field and task names come from the contract, never from lists here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from facecert.contract import get_contract
+from facecert.rules.conversation import rid_key
+from facecert.rules.message import ParseFailure, resolve_pointer
+
+from mock_server.faults import Fault
+from mock_server.messages import Incoming, Plan, to_json as _json
+from mock_server.state import Pending, Queued
+
+if TYPE_CHECKING:
+    from mock_server.platform import Platform
+
+UNKNOWN_TASK = "facecertUnknownTask"  # a request_type the document does not define (misbehaviour unknown_task)
+
+
+def plan_for(platform: Platform, incoming: Incoming, request: Any, failure: ParseFailure | None,
+             device_id: str) -> Plan:
+    fault = platform.fault_for(device_id, incoming.endpoint)
+    plan = None
+    if fault is not None and fault.kind != "slow":
+        plan = plan_fault(fault)
+    elif failure is not None:
+        too_large = failure.issue.rule == "MSG-TOO-LARGE"
+        plan = Plan(413 if too_large else 400, None, log=f"refused: {failure.issue.message}")
+    else:
+        handler = _HANDLERS[incoming.endpoint]
+        plan = handler(platform, incoming, request, device_id)
+    if incoming.endpoint == "taskRequest":
+        info = platform.devices_seen[device_id]
+        previous = plan.after
+
+        def polled() -> None:
+            if previous is not None:
+                previous()
+            info.polled(incoming.started, request)
+        plan.after = polled
+    return plan
+
+
+def plan_fault(fault: Fault) -> Plan:
+    if fault.kind == "outage" and fault.params["mode"] in ("drop", "refuse"):  # refuse: kept-alive connections
+        return Plan(None, error="connection closed without an answer (outage fault)")
+    if fault.kind == "outage":
+        return Plan(503, {"code": 503, "log": "service unavailable (outage fault)"})
+    if fault.kind == "error":
+        status = fault.params["status"]
+        return Plan(status, {"code": status, "log": f"server error {status} (error fault)"})
+    return Plan(200, fault.params["body"].encode("utf-8"))  # malformed
+
+
+# ---- /taskRequest ------------------------------------------------------------
+@functools.cache
+def idle_shape(version: str) -> tuple[str, tuple[str, ...]]:
+    """The task that carries no work (the one with no result in the
+    catalogue) and its required fields besides request_type."""
+    contract = get_contract()
+    name = next(n for n, task in contract.tasks(version).items() if task.result is None)
+    others = contract.required_fields(contract.tasks(version)[name].schema, version) - {"request_type"}
+    return name, tuple(sorted(others))
+
+
+def idle_answer(platform: Platform, now: float) -> dict[str, Any]:
+    name, others = idle_shape(platform.version)
+    answer: dict[str, Any] = {"request_type": name}
+    if not platform.misbehaves("idle_without_time_stamp"):
+        for key in others:
+            answer[key] = int(now)  # the idle task's only other field is the server time
+    return answer
+
+
+def not_json(wire: bytes) -> bytes:
+    return b"<task>" + wire + b"</task>"
+
+
+def plan_task_request(platform: Platform, incoming: Incoming, request: Any, device_id: str) -> Plan:
+    if platform.misbehaves("no_answer"):
+        return Plan(None, error="connection closed without an answer (misbehaviour no_answer)")
+    item = platform.queues.peek(device_id)
+    if item is not None:
+        return plan_send_task(platform, device_id, item)
+    now = time.time()
+    if platform.misbehaves("idle_empty_body"):
+        return Plan(200, b"")
+    answer: dict[str, Any]
+    if platform.misbehaves("unknown_task"):
+        answer = {"request_type": UNKNOWN_TASK, "request_id": platform.next_rid()}
+    else:
+        answer = idle_answer(platform, now)
+    wire = _json(answer)
+    return Plan(200, not_json(wire) if platform.misbehaves("task_not_json") else wire)
+
+
+def plan_send_task(platform: Platform, device_id: str, item: Queued) -> Plan:
+    body, rid = item.body, item.request_id
+    if isinstance(body, dict) and not item.raw:
+        body = json.loads(json.dumps(body))
+        if platform.misbehaves("duplicate_request_id") and platform.last_rid is not None:
+            body["request_id"] = rid = platform.last_rid
+        if platform.misbehaves("oversized_user_info"):
+            pad_serialised_limits(platform, body)
+    wire = body if isinstance(body, bytes) else _json(body)
+    if platform.misbehaves("task_not_json"):
+        wire = not_json(wire)
+    now = time.time()
+    deadline = now + platform.result_timeout()
+
+    def write(conn: Any, exchange_id: int) -> None:
+        platform.store.update(conn, "tasks", {"id": item.task_id}, state="sent", sent_at=now, deadline=deadline,
+                              sent_exchange=exchange_id)
+
+    def after() -> None:
+        platform.queues.pop(device_id)
+        key = rid_key(rid)
+        if key is not None:
+            platform.queues.pending[key] = Pending(item.task_id, rid, item.request_type, device_id, now, deadline)
+        if isinstance(rid, int) and not isinstance(rid, bool):
+            platform.last_rid = rid
+
+    return Plan(200, wire, write=write, after=after)
+
+
+def pad_serialised_limits(platform: Platform, body: dict[str, Any]) -> None:
+    """Grow every object with a serialised size limit past it (misbehaviour
+    oversized_user_info): its first string member is padded."""
+    name = body.get("request_type")
+    schema = platform.contract.all_tasks[name].schema if name in platform.contract.all_tasks else None
+    if schema is None:
+        return
+    for pointer, notes in platform.contract.annotations(schema, body, platform.version):
+        limit = notes.get("x-max-serialized-bytes")
+        target = resolve_pointer(body, pointer)
+        if limit is None or not isinstance(target, dict):
+            continue
+        key = next((k for k, v in target.items() if isinstance(v, str)), None)
+        if key is not None:
+            target[key] = target[key] + "x" * (int(limit) + 1)
+
+
+# ---- /taskResult -----------------------------------------------------------------
+def plan_task_result(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
+    key = rid_key(request.get("request_id"))
+    pending = platform.queues.pending.get(key) if key else None
+    schema = platform.contract.result_schema(pending.request_type if pending else None)
+    errors = platform.errors_of(platform.prejudge(schema, incoming.body), "request")
+    now = time.time()
+    rid_text = key or ""
+
+    def store_result(accepted: bool, state: str | None = None):
+        def write(conn: Any, exchange_id: int) -> None:
+            code = request.get("code") if isinstance(request.get("code"), int) else None
+            platform.store.insert(conn, "results", exchange_id=exchange_id, device_id=device_id, request_id=rid_text,
+                                  request_type=pending.request_type if pending else None, code=code,
+                                  accepted=int(accepted), received=now, body=json.dumps(request, ensure_ascii=False))
+            if state and pending is not None:
+                platform.store.update(conn, "tasks", {"id": pending.task_id}, state=state, result_code=code,
+                                      done_at=now)
+        return write
+
+    if errors:
+        return Plan(400, None, log=f"result refused: {len(errors)} error(s)", write=store_result(False))
+    if pending is None:
+        return Plan(200, {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was never given to "
+                                            f"{device_id}"}, write=store_result(False))
+    foreign = pending.device_id != device_id
+    if foreign and not platform.misbehaves("accept_foreign_result"):
+        return Plan(200, {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was given to "
+                                            "another device"}, write=store_result(False))
+    if pending.done:
+        return Plan(200, {"code": 0, "log": f"duplicate result for request_id {request.get('request_id')!r} ignored"},
+                    write=store_result(False))
+
+    def after() -> None:
+        pending.done = True
+
+    state = "late" if pending.expired else "done"
+    return Plan(200, {"code": 0, "log": f"result for {pending.request_type} {request.get('request_id')!r} recorded"},
+                write=store_result(True, state), after=after)
+
+
+# ---- uploads ---------------------------------------------------------------------
+def capture_image(platform: Platform, request: dict[str, Any]) -> bytes | None:
+    """The first JPEG the capture carries (for thumbnails), decoded."""
+    schema = platform.contract.all_endpoints["faceRecognition"].request
+    for pointer, notes in platform.contract.annotations(schema, request, platform.version):
+        value = resolve_pointer(request, pointer)
+        if notes.get("contentMediaType") == "image/jpeg" and isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return None
+    return None
+
+
+def echo_answer(platform: Platform, request: dict[str, Any]) -> dict[str, Any]:
+    """The capture answer: code plus an echo of every other required field (errata #19)."""
+    schema = platform.contract.all_endpoints["faceRecognition"].answer
+    answer: dict[str, Any] = {"code": 1 if platform.misbehaves("capture_code_nonzero") else 0}
+    for name in sorted(platform.contract.required_fields(schema, platform.version) - {"code"}):
+        if name in request:
+            answer[name] = request[name]
+            if platform.misbehaves("capture_no_echo"):
+                answer[name] = answer[name] + 1 if isinstance(answer[name], int) else f"{answer[name]}-not-echoed"
+    answer["log"] = "'faceRecognition' received"
+    return answer
+
+
+def plan_capture(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
+    errors = platform.errors_of(platform.prejudge(incoming.endpoint, incoming.body), "request")
+    image = capture_image(platform, request)
+    now = time.time()
+
+    def write(conn: Any, exchange_id: int) -> None:
+        snap = request.get("snap_time") if isinstance(request.get("snap_time"), int) else None
+        name = request.get("frpic_name") if isinstance(request.get("frpic_name"), str) else None
+        platform.store.insert(conn, "captures", exchange_id=exchange_id, device_id=device_id, snap_time=snap,
+                              frpic_name=name, accepted=int(not errors), received=now, image=image)
+
+    if errors:
+        return Plan(400, None, log=f"capture refused: {len(errors)} error(s)", write=write)
+    if platform.misbehaves("capture_5xx"):
+        return Plan(500, {"code": 500, "log": "internal error (misbehaviour capture_5xx)"}, write=write)
+    return Plan(200, echo_answer(platform, request), write=write)
+
+
+def plan_report(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
+    """deviceAlarm and gpsReport: stored, acknowledged with {code: 0, log} (errata #18)."""
+    errors = platform.errors_of(platform.prejudge(incoming.endpoint, incoming.body), "request")
+    table = "alarms" if incoming.endpoint == "deviceAlarm" else "gps"
+    now = time.time()
+
+    def write(conn: Any, exchange_id: int) -> None:
+        platform.store.insert(conn, table, exchange_id=exchange_id, device_id=device_id, accepted=int(not errors),
+                              received=now, body=json.dumps(request, ensure_ascii=False))
+
+    if errors:
+        return Plan(400, None, log=f"{incoming.endpoint} refused: {len(errors)} error(s)", write=write)
+    return Plan(200, {"code": 0, "log": f"'{incoming.endpoint}' received"}, write=write)
+
+
+_HANDLERS = {
+    "taskRequest": plan_task_request,
+    "taskResult": plan_task_result,
+    "faceRecognition": plan_capture,
+    "deviceAlarm": plan_report,
+    "gpsReport": plan_report,
+}

@@ -1,0 +1,64 @@
+"""The Starlette application: device endpoints (from the catalogue, under the
+prefix), assets, the control API and the live page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mock_server.http_admin import admin_routes
+from mock_server.http_device import asset_handler, device_handler, install_log_filter
+from mock_server.page import page_handler
+from mock_server.platform import Platform
+
+# Device endpoints take every method: a GET is judged (HTTP-METHOD) and answered 400, not a bare 405.
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def deadline_period(platform: Platform) -> float:
+    """How often to look for overdue results: a tenth of the deadline, 50 ms..1 s."""
+    return max(0.05, min(1.0, platform.result_timeout() / 10))
+
+
+async def _deadlines(platform: Platform) -> None:
+    period = deadline_period(platform)
+    while True:
+        await asyncio.sleep(period)  # a timer, not a wait for a condition
+        try:
+            platform.check_deadlines()
+        except Exception:  # noqa: BLE001 - the timer must keep running
+            pass
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"code": 404, "log": f"no such endpoint: {request.method} {request.url.path}"},
+                        status_code=404)
+
+
+def build_app(platform: Platform) -> Starlette:
+    install_log_filter()
+    prefix = platform.prefix
+    routes = [Route(f"{prefix}{e.path}", device_handler(platform, e.name), methods=ANY_METHOD)
+              for e in platform.contract.all_endpoints.values()]
+    routes.append(Route(f"{prefix}/assets/{{name:path}}", asset_handler(platform), methods=["GET", "HEAD", "POST"]))
+    routes.extend(admin_routes(platform))
+    routes.append(Route(f"{prefix}/", page_handler(platform), methods=["GET"]))
+    if prefix:
+        routes.append(Route(prefix, page_handler(platform), methods=["GET"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        platform.loop = asyncio.get_running_loop()
+        timer = asyncio.create_task(_deadlines(platform))
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})

@@ -1,0 +1,123 @@
+"""``facecert serve`` (run the mock server) and ``facecert export`` (a session
+database as HAR)."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
+
+console = Console(highlight=False)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def exchange_line(event: dict[str, Any]) -> str:
+    """One line per exchange, findings below it (rich markup)."""
+    status = event.get("status")
+    what = event.get("endpoint") or event.get("path") or event.get("kind")
+    shown = "no answer" if status is None else str(status)
+    colour = "green" if status is not None and 200 <= status < 300 else "red"
+    head = f"[{colour}]{escape(shown):>9}[/] {escape(str(event.get('device_id') or '-')):24} {escape(str(what))}"
+    if event.get("kind") == "download":
+        head += f" ({event.get('bytes')} bytes, {'completed' if event.get('completed') else 'aborted'})"
+    lines = [head]
+    for finding in event.get("findings") or []:
+        style = _STYLE.get(finding["severity"], "")
+        lines.append(f"          [{style}]{finding['severity'].upper():7} {finding['rule']}[/] "
+                     f"{escape(finding['message'])}")
+    return "\n".join(lines)
+
+
+def admin_token_for(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The control API's token: as given; generated when binding beyond
+    localhost without one (second value: it was generated)."""
+    if token or host in LOCAL_HOSTS:
+        return token or None, False
+    return secrets.token_urlsafe(18), True
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to bind (beyond 127.0.0.1 the control API needs a token)"),
+    port: int = typer.Option(8080, min=0, max=65535, help="port (0: any free port)"),
+    prefix: str = typer.Option("", help="path prefix of server_url, e.g. /test"),
+    db: Optional[Path] = typer.Option(None, help="SQLite file for the session (default: in memory)"),
+    assets: Optional[Path] = typer.Option(None, help="folder of downloadable files (default: generated)"),
+    firmware: Optional[Path] = typer.Option(None, help="serve this file as firmware.bin"),
+    profile: ProfileOpt = "strict",
+    protocol_version: VersionOpt = None,
+    time_scale: TimeScaleOpt = 1.0,
+    max_body: int = typer.Option(20 * 1024 * 1024, min=1024, help="largest accepted body in bytes (default 20 MiB)"),
+    admin_token: Optional[str] = typer.Option(None, help="token for /_admin (generated when binding beyond localhost)"),
+    port_file: Optional[Path] = typer.Option(None, help="write the bound port here once listening"),
+    quiet: bool = typer.Option(False, help="do not print each exchange"),
+) -> None:
+    """Run the mock platform server a device can be pointed at."""
+    from mock_server.config import ServerConfig
+    from mock_server.server import MockServer
+
+    if firmware is not None and not firmware.is_file():
+        fail(console, f"--firmware {firmware}: no such file")
+    if assets is not None and assets.exists() and not assets.is_dir():
+        fail(console, f"--assets {assets}: not a folder")
+    admin_token, generated = admin_token_for(host, admin_token)
+    if generated:
+        console.print(f"[bold]admin token (generated):[/] {admin_token}")
+    config = ServerConfig(host=host, port=port, prefix=prefix, db=db, assets=assets, profile=profile,
+                          protocol_version=protocol_version, time_scale=time_scale, max_body=max_body,
+                          admin_token=admin_token, firmware=firmware)
+    try:
+        server = MockServer(config)
+        if not quiet:
+            server.platform.listeners.append(lambda event: console.print(exchange_line(event)))
+        server.start()
+    except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
+        fail(console, f"cannot start the server: {exc}")
+    if port_file is not None:
+        port_file.write_text(str(server.port), encoding="utf-8")
+    console.print(f"[bold green]facecert mock server[/] listening; configure the device with server_url "
+                  f"[bold]{escape(server.url.removeprefix('http://'))}[/]")
+    console.print(f"live page {escape(server.url)}/  control API {escape(server.url)}/_admin/  "
+                  f"db {db or 'in memory'}  (Ctrl-C stops)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        console.print("stopped")
+
+
+def export(
+    har: bool = typer.Option(True, "--har", help="write HAR 1.2 (the only format for now)"),
+    db: Path = typer.Option(..., "--db", help="session database written by facecert serve --db"),
+    output: Path = typer.Option(..., "-o", "--output", help="HAR file to write"),
+) -> None:
+    """Write a mock-server session database as HAR (facecert validate reads it)."""
+    from facecert.captures import write_har
+
+    from mock_server.store import read_exchanges
+
+    try:
+        exchanges = read_exchanges(db)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(console, str(exc))
+    write_har(exchanges, output, creator="facecert mock server")
+    console.print(f"{len(exchanges)} exchange(s) written to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(export)

@@ -1,0 +1,81 @@
+"""Fault modes: the server failing the way networks and platforms fail, so a
+device's resume transfer and robustness can be tested.
+
+A fault applies to one device or to all (``device_id=None``), optionally to
+some endpoints only, optionally for a window of seconds. Findings the engine
+makes while a fault is on (ANSWER-HTTP-STATUS, ANSWER-MISSING, MSG-NOT-JSON on
+the answer) are expected: the server is failing on purpose.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# kind -> (parameters with defaults, description). Data for the API and docs.
+FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
+    "outage": ({"mode": "drop"}, "no service: mode 'drop' closes the connection without an answer, "
+                                 "mode '503' answers HTTP 503, mode 'refuse' closes the listening socket for "
+                                 "`duration` seconds (connection refused; every device, the control API too)"),
+    "slow": ({"delay": 1.0}, "answers are delayed by `delay` seconds (not scaled)"),
+    "error": ({"status": 500}, "answers with HTTP `status` (5xx) and a JSON error body"),
+    "malformed": ({"body": '{"code": 0, "log": "trunc'}, "answers HTTP 200 with a body that is not JSON"),
+}
+OUTAGE_MODES = ("drop", "503", "refuse")
+
+
+class FaultError(ValueError):
+    """A fault the server cannot set (the admin API answers 422)."""
+
+
+@dataclass
+class Fault:
+    kind: str
+    device_id: str | None = None
+    endpoints: list[str] | None = None
+    until: float | None = None  # epoch seconds; None = until cleared
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def applies(self, device_id: str, endpoint: str, now: float) -> bool:
+        if self.until is not None and now >= self.until:
+            return False
+        if self.device_id is not None and self.device_id != device_id:
+            return False
+        return self.endpoints is None or endpoint in self.endpoints
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "device_id": self.device_id, "endpoints": self.endpoints, "until": self.until,
+                **self.params}
+
+
+def make_fault(kind: str, device_id: str | None, endpoints: list[str] | None, known_endpoints: list[str],
+               duration: float | None = None, **params: Any) -> Fault:
+    """Check a fault request and build it (clear messages for the API)."""
+    if kind not in FAULT_KINDS:
+        raise FaultError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+    defaults, _ = FAULT_KINDS[kind]
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise FaultError(f"fault {kind} takes {', '.join(defaults) or 'no parameters'} "
+                         f"(and device_id, endpoints, duration), not {', '.join(sorted(unknown))}")
+    merged = {**defaults, **params}
+    if kind == "outage" and merged["mode"] not in OUTAGE_MODES:
+        raise FaultError(f"outage mode must be one of {', '.join(OUTAGE_MODES)}")
+    if kind == "outage" and merged["mode"] == "refuse" and (device_id is not None or endpoints or not duration):
+        raise FaultError("outage mode 'refuse' closes the port for everyone: it takes no device_id or endpoints "
+                         "and needs a duration (the control API is unreachable meanwhile)")
+    if kind == "slow" and not (isinstance(merged["delay"], (int, float)) and 0 <= merged["delay"] <= 600):
+        raise FaultError("slow delay must be a number of seconds between 0 and 600")
+    if kind == "error" and not (isinstance(merged["status"], int) and 500 <= merged["status"] <= 599):
+        raise FaultError("error status must be an integer 500..599")
+    if kind == "malformed" and not isinstance(merged["body"], str):
+        raise FaultError("malformed body must be a string")
+    if endpoints is not None:
+        bad = [e for e in endpoints if e not in known_endpoints]
+        if bad:
+            raise FaultError(f"unknown endpoint(s) {', '.join(bad)}; one of {', '.join(known_endpoints)}")
+    if duration is not None and not (isinstance(duration, (int, float)) and duration > 0):
+        raise FaultError("duration must be a positive number of seconds")
+    until = time.time() + duration if duration else None
+    return Fault(kind, device_id, list(endpoints) if endpoints else None, until, merged)

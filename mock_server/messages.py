@@ -1,0 +1,48 @@
+"""What passes between the HTTP layer, the answer planners and the
+platform: a request as read, an answer as decided, a reply as sent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Incoming:
+    """A device request as the HTTP layer read it."""
+
+    endpoint: str
+    method: str
+    path: str
+    url: str
+    peer: str
+    started: float
+    headers: dict[str, str]
+    body: bytes
+    too_large: bool = False
+
+
+@dataclass
+class Reply:
+    """What to send back; ``status=None`` closes the connection unanswered."""
+
+    status: int | None
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+
+
+@dataclass
+class Plan:
+    """An answer decided by an endpoint handler, with its database writes."""
+
+    status: int | None
+    answer: Any = None  # dict (JSON-encoded), bytes (sent verbatim) or None (error body built after judging)
+    log: str = ""
+    write: Callable[[Any, int], None] | None = None  # (connection, exchange row id)
+    after: Callable[[], None] | None = None  # in-memory changes once committed
+    error: str | None = None  # why the connection was dropped
+
+
+def to_json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,164 @@
+"""SQLite storage of a session: every exchange, task, result, upload,
+download and finding.
+
+Each exchange is written, with everything it caused, in one transaction
+committed *before* its answer is sent, so a server killed mid-traffic loses
+nothing it has answered. WAL with ``synchronous=NORMAL`` survives a process
+kill (only a power loss can undo the last commits). One connection, one
+lock: the event loop and the Python API's threads share it safely.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from facecert.model import Exchange
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS exchanges (
+    id INTEGER PRIMARY KEY, idx INTEGER, device_id TEXT, endpoint TEXT, method TEXT, path TEXT, url TEXT,
+    peer TEXT, started REAL, ended REAL, status INTEGER, error TEXT,
+    request_headers TEXT, request_body BLOB, response_headers TEXT, response_body BLOB,
+    request_json TEXT, response_json TEXT);
+CREATE TABLE IF NOT EXISTS findings (
+    id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, rule TEXT, severity TEXT, party TEXT,
+    created REAL, data TEXT);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY, request_id INTEGER, device_id TEXT, request_type TEXT, body BLOB, raw INTEGER,
+    state TEXT, queued_at REAL, sent_at REAL, deadline REAL, sent_exchange INTEGER, result_code INTEGER,
+    done_at REAL);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, request_id TEXT, request_type TEXT,
+    code INTEGER, accepted INTEGER, received REAL, body TEXT);
+CREATE TABLE IF NOT EXISTS captures (
+    id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, snap_time INTEGER, frpic_name TEXT,
+    accepted INTEGER, received REAL, image BLOB);
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, accepted INTEGER, received REAL, body TEXT);
+CREATE TABLE IF NOT EXISTS gps (
+    id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, accepted INTEGER, received REAL, body TEXT);
+CREATE TABLE IF NOT EXISTS downloads (
+    id INTEGER PRIMARY KEY, device_id TEXT, peer TEXT, name TEXT, path TEXT, status INTEGER, size INTEGER,
+    bytes INTEGER, completed INTEGER, state TEXT, started REAL, ended REAL);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY, first_seen REAL, last_seen REAL, peer TEXT, polls INTEGER, data TEXT);
+"""
+
+JSON_COLUMNS = {"request_headers", "response_headers", "request_json", "response_json", "data", "body"}
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=repr)
+
+
+class Store:
+    """The session database (``:memory:`` when no file is given)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = str(path) if path else ":memory:"
+        self.lock = threading.RLock()
+        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, committed unit of work."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # ---- writes (inside tx) ------------------------------------------------
+    @staticmethod
+    def insert(conn: sqlite3.Connection, table: str, **values: Any) -> int:
+        values = {k: (_dumps(v) if k in JSON_COLUMNS and not isinstance(v, (bytes, str, type(None))) else v)
+                  for k, v in values.items()}
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cursor = conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
+        return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def update(conn: sqlite3.Connection, table: str, where: dict[str, Any], **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        cond = " AND ".join(f"{k} = ?" for k in where)
+        conn.execute(f"UPDATE {table} SET {sets} WHERE {cond}", [*values.values(), *where.values()])
+
+    @staticmethod
+    def insert_exchange(conn: sqlite3.Connection, ex: Exchange, device_id: str, endpoint: str | None,
+                        request: Any, answer: Any) -> int:
+        return Store.insert(
+            conn, "exchanges", idx=ex.index, device_id=device_id, endpoint=endpoint, method=ex.method, path=ex.path,
+            url=ex.url, peer=ex.peer, started=ex.started, ended=ex.ended, status=ex.status, error=ex.error,
+            request_headers=_dumps(ex.request_headers), request_body=ex.request_body,
+            response_headers=_dumps(ex.response_headers), response_body=ex.response_body,
+            request_json=_dumps(request), response_json=_dumps(answer))
+
+    # ---- reads -------------------------------------------------------------
+    def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(row) for row in self.conn.execute(sql, params).fetchall()]
+
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        with self.lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+
+def decode_json_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON text columns back to values; blobs dropped (served separately)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, bytes):
+            continue
+        if key in JSON_COLUMNS and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out
+
+
+def row_to_exchange(row: dict[str, Any]) -> Exchange:
+    """A stored exchange as the engine and the HAR writer know it."""
+    return Exchange(
+        method=row["method"], path=row["path"], url=row["url"] or "", request_body=row["request_body"] or b"",
+        status=row["status"], response_body=row["response_body"] if row["status"] is not None else None,
+        started=row["started"], ended=row["ended"], peer=row["peer"] or "", error=row["error"],
+        request_headers=json.loads(row["request_headers"] or "{}"),
+        response_headers=json.loads(row["response_headers"] or "{}"))
+
+
+def read_exchanges(path: str | Path) -> list[Exchange]:
+    """Every exchange of a session database, in arrival order (for ``facecert export``)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such database")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT * FROM exchanges ORDER BY id").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path}: not a facecert session database ({exc})") from None
+    finally:
+        pass
+    out = [row_to_exchange(dict(r)) for r in rows]
+    conn.close()
+    return out
