@@ -1,0 +1,36 @@
+"""``facecert proxy``, registered on the main typer app by facecert/cli.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from facecert.clicommon import ProfileOpt, TimeScaleOpt, ToleranceOpt, VersionOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def proxy(
+        upstream: str = typer.Option(..., "--upstream", help="the real server's base URL, e.g. http://10.0.0.5:8080"),
+        listen: str = typer.Option("127.0.0.1:8080", "--listen", help="HOST:PORT the device connects to "
+                                   "(0.0.0.0:8080 for a device on the network)"),
+        report: Path = typer.Option(Path("reports/proxy"), "--report", help="folder for summary.json, junit.xml, "
+                                    "allure-results/ and session.har"),
+        profile: ProfileOpt = "strict",
+        protocol_version: VersionOpt = None,
+        tolerance: ToleranceOpt = 0.25,
+        time_scale: TimeScaleOpt = 1.0,
+        check_downloads: bool = typer.Option(False, "--check-downloads", help="the device's downloads pass through "
+                                             "this proxy: a task done without fetching its URL is an error"),
+    ) -> None:
+        """Judge a real device and a real server live, through mitmdump in reverse-proxy mode."""
+        from proxy_addons.runner import run_proxy
+
+        options: dict[str, object] = {"facecert_profile": profile, "facecert_time_scale": time_scale,
+                                      "facecert_tolerance": tolerance, "facecert_check_downloads": check_downloads}
+        if protocol_version:
+            options["facecert_protocol_version"] = protocol_version
+        raise typer.Exit(run_proxy(upstream=upstream, listen=listen, report=report, options=options,
+                                   console=Console()))

@@ -1,0 +1,136 @@
+"""``facecert proxy``: mitmdump with the addon between a device and its server.
+
+The command prints where to point the device, echoes the live findings, and on
+Ctrl-C forwards SIGINT to mitmdump, waits for the addon's final reports and
+prints the summary from ``summary.json`` — the same file CI would read.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from rich.console import Console
+from rich.markup import escape
+
+from facecert.model import Finding, Severity
+from facecert.reports.console import findings_table, print_verdict
+
+from proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError
+from proxy_addons.reports import paths_in
+
+_NOISE = ("client connect", "client disconnect", "server connect", "server disconnect")
+_COLOURS = {"facecert ERROR": "bold red", "facecert WARNING": "yellow", "facecert INFO": "dim"}
+
+
+class UsageError(ValueError):
+    """An option the user gave cannot be used (exit code 2)."""
+
+
+def parse_upstream(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--upstream {text!r}: give the server's base URL, e.g. http://192.168.1.10:8080")
+    try:
+        parts.port
+    except ValueError:
+        raise UsageError(f"--upstream {text!r}: the port is not a number") from None
+    return text.rstrip("/")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 0.0.0.0:8080")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def device_addresses(host: str, port: int) -> list[str]:
+    """What to type into the device: the proxy's address as the device can reach it."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [f"http://{host}:{port}"]
+    try:
+        ips = sorted({ip for ip in socket.gethostbyname_ex(socket.gethostname())[2] if not ip.startswith("127.")})
+    except OSError:
+        ips = []
+    return [f"http://{ip}:{port}" for ip in ips] or [f"http://<this machine's address>:{port}"]
+
+
+def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, object], console: Console) -> int:
+    try:
+        upstream = parse_upstream(upstream)
+        host, port = parse_listen(listen)
+    except UsageError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    report = report.resolve()
+    config = MitmdumpConfig(upstream=upstream, confdir=report / ".mitmproxy", listen_host=host, listen_port=port,
+                            options={**options, "facecert_report_dir": str(report)})
+    dump = Mitmdump(config, on_line=lambda line: _echo(console, line))
+    try:
+        with console.status("starting mitmdump…"):
+            dump.start()
+    except MitmdumpError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 2
+    bound_host, bound_port = dump.address or (host, port)
+    console.print(f"[bold]facecert proxy[/] → {escape(upstream)}   reports: {report}")
+    for address in device_addresses(host, bound_port):
+        console.print(f"  point the device's server_url at [bold cyan]{address}[/] (keep the server's path prefix, if any)")
+    console.print("  [dim]Ctrl-C stops the proxy and prints the summary[/]")
+    try:
+        with _interrupts_raise():
+            code = dump.wait()
+    except KeyboardInterrupt:
+        with console.status("stopping mitmdump; the addon is writing its reports…"):
+            code = dump.stop(timeout=120)
+    if code not in (0, None):
+        console.print(f"[yellow]mitmdump exited with code {code}[/]")
+    return print_summary(report, console)
+
+
+@contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM both mean "stop and report", even where the shell ignored SIGINT (background jobs)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _echo(console: Console, line: str) -> None:
+    if any(noise in line for noise in _NOISE):
+        return
+    style = next((colour for key, colour in _COLOURS.items() if key in line), "")
+    console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False, soft_wrap=True)
+
+
+def print_summary(report: Path, console: Console) -> int:
+    """The verdict from summary.json; exit code 0 pass, 1 fail, 2 no summary."""
+    path = paths_in(report).summary
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        console.print(f"[bold red]error:[/] no usable summary at {path} ({exc.__class__.__name__})")
+        return 2
+    shown = [Finding(**{**f, "severity": Severity(f["severity"])}) for f in summary["findings"]
+             if f["severity"] != Severity.INFO.value]
+    if shown:
+        console.print(findings_table(shown, title="Findings (errors and warnings)"))
+    print_verdict(console, summary)
+    if summary.get("addon_errors"):
+        console.print(f"[yellow]{summary['addon_errors']} internal error(s) of the addon were contained; "
+                      f"the flows passed untouched (see summary.json)[/]")
+    paths = paths_in(report)
+    console.print(f"reports: {paths.summary}, {paths.junit}, {paths.allure}/, HAR {paths.har}")
+    return 1 if summary["verdict"] == "fail" else 0

@@ -1,0 +1,123 @@
+"""Real parts for the proxy tests: a uvicorn upstream that records what it got
+and answers what the test queued, and real mitmdump processes with the addon."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from facecert.examples import example_for
+from proxy_addons.process import Mitmdump, MitmdumpConfig
+
+JSON = "application/json"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    request_sha: str
+    response_sha: str
+    size: int
+
+
+@dataclass
+class Upstream:
+    """A server double: queued raw answers per path (FIFO), defaults otherwise."""
+
+    url: str = ""
+    seen: list[Seen] = field(default_factory=list)
+    queued: dict[str, deque[tuple[int, bytes]]] = field(default_factory=lambda: defaultdict(deque))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enqueue(self, path: str, body: Any, status: int = 200) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        with self.lock:
+            self.queued[path].append((status, raw))
+
+    def answer(self, path: str, body: bytes) -> tuple[int, bytes]:
+        with self.lock:
+            if self.queued[path]:
+                return self.queued[path].popleft()
+        if path == "/taskRequest":
+            return 200, json.dumps(example_for("server/tasks/idleTime")).encode()
+        if path == "/faceRecognition":
+            try:
+                capture = json.loads(body)
+                echo = {k: capture[k] for k in ("snap_time", "frpic_name") if k in capture}
+            except (ValueError, TypeError, KeyError):
+                echo = {}
+            return 200, json.dumps({"code": 0, "log": "ok", **echo}).encode()
+        if path.startswith("/blob/"):
+            return 200, blob(int(path.rsplit("/", 1)[1]))
+        return 200, b'{"code": 0, "log": "ok"}'
+
+    def app(self) -> Starlette:
+        async def handle(request: Request) -> Response:
+            body = await request.body()
+            status, raw = self.answer(request.url.path, body)
+            with self.lock:
+                self.seen.append(Seen(request.method, request.url.path, sha(body), sha(raw), len(body)))
+            return Response(raw, status_code=status, media_type=JSON)
+
+        return Starlette(routes=[Route("/{rest:path}", handle, methods=["GET", "POST", "PUT"])])
+
+
+def blob(size: int) -> bytes:
+    """Deterministic bytes that are neither UTF-8 nor JSON."""
+    chunk = bytes(range(256)) * 4096
+    return (chunk * (size // len(chunk) + 1))[:size]
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    yield from _serve()
+
+
+@pytest.fixture(scope="module")
+def module_upstream() -> Iterator[Upstream]:
+    yield from _serve()
+
+
+def _serve() -> Iterator[Upstream]:
+    double = Upstream()
+    server = uvicorn.Server(uvicorn.Config(double.app(), host="127.0.0.1", port=0, log_level="warning",
+                                           timeout_graceful_shutdown=1, limit_concurrency=64))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = threading.Event()
+    for _ in range(200):  # uvicorn sets .started from its own thread; poll it against a 10 s deadline
+        if server.started:
+            break
+        deadline.wait(0.05)
+    assert server.started, "uvicorn upstream did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    double.url = f"http://127.0.0.1:{port}"
+    yield double
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def start_proxy(upstream_url: str, confdir: Path, report: Path, **options: object) -> Mitmdump:
+    opts = {"facecert_report_dir": str(report), "facecert_time_scale": 0.05, **options}
+    return Mitmdump(MitmdumpConfig(upstream=upstream_url, confdir=confdir, options=opts)).start()
+
+
+def summary_of(report: Path) -> dict[str, Any]:
+    return json.loads((report / "summary.json").read_text(encoding="utf-8"))

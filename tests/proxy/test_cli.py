@@ -1,0 +1,89 @@
+"""`facecert proxy` end to end: address printed, live findings, SIGINT, summary, exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+
+from facecert.examples import example_for
+from tests.proxy.conftest import Upstream, summary_of
+
+FACECERT = str(Path(sys.executable).parent / "facecert")
+_ADDRESS = re.compile(r"server_url at (http://127\.0\.0\.1:\d+)")
+
+
+class Output:
+    """Collects a process's output in a thread; waits on a condition, never sleeps."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.text = ""
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._changed:
+                self.text += line
+                self._changed.notify_all()
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: pattern.search(self.text) is not None, timeout)
+            return pattern.search(self.text)
+
+    def close(self) -> str:
+        self._thread.join(timeout=10)
+        return self.text
+
+
+def test_proxy_command_runs_reports_and_stops_on_sigint(upstream: Upstream, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    proc = subprocess.Popen([FACECERT, "proxy", "--upstream", upstream.url, "--listen", "127.0.0.1:0",
+                             "--report", str(report), "--time-scale", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = Output(proc)
+    try:
+        address = output.wait_for(_ADDRESS, timeout=30)
+        assert address, output.text
+        poll = example_for("device/taskRequest")
+        del poll["device_name"]
+        answer = httpx.post(address.group(1) + "/taskRequest", content=json.dumps(poll), timeout=10)
+        assert answer.status_code == 200
+        assert output.wait_for(re.compile(r"facecert ERROR\s+MSG-REQUIRED"), timeout=10), output.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    text = output.close()
+    assert code == 1, text
+    assert "FAIL: 1 exchanges" in text
+    assert "Traceback" not in text
+    assert summary_of(report)["errors_by_rule"] == {"MSG-REQUIRED": 1}
+    assert (report / ".mitmproxy").is_dir()  # confdir kept inside the report folder
+
+
+def test_proxy_command_refuses_bad_input_without_traceback(tmp_path: Path) -> None:
+    for args in (["--upstream", "server:8080"], ["--upstream", "http://127.0.0.1:9", "--listen", "nowhere"]):
+        run = subprocess.run([FACECERT, "proxy", *args, "--report", str(tmp_path)], capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert "error:" in run.stdout and "Traceback" not in run.stdout + run.stderr
+
+
+def test_bad_addon_option_stops_mitmdump_with_one_clear_line(mitm_confdir: Path, tmp_path: Path) -> None:
+    from proxy_addons.process import MitmdumpConfig
+
+    argv = MitmdumpConfig(upstream="http://127.0.0.1:9", confdir=mitm_confdir,
+                          options={"facecert_tolerance": "abc", "facecert_report_dir": str(tmp_path)}).argv()
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "facecert: facecert_tolerance: 'abc' is not a number" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
