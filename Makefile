@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.facecert-installed
+ALLURE := tools/allure/node_modules/.package-lock.json
 export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export npm_config_cache := $(CURDIR)/.cache/npm
@@ -12,7 +13,11 @@ export MITMPROXY_CONFDIR := $(CURDIR)/.cache/mitmproxy
 
 .PHONY: demo test venv clean bench
 
-venv: $(STAMP)
+venv: $(STAMP) $(ALLURE)
+
+# Allure 3 (npm, pure Node) renders the single-file HTML reports.
+$(ALLURE): tools/allure/package.json tools/allure/package-lock.json
+	cd tools/allure && npm ci --no-audit --no-fund --loglevel=error
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)

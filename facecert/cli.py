@@ -58,7 +58,7 @@ def openapi(output: Optional[Path] = typer.Option(None, "-o", "--output", help="
 
 
 @app.command()
-def demo(report: Path = typer.Option(Path("reports/demo"), help="where the demo writes its reports")) -> None:
+def demo(report: Path = typer.Option(Path("reports"), help="where the demo writes its reports")) -> None:
     """The main job on the embedded defaults (see README)."""
     from facecert.demo import run_demo
 

@@ -42,6 +42,7 @@ def certify_device(
     demo: bool = typer.Option(False, "--demo", help="certify our own reference device, fast"),
     fault: list[str] = typer.Option([], "--fault", help="with --demo: break the simulator with this knob"),
     first_poll_timeout: float = typer.Option(600.0, help="seconds to wait for the device's first poll"),
+    html: bool = typer.Option(True, "--html/--no-html", help="render the Allure HTML report"),
 ) -> None:
     """Play the platform for a device and certify it against the device plan."""
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
@@ -84,7 +85,7 @@ def certify_device(
         "device_id": device_id, "server_url": session.server.url, "profile": profile,
         "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,
         "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
-        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None})
+        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None}, html=html)
     _finish(summary, cfg.report)
 
 
@@ -100,6 +101,7 @@ def certify_server(
     report: Optional[Path] = typer.Option(None, help="report folder (default reports/<time>-server)"),
     demo: bool = typer.Option(False, "--demo", help="certify our own mock server, fast"),
     misbehave: list[str] = typer.Option([], "--misbehave", help="with --demo: make our server misbehave"),
+    html: bool = typer.Option(True, "--html/--no-html", help="render the Allure HTML report"),
 ) -> None:
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
@@ -130,7 +132,8 @@ def certify_server(
                             findings, {"server_url": session.url, "profile": profile,
                                        "protocol_version": engine.version, "time_scale": cfg.time_scale,
                                        "demo": demo, "misbehaviours": sorted(misbehave),
-                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3)})
+                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3)},
+                            html=html)
     _finish(summary, cfg.report)
 
 
@@ -138,13 +141,14 @@ def certify_server(
 def certify_matrix(
     write: Optional[Path] = typer.Option(None, "--write", help="write the matrix as Markdown here"),
     only: list[str] = typer.Option([], "--only", help="run only these knobs / misbehaviours"),
+    workers: int = typer.Option(4, min=1, max=8, help="plans run at once (they mostly wait on protocol time)"),
 ) -> None:
     """Run every device fault knob and server misbehaviour through the plans (self-test)."""
     from facecert.certify.matrix import rows, run_matrix, summary_line, to_markdown
 
     chosen = [r for r in rows() if not only or r.knob in only]
-    with console.status(f"running {len(chosen)} broken peers through the plans, two at a time"):
-        results = run_matrix(chosen)
+    with console.status(f"running {len(chosen)} broken peers through the plans, {workers} at a time"):
+        results = run_matrix(chosen, workers=workers)
     text = to_markdown(results)
     if write:
         write.write_text(text, encoding="utf-8")

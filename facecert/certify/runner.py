@@ -61,7 +61,7 @@ def read_junit(path: Path) -> list[dict[str, Any]]:
 
 
 def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list[Any], findings: list[dict[str, Any]],
-                  extra: dict[str, Any]) -> dict[str, Any]:
+                  extra: dict[str, Any], html: bool = True) -> dict[str, Any]:
     """JSON summary, HAR and HTML next to the allure-results and JUnit pytest wrote."""
     har = write_har(exchanges, report / "session.har", creator=f"facecert certify {plan}")
     errors = [f for f in findings if f.get("severity") == "error"]
@@ -79,7 +79,9 @@ def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
-    summary["html"] = _render_html(report, plan, summary)
+    summary["html"] = _render_html(report, plan, summary) if html else None
+    if not html:
+        summary["html_error"] = "not asked for (--no-html)"
     (report / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=repr), encoding="utf-8")
     return summary
 

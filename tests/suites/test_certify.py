@@ -1,0 +1,104 @@
+"""`facecert certify device|server --demo` end to end: both plans green
+against our reference peers, every report written, the HTML opened in a
+real browser, the HAR readable by `facecert validate`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FACECERT = [sys.executable, "-m", "facecert.cli"]
+
+
+def certify(*args: str, report: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    done = subprocess.run([*FACECERT, "certify", *args, "--demo", "--report", str(report)],
+                          capture_output=True, text=True, timeout=600)
+    summary_path = report / "summary.json"
+    assert summary_path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return done, json.loads(summary_path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def device_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    report = tmp_path_factory.mktemp("certify") / "device"
+    done, summary = certify("device", report=report)
+    return done, summary, report
+
+
+@pytest.fixture(scope="module")
+def server_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    report = tmp_path_factory.mktemp("certify") / "server"
+    done, summary = certify("server", report=report)
+    return done, summary, report
+
+
+def _failed(summary: dict) -> list[str]:
+    return [f"{s['name']}: {s['message'][:400]}" for s in summary["scenarios"] if s["outcome"] != "passed"]
+
+
+def test_reference_device_is_certified(device_run) -> None:
+    done, summary, report = device_run
+    assert done.returncode == 0, _failed(summary)
+    assert summary["verdict"] == "certified"
+    assert summary["counts"]["passed"] >= 40 and summary["counts"]["failed"] == 0
+    assert "CERTIFIED" in done.stdout and str(report) in done.stdout
+
+
+def test_reference_server_is_certified(server_run) -> None:
+    done, summary, report = server_run
+    assert done.returncode == 0, _failed(summary)
+    assert summary["verdict"] == "certified" and summary["counts"]["passed"] >= 20
+
+
+@pytest.mark.parametrize("run", ["device_run", "server_run"])
+def test_every_report_is_written(run: str, request: pytest.FixtureRequest) -> None:
+    _, summary, report = request.getfixturevalue(run)
+    assert any((report / "allure-results").glob("*-result.json"))
+    assert (report / "junit.xml").read_text().count("<testcase") == len(summary["scenarios"])
+    assert (report / "session.har").exists() and summary["html"], summary.get("html_error")
+    assert Path(summary["html"]).name == "index.html"
+
+
+def test_plan_pace_is_measured_against_the_protocol_floor(device_run) -> None:
+    _, summary, _ = device_run
+    assert summary["protocol_floor_seconds"] > 0
+    assert 1.0 <= summary["wall_to_floor_ratio"] < 3.0, summary["wall_to_floor_ratio"]
+
+
+def test_session_har_is_accepted_by_validate(device_run) -> None:
+    _, summary, report = device_run
+    done = subprocess.run([*FACECERT, "validate", str(report / "session.har"), "--json", "--time-scale",
+                           str(summary["time_scale"])], capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
+    offline = json.loads(done.stdout)
+    assert offline["exchanges"] > 50
+    device_errors = [f for f in offline["findings"] if f["party"] == "device" and f["severity"] == "error"]
+    assert device_errors == [], device_errors[:5]
+
+
+def test_html_report_shows_the_scenarios_and_verdicts(device_run, chromium: str) -> None:
+    from tests.suites.test_report_html import _browser
+
+    _, summary, report = device_run
+    with _browser(chromium) as (page, outside):
+        page.goto(Path(summary["html"]).as_uri())
+        leaves = page.get_by_test_id("tree-leaf")
+        leaves.first.wait_for(timeout=20_000)
+        page.screenshot(path=report / "report.png")
+        titles = [leaves.nth(i).get_by_test_id("tree-leaf-title").inner_text() for i in range(leaves.count())]
+        statuses = {leaves.nth(i).locator("[data-testid^='tree-leaf-status-']").get_attribute("data-testid")
+                    for i in range(leaves.count())}
+    assert outside == []
+    assert any("faceCmd yields a capture" in t for t in titles), titles[:10]
+    assert statuses == {"tree-leaf-status-passed"}, statuses
+
+
+def test_unreachable_setup_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run([*FACECERT, "certify", "server", "--url", "http://127.0.0.1:9", "--report", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--triggers" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
