@@ -1,0 +1,79 @@
+"""Fault knobs: each one makes the reference device break exactly one rule.
+
+The table is data so that three parties can read it: the device (which
+behaviour to bend), ``facecert device --list-faults``, and the tests, which
+check it against ``facecert.rules.registry.RULES`` (every rule a device can
+break has a knob) and prove, knob by knob, that the engine reports exactly
+the intended rule and nothing else.
+
+``scenario`` names what the conversation must contain for the fault to show
+(a test or a step makes it happen): ``poll`` (any polling), ``idle`` (an
+idleTime answer), ``task`` (any task), ``capture``, ``alarm``, ``gps``,
+``setDevTime``, ``faceCmd``, ``download`` (a task whose URL the device must
+fetch) and ``outage`` (the server goes away while captures are made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    rule: str | None  # rule id of facecert/rules/registry.py, or None when no engine rule can see it
+    description: str
+    scenario: str
+    check: str = ""  # for rule None: the check that catches it
+    protocol_version: str | None = None  # the fault only exists for a device declaring this version
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("cadence-idle", "CADENCE-IDLE", "polls again after 40 % of the idle interval", "idle"),
+    Fault("cadence-task", "CADENCE-TASK", "polls again after 250 % of the task interval", "task"),
+    Fault("missing-field", "MSG-REQUIRED", "taskRequest without device_mac", "poll"),
+    Fault("wrong-type", "MSG-TYPE", "taskRequest time_stamp sent as a string", "poll"),
+    Fault("bad-enum", "MSG-ENUM", "capture with a mask value the document does not define", "capture"),
+    Fault("out-of-range", "MSG-RANGE", "capture comp_score above its maximum", "capture"),
+    Fault("bad-format", "MSG-FORMAT", "taskRequest device_mac that is not a MAC address", "poll"),
+    Fault("alarm-image", "MSG-NOT-ALLOWED", "image on an alarm that is not a vehicle alarm", "alarm"),
+    Fault("not-json", "MSG-NOT-JSON", "first taskRequest body is JSON with a trailing comma, as the document "
+          "prints it", "poll"),
+    Fault("json-array", "MSG-NOT-OBJECT", "first taskRequest body is a JSON array holding the message", "poll"),
+    Fault("empty-body", "MSG-EMPTY-BODY", "first taskRequest body is empty", "poll"),
+    Fault("oversized", "MSG-TOO-LARGE", "first taskRequest padded beyond the engine's body limit", "poll"),
+    Fault("http-get", "HTTP-METHOD", "first taskRequest sent with GET instead of POST", "poll"),
+    Fault("result-wrong-id", "RESULT-UNKNOWN-ID", "taskResult carries a request_id the server never gave", "task"),
+    Fault("result-duplicate", "RESULT-DUPLICATE", "every taskResult is posted twice", "task"),
+    Fault("result-missing", "RESULT-MISSING", "tasks are done but never reported", "task"),
+    Fault("result-for-idle", "RESULT-FOR-IDLE", "a taskResult is posted after each idleTime", "idle"),
+    Fault("capture-bad-base64", "IMG-BASE64", "capture image is not base64", "capture"),
+    Fault("capture-not-jpeg", "IMG-FORMAT", "capture image is a PNG, not a JPEG", "capture"),
+    Fault("snaptime-ms", "SNAPTIME-MS", "snap_time_ms five seconds away from snap_time", "capture"),
+    Fault("gps-too-often", "GPS-CADENCE", "GPS reported every second while standing still", "gps"),
+    Fault("gps-bad-distance", "GPS-DISTANCE", "GPS distance 50 m more than the positions are apart", "gps"),
+    Fault("ignore-devtime", "DEVTIME-APPLIED", "setDevTime reported done, clock left alone", "setDevTime"),
+    Fault("facecmd-no-capture", "FACECMD-CAPTURE", "faceCmd reported done, no capture uploaded", "faceCmd"),
+    Fault("skip-download", "DOWNLOAD-FETCHED", "tasks with a URL reported done without fetching it", "download"),
+    Fault("gps-old-version", "ENDPOINT-NOT-IN-VERSION", "device declaring V1.2 posts gpsReport (V1.2.3)", "gps",
+          protocol_version="1.2"),
+    Fault("vendor-fields", "MSG-UNKNOWN-FIELD", "taskRequest carries vendor fields device_ip and sign_tby", "poll"),
+    Fault("lose-buffered", None, "captures buffered during an outage are thrown away, not replayed", "outage",
+          check="delivery count: every capture the device made reaches the server exactly once"),
+)
+
+FAULTS_BY_NAME: dict[str, Fault] = {fault.name: fault for fault in FAULTS}
+
+# Rules a device-side knob cannot sensibly produce, with the reason.
+EXEMPT_RULES: dict[str, str] = {
+    "MSG-SCHEMA": "every combined constraint of a device schema maps to a specific rule (if/then -> MSG-REQUIRED, "
+                  "if/else image -> MSG-NOT-ALLOWED); no device message can break a combinator alone",
+}
+
+
+def check_faults(names: set[str] | list[str]) -> set[str]:
+    """The knob names, or ValueError naming the unknown ones (for the CLI and the config)."""
+    unknown = sorted(set(names) - FAULTS_BY_NAME.keys())
+    if unknown:
+        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS_BY_NAME)}")
+    return set(names)

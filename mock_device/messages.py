@@ -1,0 +1,206 @@
+"""The device's messages, built from the repaired examples and cut to the
+declared protocol version through the contract, with the fault knobs applied
+at the one place each message is made.
+
+Nothing here lists a field of the protocol: bodies start from
+``facecert.examples.example_for`` and keep only what the contract's schema
+(cut to the version) defines; the identity and the clock fill the values.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import random
+import time
+from typing import Any
+
+from facecert.contract import get_contract
+from facecert.engine import DEFAULT_MAX_BODY
+from facecert.examples import example_for
+
+from mock_device.config import DeviceConfig
+from mock_device.facedb import FaceUser
+from mock_device.media import b64, capture_jpeg, tiny_png
+
+CAPTURE_KINDS = ("face", "stranger", "pedestrian", "vehicle")
+# car_label values of the document (§4 结构化抓拍类型): 2 pedestrian, 4 motor vehicle; 0 = not structured (errata #5)
+_CAR_LABEL = {"pedestrian": 2, "vehicle": 4}
+
+
+@functools.cache
+def _cached_example(schema: str) -> Any:
+    return example_for(schema)
+
+
+def example(schema: str) -> Any:
+    """The repaired example of a schema, a fresh copy (examples are read from disk once per process)."""
+    return copy.deepcopy(_cached_example(schema))
+
+
+def encode(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@functools.cache
+def schema_properties(schema: str, version: str) -> dict[str, Any]:
+    """Top-level properties of a message schema cut to ``version`` (allOf parts included); do not mutate."""
+    contract = get_contract()
+    node = contract.schema(schema, version)
+    props = dict(node.get("properties") or {})
+    for part in node.get("allOf", []):
+        target = contract._resolve(part["$ref"], version) if "$ref" in part else part
+        props.update(target.get("properties") or {})
+    return props
+
+
+def keep_known(body: dict[str, Any], schema: str, version: str) -> dict[str, Any]:
+    """Drop fields the declared protocol version does not have."""
+    props = schema_properties(schema, version)
+    return {k: v for k, v in body.items() if k in props}
+
+
+def enum_of(schema: str, field: str, version: str) -> list[Any]:
+    return list(schema_properties(schema, version).get(field, {}).get("enum") or [])
+
+
+def _endpoint_schema(name: str) -> str:
+    return get_contract().all_endpoints[name].request
+
+
+# ---- taskRequest ------------------------------------------------------------
+def poll_body(cfg: DeviceConfig, now: float, version: str) -> dict[str, Any]:
+    body = example(_endpoint_schema("taskRequest"))
+    body.update(device_id=cfg.device_id, device_mac=cfg.device_mac, device_name=cfg.device_name,
+                time_stamp=int(now), software_version=cfg.software_version,
+                lib_platform_version=cfg.lib_platform_version, lib_ai_version=cfg.lib_ai_version)
+    body = keep_known(body, _endpoint_schema("taskRequest"), version)
+    faults = cfg.faults
+    if "missing-field" in faults:
+        body.pop("device_mac", None)
+    if "wrong-type" in faults:
+        body["time_stamp"] = str(body["time_stamp"])
+    if "bad-format" in faults:
+        body["device_mac"] = body["device_mac"].replace("-", "")[:9]
+    if "vendor-fields" in faults:
+        body.update(device_ip=cfg.device_ip, sign_tby="0" * 32)
+    return body
+
+
+def poll_request(cfg: DeviceConfig, body: dict[str, Any], first: bool) -> tuple[str, bytes]:
+    """(method, raw body) of a poll: the one-shot framing faults hit the first poll only."""
+    raw = encode(body)
+    if not first:
+        return "POST", raw
+    faults = cfg.faults
+    if "not-json" in faults:
+        raw = raw[:-1] + b",}"
+    elif "json-array" in faults:
+        raw = b"[" + raw + b"]"
+    elif "empty-body" in faults:
+        raw = b""
+    elif "oversized" in faults:
+        raw = raw[:-1] + b',"pad":"' + b"x" * (DEFAULT_MAX_BODY + 1) + b'"}'
+    return ("GET" if "http-get" in faults else "POST"), raw
+
+
+# ---- taskResult -------------------------------------------------------------
+def result_body(cfg: DeviceConfig, request_id: Any, code: int, log: str, extras: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"device_id": cfg.device_id, "request_id": request_id, "code": code, "log": log}
+    body.update(extras)
+    return body
+
+
+# ---- faceRecognition --------------------------------------------------------
+def frpic_name(channel: int, now: float, face_id: int) -> str:
+    """FACE_<channel>_<yyyyMMddHHmmssSSS>_<face_id>.jpg, the form seen in the field (UTC here)."""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}"
+    return f"FACE_{channel}_{stamp}_{face_id}.jpg"
+
+
+def capture_body(cfg: DeviceConfig, now: float, face_id: int, kind: str, user: FaceUser | None,
+                 version: str, rng: random.Random) -> dict[str, Any]:
+    """A plausible capture for the declared version; ``user`` makes it a recognised face."""
+    if kind not in CAPTURE_KINDS:
+        raise ValueError(f"capture kind {kind!r}; one of {', '.join(CAPTURE_KINDS)}")
+    schema = _endpoint_schema("faceRecognition")
+    body = example(schema)
+    snap_ms = int(now * 1000)
+    body.update(IP=cfg.device_ip, device_ip=cfg.device_ip, device_id=cfg.device_id, timestamp=int(now),
+                snap_time=snap_ms // 1000, snap_time_ms=snap_ms, frpic_name=frpic_name(0, now, face_id),
+                face_id=face_id, image=b64(capture_jpeg(face_id % 8)),
+                user_temperature=round(36.2 + rng.random(), 1), face_quality=rng.randint(60, 99))
+    for angle in ("face_yaw", "face_pitch", "face_roll"):
+        body[angle] = rng.randint(-20, 20)
+    for field in ("car_label", "car_type", "car_color"):
+        body[field] = 0
+    if kind == "face" and user is not None:
+        body.update(user_id=user.user_id, user_name=str(user.user_info.get("name", user.user_id)),
+                    user_list=user.user_list, comp_score=round(80 + rng.random() * 19, 2))
+        body["group"] = user.group if user.group is not None else 0
+        if user.access_card is not None:
+            body["access_card"] = user.access_card
+    else:
+        for field in ("user_id", "user_name", "comp_score", "access_card", "group", "qr_string", "idcard_number"):
+            body.pop(field, None)
+        body["user_list"] = 0
+    if kind in _CAR_LABEL:
+        body["car_label"] = _CAR_LABEL[kind]
+        if kind == "vehicle":
+            body["car_type"] = rng.choice([v for v in enum_of(schema, "car_type", version) if v] or [0])
+            body["car_color"] = rng.choice([v for v in enum_of(schema, "car_color", version) if v] or [0])
+            body["car_number"] = f"SIM{face_id % 100000:05d}"
+        body["body_image"] = body["image"]
+    body = keep_known(body, schema, version)
+    return apply_capture_faults(cfg, body)
+
+
+def apply_capture_faults(cfg: DeviceConfig, body: dict[str, Any]) -> dict[str, Any]:
+    faults = cfg.faults
+    if "bad-enum" in faults:
+        body["mask"] = 3
+    if "out-of-range" in faults:
+        body["comp_score"] = 150.0
+    if "capture-bad-base64" in faults:
+        body["image"] = "not base64 at all!"
+    if "capture-not-jpeg" in faults:
+        body["image"] = b64(tiny_png())
+    if "snaptime-ms" in faults:
+        body["snap_time_ms"] = body["snap_time"] * 1000 + 5000
+    return body
+
+
+# ---- deviceAlarm ------------------------------------------------------------
+def alarm_types(version: str) -> list[int]:
+    return enum_of(_endpoint_schema("deviceAlarm"), "alarm_type", version)
+
+
+def image_alarm_type() -> Any:
+    """The alarm type that may carry an image: the schema's ``if`` clause names it (vehicle, errata #11)."""
+    node = get_contract().raw[_endpoint_schema("deviceAlarm")]
+    return node.get("if", {}).get("properties", {}).get("alarm_type", {}).get("const")
+
+
+def alarm_body(cfg: DeviceConfig, now: float, alarm_type: int, status: int, version: str) -> dict[str, Any]:
+    schema = _endpoint_schema("deviceAlarm")
+    body = example(schema)
+    body.update(device_ip=cfg.device_ip, device_id=cfg.device_id, device_name=cfg.device_name,
+                device_mac=cfg.device_mac, lib_platform_version=cfg.lib_platform_version,
+                software_version=cfg.software_version, lib_ai_version=cfg.lib_ai_version,
+                alarm_status=status, alarm_type=alarm_type, time_stamp=int(now))
+    body.pop("image", None)
+    allows_image = "image" in schema_properties(schema, version)
+    if allows_image and (alarm_type == image_alarm_type() or "alarm-image" in cfg.faults):
+        body["image"] = b64(capture_jpeg(alarm_type))
+    return keep_known(body, schema, version)
+
+
+# ---- gpsReport --------------------------------------------------------------
+def gps_body(cfg: DeviceConfig, now: float, lat: float, lon: float, distance: float) -> dict[str, Any]:
+    body = example(_endpoint_schema("gpsReport"))
+    if "gps-bad-distance" in cfg.faults:
+        distance += 50.0
+    body.update(device_id=cfg.device_id, device_mac=cfg.device_mac, time_stamp=int(now),
+                longitude=lon, latitude=lat, distance=round(distance, 1), status=1)
+    return body

@@ -1,0 +1,259 @@
+"""What the device does with each task of the document, and what it reports.
+
+Every handler gets a task that already passed its schema (the device
+validates through the contract first; a malformed task never reaches a
+handler) and returns an :class:`Outcome`: the taskResult's code, log and
+per-task extras, and what to do once the result is posted (setPlatformServer
+moves to the new server, faceCmd uploads its capture).
+
+Result codes follow what devices in the field send (NOTES.md): 0 success,
+1..100 libcurl codes when a download failed, -101..-124 face-library errors,
+201..210 device errors. The ones used here are listed below and in
+docs/mock-device.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from mock_device.config import server_url
+from mock_device.facedb import FaceUser
+from mock_device.firmware import FirmwareError, verify_firmware
+from mock_device.media import check_image
+
+if TYPE_CHECKING:
+    from mock_device.device import Device
+
+OK = 0
+CURL_COULDNT_CONNECT = 7  # libcurl CURLE_COULDNT_CONNECT
+CURL_HTTP_RETURNED_ERROR = 22  # libcurl CURLE_HTTP_RETURNED_ERROR
+CURL_OPERATION_TIMEDOUT = 28  # libcurl CURLE_OPERATION_TIMEDOUT
+USER_EXISTS = -101
+USER_NOT_FOUND = -102
+FACE_IMAGE_INVALID = -103
+USER_INFO_TOO_LONG = -104  # user_info over its 256 bytes (errata #12)
+COMMAND_UNKNOWN = 202
+BAD_PARAMETER = 203
+FILE_INVALID = 204  # downloaded file is not what the task needs (not a PNG, not a firmware image)
+
+CODES = {OK: "success", CURL_COULDNT_CONNECT: "download failed: could not connect",
+         CURL_HTTP_RETURNED_ERROR: "download failed: HTTP error", CURL_OPERATION_TIMEDOUT: "download timed out",
+         USER_EXISTS: "user_id already exists", USER_NOT_FOUND: "user_id not found",
+         FACE_IMAGE_INVALID: "face image missing or not a JPEG", USER_INFO_TOO_LONG: "user_info too long",
+         COMMAND_UNKNOWN: "command does not exist",
+         BAD_PARAMETER: "parameter missing or out of range", FILE_INVALID: "downloaded file is invalid"}
+
+
+@dataclass
+class Outcome:
+    code: int
+    log: str
+    extras: dict[str, Any] = field(default_factory=dict)
+    after: Callable[[], Awaitable[None]] | None = None  # runs once the taskResult is posted
+
+
+class DownloadFailed(Exception):
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+def done(name: str, extras: dict[str, Any] | None = None) -> Outcome:
+    return Outcome(OK, f"'{name}' success!", extras or {})
+
+
+def failed(name: str, code: int, why: str, extras: dict[str, Any] | None = None) -> Outcome:
+    return Outcome(code, f"'{name}' failed: {why}", extras or {})
+
+
+# ---- users ----------------------------------------------------------------------
+async def _face_image(dev: Device, user: dict[str, Any]) -> bytes | None:
+    """The user's picture: downloaded (URL) or decoded (image); None when none was given."""
+    kind, content = user.get("image_type"), user.get("image_content")
+    if not content:
+        return None
+    if kind == "URL" or (kind is None and str(content).startswith(("http://", "https://"))):
+        data = await dev.download(content)
+    else:
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise DownloadFailed(FACE_IMAGE_INVALID, "image_content is not base64") from None
+    why = check_image(data, "image/jpeg")
+    if why:
+        raise DownloadFailed(FACE_IMAGE_INVALID, f"face image is {why}")
+    return data
+
+
+def _face_user(user: dict[str, Any], image: bytes | None, schema_defaults: dict[str, Any]) -> FaceUser:
+    return FaceUser(user_id=user["user_id"], user_list=user.get("user_list", schema_defaults.get("user_list", 2)),
+                    user_info=dict(user.get("user_info") or {}), user_type=user.get("user_type", 0),
+                    access_card=user.get("access_card"), group=user.get("group"), image=image)
+
+
+async def _users(dev: Device, task: dict[str, Any], upsert: bool) -> Outcome:
+    name = task["request_type"]
+    defaults = dev.user_defaults(name)
+    refused = _refused_users(dev.content_problems(name, task))
+    resp_list = []
+    for index, user in enumerate(task["user_list"]):
+        code = refused.get(index, OK)
+        if code != OK:
+            dev.log(f"{name}: user {user['user_id']} refused ({CODES[code]})")
+        elif not upsert and user["user_id"] in dev.faces:
+            code = USER_EXISTS
+        else:
+            try:
+                image = await _face_image(dev, user)
+            except DownloadFailed as exc:
+                dev.log(f"{name}: user {user['user_id']}: {exc}")
+                code = exc.code
+            else:
+                record = _face_user(user, image, defaults)
+                if upsert:
+                    dev.faces.upsert(record)
+                elif not dev.faces.add(record):
+                    code = USER_EXISTS
+        resp_list.append({"user_id": user["user_id"], "code": code})
+    bad = [r for r in resp_list if r["code"] != OK]
+    if bad:
+        return failed(name, bad[0]["code"], f"{len(bad)} of {len(resp_list)} user(s) failed", {"resp_list": resp_list})
+    return done(name, {"resp_list": resp_list})
+
+
+def _refused_users(problems: list[Any]) -> dict[int, int]:
+    """Index in user_list -> code, from the content checks (a bad image, an oversized user_info)."""
+    refused: dict[int, int] = {}
+    for problem in problems:
+        parts = problem.pointer.split("/")
+        if len(parts) > 2 and parts[1] == "user_list" and parts[2].isdigit():
+            code = USER_INFO_TOO_LONG if problem.rule == "USERINFO-SIZE" else FACE_IMAGE_INVALID
+            refused.setdefault(int(parts[2]), code)
+    return refused
+
+
+async def add_user(dev: Device, task: dict[str, Any]) -> Outcome:
+    return await _users(dev, task, upsert=False)
+
+
+async def update_user(dev: Device, task: dict[str, Any]) -> Outcome:
+    return await _users(dev, task, upsert=True)
+
+
+async def delete_user(dev: Device, task: dict[str, Any]) -> Outcome:
+    if dev.faces.delete(task["user_id"]):
+        return done("deleteUser")
+    return failed("deleteUser", USER_NOT_FOUND, f"user {task['user_id']} not found")
+
+
+async def del_user_list(dev: Device, task: dict[str, Any]) -> Outcome:
+    gone = dev.faces.delete_list(task["user_list"])
+    return done("delUserList", {"resp_list": [{"user_id": uid, "code": OK} for uid in gone]})
+
+
+# ---- device settings --------------------------------------------------------------
+async def set_dev_time(dev: Device, task: dict[str, Any]) -> Outcome:
+    if "ignore-devtime" not in dev.cfg.faults:
+        dev.set_clock(task["time_stamp"])
+    return done("setDevTime")
+
+
+async def set_screen_save(dev: Device, task: dict[str, Any]) -> Outcome:
+    slots = [key for key in dev.task_properties("setScreenSave") if key.startswith("image_")]
+    fetched: dict[str, bytes | None] = {}
+    for slot in slots:
+        if slot not in task:
+            continue
+        if task[slot] == "":
+            fetched[slot] = None  # errata #24: an empty image_N deletes that screen saver
+            continue
+        try:
+            data = await dev.download(task[slot])
+        except DownloadFailed as exc:
+            return failed("setScreenSave", exc.code, f"{slot}: {exc}")
+        why = check_image(data, "image/png")
+        if why:
+            return failed("setScreenSave", FILE_INVALID, f"{slot} is {why}")
+        fetched[slot] = data
+    for slot, data in fetched.items():
+        if data is None:
+            dev.screen_savers.pop(slot, None)
+        else:
+            dev.screen_savers[slot] = data
+    dev.screen_saver_settings = {k: v for k, v in task.items() if not k.startswith(("image_", "request_"))}
+    return done("setScreenSave")
+
+
+async def upgrade(dev: Device, task: dict[str, Any]) -> Outcome:
+    try:
+        data = await dev.download(task["URL"])
+    except DownloadFailed as exc:
+        return failed("upgrade", exc.code, str(exc))
+    try:
+        version = verify_firmware(data)
+    except FirmwareError as exc:
+        return failed("upgrade", FILE_INVALID, str(exc))
+    dev.log(f"upgrade: installed {version} (was {dev.cfg.software_version})")
+    dev.cfg.software_version = version
+    return done("upgrade")
+
+
+async def get_log_file(dev: Device, task: dict[str, Any]) -> Outcome:
+    return done("getLogFile", {"log_info": dev.log_text()})
+
+
+async def get_dev_status(dev: Device, task: dict[str, Any]) -> Outcome:
+    cfg = dev.cfg
+    return done("getDevStatus", {"total_face": len(dev.faces), "main_ver": cfg.software_version,
+                                 "platform_ver": cfg.lib_platform_version, "web_ver": cfg.web_version,
+                                 "ai_version": cfg.lib_ai_version})
+
+
+async def set_resume_transfer(dev: Device, task: dict[str, Any]) -> Outcome:
+    dev.resume_transfer = bool(task["enable"])
+    return done("setResumeTransfer")
+
+
+async def set_platform_server(dev: Device, task: dict[str, Any]) -> Outcome:
+    address = task.get("serverAddr")
+    if "wsServerAddr" in task:
+        dev.ws_server = task["wsServerAddr"]
+    if not address:
+        return done("setPlatformServer", {"resp_type": "setPlatformServer"})
+    try:
+        target = server_url(address)  # no scheme in serverAddr: http:// is implied
+    except ValueError as exc:
+        return failed("setPlatformServer", BAD_PARAMETER, str(exc))
+    outcome = done("setPlatformServer", {"resp_type": "setPlatformServer"})
+
+    async def move() -> None:
+        dev.move_to(target)
+
+    outcome.after = move
+    return outcome
+
+
+async def face_cmd(dev: Device, task: dict[str, Any]) -> Outcome:
+    outcome = done("faceCmd")
+    if "facecmd-no-capture" not in dev.cfg.faults:
+        async def capture() -> None:
+            await dev.capture("face")
+
+        outcome.after = capture
+    return outcome
+
+
+async def set_face_config(dev: Device, task: dict[str, Any]) -> Outcome:
+    dev.face_config.update({k: v for k, v in task.items() if not k.startswith("request_")})
+    return done("SetFaceConfig")
+
+
+HANDLERS: dict[str, Callable[[Device, dict[str, Any]], Awaitable[Outcome]]] = {
+    "addUser": add_user, "updateUser": update_user, "deleteUser": delete_user, "delUserList": del_user_list,
+    "setDevTime": set_dev_time, "setScreenSave": set_screen_save, "upgrade": upgrade, "getLogFile": get_log_file,
+    "getDevStatus": get_dev_status, "setResumeTransfer": set_resume_transfer,
+    "setPlatformServer": set_platform_server, "faceCmd": face_cmd, "SetFaceConfig": set_face_config,
+}

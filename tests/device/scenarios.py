@@ -1,0 +1,79 @@
+"""Make a conversation contain what a fault needs to show (the knob table's
+``scenario`` column), waiting on device events with deadlines derived from
+the protocol intervals."""
+
+from __future__ import annotations
+
+import time
+
+from mock_device import Device
+from mock_device.messages import alarm_types, image_alarm_type
+from mock_server import MockServer
+
+from tests.device.conftest import GOOD_FIRMWARE
+
+
+def deadline(dev: Device, intervals: float = 6) -> float:
+    """A generous wait: this many idle intervals at the device's time scale, never under 3 s."""
+    return max(3.0, intervals * dev.scaled("idle_interval_s"))
+
+
+def wait(dev: Device, predicate, what: str, intervals: float = 6) -> None:  # type: ignore[no-untyped-def]
+    assert dev.wait_until(predicate, deadline(dev, intervals)), f"timed out waiting for {what}: {dev.stats}"
+
+
+def more_polls(dev: Device, count: int = 2) -> None:
+    """Let the conversation go on for ``count`` polls (cross-message rules need them)."""
+    target = dev.stats.polls + count
+    wait(dev, lambda: dev.stats.polls >= target, f"{count} more polls")
+
+
+TASK_FOR_SCENARIO = {
+    "task": lambda srv: {"request_type": "getDevStatus"},
+    "setDevTime": lambda srv: {"request_type": "setDevTime", "time_stamp": int(time.time()) + 86_400},
+    "faceCmd": lambda srv: {"request_type": "faceCmd"},
+    "download": lambda srv: {"request_type": "upgrade", "URL": srv.asset_url(GOOD_FIRMWARE)},
+}
+
+
+def prepare(scenario: str, srv: MockServer, device_id: str) -> None:
+    """Before the device starts: queue the task the scenario needs, so the first poll gets it."""
+    if scenario in TASK_FOR_SCENARIO:
+        srv.enqueue(device_id, TASK_FOR_SCENARIO[scenario](srv))
+
+
+def drive(scenario: str, srv: MockServer, dev: Device) -> None:
+    """After ``prepare`` and ``dev.start()``: make the rest happen and let the conversation go on."""
+    wait(dev, lambda: dev.stats.polls >= 1, "the first poll")
+    if scenario == "poll":
+        more_polls(dev, 1)
+    elif scenario == "idle":
+        wait(dev, lambda: dev.stats.idle >= 2, "two idleTime answers")
+        more_polls(dev, 1)
+    elif scenario in TASK_FOR_SCENARIO:
+        wait(dev, lambda: dev.stats.tasks >= 1, f"the device to take its {scenario} task")
+        more_polls(dev, 2)
+    elif scenario == "capture":
+        dev.capture_now("face")
+        more_polls(dev, 1)
+    elif scenario == "alarm":
+        plain = [t for t in alarm_types(dev.version) if t != image_alarm_type()]
+        dev.alarm(plain[0])
+        more_polls(dev, 1)
+    elif scenario == "gps":
+        dev.gps_start()
+        wait(dev, lambda: dev.stats.gps >= 3, "three GPS reports")
+    elif scenario == "outage":
+        outage(srv, dev, captures=3)
+    else:
+        raise ValueError(f"no driver for scenario {scenario!r}")
+
+
+def outage(srv: MockServer, dev: Device, captures: int) -> list[dict]:  # type: ignore[type-arg]
+    """Captures made while the server refuses everything, then the server comes back."""
+    srv.set_fault("outage", device_id=dev.cfg.device_id)
+    made = [dev.capture_now("face") for _ in range(captures)]
+    srv.clear_faults()
+    wait(dev, lambda: len(dev.spool) == 0, "the spool to drain", intervals=10)
+    more_polls(dev, 1)
+    return made

@@ -1,0 +1,59 @@
+"""``facecert device``: the knob list, a short run with its summary, clear
+errors (exit 2, no traceback) for bad invocations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mock_device import FAULTS
+from mock_server import MockServer
+
+FACECERT = [str(Path(sys.executable).parent / "facecert")]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FACECERT, "device", *args], capture_output=True, text=True, timeout=timeout,
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+def test_list_faults_names_every_knob() -> None:
+    done = run("--list-faults")
+    assert done.returncode == 0
+    for fault in FAULTS:
+        assert fault.name in done.stdout
+
+
+def test_short_run_against_the_mock_server(server: MockServer) -> None:
+    done = run("--server", server.url, "--count", "3", "--time-scale", "0.05", "--duration", "1.5",
+               "--captures-per-minute", "60", "--id", "CLI")
+    assert done.returncode == 0, done.stderr
+    assert "summary" in done.stdout and "CLI" in done.stdout
+    assert {d["device_id"] for d in server.devices()} >= {"CLI00000000", "CLI00000001", "CLI00000002"}
+
+
+@pytest.mark.parametrize("args", [("--server", "http://127.0.0.1:1", "--fault", "no-such-knob"), (),
+                                  ("--server", "127.0.0.1:1", "--protocol-version", "7.7"),
+                                  ("--server", "http://"), ("--server", "ftp://127.0.0.1"),
+                                  ("--server", "127.0.0.1:99999"), ("--server", "127.0.0.1:1 /x"),
+                                  ("--server", "127.0.0.1:1", "--count", "0")])
+def test_bad_invocations_exit_2_without_traceback(args: tuple[str, ...]) -> None:
+    done = run(*args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_unreachable_server_is_survived() -> None:
+    done = run("--server", "127.0.0.1:1", "--time-scale", "0.05", "--duration", "1")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_judge_reports_the_device_fault_and_exits_1(server: MockServer) -> None:
+    done = run("--server", server.url, "--time-scale", "0.05", "--duration", "1.5", "--id", "CLIJUDGE",
+               "--fault", "missing-field", "--judge")
+    assert done.returncode == 1, done.stdout
+    assert "MSG-REQUIRED" in done.stdout

@@ -1,0 +1,60 @@
+"""A server that is down or misbehaves never kills the device: it logs, backs
+off and keeps polling; odd tasks get a non-zero code when they carry an id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mock_device import Device
+from mock_device.judge import device_errors, judge_device
+from mock_device.tasks import BAD_PARAMETER, COMMAND_UNKNOWN
+from mock_server import MockServer
+
+from tests.device.scenarios import wait
+
+SERVER_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("outage", {"mode": "drop"}), ("outage", {"mode": "503"}), ("error", {"status": 500}),
+    ("malformed", {}), ("slow", {"delay": 0.6}),
+]
+
+
+@pytest.mark.parametrize(("kind", "params"), SERVER_FAULTS, ids=[f"{k}-{list(p.values())}" for k, p in SERVER_FAULTS])
+def test_device_survives_server_faults(kind: str, params: dict[str, Any], server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+    dev: Device = make_device(kind, request_timeout_s=0.3)
+    wait(dev, lambda: dev.stats.polls >= 1, "the first poll")
+    server.set_fault(kind, device_id=dev.cfg.device_id, **params)
+    failures = dev.stats.failures
+    wait(dev, lambda: dev.stats.failures >= failures + 2, "two failed polls")
+    server.clear_faults()
+    idle = dev.stats.idle
+    wait(dev, lambda: dev.stats.idle > idle, "an idleTime answer once the server is back")
+    dev.stop()  # raises if the device's loop crashed
+    assert "backing off" in dev.log_text()
+
+
+RAW_TASKS: list[tuple[str, Any, int | None]] = [
+    ("unknown-command", {"request_type": "rebootNow", "request_id": 880001}, COMMAND_UNKNOWN),
+    ("missing-parameter", {"request_type": "deleteUser", "request_id": 880002}, BAD_PARAMETER),
+    ("wrong-type", {"request_type": "setDevTime", "request_id": 880003, "time_stamp": "soon"}, BAD_PARAMETER),
+    ("no-request-id", {"request_type": "rebootNow"}, None),
+    ("not-json", b'{"request_type": "getDevStatus", "request_id": 880004,', None),
+    ("json-array", b"[1, 2, 3]", None),
+]
+
+
+@pytest.mark.parametrize(("label", "task", "code"), RAW_TASKS, ids=[t[0] for t in RAW_TASKS])
+def test_odd_tasks(label: str, task: Any, code: int | None, server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+    dev: Device = make_device(label, start=False)
+    server.enqueue(dev.cfg.device_id, task, raw=True)
+    dev.start()
+    wait(dev, lambda: dev.stats.idle >= 1, "polling to go on after the odd task")
+    dev.stop()
+    if code is None:
+        assert not dev.results
+    else:
+        assert [r["code"] for r in dev.results] == [code]
+        assert dev.results[0]["request_id"] == task["request_id"]
+    errors = device_errors(judge_device(dev).findings)
+    assert not errors, "\n".join(f.line() for f in errors)
