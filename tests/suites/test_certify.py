@@ -86,8 +86,8 @@ def test_html_report_shows_the_scenarios_and_verdicts(device_run, chromium: str)
     _, summary, report = device_run
     with _browser(chromium) as (page, outside):
         page.goto(Path(summary["html"]).as_uri())
+        _expand_tree(page)
         leaves = page.get_by_test_id("tree-leaf")
-        leaves.first.wait_for(timeout=20_000)
         page.screenshot(path=report / "report.png")
         titles = [leaves.nth(i).get_by_test_id("tree-leaf-title").inner_text() for i in range(leaves.count())]
         statuses = {leaves.nth(i).locator("[data-testid^='tree-leaf-status-']").get_attribute("data-testid")
@@ -95,6 +95,23 @@ def test_html_report_shows_the_scenarios_and_verdicts(device_run, chromium: str)
     assert outside == []
     assert any("faceCmd yields a capture" in t for t in titles), titles[:10]
     assert statuses == {"tree-leaf-status-passed"}, statuses
+
+
+def _expand_tree(page) -> None:
+    """Allure groups scenarios by feature: open every section once (clicking twice closes it)."""
+    page.get_by_test_id("tree-section").first.wait_for(timeout=20_000)
+    opened: set[str] = set()
+    for _ in range(40):
+        ids = page.get_by_test_id("tree-section").evaluate_all("els => els.map(e => e.dataset.treeNodeId)")
+        todo = [node for node in ids if node not in opened]
+        if not todo:
+            return
+        shown = page.locator("[data-testid=tree-section], [data-testid=tree-leaf]").count()
+        for node in todo:
+            opened.add(node)
+            page.locator(f'[data-tree-node-id="{node}"] [data-testid="tree-arrow"]').first.click()
+        page.wait_for_function("n => document.querySelectorAll('[data-testid=tree-section], [data-testid=tree-leaf]')"
+                               ".length > n", arg=shown, timeout=10_000)
 
 
 def test_unreachable_setup_is_a_clear_error(tmp_path: Path) -> None:
