@@ -179,18 +179,14 @@ class _Judge:
 
     def run(self) -> None:
         ex, endpoint = self.ex, self.endpoint
+        request = self.parse_request()
         if ex.method.upper() != "POST":
             self.finding("HTTP-METHOD", f"{endpoint.path} was requested with {ex.method}; device messages are POSTed",
                          "request", expected="POST", actual=ex.method)
         if not since_ok(endpoint.since, self.version):
             self.finding("ENDPOINT-NOT-IN-VERSION", f"{endpoint.path} exists from V{endpoint.since}; this session "
                          f"judges protocol V{self.version}", "request", expected=f"V>={endpoint.since}", actual=self.version)
-        request = self.parse(ex.request_body, "request", f"{endpoint.name} request")
-        self.judged.request = request
-        device_id = request.get("device_id") if isinstance(request, dict) else None
-        if not isinstance(device_id, str) or not device_id:
-            device_id = self.owner_of_result(request) or ex.peer or "?"
-        self.judged.device_id = device_id
+        device_id = self.judged.device_id
         state = self.engine.devices.setdefault(device_id, DeviceState(device_id))
         task = None
         if isinstance(request, dict):
@@ -207,6 +203,22 @@ class _Judge:
         handler = getattr(self, f"on_{endpoint.name}", None)
         if handler is not None:
             handler(state, request, answer)
+
+    def parse_request(self) -> Any:
+        """Parse first, so every finding of the exchange (method, version too) names its device."""
+        try:
+            request = parse_body(self.ex.request_body, self.engine.config.max_body, f"{self.endpoint.name} request")
+            failure = None
+        except ParseFailure as exc:
+            request, failure = None, exc.issue
+        device_id = request.get("device_id") if isinstance(request, dict) else None
+        if not isinstance(device_id, str) or not device_id:
+            device_id = self.owner_of_result(request) or self.ex.peer or "?"
+        self.judged.device_id = device_id
+        self.judged.request = request
+        if failure is not None:
+            self.issue(failure, "request", Context(empty_body=not (self.ex.request_body or b"").strip()))
+        return request
 
     # ---- building blocks ---------------------------------------------------
     def finding(self, rule: str, message: str, direction: str, *, pointer: str = "", expected: Any = None,

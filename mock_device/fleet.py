@@ -43,7 +43,7 @@ class Fleet:
         first = self.devices[0]
         spread = first.scaled("idle_interval_s") if stagger_s is None else stagger_s
         # httpcore's pool costs O(connections) per request and O(queued x connections) when requests queue
-        # inside it (docs/performance-fleet.md); so requests beyond IN_FLIGHT wait at our semaphore (O(1))
+        # inside it (docs/performance.md (Fleet)); so requests beyond IN_FLIGHT wait at our semaphore (O(1))
         # and the pool holds at most IN_FLIGHT connections, KEEPALIVE of them idle: any idle connection
         # serves any device equally well.
         in_flight = min(count + 8, IN_FLIGHT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -14,6 +14,13 @@ from facecert.clicommon import ProfileOpt, VersionOpt, fail
 console = Console()
 certify_app = typer.Typer(no_args_is_help=True, help="Certify a device or a platform server.")
 DEMO_TIME_SCALE = 0.05
+
+
+TimeScaleOpt = Annotated[Optional[float], typer.Option(
+    "--time-scale", min=0.001, max=1.0, help="for simulators only: shrink protocol intervals (demo: 0.05)")]
+TagsOpt = Annotated[Optional[str], typer.Option(help="select flows by tag expression, e.g. 'tasks or cadence'")]
+ReportOpt = Annotated[Optional[Path], typer.Option(help="report folder (default reports/<time>-<plan>)")]
+HtmlOpt = Annotated[bool, typer.Option("--html/--no-html", help="render the Allure HTML report")]
 
 
 def _report_dir(report: Optional[Path], plan: str) -> Path:
@@ -35,14 +42,13 @@ def certify_device(
     device_id: str = typer.Option("ID00000000000001", "--device-id", help="the device_id the device under test sends"),
     profile: ProfileOpt = "strict",
     protocol_version: VersionOpt = None,
-    time_scale: Optional[float] = typer.Option(None, "--time-scale", min=0.001, max=1.0,
-                                               help="for simulators only: shrink protocol intervals (demo: 0.05)"),
-    tags: Optional[str] = typer.Option(None, help="select flows by tag expression, e.g. 'tasks or cadence'"),
-    report: Optional[Path] = typer.Option(None, help="report folder (default reports/<time>-device)"),
+    time_scale: TimeScaleOpt = None,
+    tags: TagsOpt = None,
+    report: ReportOpt = None,
     demo: bool = typer.Option(False, "--demo", help="certify our own reference device, fast"),
     fault: list[str] = typer.Option([], "--fault", help="with --demo: break the simulator with this knob"),
     first_poll_timeout: float = typer.Option(600.0, help="seconds to wait for the device's first poll"),
-    html: bool = typer.Option(True, "--html/--no-html", help="render the Allure HTML report"),
+    html: HtmlOpt = True,
 ) -> None:
     """Play the platform for a device and certify it against the device plan."""
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
@@ -95,13 +101,12 @@ def certify_server(
     triggers: Optional[Path] = typer.Option(None, help="trigger file (YAML): how to make the platform queue each task"),
     profile: ProfileOpt = "strict",
     protocol_version: VersionOpt = None,
-    time_scale: Optional[float] = typer.Option(None, "--time-scale", min=0.001, max=1.0,
-                                               help="shrink the harness device's intervals (demo: 0.05)"),
-    tags: Optional[str] = typer.Option(None, help="select flows by tag expression"),
-    report: Optional[Path] = typer.Option(None, help="report folder (default reports/<time>-server)"),
+    time_scale: TimeScaleOpt = None,
+    tags: TagsOpt = None,
+    report: ReportOpt = None,
     demo: bool = typer.Option(False, "--demo", help="certify our own mock server, fast"),
     misbehave: list[str] = typer.Option([], "--misbehave", help="with --demo: make our server misbehave"),
-    html: bool = typer.Option(True, "--html/--no-html", help="render the Allure HTML report"),
+    html: HtmlOpt = True,
 ) -> None:
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
