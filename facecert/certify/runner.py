@@ -33,7 +33,7 @@ def run_plan(session: Any, plan: str, report: Path, tags: str | None = None, qui
     results, junit = report / "allure-results", report / "junit.xml"
     args = [str(ROOT / "steps" / f"plan_{plan}.py"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
             "--alluredir", str(results), "--clean-alluredir", "--junitxml", str(junit),
-            "-o", "junit_suite_name=facecert." + plan, "-p", "no:cacheprovider", "-s",
+            "-o", "junit_suite_name=facecert." + plan, "-p", "no:cacheprovider", "-p", "no:anyio", "-s",
             "--basetemp", str(report / ".pytest"), "-q" if not quiet else "-qq"]
     if tags:
         args += ["-m", tags]
