@@ -95,6 +95,7 @@ class Contract:
         self._validators: dict[tuple[str, str], Any] = {}
         self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
         self._registries: dict[str, Any] = {}
+        self._structure_registries: dict[str, Any] = {}
 
     # ---- catalogue -------------------------------------------------------
     def check_version(self, version: str | None) -> str:
@@ -167,9 +168,7 @@ class Contract:
         """
         if not self._has_content_annotations(name):
             return
-        validator = self.validator(name, version)
-        if self.backend != "rs":
-            validator = jsonschema_rs.validator_for(self.schema(name, version), registry=self._registry(self.check_version(version)))
+        validator = self._annotation_validator(name, self.check_version(version))
         merged: dict[str, dict[str, Any]] = {}
         for unit in validator.evaluate(instance).annotations():
             value = unit["annotations"]
@@ -183,6 +182,19 @@ class Contract:
         for pointer, notes in merged.items():
             if {"contentMediaType", "x-download", "x-max-serialized-bytes"} & notes.keys():
                 yield pointer, notes
+
+    def _annotation_validator(self, name: str, version: str) -> Any:
+        """A validator over the structure only (assertions stripped): a schema
+        drops its annotations when it fails, and an image must still be checked
+        in a message that lacks a field or has a wrong type elsewhere."""
+        key = ("annotations:" + name, version)
+        if key not in self._validators:
+            if version not in self._structure_registries:
+                self._structure_registries[version] = jsonschema_rs.Registry(
+                    [(self.schema_id(n), _structure_only(self.schema(n, version))) for n in self.raw])
+            self._validators[key] = jsonschema_rs.validator_for(
+                _structure_only(self.schema(name, version)), registry=self._structure_registries[version])
+        return self._validators[key]
 
     @functools.cache
     def _has_content_annotations(self, name: str) -> bool:
@@ -250,6 +262,36 @@ def _cut_to_version(schema: dict[str, Any], version: str) -> dict[str, Any]:
 
     walk(cut)
     return cut
+
+
+_ASSERTIONS = frozenset({
+    "required", "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "minLength", "maxLength", "pattern", "format", "minItems", "maxItems", "uniqueItems", "minProperties",
+    "maxProperties", "unevaluatedProperties", "additionalProperties", "not", "dependentRequired"})
+
+
+def _structure_only(schema: Any, in_condition: bool = False) -> Any:
+    """The schema with its assertions removed (kept inside `if`, which must still
+    choose a branch): evaluating it never fails, so every annotation survives."""
+    if schema is False:
+        return True
+    if isinstance(schema, list):
+        return [_structure_only(item, in_condition) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _ASSERTIONS and not in_condition:
+            continue
+        if key in ("enum", "const", "required", "x-enum-since") or key.startswith("x-") or key in ("description", "title"):
+            out[key] = value
+        elif key == "properties" and isinstance(value, dict):
+            out[key] = {k: _structure_only(v, in_condition) for k, v in value.items()}
+        elif key == "oneOf" and not in_condition:
+            out["anyOf"] = _structure_only(value, in_condition)  # stripped branches all match: oneOf would fail
+        else:
+            out[key] = _structure_only(value, in_condition or key == "if")
+    return out
 
 
 def _pointer(parts: Any) -> str:

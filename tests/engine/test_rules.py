@@ -287,3 +287,15 @@ def test_rule_is_silent_on_the_correct_conversation(rule: str) -> None:
 def test_sample_conversation_is_clean_for_many_devices() -> None:
     findings = judge(sample_conversation(devices=5, cycles=6))
     assert findings == []
+
+
+def test_content_is_checked_even_when_the_schema_fails_elsewhere() -> None:
+    """Annotations survive a missing field or a wrong type: the image is still decoded."""
+    body = example_for("device/faceRecognition")
+    body.pop("device_ip")
+    body.update(user_id=None, image="@@not base64@@")
+    from facecert.engine import judge_message
+
+    found = judge_message(Engine(EngineConfig()), "faceRecognition", json.dumps(body).encode())
+    assert {(f.rule, f.pointer) for f in found} == {("MSG-REQUIRED", "/device_ip"), ("MSG-TYPE", "/user_id"),
+                                                    ("IMG-BASE64", "/image")}
