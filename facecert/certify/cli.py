@@ -56,15 +56,20 @@ def certify_device(
     from facecert.certify.runner import run_plan, write_reports
     from mock_server.store import read_exchanges
 
+    from mock_server.cli import admin_token_for
+
     host, port = _listen(listen)
+    token, generated = admin_token_for(host, None)
     if fault and not demo:
         fail(console, "--fault breaks our simulator: it needs --demo")
     cfg = DeviceRunConfig(host=host, port=0 if demo and listen == "127.0.0.1:8080" else port, prefix=prefix,
                           device_id=device_id, profile=profile, protocol_version=protocol_version,
                           time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
                           report=_report_dir(report, "device"), demo=demo, faults=set(fault),
-                          first_poll_timeout=first_poll_timeout)
+                          first_poll_timeout=first_poll_timeout, admin_token=token)
     operator = Operator(console)
+    if generated:
+        console.print(f"bound beyond localhost: the control API (/_admin) needs the token [bold]{token}[/]", soft_wrap=True)
     try:
         session = DeviceSession(cfg, operator)
         session.start()

@@ -26,6 +26,7 @@ class DeviceRunConfig:
     demo: bool = False
     faults: set[str] = field(default_factory=set)  # for --demo: break the simulator on purpose
     first_poll_timeout: float = 600.0
+    admin_token: str | None = None  # required on the control API when bound beyond 127.0.0.1
 
 
 class DeviceSession:
@@ -46,8 +47,10 @@ class DeviceSession:
         self.db = cfg.report / "session.db"
         if self.db.exists():
             self.db.unlink()
-        self.server = MockServer(ServerConfig(host=cfg.host, port=cfg.port, prefix=cfg.prefix, db=self.db, **common))
-        self.second = MockServer(ServerConfig(host=cfg.host, port=0, prefix=cfg.prefix, **common))
+        self.server = MockServer(ServerConfig(host=cfg.host, port=cfg.port, prefix=cfg.prefix, db=self.db,
+                                              admin_token=cfg.admin_token, **common))
+        self.second = MockServer(ServerConfig(host=cfg.host, port=0, prefix=cfg.prefix, admin_token=cfg.admin_token,
+                                              **common))
         self.simulator: Any = None
         self.plan_started = 0.0
         self.plan_ended = 0.0

@@ -5,6 +5,7 @@ and the Allure HTML report."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -33,15 +34,23 @@ def run_plan(session: Any, plan: str, report: Path, tags: str | None = None, qui
     results, junit = report / "allure-results", report / "junit.xml"
     args = [str(ROOT / "steps" / f"plan_{plan}.py"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
             "--alluredir", str(results), "--clean-alluredir", "--junitxml", str(junit),
-            "-o", "junit_suite_name=facecert." + plan, "-p", "no:cacheprovider", "-p", "no:anyio", "-s",
+            "-o", "junit_suite_name=facecert." + plan, "-p", "no:cacheprovider", "-s",
             "--basetemp", str(report / ".pytest"), "-q" if not quiet else "-qq"]
     if tags:
         args += ["-m", tags]
+    # plugins named, not auto-loaded: anyio's would warn that httpx imported it first
+    args += ["-p", "pytest_bdd.plugin", "-p", "allure_pytest_bdd.plugin", "-p", "pytest_timeout"]
     context.install(session)
+    autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:
         code = int(pytest.main(args))
     finally:
         context.clear()
+        if autoload is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
     return PlanOutcome(code, read_junit(junit))
 
 
