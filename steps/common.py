@@ -1,13 +1,15 @@
-"""Helpers shared by the step modules: waiting with deadlines, evidence for
-Allure, and reading the engine's findings as a failure message."""
+"""Helpers shared by the step modules: evidence for Allure, and failures that
+name their rules. A step never asserts bare: it fails with the rule ids behind
+what it saw (:func:`fail`, :func:`fail_on`), so every output can group by rule."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Iterable, NoReturn
 
 import allure
 
+from facecert.certify.verdicts import RuleFailure, ScenarioError
 from facecert.model import Finding
 
 
@@ -18,26 +20,49 @@ def attach_json(name: str, data: Any) -> None:
     allure.attach(text, name=name, attachment_type=allure.attachment_type.JSON)
 
 
-def waited(what: str, fn: Callable[[], Any]) -> Any:
-    """Run a deadline-bound wait; a timeout becomes a failure that says what did not happen."""
-    try:
-        return fn()
-    except TimeoutError as exc:
-        raise AssertionError(f"{what}: {exc}") from None
+def checks(scn: dict[str, Any], *rules: str) -> None:
+    """Record that this scenario checks these rules (expectations match on them)."""
+    scn.setdefault("checks", set()).update(rules)
 
 
-def describe(findings: list[dict[str, Any]] | list[Finding]) -> str:
-    lines = []
-    for finding in findings:
-        item = finding.to_dict() if isinstance(finding, Finding) else finding
-        lines.append(f"{item['rule']}: {item['message']}")
-    return "\n".join(lines)
+def fail(rules: str | Iterable[str], message: str) -> NoReturn:
+    raise RuleFailure([rules] if isinstance(rules, str) else rules, message)
+
+
+def error(rules: str | Iterable[str], message: str) -> NoReturn:
+    raise ScenarioError([rules] if isinstance(rules, str) else rules, message)
+
+
+def _as_dict(finding: Finding | dict[str, Any]) -> dict[str, Any]:
+    return finding.to_dict() if isinstance(finding, Finding) else finding
+
+
+def describe(findings: Iterable[Finding | dict[str, Any]]) -> str:
+    """One line per distinct finding (a repeated one says how often), in first-seen order."""
+    lines: dict[str, int] = {}
+    for item in map(_as_dict, findings):
+        line = f"{item['rule']}: {item['message']}"
+        lines[line] = lines.get(line, 0) + 1
+    return "\n".join(line if n == 1 else f"{line} (×{n})" for line, n in lines.items())
+
+
+def rules_of(findings: Iterable[Finding | dict[str, Any]]) -> list[str]:
+    """Rule ids by how often they were found, most first (the likely root cause leads)."""
+    counts: dict[str, int] = {}
+    for item in map(_as_dict, findings):
+        counts[item["rule"]] = counts.get(item["rule"], 0) + 1
+    return sorted(counts, key=lambda rule: -counts[rule])
 
 
 def fail_on(findings: list[Any], who: str) -> None:
+    """Fail with the engine's findings, if any: their rules are the verdict's rules."""
     if findings:
-        rules = sorted({(f.rule if isinstance(f, Finding) else f["rule"]) for f in findings})
-        raise AssertionError(f"{who} broke {len(findings)} rule(s): {', '.join(rules)}\n{describe(findings)}")
+        fail(rules_of(findings), f"{who} broke {', '.join(rules_of(findings))}:\n{describe(findings)}")
+
+
+def warn_on(scn: dict[str, Any], findings: Iterable[Finding | dict[str, Any]]) -> None:
+    """Warnings do not fail a scenario, but a person should read them (they say what to check)."""
+    scn.setdefault("warnings", []).extend(f"{f['rule']}: {f['message']}" for f in map(_as_dict, findings))
 
 
 def shorten(exchange: dict[str, Any]) -> dict[str, Any]:

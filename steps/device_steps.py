@@ -4,7 +4,6 @@ API and the engine's findings, and wait with protocol-derived deadlines."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import PurePosixPath
@@ -14,30 +13,17 @@ from urllib.parse import urlsplit
 import allure
 from pytest_bdd import given, parsers, then, when
 
-from facecert.certify.plan import download_urls, task_body, unique_user_id
+from facecert.certify.expectations import ANY_RULE
+from facecert.certify.liveness import ensure_alive, timed, wait_for
+from facecert.certify.plan import download_urls, task_body
 from facecert.contract import get_contract
 from facecert.examples import example_for
-from steps.common import attach_json, describe, fail_on, shorten
-from steps.common import waited as _plain_wait
+from steps.common import attach_json, checks, describe, error, fail, fail_on, rules_of, shorten
 
 _raw_ids = iter(range(900_000_000, 999_999_999))
 
 
 # ---- helpers over the session -------------------------------------------------------------
-def waited(what: str, fn: Any, cert: Any = None) -> Any:
-    """A deadline-bound wait; when it times out, the device's error findings of the
-    session say why (a refused capture, a result under a wrong id, ...)."""
-    from facecert.certify import context
-
-    try:
-        return _plain_wait(what, fn)
-    except AssertionError as exc:
-        session = cert or context.current()
-        errors = [f for f in _device_findings(session) if f["severity"] == "error"]
-        if errors:
-            raise AssertionError(f"{exc}\nthe device's errors so far:\n{describe(errors[-10:])}") from None
-        raise
-
 def _device_findings(cert: Any, party: str = "device") -> list[dict[str, Any]]:
     """The device's findings, with those of messages too broken to name their device
     (not JSON, empty): only the device under test talks to this server."""
@@ -51,6 +37,34 @@ def _errors_since(cert: Any, scn: dict[str, Any], party: str = "device") -> list
     return [f for f in found[scn.get("findings_start", 0):] if f["severity"] == "error"]
 
 
+def _explainer(cert: Any, scn: dict[str, Any]) -> Any:
+    """On a timeout, the device's errors of this scenario say why (a refused capture, a
+    result under a wrong id, ...): their rules lead the failure."""
+    def explain() -> tuple[tuple[str, ...], str]:
+        errors = _errors_since(cert, scn)
+        return tuple(rules_of(errors)), ("the device's errors in this scenario:\n" + describe(errors[-10:])
+                                         if errors else "")
+    return explain
+
+
+def _wait(cert: Any, scn: dict[str, Any], what: str, fn: Any, timeout: float, rules: list[str]) -> Any:
+    """Wait on the server's state (``fn(timeout)`` raising TimeoutError); the device going
+    away ends it at once."""
+    return wait_for(cert, what, timed(fn), timeout, rules, _explainer(cert, scn))
+
+
+def _wait_operator(cert: Any, scn: dict[str, Any], what: str, fn: Any, timeout: float, rules: list[str],
+                   instruction: str) -> Any:
+    """Like _wait, for something a person makes the device do: with nobody at the console,
+    a short wait and then the scenario cannot be carried out (error, not fail)."""
+    try:
+        return _wait(cert, scn, what, fn, timeout, rules)
+    except AssertionError as exc:
+        if cert.simulator is None and not cert.operator.interactive:
+            error("HARNESS-OPERATOR", f"needs an operator: {instruction} (stdin is not a terminal; {exc})")
+        raise
+
+
 def _queue(cert: Any, scn: dict[str, Any], body: Any, raw: bool = False, server: Any = None) -> Any:
     server = server or cert.server
     scn["queued_at"] = time.time()
@@ -60,12 +74,30 @@ def _queue(cert: Any, scn: dict[str, Any], body: Any, raw: bool = False, server:
     return rid
 
 
+def _missing(cert: Any, rid: Any) -> dict[str, Any] | None:
+    """The engine's RESULT-MISSING for this request_id, once it has said so."""
+    cert.server.check_deadlines()
+    return next((f for f in cert.server.findings(cert.device_id) if f["rule"] == "RESULT-MISSING"
+                 and str(f.get("expected", "")).endswith(repr(rid))), None)
+
+
 def _result(cert: Any, scn: dict[str, Any], server: Any = None) -> dict[str, Any]:
     server = server or cert.server
     rid = scn["rid"]
-    row = waited(f"RESULT-MISSING: taskResult for "
-                 f"{scn['body'].get('request_type') if isinstance(scn['body'], dict) else 'the task'}",
-                 lambda: server.wait_for_result(rid, cert.result_deadline))
+    name = scn["body"].get("request_type") if isinstance(scn["body"], dict) else "the task"
+    checks(scn, "RESULT-MISSING")
+
+    def arrived(step: float) -> Any:
+        try:
+            return server.wait_for_result(rid, step)
+        except TimeoutError:
+            return {"missing": _missing(cert, rid)} if server is cert.server and _missing(cert, rid) else None
+    row = wait_for(cert, f"a taskResult for {name} (request_id {rid!r})", arrived,
+                   cert.result_deadline + 2 * cert.scaled("idle_interval_s"), ["RESULT-MISSING"],
+                   _explainer(cert, scn))
+    if "missing" in row:
+        explain = _explainer(cert, scn)()
+        fail([*explain[0], "RESULT-MISSING"], f"{row['missing']['message']}\n{explain[1]}".strip())
     scn["result"] = row
     attach_json("taskResult", row)
     return row
@@ -74,7 +106,8 @@ def _result(cert: Any, scn: dict[str, Any], server: Any = None) -> dict[str, Any
 def _face_count(cert: Any, scn: dict[str, Any]) -> int:
     _queue(cert, scn, task_body("getDevStatus", cert.server.asset_url))
     row = _result(cert, scn)
-    assert row["code"] == 0, f"getDevStatus failed with code {row['code']}"
+    if row["code"] != 0:
+        fail("TASK-NOT-DONE", f"getDevStatus (to count faces) failed with code {row['code']}")
     return int(row["body"]["total_face"])
 
 
@@ -88,7 +121,9 @@ def _raw_task(cert: Any, name: str, **fields: Any) -> dict[str, Any]:
 # ---- given -------------------------------------------------------------------------------
 @given("the device under test is polling the reference server")
 def device_is_polling(cert: Any, scn: dict[str, Any]) -> None:
-    waited("the device polls", lambda: cert.server.wait_for_poll(cert.device_id, cert.result_deadline))
+    ensure_alive(cert)
+    _wait(cert, scn, "a taskRequest of the device", lambda t: cert.server.wait_for_poll(cert.device_id, t),
+          cert.result_deadline, ["POLL-STOPPED"])
     scn["findings_start"] = len(_device_findings(cert))
     scn["started"] = time.time()
 
@@ -105,7 +140,9 @@ def user_exists(cert: Any, scn: dict[str, Any], whitelist: str | None) -> None:
     if whitelist:
         body["user_list"][0]["user_list"] = 2  # the list number inside a user (NOTES #3)
     _queue(cert, scn, body)
-    assert _result(cert, scn)["code"] == 0, "the device could not add a user"
+    row = _result(cert, scn)
+    if row["code"] != 0:
+        fail("TASK-NOT-DONE", f"the device could not add a user (code {row['code']}: {row['body'].get('log')!r})")
     scn["user"] = body["user_list"][0]
 
 
@@ -198,18 +235,21 @@ def move_back(cert: Any, scn: dict[str, Any]) -> None:
     body["serverAddr"] = _address(cert.server)
     _queue(cert, scn, body, server=cert.second)
     row = _result(cert, scn, server=cert.second)
-    assert row["code"] == 0, f"setPlatformServer (back) failed with code {row['code']}"
+    if row["code"] != 0:
+        fail("TASK-NOT-DONE", f"setPlatformServer (back) failed with code {row['code']}")
     scn["moved_back_at"] = time.time()
 
 
 # ---- when: the device's own acts -----------------------------------------------------------
 @when("the device is answered idleTime twice")
 def answered_idle_twice(cert: Any, scn: dict[str, Any]) -> None:
-    assert not cert.server.queue(cert.device_id), "the queue is not empty"
+    if cert.server.queue(cert.device_id):
+        error("HARNESS-ERROR", f"the queue is not empty: {cert.server.queue(cert.device_id)}")
     after = time.time()
     deadline = 2 * cert.scaled("idle_interval_s") + 5.0
     for _ in range(3):
-        info = waited("an idle poll", lambda: cert.server.wait_for_poll(cert.device_id, deadline, after=after))
+        info = _wait(cert, scn, "an idle poll", lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after),
+                     deadline, ["POLL-STOPPED"])
         after = info["last_poll"]
 
 
@@ -243,8 +283,9 @@ def captures_during_outage(cert: Any, scn: dict[str, Any], count: int) -> None:
         else:
             cert.stimulate("capture", "present a face to the camera now")
     if cert.simulator is None:
-        cert.operator.wait("the operator to confirm the captures were made (the outage goes on meanwhile)",
-                           lambda step: None, cert.operator_wait())
+        if not cert.operator.interactive:
+            error("HARNESS-OPERATOR", "needs an operator: make captures during the outage (stdin is not a terminal)")
+        cert.operator.countdown("the operator makes the captures (the outage goes on meanwhile)", cert.operator_wait())
 
 
 @when("the server is back")
@@ -258,8 +299,9 @@ def server_answers_garbage(cert: Any, scn: dict[str, Any]) -> None:
     cert.server.set_fault("malformed", device_id=cert.device_id, endpoints=["taskRequest"])
     after = time.time()
     for _ in range(2):
-        info = waited("a poll during the garbage answers",
-                      lambda: cert.server.wait_for_poll(cert.device_id, cert.result_deadline, after=after))
+        info = _wait(cert, scn, "a poll during the garbage answers",
+                     lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after), cert.result_deadline,
+                     ["POLL-STOPPED"])
         after = info["last_poll"]
     cert.server.clear_faults()
 
@@ -271,9 +313,15 @@ def reports_result(cert: Any, scn: dict[str, Any], code: str) -> None:
     row = _result(cert, scn)
     want = code.removeprefix("code ").removeprefix("a ").removesuffix(" code")
     if want == "0":
-        assert row["code"] == 0, f"expected code 0, the device reported {row['code']}: {row['body'].get('log')!r}"
+        checks(scn, "TASK-NOT-DONE")
+        if row["code"] != 0:
+            fail("TASK-NOT-DONE", f"a conforming device carries this task out (code 0); the device reported code "
+                 f"{row['code']}: {row['body'].get('log')!r}")
     elif want == "non-zero":
-        assert row["code"] not in (0, None), f"expected a non-zero code, the device reported {row['code']}"
+        checks(scn, "TASK-NOT-REFUSED")
+        if row["code"] in (0, None):
+            fail("TASK-NOT-REFUSED", f"a conforming device refuses this task (a non-zero code); the device reported "
+                 f"code {row['code']}")
     elif want != "any":
         raise ValueError(f"unknown expected code {code!r}")
 
@@ -293,6 +341,7 @@ def broke_no_rule_ever(cert: Any, scn: dict[str, Any]) -> None:
 
 @then("the device broke no rule")
 def broke_no_rule(cert: Any, scn: dict[str, Any]) -> None:
+    checks(scn, ANY_RULE)
     errors = _errors_since(cert, scn)
     attach_json("findings of this scenario", _device_findings(cert)[scn.get("findings_start", 0):])
     attach_json("exchanges of this scenario", [shorten(e) for e in cert.server.exchanges(cert.device_id)
@@ -303,7 +352,8 @@ def broke_no_rule(cert: Any, scn: dict[str, Any]) -> None:
 @then("every taskRequest so far carried every required field with the right type")
 def polls_have_fields(cert: Any, scn: dict[str, Any]) -> None:
     polls = [e for e in cert.server.exchanges(cert.device_id) if e["endpoint"] == "taskRequest"]
-    assert polls, "no taskRequest stored"
+    if not polls:
+        error("HARNESS-ERROR", "no taskRequest stored")
     attach_json("first and latest taskRequest", [polls[0]["request_json"], polls[-1]["request_json"]])
     ids = {p["id"] for p in polls}
     errors = [f for f in _device_findings(cert) if f["severity"] == "error"
@@ -313,14 +363,16 @@ def polls_have_fields(cert: Any, scn: dict[str, Any]) -> None:
 
 @then("the gaps after idleTime were 20 s within tolerance")
 def idle_gaps(cert: Any, scn: dict[str, Any]) -> None:
+    checks(scn, "CADENCE-IDLE")
     _gaps_evidence(cert, scn)
     fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "CADENCE-IDLE"], "the idle cadence")
 
 
 @then("the gap after the first task was 5 s within tolerance")
 def task_gap(cert: Any, scn: dict[str, Any]) -> None:
-    waited("the poll after the task", lambda: cert.server.wait_for_poll(cert.device_id, cert.result_deadline,
-                                                                        after=scn["result"]["received"]))
+    checks(scn, "CADENCE-TASK")
+    _wait(cert, scn, "the poll after the task", lambda t: cert.server.wait_for_poll(
+        cert.device_id, t, after=scn["result"]["received"]), cert.result_deadline, ["POLL-STOPPED"])
     _gaps_evidence(cert, scn)
     fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "CADENCE-TASK"], "the busy cadence")
 
@@ -335,23 +387,32 @@ def _gaps_evidence(cert: Any, scn: dict[str, Any]) -> None:
 
 @then("the device's face count is one more")
 def count_one_more(cert: Any, scn: dict[str, Any]) -> None:
-    assert _face_count(cert, scn) == scn["faces"] + 1, "getDevStatus total_face did not grow by one"
+    _count_changed(cert, scn, lambda now: now == scn["faces"] + 1, "grow by one")
 
 
 @then("the device's face count is one less")
 def count_one_less(cert: Any, scn: dict[str, Any]) -> None:
-    assert _face_count(cert, scn) == scn["faces"] - 1, "getDevStatus total_face did not drop by one"
+    _count_changed(cert, scn, lambda now: now == scn["faces"] - 1, "drop by one")
 
 
 @then("the device's face count is lower")
 def count_lower(cert: Any, scn: dict[str, Any]) -> None:
-    assert _face_count(cert, scn) < scn["faces"], "getDevStatus total_face did not drop after delUserList"
+    _count_changed(cert, scn, lambda now: now < scn["faces"], "drop")
+
+
+def _count_changed(cert: Any, scn: dict[str, Any], ok: Any, how: str) -> None:
+    checks(scn, "FACEDB-COUNT")
+    before = scn["faces"]
+    now = _face_count(cert, scn)
+    if not ok(now):
+        fail("FACEDB-COUNT", f"getDevStatus total_face should {how}: it was {before}, now {now}")
 
 
 @then("the next taskRequest carries the new clock")
 def next_poll_new_clock(cert: Any, scn: dict[str, Any]) -> None:
-    info = waited("the next taskRequest", lambda: cert.server.wait_for_poll(
-        cert.device_id, cert.result_deadline, after=scn["result"]["received"]))
+    checks(scn, "DEVTIME-APPLIED")
+    info = _wait(cert, scn, "the next taskRequest", lambda t: cert.server.wait_for_poll(
+        cert.device_id, t, after=scn["result"]["received"]), cert.result_deadline, ["POLL-STOPPED"])
     attach_json("poll after setDevTime", info)
     fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "DEVTIME-APPLIED"], "the device clock")
 
@@ -359,7 +420,9 @@ def next_poll_new_clock(cert: Any, scn: dict[str, Any]) -> None:
 @then(parsers.parse('the result carries a non-empty "{field}"'))
 def result_carries(cert: Any, scn: dict[str, Any], field: str) -> None:
     value = (scn["result"]["body"] or {}).get(field)
-    assert value not in (None, "", [], {}), f"the taskResult has no {field}"
+    checks(scn, "RESULT-FIELD-EMPTY")
+    if value in (None, "", [], {}):
+        fail("RESULT-FIELD-EMPTY", f"the taskResult's {field} is {value!r}: the task exists to return it")
 
 
 @then("the device fetched exactly the files of the task")
@@ -368,13 +431,17 @@ def fetched_exactly(cert: Any, scn: dict[str, Any]) -> None:
     fetched = sorted(d["name"] for d in cert.server.downloads()
                      if d["started"] >= scn["queued_at"] and d.get("completed"))
     attach_json("downloads", {"expected": wanted, "fetched": fetched})
-    assert sorted(set(fetched)) == sorted(set(wanted)), f"DOWNLOAD-FETCHED: expected {wanted}, fetched {fetched}"
+    checks(scn, "DOWNLOAD-FETCHED")
+    if sorted(set(fetched)) != sorted(set(wanted)):
+        fail("DOWNLOAD-FETCHED", f"the task points at {wanted}; the device fetched {fetched}")
 
 
 @then("a capture from the device arrives")
 def capture_arrives(cert: Any, scn: dict[str, Any]) -> None:
-    scn["capture"] = waited("a capture", lambda: cert.server.wait_for_capture(
-        cert.device_id, cert.operator_wait() + cert.result_deadline, after=scn["started"]))
+    checks(scn, "CAPTURE-MISSING")
+    scn["capture"] = _wait_operator(cert, scn, "a capture", lambda t: cert.server.wait_for_capture(
+        cert.device_id, t, after=scn["started"]), cert.operator_wait() + cert.result_deadline, ["CAPTURE-MISSING"],
+        "present a face to the camera")
 
 
 @then("the capture was acknowledged with code 0")
@@ -387,26 +454,34 @@ def capture_acknowledged(cert: Any, scn: dict[str, Any]) -> None:
         allure.attach(image, name="capture image", attachment_type=allure.attachment_type.JPG)
     fail_on([f for f in _device_findings(cert) if f.get("exchange_id") == exchange["id"] and f["severity"] == "error"],
             "the capture")
-    assert answer.get("code") == 0, f"the capture was answered {answer} (the capture has errors: see findings)"
+    if answer.get("code") != 0:  # our server refuses only captures with errors, and those failed above
+        error("HARNESS-ERROR", f"the reference server answered a capture without errors with {answer}")
 
 
 @then(parsers.parse("an alarm of type {alarm_type:d} from the device arrives"))
 def alarm_arrives(cert: Any, scn: dict[str, Any], alarm_type: int) -> None:
+    checks(scn, "ALARM-MISSING")
+
     def arrived() -> Any:
         return [a for a in cert.server.alarms() if a["device_id"] == cert.device_id
                 and a["received"] >= scn["started"] and (a.get("body") or {}).get("alarm_type") == alarm_type]
-    rows = waited(f"alarm type {alarm_type}", lambda: cert.server.platform.wait_for(arrived, cert.operator_wait()))
+    rows = _wait_operator(cert, scn, f"an alarm of type {alarm_type}",
+                          lambda t: cert.server.platform.wait_for(arrived, t), cert.operator_wait(), ["ALARM-MISSING"],
+                          f"trigger alarm type {alarm_type} on the device")
     attach_json("alarm", rows[-1])
 
 
 @then(parsers.parse("at least {count:d} GPS reports from the device arrive"))
 def gps_arrive(cert: Any, scn: dict[str, Any], count: int) -> None:
+    checks(scn, "GPS-MISSING")
+
     def arrived() -> Any:
         rows = [g for g in cert.server.gps() if g["device_id"] == cert.device_id and g["received"] >= scn["started"]]
         return rows if len(rows) >= count else None
     timeout = cert.operator_wait() + count * cert.scaled("gps_min_interval_s") * 2
     try:
-        rows = waited(f"{count} GPS reports", lambda: cert.server.platform.wait_for(arrived, timeout))
+        rows = _wait_operator(cert, scn, f"{count} GPS reports", lambda t: cert.server.platform.wait_for(arrived, t),
+                              timeout, ["GPS-MISSING"], "move the device so that it reports its GPS position")
     finally:
         cert.stimulate("gps_stop", "GPS check done")
     attach_json("gps reports", rows)
@@ -414,35 +489,41 @@ def gps_arrive(cert: Any, scn: dict[str, Any], count: int) -> None:
 
 @then(parsers.parse("the {count:d} captures arrive in order without duplicates"))
 def captures_replayed(cert: Any, scn: dict[str, Any], count: int) -> None:
+    checks(scn, "RESUME-REPLAY")
+
     def arrived() -> Any:
         rows = [c for c in cert.server.captures(cert.device_id) if c["received"] >= scn["back_at"]]
         return rows if len(rows) >= count else None
-    rows = waited(f"delivery count: {count} replayed captures", lambda: cert.server.platform.wait_for(
-        arrived, cert.operator_wait() + cert.result_deadline))
+    rows = _wait(cert, scn, f"{count} replayed captures", lambda t: cert.server.platform.wait_for(arrived, t),
+                 cert.operator_wait() + cert.result_deadline, ["RESUME-REPLAY"])
     names = [r["frpic_name"] for r in rows]
     attach_json("captures after the outage", rows)
-    assert len(names) == len(set(names)), f"duplicated captures: {names}"
-    if scn.get("made"):
-        assert names[:count] == scn["made"], f"captures arrived as {names}, made as {scn['made']}"
     snaps = [r["snap_time"] for r in rows]
-    assert snaps == sorted(snaps), f"captures out of order: snap_time {snaps}"
+    if len(names) != len(set(names)):
+        fail("RESUME-REPLAY", f"captures replayed more than once: {names}")
+    if scn.get("made") and names[:count] != scn["made"]:
+        fail("RESUME-REPLAY", f"captures arrived as {names}, made as {scn['made']}")
+    if snaps != sorted(snaps):
+        fail("RESUME-REPLAY", f"captures replayed out of order: snap_time {snaps}")
 
 
 @then("the device keeps polling")
 def keeps_polling(cert: Any, scn: dict[str, Any]) -> None:
-    waited("a taskRequest after the bad task", lambda: cert.server.wait_for_poll(
-        cert.device_id, cert.result_deadline + cert.scaled("idle_interval_s"), after=time.time()))
+    checks(scn, "POLL-STOPPED")
+    after = time.time()
+    _wait(cert, scn, "a taskRequest after the bad task", lambda t: cert.server.wait_for_poll(
+        cert.device_id, t, after=after), cert.result_deadline + cert.scaled("idle_interval_s"), ["POLL-STOPPED"])
 
 
 @then("the device polls the second server")
 def polls_second(cert: Any, scn: dict[str, Any]) -> None:
-    waited("a poll on the second server", lambda: cert.second.wait_for_poll(cert.device_id, cert.result_deadline))
+    checks(scn, "PLATFORM-MOVED")
+    _wait(cert, scn, "a poll on the second server", lambda t: cert.second.wait_for_poll(cert.device_id, t),
+          cert.result_deadline, ["PLATFORM-MOVED"])
 
 
 @then("the device polls the reference server again")
 def polls_back(cert: Any, scn: dict[str, Any]) -> None:
-    waited("a poll back on the reference server", lambda: cert.server.wait_for_poll(
-        cert.device_id, cert.result_deadline, after=scn["moved_back_at"]))
-
-
-_ = (base64, unique_user_id)
+    checks(scn, "PLATFORM-MOVED")
+    _wait(cert, scn, "a poll back on the reference server", lambda t: cert.server.wait_for_poll(
+        cert.device_id, t, after=scn["moved_back_at"]), cert.result_deadline, ["PLATFORM-MOVED"])

@@ -7,7 +7,7 @@ person (the CLI turns it into exit code 2, never a traceback).
 
 from facecert.captures.errors import CaptureError
 from facecert.captures.detect import read_capture, sniff_format
-from facecert.captures.har import exchanges_to_har, write_har
+from facecert.captures.har import exchanges_to_har, read_judged_with, write_har
 from facecert.captures.jsonl import write_jsonl
 
-__all__ = ["CaptureError", "exchanges_to_har", "read_capture", "sniff_format", "write_har", "write_jsonl"]
+__all__ = ["CaptureError", "exchanges_to_har", "read_capture", "read_judged_with", "sniff_format", "write_har", "write_jsonl"]

@@ -104,15 +104,34 @@ def exchange_to_entry(ex: Exchange, base_url: str = "http://device.invalid") -> 
             "_peer": ex.peer}
 
 
-def exchanges_to_har(exchanges: Iterable[Exchange], creator: str = "facecert") -> dict[str, Any]:
-    return {"log": {"version": "1.2", "creator": {"name": creator, "version": "0.1.0"}, "pages": [],
-                    "entries": [exchange_to_entry(ex) for ex in exchanges]}}
+def exchanges_to_har(exchanges: Iterable[Exchange], creator: str = "facecert",
+                     judged_with: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``judged_with`` (profile, protocol version, time scale, tolerance) is kept in the
+    log's ``_facecert`` member, so ``facecert validate`` judges the file as it was judged live."""
+    log: dict[str, Any] = {"version": "1.2", "creator": {"name": creator, "version": "0.1.0"}, "pages": [],
+                           "entries": [exchange_to_entry(ex) for ex in exchanges]}
+    if judged_with:
+        log["_facecert"] = {"judged_with": judged_with}
+    return {"log": log}
 
 
-def write_har(exchanges: Iterable[Exchange], path: Path, creator: str = "facecert") -> Path:
+def read_judged_with(path: Path) -> dict[str, Any] | None:
+    """How a HAR that facecert wrote was judged live (None for other HAR files)."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    log = data.get("log") if isinstance(data, dict) else None
+    meta = log.get("_facecert") if isinstance(log, dict) else None
+    settings = meta.get("judged_with") if isinstance(meta, dict) else None
+    return settings if isinstance(settings, dict) else None
+
+
+def write_har(exchanges: Iterable[Exchange], path: Path, creator: str = "facecert",
+              judged_with: dict[str, Any] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(exchanges_to_har(exchanges, creator), ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(json.dumps(exchanges_to_har(exchanges, creator, judged_with), ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
     return path

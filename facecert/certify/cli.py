@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
+from facecert.certify.console import progress_printer
 from facecert.clicommon import ProfileOpt, VersionOpt, fail
 
+if TYPE_CHECKING:
+    from facecert.certify.runner import PlanOutcome
+
 console = Console()
+err_console = Console(stderr=True)
 certify_app = typer.Typer(no_args_is_help=True, help="Certify a device or a platform server.")
 DEMO_TIME_SCALE = 0.05
 
@@ -21,6 +26,20 @@ TimeScaleOpt = Annotated[Optional[float], typer.Option(
 TagsOpt = Annotated[Optional[str], typer.Option(help="select flows by tag expression, e.g. 'tasks or cadence'")]
 ReportOpt = Annotated[Optional[Path], typer.Option(help="report folder (default reports/<time>-<plan>)")]
 HtmlOpt = Annotated[bool, typer.Option("--html/--no-html", help="render the Allure HTML report")]
+ExpectOpt = Annotated[Optional[Path], typer.Option(
+    "--expect", help="YAML of known failures (expected_failures: [{rule|scenario, reason}]): they do not fail the run")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show the tracebacks of harness errors")]
+
+
+def _expectations(path: Optional[Path]) -> list:
+    from facecert.certify.expectations import ExpectationError, load_expectations
+
+    if path is None:
+        return []
+    try:
+        return load_expectations(path)
+    except ExpectationError as exc:
+        fail(console, str(exc))
 
 
 def _report_dir(report: Optional[Path], plan: str) -> Path:
@@ -49,6 +68,8 @@ def certify_device(
     fault: list[str] = typer.Option([], "--fault", help="with --demo: break the simulator with this knob"),
     first_poll_timeout: float = typer.Option(600.0, help="seconds to wait for the device's first poll"),
     html: HtmlOpt = True,
+    expect: ExpectOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Play the platform for a device and certify it against the device plan."""
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
@@ -59,6 +80,7 @@ def certify_device(
     from mock_server.cli import admin_token_for
 
     host, port = _listen(listen)
+    expectations = _expectations(expect)
     token, generated = admin_token_for(host, None)
     if fault and not demo:
         fail(console, "--fault breaks our simulator: it needs --demo")
@@ -84,20 +106,24 @@ def certify_device(
         except TimeoutError as exc:
             fail(console, str(exc))
         session.plan_started = time.time()
-        outcome = run_plan(session, "device", cfg.report, tags)
+        outcome = run_plan(session, "device", cfg.report, tags, progress_printer(err_console))
         session.plan_ended = time.time()
         floor, wall = session.floor_and_wall()
         session.server.check_deadlines()
-        findings = [f for f in session.server.findings(device_id) if f.get("party") == "device"]
+        findings = session.timed_findings()
         version = session.server.engine.version
     finally:
         session.stop()
+    _check_ran(outcome)
+    judged = {"profile": profile, "protocol_version": version, "time_scale": cfg.time_scale,
+              "tolerance": session.server.engine.config.tolerance}
     summary = write_reports(cfg.report, "device", outcome, read_exchanges(session.db), findings, {
         "device_id": device_id, "server_url": session.server.url, "profile": profile,
         "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,
         "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
-        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None}, html=html)
-    _finish(summary, cfg.report)
+        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None}, html=html,
+        expectations=expectations, judged_with=judged)
+    _finish(summary, cfg.report, outcome, debug)
 
 
 @certify_app.command("server")
@@ -111,7 +137,11 @@ def certify_server(
     report: ReportOpt = None,
     demo: bool = typer.Option(False, "--demo", help="certify our own mock server, fast"),
     misbehave: list[str] = typer.Option([], "--misbehave", help="with --demo: make our server misbehave"),
+    persona: str = typer.Option("spec", "--persona", help="the harness device: spec (only the document's fields) or "
+                                "field (the vendor extras field devices send: device_ip, sign_tby, ...)"),
     html: HtmlOpt = True,
+    expect: ExpectOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
@@ -119,11 +149,19 @@ def certify_server(
     from facecert.certify.server_session import ServerRunConfig, ServerSession
     from facecert.certify.triggers import TriggerError
 
+    from facecert.certify.server_session import PERSONAS
+
     if not demo and not url:
         fail(console, "give --url of the server under test (or --demo)")
+    if persona not in PERSONAS:
+        fail(console, f"--persona {persona}: choose one of {', '.join(PERSONAS)}")
+    expectations = _expectations(expect)
+    if not demo:
+        _check_answers(url)
     cfg = ServerRunConfig(url=url, triggers=triggers, profile=profile, protocol_version=protocol_version,
                           time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
-                          report=_report_dir(report, "server"), demo=demo, misbehaviours=set(misbehave))
+                          report=_report_dir(report, "server"), demo=demo, misbehaviours=set(misbehave),
+                          persona=persona)
     try:
         session = ServerSession(cfg, Operator(console))
         session.start()
@@ -132,19 +170,22 @@ def certify_server(
     try:
         console.print(f"Certifying the server at [bold]{session.url}[/] as device {session.device_id}", soft_wrap=True)
         session.plan_started = time.time()
-        outcome = run_plan(session, "server", cfg.report, tags)
+        outcome = run_plan(session, "server", cfg.report, tags, progress_printer(err_console))
         session.plan_ended = time.time()
     finally:
         session.stop()
+    _check_ran(outcome)
     engine = session.judge()
-    findings = [f.to_dict() for f in engine.findings if f.party == "server"]
+    judged = {"profile": profile, "protocol_version": engine.version, "time_scale": cfg.time_scale,
+              "tolerance": engine.config.tolerance, "party": "server"}
     summary = write_reports(cfg.report, "server", outcome, sorted(session.exchanges(), key=lambda e: e.started),
-                            findings, {"server_url": session.url, "profile": profile,
-                                       "protocol_version": engine.version, "time_scale": cfg.time_scale,
-                                       "demo": demo, "misbehaviours": sorted(misbehave),
-                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3)},
-                            html=html)
-    _finish(summary, cfg.report)
+                            session.timed_findings(), {"server_url": session.url, "profile": profile,
+                                                       "protocol_version": engine.version, "persona": persona,
+                                                       "time_scale": cfg.time_scale, "demo": demo,
+                                                       "misbehaviours": sorted(misbehave),
+                                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3)},
+                            html=html, expectations=expectations, judged_with=judged)
+    _finish(summary, cfg.report, outcome, debug)
 
 
 @certify_app.command("matrix")
@@ -168,22 +209,34 @@ def certify_matrix(
     raise typer.Exit(0 if not outcome["missed"] else 1)
 
 
-def _finish(summary: dict, report: Path) -> None:
-    counts = summary["counts"]
-    colour = "green" if summary["verdict"] == "certified" else "red"
-    console.print(f"[bold {colour}]{summary['verdict'].upper()}[/]: {counts['passed']} passed, {counts['failed']} "
-                  f"failed, {counts['skipped']} skipped")
-    for scenario in summary["scenarios"]:
-        if scenario["outcome"] == "failed":
-            console.print(f"  [red]✗[/] {scenario['name']}: {scenario['message'].splitlines()[0] if scenario['message'] else ''}",
-                          soft_wrap=True)
-    if summary.get("wall_to_floor_ratio"):
-        console.print(f"plan wall time {summary['plan_seconds']} s, protocol floor {summary['protocol_floor_seconds']} s "
-                      f"(ratio {summary['wall_to_floor_ratio']})")
-    console.print(f"report: {report}/ (summary.json, junit.xml, allure-results/, session.har"
-                  + (f", {summary['html']}" if summary.get("html") else f"; no HTML: {summary.get('html_error')}") + ")",
-                  soft_wrap=True)
-    raise typer.Exit(0 if summary["verdict"] == "certified" else 1)
+def _check_answers(url: str) -> None:
+    """Before any scenario: a server that does not answer at all cannot be certified (exit 2)."""
+    import httpx
+
+    try:
+        httpx.get(url, timeout=5.0)
+    except httpx.InvalidURL as exc:
+        fail(console, f"--url {url}: not a usable URL ({exc})")
+    except httpx.HTTPError as exc:
+        fail(console, f"--url {url} does not answer ({type(exc).__name__}: {exc}); is the server running and reachable?")
+    except ValueError as exc:
+        fail(console, f"--url {url}: not a usable URL ({exc})")
+
+
+def _check_ran(outcome: "PlanOutcome") -> None:
+    if not outcome.ran:
+        fail(console, f"the plan could not run (pytest exit {outcome.pytest_code}): check --tags")
+
+
+def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool) -> None:
+    from facecert.certify.console import print_outcome
+
+    traces = {f"{r.feature}\0{r.name}": r.trace for r in outcome.records if r.trace} if debug else {}
+    print_outcome(console, summary, traces)
+    html = f", {summary['html']}" if summary.get("html") else f"; no HTML: {summary.get('html_error')}"
+    console.print(f"report: {report}/ (summary.json, junit.xml, allure-results/, session.har{html})",
+                  soft_wrap=True, highlight=False, markup=False)
+    raise typer.Exit(summary["exit_code"])
 
 
 def register(app: typer.Typer) -> None:

@@ -4,11 +4,11 @@ talks to it."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facecert.certify.liveness import Down, clock
 from facecert.certify.operator import Operator
 from facecert.contract import get_contract
 
@@ -54,6 +54,7 @@ class DeviceSession:
         self.simulator: Any = None
         self.plan_started = 0.0
         self.plan_ended = 0.0
+        self._stopped: tuple[int, float] | None = None  # (POLL-STOPPED finding id, the last poll it saw)
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -87,9 +88,29 @@ class DeviceSession:
 
     @property
     def result_deadline(self) -> float:
-        """A result must come within two idle intervals plus a task interval, plus time for the
-        work itself (downloads: 30 s at real time, scaled like everything else for simulators)."""
-        return 2 * self.scaled("idle_interval_s") + self.scaled("task_interval_s") + 30.0 * self.time_scale
+        """How long a task's result may take: the catalogue's result deadline, scaled."""
+        return self.scaled("result_timeout_s")
+
+    def timed_findings(self) -> list[dict[str, Any]]:
+        """The device's findings, each with the time of its exchange (for the root causes)."""
+        started = {e["id"]: e["started"] for e in self.server.exchanges(self.device_id)}
+        return [{**f, "time": started.get(f.get("exchange_id"))}
+                for f in self.server.findings(self.device_id) if f.get("party") == "device"]
+
+    # ---- is the device still there? -----------------------------------------------------
+    def down(self) -> Down | None:
+        """The device stopped polling: the engine said POLL-STOPPED and no poll came since."""
+        self.server.check_deadlines()
+        info = self.server.platform.devices_seen.get(self.device_id)
+        stopped = [f for f in self.server.findings(self.device_id) if f["rule"] == "POLL-STOPPED"]
+        if info is None or not stopped:
+            return None
+        if self._stopped is None or self._stopped[0] != stopped[-1]["id"]:
+            self._stopped = (stopped[-1]["id"], info.last_poll)
+        if info.last_poll > self._stopped[1]:
+            return None  # it came back
+        return Down(("POLL-STOPPED",), f"the device stopped polling: its last taskRequest was at "
+                    f"{clock(info.last_poll)} ({stopped[-1]['message']})", info.last_poll)
 
     # ---- things only the device (or its operator) can do ------------------------------------
     def stimulate(self, what: str, instruction: str, **args: Any) -> None:
@@ -112,8 +133,11 @@ class DeviceSession:
         self.simulator.gps_stop()
 
     def operator_wait(self) -> float:
-        """How long to wait for something a person does (real device) or the simulator does."""
-        return 2.0 if self.simulator is not None else 120.0
+        """How long to wait for something a person does (real device) or the simulator does;
+        with nobody at the console, a short wait (the step then ends as an error)."""
+        if self.simulator is not None:
+            return 2.0
+        return 120.0 if self.operator.interactive else self.scaled("idle_interval_s") + 5.0
 
     # ---- the plan's pace ---------------------------------------------------------------
     def floor_and_wall(self) -> tuple[float, float]:
@@ -134,5 +158,3 @@ def _try(fn: Any) -> Any:
     except TimeoutError:
         return None
 
-
-_ = time

@@ -3,6 +3,8 @@ countdowns while the suite waits for something only they can do."""
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -12,9 +14,10 @@ from rich.console import Console
 class Operator:
     """Prints what to do and waits, showing how long is left."""
 
-    def __init__(self, console: Console | None = None, interactive: bool = True) -> None:
+    def __init__(self, console: Console | None = None, interactive: bool | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.interactive = interactive
+        # nobody at the console (CI, a pipe): steps that need a person end as errors after a short wait
+        self.interactive = sys.stdin is not None and sys.stdin.isatty() if interactive is None else interactive
 
     def say(self, message: str) -> None:
         self.console.print(message, soft_wrap=True, highlight=False)
@@ -32,3 +35,12 @@ class Operator:
                 found = probe(min(1.0, left))
                 if found:
                     return found
+
+    def countdown(self, what: str, seconds: float) -> None:
+        """Give a person ``seconds`` to act, showing how long is left (nothing to wait on)."""
+        done = threading.Event()
+        deadline = time.monotonic() + seconds
+        with self.console.status(f"{what}") as status:
+            while (left := deadline - time.monotonic()) > 0:
+                status.update(f"{what}: {left:4.0f} s left")
+                done.wait(min(1.0, left))

@@ -1,93 +1,110 @@
-"""Run a plan (pytest-bdd, in this process so steps reach the live peers)
-and write the report folder: allure-results, JUnit XML, JSON summary, HAR,
-and the Allure HTML report."""
+"""Run a plan (pytest-bdd, in this process, with the live session handed to
+pytest as a plugin) and write the report folder: allure-results, JUnit XML,
+the JSON summary with its root causes, the HAR and the Allure HTML report."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from facecert.captures import write_har
-from facecert.certify import context
+from facecert.certify.expectations import Expectation, apply_expectations
+from facecert.certify.outputs import finish_allure, root_causes, write_junit
+from facecert.certify.plugin import PlanPlugin
+from facecert.certify.verdicts import ScenarioRecord, Verdict
+from facecert.rules.registry import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class PlanOutcome:
-    exit_code: int
-    scenarios: list[dict[str, Any]] = field(default_factory=list)
+    pytest_code: int
+    records: list[ScenarioRecord] = field(default_factory=list)
 
     @property
-    def passed(self) -> bool:
-        return self.exit_code == 0 and bool(self.scenarios) and all(s["outcome"] == "passed" for s in self.scenarios)
+    def ran(self) -> bool:
+        """pytest collected and ran the plan (2: interrupted/usage, 3: internal, 4: bad args)."""
+        return self.pytest_code in (0, 1, 5) or bool(self.records)
 
 
-def run_plan(session: Any, plan: str, report: Path, tags: str | None = None, quiet: bool = False) -> PlanOutcome:
-    results, junit = report / "allure-results", report / "junit.xml"
+def run_plan(session: Any, plan: str, report: Path, tags: str | None = None,
+             progress: Callable[[ScenarioRecord, int, int], None] | None = None) -> PlanOutcome:
+    results = report / "allure-results"
     args = [str(ROOT / "steps" / f"plan_{plan}.py"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-            "--alluredir", str(results), "--clean-alluredir", "--junitxml", str(junit),
-            "-o", "junit_suite_name=facecert." + plan, "-p", "no:cacheprovider", "-s",
-            "--basetemp", str(report / ".pytest"), "-q" if not quiet else "-qq"]
+            "--alluredir", str(results), "--clean-alluredir", "-p", "no:cacheprovider", "-s", "-o", "addopts=--strict-markers",
+            "--basetemp", str(report / ".pytest"), "-p", "no:terminal", "-W", "ignore::pytest.PytestConfigWarning"]
     if tags:
         args += ["-m", tags]
     # plugins named, not auto-loaded: anyio's would warn that httpx imported it first
     args += ["-p", "pytest_bdd.plugin", "-p", "allure_pytest_bdd.plugin", "-p", "pytest_timeout"]
-    context.install(session)
+    plugin = PlanPlugin(session, progress)
     autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:
-        code = int(pytest.main(args))
+        code = int(pytest.main(args, plugins=[plugin]))
     finally:
-        context.clear()
         if autoload is None:
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
-    return PlanOutcome(code, read_junit(junit))
+    return PlanOutcome(code, plugin.scenarios)
 
 
-def read_junit(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    scenarios = []
-    for case in ET.parse(path).getroot().iter("testcase"):
-        failure = case.find("failure")
-        error = case.find("error")
-        skipped = case.find("skipped")
-        problem = failure if failure is not None else error
-        outcome = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
-        scenarios.append({"name": case.get("name", ""), "outcome": outcome, "seconds": float(case.get("time") or 0),
-                          "message": (problem.get("message") or "")[:2000] if problem is not None else ""})
-    return scenarios
+def exit_code(records: list[ScenarioRecord], declarations: list[dict[str, Any]]) -> int:
+    """0: nothing failed unexpectedly; 1: the peer failed; 2: only the harness could not run."""
+    unexpected = [r for r in records if r.verdict.unexpected]
+    if any(d["status"] == "unmatched" for d in declarations):
+        return 1
+    if not unexpected:
+        return 0
+    if all(r.verdict is Verdict.ERROR and all(RULES[x].party == "harness" for x in r.rules) for r in unexpected):
+        return 2
+    return 1
 
 
 def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list[Any], findings: list[dict[str, Any]],
-                  extra: dict[str, Any], html: bool = True) -> dict[str, Any]:
-    """JSON summary, HAR and HTML next to the allure-results and JUnit pytest wrote."""
-    har = write_har(exchanges, report / "session.har", creator=f"facecert certify {plan}")
-    errors = [f for f in findings if f.get("severity") == "error"]
-    rules: dict[str, int] = {}
-    for finding in errors:
-        rules[finding["rule"]] = rules.get(finding["rule"], 0) + 1
+                  extra: dict[str, Any], html: bool = True, expectations: list[Expectation] | None = None,
+                  judged_with: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a person or a CI job reads afterwards, from one set of scenario records.
+
+    ``findings`` are the engine's findings of the party under test (with ``time`` where known)."""
+    records = outcome.records
+    declarations = apply_expectations(records, expectations or [], {f["rule"] for f in findings})
+    har = write_har(exchanges, report / "session.har", creator=f"facecert certify {plan}", judged_with=judged_with)
+    errors_by_rule: dict[str, int] = {}
+    for finding in findings:
+        if finding.get("severity") == "error":
+            errors_by_rule[finding["rule"]] = errors_by_rule.get(finding["rule"], 0) + 1
+    code = exit_code(records, declarations)
+    certified = bool(records) and all(r.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE) for r in records) \
+        and not any(d["status"] == "unmatched" for d in declarations)
     summary = {
         "plan": plan,
-        "verdict": "certified" if outcome.passed else "not certified",
-        "scenarios": outcome.scenarios,
-        "counts": {k: sum(1 for s in outcome.scenarios if s["outcome"] == k) for k in ("passed", "failed", "skipped")},
-        "errors_by_rule": rules,
+        "verdict": "certified" if certified else "not certified",
+        "exit_code": code,
+        "counts": {v.value: sum(1 for r in records if r.verdict is v) for v in Verdict},
+        "root_causes": root_causes(records, findings),
+        "scenarios": [r.to_dict() for r in records],
+        "expectations": declarations,
+        "errors_by_rule": errors_by_rule,
         "findings": findings,
         "har": str(har),
+        "judged_with": judged_with,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
+    write_junit(report / "junit.xml", f"facecert.{plan}", records)
+    results = report / "allure-results"
+    if results.is_dir():
+        finish_allure(results, records, {"plan": plan, "verdict": summary["verdict"], **(judged_with or {}),
+                                         **{k: v for k, v in extra.items() if isinstance(v, (str, int, float))}})
     summary["html"] = _render_html(report, plan, summary) if html else None
     if not html:
         summary["html_error"] = "not asked for (--no-html)"

@@ -75,6 +75,14 @@ class Triggers:
             raise TriggerError(f"the trigger file says nothing about {task}: add it (http call or manual)")
         return self.items[task]
 
+    def any_task(self) -> str:
+        """For scenarios that need some task but not a particular one: one the file can
+        queue over HTTP (getDevStatus when it can: it changes nothing on the device)."""
+        http = [name for name, trigger in self.items.items() if trigger.http is not None]
+        for choice in (["getDevStatus"] if "getDevStatus" in http else []) + http + list(self.items):
+            return choice
+        raise TriggerError("the trigger file names no task at all")
+
     def fire_http(self, trigger: Trigger, server: str, device_id: str, client: httpx.Client) -> httpx.Response:
         assert trigger.http is not None
         fill = {"server": server.rstrip("/"), "device_id": device_id}

@@ -27,7 +27,7 @@ Feature: The server sends valid tasks and accepts their results
 
   Scenario: request_ids are unique
     Given the reference device polls the server under test
-    When the platform is made to queue "getDevStatus" for the device
-    And the platform is made to queue "getDevStatus" for the device
+    When the platform is made to queue any task for the device
+    And the platform is made to queue any task for the device
     Then the device receives 2 tasks with distinct request_ids
     And the server broke no rule

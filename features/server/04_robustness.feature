@@ -6,7 +6,7 @@ Feature: Failures servers in the field are known to have
 
   Scenario: A taskResult carrying another device's request_id is not accepted
     Given the reference device polls the server under test
-    When the platform is made to queue "getDevStatus" for a second device
+    When the platform is made to queue any task for a second device
     And the second device polls and receives it
     And the reference device reports a result for that task
     Then the server refused the other device's result

@@ -1,0 +1,110 @@
+"""The pytest plugin a certification run hands to ``pytest.main``.
+
+It gives the steps the live session (the ``cert`` fixture) and a per-scenario
+scratch dict (``scn``), and turns each scenario's outcome into a
+:class:`~facecert.certify.verdicts.ScenarioRecord`: the Gherkin name with
+outline values filled in, the feature name, one verdict, the rule ids behind
+it and the message. pytest's own terminal output is switched off by the
+runner; this plugin prints short progress instead, so the console never shows
+pytest internals.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from facecert.certify.verdicts import RuleFailure, ScenarioError, ScenarioRecord, Verdict
+
+
+class PlanPlugin:
+    """Collects one record per scenario; ``progress(record, done, total)`` is called as each ends."""
+
+    def __init__(self, session: Any, progress: Callable[[ScenarioRecord, int, int], None] | None = None) -> None:
+        self.session = session
+        self.records: dict[str, ScenarioRecord] = {}
+        self.order: list[str] = []
+        self.total = 0
+        self.progress = progress
+
+    # ---- fixtures the steps use ----------------------------------------------------------
+    @pytest.fixture
+    def cert(self) -> Any:
+        """The running certification session (its peers, clocks and waits)."""
+        return self.session
+
+    @pytest.fixture
+    def scn(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        """What one scenario remembers between its steps; ``checks`` collects the rules it checked."""
+        state: dict[str, Any] = {"checks": set()}
+        request.node.stash[_SCN] = state
+        return state
+
+    # ---- collection and scenario identity ---------------------------------------------------
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.total = len(items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_bdd_before_scenario(self, request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+        record = self._record(request.node)
+        record.name, record.feature = scenario.name, feature.name
+
+    def _record(self, item: pytest.Item) -> ScenarioRecord:
+        if item.nodeid not in self.records:
+            doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").partition(": ")
+            self.records[item.nodeid] = ScenarioRecord(name=doc[2] or item.name, feature=doc[0], nodeid=item.nodeid,
+                                                       started=time.time())
+            self.order.append(item.nodeid)
+        return self.records[item.nodeid]
+
+    # ---- outcomes ---------------------------------------------------------------------------
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        yield
+        record = self._record(item)
+        if call.excinfo is not None and record.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE):
+            classify(record, call.excinfo.value, call.excinfo.tb)
+        if call.when == "teardown":
+            record.seconds = time.time() - record.started
+            state = item.stash.get(_SCN, None)
+            if state:
+                record.checks |= set(state.get("checks", ()))
+                record.warnings = list(state.get("warnings", []))
+            if self.progress is not None:
+                self.progress(record, len(self.order), self.total)
+
+    @property
+    def scenarios(self) -> list[ScenarioRecord]:
+        return [self.records[nodeid] for nodeid in self.order]
+
+
+_SCN = pytest.StashKey[dict[str, Any]]()
+
+
+def classify(record: ScenarioRecord, exc: BaseException, tb: Any = None) -> None:
+    """One verdict from what a step raised."""
+    if isinstance(exc, RuleFailure):
+        record.verdict, record.rules, record.message = Verdict.FAIL, exc.rules, exc.text
+    elif isinstance(exc, ScenarioError):
+        record.verdict, record.rules, record.message = Verdict.ERROR, exc.rules, exc.text
+    elif isinstance(exc, pytest.skip.Exception):
+        record.verdict, record.rules, record.message = Verdict.NOT_APPLICABLE, (), str(exc.msg)
+    else:  # a plain assert or a crash in a step: facecert's fault, never blamed on the peer
+        record.verdict, record.rules = Verdict.ERROR, ("HARNESS-ERROR",)
+        record.message = f"{type(exc).__name__}: {exc}".strip()
+        record.trace = "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def plain_progress(stream: Any = None) -> Callable[[ScenarioRecord, int, int], None]:
+    """A line per finished scenario, for logs (stderr: stdout carries the report)."""
+    out = stream or sys.stderr
+
+    def show(record: ScenarioRecord, done: int, total: int) -> None:
+        out.write(f"[{done}/{total}] {record.verdict.value:<15} {record.feature} › {record.name} "
+                  f"({record.seconds:.1f} s)\n")
+        out.flush()
+    return show
