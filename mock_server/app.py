@@ -8,17 +8,13 @@ import contextlib
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from mock_server.control_guard import ControlGuard
 from mock_server.http_admin import admin_routes
-from mock_server.http_device import asset_handler, device_handler, install_log_filter
+from mock_server.http_device import asset_handler, device_handler, install_log_filter, router_refusal
 from mock_server.page import page_handler
 from mock_server.platform import Platform
-
-# Device endpoints take every method: a GET is judged (HTTP-METHOD) and answered 400, not a bare 405.
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def deadline_period(platform: Platform) -> float:
@@ -36,21 +32,18 @@ async def _deadlines(platform: Platform) -> None:
             pass
 
 
-async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"code": 404, "log": f"no such endpoint: {request.method} {request.url.path}"},
-                        status_code=404)
-
-
 def build_app(platform: Platform) -> Starlette:
     install_log_filter()
     prefix = platform.prefix
-    routes = [Route(f"{prefix}{e.path}", device_handler(platform, e.name), methods=ANY_METHOD)
+    guard = ControlGuard(platform.config.host, tuple(platform.config.public_names))
+    # device endpoints take every method (ASGI apps): a GET or BREW is judged (HTTP-METHOD) and answered 400
+    routes = [Route(f"{prefix}{e.path}", device_handler(platform, e.name))
               for e in platform.contract.all_endpoints.values()]
     routes.append(Route(f"{prefix}/assets/{{name:path}}", asset_handler(platform), methods=["GET", "HEAD", "POST"]))
-    routes.extend(admin_routes(platform))
-    routes.append(Route(f"{prefix}/", page_handler(platform), methods=["GET"]))
+    routes.extend(admin_routes(platform, guard))
+    routes.append(Route(f"{prefix}/", page_handler(platform, guard), methods=["GET"]))
     if prefix:
-        routes.append(Route(prefix, page_handler(platform), methods=["GET"]))
+        routes.append(Route(prefix, page_handler(platform, guard), methods=["GET"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -61,4 +54,6 @@ def build_app(platform: Platform) -> Starlette:
         finally:
             timer.cancel()
 
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: router_refusal, 405: router_refusal})
+    app.state.platform = platform
+    return app

@@ -4,15 +4,23 @@ The defaults are generated at start (Pillow) so the repository ships no
 binaries; a user folder (``--assets DIR``) is served instead when given.
 Every name is resolved inside the folder: ``..``, absolute paths, encoded
 separators and symlinks leading out are refused.
+
+Nothing is written through a symlink: a default is created only where no
+file (and no link) of that name exists, with ``O_EXCL | O_NOFOLLOW`` relative
+to the folder's own descriptor; ``--firmware`` is served from where it is,
+never copied into the folder.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from mock_server.safefiles import write_new_file
 
 # What the default asset for each kind of x-download annotation is called.
 DEFAULT_FOR_KIND = {"image/jpeg": "face.jpg", "image/png": "screensaver.png", "firmware": "firmware.bin"}
@@ -59,16 +67,17 @@ class Assets:
             folder = self._tmp.name
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._write_defaults(Path(firmware) if firmware else None)
+        # --firmware is served as firmware.bin from where it is (nothing copied, nothing overwritten)
+        self.firmware = Path(firmware).resolve() if firmware else None
+        self._write_defaults()
 
-    def _write_defaults(self, firmware: Path | None) -> None:
+    def _write_defaults(self) -> None:
         makers = {"face.jpg": face_jpeg, "screensaver.png": screensaver_png, "firmware.bin": firmware_image}
         for name, make in makers.items():
-            target = self.folder / name
-            if name == "firmware.bin" and firmware is not None:
-                target.write_bytes(firmware.read_bytes())
-            elif not target.exists():
-                target.write_bytes(make())
+            if name == "firmware.bin" and self.firmware is not None:
+                continue
+            if not os.path.lexists(self.folder / name):
+                write_new_file(self.folder, name, make())
 
     def close(self) -> None:
         if self._tmp is not None:
@@ -79,6 +88,8 @@ class Assets:
         a plain file inside the folder (traversal, absolute, missing)."""
         if not name or "\\" in name or "\x00" in name or name.startswith("/"):
             return None
+        if name == "firmware.bin" and self.firmware is not None:
+            return self.firmware if self.firmware.is_file() else None
         parts = name.split("/")
         if any(part in ("", ".", "..") for part in parts):
             return None
@@ -88,7 +99,9 @@ class Assets:
         return candidate
 
     def names(self) -> list[str]:
-        return sorted(p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*") if p.is_file())
+        found = {p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*")
+                 if p.is_file() and self.resolve(p.relative_to(self.folder).as_posix()) is not None}
+        return sorted(found | ({"firmware.bin"} if self.firmware is not None else set()))
 
     @staticmethod
     def media_type(path: Path) -> str:

@@ -59,10 +59,14 @@ def serve(
     max_body: int = typer.Option(20 * 1024 * 1024, min=1024, help="largest accepted body in bytes (default 20 MiB)"),
     admin_token: Optional[str] = typer.Option(None, help="token for /_admin (generated when binding beyond localhost)"),
     port_file: Optional[Path] = typer.Option(None, help="write the bound port here once listening"),
+    public_name: Optional[list[str]] = typer.Option(None, help="another name the control API answers to "
+                                                               "(NAME or NAME:PORT; repeatable), e.g. behind a "
+                                                               "reverse proxy; other Host names are refused"),
     quiet: bool = typer.Option(False, help="do not print each exchange"),
 ) -> None:
     """Run the mock platform server a device can be pointed at."""
     from mock_server.config import ServerConfig
+    from mock_server.safefiles import replace_file
     from mock_server.server import MockServer
 
     if firmware is not None and not firmware.is_file():
@@ -74,7 +78,7 @@ def serve(
         console.print(f"[bold]admin token (generated):[/] {admin_token}")
     config = ServerConfig(host=host, port=port, prefix=prefix, db=db, assets=assets, profile=profile,
                           protocol_version=protocol_version, time_scale=time_scale, max_body=max_body,
-                          admin_token=admin_token, firmware=firmware)
+                          admin_token=admin_token, firmware=firmware, public_names=tuple(public_name or ()))
     try:
         server = MockServer(config)
         if not quiet:
@@ -83,7 +87,11 @@ def serve(
     except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
         fail(console, f"cannot start the server: {exc}")
     if port_file is not None:
-        port_file.write_text(str(server.port), encoding="utf-8")
+        try:
+            replace_file(port_file, str(server.port).encode())  # never through a planted symlink
+        except OSError as exc:
+            server.stop()
+            fail(console, f"cannot write --port-file {port_file}: {exc}")
     console.print(f"[bold green]facecert mock server[/] listening; configure the device with server_url "
                   f"[bold]{escape(server.url.removeprefix('http://'))}[/]")
     console.print(f"live page {escape(server.url)}/  control API {escape(server.url)}/_admin/  "

@@ -16,7 +16,8 @@ class ServerConfig:
     session in memory; ``assets=None`` generates the default face JPEG,
     screen-saver PNG and firmware image in a temporary folder.
     ``admin_token`` protects ``/_admin`` (required when binding beyond
-    127.0.0.1; the CLI generates one then).
+    127.0.0.1; the CLI generates one then). ``public_names`` are the other
+    names the control API answers to (reverse proxy, bench DNS name).
     """
 
     host: str = "127.0.0.1"
@@ -31,6 +32,9 @@ class ServerConfig:
     admin_token: str | None = None
     tolerance: float = 0.25  # cadence tolerance handed to the engine (errata #26)
     firmware: str | Path | None = None  # a user-provided firmware image served as firmware.bin
+    # names the control API answers to besides 127.0.0.1/localhost/[::1] and the bound address
+    # ("bench.lan" any port, "bench.lan:8080" that port): the Host check against DNS rebinding
+    public_names: tuple[str, ...] = ()
 
     def normalised_prefix(self) -> str:
         """``/test`` form: leading slash, no trailing one, empty for none."""

@@ -9,6 +9,7 @@ the answer) are expected: the server is failing on purpose.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "malformed": ({"body": '{"code": 0, "log": "trunc'}, "answers HTTP 200 with a body that is not JSON"),
 }
 OUTAGE_MODES = ("drop", "503", "refuse")
+MAX_DURATION_S = 7 * 24 * 3600  # a fault window longer than a week is a typo (1e400 is refused, not installed)
 
 
 class FaultError(ValueError):
@@ -53,7 +55,11 @@ def make_fault(kind: str, device_id: str | None, endpoints: list[str] | None, kn
                duration: float | None = None, **params: Any) -> Fault:
     """Check a fault request and build it (clear messages for the API)."""
     if kind not in FAULT_KINDS:
-        raise FaultError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        raise FaultError(f"unknown fault kind {str(kind)[:40]!r}; one of {', '.join(FAULT_KINDS)}")
+    if device_id is not None and not isinstance(device_id, str):
+        raise FaultError("device_id must be a string or null")
+    if endpoints is not None and not (isinstance(endpoints, list) and all(isinstance(e, str) for e in endpoints)):
+        raise FaultError("endpoints must be a list of endpoint names or null")
     defaults, _ = FAULT_KINDS[kind]
     unknown = set(params) - set(defaults)
     if unknown:
@@ -65,17 +71,31 @@ def make_fault(kind: str, device_id: str | None, endpoints: list[str] | None, kn
     if kind == "outage" and merged["mode"] == "refuse" and (device_id is not None or endpoints or not duration):
         raise FaultError("outage mode 'refuse' closes the port for everyone: it takes no device_id or endpoints "
                          "and needs a duration (the control API is unreachable meanwhile)")
-    if kind == "slow" and not (isinstance(merged["delay"], (int, float)) and 0 <= merged["delay"] <= 600):
+    if kind == "slow" and not (_number(merged["delay"]) and 0 <= merged["delay"] <= 600):
         raise FaultError("slow delay must be a number of seconds between 0 and 600")
-    if kind == "error" and not (isinstance(merged["status"], int) and 500 <= merged["status"] <= 599):
+    if kind == "error" and not (isinstance(merged["status"], int) and not isinstance(merged["status"], bool)
+                                and 500 <= merged["status"] <= 599):
         raise FaultError("error status must be an integer 500..599")
-    if kind == "malformed" and not isinstance(merged["body"], str):
-        raise FaultError("malformed body must be a string")
+    if kind == "malformed" and not (isinstance(merged["body"], str) and _utf8(merged["body"])):
+        raise FaultError("malformed body must be a string (without lone surrogates: it is sent as UTF-8)")
     if endpoints is not None:
         bad = [e for e in endpoints if e not in known_endpoints]
         if bad:
             raise FaultError(f"unknown endpoint(s) {', '.join(bad)}; one of {', '.join(known_endpoints)}")
-    if duration is not None and not (isinstance(duration, (int, float)) and duration > 0):
-        raise FaultError("duration must be a positive number of seconds")
+    if duration is not None and not (_number(duration) and 0 < duration <= MAX_DURATION_S):
+        raise FaultError(f"duration must be a number of seconds above 0 and at most {MAX_DURATION_S}")
     until = time.time() + duration if duration else None
     return Fault(kind, device_id, list(endpoints) if endpoints else None, until, merged)
+
+
+def _number(value: Any) -> bool:
+    """A finite JSON number (not a boolean, not NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,31 +1,63 @@
 """The control API (``/_admin/...``, JSON), a thin layer over the Platform
-methods the Python API calls too. Documented by :mod:`mock_server.openapi`."""
+methods the Python API calls too. Documented by :mod:`mock_server.openapi`.
+
+Every call passes :class:`mock_server.control_guard.ControlGuard` (Host,
+cross-site and content-type checks), then the token; refusals are stored like
+any other answered request. The work runs in a worker thread, so a long call
+(or a device message holding the platform) never blocks the event loop, and
+every answer is strict JSON.
+"""
 
 from __future__ import annotations
 
 import hmac
-import io
-import json
+import time
 from typing import Any, Awaitable, Callable
 
-from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from facecert.captures.har import exchanges_to_har
+from facecert.model import Exchange
 
+from mock_server.control_guard import ControlGuard, Refusal
 from mock_server.faults import FAULT_KINDS, FaultError
-from mock_server.http_device import read_capped
+from mock_server.http_device import peer_of, read_capped
+from mock_server.images import ImageRefused, thumbnail
 from mock_server.misbehaviours import MISBEHAVIOURS
 from mock_server.platform import Platform, Rejected
-from mock_server.store import row_to_exchange
+from mock_server.store import SQLITE_INT, row_to_exchange
+from mock_server.strictjson import loads_strict, to_json
 
 Handler = Callable[[Request], Awaitable[Response]]
+MAX_LIMIT = 100_000  # ?limit= of list calls
 
 
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+class StrictJSONResponse(Response):
+    """JSON that is always RFC 8259 and UTF-8 (Starlette's would raise on a lone surrogate or NaN)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
+
+def error(status: int, message: str, **extra: Any) -> StrictJSONResponse:
+    return StrictJSONResponse({"error": message, **extra}, status_code=status)
+
+
+def int_param(text: str, name: str, low: int, high: int) -> int:
+    """A decimal integer parameter within [low, high], or Rejected (422)."""
+    text = text.strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 19:
+        raise Rejected(f"{name} must be a decimal integer {low}..{high}, not {text[:40]!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise Rejected(f"{name} must be {low}..{high}, not {value}")
+    return value
 
 
 def authorised(platform: Platform, request: Request) -> bool:
@@ -37,146 +69,170 @@ def authorised(platform: Platform, request: Request) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-async def json_body(platform: Platform, request: Request) -> Any:
-    raw, too_large = await read_capped(request, platform.config.max_body)
-    if too_large:
-        raise Rejected(f"the body is larger than {platform.config.max_body:,} bytes")
+def parse_json_body(raw: bytes) -> Any:
+    """A control request's body: strict JSON (no NaN/Infinity, no float overflow, no lone surrogate)."""
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        return loads_strict(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise Rejected(f"the body is not JSON: {exc}") from None
+        raise Rejected(f"the body is not JSON: {str(exc)[:200]}") from None
     except RecursionError:
         raise Rejected("the body nests too deeply") from None
 
 
-def guarded(platform: Platform, handler: Callable[[Platform, Request], Awaitable[Any]], status: int = 200) -> Handler:
-    """Token check, JSON encoding and clear 4xx for every admin call."""
+def store_refusal(platform: Platform, request: Request, body: bytes, refusal: Refusal) -> StrictJSONResponse:
+    """Answer a refused control request and keep it on record (a cross-site attempt is worth seeing)."""
+    answer = error(refusal.status, refusal.reason)
+    started = time.time()
+    exchange = Exchange(request.method, request.url.path, body, refusal.status, answer.body, started=started,
+                        ended=time.time(), request_headers=dict(request.headers),
+                        response_headers={"content-type": "application/json"}, peer=peer_of(request),
+                        url=str(request.url), error=refusal.reason)
+    platform.record_other(exchange)
+    return answer
+
+
+# A call: (platform, request, parsed JSON body) -> a value to encode, or a Response. Runs in a worker thread.
+Call = Callable[[Platform, Request, Any], Any]
+
+
+def guarded(platform: Platform, guard: ControlGuard, handler: Call, status: int = 200) -> Handler:
+    """Guard checks, token, body, clear 4xx and strict JSON for every admin call."""
     async def endpoint(request: Request) -> Response:
-        if not authorised(platform, request):
-            return error(401, "admin token required (Authorization: Bearer TOKEN, X-Admin-Token or ?token=)")
-        try:
-            result = await handler(platform, request)
-        except Rejected as exc:
-            return error(422, str(exc), findings=exc.findings)
-        except (FaultError, ValueError, TypeError) as exc:
-            return error(422, str(exc))
-        except KeyError as exc:
-            return error(404, f"not found: {exc}")
-        except TimeoutError as exc:
-            return error(504, str(exc))
-        if isinstance(result, Response):
-            return result
-        return JSONResponse(result, status_code=status)
+        raw, too_large = await read_capped(request, platform.config.max_body)
+        refusal = guard.refusal(request)
+        if refusal is None and not authorised(platform, request):
+            refusal = Refusal(401, "admin token required (Authorization: Bearer TOKEN, X-Admin-Token or ?token=)")
+        refusal = refusal or guard.write_refusal(request)
+        if refusal is not None:
+            return await run_in_threadpool(store_refusal, platform, request, raw, refusal)
+        if too_large:
+            return error(413, f"the body is larger than {platform.config.max_body:,} bytes")
+        return await run_in_threadpool(_answer, platform, request, raw, handler, status)
     return endpoint
+
+
+def _answer(platform: Platform, request: Request, raw: bytes, handler: Call, status: int) -> Response:
+    try:
+        result = handler(platform, request, parse_json_body(raw) if request.method in ("POST", "PUT") else None)
+    except Rejected as exc:
+        return error(422, str(exc), findings=exc.findings)
+    except (FaultError, ValueError, TypeError) as exc:
+        return error(422, str(exc))
+    except KeyError as exc:
+        return error(404, f"not found: {exc}")
+    except TimeoutError as exc:
+        return error(504, str(exc))
+    if isinstance(result, Response):
+        return result
+    return StrictJSONResponse(result, status_code=status)
 
 
 def _device(request: Request) -> str | None:
     return request.query_params.get("device_id") or None
 
 
-async def list_devices(p: Platform, r: Request) -> Any:
+def _limit(request: Request) -> int | None:
+    text = request.query_params.get("limit")
+    return None if text is None or text == "" else int_param(text, "limit", 1, MAX_LIMIT)
+
+
+def list_devices(p: Platform, r: Request, body: Any) -> Any:
     return p.devices()
 
 
-async def read_queue(p: Platform, r: Request) -> Any:
+def read_queue(p: Platform, r: Request, body: Any) -> Any:
     return p.queue(r.path_params["device_id"])
 
 
-async def enqueue(p: Platform, r: Request) -> Any:
-    body = await json_body(p, r)
+def enqueue(p: Platform, r: Request, body: Any) -> Any:
     if not isinstance(body, dict) or "task" not in body:
         raise Rejected('send {"task": {...}, "raw": false}')
     raw = body.get("raw", False)
     if not isinstance(raw, bool):
         raise Rejected("raw must be true or false")
     rid = p.enqueue(r.path_params["device_id"], body["task"], raw=raw)
-    return JSONResponse({"request_id": rid, "device_id": r.path_params["device_id"]}, status_code=201)
+    return StrictJSONResponse({"request_id": rid, "device_id": r.path_params["device_id"]}, status_code=201)
 
 
-async def results(p: Platform, r: Request) -> Any:
+def results(p: Platform, r: Request, body: Any) -> Any:
     return p.results(_device(r))
 
 
-async def captures(p: Platform, r: Request) -> Any:
-    return p.captures(_device(r))
+def captures(p: Platform, r: Request, body: Any) -> Any:
+    return p.captures(_device(r), limit=_limit(r))
 
 
-async def capture_image(p: Platform, r: Request) -> Any:
+def capture_image(p: Platform, r: Request, body: Any) -> Any:
     try:
-        capture_id = int(r.path_params["capture_id"])
-    except ValueError:
-        raise KeyError(r.path_params["capture_id"]) from None
+        capture_id = int_param(r.path_params["capture_id"], "capture_id", 1, SQLITE_INT[1])
+    except Rejected:
+        raise KeyError(f"capture {r.path_params['capture_id'][:40]}") from None
     data = p.capture_image(capture_id)
     if not data:
         raise KeyError(f"capture {capture_id} image")
     size = r.query_params.get("size", "")
     if not size:
         return Response(data, media_type="image/jpeg")
+    edge = int_param(size, "size", 1, 100_000)
     try:
-        edge = max(8, min(1024, int(size)))
-        image = Image.open(io.BytesIO(data))
-        image.thumbnail((edge, edge))
-        out = io.BytesIO()
-        image.convert("RGB").save(out, "JPEG", quality=80)
-    except (ValueError, OSError, UnidentifiedImageError) as exc:
-        raise Rejected(f"capture {capture_id} image cannot be decoded: {exc}") from None
-    return Response(out.getvalue(), media_type="image/jpeg")
+        small = thumbnail(data, edge)
+    except ImageRefused as exc:
+        raise Rejected(f"capture {capture_id} image: {exc}") from None
+    # a capture never changes: the live page's browser may keep its thumbnails
+    return Response(small, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
 
 
-async def alarms(p: Platform, r: Request) -> Any:
+def alarms(p: Platform, r: Request, body: Any) -> Any:
     return p.alarms(_device(r))
 
 
-async def gps(p: Platform, r: Request) -> Any:
+def gps(p: Platform, r: Request, body: Any) -> Any:
     return p.gps(_device(r))
 
 
-async def downloads(p: Platform, r: Request) -> Any:
-    return p.downloads()
+def downloads(p: Platform, r: Request, body: Any) -> Any:
+    return p.downloads(limit=_limit(r))
 
 
-async def tasks(p: Platform, r: Request) -> Any:
-    return [{k: v for k, v in t.items()} for t in p.tasks(_device(r))]
+def tasks(p: Platform, r: Request, body: Any) -> Any:
+    return p.tasks(_device(r))
 
 
-async def findings(p: Platform, r: Request) -> Any:
-    return p.findings(_device(r), r.query_params.get("party") or None)
+def findings(p: Platform, r: Request, body: Any) -> Any:
+    return p.findings(_device(r), r.query_params.get("party") or None, limit=_limit(r))
 
 
-async def exchanges(p: Platform, r: Request) -> Any:
-    limit = r.query_params.get("limit")
-    return p.exchanges(_device(r), int(limit) if limit and limit.isdigit() else None)
+def exchanges(p: Platform, r: Request, body: Any) -> Any:
+    return p.exchanges(_device(r), _limit(r))
 
 
-async def list_faults(p: Platform, r: Request) -> Any:
+def list_faults(p: Platform, r: Request, body: Any) -> Any:
     with p.cond:
         return {"active": [f.to_dict() for f in p.faults],
                 "kinds": {k: {"defaults": d, "description": text} for k, (d, text) in FAULT_KINDS.items()}}
 
 
-async def set_fault(p: Platform, r: Request) -> Any:
-    body = await json_body(p, r)
+def set_fault(p: Platform, r: Request, body: Any) -> Any:
     if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
         raise Rejected('send {"kind": "outage|slow|error|malformed", "device_id": null, ...}')
     params = {k: v for k, v in body.items() if k not in ("kind", "device_id", "endpoints", "duration")}
-    return JSONResponse(p.set_fault(body["kind"], body.get("device_id"), body.get("endpoints"),
-                                    body.get("duration"), **params), status_code=201)
+    return StrictJSONResponse(p.set_fault(body["kind"], body.get("device_id"), body.get("endpoints"),
+                                          body.get("duration"), **params), status_code=201)
 
 
-async def clear_faults(p: Platform, r: Request) -> Any:
+def clear_faults(p: Platform, r: Request, body: Any) -> Any:
     p.clear_faults(_device(r))
     return {"active": []}
 
 
-async def list_misbehaviours(p: Platform, r: Request) -> Any:
+def list_misbehaviours(p: Platform, r: Request, body: Any) -> Any:
     return [{"name": m.name, "rule": m.rule, "description": m.description, "on": p.misbehaves(m.name)}
             for m in MISBEHAVIOURS.values()]
 
 
-async def set_misbehaviour(p: Platform, r: Request) -> Any:
-    body = await json_body(p, r)
+def set_misbehaviour(p: Platform, r: Request, body: Any) -> Any:
     on = body.get("on", True) if isinstance(body, dict) else None
     if not isinstance(on, bool):
         raise Rejected('send {"on": true} or {"on": false}')
@@ -187,32 +243,36 @@ async def set_misbehaviour(p: Platform, r: Request) -> Any:
     return {"name": name, "on": on}
 
 
-async def assets(p: Platform, r: Request) -> Any:
+def assets(p: Platform, r: Request, body: Any) -> Any:
     return [{"name": n, "url": p.asset_url(n)} for n in p.assets.names()]
 
 
-async def export_har(p: Platform, r: Request) -> Any:
+def export_har(p: Platform, r: Request, body: Any) -> Any:
     rows = p.store.rows("SELECT * FROM exchanges ORDER BY id")
     return exchanges_to_har([row_to_exchange(row) for row in rows], creator="facecert mock server")
 
 
-async def overview(p: Platform, r: Request) -> Any:
+def overview(p: Platform, r: Request, body: Any) -> Any:
     """Everything the live page shows, in one call."""
-    return {"devices": p.devices(), "queues": {d["device_id"]: p.queue(d["device_id"]) for d in p.devices()},
+    devices = p.devices()
+    return {"devices": devices, "queues": {d["device_id"]: p.queue(d["device_id"]) for d in devices},
             "exchanges": p.exchanges(limit=40), "findings": p.findings(limit=60), "captures": p.captures(limit=12),
             "downloads": p.downloads(limit=20), "misbehaving": sorted(p.misbehaving),
             "faults": [f.to_dict() for f in p.faults]}
 
 
-async def openapi_document(p: Platform, r: Request) -> Any:
+def openapi_document(p: Platform, r: Request, body: Any) -> Any:
     from mock_server.openapi import admin_openapi
 
     return admin_openapi()
 
 
-def admin_routes(platform: Platform) -> list[Route]:
+def admin_routes(platform: Platform, guard: ControlGuard) -> list[Route]:
     base = f"{platform.prefix}/_admin"
-    g = lambda handler, status=200: guarded(platform, handler, status)  # noqa: E731
+
+    def g(handler: Call, status: int = 200) -> Handler:
+        return guarded(platform, guard, handler, status)
+
     return [
         Route(f"{base}/devices", g(list_devices), methods=["GET"]),
         Route(f"{base}/devices/{{device_id}}/queue", g(read_queue), methods=["GET"]),

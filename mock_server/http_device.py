@@ -1,15 +1,26 @@
 """The device side over HTTP: the five protocol endpoints and the asset
 downloads. Bodies are read with a size cap; everything else happens in
-:meth:`mock_server.platform.Platform.process`."""
+:meth:`mock_server.platform.Platform.process`, in a worker thread so the
+event loop keeps reading and answering other devices meanwhile.
+
+A device endpoint takes every method (an odd one is judged, HTTP-METHOD,
+and answered 400). After the body is read, a watcher listens for the
+client going away: a request whose client is gone before its answer is
+decided is stored as unanswered and changes nothing else (its queued task
+stays queued). Requests the router refuses (unknown path, wrong method)
+are stored too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -18,6 +29,7 @@ from facecert.model import Exchange
 
 from mock_server.messages import Incoming
 from mock_server.platform import Platform
+from mock_server.strictjson import to_json
 
 CHUNK = 64 * 1024
 
@@ -50,9 +62,10 @@ class DropResponse(Response):
         raise DropConnection()
 
 
-async def read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
+async def read_body(request: Request, limit: int) -> tuple[bytes, bool, bool]:
     """The body, stopping past ``limit`` (the first limit+ bytes are kept,
-    the rest of a modest overrun is drained so the client can read the 413)."""
+    the rest of a modest overrun is drained so the client can read the 413);
+    third value: the client went away before the body was complete."""
     kept = bytearray()
     total = 0
     drain_limit = 2 * limit + 1024 * 1024
@@ -64,35 +77,108 @@ async def read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
             if total > drain_limit:
                 break
     except ClientDisconnect:
-        pass  # judged and stored as far as it came; the answer goes nowhere
-    return bytes(kept), total > limit
+        return bytes(kept), total > limit, True
+    return bytes(kept), total > limit, False
 
 
-def _peer(request: Request) -> str:
+async def read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
+    body, too_large, _ = await read_body(request, limit)
+    return body, too_large
+
+
+def peer_of(request: Request) -> str:
     client = request.client
     return f"{client.host}:{client.port}" if client else ""
 
 
-def device_handler(platform: Platform, endpoint: str) -> Callable[[Request], Awaitable[Response]]:
-    async def handle(request: Request) -> Response:
+class Departure:
+    """Whether the client left before its answer: set from the event loop,
+    read by the worker thread that decides the answer."""
+
+    def __init__(self, receive: Receive, gone: bool = False) -> None:
+        self.flag = threading.Event()
+        self.event = asyncio.Event()
+        if gone:
+            self._set()
+        self._task = None if gone else asyncio.create_task(self._watch(receive))
+
+    def _set(self) -> None:
+        self.flag.set()
+        self.event.set()
+
+    async def _watch(self, receive: Receive) -> None:
+        # after the body, uvicorn's receive() returns only when the client disconnects (or the answer is done)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            self._set()
+
+    def gone(self) -> bool:
+        return self.flag.is_set()
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, ending early when the client leaves."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class DeviceEndpoint:
+    """One protocol endpoint as an ASGI app: as a class (not a function), the
+    route matches every method, so an odd method is judged, not a bare 405."""
+
+    def __init__(self, platform: Platform, endpoint: str) -> None:
+        self.platform, self.endpoint = platform, endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
         started = time.time()
-        body, too_large = await read_capped(request, platform.config.max_body)
-        incoming = Incoming(endpoint, request.method, request.url.path, str(request.url), _peer(request), started,
-                            dict(request.headers), body, too_large)
-        if platform.faults:
-            await _maybe_slow(platform, incoming)
-        reply = platform.process(incoming)
+        body, too_large, disconnected = await read_body(request, self.platform.config.max_body)
+        incoming = Incoming(self.endpoint, request.method, request.url.path, str(request.url), peer_of(request),
+                            started, dict(request.headers), body, too_large)
+        departure = Departure(receive, gone=disconnected)
+        incoming.gone = departure.gone
+        try:
+            if self.platform.faults:
+                await _maybe_slow(self.platform, incoming, departure)
+            reply = await run_in_threadpool(self.platform.process_safely, incoming)
+        finally:
+            departure.stop()
         if reply.status is None:
-            return DropResponse()
-        return Response(reply.body, status_code=reply.status, headers=reply.headers)
-    return handle
+            await DropResponse()(scope, receive, send)
+            return
+        await Response(reply.body, status_code=reply.status, headers=reply.headers)(scope, receive, send)
 
 
-async def _maybe_slow(platform: Platform, incoming: Incoming) -> None:
-    request, _ = platform.parse(incoming)
-    fault = platform.fault_for(platform.device_of(request, incoming), incoming.endpoint)
+def device_handler(platform: Platform, endpoint: str) -> DeviceEndpoint:
+    return DeviceEndpoint(platform, endpoint)
+
+
+async def _maybe_slow(platform: Platform, incoming: Incoming, departure: Departure) -> None:
+    request, _ = await run_in_threadpool(platform.parse, incoming)
+    fault = await run_in_threadpool(platform.fault_for, platform.device_of(request, incoming), incoming.endpoint)
     if fault is not None and fault.kind == "slow":
-        await asyncio.sleep(float(fault.params["delay"]))
+        await departure.wait(float(fault.params["delay"]))
+
+
+async def router_refusal(request: Request, exc: Exception) -> Response:
+    """Unknown path (404) or a method a route does not take (405): a JSON
+    answer, and the request is stored like every other."""
+    platform: Platform = request.app.state.platform
+    status = int(getattr(exc, "status_code", 404))
+    body, _, _ = await read_body(request, platform.config.max_body)
+    what = "no such endpoint" if status == 404 else "method not allowed"
+    answer = to_json({"code": status, "log": f"{what}: {request.method} {request.url.path}"})
+    headers = {"content-type": "application/json", **dict(getattr(exc, "headers", None) or {})}
+    exchange = Exchange(request.method, request.url.path, body, status, answer, started=time.time(),
+                        ended=time.time(), request_headers=dict(request.headers), response_headers=headers,
+                        peer=peer_of(request), url=str(request.url))
+    await run_in_threadpool(platform.record_other, exchange)
+    return Response(answer, status_code=status, headers=headers)
 
 
 class AssetResponse(Response):
@@ -107,7 +193,7 @@ class AssetResponse(Response):
         headers = [(b"content-type", self.platform.assets.media_type(self.path).encode()),
                    (b"content-length", str(size).encode())]
         if size == 0:  # the headers complete the answer: log first
-            self._log(0, completed=True)
+            await self._log(0, completed=True)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -123,19 +209,19 @@ class AssetResponse(Response):
                         break
                     last = sent + len(chunk) >= size
                     if last:  # logged before the last bytes leave, so the log is there when the device has the file
-                        logged = self._log(size, completed=True)
+                        logged = await self._log(size, completed=True)
                     await send({"type": "http.response.body", "body": chunk, "more_body": not last})
                     sent += len(chunk)
                     await asyncio.sleep(0)  # let connection_lost run: uvicorn's send() ignores a closed socket
         finally:
             watcher.cancel()
             if not logged:
-                self._log(sent, completed=False)
+                await self._log(sent, completed=False)
 
-    def _log(self, sent: int, completed: bool) -> bool:
+    async def _log(self, sent: int, completed: bool) -> bool:
         self.exchange.ended = time.time()
         self.exchange.status = 200
-        self.platform.download_finished(self.row, self.exchange, sent, completed)
+        await run_in_threadpool(self.platform.download_finished, self.row, self.exchange, sent, completed)
         return True
 
 
@@ -151,16 +237,19 @@ def asset_handler(platform: Platform) -> Callable[[Request], Awaitable[Response]
     async def handle(request: Request) -> Response:
         name = request.path_params.get("name", "")
         path = platform.assets.resolve(name)
-        peer = _peer(request)
-        exchange = Exchange("GET", request.url.path, b"", 200, b"", started=time.time(), url=str(request.url),
-                            request_headers=dict(request.headers), peer=peer)
+        peer = peer_of(request)
+        body, _, _ = await read_body(request, platform.config.max_body)
+        exchange = Exchange(request.method, request.url.path, body, 200, b"", started=time.time(),
+                            url=str(request.url), request_headers=dict(request.headers), peer=peer)
         if path is None or request.method != "GET":
             status = 404 if request.method == "GET" else 405
-            row = platform.download_started(peer, name, request.url.path, 0, status)
+            row = await run_in_threadpool(platform.download_started, peer, name, request.url.path, 0, status)
             exchange.status, exchange.ended = status, time.time()
-            exchange.response_body = b'{"code": 404, "log": "no such asset"}'
-            platform.download_finished(row, exchange, 0, False, refused=True)
+            exchange.response_body = to_json({"code": status, "log": "no such asset" if status == 404 else
+                                              f"{request.method} is not allowed on assets (GET)"})
+            exchange.response_headers = {"content-type": "application/json"}
+            await run_in_threadpool(platform.download_finished, row, exchange, 0, False, True)
             return Response(exchange.response_body, status_code=status, media_type="application/json")
-        row = platform.download_started(peer, name, request.url.path, path.stat().st_size, 200)
+        row = await run_in_threadpool(platform.download_started, peer, name, request.url.path, path.stat().st_size, 200)
         return AssetResponse(platform, path, exchange, row)
     return handle

@@ -3,9 +3,10 @@ platform: a request as read, an answer as decided, a reply as sent."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from mock_server.strictjson import to_json as _strict_json
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Incoming:
     headers: dict[str, str]
     body: bytes
     too_large: bool = False
+    gone: Callable[[], bool] = lambda: False  # the client left before its answer (set by the HTTP layer)
 
 
 @dataclass
@@ -45,4 +47,5 @@ class Plan:
 
 
 def to_json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    """Strict JSON bytes (no NaN/Infinity, valid UTF-8): every answer goes through here."""
+    return _strict_json(value)

@@ -6,20 +6,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 
-from mock_server.http_admin import authorised
+from mock_server.control_guard import ControlGuard, Refusal
+from mock_server.http_admin import authorised, read_capped, store_refusal
 from mock_server.platform import Platform
 
 _TEMPLATE = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
 
 
-def page_handler(platform: Platform):  # noqa: ANN201 - a Starlette endpoint
+# The page is never framed by another site, and loads nothing from elsewhere.
+PAGE_HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY", "x-content-type-options": "nosniff",
+                "content-security-policy": "default-src 'self'; img-src 'self'; script-src 'unsafe-inline'; "
+                                           "style-src 'unsafe-inline'; frame-ancestors 'none'"}
+
+
+def page_handler(platform: Platform, guard: ControlGuard):  # noqa: ANN201 - a Starlette endpoint
     html = _TEMPLATE.replace("__PREFIX__", json.dumps(platform.prefix))
 
     async def page(request: Request) -> Response:
-        if not authorised(platform, request):
-            return JSONResponse({"error": "admin token required (?token=...)"}, status_code=401)
-        return HTMLResponse(html, headers={"cache-control": "no-store"})
+        refusal = guard.refusal(request)
+        if refusal is None and not authorised(platform, request):
+            refusal = Refusal(401, "admin token required (?token=...)")
+        if refusal is not None:
+            raw, _ = await read_capped(request, platform.config.max_body)
+            return await run_in_threadpool(store_refusal, platform, request, raw, refusal)
+        return HTMLResponse(html, headers=PAGE_HEADERS)
     return page

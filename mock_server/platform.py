@@ -26,8 +26,9 @@ from mock_server.config import ServerConfig
 from mock_server.faults import Fault, make_fault
 from mock_server.messages import Incoming, Plan, Reply, to_json as _json
 from mock_server.misbehaviours import MISBEHAVIOURS
+from mock_server.restore import restore
 from mock_server.state import DeviceInfo, Queued, Queues
-from mock_server.store import Store, decode_json_columns
+from mock_server.store import Store, bindable, decode_json_columns
 
 
 class Rejected(ValueError):
@@ -63,9 +64,11 @@ class Platform:
         self.listening = True
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop, once it runs
         self.pause_listening: Callable[[float], None] | None = None  # set by MockServer (outage mode "refuse")
-        last = self.store.scalar("SELECT MAX(request_id) FROM tasks")
+        # generated ids only: a raw task may carry any request_id (even one beyond 64 bits, stored as text)
+        last = self.store.scalar("SELECT MAX(request_id) FROM tasks WHERE raw = 0 AND typeof(request_id) = 'integer'")
         self._next_rid = int(last or 0) + 1
         self.last_rid: int | None = None
+        restore(self)  # a restart on the same --db: queues, awaited tasks, devices
 
     def close(self) -> None:
         self.store.close()
@@ -320,8 +323,8 @@ class Platform:
             info = self.devices_seen.get(device_id)
             if info is not None:
                 conn.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)",
-                             (device_id, info.first_seen, info.last_seen, info.peer, info.polls,
-                              _json({"versions": info.versions}).decode()))
+                             [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls,
+                                                    _json({"versions": info.versions}).decode())])
         if plan is not None and plan.after is not None:
             plan.after()
         self.cond.notify_all()
@@ -345,8 +348,8 @@ class Platform:
     # ---- device exchanges ------------------------------------------------------
     def process(self, incoming: Incoming) -> Reply:
         """Answer one device message; everything is stored before this returns."""
+        request, failure = self.parse(incoming)  # outside the lock: other devices are answered meanwhile
         with self.cond:
-            request, failure = self.parse(incoming)
             device_id = self.device_of(request, incoming)
             self.device(device_id, incoming.started, incoming.peer)
             plan = plan_for(self, incoming, request, failure, device_id)
@@ -370,8 +373,47 @@ class Platform:
                 return pending.device_id
         return incoming.peer.rsplit(":", 1)[0] or "?"
 
+    def process_safely(self, incoming: Incoming) -> Reply:
+        """:meth:`process`, and should it fail (a bug of ours), the exchange is
+        still stored and answered 500 with a JSON body, without a traceback."""
+        try:
+            return self.process(incoming)
+        except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
+            reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
+            answer = _json({"code": 500, "log": reason})
+            ex = Exchange(incoming.method, incoming.path, incoming.body, 500, answer, started=incoming.started,
+                          ended=time.time(), request_headers=incoming.headers,
+                          response_headers={"content-type": "application/json"}, peer=incoming.peer,
+                          url=incoming.url, error=reason)
+            self.store_unjudged(ex, incoming.endpoint, incoming.peer.rsplit(":", 1)[0] or "?")
+            return Reply(500, answer)
+
+    def store_unjudged(self, ex: Exchange, endpoint: str | None, device_id: str) -> int:
+        """Store an exchange the engine is not shown (the client left, or judging failed)."""
+        with self.cond:
+            with self.store.tx() as conn:
+                exchange_id = self.store.insert_exchange(conn, ex, device_id, endpoint, None, None)
+            self.cond.notify_all()
+        self._announce({"kind": "exchange", "id": exchange_id, "endpoint": endpoint, "method": ex.method,
+                        "path": ex.path, "device_id": device_id, "status": ex.status, "findings": []})
+        return exchange_id
+
+    def record_other(self, ex: Exchange) -> int:
+        """A request that is no device message (router 404/405, a refused control
+        call): stored, and shown to the engine as other traffic."""
+        with self.cond:
+            exchange_id, _ = self.record(ex, None, self.device_by_peer(ex.peer))
+        return exchange_id
+
     def _finish(self, incoming: Incoming, device_id: str, plan: Plan) -> Reply:
         ended = time.time()
+        if incoming.gone():
+            # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
+            ex = Exchange(incoming.method, incoming.path, incoming.body, None, None, started=incoming.started,
+                          ended=ended, request_headers=incoming.headers, peer=incoming.peer, url=incoming.url,
+                          error="the client disconnected before the answer")
+            self.store_unjudged(ex, incoming.endpoint, device_id)
+            return Reply(None)
         headers = {"content-type": "application/json"}
         body = plan.answer if isinstance(plan.answer, bytes) else b"" if plan.answer is None else _json(plan.answer)
         ex = Exchange(incoming.method, incoming.path, incoming.body, plan.status,

@@ -6,18 +6,30 @@ committed *before* its answer is sent, so a server killed mid-traffic loses
 nothing it has answered. WAL with ``synchronous=NORMAL`` survives a process
 kill (only a power loss can undo the last commits). One connection, one
 lock: the event loop and the Python API's threads share it safely.
+
+Whatever a device sent, a row can be written: integers beyond SQLite's 64
+bits are stored as decimal text, non-finite floats as their name, lone
+surrogates as U+FFFD, JSON columns as strict JSON (the raw bytes are kept
+as they came in ``request_body``). The columns that take device numbers
+(``code``, ``snap_time``, ``result_code``) have no type affinity, so such
+text stays text. The database file is never opened through a symlink.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sqlite3
+import stat
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from facecert.model import Exchange
+
+from mock_server.strictjson import clean_text, dumps as strict_dumps
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -30,13 +42,13 @@ CREATE TABLE IF NOT EXISTS findings (
     created REAL, data TEXT);
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY, request_id INTEGER, device_id TEXT, request_type TEXT, body BLOB, raw INTEGER,
-    state TEXT, queued_at REAL, sent_at REAL, deadline REAL, sent_exchange INTEGER, result_code INTEGER,
+    state TEXT, queued_at REAL, sent_at REAL, deadline REAL, sent_exchange INTEGER, result_code,
     done_at REAL);
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, request_id TEXT, request_type TEXT,
-    code INTEGER, accepted INTEGER, received REAL, body TEXT);
+    code, accepted INTEGER, received REAL, body TEXT);
 CREATE TABLE IF NOT EXISTS captures (
-    id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, snap_time INTEGER, frpic_name TEXT,
+    id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, snap_time, frpic_name TEXT,
     accepted INTEGER, received REAL, image BLOB);
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, accepted INTEGER, received REAL, body TEXT);
@@ -52,8 +64,39 @@ CREATE TABLE IF NOT EXISTS devices (
 JSON_COLUMNS = {"request_headers", "response_headers", "request_json", "response_json", "data", "body"}
 
 
+SQLITE_INT = (-(2**63), 2**63 - 1)
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=repr)
+    return None if value is None else strict_dumps(value, default=repr)
+
+
+def bindable(value: Any) -> Any:
+    """A value SQLite can bind without overflow or an encoding error."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not SQLITE_INT[0] <= value <= SQLITE_INT[1]:
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):
+        return clean_text(value)
+    return value
+
+
+def open_no_symlink(path: str) -> None:
+    """Create (or check) the database file without following a symlink: a
+    planted link must not make the session write outside where it was told."""
+    for candidate in (path, *(path + side for side in SIDE_FILES)):
+        if os.path.islink(candidate):
+            raise ValueError(f"{candidate} is a symbolic link; the session database is not written through one")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+    finally:
+        os.close(fd)
 
 
 class Store:
@@ -62,6 +105,8 @@ class Store:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = str(path) if path else ":memory:"
         self.lock = threading.RLock()
+        if self.path != ":memory:":
+            open_no_symlink(self.path)
         self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         if self.path != ":memory:":
@@ -88,7 +133,7 @@ class Store:
     # ---- writes (inside tx) ------------------------------------------------
     @staticmethod
     def insert(conn: sqlite3.Connection, table: str, **values: Any) -> int:
-        values = {k: (_dumps(v) if k in JSON_COLUMNS and not isinstance(v, (bytes, str, type(None))) else v)
+        values = {k: bindable(_dumps(v) if k in JSON_COLUMNS and not isinstance(v, (bytes, str, type(None))) else v)
                   for k, v in values.items()}
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -99,7 +144,7 @@ class Store:
     def update(conn: sqlite3.Connection, table: str, where: dict[str, Any], **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
         cond = " AND ".join(f"{k} = ?" for k in where)
-        conn.execute(f"UPDATE {table} SET {sets} WHERE {cond}", [*values.values(), *where.values()])
+        conn.execute(f"UPDATE {table} SET {sets} WHERE {cond}", [bindable(v) for v in (*values.values(), *where.values())])
 
     @staticmethod
     def insert_exchange(conn: sqlite3.Connection, ex: Exchange, device_id: str, endpoint: str | None,

@@ -99,9 +99,13 @@ def test_deep_but_parseable_object_is_judged_not_crashed(server: MockServer, cli
     assert client.post("/taskRequest", json=poll_body("DEEP")).status_code == 200
 
 
+JSON = {"content-type": "application/json"}
+
+
 def test_admin_bad_bodies_are_422_not_500(client: httpx.Client) -> None:
-    for raw in (b"[" * 100_000, b"\xff\xfe", b'{"task": ', b"[]", b'"text"'):
-        answer = client.post("/_admin/devices/X/tasks", content=raw)
+    for raw in (b"[" * 100_000, b"\xff\xfe", b'{"task": ', b"[]", b'"text"', b'{"task": NaN}', b'{"task": 1e400}',
+                b'{"task": "\\udfff"}'):
+        answer = client.post("/_admin/devices/X/tasks", content=raw, headers=JSON)
         assert answer.status_code == 422 and answer.json()["error"], raw[:10]
-    assert client.post("/_admin/faults", content=b"{{").status_code == 422
-    assert client.put("/_admin/misbehaviours/no_answer", content=b"nope").status_code == 422
+    assert client.post("/_admin/faults", content=b"{{", headers=JSON).status_code == 422
+    assert client.put("/_admin/misbehaviours/no_answer", content=b"nope", headers=JSON).status_code == 422

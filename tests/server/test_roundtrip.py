@@ -63,7 +63,8 @@ def test_enqueue_rejects_contract_errors_with_findings(server: MockServer, clien
     assert client.post("/_admin/devices/D/tasks", json={"task": {"request_type": "reboot"}}).status_code == 422
     idle = example_for("server/tasks/idleTime")
     assert client.post("/_admin/devices/D/tasks", json={"task": idle}).status_code == 422
-    assert client.post("/_admin/devices/D/tasks", content=b"{not json").status_code == 422
+    assert client.post("/_admin/devices/D/tasks", content=b"{not json",
+                       headers={"content-type": "application/json"}).status_code == 422
     assert server.queue("D") == []
 
 

@@ -1,0 +1,89 @@
+"""A restart on the same ``--db`` carries on where the server stopped.
+
+The tasks table is the record of every task: what is still queued goes
+back in its device's queue (in order), what was sent and not yet answered
+is awaited again (with its deadline), what was answered stays answered (a
+second result is a duplicate, not a stranger). The engine is told the same,
+so a result for a task sent before the restart is judged against that
+task's result schema and accepted. Devices seen before come back with their
+first-seen time, poll count and versions; downloads completed before count
+as fetched.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from facecert.rules.conversation import DeviceState, IssuedTask, rid_key
+from facecert.rules.message import content_issues
+
+from mock_server.state import DeviceInfo, Pending, Queued
+
+if TYPE_CHECKING:
+    from mock_server.platform import Platform
+
+SENT_STATES = ("sent", "expired", "done", "late")
+
+
+def _body(row: dict[str, Any]) -> Any:
+    """The task as it will be sent again: a dict, or the raw bytes."""
+    raw = row["body"]
+    if row["raw"]:
+        return raw if isinstance(raw, bytes) else str(raw or "").encode("utf-8")
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return raw
+
+
+def _request_id(row: dict[str, Any], body: Any) -> Any:
+    if row["request_id"] is not None and not row["raw"]:
+        return row["request_id"]
+    try:
+        parsed = body if isinstance(body, dict) else json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    return parsed.get("request_id") if isinstance(parsed, dict) else None
+
+
+def restore(platform: Platform) -> None:
+    """Rebuild queues, awaited tasks, devices and the engine's view from the database."""
+    for row in platform.store.rows("SELECT * FROM devices ORDER BY device_id"):
+        info = DeviceInfo(row["device_id"], first_seen=row["first_seen"] or 0.0, last_seen=row["last_seen"] or 0.0,
+                          peer=row["peer"] or "", polls=row["polls"] or 0)
+        try:
+            info.versions = dict(json.loads(row["data"] or "{}").get("versions") or {})
+        except (ValueError, AttributeError):
+            pass
+        platform.devices_seen[info.device_id] = info
+    for row in platform.store.rows("SELECT * FROM tasks ORDER BY id"):
+        body = _body(row)
+        rid = _request_id(row, body)
+        if row["state"] == "queued":
+            platform.queues.push(row["device_id"], Queued(row["id"], rid, row["request_type"], body, bool(row["raw"])))
+        elif row["state"] in SENT_STATES and rid_key(rid) is not None:
+            _restore_sent(platform, row, rid, body)
+    for row in platform.store.rows("SELECT started, path FROM downloads WHERE completed = 1 ORDER BY id"):
+        platform.engine.fetched.append((row["started"], row["path"]))
+
+
+def _restore_sent(platform: Platform, row: dict[str, Any], rid: Any, body: Any) -> None:
+    key = rid_key(rid)
+    assert key is not None
+    done = row["state"] in ("done", "late")
+    pending = Pending(row["id"], rid, row["request_type"], row["device_id"], row["sent_at"] or 0.0,
+                      row["deadline"] or 0.0, expired=row["state"] in ("expired", "late"), done=done)
+    platform.queues.pending[key] = pending
+    if not isinstance(body, dict):
+        return  # a raw task that is not an object: the engine never knew it as a task either
+    engine = platform.engine
+    schema = engine.contract.all_tasks[row["request_type"]].schema if row["request_type"] in engine.contract.all_tasks \
+        else None
+    downloads = content_issues(engine.contract, schema, body, engine.version, "task")[1] if schema else []
+    task = IssuedTask(task=row["request_type"], rid=rid, device_id=row["device_id"], exchange=-1,
+                      issued_at=pending.sent_at, payload=body, downloads=downloads,
+                      missing_reported=pending.expired, result_code=row["result_code"])
+    engine.issued[key] = task
+    state = engine.devices.setdefault(row["device_id"], DeviceState(row["device_id"]))
+    (state.finished if done else state.outstanding)[key] = task
