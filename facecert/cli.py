@@ -13,7 +13,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from facecert.clicommon import ProfileOpt, ToleranceOpt, TimeScaleOpt, VersionOpt, fail
+from facecert.clicommon import VersionOpt, fail
+from facecert.profiles import PROFILES
 from facecert.validate import run_validate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -24,20 +25,37 @@ console = Console(stderr=False)
 @app.command()
 def validate(
     files: list[Path] = typer.Argument(..., help="HAR, mitmproxy flow files, facecert JSONL, or single JSON messages"),
-    profile: ProfileOpt = "strict",
+    profile: Optional[str] = typer.Option(None, "--profile", help="strict | field (default: as the HAR was judged "
+                                          "live, else strict)"),
     protocol_version: VersionOpt = None,
-    tolerance: ToleranceOpt = 0.25,
-    time_scale: TimeScaleOpt = 1.0,
+    tolerance: Optional[float] = typer.Option(None, "--tolerance", min=0.0, max=1.0,
+                                              help="relative cadence tolerance (default: as judged live, else 0.25)"),
+    time_scale: Optional[float] = typer.Option(None, "--time-scale", min=0.00001, max=100.0,
+                                               help="protocol intervals × this (default: as judged live, else 1)"),
+    party: Optional[str] = typer.Option(None, "--party", help="judge one side only: device or server; all: both "
+                                        "(default: as judged live, else all)"),
     as_: Optional[str] = typer.Option(None, "--as", help="what a single JSON message is: an endpoint "
                                       "(taskRequest), an answer (faceRecognition-answer, task) or a schema name"),
     json_out: bool = typer.Option(False, "--json", help="print the JSON summary instead of the table"),
     junit: Optional[Path] = typer.Option(None, "--junit", help="also write JUnit XML here"),
     show_info: bool = typer.Option(False, "--info", help="list info findings in the table too"),
 ) -> None:
-    """Validate captures or messages offline. Exit 0 clean, 1 errors, 2 unusable input."""
-    code = run_validate(files, profile=profile, version=protocol_version, tolerance=tolerance,
-                        time_scale=time_scale, as_kind=as_, json_out=json_out, junit=junit,
-                        show_info=show_info, console=console)
+    """Validate captures or messages offline. Exit 0 clean, 1 errors, 2 unusable input.
+
+    A HAR written by `facecert certify` or `facecert proxy` records how it was judged live
+    (profile, protocol version, time scale, tolerance): those are used unless a flag says otherwise."""
+    from facecert.validate import judged_settings
+
+    if party not in (None, "device", "server", "all"):
+        fail(console, f"--party {party}: choose device, server or all")
+    settings = judged_settings(files, {"profile": profile, "protocol_version": protocol_version,
+                                       "tolerance": tolerance, "time_scale": time_scale, "party": party})
+    if settings["profile"] not in PROFILES:
+        fail(console, f"--profile {settings['profile']}: choose one of {', '.join(PROFILES)}")
+    code = run_validate(files, profile=settings["profile"], version=settings["protocol_version"],
+                        tolerance=settings["tolerance"], time_scale=settings["time_scale"], as_kind=as_,
+                        json_out=json_out, junit=junit, show_info=show_info, console=console,
+                        party=None if settings["party"] == "all" else settings["party"])
     raise typer.Exit(code)
 
 
@@ -93,8 +111,6 @@ def main() -> None:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)
 
-
-_ = fail
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from rich.console import Console
 
-from facecert.captures import CaptureError, read_capture, sniff_format
+from facecert.captures import CaptureError, read_capture, read_judged_with, sniff_format
 from facecert.engine import Engine, EngineConfig, judge_message, message_kinds
 from facecert.model import Finding, Severity
 from facecert.reports import summarize, write_junit
@@ -46,11 +46,33 @@ def judge_files(paths: Iterable[Path], config: EngineConfig, as_kind: str | None
     return engine, list(engine.findings), total
 
 
+DEFAULT_SETTINGS = {"profile": "strict", "protocol_version": None, "tolerance": EngineConfig.tolerance,
+                    "time_scale": EngineConfig.time_scale, "party": None}
+
+
+def judged_settings(files: list[Path], given: dict[str, Any]) -> dict[str, Any]:
+    """What to judge with: a flag the user gave, else how the (first) HAR was judged live,
+    else the defaults, so that offline equals live with no flags."""
+    recorded: dict[str, Any] = {}
+    for path in files:
+        try:
+            if Path(path).is_file() and sniff_format(Path(path)) == "har":
+                recorded = read_judged_with(Path(path)) or {}
+                break
+        except CaptureError:
+            continue  # run_validate says what is wrong with the file
+    return {key: given.get(key) if given.get(key) is not None else recorded.get(key, default)
+            for key, default in DEFAULT_SETTINGS.items()}
+
+
 def run_validate(files: list[Path], *, profile: str, version: str | None, tolerance: float, time_scale: float,
-                 as_kind: str | None, json_out: bool, junit: Path | None, show_info: bool, console: Console) -> int:
+                 as_kind: str | None, json_out: bool, junit: Path | None, show_info: bool, console: Console,
+                 party: str | None = None) -> int:
     config = EngineConfig(profile=profile, protocol_version=version, tolerance=tolerance, time_scale=time_scale)
     try:
         engine, findings, total = judge_files(files, config, as_kind)
+        if party is not None:  # one side only (a certify-server HAR holds the harness's own bad messages)
+            findings = [f for f in findings if f.party == party]
     except CaptureError as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
         return 2
@@ -58,7 +80,9 @@ def run_validate(files: list[Path], *, profile: str, version: str | None, tolera
         console.print("[bold red]error:[/] the capture does not fit in memory")
         return 2
     summary = summarize(findings, exchanges=total, profile=profile, version=engine.version,
-                        extra={"files": [str(f) for f in files], "other_traffic": engine.other_traffic})
+                        extra={"files": [str(f) for f in files], "other_traffic": engine.other_traffic,
+                               "judged_with": {"profile": profile, "protocol_version": engine.version,
+                                               "tolerance": tolerance, "time_scale": time_scale, "party": party}})
     if junit:
         write_junit(findings, junit, suite="facecert.validate")
     if json_out:

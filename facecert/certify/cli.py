@@ -116,7 +116,7 @@ def certify_device(
         session.stop()
     _check_ran(outcome)
     judged = {"profile": profile, "protocol_version": version, "time_scale": cfg.time_scale,
-              "tolerance": session.server.engine.config.tolerance}
+              "tolerance": session.server.engine.config.tolerance, "party": "device"}
     summary = write_reports(cfg.report, "device", outcome, read_exchanges(session.db), findings, {
         "device_id": device_id, "server_url": session.server.url, "profile": profile,
         "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,

@@ -25,7 +25,8 @@ from facecert.model import Severity
 TAGS_FOR_SCENARIO = {
     "poll": "first_contact", "idle": "cadence", "task": "first_contact or cadence", "capture": "captures",
     "alarm": "alarms", "gps": "gps", "setDevTime": "clock", "faceCmd": "captures", "download": "downloads",
-    "outage": "resume",
+    "outage": "resume", "getDevStatus": "clock", "getLogFile": "clock", "SetFaceConfig": "face_config",
+    "face_count": "users", "setPlatformServer": "platform_server",
 }
 
 
@@ -76,14 +77,14 @@ def run_row(row: Row, workdir: Path) -> Row:
         return row
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     row.verdict = summary["verdict"]
-    failed = [s for s in summary["scenarios"] if s["outcome"] == "failed"]
+    failed = [s for s in summary["scenarios"] if s["verdict"] in ("fail", "error")]
     row.failed = tuple(s["name"] for s in failed)
     row.seconds = float(summary.get("plan_seconds") or 0.0)
-    needle = row.rule or row.check.split(":")[0]
     if row.rule and RULES[row.rule].severity is not Severity.ERROR:
         row.named = any(f["rule"] == row.rule for f in summary.get("findings", []))
-    else:
-        row.named = any(needle and needle in s["message"] for s in failed)
+    else:  # the rule must be behind a failed scenario and among the run's root causes
+        causes = {c["rule"] for c in summary.get("root_causes", [])}
+        row.named = row.rule in causes and any(row.rule in s["rules"] for s in failed)
     return row
 
 

@@ -107,8 +107,9 @@ class ServerSession:
         return 2 * self.scaled("idle_interval_s") + self.scaled("task_interval_s") + 5.0
 
     def operator_wait(self) -> float:
-        """How long a person at the platform gets to queue a task by hand (manual triggers)."""
-        return 120.0
+        """How long a person at the platform gets to queue a task by hand (manual triggers);
+        with nobody at the console, a short wait (the scenario then ends as an error)."""
+        return 120.0 if self.operator.interactive else self.scaled("idle_interval_s") + 1.0
 
     def judge(self) -> Engine:
         """The server's behaviour as our device saw it, plus the probes, judged afresh
