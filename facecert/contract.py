@@ -23,6 +23,9 @@ import yaml
 from facecert.versions import parse_version, since_ok
 
 ID_BASE = "https://facecert.local/schemas/"
+# Annotations the engine acts on beyond validation: images, downloads, size limits, and file names
+# (x-file-name: a field a peer builds file paths from, so a value that breaks its pattern is a path).
+CONTENT_ANNOTATIONS = frozenset({"contentMediaType", "x-download", "x-max-serialized-bytes", "x-file-name"})
 _KIND_TO_KEYWORD = {
     "Constant": "const",
     "FalseSchema": "false",
@@ -88,6 +91,8 @@ class Contract:
             for name, t in catalogue["tasks"].items()
         }
         self.timing: dict[str, float] = {k: float(v) for k, v in (catalogue.get("timing") or {}).items()}
+        # endpoint -> vendor field -> how its value is made (catalogue `vendor_extras`, NOTES.md field traffic)
+        self.vendor_extras: dict[str, dict[str, dict[str, Any]]] = catalogue.get("vendor_extras") or {}
         self.raw: dict[str, dict[str, Any]] = {}
         for path in sorted(self.root.rglob("*.schema.json")):
             name = path.relative_to(self.root).as_posix().removesuffix(".schema.json")
@@ -180,8 +185,13 @@ class Contract:
                 keyword = location.rsplit("/", 1)[-1]
                 merged.setdefault(pointer, {})[keyword] = value
         for pointer, notes in merged.items():
-            if {"contentMediaType", "x-download", "x-max-serialized-bytes"} & notes.keys():
+            if CONTENT_ANNOTATIONS & notes.keys():
                 yield pointer, notes
+
+    def file_name_pointers(self, name: str, instance: Any, version: str | None = None) -> set[str]:
+        """Pointers of the fields the schema declares bare file names (``x-file-name``): a value
+        there that breaks its pattern is a path, which the peer must refuse (errata #28)."""
+        return {pointer for pointer, notes in self.annotations(name, instance, version) if notes.get("x-file-name")}
 
     def _annotation_validator(self, name: str, version: str) -> Any:
         """A validator over the structure only (assertions stripped): a schema
@@ -199,7 +209,7 @@ class Contract:
     @functools.cache
     def _has_content_annotations(self, name: str) -> bool:
         text = json.dumps(self.raw[name])
-        if any(k in text for k in ("contentMediaType", "x-download", "x-max-serialized-bytes")):
+        if any(k in text for k in CONTENT_ANNOTATIONS):
             return True
         refs = [ref.split("#")[0] for ref in _refs(self.raw[name])]
         return any(self._has_content_annotations(n) for n in self.raw if self.schema_id(n) in refs and n != name)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from facecert.contract import Contract, Endpoint, get_contract
-from facecert.model import Exchange, Finding, Severity
+from facecert.model import Exchange, Finding, Severity, abbreviate
 from facecert.profiles import Context, Profile, load_profile
 from facecert.rules.conversation import (
-    DeviceState, IssuedTask, PollState, cadence_window, haversine_m, is_ok_status, rid_key)
+    DeviceState, FailedTask, IssuedTask, PollState, cadence_window, haversine_m, is_ok_status, rid_key,
+    task_signature, utc_clock)
 from facecert.rules.message import (
     Issue, ParseFailure, content_issues, parse_body, schema_issues, snap_time_issues)
 from facecert.rules.registry import RULES
@@ -29,6 +30,12 @@ DEFAULT_MAX_BODY = 20 * 1024 * 1024
 # After these tasks the device's next poll goes elsewhere (errata #22): this
 # server cannot time it, so no cadence is expected after them.
 MOVES_AWAY = frozenset({"setPlatformServer"})
+# POLL-STOPPED is judged once a device has polled this often: one poll does not show a polling
+# device (a test client, curl), and a device that never polls twice gets RESULT-MISSING instead.
+POLLS_FOR_RHYTHM = 2
+# TASK-RESENT: sending a failed task again once or twice is a retry; more is the field defect
+# that blocks every later task (NOTES.md).
+RESEND_LIMIT = 2
 
 
 @dataclass
@@ -74,6 +81,8 @@ class Engine:
         self.count = 0
         self.last_time = 0.0
         self.listeners: list[Callable[[Finding], None]] = []
+        self.paused_since: float | None = None  # the tap cannot see polls (see tap_paused)
+        self.resumed_at = 0.0
         self._lock = threading.RLock()
 
     # ---- public ----------------------------------------------------------
@@ -90,10 +99,16 @@ class Engine:
             _Judge(self, exchange, endpoint, judged).run()
             return judged
 
-    def finish(self) -> list[Finding]:
-        """End of the session: tasks never answered, captures never made."""
+    def finish(self, until: float | None = None) -> list[Finding]:
+        """End of the session: tasks never answered, captures never made. ``until`` is when the
+        session ended, when the tap knows it (a device that polled no more before then stopped);
+        without it a stop shows only by the device's own later messages (a capture that just ends
+        stops nobody)."""
         with self._lock:
             made: list[Finding] = []
+            if until is not None:
+                for state in self.devices.values():
+                    made.extend(self._check_stop(state, until, f"the end of the session at {utc_clock(until)}"))
             deadline = self._scaled("result_timeout_s")
             for state in self.devices.values():
                 for task in state.outstanding.values():
@@ -104,15 +119,94 @@ class Engine:
                     made.append(self._facecmd_missing(state))
             return made
 
-    def check_deadlines(self, now: float) -> list[Finding]:
-        """Tasks past the result deadline (a live tap calls this on a timer)."""
+    def check_deadlines(self, now: float, in_flight: Collection[str] = ()) -> list[Finding]:
+        """Tasks past the result deadline and devices that stopped polling (a live tap calls this
+        on a timer). ``in_flight``: devices whose poll the tap holds unanswered (a slow answer),
+        which are not judged stopped meanwhile."""
         with self._lock:
             made = []
             for state in self.devices.values():
                 for task in state.outstanding.values():
                     if not task.missing_reported and now - task.issued_at >= self._scaled("result_timeout_s"):
                         made.append(self._result_missing(state, task, now - task.issued_at))
+                if state.device_id not in in_flight:
+                    made.extend(self._check_stop(state, now, None))
             return made
+
+    # ---- liveness: is the device still polling? ------------------------------
+    def last_poll(self, device_id: str) -> float | None:
+        """When the device's last taskRequest ended (epoch s), None before its first."""
+        state = self.devices.get(device_id)
+        return state.last_poll.ended if state and state.last_poll else None
+
+    def poll_due(self, device_id: str) -> float | None:
+        """The latest time the device's next taskRequest may come (epoch s); None when no stop can
+        be judged (too few polls, sent to another server, left, the tap paused)."""
+        with self._lock:
+            state = self.devices.get(device_id)
+            return self._poll_due(state) if state else None
+
+    def poll_stopped(self, device_id: str) -> Finding | None:
+        """The POLL-STOPPED finding of the device's current stop; None while it polls."""
+        state = self.devices.get(device_id)
+        return state.last_poll.stop if state and state.last_poll else None
+
+    def device_left(self, device_id: str) -> None:
+        """The session is over for this device (it was switched off on purpose): no poll is due
+        from it until it polls again."""
+        with self._lock:
+            self.devices.setdefault(device_id, DeviceState(device_id)).left = True
+
+    def tap_paused(self, paused: bool, now: float) -> None:
+        """The tap cannot see polls while paused (a server refusing connections): nobody is judged
+        stopped meanwhile, and after it resumes each device gets its longest wait again."""
+        with self._lock:
+            if paused:
+                self.paused_since = now if self.paused_since is None else self.paused_since
+            else:
+                self.paused_since, self.resumed_at = None, now
+
+    def longest_wait(self) -> float:
+        """The longest a conforming device may wait between an answer and its next poll: the idle
+        interval (the longest of the protocol; also the device's back-off after failures) with
+        the cadence tolerance and network allowance."""
+        cfg = self.config
+        return max(cadence_window(self._scaled(key), cfg.tolerance, cfg.allowance_s, 0.0)[1]
+                   for key in ("idle_interval_s", "task_interval_s"))
+
+    def _poll_due(self, state: DeviceState) -> float | None:
+        last = state.last_poll
+        if last is None or last.away or state.left or state.polls < POLLS_FOR_RHYTHM or self.paused_since is not None:
+            return None
+        return max(last.ended + self._busy(state, last), self.resumed_at) + self.longest_wait()
+
+    def _busy(self, state: DeviceState, last: PollState) -> float:
+        """Time the device may spend on the task its last poll brought, before waiting: until its
+        result (when it came), up to the result deadline for a valid task still open, nothing for a
+        task the contract finds faulty (refusing it needs no work)."""
+        if last.task_rid is None:
+            return 0.0
+        if last.task_rid in state.last_result_end:
+            return max(0.0, state.last_result_end[last.task_rid] - last.ended)
+        if last.task_rid in state.outstanding and last.may_work:
+            return self._scaled("result_timeout_s")
+        return 0.0
+
+    def _check_stop(self, state: DeviceState, at: float, evidence: str | None) -> list[Finding]:
+        """POLL-STOPPED once per stop: ``at`` is past the due poll (``evidence``: what shows the device
+        alive at ``at`` when judging a recording; None for a live tap's clock)."""
+        due = self._poll_due(state)
+        last = state.last_poll
+        if due is None or last is None or last.stop is not None or at <= due:
+            return []
+        ago = f"{at - last.ended:.1f} s before {evidence}" if evidence else f"{at - last.ended:.1f} s ago"
+        last.stop = self.make(
+            "POLL-STOPPED", f"the device stopped polling: last taskRequest at {utc_clock(last.ended)} (exchange "
+            f"#{last.exchange}), {ago}; expected one within {due - last.ended:.1f} s", None,
+            endpoint="taskRequest", direction="request", expected=f"a taskRequest by {utc_clock(due)}",
+            actual=f"none for {at - last.ended:.1f} s", device_id=state.device_id, at_exchange=last.exchange)
+        return [last.stop]
+
 
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity is Severity.ERROR]
@@ -133,13 +227,14 @@ class Engine:
 
     def make(self, rule_id: str, message: str, exchange: Exchange | None, *, endpoint: str = "", direction: str = "",
              pointer: str = "", expected: Any = None, actual: Any = None, device_id: str = "",
-             ctx: Context | None = None) -> Finding:
+             ctx: Context | None = None, at_exchange: int = -1) -> Finding:
+        """A finding of ``rule_id``; ``at_exchange`` names the exchange it is about when none is at hand."""
         rule = RULES[rule_id]
         party = rule.party
         if party == "sender":
             party = "device" if direction == "request" else "server"
         finding = Finding(rule=rule_id, severity=rule.severity, message=message, spec=rule.spec, party=party,
-                          exchange=exchange.index if exchange else -1, endpoint=endpoint, direction=direction,
+                          exchange=exchange.index if exchange else at_exchange, endpoint=endpoint, direction=direction,
                           pointer=pointer, expected=expected, actual=actual, device_id=device_id)
         return self.emit(finding, ctx)
 
@@ -203,6 +298,9 @@ class _Judge:
         handler = getattr(self, f"on_{endpoint.name}", None)
         if handler is not None:
             handler(state, request, answer)
+        if endpoint.name != "taskRequest" and self.judged.device_id:
+            evidence = f"its {endpoint.name} at {utc_clock(ex.started)} (exchange #{ex.index})"
+            self.judged.findings.extend(self.engine._check_stop(state, ex.started, evidence))
 
     def parse_request(self) -> Any:
         """Parse first, so every finding of the exchange (method, version too) names its device."""
@@ -323,6 +421,7 @@ class _Judge:
             if polls + 1 >= 2:
                 self.judged.findings.append(engine._facecmd_missing(state))
         state.polls += 1
+        state.left = False
         kind, rid = "none", None
         if isinstance(answer, dict) and self.judged.task and self.judged.task not in MOVES_AWAY:
             kind = "idle" if self.judged.task == "idleTime" else "task"
@@ -330,8 +429,9 @@ class _Judge:
                 rid = self.issue_task(state, answer)
         elif isinstance(answer, dict) and rid_key(answer.get("request_id")) is not None:
             rid = self.issue_task(state, answer)  # TASK-UNKNOWN with an id: the device's refusal (code != 0) answers it
-        if ex.ended is not None:
-            state.last_poll = PollState(ex.index, ex.ended, kind, rid)
+        faulty = any(f.direction == "answer" and f.severity is Severity.ERROR for f in self.judged.findings)
+        state.last_poll = PollState(ex.index, ex.ended if ex.ended is not None else ex.started, kind, rid,
+                                    away=self.judged.task in MOVES_AWAY, may_work=not faulty)
 
     def issue_task(self, state: DeviceState, answer: dict[str, Any]) -> str | None:
         key = rid_key(answer.get("request_id"))
@@ -345,12 +445,30 @@ class _Judge:
                          actual=answer.get("request_id"))
         task = IssuedTask(task=self.judged.task or "?", rid=answer.get("request_id"), device_id=state.device_id,
                           exchange=self.ex.index, issued_at=self.ex.ended or self.ex.started, payload=answer,
-                          downloads=list(getattr(self, "downloads", [])))
+                          downloads=list(getattr(self, "downloads", [])), signature=task_signature(answer))
+        self.check_resent(state, task)
         self.engine.issued[key] = task
         if previous is not None and previous.device_id == state.device_id:
             state.finished.pop(key, None)
         state.outstanding[key] = task
         return key
+
+    def check_resent(self, state: DeviceState, task: IssuedTask) -> None:
+        """TASK-RESENT: the same task (all but its request_id) sent again after the device failed it,
+        more than RESEND_LIMIT times; reported once per failed task."""
+        failed = state.failed.get(task.signature)
+        if failed is None:
+            return
+        failed.resent.append(task.rid)
+        if len(failed.resent) <= RESEND_LIMIT or failed.reported:
+            return
+        failed.reported = True
+        self.finding("TASK-RESENT", f"the server sent {task.task} to {state.device_id} again (request_id {task.rid!r}): "
+                     f"{len(failed.resent)} times since the device failed it with code {failed.code!r} (request_id "
+                     f"{failed.rid!r}, exchange #{failed.exchange}); re-sent as request_ids {failed.resent}. A failed "
+                     f"task must not be re-sent forever: every later task waits behind it", "answer",
+                     pointer="/request_type", expected=f"at most {RESEND_LIMIT} re-sends of a failed task",
+                     actual=len(failed.resent))
 
     def check_cadence(self, state: DeviceState) -> None:
         last = state.last_poll
@@ -399,7 +517,10 @@ class _Judge:
             state.finished[key] = state.outstanding.pop(key)  # type: ignore[index]
             state.last_result_end[key] = ex.ended or ex.started  # type: ignore[index]
             if task.result_code == 0:
+                state.failed.pop(task.signature, None)
                 self.after_success(state, task, request)
+            elif isinstance(task.result_code, int) and not isinstance(task.result_code, bool):
+                state.failed.setdefault(task.signature, FailedTask(task.task, task.rid, task.result_code, ex.index))
             return
         if key and key in state.finished:
             done = state.finished[key]
@@ -462,6 +583,7 @@ class _Judge:
             return
         if state.facecmd:
             state.facecmd = None
+        self.check_path_names(request, answer)
         if not isinstance(answer, dict):
             return
         for name in ("snap_time", "frpic_name"):
@@ -473,6 +595,23 @@ class _Judge:
         if self.request_errors == 0 and isinstance(code, int) and code != 0:
             self.finding("ACK-CODE", f"faceRecognition answer code {code} for a capture with no errors; 0 means "
                          "received", "answer", pointer="/code", expected=0, actual=code)
+
+    def check_path_names(self, request: dict[str, Any], answer: Any) -> None:
+        """FRPIC-PATH-ACCEPTED: a file-name field (x-file-name) that broke its pattern is a path; a
+        server that acknowledged it as accepted (code 0, or an empty 2xx) may have written through it.
+        A refusal (4xx, code != 0) passes."""
+        broken = [f for f in self.judged.findings if f.rule == "MSG-FORMAT" and f.direction == "request"]
+        if not broken or not self.accepted(answer):
+            return
+        names = self.engine.contract.file_name_pointers(self.endpoint.request, request, self.version)
+        how = f"code {answer.get('code', 0)}" if isinstance(answer, dict) else f"HTTP {self.ex.status} with no refusal"
+        for pointer, value in sorted({f.pointer: f.actual for f in broken if f.pointer in names}.items()):
+            self.finding("FRPIC-PATH-ACCEPTED", f"capture {pointer[1:]} {abbreviate(value, 60)} is a path, not a file "
+                         f"name, and the server acknowledged it as accepted ({how}): from outside nobody can tell "
+                         "whether it was neutralised. Check on the server by hand: where it writes capture images, "
+                         "that no file was created or overwritten outside that folder through this name, and that "
+                         "the capture was stored under a sanitised name", "answer", pointer=pointer,
+                         expected="a refusal: 4xx or code != 0", actual=answer if isinstance(answer, dict) else self.ex.status)
 
     def on_gpsReport(self, state: DeviceState, request: Any, answer: Any) -> None:
         if not isinstance(request, dict):

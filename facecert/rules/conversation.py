@@ -3,7 +3,10 @@ devices of one server, for request_id uniqueness)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,7 @@ class IssuedTask:
     results: int = 0
     result_code: Any = None
     missing_reported: bool = False
+    signature: str = ""  # the task without its request_id (TASK-RESENT compares re-sent tasks by it)
 
 
 @dataclass
@@ -39,6 +43,21 @@ class PollState:
     ended: float
     kind: str  # "idle", "task" or "none" (no usable answer: no cadence is expected)
     task_rid: str | None = None
+    away: bool = False  # the answer sent the device to another server: no further poll is due here
+    may_work: bool = False  # a valid task: the device may be busy with it up to the result deadline
+    stop: Any = None  # the POLL-STOPPED finding once this poll was the device's last for too long
+
+
+@dataclass
+class FailedTask:
+    """A task the device reported with a non-zero code, and the times the server sent it again."""
+
+    task: str
+    rid: Any
+    code: Any
+    exchange: int
+    resent: list[Any] = field(default_factory=list)
+    reported: bool = False
 
 
 @dataclass
@@ -52,6 +71,20 @@ class DeviceState:
     last_gps: tuple[float, float, float] | None = None  # (time, lat, lon)
     devtime: tuple[int, float, int] | None = None  # (time_stamp set, when it was set, exchange)
     facecmd: tuple[float, int, int] | None = None  # (result time, polls since, exchange)
+    failed: dict[str, FailedTask] = field(default_factory=dict)  # by task signature (TASK-RESENT)
+    left: bool = False  # the tap was told the device left the session: no poll is due until it polls again
+
+
+def task_signature(task: dict[str, Any]) -> str:
+    """A task's identity apart from its request_id: a re-sent task has the same signature."""
+    rest = {k: v for k, v in task.items() if k != "request_id"}
+    text = json.dumps(rest, sort_keys=True, ensure_ascii=False, default=repr)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def utc_clock(epoch: float) -> str:
+    """12:00:03.1 UTC: the time of day findings quote (the date is in the report)."""
+    return time.strftime("%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 10)} UTC"
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
