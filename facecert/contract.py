@@ -10,7 +10,9 @@ docs/architecture.md for the measurement behind that choice); the pure-Python
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -53,6 +55,27 @@ class SchemaError:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds on one message (catalogue ``limits:``): a body beyond one is
+    refused before it is judged, so the work one message costs stays bounded
+    whatever a peer sends. Each bound names its rule in catalogue.yaml."""
+
+    max_body_bytes: int
+    max_depth: int
+    max_members: int  # members of one object, items of one array
+    max_values: int  # values in the whole message
+    max_string_chars: int  # outside content fields (contentMediaType), which only the body bound limits
+    max_number_chars: int  # characters of one number literal
+    max_integer: int  # largest |integer| that is not reported
+    max_findings_per_rule: int  # per message; the rest are counted into one finding
+    max_schema_errors: int  # per message; schema violations past it are counted, not listed
+
+    def with_changes(self, **changes: int | None) -> Limits:
+        """A copy with the given bounds replaced (None keeps the default)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
 class Endpoint:
     name: str
     path: str
@@ -91,6 +114,7 @@ class Contract:
             for name, t in catalogue["tasks"].items()
         }
         self.timing: dict[str, float] = {k: float(v) for k, v in (catalogue.get("timing") or {}).items()}
+        self.limits = Limits(**{k: int(v) for k, v in catalogue["limits"].items()})
         # endpoint -> vendor field -> how its value is made (catalogue `vendor_extras`, NOTES.md field traffic)
         self.vendor_extras: dict[str, dict[str, dict[str, Any]]] = catalogue.get("vendor_extras") or {}
         self.raw: dict[str, dict[str, Any]] = {}
@@ -159,11 +183,37 @@ class Contract:
                 self._validators[key] = _python_validator(self, name, version)
         return self._validators[key]
 
-    def errors(self, name: str, instance: Any, version: str | None = None) -> list[SchemaError]:
+    def errors(self, name: str, instance: Any, version: str | None = None, limit: int | None = None) -> list[SchemaError]:
+        """The violations of ``instance``; at most ``limit`` of them (the validator stops there)."""
         validator = self.validator(name, version)
-        if self.backend == "rs":
-            return [err for e in validator.iter_errors(instance) for err in _from_rs(e)]
-        return [err for e in validator.iter_errors(instance) for err in _from_py(e)]
+        convert = _from_rs if self.backend == "rs" else _from_py
+        found = (err for e in validator.iter_errors(instance) for err in convert(e))
+        return list(itertools.islice(found, limit))
+
+    @functools.cached_property
+    def content_fields(self) -> frozenset[str]:
+        """Names of the properties whose schema carries ``contentMediaType``
+        (base64 images, log files): bulk content, bounded by the body limit
+        rather than by ``max_string_chars``."""
+        found: set[str] = set()
+        stack: list[Any] = list(self.raw.values())
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, dict):
+                for prop_name, prop in (node.get("properties") or {}).items():
+                    if isinstance(prop, dict) and self._media_type(prop):
+                        found.add(prop_name)
+                stack.extend(node.values())
+        return frozenset(found)
+
+    def _media_type(self, node: dict[str, Any]) -> str | None:
+        for _ in range(10):  # a $ref chain is short; a cycle must not loop
+            if "contentMediaType" in node or "$ref" not in node:
+                return node.get("contentMediaType")
+            node = self._resolve(node["$ref"], None)
+        return None
 
     def annotations(self, name: str, instance: Any, version: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """(instance pointer, annotations) pairs that the schema attaches to the message.

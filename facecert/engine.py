@@ -13,20 +13,19 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
 
-from facecert.contract import Contract, Endpoint, get_contract
+from facecert.contract import Contract, Endpoint, Limits, get_contract
 from facecert.model import Exchange, Finding, Severity, abbreviate
 from facecert.profiles import Context, Profile, load_profile
 from facecert.rules.conversation import (
     DeviceState, FailedTask, IssuedTask, PollState, cadence_window, haversine_m, is_ok_status, rid_key,
     task_signature, utc_clock)
 from facecert.rules.message import (
-    Issue, ParseFailure, content_issues, parse_body, schema_issues, snap_time_issues)
+    Issue, Parsed, content_issues, parse_message, schema_issues, snap_time_issues)
 from facecert.rules.registry import RULES
 from facecert.versions import since_ok
 
 DEFAULT_TOLERANCE = 0.25
 DEFAULT_ALLOWANCE_S = 0.05
-DEFAULT_MAX_BODY = 20 * 1024 * 1024
 # After these tasks the device's next poll goes elsewhere (errata #22): this
 # server cannot time it, so no cadence is expected after them.
 MOVES_AWAY = frozenset({"setPlatformServer"})
@@ -45,7 +44,8 @@ class EngineConfig:
     tolerance: float = DEFAULT_TOLERANCE  # relative, on cadence intervals
     allowance_s: float = DEFAULT_ALLOWANCE_S  # absolute network allowance on cadence, seconds
     time_scale: float = 1.0  # protocol intervals are multiplied by this
-    max_body: int = DEFAULT_MAX_BODY
+    max_body: int | None = None  # bytes; None: the contract's limits.max_body_bytes (a shorthand for --max-body)
+    limits: Limits | None = None  # None: the contract's bounds on one message (catalogue.yaml `limits:`)
     check_downloads: bool = False  # the tap sees the device's downloads (mock server)
     devtime_tolerance_s: float = 2.0
     gps_distance_tolerance_m: float = 5.0
@@ -71,6 +71,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.contract = contract or get_contract()
         self.version = self.contract.check_version(self.config.protocol_version)
+        self.limits = (self.config.limits or self.contract.limits).with_changes(max_body_bytes=self.config.max_body)
         self.profile: Profile = load_profile(self.config.profile)
         self.timing = self.contract.timing
         self.findings: list[Finding] = []
@@ -87,17 +88,28 @@ class Engine:
 
     # ---- public ----------------------------------------------------------
     def feed(self, exchange: Exchange) -> Judged:
+        endpoint = self.contract.endpoint_for_path(exchange.path)
+        # Reading the bodies needs no state: done before taking the lock, so one
+        # hostile message (bounded by the limits) does not hold up other feeders.
+        read: dict[str, tuple[bytes | None, Parsed]] = {}
+        if endpoint is not None:
+            for what, raw in ((f"{endpoint.name} request", exchange.request_body),
+                              (f"{endpoint.name} answer", exchange.response_body)):
+                read[what] = (raw, self.read(raw, what))
         with self._lock:
             exchange.index = self.count if exchange.index < 0 else exchange.index
             self.count += 1
             self.last_time = max(self.last_time, exchange.ended or exchange.started)
-            endpoint = self.contract.endpoint_for_path(exchange.path)
             if endpoint is None:
                 self._other(exchange)
                 return Judged(exchange, None, "")
             judged = Judged(exchange, endpoint.name, "")
-            _Judge(self, exchange, endpoint, judged).run()
+            _Judge(self, exchange, endpoint, judged, read).run()
             return judged
+
+    def read(self, raw: bytes | None, what: str) -> Parsed:
+        """One body parsed within this engine's limits (thread-safe: no state)."""
+        return parse_message(raw, self.limits, what, self.contract.content_fields)
 
     def finish(self, until: float | None = None) -> list[Finding]:
         """End of the session: tasks never answered, captures never made. ``until`` is when the
@@ -264,10 +276,12 @@ class Engine:
 class _Judge:
     """Judges one exchange; one instance per exchange keeps the code flat."""
 
-    def __init__(self, engine: Engine, exchange: Exchange, endpoint: Endpoint, judged: Judged) -> None:
+    def __init__(self, engine: Engine, exchange: Exchange, endpoint: Endpoint, judged: Judged,
+                 read: dict[str, tuple[bytes | None, Parsed]] | None = None) -> None:
         self.engine = engine
         self.ex = exchange
         self.endpoint = endpoint
+        self.read = read or {}  # bodies the engine already parsed: what -> (raw, parsed)
         self.judged = judged
         self.version = engine.version
         self.request_errors = 0
@@ -304,18 +318,15 @@ class _Judge:
 
     def parse_request(self) -> Any:
         """Parse first, so every finding of the exchange (method, version too) names its device."""
-        try:
-            request = parse_body(self.ex.request_body, self.engine.config.max_body, f"{self.endpoint.name} request")
-            failure = None
-        except ParseFailure as exc:
-            request, failure = None, exc.issue
+        raw = self.ex.request_body
+        parsed = self.parsed(raw, f"{self.endpoint.name} request")
+        request = parsed.value
         device_id = request.get("device_id") if isinstance(request, dict) else None
         if not isinstance(device_id, str) or not device_id:
             device_id = self.owner_of_result(request) or self.ex.peer or "?"
         self.judged.device_id = device_id
         self.judged.request = request
-        if failure is not None:
-            self.issue(failure, "request", Context(empty_body=not (self.ex.request_body or b"").strip()))
+        self.report_parse(parsed, "request", Context(body=request, empty_body=not (raw or b"").strip()))
         return request
 
     # ---- building blocks ---------------------------------------------------
@@ -334,16 +345,24 @@ class _Judge:
                             actual=issue.actual, ctx=ctx)
 
     def parse(self, raw: bytes | None, direction: str, what: str, schema: str = "") -> Any:
-        try:
-            return parse_body(raw, self.engine.config.max_body, what)
-        except ParseFailure as failure:
-            self.issue(failure.issue, direction, Context(schema=schema, empty_body=not (raw or b"").strip()))
-            return None
+        parsed = self.parsed(raw, what)
+        self.report_parse(parsed, direction, Context(schema=schema, body=parsed.value, empty_body=not (raw or b"").strip()))
+        return parsed.value
+
+    def parsed(self, raw: bytes | None, what: str) -> Parsed:
+        """The body as the engine read it before taking its lock, or read now."""
+        done = self.read.get(what)
+        return done[1] if done is not None and done[0] is raw else self.engine.read(raw, what)
+
+    def report_parse(self, parsed: Parsed, direction: str, ctx: Context) -> None:
+        """The refusal, or the findings of a message that is still judged (duplicate keys, unsafe integers)."""
+        for item in [parsed.failure] if parsed.failure is not None else parsed.issues:
+            self.issue(item, direction, ctx)
 
     def validate(self, schema: str, body: dict[str, Any], direction: str, what: str) -> None:
         contract = self.engine.contract
         required = contract.required_fields(schema, self.version)
-        for item in schema_issues(contract, schema, body, self.version, what):
+        for item in schema_issues(contract, schema, body, self.version, what, self.engine.limits):
             top = item.pointer.split("/")[1] if item.pointer.count("/") >= 1 else ""
             ctx = Context(schema=schema, body=body, optional=top not in required)
             self.issue(item, direction, ctx)
@@ -690,3 +709,11 @@ def judge_message(engine: Engine, kind: str, raw: bytes) -> list[Finding]:
                 for item in snap_time_issues(body, f"{kind} message"):
                     judge.issue(item, direction)
         return judged.findings
+
+
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_MAX_BODY`` for callers written before the body limit moved to
+    the contract (catalogue.yaml ``limits.max_body_bytes``, the one value)."""
+    if name == "DEFAULT_MAX_BODY":
+        return get_contract().limits.max_body_bytes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from facecert.jsonsafe import clean_text, strict_value
 
 
 class Severity(str, enum.Enum):
@@ -80,27 +82,29 @@ class Finding:
     note: str = ""  # profile note when the severity was changed
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The finding as strict JSON data: what it quotes (``expected``,
+        ``actual``) may come from a hostile message, so non-finite numbers and
+        lone surrogates are replaced and integers beyond ±(2**53-1) become
+        decimal strings (facecert.jsonsafe)."""
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
         data["severity"] = self.severity.value
-        for key in ("expected", "actual"):
-            data[key] = _jsonable(data[key])
-        return data
+        return strict_value(data, unsafe_ints_as_text=True)
 
     def line(self) -> str:
         where = f"#{self.exchange} {self.endpoint} {self.direction}".strip()
         ptr = f" {self.pointer}" if self.pointer else ""
-        return f"{self.severity.value.upper():7} {self.rule:24} [{where}{ptr}] {self.message}"
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
+        return clean_text(f"{self.severity.value.upper():7} {self.rule:24} [{where}{ptr}] {self.message}")
 
 
 def abbreviate(value: Any, limit: int = 80) -> str:
-    """Short printable form of a JSON value for messages (images can be 300 KB)."""
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, bytes) else repr(value[:limit])
+    """Short printable form of a JSON value for messages (images can be 300 KB:
+    a long string is cut before it is encoded)."""
+    if isinstance(value, bytes):
+        return repr(value[:limit])
+    if isinstance(value, str) and len(value) > limit:
+        return json.dumps(value[:limit], ensure_ascii=False)[: limit - 15] + f"… ({len(value) + 2} chars)"
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        text = json.dumps(strict_value(value), ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 15] + f"… ({len(text)} chars)"

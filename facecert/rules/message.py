@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
-from dataclasses import dataclass
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
-from facecert.contract import Contract, SchemaError
+from facecert.contract import Contract, Limits, SchemaError, get_contract
 from facecert.model import abbreviate
+from facecert.rules.registry import RULES
 
 _RULE_BY_KEYWORD = {
     "required": "MSG-REQUIRED",
@@ -31,8 +36,12 @@ _RULE_BY_KEYWORD = {
     "not": "MSG-NOT-ALLOWED",  # `"not": {}` excludes a field (deviceAlarm image unless alarm_type 12)
     "unevaluatedProperties": "MSG-UNKNOWN-FIELD",
 }
-MAX_DEPTH = 100  # protocol messages nest 4 levels; deeper is an attack or a bug, reported as MSG-NOT-JSON
 MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",)}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BACKSLASH = ord("\\")
+_SCAN_CHUNK = 256 * 1024  # the pre-scan gives other threads the interpreter between chunks
+_NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 @dataclass
@@ -52,29 +61,69 @@ class ParseFailure(Exception):
         self.issue = issue
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+@dataclass
+class Parsed:
+    """One body, read within the limits: ``value`` is None when it was
+    refused (``failure`` says why); ``issues`` are reported while the message
+    is still judged (duplicate keys, integers beyond the safe range)."""
+
+    value: Any = None
+    failure: Issue | None = None
+    issues: list[Issue] = field(default_factory=list)
 
 
-def _nesting_exceeds(value: Any, limit: int) -> bool:
-    """True when arrays/objects nest deeper than ``limit`` (iterative: no recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
+@dataclass
+class _Odd:
+    """A number literal the parser would not turn into a value: it stands in
+    the parsed tree until the walk, which knows its pointer, refuses the message."""
+
+    rule: str
+    literal: str
 
 
-def parse_body(raw: bytes | None, limit: int, what: str) -> Any:
-    """Parse a body as strict JSON, or raise ParseFailure with the reason."""
+def parse_body(raw: bytes | None, limit: int | Limits, what: str) -> Any:
+    """Parse a body as strict JSON within the limits (an int: the body limit,
+    the contract's other limits), or raise ParseFailure with the reason."""
+    contract = get_contract()
+    limits = limit if isinstance(limit, Limits) else contract.limits.with_changes(max_body_bytes=limit)
+    parsed = parse_message(raw, limits, what, contract.content_fields)
+    if parsed.failure is not None:
+        raise ParseFailure(parsed.failure)
+    return parsed.value
+
+
+def parse_message(raw: bytes | None, limits: Limits, what: str, content_fields: frozenset[str] = frozenset()) -> Parsed:
+    """Read one body: strict JSON (RFC 8259, I-JSON) and every bound of
+    ``limits``, with work proportional to the bounds, never to what a hostile
+    peer sends (the structure is counted before anything is built)."""
+    try:
+        text = _text_within_bounds(raw, limits, what)
+        duplicates: dict[int, list[str]] = {}
+        try:
+            value = json.loads(text, object_pairs_hook=_pairs_hook(duplicates), parse_constant=_odd_constant,
+                               parse_float=_float_reader(limits), parse_int=_int_reader(limits))
+        except RecursionError:
+            raise ParseFailure(Issue("MSG-TOO-DEEP", f"{what} body nests deeper than the parser can follow; the limit "
+                                     f"is {limits.max_depth}", expected=f"<= {limits.max_depth} levels",
+                                     actual="deeper than the interpreter's recursion limit")) from None
+        except ValueError as exc:
+            raise ParseFailure(Issue("MSG-NOT-JSON", f"{what} body is not JSON: {exc}",
+                                     expected="JSON object", actual=abbreviate(text, 60))) from None
+        issues = _Walk(limits, what, content_fields, duplicates, surrogates="\\u" in text).run(value)
+    except ParseFailure as failure:
+        return Parsed(failure=failure.issue)
+    if not isinstance(value, dict):
+        return Parsed(failure=Issue("MSG-NOT-OBJECT", f"{what} body is JSON {type(value).__name__}, not an object",
+                                    expected="JSON object", actual=abbreviate(value)))
+    return Parsed(value, None, fold(issues, limits.max_findings_per_rule, what))
+
+
+def _text_within_bounds(raw: bytes | None, limits: Limits, what: str) -> str:
+    """The body as text, once its size and its count of values are within bounds."""
     if raw is None or len(raw.strip()) == 0:
         raise ParseFailure(Issue("MSG-EMPTY-BODY", f"{what} has an empty body; a JSON object is required",
                                  expected="JSON object", actual="empty body"))
+    limit = limits.max_body_bytes
     if len(raw) > limit:
         raise ParseFailure(Issue("MSG-TOO-LARGE", f"{what} body is {len(raw):,} bytes, above the limit of {limit:,}",
                                  expected=f"<= {limit} bytes", actual=len(raw)))
@@ -83,25 +132,230 @@ def parse_body(raw: bytes | None, limit: int, what: str) -> Any:
     except UnicodeDecodeError as exc:
         raise ParseFailure(Issue("MSG-NOT-JSON", f"{what} body is not UTF-8 text (byte {exc.start}: "
                                  f"{raw[exc.start:exc.start + 1]!r})", expected="UTF-8 JSON", actual="undecodable bytes")) from None
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-        if _nesting_exceeds(value, MAX_DEPTH):
-            raise RecursionError  # validators recurse too: jsonschema-rs fails near the interpreter's limit
-    except RecursionError:
-        raise ParseFailure(Issue("MSG-NOT-JSON", f"{what} body nests too deeply to be a protocol message",
-                                 expected="JSON object", actual="deep nesting")) from None
-    except ValueError as exc:
-        raise ParseFailure(Issue("MSG-NOT-JSON", f"{what} body is not JSON: {exc}",
-                                 expected="JSON object", actual=abbreviate(text, 60))) from None
-    if not isinstance(value, dict):
-        raise ParseFailure(Issue("MSG-NOT-OBJECT", f"{what} body is JSON {type(value).__name__}, not an object",
-                                 expected="JSON object", actual=abbreviate(value)))
-    return value
+    counted = count_values(raw, limits.max_values)
+    if counted > limits.max_values and _opening_depth(raw) > limits.max_depth:
+        raise ParseFailure(Issue("MSG-TOO-DEEP", f"{what} body nests more than {limits.max_depth} levels deep; "
+                                 "refused before parsing", expected=f"<= {limits.max_depth} levels",
+                                 actual=f"> {limits.max_depth}"))
+    if counted > limits.max_values:
+        raise ParseFailure(Issue("MSG-TOO-MANY-MEMBERS", f"{what} body holds more than {limits.max_values:,} values "
+                                 f"(at least {counted:,}); refused before parsing", expected=f"<= {limits.max_values} values",
+                                 actual=counted))
+    return text
 
 
-def schema_issues(contract: Contract, schema: str, body: Any, version: str, what: str) -> list[Issue]:
-    issues = [_issue(contract, schema, error, version, what) for error in contract.errors(schema, body, version)]
-    return _one_cause_per_field(issues)
+def count_values(raw: bytes, stop: int) -> int:
+    """How many JSON values ``raw`` holds, counted from its separators and
+    openings outside strings (an empty container counts one too many).
+    Counting stops once past ``stop``: the cost is bounded by the body size
+    and by the bound, and the work is done in chunks so that a long scan does
+    not hold the interpreter against other threads."""
+    rough = raw.count(b",") + raw.count(b"[") + raw.count(b"{") + 1
+    if rough <= stop:
+        return rough  # commas and brackets inside strings only make this larger
+    total, inside, start = 1, False, 0
+    while start < len(raw) and total <= stop:
+        end = min(len(raw), start + _SCAN_CHUNK)
+        while end < len(raw) and raw[end - 1] == _BACKSLASH:
+            end += 1  # a run of backslashes stays in one chunk: its parity says what it escapes
+        parts = _without_escapes(raw[start:end]).split(b'"')
+        outside = b"".join(parts[1::2] if inside else parts[0::2])
+        total += outside.count(b",") + outside.count(b"[") + outside.count(b"{")
+        inside ^= len(parts) % 2 == 0
+        start = end
+    return total
+
+
+def _opening_depth(raw: bytes) -> int:
+    """How deep the first chunk of ``raw`` nests (outside strings): a nesting
+    bomb shows there, and is then named for its depth rather than its size."""
+    brackets = b"".join(_without_escapes(raw[:_SCAN_CHUNK]).split(b'"')[0::2]).translate(None, _NOT_BRACKET)
+    return max(itertools.accumulate(_STEP[c] for c in brackets), default=0)
+
+
+def _without_escapes(chunk: bytes) -> bytes:
+    """``chunk`` with its escaped backslashes, then its escaped quotes, taken
+    out: every quote left opens or closes a string (plain byte replaces, so
+    even a body of backslashes costs little)."""
+    if b"\\" not in chunk:
+        return chunk
+    return chunk.replace(b"\\\\", b"").replace(b'\\"', b"")
+
+
+def _pairs_hook(duplicates: dict[int, list[str]]) -> Any:
+    """Objects as dicts, remembering the keys an object repeats (the walk reports them)."""
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        made = dict(pairs)
+        if len(made) < len(pairs):
+            counts = Counter(key for key, _ in pairs)
+            duplicates[id(made)] = sorted(key for key, times in counts.items() if times > 1)
+        return made
+    return hook
+
+
+def _odd_constant(name: str) -> _Odd:
+    return _Odd("MSG-NOT-FINITE", name)
+
+
+def _float_reader(limits: Limits) -> Any:
+    def read(literal: str) -> float | _Odd:
+        if len(literal) > limits.max_number_chars:
+            return _Odd("MSG-NUMBER-TOO-LARGE", literal)
+        number = float(literal)
+        return number if math.isfinite(number) else _Odd("MSG-NOT-FINITE", literal)
+    return read
+
+
+def _int_reader(limits: Limits) -> Any:
+    def read(literal: str) -> int | _Odd:
+        return _Odd("MSG-NUMBER-TOO-LARGE", literal) if len(literal) > limits.max_number_chars else int(literal)
+    return read
+
+
+class _Walk:
+    """One pass over a parsed body: the first bound it breaks refuses the
+    message (ParseFailure, with the pointer); duplicate keys and unsafe
+    integers are collected. Iterative, so depth costs no stack."""
+
+    def __init__(self, limits: Limits, what: str, content_fields: frozenset[str], duplicates: dict[int, list[str]],
+                 surrogates: bool) -> None:
+        self.limits = limits
+        self.what = what
+        self.content_fields = content_fields
+        self.duplicates = duplicates
+        self.surrogates = surrogates  # only a \\u escape can make one: UTF-8 decoding never does
+        self.issues: list[Issue] = []
+
+    def run(self, value: Any) -> list[Issue]:
+        if not isinstance(value, (dict, list)):
+            self.scalar(value, "", "")
+            return self.issues
+        limits, values = self.limits, 1
+        stack: list[tuple[Any, str, str, int]] = [(value, "", "", 1)]
+        while stack:
+            node, pointer, name, depth = stack.pop()
+            self.container(node, pointer, depth)
+            values += len(node)
+            if values > limits.max_values:
+                self.refuse("MSG-TOO-MANY-MEMBERS", pointer, f"brings the message past {limits.max_values:,} values",
+                            f"<= {limits.max_values} values", values)
+            if isinstance(node, dict):
+                for key in node:
+                    if len(key) > limits.max_string_chars or (self.surrogates and not key.isascii()):
+                        self.text(key, f"{pointer}/{_escape(key)}", "", key=True)
+                children: Any = node.items()
+            else:
+                children = enumerate(node)
+            for key, child in children:
+                if not self.plain(child):
+                    field_name = key if isinstance(key, str) else name
+                    self.child(child, f"{pointer}/{_escape(str(key))}", field_name, depth, stack)
+        return self.issues
+
+    def plain(self, value: Any) -> bool:
+        """True for the scalars nothing can be wrong with (the common case, so checked inline)."""
+        kind = type(value)
+        if kind is str:
+            return len(value) <= self.limits.max_string_chars and (not self.surrogates or value.isascii())
+        if kind is int:
+            return -self.limits.max_integer <= value <= self.limits.max_integer
+        return kind is float or kind is bool or value is None
+
+    def child(self, value: Any, pointer: str, name: str, depth: int, stack: list[tuple[Any, str, str, int]]) -> None:
+        if isinstance(value, (dict, list)):
+            stack.append((value, pointer, name, depth + 1))
+        else:
+            self.scalar(value, pointer, name)
+
+    def container(self, node: dict[str, Any] | list[Any], pointer: str, depth: int) -> None:
+        limits = self.limits
+        if depth > limits.max_depth:
+            self.refuse("MSG-TOO-DEEP", pointer, f"nests {depth} levels deep here; the limit is {limits.max_depth}",
+                        f"<= {limits.max_depth} levels", depth)
+        if len(node) > limits.max_members:
+            kind = "members" if isinstance(node, dict) else "items"
+            self.refuse("MSG-TOO-MANY-MEMBERS", pointer, f"has {len(node):,} {kind}; the limit is {limits.max_members:,}",
+                        f"<= {limits.max_members} {kind}", len(node))
+        if isinstance(node, dict) and id(node) in self.duplicates:
+            self.duplicate_keys(node, pointer)
+
+    def scalar(self, value: Any, pointer: str, name: str) -> None:
+        if isinstance(value, str):
+            self.text(value, pointer, name)
+        elif isinstance(value, _Odd):
+            if value.rule == "MSG-NOT-FINITE":
+                self.refuse(value.rule, pointer, f"is {value.literal[:40]}, which is no finite number "
+                            "(RFC 8259 has no NaN or Infinity; a 64-bit float cannot hold it)", "a finite number",
+                            value.literal[:40])
+            self.refuse(value.rule, pointer, f"is a number of {len(value.literal):,} characters; the limit is "
+                        f"{self.limits.max_number_chars}", f"<= {self.limits.max_number_chars} characters",
+                        value.literal[:40] + "…")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > self.limits.max_integer:
+            self.issues.append(Issue("MSG-NUMBER-TOO-LARGE", f"{self.what}: {pointer or '/'} is {value}, beyond "
+                                     f"±{self.limits.max_integer} (2**53-1): many JSON readers cannot hold it exactly",
+                                     pointer, expected=f"|n| <= {self.limits.max_integer}", actual=value))
+
+    def text(self, value: str, pointer: str, name: str, key: bool = False) -> None:
+        limit = self.limits.max_string_chars
+        if len(value) > limit and (key or name not in self.content_fields):
+            what = "a key" if key else "a string"
+            self.refuse("MSG-STRING-TOO-LONG", pointer, f"holds {what} of {len(value):,} characters; the limit is {limit:,}",
+                        f"<= {limit} characters", len(value))
+        if self.surrogates and not value.isascii() and _SURROGATE.search(value):
+            where = "a key" if key else "a string"
+            self.refuse("MSG-BAD-UNICODE", pointer, f"holds {where} with a lone surrogate escape (\\ud800-\\udfff "
+                        "without its pair), which is no Unicode character", "paired surrogates only",
+                        _printable(value)[:60])
+
+    def duplicate_keys(self, node: dict[str, Any], pointer: str) -> None:
+        for key in self.duplicates[id(node)]:
+            self.issues.append(Issue("MSG-DUPLICATE-KEY", f"{self.what}: {pointer or 'the body'} names {key!r} more than once; "
+                                     "readers disagree on which value counts (this engine judges the last)",
+                                     f"{pointer}/{_escape(key)}", expected="each key once", actual=key))
+
+    def refuse(self, rule: str, pointer: str, detail: str, expected: Any, actual: Any) -> None:
+        pointer = _printable(pointer)
+        raise ParseFailure(Issue(rule, f"{self.what}: {pointer or 'the body'} {detail}", pointer,
+                                 expected=expected, actual=actual))
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udfff`` (a finding names them; it cannot carry them)."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def fold(issues: list[Issue], limit: int, what: str, counted_all: bool = True) -> list[Issue]:
+    """At most ``limit`` issues of one rule; the rest become one issue that
+    counts them (a message with 9,000 unknown keys makes 21 findings, not
+    9,000). ``counted_all`` is False when the validator stopped early."""
+    kept: list[Issue] = []
+    listed: dict[str, int] = {}
+    extra: dict[str, int] = {}
+    for item in issues:
+        if listed.get(item.rule, 0) < limit:
+            kept.append(item)
+            listed[item.rule] = listed.get(item.rule, 0) + 1
+        else:
+            extra[item.rule] = extra.get(item.rule, 0) + 1
+    for rule, count in extra.items():
+        more = f"{count:,} more" if counted_all else f"at least {count:,} more"
+        kept.append(Issue(rule, f"{what}: {more} findings of {rule} ({RULES[rule].title}), not listed one by one",
+                          "", expected=f"<= {limit} listed", actual=count))
+    return kept
+
+
+def schema_issues(contract: Contract, schema: str, body: Any, version: str, what: str,
+                  limits: Limits | None = None) -> list[Issue]:
+    """The schema's violations, at most ``max_schema_errors`` looked at and
+    ``max_findings_per_rule`` listed per rule (the rest counted)."""
+    limits = limits or contract.limits
+    errors = contract.errors(schema, body, version, limit=limits.max_schema_errors)
+    issues = _one_cause_per_field([_issue(contract, schema, error, version, what) for error in errors])
+    return fold(issues, limits.max_findings_per_rule, what, counted_all=len(errors) < limits.max_schema_errors)
 
 
 def _one_cause_per_field(issues: list[Issue]) -> list[Issue]:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from facecert.engine import Engine, EngineConfig
 from facecert.examples import example_for
+from facecert.hostile import BREAKERS, break_body
 from facecert.model import Exchange, Severity
 from facecert.rules.registry import RULES
 from facecert.samples import ConversationBuilder, sample_conversation
@@ -220,6 +221,8 @@ CASES: dict[str, tuple[Build, Build, dict]] = {
     "MSG-EMPTY-BODY": (raw_request("/deviceAlarm", b""), good_alarm, {}),
     "MSG-TOO-LARGE": (raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "pad": "x" * 3000})),
                       good_alarm, {"max_body": 2000}),
+    **{rule: (raw_request("/deviceAlarm", break_body(rule, example_for("device/deviceAlarm"))), good_alarm, {})
+       for rule in BREAKERS},
     "MSG-REQUIRED": (result_with(lambda r: r.pop("code")), result_with(lambda r: None), {}),
     "MSG-TYPE": (result_with(lambda r: r.update(code="0")), result_with(lambda r: None), {}),
     "MSG-ENUM": (capture_with(lambda c: c.update(mask=3)), capture_with(lambda c: c.update(mask=6)), {}),
