@@ -88,9 +88,20 @@ def not_json(wire: bytes) -> bytes:
     return b"<task>" + wire + b"</task>"
 
 
+def missing_vendor_fields(platform: Platform, endpoint: str, request: Any) -> list[str]:
+    """The catalogue's vendor extras of ``endpoint`` the message lacks (misbehaviour require_vendor_field)."""
+    present = request if isinstance(request, dict) else {}
+    return [name for name in platform.contract.vendor_extras.get(endpoint, {}) if name not in present]
+
+
 def plan_task_request(platform: Platform, incoming: Incoming, request: Any, device_id: str) -> Plan:
     if platform.misbehaves("no_answer"):
         return Plan(None, error="connection closed without an answer (misbehaviour no_answer)")
+    missing = missing_vendor_fields(platform, incoming.endpoint, request) if platform.misbehaves(
+        "require_vendor_field") else []
+    if missing:
+        return Plan(500, {"code": 500, "log": f"internal error: {', '.join(missing)} missing "
+                                             "(misbehaviour require_vendor_field)"})
     item = platform.queues.peek(device_id)
     if item is not None:
         return plan_send_task(platform, device_id, item)
@@ -185,12 +196,24 @@ def plan_task_result(platform: Platform, incoming: Incoming, request: dict[str, 
         return Plan(200, {"code": 0, "log": f"duplicate result for request_id {request.get('request_id')!r} ignored"},
                     write=store_result(False))
 
+    code = request.get("code")
+
     def after() -> None:
         pending.done = True
+        if platform.misbehaves("resend_failed_task") and isinstance(code, int) and code != 0:
+            resend(platform, pending)
 
     state = "late" if pending.expired else "done"
     return Plan(200, {"code": 0, "log": f"result for {pending.request_type} {request.get('request_id')!r} recorded"},
                 write=store_result(True, state), after=after)
+
+
+def resend(platform: Platform, pending: Pending) -> None:
+    """Misbehaviour resend_failed_task: the failed task goes back in the queue as it was sent, under a
+    new request_id (raw tasks are not re-sent: their ids are the caller's)."""
+    rows = platform.store.rows("SELECT body FROM tasks WHERE id = ? AND raw = 0", (pending.task_id,))
+    if rows:
+        platform.enqueue(pending.device_id, json.loads(rows[0]["body"]))
 
 
 # ---- uploads ---------------------------------------------------------------------
@@ -220,8 +243,17 @@ def echo_answer(platform: Platform, request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def only_path_names(platform: Platform, request: dict[str, Any], errors: list[Any]) -> bool:
+    """Every error is a file-name field (x-file-name) that is a path (misbehaviour accept_path_frpic)."""
+    schema = platform.contract.all_endpoints["faceRecognition"].request
+    names = platform.contract.file_name_pointers(schema, request, platform.version)
+    return all(f.rule == "MSG-FORMAT" and f.pointer in names for f in errors)
+
+
 def plan_capture(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
     errors = platform.errors_of(platform.prejudge(incoming.endpoint, incoming.body), "request")
+    if errors and platform.misbehaves("accept_path_frpic") and only_path_names(platform, request, errors):
+        errors = []  # misbehaving: the path is taken as a name (and only stored in the database)
     image = capture_image(platform, request)
     now = time.time()
 

@@ -18,8 +18,9 @@ from mock_server.platform import Platform
 
 
 def deadline_period(platform: Platform) -> float:
-    """How often to look for overdue results: a tenth of the deadline, 50 ms..1 s."""
-    return max(0.05, min(1.0, platform.result_timeout() / 10))
+    """How often to look for overdue results and stopped devices: a tenth of the result deadline or
+    a quarter of the longest poll wait, whichever is shorter, 50 ms..1 s."""
+    return max(0.05, min(1.0, platform.result_timeout() / 10, platform.engine.longest_wait() / 4))
 
 
 async def _deadlines(platform: Platform) -> None:

@@ -34,6 +34,14 @@ _TABLE = [
     Misbehaviour("oversized_user_info", "USERINFO-SIZE",
                  "addUser/updateUser user_info is padded beyond its serialised size limit"),
     Misbehaviour("no_answer", "ANSWER-MISSING", "taskRequest connections are closed without an answer"),
+    Misbehaviour("require_vendor_field", "ANSWER-HTTP-STATUS",
+                 "taskRequests without the vendor extras of the catalogue (device_ip, sign_tby) are answered "
+                 "HTTP 500, as one field server does"),
+    Misbehaviour("resend_failed_task", "TASK-RESENT",
+                 "a task whose result had code != 0 is queued again with a new request_id, forever"),
+    Misbehaviour("accept_path_frpic", "FRPIC-PATH-ACCEPTED",
+                 "captures whose frpic_name is a path are acknowledged with code 0 instead of refused (stored in "
+                 "the database like any capture: no file is written)"),
 ]
 
 MISBEHAVIOURS: dict[str, Misbehaviour] = {m.name: m for m in _TABLE}

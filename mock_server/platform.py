@@ -215,6 +215,7 @@ class Platform:
     def set_listening(self, on: bool) -> None:
         with self.cond:
             self.listening = on
+            self.engine.tap_paused(not on, time.time())  # refused connections: no poll can be seen meanwhile
             self.cond.notify_all()
 
     def clear_faults(self, device_id: str | None = None) -> None:
@@ -277,10 +278,11 @@ class Platform:
 
     # ---- deadlines -------------------------------------------------------------
     def check_deadlines(self, now: float | None = None) -> list[Finding]:
-        """Tasks past the result deadline: the engine's finding, the task marked expired."""
+        """Tasks past the result deadline (the engine's finding, the task marked expired) and
+        devices that stopped polling (POLL-STOPPED)."""
         now = time.time() if now is None else now
         with self.cond:
-            made = self.engine.check_deadlines(now)
+            made = self.engine.check_deadlines(now, in_flight=self.slowed_polls(now))
             late = [p for p in self.queues.pending.values() if not p.done and not p.expired and now >= p.deadline]
             if not made and not late:
                 return []
@@ -293,6 +295,16 @@ class Platform:
         for finding in made:
             self._announce({"kind": "deadline", "device_id": finding.device_id, "findings": [finding.to_dict()]})
         return made
+
+    def slowed_polls(self, now: float) -> set[str]:
+        """Devices whose polls a slow fault holds unanswered: the engine sees a poll only once it is
+        answered, so these are not judged stopped meanwhile."""
+        slowed = set()
+        for device_id in self.devices_seen:
+            fault = self.fault_for(device_id, "taskRequest", now)
+            if fault is not None and fault.kind == "slow":
+                slowed.add(device_id)
+        return slowed
 
     # ---- recording -------------------------------------------------------------
     def _insert_findings(self, conn: Any, exchange_id: int | None, findings: list[Finding]) -> None:

@@ -4,12 +4,14 @@ well-behaved server reports nothing against it."""
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import httpx
 import pytest
 
 from facecert.examples import example_for
+from facecert.model import Severity
 from facecert.rules.registry import RULES
 
 from mock_server import MockServer, ServerConfig
@@ -42,6 +44,21 @@ def add_user(srv: MockServer) -> None:
     poll(srv, "USERS")
 
 
+def failing_task(srv: MockServer) -> None:
+    """A device that cannot do its deleteUser (code -102), polling on at the protocol's pace for four results."""
+    srv.enqueue("FAIL", example_for("server/tasks/deleteUser"))
+    for _ in range(4):
+        task = poll(srv, "FAIL").json()
+        if "request_id" not in task:
+            return
+        httpx.post(srv.url + "/taskResult", json=result_body("FAIL", task, code=-102))
+        time.sleep(srv.platform.engine.timing["task_interval_s"] * SCALE)
+
+
+def path_capture(srv: MockServer) -> None:
+    httpx.post(srv.url + "/faceRecognition", json={**capture_body("CAM"), "frpic_name": "../../x.php"})
+
+
 def foreign_result(srv: MockServer) -> None:
     srv.enqueue("OWNER", example_for("server/tasks/getDevStatus"))
     task = poll(srv, "OWNER").json()
@@ -60,9 +77,12 @@ SCENARIOS: dict[str, Callable[[MockServer], None]] = {
     "capture_5xx": capture,
     "oversized_user_info": add_user,
     "no_answer": lambda srv: poll(srv, "IDLE"),
+    "require_vendor_field": lambda srv: poll(srv, "IDLE"),
+    "resend_failed_task": failing_task,
+    "accept_path_frpic": path_capture,
 }
-# The client in foreign_result misbehaves on purpose (that is what the server must refuse).
-EXPECTED_DEVICE_ERRORS = {"accept_foreign_result": {"RESULT-UNKNOWN-ID"}}
+# The clients in foreign_result and path_capture misbehave on purpose (that is what the server must refuse).
+EXPECTED_DEVICE_ERRORS = {"accept_foreign_result": {"RESULT-UNKNOWN-ID"}, "accept_path_frpic": {"MSG-FORMAT"}}
 
 
 def test_every_server_rule_has_a_misbehaviour() -> None:
@@ -79,8 +99,43 @@ def test_misbehaviour_breaks_exactly_its_rule(name: str, on: bool) -> None:
         srv.set_misbehaviour(name, on)
         SCENARIOS[name](srv)
         found = srv.findings()
-        assert errors(found, "server") == ({MISBEHAVIOURS[name].rule} if on else set()), found
+        rule = RULES[MISBEHAVIOURS[name].rule]
+        assert errors(found, "server") == ({rule.id} if on and rule.severity is Severity.ERROR else set()), found
         assert errors(found, "device") == EXPECTED_DEVICE_ERRORS.get(name, set()), found
+        if rule.severity is not Severity.ERROR:  # a warning: reported when misbehaving, never when correct
+            assert (rule.id in {f["rule"] for f in found if f["party"] == "server"}) == on, found
+
+
+def test_a_poll_with_the_vendor_extras_is_answered_by_the_server_that_needs_them() -> None:
+    with MockServer(ServerConfig(time_scale=SCALE)) as srv:
+        srv.set_misbehaviour("require_vendor_field")
+        extras = {"device_ip": "192.168.1.9", "sign_tby": "0" * 32}
+        assert set(extras) == set(srv.platform.contract.vendor_extras["taskRequest"])
+        assert httpx.post(srv.url + "/taskRequest", json={**poll_body("FIELD"), **extras}).status_code == 200
+        assert httpx.post(srv.url + "/taskRequest", json=poll_body("SPEC")).status_code == 500
+        assert errors(srv.findings("FIELD")) == set() and errors(srv.findings("SPEC")) == {"ANSWER-HTTP-STATUS"}
+
+
+def test_a_failed_task_is_resent_on_every_poll_under_new_request_ids() -> None:
+    with MockServer(ServerConfig(time_scale=SCALE)) as srv:
+        srv.set_misbehaviour("resend_failed_task")
+        failing_task(srv)
+        sent = [t for t in srv.tasks("FAIL") if t["state"] != "queued"]
+        assert len(sent) == 4 and len({t["request_id"] for t in sent}) == 4
+        assert {t["request_type"] for t in sent} == {"deleteUser"} and srv.queue("FAIL")
+
+
+def test_a_path_frpic_name_is_refused_and_never_names_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The correct server refuses it (4xx, never 5xx); misbehaving, it only stores the row."""
+    with MockServer(ServerConfig(time_scale=SCALE, db=tmp_path / "s.db", assets=tmp_path / "assets")) as srv:
+        for name in ("../../x.php", "/etc/passwd", "..", "..\u2215..", "a\u0000b"):
+            answer = httpx.post(srv.url + "/faceRecognition", json={**capture_body("CAM"), "frpic_name": name})
+            assert 400 <= answer.status_code < 500, (name, answer.status_code)
+        srv.set_misbehaviour("accept_path_frpic")
+        answer = httpx.post(srv.url + "/faceRecognition", json={**capture_body("CAM"), "frpic_name": "../../x.php"})
+        assert answer.status_code == 200 and answer.json()["code"] == 0
+    written = {p.name for p in tmp_path.rglob("*")}
+    assert "x.php" not in written and "passwd" not in written, written
 
 
 def test_misbehaviours_over_http(server: MockServer, client: httpx.Client) -> None:
