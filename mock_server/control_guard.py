@@ -97,8 +97,8 @@ class ControlGuard:
         if origin is None:
             return True
         parts = urlsplit(origin)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.netloc:
-            return False  # "null" (sandboxed frames, file:) and anything odd
+        if parts.scheme != request.url.scheme or parts.scheme not in _DEFAULT_PORTS or not parts.netloc:
+            return False  # another scheme, "null" (sandboxed frames, file:) and anything odd
         return split_host(parts.netloc, _DEFAULT_PORTS[parts.scheme]) == split_host(request.headers.get("host", ""))
 
     @staticmethod

@@ -27,7 +27,7 @@ from mock_server.faults import Fault, make_fault
 from mock_server.messages import Incoming, Plan, Reply, to_json as _json
 from mock_server.misbehaviours import MISBEHAVIOURS
 from mock_server.restore import restore
-from mock_server.state import DeviceInfo, Queued, Queues
+from mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
 from mock_server.store import Store, bindable, decode_json_columns
 
 
@@ -423,7 +423,7 @@ class Platform:
             # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
             ex = Exchange(incoming.method, incoming.path, incoming.body, None, None, started=incoming.started,
                           ended=ended, request_headers=incoming.headers, peer=incoming.peer, url=incoming.url,
-                          error="the client disconnected before the answer")
+                          error=CLIENT_GONE)
             self.store_unjudged(ex, incoming.endpoint, device_id)
             return Reply(None)
         headers = {"content-type": "application/json"}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from facecert.rules.conversation import DeviceState, IssuedTask, rid_key
 from facecert.rules.message import content_issues
 
-from mock_server.state import DeviceInfo, Pending, Queued
+from mock_server.state import CLIENT_GONE, DeviceInfo, Pending, Queued
 
 if TYPE_CHECKING:
     from mock_server.platform import Platform
@@ -57,6 +57,7 @@ def restore(platform: Platform) -> None:
         except (ValueError, AttributeError):
             pass
         platform.devices_seen[info.device_id] = info
+    _restore_polls(platform)
     for row in platform.store.rows("SELECT * FROM tasks ORDER BY id"):
         body = _body(row)
         rid = _request_id(row, body)
@@ -66,6 +67,21 @@ def restore(platform: Platform) -> None:
             _restore_sent(platform, row, rid, body)
     for row in platform.store.rows("SELECT started, path FROM downloads WHERE completed = 1 ORDER BY id"):
         platform.engine.fetched.append((row["started"], row["path"]))
+
+
+def _restore_polls(platform: Platform) -> None:
+    """Poll counts and the recent poll times (cadence) from the exchanges, the authoritative record."""
+    rows = platform.store.rows("SELECT device_id, started FROM exchanges WHERE endpoint = 'taskRequest' AND "
+                               "(error IS NULL OR error != ?) ORDER BY id", (CLIENT_GONE,))
+    counts: dict[str, int] = {}
+    for row in rows:
+        info = platform.devices_seen.get(row["device_id"])
+        if info is not None:
+            counts[info.device_id] = counts.get(info.device_id, 0) + 1
+            info.poll_starts.append(row["started"])
+            info.last_poll = row["started"]
+    for device_id, polls in counts.items():
+        platform.devices_seen[device_id].polls = polls
 
 
 def _restore_sent(platform: Platform, row: dict[str, Any], rid: Any, body: Any) -> None:

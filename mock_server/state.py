@@ -9,6 +9,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+CLIENT_GONE = "the client disconnected before the answer"  # error of an exchange stored unanswered
+
 
 @dataclass
 class Queued:

@@ -3,8 +3,13 @@ examples (never hand-written field lists)."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import time
 from typing import Any
+
+from PIL import Image
 
 from facecert.contract import get_contract
 from facecert.examples import example_for
@@ -70,3 +75,34 @@ def local_downloads(task: dict[str, Any], asset_url: Any) -> list[str]:
 
 def errors(findings: list[dict[str, Any]], party: str | None = None) -> set[str]:
     return {f["rule"] for f in findings if f["severity"] == "error" and (party is None or f["party"] == party)}
+
+
+def strict_json(raw: bytes) -> Any:
+    """Parse as RFC 8259 JSON in valid UTF-8: no NaN/Infinity tokens, no lone surrogate escapes."""
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"{name} is not strict JSON")
+
+    text = raw.decode("utf-8")  # strict: invalid UTF-8 raises
+    value = json.loads(text, parse_constant=refuse)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape raises here
+    return value
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header (SOF0) claims width×height pixels."""
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 150, 120)).save(out, "JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def with_capture_image(body: dict[str, Any], image: bytes) -> dict[str, Any]:
+    """Put ``image`` (base64) in every JPEG field the contract annotates in a capture."""
+    contract = get_contract()
+    schema = contract.all_endpoints["faceRecognition"].request
+    for pointer, notes in list(contract.annotations(schema, body)):
+        if notes.get("contentMediaType") == "image/jpeg" and isinstance(resolve_pointer(body, pointer), str):
+            set_pointer(body, pointer, base64.b64encode(image).decode())
+    return body
