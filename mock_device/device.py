@@ -50,6 +50,7 @@ logger = logging.getLogger("mock_device")
 T = TypeVar("T")
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 MAX_REJECTIONS = 5  # a capture the server explicitly refuses (2xx, code != 0) is retried this often, then dropped
+_RANGE_KEYWORDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"})  # bound a value
 
 
 def idle_task_name() -> str:
@@ -79,6 +80,7 @@ class Device:
         self.screen_savers: dict[str, bytes] = {}
         self.screen_saver_settings: dict[str, Any] = {}
         self.face_config: dict[str, Any] = {}
+        self.first_face_count: int | None = None  # what getDevStatus reports under the static-face-count knob
         self.ws_server: str | None = None
         self.gps_enabled = False
         self._clock_offset = 0.0
@@ -260,6 +262,8 @@ class Device:
             return Outcome(COMMAND_UNKNOWN, f"'{name}' failed: command does not exist")
         errors = [e for e in self.contract.errors(known[name].schema, task, self.version)
                   if e.keyword != "unevaluatedProperties"]
+        if "accept-out-of-range" in self.cfg.faults:
+            errors = [e for e in errors if e.keyword not in _RANGE_KEYWORDS]
         if errors:
             where = ", ".join(sorted({e.pointer or "/" for e in errors}))
             self.log(f"task {name} rejected: {where}: {errors[0].message}")
@@ -431,8 +435,12 @@ class Device:
             await _sleep_until(stop, time.time() + every)
 
     # ---- alarms and GPS ----------------------------------------------------------------
-    async def send_alarm(self, alarm_type: int, status: int = 1) -> Exchange:
+    async def send_alarm(self, alarm_type: int, status: int = 1) -> Exchange | None:
+        """Report an alarm; None when the no-alarm knob swallows it."""
         body = messages.alarm_body(self.cfg, self.clock(), alarm_type, status, self.version)
+        if "no-alarm" in self.cfg.faults:
+            self.log(f"alarm {alarm_type} raised, not reported")
+            return None
         exchange = await self.post("deviceAlarm", body)
         self.stats.add("alarms")
         self._notify()
@@ -547,16 +555,28 @@ class Device:
         return asyncio.run_coroutine_threadsafe(_invoke(make), self._loop).result(timeout)
 
     def capture_now(self, kind: str = "face", timeout: float = 30.0) -> dict[str, Any]:
-        """Make one capture now and hand it to the server (or the spool); the capture body."""
+        """Make one capture now and hand it to the server (or the spool); the capture body.
+        Under the no-capture knob the camera's capture is made and never sent (faceCmd's,
+        made on the loop, still is)."""
+        if "no-capture" in self.cfg.faults:
+            return self.call(lambda: self._capture_unsent(kind), timeout)
         return self.call(lambda: self.capture(kind), timeout)
 
-    def alarm(self, alarm_type: int, status: int = 1, timeout: float = 30.0) -> Exchange:
+    async def _capture_unsent(self, kind: str) -> dict[str, Any]:
+        body = self.make_capture(kind)
+        self.log(f"capture {body.get('frpic_name')} made, not uploaded")
+        return body
+
+    def alarm(self, alarm_type: int, status: int = 1, timeout: float = 30.0) -> Exchange | None:
         return self.call(lambda: self.send_alarm(alarm_type, status), timeout)
 
     def gps_start(self) -> None:
         """Start reporting along the route (any thread; before or after start)."""
         self.gps_enabled = self.gps_allowed()
-        if not self.gps_enabled:
+        if "no-gps" in self.cfg.faults:
+            self.gps_enabled = False
+            self.log("GPS switched on; no gpsReport will be sent")
+        elif not self.gps_enabled:
             self.log(f"gpsReport does not exist in protocol V{self.version}; GPS stays off")
         elif self._loop is not None and self._gps_wake is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._gps_wake.set)

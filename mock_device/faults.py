@@ -10,7 +10,12 @@ the intended rule and nothing else.
 (a test or a step makes it happen): ``poll`` (any polling), ``idle`` (an
 idleTime answer), ``task`` (any task), ``capture``, ``alarm``, ``gps``,
 ``setDevTime``, ``faceCmd``, ``download`` (a task whose URL the device must
-fetch) and ``outage`` (the server goes away while captures are made).
+fetch) and ``outage`` (the server goes away while captures are made); for the
+knobs of plan rules (checks only a certification step can make) also
+``getDevStatus``, ``getLogFile``, ``SetFaceConfig``, ``setPlatformServer`` (that
+task) and ``face_count`` (user tasks with face counts before and after).
+Knobs of engine rules are proven by tests/device/test_faults.py, knobs of plan
+rules through the certification plan (tests/suites/test_plan_rules.py).
 """
 
 from __future__ import annotations
@@ -58,8 +63,22 @@ FAULTS: tuple[Fault, ...] = (
     Fault("gps-old-version", "ENDPOINT-NOT-IN-VERSION", "device declaring V1.2 posts gpsReport (V1.2.3)", "gps",
           protocol_version="1.2"),
     Fault("vendor-fields", "MSG-UNKNOWN-FIELD", "taskRequest carries vendor fields device_ip and sign_tby", "poll"),
-    Fault("lose-buffered", None, "captures buffered during an outage are thrown away, not replayed", "outage",
-          check="delivery count: every capture the device made reaches the server exactly once"),
+    # checks only the certification plan makes (rules of origin "plan", steps/device_steps.py)
+    Fault("lose-buffered", "RESUME-REPLAY", "captures buffered during an outage are thrown away, not replayed",
+          "outage"),
+    Fault("refuse-dev-status", "TASK-NOT-DONE", "getDevStatus refused as an unknown command (code 202)",
+          "getDevStatus"),
+    Fault("accept-out-of-range", "TASK-NOT-REFUSED", "task values outside their ranges (minimum, maximum, enum) "
+          "accepted with code 0, e.g. SetFaceConfig FaceQuality 11", "SetFaceConfig"),
+    Fault("static-face-count", "FACEDB-COUNT", "getDevStatus total_face stuck at the first count it reported",
+          "face_count"),
+    Fault("empty-log", "RESULT-FIELD-EMPTY", "getLogFile reported done with an empty log_info", "getLogFile"),
+    Fault("no-capture", "CAPTURE-MISSING", "a capture the camera makes is never uploaded (faceCmd's still is)",
+          "capture"),
+    Fault("no-alarm", "ALARM-MISSING", "alarms are raised but never reported", "alarm"),
+    Fault("no-gps", "GPS-MISSING", "GPS reporting switched on, no gpsReport ever sent", "gps"),
+    Fault("ignore-platform-server", "PLATFORM-MOVED", "setPlatformServer reported done, the device stays on the "
+          "old server", "setPlatformServer"),
 )
 
 FAULTS_BY_NAME: dict[str, Fault] = {fault.name: fault for fault in FAULTS}

@@ -202,12 +202,19 @@ async def upgrade(dev: Device, task: dict[str, Any]) -> Outcome:
 
 
 async def get_log_file(dev: Device, task: dict[str, Any]) -> Outcome:
-    return done("getLogFile", {"log_info": dev.log_text()})
+    return done("getLogFile", {"log_info": "" if "empty-log" in dev.cfg.faults else dev.log_text()})
 
 
 async def get_dev_status(dev: Device, task: dict[str, Any]) -> Outcome:
     cfg = dev.cfg
-    return done("getDevStatus", {"total_face": len(dev.faces), "main_ver": cfg.software_version,
+    if "refuse-dev-status" in cfg.faults:
+        return failed("getDevStatus", COMMAND_UNKNOWN, "command does not exist")
+    total = len(dev.faces)
+    if "static-face-count" in cfg.faults:  # a count cached once and never refreshed
+        if dev.first_face_count is None:
+            dev.first_face_count = total
+        total = dev.first_face_count
+    return done("getDevStatus", {"total_face": total, "main_ver": cfg.software_version,
                                  "platform_ver": cfg.lib_platform_version, "web_ver": cfg.web_version,
                                  "ai_version": cfg.lib_ai_version})
 
@@ -228,6 +235,9 @@ async def set_platform_server(dev: Device, task: dict[str, Any]) -> Outcome:
     except ValueError as exc:
         return failed("setPlatformServer", BAD_PARAMETER, str(exc))
     outcome = done("setPlatformServer", {"resp_type": "setPlatformServer"})
+    if "ignore-platform-server" in dev.cfg.faults:
+        dev.log(f"setPlatformServer {target}: reported done, staying on {dev.server}")
+        return outcome
 
     async def move() -> None:
         dev.move_to(target)

@@ -103,7 +103,7 @@ def plan_task_request(platform: Platform, incoming: Incoming, request: Any, devi
         return Plan(500, {"code": 500, "log": f"internal error: {', '.join(missing)} missing "
                                              "(misbehaviour require_vendor_field)"})
     item = platform.queues.peek(device_id)
-    if item is not None:
+    if item is not None and not platform.misbehaves("ignore_queued_tasks"):  # misbehaving: queued, never sent
         return plan_send_task(platform, device_id, item)
     now = time.time()
     if platform.misbehaves("idle_empty_body"):

@@ -42,6 +42,8 @@ _TABLE = [
     Misbehaviour("accept_path_frpic", "FRPIC-PATH-ACCEPTED",
                  "captures whose frpic_name is a path are acknowledged with code 0 instead of refused (stored in "
                  "the database like any capture: no file is written)"),
+    Misbehaviour("ignore_queued_tasks", "TASK-NOT-SENT",
+                 "the control API accepts queued tasks, but every poll is answered idleTime"),
 ]
 
 MISBEHAVIOURS: dict[str, Misbehaviour] = {m.name: m for m in _TABLE}

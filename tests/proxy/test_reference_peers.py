@@ -28,7 +28,7 @@ from tests.device.conftest import GOOD_FIRMWARE, SCALE, make_assets, unique_id
 from tests.device.scenarios import drive, prepare
 from tests.proxy.conftest import start_proxy, summary_of
 
-KNOBS = [fault for fault in FAULTS if fault.rule and fault.scenario != "outage"]
+KNOBS = [fault for fault in FAULTS if fault.rule and RULES[fault.rule].origin == "engine"]  # plan rules: no engine
 CLEAN = ("task", "capture", "download", "idle")  # what the fault-free devices do
 _LIVE = re.compile(r"facecert (ERROR|WARNING|INFO)\s+(\S+)\s+\[.*?(?: device=(\S+))?$")
 

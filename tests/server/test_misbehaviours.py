@@ -1,6 +1,8 @@
 """The server as a *faulty* server under test: each misbehaviour makes the
 engine report exactly its rule against the server, and the same traffic to a
-well-behaved server reports nothing against it."""
+well-behaved server reports nothing against it. A misbehaviour whose rule only
+a certification step can check (origin "plan") is shown doing what it says
+here and proven through the plan in tests/suites/test_plan_rules.py."""
 
 from __future__ import annotations
 
@@ -83,17 +85,18 @@ SCENARIOS: dict[str, Callable[[MockServer], None]] = {
 }
 # The clients in foreign_result and path_capture misbehave on purpose (that is what the server must refuse).
 EXPECTED_DEVICE_ERRORS = {"accept_foreign_result": {"RESULT-UNKNOWN-ID"}, "accept_path_frpic": {"MSG-FORMAT"}}
+ENGINE_FOUND = [name for name, m in MISBEHAVIOURS.items() if RULES[m.rule].origin == "engine"]
 
 
 def test_every_server_rule_has_a_misbehaviour() -> None:
     server_rules = {rule.id for rule in RULES.values() if rule.party == "server"}
     assert server_rules <= {m.rule for m in MISBEHAVIOURS.values()}
     assert all(m.rule in RULES for m in MISBEHAVIOURS.values())
-    assert set(SCENARIOS) == set(MISBEHAVIOURS)
+    assert set(SCENARIOS) == set(ENGINE_FOUND)
 
 
 @pytest.mark.parametrize("on", [True, False], ids=["misbehaving", "correct"])
-@pytest.mark.parametrize("name", list(MISBEHAVIOURS))
+@pytest.mark.parametrize("name", ENGINE_FOUND)
 def test_misbehaviour_breaks_exactly_its_rule(name: str, on: bool) -> None:
     with MockServer(ServerConfig(time_scale=SCALE)) as srv:
         srv.set_misbehaviour(name, on)
@@ -136,6 +139,17 @@ def test_a_path_frpic_name_is_refused_and_never_names_a_file(tmp_path) -> None: 
         assert answer.status_code == 200 and answer.json()["code"] == 0
     written = {p.name for p in tmp_path.rglob("*")}
     assert "x.php" not in written and "passwd" not in written, written
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["misbehaving", "correct"])
+def test_ignore_queued_tasks_accepts_and_never_sends(on: bool) -> None:
+    with MockServer(ServerConfig(time_scale=SCALE)) as srv:
+        srv.set_misbehaviour("ignore_queued_tasks", on)
+        rid = srv.enqueue("QUEUE", example_for("server/tasks/getDevStatus"))
+        answers = [poll(srv, "QUEUE").json()["request_type"] for _ in range(2)]
+        idle = srv.platform.contract.idle_task
+        assert answers == ([idle, idle] if on else ["getDevStatus", idle]), answers
+        assert rid is not None and errors(srv.findings(), "server") == set()
 
 
 def test_misbehaviours_over_http(server: MockServer, client: httpx.Client) -> None:

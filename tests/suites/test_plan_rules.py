@@ -1,0 +1,91 @@
+"""Rules only a certification step can check (origin "plan" in the registry:
+a task that never came, a face count that did not change, a capture that
+never arrived) are proven the way a user meets them: `facecert certify
+device|server --demo` against our reference peer broken by the knob or the
+misbehaviour of that rule, limited to the flows that check it. Every run must
+end "not certified" (exit 1) with the rule among the root causes and behind a
+failed scenario. The correct peers passing those scenarios is
+tests/suites/test_certify.py (both reference peers are certified)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facecert.certify.matrix import TAGS_FOR_SCENARIO
+from facecert.rules.registry import RULES
+from mock_device import FAULTS
+from mock_server import MISBEHAVIOURS
+
+FACECERT = [sys.executable, "-m", "facecert.cli"]
+# the server flows whose steps check a plan rule a misbehaviour breaks (a device knob says it by its scenario)
+SERVER_TAGS = {"TASK-NOT-SENT": "tasks"}
+
+
+@dataclass(frozen=True)
+class Breaker:
+    peer: str  # "device" (a fault knob) or "server" (a misbehaviour)
+    name: str
+    rule: str
+    tags: str
+
+    def command(self, report: Path) -> list[str]:
+        option = "--fault" if self.peer == "device" else "--misbehave"
+        return [*FACECERT, "certify", self.peer, "--demo", "--no-html", option, self.name, "--tags", self.tags,
+                "--report", str(report)]
+
+
+BREAKERS = [Breaker("device", f.name, f.rule, TAGS_FOR_SCENARIO[f.scenario]) for f in FAULTS
+            if f.rule and RULES[f.rule].origin == "plan"]
+BREAKERS += [Breaker("server", m.name, m.rule, SERVER_TAGS[m.rule]) for m in MISBEHAVIOURS.values()
+             if RULES[m.rule].origin == "plan"]
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    summary: dict[str, Any] | None
+
+
+def _run(breaker: Breaker, folder: Path) -> Run:
+    report = folder / f"{breaker.peer}-{breaker.name}"
+    done = subprocess.run(breaker.command(report), capture_output=True, text=True, timeout=300)
+    path = report / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return Run(done.returncode, (done.stdout + done.stderr)[-3000:], summary)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """Every breaker's certification, three at a time (the plans mostly wait on protocol time)."""
+    folder = tmp_path_factory.mktemp("plan-rules")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip((b.name for b in BREAKERS), pool.map(lambda b: _run(b, folder), BREAKERS)))
+
+
+def test_every_plan_rule_a_peer_can_break_has_a_breaker() -> None:
+    breakable = {r.id for r in RULES.values() if r.origin == "plan" and r.party != "harness"}
+    assert breakable == {b.rule for b in BREAKERS}, sorted(breakable ^ {b.rule for b in BREAKERS})
+    for breaker in BREAKERS:  # the device party breaks device rules, the server party server rules
+        assert RULES[breaker.rule].party == breaker.peer, breaker
+
+
+@pytest.mark.parametrize("breaker", BREAKERS, ids=lambda b: f"{b.peer}-{b.name}")
+def test_plan_rule_fires_through_the_plan(breaker: Breaker, runs: dict[str, Run]) -> None:
+    run = runs[breaker.name]
+    assert run.summary is not None, run.output
+    summary = run.summary
+    assert run.returncode == 1, run.output
+    assert summary["verdict"] == "not certified", run.output
+    causes = {c["rule"] for c in summary["root_causes"]}
+    assert breaker.rule in causes, f"{breaker.rule} not among the root causes {sorted(causes)}"
+    failed = [s for s in summary["scenarios"] if s["verdict"] == "fail" and breaker.rule in s["rules"]]
+    assert failed, [(s["name"], s["verdict"], s["rules"]) for s in summary["scenarios"]]
