@@ -219,10 +219,11 @@ class FacecertAddon:
         log.log(LEVEL[finding.severity], log_line(finding))
 
     async def _tick(self) -> None:
-        """Report tasks past their result deadline while the proxy runs."""
+        """Report tasks past their result deadline and devices that stopped polling (POLL-STOPPED)
+        while the proxy runs."""
         session = self._require()
         timeout = session.engine.timing["result_timeout_s"] * session.options.time_scale
-        every = min(5.0, max(0.05, timeout / 4))
+        every = min(5.0, max(0.05, min(timeout, session.engine.longest_wait()) / 4))
         while True:
             await asyncio.sleep(every)
             session.check_deadlines(time.time())

@@ -1,10 +1,12 @@
 """What the proxy reports on its own, with no further traffic to trigger it:
-a task's result deadline passing, and a server that does not answer at all."""
+a task's result deadline passing, a server that does not answer at all, and a
+device that stopped polling."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -45,3 +47,22 @@ def test_server_that_does_not_answer(mitm_confdir: Path, tmp_path: Path) -> None
     summary = summary_of(tmp_path)
     assert summary["errors_by_rule"] == {"ANSWER-MISSING": 1}
     assert summary["addon_errors"] == 0
+
+
+def test_a_device_that_stops_polling_is_reported_live_once(upstream: Upstream, mitm_confdir: Path,
+                                                            tmp_path: Path) -> None:
+    """Two polls at the idle pace, then silence: POLL-STOPPED from the proxy's timer, with no traffic."""
+    scale = 0.05
+    idle = get_contract().timing["idle_interval_s"] * scale
+    dump = start_proxy(upstream.url, mitm_confdir, tmp_path, facecert_time_scale=scale)
+    try:
+        poll = json.dumps(example_for("device/taskRequest"))
+        with httpx.Client(timeout=10) as client:
+            client.post(dump.url + "/taskRequest", content=poll)
+            time.sleep(idle)  # the pace of a correct device after idleTime (a CADENCE-IDLE-free second poll)
+            client.post(dump.url + "/taskRequest", content=poll)
+        assert dump.wait_for_line("POLL-STOPPED", timeout=idle * 6 + 2), "\n".join(dump.lines)
+        assert any("last taskRequest at" in line for line in dump.lines)
+    finally:
+        dump.stop()
+    assert summary_of(tmp_path)["errors_by_rule"] == {"POLL-STOPPED": 1}
