@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import itertools
 import json
 import math
@@ -459,7 +460,31 @@ def _image_issues(value: str, media: str, pointer: str, what: str) -> list[Issue
     if magic and not any(data.startswith(m) for m in magic):
         return [Issue("IMG-FORMAT", f"{what}: {pointer} decodes to {len(data)} bytes that are not {media} "
                       f"(starts {data[:8].hex(' ')})", pointer, expected=media, actual=data[:8].hex(" "))]
-    return []
+    return _pixel_issues(data, media, pointer, what)
+
+
+def _pixel_issues(data: bytes, media: str, pointer: str, what: str) -> list[Issue]:
+    """An image whose header claims more pixels than Pillow's decompression-bomb
+    bound (a few hundred bytes can claim 65500×65500) is no usable image: any
+    decoder that trusts it allocates gigabytes. Only the header is read."""
+    from PIL import Image  # the header parser; imported here, as most messages carry no image
+
+    bound = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(claimed.group(1)) if claimed else bound + 1
+    except Exception:  # noqa: BLE001 - an unreadable header is not this check's concern (the magic matched)
+        return []
+    else:
+        pixels = width * height
+        if pixels <= bound:
+            return []
+    return [Issue("IMG-FORMAT", f"{what}: {pointer} is a {media} whose header claims {pixels:,} pixels, beyond the "
+                  f"decompression-bomb bound of {bound:,}: no decoder should allocate that", pointer,
+                  expected=f"<= {bound} pixels", actual=pixels)]
 
 
 def snap_time_issues(body: dict[str, Any], what: str) -> list[Issue]:
