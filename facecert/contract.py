@@ -150,6 +150,11 @@ class Contract:
                 return endpoint
         return None
 
+    @property
+    def idle_task(self) -> str:
+        """The answer that means "nothing to do" (idleTime): the one task that gets no result."""
+        return next(name for name, task in self.all_tasks.items() if task.result is None)
+
     def result_schema(self, task: str | None) -> str:
         if task and task in self.all_tasks and self.all_tasks[task].result:
             return self.all_tasks[task].result  # type: ignore[return-value]
