@@ -56,7 +56,8 @@ def serve(
     profile: ProfileOpt = "strict",
     protocol_version: VersionOpt = None,
     time_scale: TimeScaleOpt = 1.0,
-    max_body: int = typer.Option(20 * 1024 * 1024, min=1024, help="largest accepted body in bytes (default 20 MiB)"),
+    max_body: Optional[int] = typer.Option(None, min=1024, help="largest accepted body in bytes (default: the "
+                                                                "contract's limits.max_body_bytes, 20 MiB)"),
     admin_token: Optional[str] = typer.Option(None, help="token for /_admin (generated when binding beyond localhost)"),
     port_file: Optional[Path] = typer.Option(None, help="write the bound port here once listening"),
     public_name: Optional[list[str]] = typer.Option(None, help="another name the control API answers to "
@@ -65,7 +66,7 @@ def serve(
     quiet: bool = typer.Option(False, help="do not print each exchange"),
 ) -> None:
     """Run the mock platform server a device can be pointed at."""
-    from mock_server.config import ServerConfig
+    from mock_server.config import ServerConfig, contract_max_body
     from mock_server.safefiles import replace_file
     from mock_server.server import MockServer
 
@@ -77,7 +78,8 @@ def serve(
     if generated:
         console.print(f"[bold]admin token (generated):[/] {admin_token}")
     config = ServerConfig(host=host, port=port, prefix=prefix, db=db, assets=assets, profile=profile,
-                          protocol_version=protocol_version, time_scale=time_scale, max_body=max_body,
+                          protocol_version=protocol_version, time_scale=time_scale,
+                          max_body=max_body or contract_max_body(),
                           admin_token=admin_token, firmware=firmware, public_names=tuple(public_name or ()))
     try:
         server = MockServer(config)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MAX_BODY = 20 * 1024 * 1024  # 20 MiB: a capture with three full-HD JPEGs fits with room to spare
+from facecert.contract import get_contract
+
+
+def contract_max_body() -> int:
+    """The body bound of the contract (catalogue.yaml ``limits.max_body_bytes``, 20 MiB)."""
+    return get_contract().limits.max_body_bytes
+
+
+DEFAULT_MAX_BODY = contract_max_body()  # the same value, for callers that import a constant
 
 
 @dataclass
@@ -28,7 +36,7 @@ class ServerConfig:
     profile: str = "strict"
     protocol_version: str | None = None
     time_scale: float = 1.0
-    max_body: int = DEFAULT_MAX_BODY
+    max_body: int = field(default_factory=contract_max_body)
     admin_token: str | None = None
     tolerance: float = 0.25  # cadence tolerance handed to the engine (errata #26)
     firmware: str | Path | None = None  # a user-provided firmware image served as firmware.bin

@@ -20,16 +20,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from facecert.captures.har import exchanges_to_har
+from facecert.jsonsafe import loads_strict
 from facecert.model import Exchange
 
 from mock_server.control_guard import ControlGuard, Refusal
 from mock_server.faults import FAULT_KINDS, FaultError
 from mock_server.http_device import peer_of, read_capped
+from mock_server.messages import to_json
 from mock_server.images import ImageRefused, thumbnail
 from mock_server.misbehaviours import MISBEHAVIOURS
 from mock_server.platform import Platform, Rejected
 from mock_server.store import SQLITE_INT, row_to_exchange
-from mock_server.strictjson import loads_strict, to_json
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 100_000  # ?limit= of list calls

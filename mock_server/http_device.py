@@ -27,9 +27,8 @@ from starlette.types import Receive, Scope, Send
 
 from facecert.model import Exchange
 
-from mock_server.messages import Incoming
+from mock_server.messages import Incoming, to_json
 from mock_server.platform import Platform
-from mock_server.strictjson import to_json
 
 CHUNK = 64 * 1024
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mock_server.strictjson import to_json as _strict_json
+from facecert.jsonsafe import dumps_strict
 
 
 @dataclass
@@ -48,4 +48,4 @@ class Plan:
 
 def to_json(value: Any) -> bytes:
     """Strict JSON bytes (no NaN/Infinity, valid UTF-8): every answer goes through here."""
-    return _strict_json(value)
+    return dumps_strict(value).encode("utf-8")

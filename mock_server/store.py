@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from facecert.jsonsafe import clean_text, dumps_strict
 from facecert.model import Exchange
 
-from mock_server.strictjson import clean_text, dumps as strict_dumps
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -69,7 +69,7 @@ SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else strict_dumps(value, default=repr)
+    return None if value is None else dumps_strict(value, default=repr)
 
 
 def bindable(value: Any) -> Any:

@@ -19,7 +19,7 @@ BAD = {
     "not-json": (b"{device_id: 1", "MSG-NOT-JSON"),
     "truncated": (json.dumps(capture_body("T"))[:200].encode(), "MSG-NOT-JSON"),
     "non-utf8": (b'{"device_id": "\xff\xfe"}', "MSG-NOT-JSON"),
-    "deep-nesting": (DEEP, "MSG-NOT-JSON"),
+    "deep-nesting": (DEEP, "MSG-TOO-DEEP"),
     "not-an-object": (b"[1, 2, 3]", "MSG-NOT-OBJECT"),
     "empty": (b"", "MSG-EMPTY-BODY"),
     "wrong-types": (json.dumps({**capture_body("T"), "snap_time": "yesterday"}).encode(), "MSG-TYPE"),
@@ -92,7 +92,7 @@ def test_deep_but_parseable_object_is_judged_not_crashed(server: MockServer, cli
         node["x"] = {}
         node = node["x"]
     answer = client.post("/gpsReport", json={**poll_body("DEEP"), "extra": deep})
-    assert answer.status_code == 400 and "MSG-NOT-JSON" in {f["rule"] for f in answer.json()["findings"]}
+    assert answer.status_code == 400 and "MSG-TOO-DEEP" in {f["rule"] for f in answer.json()["findings"]}
     refused = client.post("/_admin/devices/DEEP/tasks", json={"task": {**example_for("server/tasks/getDevStatus"),
                                                                        "extra": deep}})
     assert refused.status_code == 422
