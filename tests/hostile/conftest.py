@@ -112,6 +112,15 @@ def rss_of(pid: int) -> int:
     return 0
 
 
+def excerpt(traceback: str, width: int = 240) -> str:
+    """A traceback short enough to read in a test failure: the frames of our
+    own code and the exception, each line cut to ``width``."""
+    lines = traceback.splitlines()
+    ours = [i for i, line in enumerate(lines) if line.strip().startswith("File") and "site-packages" not in line]
+    keep = sorted({0, *ours, *(i + 1 for i in ours), *range(max(0, len(lines) - 3), len(lines))})
+    return "\n".join(lines[i][:width] for i in keep if i < len(lines))
+
+
 def tracebacks(text: str) -> list[str]:
     """Each traceback in a log, from its header to its last line (the exception)."""
     found = []

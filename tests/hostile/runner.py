@@ -39,6 +39,7 @@ def strict_json(data: bytes) -> Any:
 class Outcome:
     case: Case
     answer: Answer
+    started: float = 0.0  # time.monotonic() when the case was sent
     problems: dict[str, str] = field(default_factory=dict)  # kind (answer, json, stored, expect) -> what is wrong
 
     def describe(self, host: str) -> str:
@@ -88,6 +89,7 @@ class Canary:
     def __init__(self, host: str, port: int, period: float = 0.1) -> None:
         self.host, self.port, self.period = host, port, period
         self.latencies: list[float] = []
+        self.polls: list[tuple[float, float]] = []  # (monotonic start, latency)
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hostile-canary", daemon=True)
@@ -101,8 +103,10 @@ class Canary:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
+            started = time.monotonic()
             answer = exchange(self.host, self.port, [self._request()], timeout=30)
             self.latencies.append(answer.elapsed)
+            self.polls.append((started, answer.elapsed))
             if answer.status != 200:
                 self.failures.append(f"canary poll: HTTP {answer.status} {answer.error} {answer.body[:200]!r}")
 
@@ -117,7 +121,10 @@ class Canary:
     def p99(self) -> float:
         if len(self.latencies) < 2:
             return max(self.latencies, default=0.0)
-        return statistics.quantiles(self.latencies, n=100)[98]
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[98]
+
+    def slowest(self, count: int = 3) -> list[tuple[float, float]]:
+        return sorted(self.polls, key=lambda poll: -poll[1])[:count]
 
 
 def send_all(cases: Iterable[Case], host: str, port: int, workers: int = 6,
@@ -129,9 +136,10 @@ def send_all(cases: Iterable[Case], host: str, port: int, workers: int = 6,
     heavy = [c for c in cases if c.size >= HEAVY_BYTES]
 
     def one(case: Case) -> Outcome:
+        started = time.monotonic()
         answer = exchange(host, port, case.chunks(f"{host}:{port}"), method=case.method, timeout=case.timeout,
                           half_close=case.half_close)
-        outcome = Outcome(case, answer)
+        outcome = Outcome(case, answer, started)
         if on_done:
             on_done(outcome)
         return outcome

@@ -38,6 +38,18 @@ class Run:
     report: Path
     classes: Counter[str] = field(default_factory=Counter)
 
+    def in_flight(self, start: float, seconds: float) -> list[Outcome]:
+        """Cases being sent or answered while a canary poll waited."""
+        return [o for o in self.outcomes if o.started < start + seconds and o.started + o.answer.elapsed > start]
+
+    def stalls(self) -> str:
+        lines = []
+        for start, seconds in self.canary.slowest():
+            names = [f"#{o.case.cid} [{o.case.klass}] {o.case.name[:80]} ({o.answer.elapsed:.2f} s)"
+                     for o in sorted(self.in_flight(start, seconds), key=lambda o: -o.answer.elapsed)[:4]]
+            lines.append(f"  a poll waited {seconds:.2f} s while in flight: " + "; ".join(names))
+        return "\n".join(lines)
+
     def failing(self, kind: str) -> list[Outcome]:
         return [o for o in self.outcomes if kind in o.problems]
 
@@ -55,11 +67,14 @@ class Run:
 
 
 def execute(cases: list[Case], server: ServeProcess, host: str, port: int, report: Path,
-            via_proxy: bool = False, connections: int = 300, rss_of: Callable[[], int] | None = None) -> Run:
+            via_proxy: bool = False, connections: int = 300, rss_of: Callable[[], int] | None = None,
+            log: Callable[[], str] | None = None) -> Run:
     """Send every case (with the canary polling), the slow clients and the
-    concurrent connections, then look at the store, the log and the control API."""
+    concurrent connections, then look at the store, the log and the control
+    API. ``rss_of`` and ``log`` default to the server's (the proxy's when in front)."""
     rss = rss_of or server.rss
-    before_log = len(server.stderr())
+    log = log or server.stderr
+    before_log = len(log())
     rss_before = rss()
     started = time.monotonic()
     with Canary(host, port) as canary:
@@ -73,7 +88,7 @@ def execute(cases: list[Case], server: ServeProcess, host: str, port: int, repor
     after = control_api_still_answers(host, port)
     many_stored = sum(1 for value in stored if value.startswith("many-"))
     run = Run(host, port, outcomes, seconds, canary, slow, many, many_stored, rss_before, rss(),
-              tracebacks(server.stderr()[before_log:]), after, report, counts(cases))
+              tracebacks(log()[before_log:]), after, report, counts(cases))
     write_report(run)
     return run
 
@@ -81,7 +96,7 @@ def execute(cases: list[Case], server: ServeProcess, host: str, port: int, repor
 def write_report(run: Run) -> None:
     data = {
         "cases": len(run.outcomes), "classes": dict(run.classes), "seconds": round(run.seconds, 1),
-        "canary": {"polls": len(run.canary.latencies), "p99_s": round(run.canary.p99(), 3),
+        "canary": {"polls": len(run.canary.latencies), "p99_s": round(run.canary.p99(), 3), "stalls": run.stalls(),
                    "max_s": round(max(run.canary.latencies, default=0), 3), "failures": run.canary.failures[:20]},
         "slowloris": run.slow,
         "many_connections": {"count": len(run.many), "answered_2xx": sum(1 for a in run.many if a.status == 200),
