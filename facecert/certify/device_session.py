@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facecert.certify.liveness import Down, clock
+from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
 from facecert.contract import get_contract
 
@@ -54,7 +54,6 @@ class DeviceSession:
         self.simulator: Any = None
         self.plan_started = 0.0
         self.plan_ended = 0.0
-        self._stopped: tuple[int, float] | None = None  # (POLL-STOPPED finding id, the last poll it saw)
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -99,18 +98,13 @@ class DeviceSession:
 
     # ---- is the device still there? -----------------------------------------------------
     def down(self) -> Down | None:
-        """The device stopped polling: the engine said POLL-STOPPED and no poll came since."""
+        """The device stopped polling: the engine's POLL-STOPPED for its current stop (None
+        while it polls, and again once it comes back)."""
         self.server.check_deadlines()
-        info = self.server.platform.devices_seen.get(self.device_id)
-        stopped = [f for f in self.server.findings(self.device_id) if f["rule"] == "POLL-STOPPED"]
-        if info is None or not stopped:
+        stop = self.server.engine.poll_stopped(self.device_id)
+        if stop is None:
             return None
-        if self._stopped is None or self._stopped[0] != stopped[-1]["id"]:
-            self._stopped = (stopped[-1]["id"], info.last_poll)
-        if info.last_poll > self._stopped[1]:
-            return None  # it came back
-        return Down(("POLL-STOPPED",), f"the device stopped polling: its last taskRequest was at "
-                    f"{clock(info.last_poll)} ({stopped[-1]['message']})", info.last_poll)
+        return Down(("POLL-STOPPED",), stop.message, self.server.engine.last_poll(self.device_id) or 0.0)
 
     # ---- things only the device (or its operator) can do ------------------------------------
     def stimulate(self, what: str, instruction: str, **args: Any) -> None:

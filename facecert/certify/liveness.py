@@ -25,10 +25,6 @@ class Down:
     since: float  # epoch seconds: when it went away (its last sign of life)
 
 
-def clock(epoch: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 10)} UTC"
-
-
 def ensure_alive(session: Any) -> None:
     """At a scenario's start: a peer already gone makes the scenario an error at once."""
     down = session.down()

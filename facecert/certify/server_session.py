@@ -13,14 +13,14 @@ from typing import Any
 
 import httpx
 
-from facecert.certify.liveness import Down, clock
+from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
 from facecert.certify.triggers import Triggers
 from facecert.contract import get_contract
 from facecert.engine import Engine, EngineConfig
 from facecert.examples import example_for
 from facecert.model import Exchange, Finding
-from facecert.rules.conversation import is_ok_status
+from facecert.rules.conversation import is_ok_status, utc_clock
 
 HARNESS_ID = "FACECERT0000000001"
 SECOND_ID = "FACECERT0000000002"
@@ -160,7 +160,7 @@ class ServerSession:
         if len(recent) < DOWN_AFTER_POLLS or any(e.status is not None for e in recent):
             return None
         return Down(("ANSWER-MISSING",), f"the server stopped answering: the last {len(recent)} polls since "
-                    f"{clock(recent[0].started)} got no answer ({recent[-1].error or 'connection failed'})",
+                    f"{utc_clock(recent[0].started)} got no answer ({recent[-1].error or 'connection failed'})",
                     recent[0].started)
 
     def explain_polls(self, after: float, task: str | None = None) -> tuple[tuple[str, ...], str]:
