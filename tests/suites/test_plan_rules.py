@@ -25,8 +25,11 @@ from mock_device import FAULTS
 from mock_server import MISBEHAVIOURS
 
 FACECERT = [sys.executable, "-m", "facecert.cli"]
-# the server flows whose steps check a plan rule a misbehaviour breaks (a device knob says it by its scenario)
-SERVER_TAGS = {"TASK-NOT-SENT": "tasks"}
+# the server flows whose steps check a plan rule a misbehaviour breaks (a device knob says it by its scenario).
+# TASK-NOT-SENT: the foreign-result scenario queues a task for a second device and one poll shows it missing;
+# the 13 scenarios of @tasks check it too but each waits out its task deadline (~105 s in all): the mutation
+# matrix (tests/suites/test_matrix.py) runs the whole server plan with this misbehaviour.
+SERVER_TAGS = {"TASK-NOT-SENT": "robustness"}
 
 
 @dataclass(frozen=True)
