@@ -34,6 +34,7 @@ REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # what json.dumps(ensure_ascii=True) writes for a lone surrogate (a pair, as for an emoji, is fine)
 _LONE_ESCAPE = re.compile(r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -42,6 +43,15 @@ def clean_text(text: str) -> str:
     if text.isascii():
         return text
     return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal, a log line or an XML file: control characters
+    and lone surrogates written as escapes (``\\x1b``, ``\\udfff``), so a
+    hostile key can neither drive the operator's terminal nor break a report."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def strict_value(value: Any, *, unsafe_ints_as_text: bool = False) -> Any:

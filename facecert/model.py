@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from facecert.jsonsafe import clean_text, strict_value
+from facecert.jsonsafe import printable, strict_value
 
 
 class Severity(str, enum.Enum):
@@ -93,7 +93,7 @@ class Finding:
     def line(self) -> str:
         where = f"#{self.exchange} {self.endpoint} {self.direction}".strip()
         ptr = f" {self.pointer}" if self.pointer else ""
-        return clean_text(f"{self.severity.value.upper():7} {self.rule:24} [{where}{ptr}] {self.message}")
+        return printable(f"{self.severity.value.upper():7} {self.rule:24} [{where}{ptr}] {self.message}")
 
 
 def abbreviate(value: Any, limit: int = 80) -> str:

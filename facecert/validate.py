@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -10,6 +9,7 @@ from rich.console import Console
 
 from facecert.captures import CaptureError, read_capture, read_judged_with, sniff_format
 from facecert.engine import Engine, EngineConfig, judge_message, message_kinds
+from facecert.jsonsafe import dumps_strict
 from facecert.model import Finding, Severity
 from facecert.reports import summarize, write_junit
 from facecert.reports.console import findings_table, print_verdict
@@ -86,7 +86,7 @@ def run_validate(files: list[Path], *, profile: str, version: str | None, tolera
     if junit:
         write_junit(findings, junit, suite="facecert.validate")
     if json_out:
-        console.out(json.dumps(summary, ensure_ascii=False, indent=2), highlight=False)
+        console.out(dumps_strict(summary, indent=2), highlight=False)
     else:
         shown = [f for f in findings if show_info or f.severity is not Severity.INFO]
         if shown:

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from facecert.captures.errors import CaptureError
+from facecert.captures.files import replace_with
+from facecert.jsonsafe import dumps_strict, loads_strict
 from facecert.model import Exchange
 
 
 def read_har(path: Path) -> Iterator[Exchange]:
     try:
-        data = json.loads(path.read_bytes())
+        data = loads_strict(path.read_bytes(), allow_surrogates=True)  # a lone surrogate in a header is kept, cleaned on write
     except (UnicodeDecodeError, ValueError) as exc:
         raise CaptureError(f"{path}: not a readable HAR file ({exc.__class__.__name__}: {str(exc)[:120]})") from None
     entries = data.get("log", {}).get("entries") if isinstance(data, dict) and isinstance(data.get("log"), dict) else None
@@ -48,6 +51,8 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
     post = request.get("postData") or {}
     content = response.get("content") or {}
     status = response.get("status") or None
+    if status is not None and (type(status) is not int or not 0 < status < 1000):
+        raise ValueError(f"response status {str(status)[:20]!r} is not an HTTP status")
     url = request["url"]
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -59,12 +64,23 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
         status=status,
         response_body=_decode(content.get("text"), content.get("encoding")) if status else None,
         started=started,
-        ended=started + (float(total_ms) / 1000.0 if isinstance(total_ms, (int, float)) and total_ms >= 0 else 0.0),
-        request_headers={h["name"]: h["value"] for h in request.get("headers") or []},
-        response_headers={h["name"]: h["value"] for h in response.get("headers") or []},
-        peer=entry.get("_peer", ""),
-        error=response.get("_error"),
+        ended=started + (total_ms / 1000.0 if type(total_ms) in (int, float) and 0 <= total_ms < math.inf else 0.0),
+        request_headers=_headers(request.get("headers")),
+        response_headers=_headers(response.get("headers")),
+        peer=_text(entry.get("_peer", ""), "_peer"),
+        error=None if response.get("_error") is None else _text(response["_error"], "_error"),
     )
+
+
+def _headers(items: Any) -> dict[str, str]:
+    """HAR headers as a dict of text (anything else is a malformed entry, not a crash later)."""
+    return {_text(h["name"], "header name"): _text(h["value"], "header value") for h in items or []}
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is {type(value).__name__}, not text")
+    return value
 
 
 def _body(data: bytes) -> dict[str, str]:
@@ -129,9 +145,6 @@ def read_judged_with(path: Path) -> dict[str, Any] | None:
 
 def write_har(exchanges: Iterable[Exchange], path: Path, creator: str = "facecert",
               judged_with: dict[str, Any] | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(exchanges_to_har(exchanges, creator, judged_with), ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """The HAR as strict JSON (facecert.jsonsafe), never written through a symlink."""
+    text = dumps_strict(exchanges_to_har(exchanges, creator, judged_with))
+    return replace_with(Path(path), lambda out: out.write(text))

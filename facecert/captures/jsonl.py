@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from facecert.captures.errors import CaptureError
+from facecert.captures.files import replace_with
+from facecert.jsonsafe import dumps_strict, loads_strict
 from facecert.model import Exchange
 
 
@@ -29,6 +30,8 @@ def exchange_to_record(ex: Exchange) -> dict[str, Any]:
 
 
 def record_to_exchange(record: dict[str, Any]) -> Exchange:
+    """One record as an exchange; a field of the wrong type is a ValueError here, not a crash while judging."""
+    _check(record)
     response = record.get("response_b64")
     return Exchange(
         method=record["method"], path=record["path"], url=record.get("url", ""), status=record.get("status"),
@@ -40,22 +43,40 @@ def record_to_exchange(record: dict[str, Any]) -> Exchange:
     )
 
 
+_TYPES: dict[str, tuple[type, ...]] = {
+    "method": (str,), "path": (str,), "url": (str,), "status": (int, type(None)), "started": (int, float, type(None)),
+    "ended": (int, float, type(None)), "peer": (str,), "request_headers": (dict, type(None)),
+    "response_headers": (dict, type(None)), "request_b64": (str, type(None)), "response_b64": (str, type(None)),
+    "error": (str, type(None)),
+}
+
+
+def _check(record: Any) -> None:
+    if not isinstance(record, dict):
+        raise ValueError("a record is a JSON object")
+    for key, types in _TYPES.items():
+        if key in record and (type(record[key]) not in types):
+            raise ValueError(f"{key} is {type(record[key]).__name__}")
+    for key in ("request_headers", "response_headers"):
+        if any(not isinstance(k, str) or not isinstance(v, str) for k, v in (record.get(key) or {}).items()):
+            raise ValueError(f"{key} holds a name or value that is not text")
+
+
 def read_jsonl(path: Path) -> Iterator[Exchange]:
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                yield record_to_exchange(json.loads(line))
+                yield record_to_exchange(loads_strict(line, allow_surrogates=True))
             except (ValueError, KeyError, TypeError) as exc:
                 raise CaptureError(f"{path}:{number}: not a facecert JSONL exchange ({exc.__class__.__name__}: "
                                    f"{str(exc)[:100]})") from None
 
 
 def write_jsonl(exchanges: Iterable[Exchange], path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
+    """One strict JSON line per exchange (facecert.jsonsafe), never written through a symlink."""
+    def lines(out: Any) -> None:
         for ex in exchanges:
-            handle.write(json.dumps(exchange_to_record(ex)) + "\n")
-    return path
+            out.write(dumps_strict(exchange_to_record(ex)) + "\n")
+    return replace_with(Path(path), lines)

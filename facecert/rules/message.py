@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facecert.contract import Contract, Limits, SchemaError, get_contract
+from facecert.jsonsafe import printable
 from facecert.model import abbreviate
 from facecert.rules.registry import RULES
 
@@ -150,10 +151,14 @@ def count_values(raw: bytes, stop: int) -> int:
     openings outside strings (an empty container counts one too many).
     Counting stops once past ``stop``: the cost is bounded by the body size
     and by the bound, and the work is done in chunks so that a long scan does
-    not hold the interpreter against other threads."""
+    not hold the interpreter against other threads for long."""
     rough = raw.count(b",") + raw.count(b"[") + raw.count(b"{") + 1
-    if rough <= stop:
-        return rough  # commas and brackets inside strings only make this larger
+    return rough if rough <= stop else count_structure(raw, stop)  # what strings hold only adds to ``rough``
+
+
+def count_structure(raw: bytes, stop: int) -> int:
+    """Separators and openings outside strings, plus one: the values of
+    ``raw``, counted in chunks until the count passes ``stop``."""
     total, inside, start = 1, False, 0
     while start < len(raw) and total <= stop:
         end = min(len(raw), start + _SCAN_CHUNK)
@@ -306,7 +311,7 @@ class _Walk:
             where = "a key" if key else "a string"
             self.refuse("MSG-BAD-UNICODE", pointer, f"holds {where} with a lone surrogate escape (\\ud800-\\udfff "
                         "without its pair), which is no Unicode character", "paired surrogates only",
-                        _printable(value)[:60])
+                        printable(value)[:60])
 
     def duplicate_keys(self, node: dict[str, Any], pointer: str) -> None:
         for key in self.duplicates[id(node)]:
@@ -315,18 +320,13 @@ class _Walk:
                                      f"{pointer}/{_escape(key)}", expected="each key once", actual=key))
 
     def refuse(self, rule: str, pointer: str, detail: str, expected: Any, actual: Any) -> None:
-        pointer = _printable(pointer)
+        pointer = printable(pointer)
         raise ParseFailure(Issue(rule, f"{self.what}: {pointer or 'the body'} {detail}", pointer,
                                  expected=expected, actual=actual))
 
 
 def _escape(part: str) -> str:
     return part.replace("~", "~0").replace("/", "~1")
-
-
-def _printable(text: str) -> str:
-    """``text`` with lone surrogates written as ``\\udfff`` (a finding names them; it cannot carry them)."""
-    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def fold(issues: list[Issue], limit: int, what: str, counted_all: bool = True) -> list[Issue]:
@@ -369,7 +369,7 @@ def _one_cause_per_field(issues: list[Issue]) -> list[Issue]:
 
 def _issue(contract: Contract, schema: str, error: SchemaError, version: str, what: str) -> Issue:
     rule = _RULE_BY_KEYWORD.get(error.keyword, "MSG-SCHEMA")
-    field = error.pointer or "/"
+    field = printable(error.pointer or "/")  # a key may hold control characters: the message is for a person
     label = _field_label(contract, schema, error.pointer, version)
     if rule == "MSG-REQUIRED":
         message = f"{what}: required field {field}{label} is missing"
@@ -377,7 +377,7 @@ def _issue(contract: Contract, schema: str, error: SchemaError, version: str, wh
     if rule == "MSG-UNKNOWN-FIELD":
         message = f"{what}: field {field} is not defined by the document (protocol V{version}); ignored"
         return Issue(rule, message, error.pointer, expected="a documented field", actual=error.params.get("property"))
-    detail = error.message
+    detail = printable(error.message)
     if len(detail) > 160:
         detail = detail[:150] + "…"
     message = f"{what}: {field}{label} — {detail}; got {abbreviate(error.value)}"
