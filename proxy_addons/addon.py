@@ -1,15 +1,19 @@
 """The mitmproxy addon: every completed flow goes to the facecert engine.
 
-It only observes. It never touches a request or a response, never intercepts
-or kills a flow. When mitmproxy has a flow's answer (or its error) the addon
-takes a snapshot of it and returns at once; the judging runs a millisecond
-later on mitmproxy's event loop, after the answer is on its way to the device,
-so the engine's work is not added to the device's round trip. Snapshots are
-judged in completion order, one loop, no threads. Then it logs one line per
+It only observes. It never changes a request or a response, never intercepts
+or kills a flow. Large bodies and bodies of unknown length are streamed
+through a tap of ours (:mod:`proxy_addons.bodies`) instead of being buffered,
+so memory stays bounded and an upstream's early answer (a 413 half-way
+through an upload) reaches the device. When mitmproxy has a flow's answer (or
+its error) the addon takes a bounded snapshot of it, appends it to the
+on-disk record and returns; the judging runs a millisecond later on
+mitmproxy's event loop, after the answer is on its way to the device, so the
+engine's work is not added to the device's round trip. Snapshots are judged
+in completion order, one loop, no threads. Then it logs one line per
 finding, marks and comments the flow for mitmweb, and writes the suites'
 reports at shutdown and on ``facecert.report``. Every exception of ours is
 contained in :class:`ProxySession` or here, counted and reported, and the flow
-passes as it came.
+passes as it came; shutdown writes the reports whatever happened before.
 """
 
 from __future__ import annotations
@@ -17,21 +21,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mitmproxy import command, ctx, exceptions, hooks, http
 
-from facecert.captures.flows import flow_to_exchange
 from facecert.contract import get_contract
 from facecert.engine import Judged
-from facecert.model import Exchange, Finding
+from facecert.model import Finding
 from facecert.profiles import PROFILES
 
+from proxy_addons import http1_trailers
 from proxy_addons.live import LEVEL, comment_for, log_line, mark_for
 from proxy_addons.reports import write_reports
 from proxy_addons.session import ProxySession, SessionOptions
+from proxy_addons.snapshot import Snapshot, should_stream, snapshot, tap
 
 log = logging.getLogger("facecert.proxy")
 
@@ -41,9 +47,14 @@ log = logging.getLogger("facecert.proxy")
 #: the engine's work after the write instead of inside the round trip.
 DEFER_S = 0.001
 
+#: how often the on-disk record is fsync'd (a power cut may lose this much; a killed process loses nothing finished)
+SYNC_EVERY_S = 1.0
+
 #: options that change how the engine judges; they cannot change once traffic was judged
 ENGINE_OPTIONS = ("facecert_profile", "facecert_protocol_version", "facecert_time_scale", "facecert_tolerance",
-                  "facecert_check_downloads", "facecert_test_raise")
+                  "facecert_check_downloads", "facecert_max_body", "facecert_test_raise")
+
+http1_trailers.install()  # mitmproxy 12 hangs on HTTP/1 chunked trailers; see the module
 
 
 class FacecertAddon:
@@ -52,9 +63,9 @@ class FacecertAddon:
     def __init__(self) -> None:
         self.session: ProxySession | None = None
         self.report_dir = Path("facecert-report")
-        self._fed: set[str] = set()
-        self._ticker: asyncio.Task[None] | None = None
-        self._pending: deque[tuple[http.HTTPFlow, Exchange]] = deque()
+        self._taken: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: deque[tuple[http.HTTPFlow, Snapshot]] = deque()
         self._drain_scheduled = False
 
     # ---- mitmproxy lifecycle ---------------------------------------------
@@ -74,6 +85,9 @@ class FacecertAddon:
         loader.add_option("facecert_check_downloads", bool, False,
                           "facecert: the device's downloads pass through this proxy, so a task reported as done "
                           "without fetching its URL is an error (DOWNLOAD-FETCHED).")
+        loader.add_option("facecert_max_body", int, get_contract().limits.max_body_bytes,
+                          "facecert: bodies are judged from at most this many bytes (decoded); a larger body, or one "
+                          "that inflates past it, is MSG-TOO-LARGE. It still passes through whole, streamed.")
         loader.add_option("facecert_test_raise", str, "",
                           "facecert test hook: judging a flow whose path contains this raises (to prove containment).")
 
@@ -91,32 +105,46 @@ class FacecertAddon:
             # mitmproxy exits because an error was logged during startup
             log.error("facecert: %s", exc)
             return
-        if self.session is not None and self.session.exchanges:
+        if self.session is not None and self.session.flows:
             if options != self.session.options:
                 raise exceptions.OptionsError("facecert options cannot change once traffic was judged; "
                                               "restart the proxy to judge with other settings")
             return
-        self.session = ProxySession(options, on_finding=self._log_finding)
+        previous, self.session = self.session, ProxySession(options, on_finding=self._log_finding)
+        if previous is not None:  # settings changed before any traffic: same record
+            self.session.record = previous.record
 
     def running(self) -> None:
         session = self._require()
+        session.open_record(self.report_dir)
         log.info("facecert: judging as protocol V%s, profile %s, time scale %g; reports go to %s",
                  session.version, session.options.profile, session.options.time_scale, self.report_dir.resolve())
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick()), loop.create_task(self._sync())]
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._guard("deciding how to carry a request body", lambda: self._stream(flow.request, flow.request))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            self._guard("deciding how to carry an answer body",
+                        lambda: self._stream(flow.response, flow.request, flow.response))
 
     def response(self, flow: http.HTTPFlow) -> None:
-        self._take(flow)
+        self._guard("reading a flow", lambda: self._take(flow))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._take(flow)
+        self._guard("reading a flow", lambda: self._take(flow))
 
     def done(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-        self.drain()
+        """Shutdown (Ctrl-C, SIGTERM): every step on its own, so the reports are written whatever failed before."""
+        for task in self._tasks:
+            task.cancel()
+        self._guard("judging the last flows", self.drain)
         session = self._require()
         session.finish()
         self._write("final")
+        session.close()
 
     # ---- commands ---------------------------------------------------------
     @command.command("facecert.report")
@@ -130,8 +158,8 @@ class FacecertAddon:
         self._drain_scheduled = False
         changed: list[http.HTTPFlow] = []
         while self._pending:
-            flow, exchange = self._pending.popleft()
-            if self._judge(flow, exchange):
+            flow, snap = self._pending.popleft()
+            if self._judge(flow, snap):
                 changed.append(flow)
         if changed:
             try:
@@ -160,24 +188,37 @@ class FacecertAddon:
             raise exceptions.OptionsError(f"facecert_protocol_version: {exc}") from None
         time_scale = _number("facecert_time_scale", opts.facecert_time_scale, 0.001, 100.0)
         tolerance = _number("facecert_tolerance", opts.facecert_tolerance, 0.0, 1.0)
+        if opts.facecert_max_body < 1024:
+            raise exceptions.OptionsError(f"facecert_max_body: {opts.facecert_max_body} is below 1024 bytes")
         return SessionOptions(profile=opts.facecert_profile, protocol_version=version,
                               time_scale=time_scale, tolerance=tolerance,
-                              check_downloads=opts.facecert_check_downloads, test_raise=opts.facecert_test_raise)
+                              check_downloads=opts.facecert_check_downloads, max_body=opts.facecert_max_body,
+                              test_raise=opts.facecert_test_raise)
+
+    def _guard(self, where: str, work: Callable[[], None]) -> None:
+        """Run one hook's work; an exception is ours, so it is contained and the flow passes as it came."""
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - mitmproxy would log our traceback and the flow could stall
+            self._require().contain(where, exc)
+
+    def _stream(self, message: http.Message, request: http.Request, response: http.Response | None = None) -> None:
+        if should_stream(message, request, response):
+            tap(message, self._require().max_body, request, response)
 
     def _take(self, flow: http.HTTPFlow) -> None:
-        """Snapshot a completed flow (once) and return; judging waits for the next loop turn."""
+        """Snapshot a completed flow (once), record it, and return; judging waits for the next loop turn.
+
+        The record is written here, before mitmproxy sends the answer on: once the
+        device has its answer, the exchange is on disk."""
         session = self._require()
-        if flow.id in self._fed:
+        if flow in self._taken or not isinstance(flow, http.HTTPFlow):
             return
-        self._fed.add(flow.id)
-        try:
-            exchange = flow_to_exchange(flow)
-        except Exception as exc:  # noqa: BLE001 - the flow must pass whatever we do
-            session.contain("reading a flow", exc)
-            return
-        if exchange is None:
-            return
-        self._pending.append((flow, exchange))
+        self._taken.add(flow)
+        snap = snapshot(flow, session.max_body)
+        session.open_record(self.report_dir)  # normally done in running(); offline tools and tests start here
+        session.keep(snap.exchange, snap.sizes)
+        self._pending.append((flow, snap))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # called outside mitmproxy's loop (tests, offline tools): judge now
@@ -187,10 +228,10 @@ class FacecertAddon:
             self._drain_scheduled = True
             loop.call_later(DEFER_S, self.drain)
 
-    def _judge(self, flow: http.HTTPFlow, exchange: Exchange) -> bool:
+    def _judge(self, flow: http.HTTPFlow, snap: Snapshot) -> bool:
         """Judge one snapshot; True when the flow got a mark or comment."""
         session = self._require()
-        judged = session.judge(exchange)
+        judged = session.judge(snap.exchange, snap.notes)
         if judged is None:
             return False
         try:
@@ -228,6 +269,13 @@ class FacecertAddon:
             await asyncio.sleep(every)
             session.check_deadlines(time.time())
 
+    async def _sync(self) -> None:
+        """fsync the record about once a second, in a worker thread so the proxy never waits on the disk."""
+        session = self._require()
+        while True:
+            await asyncio.sleep(SYNC_EVERY_S)
+            await asyncio.to_thread(session.sync)
+
     def _write(self, why: str) -> str:
         session = self._require()
         try:
@@ -238,7 +286,7 @@ class FacecertAddon:
         errors = len(session.engine.errors())
         log.log(logging.ERROR if errors else logging.INFO,
                 "facecert: %s report: %d flows, %d errors, %d internal error(s) -> %s",
-                why, len(session.exchanges), errors, len(session.errors), paths.summary)
+                why, session.flows, errors, session.error_count, paths.summary)
         return str(paths.summary)
 
 

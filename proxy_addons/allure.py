@@ -9,13 +9,15 @@ the JUnit report, so trends line up across sessions.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from pathlib import Path
 from typing import Iterable
 
 from facecert.model import Finding, Severity
 from facecert.rules.registry import RULES, Rule
+
+from facecert.captures.files import replace_with
+from facecert.jsonsafe import dumps_strict
 
 SUITE = "facecert.proxy"
 _OURS = ("-result.json", "-attachment.txt")
@@ -28,12 +30,12 @@ def write_allure(findings: Iterable[Finding], folder: Path, *, started: float, s
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
         if old.name.endswith(_OURS):
-            old.unlink()
+            old.unlink()  # a link is removed, not followed
     items = list(findings)
     for rule in RULES.values():
         _write_result(folder, rule, [f for f in items if f.rule == rule.id], started, stopped)
     lines = [f"{key}={value}" for key, value in environment.items()]
-    (folder / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_with(folder / "environment.properties", lambda out: out.write("\n".join(lines) + "\n"))
     return folder
 
 
@@ -64,6 +66,6 @@ def _write_result(folder: Path, rule: Rule, hits: list[Finding], started: float,
                                    "trace": "\n".join(f.line() for f in errors[:200])}
     if hits:
         source = f"{test_uuid}-attachment.txt"
-        (folder / source).write_text("\n".join(f.line() for f in hits), encoding="utf-8")
+        replace_with(folder / source, lambda out: out.write("\n".join(f.line() for f in hits)))
         result["attachments"] = [{"name": f"findings ({len(hits)})", "source": source, "type": "text/plain"}]
-    (folder / f"{test_uuid}-result.json").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+    replace_with(folder / f"{test_uuid}-result.json", lambda out: out.write(dumps_strict(result)))

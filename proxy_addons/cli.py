@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +25,9 @@ def register(app: typer.Typer) -> None:
         time_scale: TimeScaleOpt = 1.0,
         check_downloads: bool = typer.Option(False, "--check-downloads", help="the device's downloads pass through "
                                              "this proxy: a task done without fetching its URL is an error"),
+        max_body: Optional[int] = typer.Option(None, "--max-body", min=1024, help="judge bodies from at most this many "
+                                               "bytes (decoded); larger ones are MSG-TOO-LARGE and still pass whole "
+                                               "[default: the contract's limits.max_body_bytes]"),
     ) -> None:
         """Judge a real device and a real server live, through mitmdump in reverse-proxy mode."""
         from proxy_addons.runner import run_proxy
@@ -32,5 +36,7 @@ def register(app: typer.Typer) -> None:
                                       "facecert_tolerance": tolerance, "facecert_check_downloads": check_downloads}
         if protocol_version:
             options["facecert_protocol_version"] = protocol_version
+        if max_body is not None:
+            options["facecert_max_body"] = max_body
         raise typer.Exit(run_proxy(upstream=upstream, listen=listen, report=report, options=options,
                                    console=Console()))

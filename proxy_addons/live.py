@@ -12,6 +12,8 @@ from typing import Iterable
 
 from facecert.model import Finding, Severity
 
+from proxy_addons.strict import clean_text
+
 LEVEL = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING, Severity.INFO: logging.INFO}
 MARK = {Severity.ERROR: ":red_circle:", Severity.WARNING: ":warning:"}
 PREFIX = "facecert "
@@ -21,7 +23,7 @@ COMMENT_LIMIT = 20
 def log_line(finding: Finding) -> str:
     """One line per finding; ``facecert`` first so it can be grepped and coloured."""
     device = f" device={finding.device_id}" if finding.device_id else ""
-    return f"{PREFIX}{finding.line()}{device}"
+    return clean_text(f"{PREFIX}{finding.line()}{device}")
 
 
 def worst(findings: Iterable[Finding]) -> Severity | None:
@@ -39,4 +41,4 @@ def comment_for(findings: list[Finding]) -> str:
     lines = [f"{f.severity.value.upper()} {f.rule}: {f.message}" for f in findings[:COMMENT_LIMIT]]
     if len(findings) > COMMENT_LIMIT:
         lines.append(f"… and {len(findings) - COMMENT_LIMIT} more (see the report)")
-    return "\n".join(lines)
+    return clean_text("\n".join(lines))

@@ -95,6 +95,12 @@ class Mitmdump:
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise MitmdumpError("mitmdump is not running")
+        return self._proc.pid
+
     def start(self, timeout: float = 30.0) -> "Mitmdump":
         self.config.confdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -164,6 +170,18 @@ class Mitmdump:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return proc.returncode
+
+    def kill(self) -> int | None:
+        """SIGKILL: no hook runs (what a crash or the OOM killer does); the exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
         if self._reader is not None:
             self._reader.join(timeout=5)
         return proc.returncode

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import socket
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -121,3 +123,88 @@ def start_proxy(upstream_url: str, confdir: Path, report: Path, **options: objec
 
 def summary_of(report: Path) -> dict[str, Any]:
     return json.loads((report / "summary.json").read_text(encoding="utf-8"))
+
+
+# ---- raw HTTP/1 on both sides, for what httpx and uvicorn do not produce --------------
+@dataclass
+class RawUpstream:
+    """A socket server that reads one whole HTTP/1 request per connection (chunked with trailers
+    included) and sends ``answer`` back; what it received is kept, byte for byte."""
+
+    answer: bytes
+    received: list[bytes] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.port = self._socket.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                data = read_message(conn, timeout=10)
+                self.received.append(data)
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+
+def read_message(conn: socket.socket, timeout: float) -> bytes:
+    """One HTTP/1 message off a socket: its head, then Content-Length bytes or chunks up to the
+    terminating (possibly trailer-carrying) last chunk. Bounded by ``timeout`` and 1 MB."""
+    conn.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 1 << 20:
+        data += conn.recv(65536) or b"!"  # "!" ends the loop on EOF below
+        if data.endswith(b"!"):
+            return data[:-1]
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    chunked = re.search(rb"(?im)^transfer-encoding:.*chunked", head)
+    while len(data) < 1 << 20:
+        if length and len(body) >= int(length.group(1)):
+            break
+        if chunked and re.search(rb"(?:^|\r\n)0\r\n(?:[^\r\n]+\r\n)*\r\n$", body):
+            break
+        if not length and not chunked:
+            break
+        more = conn.recv(65536)
+        if not more:
+            break
+        data += more
+        body += more
+    return data
+
+
+def raw_exchange(address: tuple[str, int], request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, read one HTTP/1 answer back."""
+    with socket.create_connection(address, timeout=timeout) as conn:
+        conn.sendall(request)
+        return read_message(conn, timeout)
+
+
+# ---- memory of a process, from /proc (Linux) ---------------------------------------------
+def memory_of(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak resident set since start), in bytes."""
+    values: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0]) * 1024
+    return values

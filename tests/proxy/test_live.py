@@ -19,6 +19,10 @@ from tests.proxy.conftest import Upstream, start_proxy, summary_of
 from tests.proxy.scenarios import SCENARIOS, Peer, device_id_for
 
 SCALE = 0.05
+#: each scenario's peer stops when its scenario ends while the session goes on, and the proxy's
+#: live clock rightly reports that stop; a HAR has no clock after its last exchange, so offline
+#: validation cannot see it (docs/proxy.md, Reports)
+LIVE_CLOCK = {"POLL-STOPPED"}
 _LIVE = re.compile(r"facecert (ERROR|WARNING|INFO)\s+(\S+)\s+\[#(-?\d+).*?(?: device=(\S+))?$")
 
 
@@ -66,9 +70,12 @@ def test_broken_peer_is_caught_live(session: Session, name: str) -> None:
 
 
 def test_correct_peer_passes(session: Session) -> None:
-    errors = [f for f in session.findings("correct") if f["severity"] == "error"]
+    _, end, _ = session.spans["correct"]
+    stops = [f for f in session.findings("correct") if f["rule"] in LIVE_CLOCK]
+    assert all(f["exchange"] == end - 1 for f in stops), stops  # only after its scenario's last poll
+    errors = [f for f in session.findings("correct") if f["severity"] == "error" and f["rule"] not in LIVE_CLOCK]
     assert errors == []
-    assert not any(level == "ERROR" for level, _ in session.live("correct"))
+    assert not any(level == "ERROR" and rule not in LIVE_CLOCK for level, rule in session.live("correct"))
 
 
 def test_reports_are_written(session: Session) -> None:
@@ -97,4 +104,5 @@ def test_offline_validation_of_the_har_gives_the_same_findings(session: Session)
     assert run.returncode == 1, run.stderr  # the broken peers fail the session
     offline = json.loads(run.stdout)
     assert offline["exchanges"] == session.summary["flows"]
-    assert sorted(map(_key, offline["findings"])) == sorted(map(_key, session.summary["findings"]))
+    live = [f for f in session.summary["findings"] if f["rule"] not in LIVE_CLOCK]
+    assert sorted(map(_key, offline["findings"])) == sorted(map(_key, live))

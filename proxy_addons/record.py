@@ -1,0 +1,149 @@
+"""The session's record on disk: one JSON line per finished flow, appended as it finishes.
+
+The addon used to keep every exchange in memory and write the HAR at exit, so
+a long session grew without bound and a crash or ``kill -9`` left nothing.
+Now each flow is appended to ``session.jsonl`` (facecert's JSONL exchange
+format, bodies base64) from mitmproxy's ``response``/``error`` hook, before
+the answer goes on to the device, with one unbuffered ``write``: a killed
+process loses at most the flows still in flight. ``fsync`` runs about once a
+second (a power cut may lose that second). The HAR is assembled from the
+record at the end, one entry at a time, so memory stays bounded.
+
+Files are created without following symlinks. A record left by an earlier
+run in the same folder is kept, renamed after its time, never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from facecert.captures.files import NEW, replace_with
+from facecert.captures.har import exchange_to_entry, exchanges_to_har
+from facecert.captures.jsonl import exchange_to_record, record_to_exchange
+from facecert.jsonsafe import dumps_strict, loads_strict
+from facecert.model import Exchange
+
+
+RECORD = "session.jsonl"
+
+
+class FlowRecord:
+    """Append-only JSONL of the session's exchanges."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / RECORD
+        self.count = 0
+        self._fd: int | None = None
+        self._unsynced = False
+
+    def open(self) -> "FlowRecord":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _keep_earlier(self.path)
+        self._fd = os.open(self.path, NEW | os.O_APPEND, 0o644)
+        return self
+
+    def append(self, exchange: Exchange, sizes: dict[str, int] | None = None) -> None:
+        """Write one exchange as one line (all or nothing as far as readers go: a torn last line is skipped)."""
+        if self._fd is None:
+            raise RuntimeError("the record is not open")
+        record = exchange_to_record(exchange)
+        record["index"] = self.count
+        for direction, size in (sizes or {}).items():
+            record[f"{'request' if direction == 'request' else 'response'}_size"] = size
+        data = (dumps_strict(record) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self.count += 1
+        self._unsynced = True
+
+    def sync(self) -> None:
+        """Flush the record to the disk (called about once a second, off the event loop)."""
+        fd = self._fd
+        if fd is not None and self._unsynced:
+            self._unsynced = False
+            os.fsync(fd)
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size if self._fd is not None else 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _keep_earlier(path: Path) -> None:
+    """Move an earlier run's record aside (the link itself, if it is one)."""
+    try:
+        stat = path.lstat()
+    except FileNotFoundError:
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(stat.st_mtime))
+    for n in range(1000):
+        aside = path.with_name(f"{path.stem}-{stamp}{f'-{n}' if n else ''}{path.suffix}")
+        if not os.path.lexists(aside):
+            os.replace(path, aside)
+            return
+    raise FileExistsError(f"{path}: too many earlier records beside it")
+
+
+def read_records(path: Path, upto: int | None = None) -> Iterator[dict[str, Any]]:
+    """Each complete record of the file (up to byte ``upto``); a torn or unreadable line is skipped."""
+    with open(path, "rb") as handle:
+        done = 0
+        for line in handle:
+            done += len(line)
+            if upto is not None and done > upto:
+                return
+            try:
+                record = loads_strict(line, allow_surrogates=True)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def write_har(record: Path, har: Path, creator: str, judged_with: dict[str, Any] | None = None,
+              upto: int | None = None) -> int:
+    """The HAR of every flow in the record, written entry by entry (atomically replaced); entries written."""
+    envelope = dumps_strict(exchanges_to_har([], creator, judged_with))
+    head, tail = envelope.split('"entries": []', 1)
+    count = 0
+
+    def entries(out: TextIO) -> None:
+        nonlocal count
+        out.write(head + '"entries": [')
+        for item in read_records(record, upto):
+            try:
+                entry = _entry(item)
+            except (KeyError, TypeError, ValueError):
+                continue  # not one of our lines
+            out.write(("," if count else "") + "\n" + dumps_strict(entry))
+            count += 1
+        out.write("]" + tail + "\n")
+
+    replace_with(har, entries)
+    return count
+
+
+def _entry(record: dict[str, Any]) -> dict[str, Any]:
+    entry = exchange_to_entry(record_to_exchange(record))
+    notes = [f"{direction} body: {record[key]:,} bytes, only the first {kept:,} kept"
+             for direction, key, kept in (("request", "request_size", entry["request"]["bodySize"]),
+                                           ("response", "response_size", entry["response"]["bodySize"]))
+             if isinstance(record.get(key), int)]
+    if notes:
+        entry["comment"] = "; ".join(notes)
+        if isinstance(record.get("request_size"), int):
+            entry["request"]["bodySize"] = record["request_size"]
+        if isinstance(record.get("response_size"), int):
+            entry["response"]["bodySize"] = record["response_size"]
+    return entry
