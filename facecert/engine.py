@@ -219,7 +219,6 @@ class Engine:
             actual=f"none for {at - last.ended:.1f} s", device_id=state.device_id, at_exchange=last.exchange)
         return [last.stop]
 
-
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity is Severity.ERROR]
 

@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
                                                  "(resume transfer); default: in memory"),
         no_resume: bool = typer.Option(False, "--no-resume-transfer", help="drop captures that cannot be delivered"),
         gps: bool = typer.Option(False, "--gps", help="report GPS positions along a simulated route"),
+        persona: str = typer.Option("spec", "--persona", help="spec: only the document's fields; field: also the "
+                                    "vendor extras field devices send (schemas/catalogue.yaml vendor_extras)"),
         judge: bool = typer.Option(False, "--judge", help="at the end, judge each device's own recording with the "
                                    "engine (the server's answers too); exit 1 when there are errors"),
         list_faults: bool = typer.Option(False, "--list-faults", help="list the fault knobs and exit"),
@@ -126,7 +128,7 @@ def register(app: typer.Typer) -> None:
             template = DeviceConfig(server=server, device_id=device_id, time_scale=time_scale,
                                     faults=check_faults(fault), protocol_version=protocol_version,
                                     captures_per_minute=captures_per_minute, spool_dir=spool_dir,
-                                    resume_transfer=not no_resume, record=judge)
+                                    resume_transfer=not no_resume, record=judge, persona=persona)
             fleet = Fleet(template, count, id_prefix=device_id)
         except ValueError as exc:
             fail(console, escape(str(exc)))

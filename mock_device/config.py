@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mock_device.faults import check_faults
+from mock_device.persona import DEFAULT_DEVICE_IP, check_persona
 
 
 @dataclass
@@ -17,14 +18,15 @@ class DeviceConfig:
     path prefix). ``time_scale`` multiplies every protocol interval (0.05
     makes the 20 s idle wait one second). ``spool_dir`` holds captures that
     could not be delivered while resume transfer is on; None keeps them in
-    memory.
+    memory. ``persona`` is "spec" (only the document's fields) or "field"
+    (also the vendor extras devices in the field send: mock_device.persona).
     """
 
     server: str
     device_id: str = "ID00000000000001"
     device_mac: str = "02-00-00-00-00-01"
     device_name: str = "facecert-sim"
-    device_ip: str = "127.0.0.1"
+    device_ip: str = DEFAULT_DEVICE_IP
     software_version: str = "1.0.0_SIM_V1.0(facecert)"
     lib_platform_version: str = "platform_sim v1.0"
     lib_ai_version: str = "ai_sim v1.0"
@@ -39,9 +41,11 @@ class DeviceConfig:
     record: bool = True  # keep every exchange (device's view) for judging; fleets turn it off
     log_lines: int = 500  # the log getLogFile returns is the last this many lines
     seed: int = 0
+    persona: str = "spec"
 
     def __post_init__(self) -> None:
         self.faults = check_faults(set(self.faults))
+        self.persona = check_persona(self.persona)
         self.server = server_url(self.server)
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")

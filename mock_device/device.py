@@ -89,6 +89,7 @@ class Device:
         self._rng = random.Random(cfg.seed ^ zlib.crc32(cfg.device_id.encode()))
         self._face_seq = 0
         self._first_poll = True
+        self.polling = True  # False once the stop-after-malformed-task knob has ended the poll loop
         self._changed = threading.Condition()
         self._capture_lock: asyncio.Lock | None = None
         self._sender_wake: asyncio.Event | None = None
@@ -200,7 +201,7 @@ class Device:
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         first_backoff = self.scaled("task_interval_s")
         backoff = first_backoff
-        while not stop.is_set():
+        while not stop.is_set() and self.polling:
             try:
                 next_at = await self.poll_once()
             except Exception as exc:  # noqa: BLE001 - a bug in one cycle must not kill the device
@@ -250,6 +251,9 @@ class Device:
             anchor = result.ended
         if outcome.after is not None:
             await outcome.after()
+        if "stop-after-malformed-task" in self.cfg.faults and outcome.code in (COMMAND_UNKNOWN, BAD_PARAMETER):
+            self.polling = False  # the knob: a task it could not use killed the poll loop, nothing else
+            self.log("poll loop ended after a task it could not use (fault stop-after-malformed-task)")
         factor = 2.5 if "cadence-task" in self.cfg.faults else 1.0
         return anchor + self.scaled("task_interval_s") * factor
 

@@ -10,7 +10,8 @@ the intended rule and nothing else.
 (a test or a step makes it happen): ``poll`` (any polling), ``idle`` (an
 idleTime answer), ``task`` (any task), ``capture``, ``alarm``, ``gps``,
 ``setDevTime``, ``faceCmd``, ``download`` (a task whose URL the device must
-fetch) and ``outage`` (the server goes away while captures are made); for the
+fetch), ``outage`` (the server goes away while captures are made) and
+``malformed-task`` (after a few polls, a task the device must refuse); for the
 knobs of plan rules (checks only a certification step can make) also
 ``getDevStatus``, ``getLogFile``, ``SetFaceConfig``, ``setPlatformServer`` (that
 task) and ``face_count`` (user tasks with face counts before and after).
@@ -62,7 +63,10 @@ FAULTS: tuple[Fault, ...] = (
     Fault("skip-download", "DOWNLOAD-FETCHED", "tasks with a URL reported done without fetching it", "download"),
     Fault("gps-old-version", "ENDPOINT-NOT-IN-VERSION", "device declaring V1.2 posts gpsReport (V1.2.3)", "gps",
           protocol_version="1.2"),
-    Fault("vendor-fields", "MSG-UNKNOWN-FIELD", "taskRequest carries vendor fields device_ip and sign_tby", "poll"),
+    Fault("vendor-fields", "MSG-UNKNOWN-FIELD", "taskRequest carries the catalogue's vendor extras (device_ip, "
+          "sign_tby: schemas/catalogue.yaml vendor_extras)", "poll"),
+    Fault("stop-after-malformed-task", "POLL-STOPPED", "after refusing a task it cannot use (unknown or malformed) "
+          "the device never polls again; captures, alarms and GPS go on (a crashed poll thread)", "malformed-task"),
     # checks only the certification plan makes (rules of origin "plan", steps/device_steps.py)
     Fault("lose-buffered", "RESUME-REPLAY", "captures buffered during an outage are thrown away, not replayed",
           "outage"),

@@ -23,6 +23,7 @@ from facecert.examples import example_for
 from mock_device.config import DeviceConfig
 from mock_device.facedb import FaceUser
 from mock_device.media import b64, capture_jpeg, tiny_png
+from mock_device.persona import dress
 
 CAPTURE_KINDS = ("face", "stranger", "pedestrian", "vehicle")
 # car_label values of the document (§4 结构化抓拍类型): 2 pedestrian, 4 motor vehicle; 0 = not structured (errata #5)
@@ -84,8 +85,8 @@ def poll_body(cfg: DeviceConfig, now: float, version: str) -> dict[str, Any]:
     if "bad-format" in faults:
         body["device_mac"] = body["device_mac"].replace("-", "")[:9]
     if "vendor-fields" in faults:
-        body.update(device_ip=cfg.device_ip, sign_tby="0" * 32)
-    return body
+        return dress("taskRequest", body, "field", cfg.device_ip)
+    return dress("taskRequest", body, cfg.persona, cfg.device_ip)
 
 
 def poll_request(cfg: DeviceConfig, body: dict[str, Any], first: bool) -> tuple[str, bytes]:
@@ -109,7 +110,7 @@ def poll_request(cfg: DeviceConfig, body: dict[str, Any], first: bool) -> tuple[
 def result_body(cfg: DeviceConfig, request_id: Any, code: int, log: str, extras: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"device_id": cfg.device_id, "request_id": request_id, "code": code, "log": log}
     body.update(extras)
-    return body
+    return dress("taskResult", body, cfg.persona, cfg.device_ip)
 
 
 # ---- faceRecognition --------------------------------------------------------
@@ -152,7 +153,7 @@ def capture_body(cfg: DeviceConfig, now: float, face_id: int, kind: str, user: F
             body["car_color"] = rng.choice([v for v in enum_of(schema, "car_color", version) if v] or [0])
             body["car_number"] = f"SIM{face_id % 100000:05d}"
         body["body_image"] = body["image"]
-    body = keep_known(body, schema, version)
+    body = dress("faceRecognition", keep_known(body, schema, version), cfg.persona, cfg.device_ip)
     return apply_capture_faults(cfg, body)
 
 

@@ -26,7 +26,7 @@ TAGS_FOR_SCENARIO = {
     "poll": "first_contact", "idle": "cadence", "task": "first_contact or cadence", "capture": "captures",
     "alarm": "alarms", "gps": "gps", "setDevTime": "clock", "faceCmd": "captures", "download": "downloads",
     "outage": "resume", "getDevStatus": "clock", "getLogFile": "clock", "SetFaceConfig": "face_config",
-    "face_count": "users", "setPlatformServer": "platform_server",
+    "face_count": "users", "setPlatformServer": "platform_server", "malformed-task": "robustness",
 }
 
 

@@ -4,6 +4,7 @@ the protocol intervals."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from mock_device import Device
@@ -36,6 +37,11 @@ TASK_FOR_SCENARIO = {
 }
 
 
+_raw_ids = itertools.count(881_000)
+# server errors a scenario commits on purpose (the stimulus a knob reacts to), by scenario
+STIMULUS_ERRORS = {"malformed-task": {"TASK-UNKNOWN"}}
+
+
 def prepare(scenario: str, srv: MockServer, device_id: str) -> None:
     """Before the device starts: queue the task the scenario needs, so the first poll gets it."""
     if scenario in TASK_FOR_SCENARIO:
@@ -65,8 +71,24 @@ def drive(scenario: str, srv: MockServer, dev: Device) -> None:
         wait(dev, lambda: dev.stats.gps >= 3, "three GPS reports")
     elif scenario == "outage":
         outage(srv, dev, captures=3)
+    elif scenario == "malformed-task":
+        malformed_task(srv, dev)
     else:
         raise ValueError(f"no driver for scenario {scenario!r}")
+
+
+def malformed_task(srv: MockServer, dev: Device) -> None:
+    """Two idle polls (a rhythm), a task the device must refuse, then until the live server sees the
+    device stop (POLL-STOPPED) or two more polls come; a capture last shows the device still alive."""
+    wait(dev, lambda: dev.stats.idle >= 2, "two idleTime answers")
+    srv.enqueue(dev.cfg.device_id, {"request_type": "rebootEverything", "request_id": next(_raw_ids)}, raw=True)
+    wait(dev, lambda: bool(dev.results), "the refusal of the unknown task")
+    polls = dev.stats.polls
+
+    def stopped_or_polling() -> bool:
+        return dev.stats.polls >= polls + 2 or any(f["rule"] == "POLL-STOPPED" for f in srv.findings(dev.cfg.device_id))
+    srv.platform.wait_for(stopped_or_polling, deadline(dev), "a stop or two more polls")
+    dev.capture_now("face")
 
 
 def outage(srv: MockServer, dev: Device, captures: int) -> list[dict]:  # type: ignore[type-arg]

@@ -39,7 +39,8 @@ def test_short_run_against_the_mock_server(server: MockServer) -> None:
                                   ("--server", "127.0.0.1:1", "--protocol-version", "7.7"),
                                   ("--server", "http://"), ("--server", "ftp://127.0.0.1"),
                                   ("--server", "127.0.0.1:99999"), ("--server", "127.0.0.1:1 /x"),
-                                  ("--server", "127.0.0.1:1", "--count", "0")])
+                                  ("--server", "127.0.0.1:1", "--count", "0"),
+                                  ("--server", "127.0.0.1:1", "--persona", "vendor")])
 def test_bad_invocations_exit_2_without_traceback(args: tuple[str, ...]) -> None:
     done = run(*args)
     assert done.returncode == 2
@@ -57,3 +58,12 @@ def test_judge_reports_the_device_fault_and_exits_1(server: MockServer) -> None:
                "--fault", "missing-field", "--judge")
     assert done.returncode == 1, done.stdout
     assert "MSG-REQUIRED" in done.stdout
+
+
+def test_field_persona_sends_the_vendor_extras(server: MockServer) -> None:
+    done = run("--server", server.url, "--time-scale", "0.05", "--duration", "1.5", "--id", "CLIFIELD",
+               "--persona", "field", "--judge")
+    assert done.returncode == 0, done.stdout
+    assert "MSG-UNKNOWN-FIELD" in done.stdout  # info: reported, not failed
+    polls = [e for e in server.exchanges("CLIFIELD") if e["endpoint"] == "taskRequest"]
+    assert polls and set(server.platform.contract.vendor_extras["taskRequest"]) <= set(polls[0]["request_json"])
