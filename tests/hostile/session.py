@@ -74,6 +74,9 @@ def execute(cases: list[Case], server: ServeProcess, host: str, port: int, repor
     API. ``rss_of`` and ``log`` default to the server's (the proxy's when in front)."""
     rss = rss_of or server.rss
     log = log or server.stderr
+    for case in cases:  # build the bombs now: compressing them while the canary runs would slow the canary, not the server
+        if case.lazy is not None:
+            case.lazy()
     before_log = len(log())
     rss_before = rss()
     started = time.monotonic()
