@@ -14,7 +14,8 @@ fetch), ``outage`` (the server goes away while captures are made) and
 ``malformed-task`` (after a few polls, a task the device must refuse); for the
 knobs of plan rules (checks only a certification step can make) also
 ``getDevStatus``, ``getLogFile``, ``SetFaceConfig``, ``setPlatformServer`` (that
-task) and ``face_count`` (user tasks with face counts before and after).
+task), ``log-path`` (getLogFile naming a path) and ``face_count`` (user tasks
+with face counts before and after).
 Knobs of engine rules are proven by tests/device/test_faults.py, knobs of plan
 rules through the certification plan (tests/suites/test_plan_rules.py).
 """
@@ -76,6 +77,8 @@ FAULTS: tuple[Fault, ...] = (
           "accepted with code 0, e.g. SetFaceConfig FaceQuality 11", "SetFaceConfig"),
     Fault("static-face-count", "FACEDB-COUNT", "getDevStatus total_face stuck at the first count it reported",
           "face_count"),
+    Fault("follow-log-path", "TASK-NOT-REFUSED", "getLogFile with a path for log_name (../../etc/passwd) is "
+          "accepted with code 0 and log content (its own log: the simulator opens no file)", "log-path"),
     Fault("empty-log", "RESULT-FIELD-EMPTY", "getLogFile reported done with an empty log_info", "getLogFile"),
     Fault("no-capture", "CAPTURE-MISSING", "a capture the camera makes is never uploaded (faceCmd's still is)",
           "capture"),

@@ -6,3 +6,4 @@ imported here."""
 from steps.common import *  # noqa: F401,F403 - step definitions are fixtures
 from steps.device_steps import *  # noqa: F401,F403
 from steps.server_steps import *  # noqa: F401,F403
+from steps.security_steps import *  # noqa: F401,F403

@@ -27,6 +27,7 @@ TAGS_FOR_SCENARIO = {
     "alarm": "alarms", "gps": "gps", "setDevTime": "clock", "faceCmd": "captures", "download": "downloads",
     "outage": "resume", "getDevStatus": "clock", "getLogFile": "clock", "SetFaceConfig": "face_config",
     "face_count": "users", "setPlatformServer": "platform_server", "malformed-task": "robustness",
+    "log-path": "security",
 }
 
 
