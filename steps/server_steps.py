@@ -206,7 +206,7 @@ def _receive(cert: Any, scn: dict[str, Any], task: str) -> None:
     timeout = cert.task_deadline
     if scn.get("manual"):
         timeout += cert.operator_wait()
-    what = f"a {task} task" + (f" (queued by the operator: {scn['manual']})" if scn.get("manual") else "")
+    what = f"the {task} task" + (f" (queued by the operator: {scn['manual']})" if scn.get("manual") else "")
     try:
         _wait_device(cert, scn, lambda: _poll_answers(cert, scn["triggered_at"], task), timeout, what,
                      ["TASK-NOT-SENT"])

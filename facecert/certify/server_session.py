@@ -127,11 +127,12 @@ class ServerSession:
         return engine
 
     def findings_for(self, exchange: Exchange) -> list[Finding]:
-        """The engine's findings on one exchange the harness made (a probe, a result)."""
+        """The server's findings on one exchange the harness made (a probe, a result); what
+        the harness itself broke there (a probe poll off its cadence) is never the server's."""
         engine = self.judge()
         assert self._judged is not None
         number = self._judged[2].get(id(exchange))
-        return [f for f in engine.findings if number is not None and f.exchange == number]
+        return [f for f in engine.findings if number is not None and f.exchange == number and f.party == "server"]
 
     def timed_findings(self) -> list[dict[str, Any]]:
         """The server's findings, each with the time of its exchange (for the root causes)."""
