@@ -46,6 +46,13 @@ def print_outcome(console: Console, summary: dict[str, Any], traces: dict[str, s
                         f"{where}\n      {cause['title']}")
             console.print(line, soft_wrap=True)
     _print_blocks(console, summary["scenarios"], traces or {})
+    warned = [s for s in summary["scenarios"] if s.get("warnings")]
+    if warned:
+        console.print(Text("Check by hand (warnings: the harness cannot prove these from outside):", style="bold yellow"))
+        for scenario in warned:
+            console.print(Text(f"  ~ {scenario['feature']} › {scenario['name']}", style="yellow"), soft_wrap=True)
+            for warning in dict.fromkeys(scenario["warnings"]):
+                console.print(Text(f"      {warning}"), soft_wrap=True)
     for declaration in summary.get("expectations") or []:
         if declaration["status"] == "unmatched":
             console.print(Text(f"  expectation not met: {declaration['declaration']} ({declaration['reason']}) "

@@ -92,8 +92,10 @@ class DeviceSession:
 
     def timed_findings(self) -> list[dict[str, Any]]:
         """The device's findings, each with the time of its exchange (for the root causes)."""
-        started = {e["id"]: e["started"] for e in self.server.exchanges(self.device_id)}
-        return [{**f, "time": started.get(f.get("exchange_id"))}
+        exchanges = self.server.exchanges(self.device_id)
+        by_id = {e["id"]: e["started"] for e in exchanges}
+        by_index = {e["idx"]: e["started"] for e in exchanges}  # deadline findings name the engine's exchange
+        return [{**f, "time": by_id.get(f.get("exchange_id"), by_index.get(f.get("exchange")))}
                 for f in self.server.findings(self.device_id) if f.get("party") == "device"]
 
     # ---- is the device still there? -----------------------------------------------------

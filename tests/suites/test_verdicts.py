@@ -49,6 +49,11 @@ RUNS = {
     "cadence": ("device", "--demo", "--fault", "cadence-idle", "--tags", "cadence"),
     "clean_cadence": ("device", "--demo", "--tags", "cadence"),
     "skip_download": ("device", "--demo", "--fault", "skip-download", "--tags", "downloads"),
+    "vendor_spec": ("server", "--demo", "--misbehave", "require_vendor_field"),
+    "vendor_field": ("server", "--demo", "--misbehave", "require_vendor_field", "--persona", "field"),
+    "resend": ("server", "--demo", "--misbehave", "resend_failed_task", "--tags", "tasks"),
+    "frpic": ("server", "--demo", "--misbehave", "accept_path_frpic", "--tags", "robustness"),
+    "crash": ("device", "--demo", "--fault", "stop-after-malformed-task"),
 }
 
 
@@ -189,3 +194,54 @@ def test_offline_validation_of_the_har_equals_the_live_verdict(runs: dict[str, R
     clean = subprocess.run([*FACECERT, "validate", str(runs["clean_cadence"].report / "session.har")],
                            capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert clean.returncode == 0, clean.stdout[-2000:]
+
+
+def test_server_needing_a_vendor_field_is_one_root_cause_and_no_false_finding(runs: dict[str, Run]) -> None:
+    run = runs["vendor_spec"]
+    assert run.done.returncode == 1
+    assert run.summary["root_causes"][0]["rule"] == "ANSWER-HTTP-STATUS"
+    task = run.scenario("The server sends a valid addUser and accepts its result")
+    assert task["verdict"] == "fail" and task["rules"][0] == "ANSWER-HTTP-STATUS", task
+    assert "every poll since the trigger" in task["message"] and "HTTP 500" in task["message"]
+    unique = run.scenario("request_ids are unique")
+    assert unique["verdict"] == "fail" and "REQUEST-ID-DUPLICATE" not in unique["rules"], unique
+    assert not any(c["rule"] == "REQUEST-ID-DUPLICATE" for c in run.summary["root_causes"])
+
+
+def test_field_persona_examines_the_rest_of_the_server(runs: dict[str, Run]) -> None:
+    run = runs["vendor_field"]
+    failed = {s["name"]: s["rules"] for s in run.summary["scenarios"] if s["verdict"] != "pass"}
+    assert failed == {"A spec-only device is served": ["ANSWER-HTTP-STATUS"]}, failed
+    assert run.summary["persona"] == "field"
+    assert run.scenario("A taskResult carrying another device's request_id is not accepted")["verdict"] == "pass"
+
+
+def test_resending_a_failed_task_is_named(runs: dict[str, Run]) -> None:
+    run = runs["resend"]
+    assert run.summary["root_causes"][0]["rule"] == "TASK-RESENT", run.summary["root_causes"]
+    assert any("TASK-RESENT" in s["rules"] for s in run.summary["scenarios"] if s["verdict"] == "fail")
+
+
+def test_path_frpic_acknowledged_as_accepted_is_a_warning_to_check_by_hand(runs: dict[str, Run]) -> None:
+    run = runs["frpic"]
+    scenario = run.scenario("A capture whose frpic_name is a parent path is refused or neutralised")
+    assert scenario["verdict"] == "pass" and scenario["warnings"][0].startswith("FRPIC-PATH-ACCEPTED"), scenario
+    assert "Check by hand" in run.done.stdout and "FRPIC-PATH-ACCEPTED" in run.done.stdout
+    clean = certify_clean_frpic = None  # the correct mock server refuses path names: no warning (test_certify)
+    assert clean is certify_clean_frpic
+
+
+def test_a_device_that_stops_polling_ends_the_run_early_with_errors(runs: dict[str, Run]) -> None:
+    run = runs["crash"]
+    verdicts = [s for s in run.summary["scenarios"] if s["verdict"] != "pass"]
+    first = verdicts[0]
+    assert first["verdict"] == "fail" and first["rules"] == ["POLL-STOPPED"], first
+    assert "the device stopped polling" in first["message"]
+    rest = verdicts[1:]
+    assert rest and all(s["verdict"] == "error" and s["rules"] == ["POLL-STOPPED"] for s in rest), rest
+    assert all(s["message"].startswith("not run: the device stopped polling") for s in rest)
+    idle = 20 * 0.05
+    assert sum(s["seconds"] for s in rest) < 2 * idle, [s["seconds"] for s in rest]  # no per-scenario deadline waits
+    assert run.summary["root_causes"][0]["rule"] == "POLL-STOPPED"
+    assert run.summary["root_causes"][0]["first"]["time"] is not None
+    assert run.done.returncode == 1
