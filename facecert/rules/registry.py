@@ -78,7 +78,7 @@ _TABLE: list[Rule] = [
     Rule("DOWNLOAD-FETCHED", E, "device", "§2.1/§2.5/§2.6, errata #24", "task reported success without fetching its URL"),
     Rule("POLL-STOPPED", E, "device", "工作流程, errata #26",
          "no taskRequest for longer than the longest wait the device may make: it stopped polling"),
-    Rule("TASK-RESENT", E, "server", "§3 code (失败代码), field failures",
+    Rule("TASK-RESENT", E, "server", "§3 code (失败代码), errata #29",
          "the server kept re-sending a task the device had failed (more than twice)"),
     Rule("FRPIC-PATH-ACCEPTED", W, "server", "§4 frpic_name, errata #28",
          "a capture whose frpic_name is a path was acknowledged as accepted: check the server by hand"),
