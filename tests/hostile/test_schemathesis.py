@@ -38,8 +38,8 @@ from tests.hostile.conftest import FACECERT, ROOT, ServeProcess, tracebacks
 pytestmark = pytest.mark.timeout(300)
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-DEVICE_SECONDS = 60
-ADMIN_SECONDS = 50
+DEVICE_SECONDS = 50
+ADMIN_SECONDS = 45
 MAX_EXAMPLES = 200
 
 # Every check is on unless a section below turns it off (a check named on the command line, as with
