@@ -708,11 +708,3 @@ def judge_message(engine: Engine, kind: str, raw: bytes) -> list[Finding]:
                 for item in snap_time_issues(body, f"{kind} message"):
                     judge.issue(item, direction)
         return judged.findings
-
-
-def __getattr__(name: str) -> Any:
-    """``DEFAULT_MAX_BODY`` for callers written before the body limit moved to
-    the contract (catalogue.yaml ``limits.max_body_bytes``, the one value)."""
-    if name == "DEFAULT_MAX_BODY":
-        return get_contract().limits.max_body_bytes
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,7 @@ class Fault:
     scenario: str
     check: str = ""  # for rule None: the check that catches it
     protocol_version: str | None = None  # the fault only exists for a device declaring this version
+    hostile_first_poll: bool = False  # the first taskRequest is facecert.hostile.break_body(rule, body)
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -50,6 +51,22 @@ FAULTS: tuple[Fault, ...] = (
     Fault("empty-body", "MSG-EMPTY-BODY", "first taskRequest body is empty", "poll"),
     Fault("oversized", "MSG-TOO-LARGE", "first taskRequest padded beyond the engine's body limit", "poll"),
     Fault("http-get", "HTTP-METHOD", "first taskRequest sent with GET instead of POST", "poll"),
+    # bounds of strict JSON: the first taskRequest gets one hostile member (facecert/hostile.py, sized by the
+    # catalogue's limits); the extra member is also an info, MSG-UNKNOWN-FIELD
+    Fault("too-deep", "MSG-TOO-DEEP", "first taskRequest holds arrays nested one level past the depth limit",
+          "poll", hostile_first_poll=True),
+    Fault("too-many-members", "MSG-TOO-MANY-MEMBERS", "first taskRequest holds an object with one member more "
+          "than the limit", "poll", hostile_first_poll=True),
+    Fault("long-string", "MSG-STRING-TOO-LONG", "first taskRequest holds a string one character past the limit",
+          "poll", hostile_first_poll=True),
+    Fault("huge-number", "MSG-NUMBER-TOO-LARGE", "first taskRequest holds an integer one past the limit", "poll",
+          hostile_first_poll=True),
+    Fault("not-finite", "MSG-NOT-FINITE", "first taskRequest holds the number 1e400 (infinite as a double)",
+          "poll", hostile_first_poll=True),
+    Fault("lone-surrogate", "MSG-BAD-UNICODE", "first taskRequest holds a string with a lone surrogate (\\udfff)",
+          "poll", hostile_first_poll=True),
+    Fault("duplicate-key", "MSG-DUPLICATE-KEY", "first taskRequest names its first member twice", "poll",
+          hostile_first_poll=True),
     Fault("result-wrong-id", "RESULT-UNKNOWN-ID", "taskResult carries a request_id the server never gave", "task"),
     Fault("result-duplicate", "RESULT-DUPLICATE", "every taskResult is posted twice", "task"),
     Fault("result-missing", "RESULT-MISSING", "tasks are done but never reported", "task"),

@@ -17,11 +17,12 @@ import time
 from typing import Any
 
 from facecert.contract import get_contract
-from facecert.engine import DEFAULT_MAX_BODY
 from facecert.examples import example_for
+from facecert.hostile import break_body
 
 from mock_device.config import DeviceConfig
 from mock_device.facedb import FaceUser
+from mock_device.faults import FAULTS_BY_NAME
 from mock_device.media import b64, capture_jpeg, tiny_png
 from mock_device.persona import dress
 
@@ -89,12 +90,21 @@ def poll_body(cfg: DeviceConfig, now: float, version: str) -> dict[str, Any]:
     return dress("taskRequest", body, cfg.persona, cfg.device_ip)
 
 
+def _hostile_rule(faults: set[str]) -> str | None:
+    """The JSON bound a knob makes the first poll break (one breaker per rule, shared with the engine's tests)."""
+    return next((FAULTS_BY_NAME[name].rule for name in sorted(faults) if FAULTS_BY_NAME[name].hostile_first_poll),
+                None)
+
+
 def poll_request(cfg: DeviceConfig, body: dict[str, Any], first: bool) -> tuple[str, bytes]:
     """(method, raw body) of a poll: the one-shot framing faults hit the first poll only."""
     raw = encode(body)
     if not first:
         return "POST", raw
     faults = cfg.faults
+    rule = _hostile_rule(faults)
+    if rule:
+        raw = break_body(rule, body)
     if "not-json" in faults:
         raw = raw[:-1] + b",}"
     elif "json-array" in faults:
@@ -102,7 +112,7 @@ def poll_request(cfg: DeviceConfig, body: dict[str, Any], first: bool) -> tuple[
     elif "empty-body" in faults:
         raw = b""
     elif "oversized" in faults:
-        raw = raw[:-1] + b',"pad":"' + b"x" * (DEFAULT_MAX_BODY + 1) + b'"}'
+        raw = raw[:-1] + b',"pad":"' + b"x" * (get_contract().limits.max_body_bytes + 1) + b'"}'
     return ("GET" if "http-get" in faults else "POST"), raw
 
 
