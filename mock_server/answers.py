@@ -8,8 +8,6 @@ Field and task names come from the contract, never from lists here.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import time
@@ -17,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from facecert.contract import get_contract
 from facecert.rules.conversation import rid_key
-from facecert.rules.message import ParseFailure, resolve_pointer
+from facecert.rules.message import ParseFailure, decoded_base64, resolve_pointer
 
 from mock_server.faults import Fault
 from mock_server.messages import Incoming, Plan, to_json as _json
@@ -223,10 +221,8 @@ def capture_image(platform: Platform, request: dict[str, Any]) -> bytes | None:
     for pointer, notes in platform.contract.annotations(schema, request, platform.version):
         value = resolve_pointer(request, pointer)
         if notes.get("contentMediaType") == "image/jpeg" and isinstance(value, str):
-            try:
-                return base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError):
-                return None
+            data = decoded_base64(value)  # decoded once for the engine's image check and for this
+            return None if isinstance(data, Exception) else data
     return None
 
 

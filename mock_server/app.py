@@ -8,6 +8,7 @@ import contextlib
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from mock_server.control_guard import ControlGuard
@@ -28,7 +29,7 @@ async def _deadlines(platform: Platform) -> None:
     while True:
         await asyncio.sleep(period)  # a timer, not a wait for a condition
         try:
-            platform.check_deadlines()
+            await run_in_threadpool(platform.check_deadlines)  # it takes the platform's lock: not on the loop
         except Exception:  # noqa: BLE001 - the timer must keep running
             pass
 

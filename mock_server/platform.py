@@ -1,10 +1,16 @@
 """The platform: one place where device messages are judged, answered and
 recorded, and where the Python API and the HTTP control API do their work.
 
-Every device exchange runs through :meth:`Platform.process` synchronously
-(parse, decide the answer, feed the engine, commit to SQLite, wake waiters);
-the HTTP layer only reads bodies and writes answers. Waiting helpers use one
-``threading.Condition`` that every change notifies.
+Every device exchange runs through :meth:`Platform.process` synchronously,
+in a worker thread (parse, decide the answer, feed the engine, commit to
+SQLite, wake waiters); the HTTP layer only reads bodies and writes answers.
+Waiting helpers use one ``threading.Condition`` that every change notifies.
+
+The condition's lock is held only where the answer depends on the queues: a
+poll or a result that parsed. An upload, or any message that cannot be read,
+is answered from the message alone, so its heavy part (judging a 20 MB
+capture, storing it) runs beside the other devices' exchanges instead of in
+front of them; the engine and the store keep their own locks.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from facecert.contract import get_contract
 from facecert.engine import Engine, EngineConfig, judge_message
 from facecert.model import Exchange, Finding, Severity
 from facecert.rules.conversation import rid_key
-from facecert.rules.message import ParseFailure, parse_body
+from facecert.rules.message import ParseFailure, Parsed
 
 from mock_server.answers import plan_for
 from mock_server.assets import Assets
@@ -29,6 +35,31 @@ from mock_server.misbehaviours import MISBEHAVIOURS
 from mock_server.restore import restore
 from mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
 from mock_server.store import Store, bindable, decode_json_columns
+
+
+_READ = threading.local()  # per thread: the body the platform read last, for the engines to reuse
+
+
+class ReadOnce(Engine):
+    """The engine, reading a body the platform has read already only once: a 20 MB
+    capture is parsed one time, not three (platform, own judgement, conversation)."""
+
+    def read(self, raw: bytes | None, what: str) -> Parsed:
+        last = getattr(_READ, "last", None)
+        if last is not None and last[0] is raw and raw is not None:
+            return last[1]  # same bytes, same limits; the label of the first reading is kept
+        return super().read(raw, what)
+
+
+def read_once(engine: Engine, raw: bytes, what: str) -> Parsed:
+    """Read ``raw`` and keep it for the engines of this thread until the next message."""
+    parsed = engine.read(raw, what)
+    _READ.last = (raw, parsed)
+    return parsed
+
+
+# The endpoints whose answer depends on the queues (the next task, the task a result answers).
+CONVERSATION = frozenset({"taskRequest", "taskResult"})
 
 
 class Rejected(ValueError):
@@ -49,9 +80,10 @@ class Platform:
         self.engine_config = EngineConfig(profile=config.profile, protocol_version=config.protocol_version,
                                           tolerance=config.tolerance, time_scale=config.time_scale,
                                           max_body=config.max_body, check_downloads=True)
-        self.engine = Engine(self.engine_config)
+        self.engine = ReadOnce(self.engine_config)
         self.version = self.engine.version
-        self._checker = Engine(self.engine_config)  # judges single messages (enqueue, uploads) without a conversation
+        self._checkers = threading.local()  # per thread: judges single messages (enqueue, uploads), no conversation
+        self._ahead = threading.local()  # per thread: a message judged on its own before the lock was taken
         self.store = Store(config.db)
         self.assets = Assets(config.assets, config.firmware)
         self.cond = threading.Condition(threading.RLock())
@@ -76,11 +108,24 @@ class Platform:
 
     # ---- judging helpers -----------------------------------------------------
     def prejudge(self, kind: str, raw: bytes) -> list[Finding]:
-        """Findings of one message on its own (same engine code, no conversation)."""
-        with self.cond:
-            found = judge_message(self._checker, kind, raw)
-            self._checker.findings.clear()
-            return found
+        """Findings of one message on its own (same engine code, no conversation). Each thread
+        has its own checker engine, so no lock is taken; a message judged ahead is not judged twice."""
+        ahead = getattr(self._ahead, "done", None)
+        if ahead is not None and ahead[0] == kind and ahead[1] is raw:
+            return list(ahead[2])
+        checker = getattr(self._checkers, "engine", None)
+        if checker is None:
+            checker = self._checkers.engine = ReadOnce(self.engine_config)
+        found = judge_message(checker, kind, raw)
+        checker.findings.clear()
+        return found
+
+    def _judge_ahead(self, incoming: Incoming, request: Any) -> None:
+        """A taskResult's own judgement, made before the lock (its answer needs the lock, its
+        schema check does not); the task it answers is looked up again under the lock."""
+        pending = self.queues.pending.get(rid_key(request.get("request_id")) or "")
+        schema = self.contract.result_schema(pending.request_type if pending else None)
+        self._ahead.done = (schema, incoming.body, self.prejudge(schema, incoming.body))
 
     @staticmethod
     def errors_of(findings: list[Finding], direction: str = "") -> list[Finding]:
@@ -337,9 +382,10 @@ class Platform:
                 conn.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)",
                              [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls,
                                                     _json({"versions": info.versions}).decode())])
-        if plan is not None and plan.after is not None:
-            plan.after()
-        self.cond.notify_all()
+        with self.cond:
+            if plan is not None and plan.after is not None:
+                plan.after()
+            self.cond.notify_all()
         self._announce({"kind": "exchange", "id": exchange_id, "endpoint": endpoint, "method": ex.method,
                         "path": ex.path, "device_id": device_id, "status": ex.status,
                         "findings": [f.to_dict() for f in judged.findings]})
@@ -361,17 +407,28 @@ class Platform:
     def process(self, incoming: Incoming) -> Reply:
         """Answer one device message; everything is stored before this returns."""
         request, failure = self.parse(incoming)  # outside the lock: other devices are answered meanwhile
-        with self.cond:
-            device_id = self.device_of(request, incoming)
-            self.device(device_id, incoming.started, incoming.peer)
+        try:
+            if failure is None and incoming.endpoint in CONVERSATION:
+                if incoming.endpoint == "taskResult":
+                    self._judge_ahead(incoming, request)
+                with self.cond:  # the answer depends on the queues: decided, stored and applied at once
+                    device_id = self.device_of(request, incoming)
+                    self.device(device_id, incoming.started, incoming.peer)
+                    plan = plan_for(self, incoming, request, failure, device_id)
+                    return self._finish(incoming, device_id, plan)
+            with self.cond:
+                device_id = self.device_of(request, incoming)
+                self.device(device_id, incoming.started, incoming.peer)
             plan = plan_for(self, incoming, request, failure, device_id)
             return self._finish(incoming, device_id, plan)
+        finally:
+            self._ahead.done = None
+            _READ.last = None
 
     def parse(self, incoming: Incoming) -> tuple[Any, ParseFailure | None]:
-        try:
-            return parse_body(incoming.body, self.config.max_body, f"{incoming.endpoint} request"), None
-        except ParseFailure as failure:
-            return None, failure
+        """The request as the engine reads it (within the contract's limits and ``max_body``)."""
+        parsed = read_once(self.engine, incoming.body, f"{incoming.endpoint} request")
+        return (None, ParseFailure(parsed.failure)) if parsed.failure is not None else (parsed.value, None)
 
     def device_of(self, request: Any, incoming: Incoming) -> str:
         """The device a message is from: its device_id, else the owner of its
