@@ -201,19 +201,25 @@ def device_receives_that(cert: Any, scn: dict[str, Any]) -> None:
     _receive(cert, scn, scn["task"])
 
 
+def _wait_sent(cert: Any, scn: dict[str, Any], predicate: Any, timeout: float, what: str) -> None:
+    """Wait for tasks the platform was made to queue (TASK-NOT-SENT when they never come); a
+    manual trigger with nobody at the console cannot be carried out (HARNESS-OPERATOR)."""
+    if scn.get("manual"):
+        what += f" (queued by the operator: {scn['manual']})"
+    try:
+        _wait_device(cert, scn, predicate, timeout, what, ["TASK-NOT-SENT"])
+    except AssertionError as exc:
+        if scn.get("manual") and not cert.operator.interactive:
+            error("HARNESS-OPERATOR", f"needs an operator: {scn['manual']} (stdin is not a terminal; {exc})")
+        raise
+
+
 def _receive(cert: Any, scn: dict[str, Any], task: str) -> None:
     checks(scn, "TASK-NOT-SENT")
     timeout = cert.task_deadline
     if scn.get("manual"):
         timeout += cert.operator_wait()
-    what = f"the {task} task" + (f" (queued by the operator: {scn['manual']})" if scn.get("manual") else "")
-    try:
-        _wait_device(cert, scn, lambda: _poll_answers(cert, scn["triggered_at"], task), timeout, what,
-                     ["TASK-NOT-SENT"])
-    except AssertionError as exc:
-        if scn.get("manual") and not cert.operator.interactive:
-            error("HARNESS-OPERATOR", f"needs an operator: {scn['manual']} (stdin is not a terminal; {exc})")
-        raise
+    _wait_sent(cert, scn, lambda: _poll_answers(cert, scn["triggered_at"], task), timeout, f"the {task} task")
     answer = _poll_answers(cert, scn["triggered_at"], task)[0]
     scn["rid"] = answer.get("request_id")
     attach_json(task, answer)
@@ -245,8 +251,8 @@ def distinct_ids(cert: Any, scn: dict[str, Any], count: int) -> None:
 
     def tasks() -> list[Any]:
         return [a for a in _poll_answers(cert, scn["triggered_at"]) if a.get("request_type") != idle]
-    _wait_device(cert, scn, lambda: len(tasks()) >= count, cert.task_deadline * count, f"{count} tasks",
-                 ["TASK-NOT-SENT"])
+    timeout = cert.task_deadline * count + (cert.operator_wait() if scn.get("manual") else 0.0)
+    _wait_sent(cert, scn, lambda: len(tasks()) >= count, timeout, f"{count} tasks")
     attach_json("request ids", [t.get("request_id") for t in tasks()])
     fail_on([f for f in _server_findings(cert, scn) if f.rule == "REQUEST-ID-DUPLICATE"], "the server")
 

@@ -31,6 +31,11 @@ class PlanPlugin:
         self.total = 0
         self.progress = progress
 
+    def pytest_configure(self, config: pytest.Config) -> None:
+        # pytest's long failure report parses the source of every frame (~0.3 s a failure): nobody
+        # reads it here (the record carries the message, --debug the trace), so keep it cheap
+        config.option.tbstyle = "native"
+
     # ---- fixtures the steps use ----------------------------------------------------------
     @pytest.fixture
     def cert(self) -> Any:
