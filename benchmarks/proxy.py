@@ -13,7 +13,14 @@ request (latency: one sequential keep-alive client each) and burst by burst
 (throughput: a few concurrent clients), so background load on the machine
 hits all three alike. Counts are bounded; the run takes well under a minute.
 
-    .venv/bin/python benchmarks/proxy.py [--small 400] [--large 80] [--clients 4] [--json out.json]
+Memory (``--memory``, on by default): a fresh plain mitmdump and a fresh
+mitmdump with the addon each receive the same large bodies, one kind after
+the other: three 20 MiB requests (the body limit), one 100 MiB request (over
+the limit, streamed by the addon), one gzip decompression bomb (1 MiB on the
+wire, 1 GiB inflated) and three 20 MiB answers (a download). The figure is
+the process's peak resident set (VmHWM from /proc) after each kind.
+
+    .venv/bin/python benchmarks/proxy.py [--small 400] [--large 80] [--clients 4] [--no-memory] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import random
 import statistics
 import sys
+import zlib
 import tempfile
 import threading
 import time
@@ -84,7 +92,11 @@ def upstream_app() -> Starlette:
             return Response(json.dumps(answer), media_type="application/json")
         return Response(idle, media_type="application/json")
 
-    return Starlette(routes=[Route("/{rest:path}", handle, methods=["POST"])])
+    async def download(request: Request) -> Response:
+        return Response(b"\xff" * int(request.path_params["size"]), media_type="application/octet-stream")
+
+    return Starlette(routes=[Route("/download/{size:int}", download, methods=["GET"]),
+                             Route("/{rest:path}", handle, methods=["POST"])])
 
 
 class Upstream:
@@ -160,6 +172,48 @@ def interleaved_throughput(urls: dict[str, str], path: str, body: bytes, count: 
     return {name: requests / seconds for name, (requests, seconds) in done.items()}
 
 
+# ---- memory with large bodies ----------------------------------------------------------
+MiB = 1024 * 1024
+
+
+def gzip_bomb(size: int) -> bytes:
+    """``size`` zero bytes, gzip-compressed chunk by chunk (about 1/1000 of ``size``)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = b"\0" * MiB
+    return b"".join(packer.compress(chunk) for _ in range(size // MiB)) + packer.flush()
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM, the process's peak resident set since it started, in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
+
+
+def memory_loads() -> list[tuple[str, str, str, bytes, dict[str, str], int]]:
+    """(label, method, path, body, headers, count) per kind of large traffic."""
+    return [("idle", "GET", "", b"", {}, 0),
+            ("3 x 20 MiB requests", "POST", "/taskRequest", b"x" * (20 * MiB), {}, 3),
+            ("100 MiB request", "POST", "/taskRequest", b"x" * (100 * MiB), {}, 1),
+            ("gzip bomb, 1 GiB inflated", "POST", "/taskRequest", gzip_bomb(1024 * MiB), {"Content-Encoding": "gzip"}, 1),
+            ("3 x 20 MiB answers", "GET", f"/download/{20 * MiB}", b"", {}, 3)]
+
+
+def memory_run(upstream: str, tmp: Path, addon: bool) -> dict[str, int]:
+    """Peak RSS (MiB) of one fresh mitmdump after each kind of large traffic, in order."""
+    options = {"facecert_report_dir": str(tmp / "memory-report")} if addon else {}
+    dump = Mitmdump(MitmdumpConfig(upstream=upstream, confdir=tmp / "conf", addon=addon, options=options)).start()
+    peaks: dict[str, int] = {}
+    try:
+        with httpx.Client(base_url=dump.url, timeout=120) as client:
+            for label, method, path, body, headers, count in memory_loads():
+                for _ in range(count):
+                    client.request(method, path, content=body or None, headers=headers).read()
+                peaks[label] = peak_rss(dump.pid) // MiB
+    finally:
+        dump.stop()
+    return peaks
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -170,6 +224,8 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=400, help="small messages per setup (latency)")
     parser.add_argument("--large", type=int, default=80, help="300 KB captures per setup (latency)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients for throughput")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the peak-memory run with large bodies")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     counts = {"small": max(20, min(args.small, 5000)), "capture": max(10, min(args.large, 1000))}
@@ -190,9 +246,16 @@ def main() -> int:
         finally:
             plain.stop()
             addon.stop()
+        memory = {name: memory_run(upstream, Path(tmp), name == "addon") for name in ("plain", "addon")} \
+            if args.memory else {}
     report(results, counts, bodies, args.clients)
+    if memory:
+        print(f"{'peak RSS (MiB) after':28} {'plain':>7} {'addon':>7}")
+        for label in memory["plain"]:
+            print(f"{label:28} {memory['plain'][label]:7} {memory['addon'][label]:7}")
     if args.json:
-        args.json.write_text(json.dumps({"counts": counts, "clients": args.clients, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"counts": counts, "clients": args.clients, "results": results,
+                                         "peak_rss_mib": memory}, indent=2))
     return 0
 
 

@@ -48,6 +48,7 @@ class BodyTap:
         self.seen = 0
         self.kept = bytearray()
         self.broken = ""
+        self.released = False
 
     @property
     def size(self) -> int:
@@ -57,7 +58,9 @@ class BodyTap:
     def __call__(self, chunk: bytes) -> bytes:
         try:
             self.seen += len(chunk)
-            if self.seen > self.limit:
+            if self.released:
+                pass  # the snapshot was taken (an early answer): only counting now
+            elif self.seen > self.limit:
                 del self.kept[EVIDENCE:]  # over the limit: only the evidence stays
                 if len(self.kept) < EVIDENCE:
                     self.kept += chunk[: EVIDENCE - len(self.kept)]
@@ -66,6 +69,12 @@ class BodyTap:
         except Exception as exc:  # noqa: BLE001 - the bytes must flow whatever happens to our copy
             self.broken = f"{type(exc).__name__}: {exc}"
         return chunk
+
+
+    def release(self) -> bytes:
+        """What was kept, as bytes; the tap's own copy is freed (the flow may live on a while)."""
+        kept, self.kept, self.released = bytes(self.kept), bytearray(), True
+        return kept
 
 
 class Truncated(bytes):
@@ -179,10 +188,10 @@ class Body:
 def judged_body(kept: bytes, size: int, content_encoding: str, limit: int) -> Body:
     """The body to judge from ``kept`` (all of it, or a tap's start) of a body of ``size`` bytes on the wire."""
     if size > limit:
-        return Body(Truncated(bytes(kept[:EVIDENCE]), size), size)
+        return Body(Truncated(kept[:EVIDENCE], size), size)
     if not codings(content_encoding):
-        return Body(bytes(kept), size)
-    inflated = inflate(bytes(kept), content_encoding, limit)
+        return Body(kept, size)
+    inflated = inflate(kept, content_encoding, limit)
     if inflated.too_large:
         return Body(Truncated(inflated.body, limit + 1), size, replaces=True,
                     note=f"body: {size:,} bytes of Content-Encoding {content_encoding!r} inflate to more than the "

@@ -74,7 +74,8 @@ def snapshot(flow: http.HTTPFlow, limit: int) -> Snapshot:
 def _body(message: http.Message, limit: int, direction: str, notes: dict[str, Body], sizes: dict[str, int]) -> bytes:
     stream: Any = message.stream
     if isinstance(stream, BodyTap):
-        kept, size = stream.kept, stream.size
+        size = stream.size
+        kept = stream.release()
     else:
         kept = message.raw_content or b""  # a body mitmproxy buffered (at most STREAM_ABOVE) or stored
         size = len(kept)

@@ -209,3 +209,29 @@ def test_a_summary_is_written_even_when_summarizing_fails(tmp_path: Path, monkey
     assert summary["verdict"] == "fail" and summary["exchanges"] == 1 and "report_error" in summary
     assert paths.junit.exists() and paths.har.exists()
     assert session.error_count == 1 and "summarizing" in session.errors[0].where
+
+
+def test_a_record_that_fails_half_way_leaves_no_half_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = FlowRecord(tmp_path).open()
+    record.append(_poll(BODY))
+    import proxy_addons.record as module
+
+    real, calls = module.base64.b64encode, []
+
+    def full_disk(data: bytes) -> bytes:  # the disk fills after the first pieces were written
+        calls.append(1)
+        if len(calls) > 4:  # two for the format's empty bodies, two real pieces (over 1 MiB: written)
+            raise OSError(28, "No space left on device")
+        return real(data)
+
+    monkeypatch.setattr(module.base64, "b64encode", full_disk)
+    big = _poll(b"x" * (3 * 1024 * 1024))  # large enough to be written in pieces
+    before = (tmp_path / RECORD).stat().st_size
+    with pytest.raises(OSError):
+        record.append(big)
+    assert (tmp_path / RECORD).stat().st_size == before  # what was written of it is cut off again
+    monkeypatch.undo()
+    record.append(_poll(BODY))
+    record.close()
+    assert [r["index"] for r in read_records(tmp_path / RECORD)] == [0, 1]
+    assert len(list(read_jsonl(tmp_path / RECORD))) == 2
