@@ -29,10 +29,20 @@ def _rewrite(node: Any, contract: Contract, ids: dict[str, str]) -> Any:
                 elif not base and fragment:
                     raise ValueError("local $ref inside a schema file is not supported by the OpenAPI export")
             out[key] = _rewrite(value, contract, ids)
+        _bound_integers(out, contract.limits.max_integer)
         return out
     if isinstance(node, list):
         return [_rewrite(item, contract, ids) for item in node]
     return node
+
+
+def _bound_integers(node: dict[str, Any], limit: int) -> None:
+    """State the engine's integer bound (the contract's limits: I-JSON's ±(2**53-1)) on every
+    integer the schemas leave open, so tools generating "valid" messages stay inside it."""
+    kind = node.get("type")
+    if kind == "integer" or (isinstance(kind, list) and "integer" in kind):
+        node.setdefault("minimum", -limit)
+        node.setdefault("maximum", limit)
 
 
 def build_openapi(contract: Contract | None = None, admin: bool = False) -> dict[str, Any]:
