@@ -6,8 +6,15 @@ turns traffic into :class:`Exchange` objects and feeds them to one
 the rules of one registry.
 """
 
+from importlib.metadata import PackageNotFoundError, version as _dist_version
+
+try:
+    __version__ = _dist_version("facecert")  # pyproject.toml is the one place it is written
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
 from facecert.model import Exchange, Finding, Severity
 from facecert.engine import Engine, EngineConfig
 from facecert.contract import Contract, get_contract
 
-__all__ = ["Contract", "Engine", "EngineConfig", "Exchange", "Finding", "Severity", "get_contract"]
+__all__ = ["__version__", "Contract", "Engine", "EngineConfig", "Exchange", "Finding", "Severity", "get_contract"]

@@ -3,6 +3,16 @@
 Binary bodies: mitmproxy writes binary response bodies base64 with
 ``"encoding": "base64"``; we do the same for request bodies (``postData``),
 which keeps bytes exact where plain HAR would lose them.
+
+Reading, a request body given only as ``postData.params`` (chrome-har writes JSON
+bodies so: the object's members as ``{name, value}`` pairs, an array member as one
+pair per element) is rebuilt into the JSON object, and form parameters into a
+form body, so they are not read as empty. The rebuild cannot tell a one-element
+array from its element, nor see an empty array: chrome-har drops that difference.
+
+Writing, the log carries one page (``pages``, every entry's ``pageref``) and
+``browser`` beside ``creator``: optional in HAR 1.2, but HAR libraries such as
+haralyzer need them.
 """
 
 from __future__ import annotations
@@ -10,15 +20,19 @@ from __future__ import annotations
 import base64
 import json
 import math
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+from facecert import __version__
 from facecert.captures.errors import CaptureError
 from facecert.captures.files import replace_with
 from facecert.jsonsafe import dumps_strict, loads_strict
 from facecert.model import Exchange
+
+PAGE_ID = "facecert"  # the one page every entry we write belongs to
 
 
 def read_har(path: Path) -> Iterator[Exchange]:
@@ -44,6 +58,25 @@ def _decode(text: str | None, encoding: str | None) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def _post_body(post: dict[str, Any]) -> bytes:
+    """The request body: ``text`` as written, else rebuilt from ``params``."""
+    if post.get("text") or not post.get("params"):
+        return _decode(post.get("text"), post.get("encoding"))
+    pairs = [(_text(p["name"], "param name"), p.get("value")) for p in post["params"]]
+    if "json" in str(post.get("mimeType") or "").lower():
+        # ASCII escapes keep what the sender sent (a lone surrogate stays one, for the engine to judge)
+        return json.dumps(_json_object(pairs), separators=(",", ":")).encode("ascii")
+    return urlencode([(name, "" if value is None else str(value)) for name, value in pairs]).encode("ascii")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object chrome-har split into pairs: a name given more than once was an array."""
+    members: dict[str, list[Any]] = {}
+    for name, value in pairs:
+        members.setdefault(name, []).append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in members.items()}
+
+
 def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
     request, response = entry["request"], entry.get("response") or {}
     started = datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
@@ -60,7 +93,7 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
         method=request.get("method", "GET"),
         path=path or "/",
         url=url,
-        request_body=_decode(post.get("text"), post.get("encoding")),
+        request_body=_post_body(post),
         status=status,
         response_body=_decode(content.get("text"), content.get("encoding")) if status else None,
         started=started,
@@ -117,15 +150,18 @@ def exchange_to_entry(ex: Exchange, base_url: str = "http://device.invalid") -> 
     return {"startedDateTime": _iso(ex.started), "time": round((ended - ex.started) * 1000.0, 3),
             "request": request, "response": response, "cache": {},
             "timings": {"send": 0, "wait": round((ended - ex.started) * 1000.0, 3), "receive": 0},
-            "_peer": ex.peer}
+            "pageref": PAGE_ID, "_peer": ex.peer}
 
 
 def exchanges_to_har(exchanges: Iterable[Exchange], creator: str = "facecert",
                      judged_with: dict[str, Any] | None = None) -> dict[str, Any]:
     """``judged_with`` (profile, protocol version, time scale, tolerance) is kept in the
     log's ``_facecert`` member, so ``facecert validate`` judges the file as it was judged live."""
-    log: dict[str, Any] = {"version": "1.2", "creator": {"name": creator, "version": "0.1.0"}, "pages": [],
-                           "entries": [exchange_to_entry(ex) for ex in exchanges]}
+    entries = [exchange_to_entry(ex) for ex in exchanges]
+    page = {"startedDateTime": entries[0]["startedDateTime"] if entries else _iso(time.time()), "id": PAGE_ID,
+            "title": creator, "pageTimings": {"onContentLoad": -1, "onLoad": -1}}
+    log: dict[str, Any] = {"version": "1.2", "creator": {"name": creator, "version": __version__},
+                           "browser": {"name": creator, "version": __version__}, "pages": [page], "entries": entries}
     if judged_with:
         log["_facecert"] = {"judged_with": judged_with}
     return {"log": log}
