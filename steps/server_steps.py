@@ -46,7 +46,10 @@ def _wait_device(cert: Any, scn: dict[str, Any], predicate: Any, timeout: float,
     def explain() -> tuple[tuple[str, ...], str]:
         return cert.explain_polls(scn.get("triggered_at", scn.get("started", 0.0)), scn.get("task"))
     try:
-        wait_for(cert, what, lambda step: cert.device.wait_until(predicate, step), timeout, rules, explain)
+        # the engine's findings on the polls since the trigger (HTTP 500, a task re-sent) are why
+        # the task never came: they stand in for TASK-NOT-SENT
+        wait_for(cert, what, lambda step: cert.device.wait_until(predicate, step), timeout, rules, explain,
+                 cause_replaces=True)
     except AssertionError as exc:
         if harness:  # our own device failed to act: never blamed on the server
             error("HARNESS-ERROR", str(exc))

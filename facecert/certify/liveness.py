@@ -33,18 +33,21 @@ def ensure_alive(session: Any) -> None:
 
 
 def wait_for(session: Any, what: str, probe: Callable[[float], Any], timeout: float, rules: Iterable[str],
-             explain: Callable[[], tuple[tuple[str, ...], str]] | None = None, step: float | None = None) -> Any:
+             explain: Callable[[], tuple[tuple[str, ...], str]] | None = None, step: float | None = None,
+             cause_replaces: bool = False) -> Any:
     """Call ``probe(seconds)`` (which itself waits up to that long on an event) until it
     returns something truthy. The peer going away ends the wait at once (RuleFailure with
     its rule); running out of time fails with ``rules`` and what ``explain()`` says
-    happened instead (its rules first: they are the root cause)."""
+    happened instead (its rules first: they are the root cause; with ``cause_replaces``
+    they stand alone, when what explain found is by itself why nothing came)."""
     slice_s = step if step is not None else max(0.05, session.scaled("idle_interval_s") / 8)
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             extra, why = explain() if explain is not None else ((), "")
-            raise RuleFailure((*extra, *rules), f"{what} did not happen within {timeout:.1f} s" + (f": {why}" if why else ""))
+            named = extra if extra and cause_replaces else (*extra, *rules)
+            raise RuleFailure(named, f"{what} did not happen within {timeout:.1f} s" + (f": {why}" if why else ""))
         found = probe(min(slice_s, left))
         if found:
             return found

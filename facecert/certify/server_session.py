@@ -21,10 +21,10 @@ from facecert.engine import Engine, EngineConfig
 from facecert.examples import example_for
 from facecert.model import Exchange, Finding
 from facecert.rules.conversation import is_ok_status, utc_clock
+from mock_device.persona import PERSONAS
 
 HARNESS_ID = "FACECERT0000000001"
 SECOND_ID = "FACECERT0000000002"
-PERSONAS = ("spec", "field")  # spec: only the document's fields; field: the vendor extras field devices send
 DOWN_AFTER_POLLS = 3  # this many unanswered polls in a row: the server stopped answering
 
 
