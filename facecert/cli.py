@@ -61,13 +61,15 @@ def validate(
 
 @app.command()
 def openapi(output: Optional[Path] = typer.Option(None, "-o", "--output", help="write here instead of stdout"),
-            admin: bool = typer.Option(False, "--admin", help="the mock server's control API instead")) -> None:
-    """Print the OpenAPI 3.1 document of the five device endpoints (built from the schemas)."""
+            admin: bool = typer.Option(False, "--admin", help="the mock server's control API instead"),
+            closed: bool = typer.Option(False, "--closed", help="reject fields the document does not define "
+                                        "(default: accepted, as facecert reports them as info)")) -> None:
+    """Print the OpenAPI 3.1 document of the five device endpoints (built from the schemas; docs/openapi.md)."""
     import json
 
     from facecert.openapi import build_openapi
 
-    document = build_openapi(admin=admin)
+    document = build_openapi(admin=admin, closed=closed)
     text = json.dumps(document, ensure_ascii=False, indent=2)
     if output:
         output.write_text(text, encoding="utf-8")
@@ -81,6 +83,37 @@ def demo(report: Path = typer.Option(Path("reports"), help="where the demo write
     from facecert.demo import run_demo
 
     raise typer.Exit(run_demo(report, console))
+
+
+@app.command()
+def verify(
+    report_dir: Path = typer.Argument(..., help="a report folder holding manifest.json"),
+    allowed_signers: Optional[Path] = typer.Option(
+        None, "--allowed-signers", help='OpenSSH allowed_signers file (lines: ID namespaces="facecert-evidence" '
+                                        "ssh-ed25519 AAAA…)"),
+    identity: Optional[str] = typer.Option(None, "--identity", help="who must have signed (an ID of that file)"),
+) -> None:
+    """Check a report folder against its manifest.json and manifest.json.sig. Exit 0 intact (and
+    well signed, if signed), 1 a file changed, missing or added or the signature wrong, 2 unusable input."""
+    from rich.markup import escape
+
+    from facecert.evidence import MANIFEST, EvidenceError, verify_report
+
+    if (allowed_signers is None) != (identity is None):
+        fail(console, "--allowed-signers and --identity go together: the file says whose keys count, "
+                      "the identity which of them must have signed")
+    try:
+        result = verify_report(report_dir, allowed_signers, identity)
+    except EvidenceError as exc:
+        fail(console, escape(str(exc)))
+    for line in result.problems + result.notes:
+        sys.stdout.write(line + "\n")
+    if result.problems:
+        sys.stdout.write(f"NOT VERIFIED: {len(result.problems)} problem(s) in {report_dir}\n")
+    else:
+        signer = f"; signature good for {result.signed_by}" if result.signed_by else ""
+        sys.stdout.write(f"verified: {result.files} files match {MANIFEST}{signer}\n")
+    raise typer.Exit(result.code)
 
 
 # ---- sub-commands of the peers (each module registers its own) ----
