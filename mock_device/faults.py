@@ -23,6 +23,9 @@ rules through the certification plan (tests/suites/test_plan_rules.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
+
+from facecert.knobs import knob_name
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,12 @@ EXEMPT_RULES: dict[str, str] = {
 }
 
 
-def check_faults(names: set[str] | list[str]) -> set[str]:
-    """The knob names, or ValueError naming the unknown ones (for the CLI and the config)."""
-    unknown = sorted(set(names) - FAULTS_BY_NAME.keys())
+def check_faults(names: Iterable[str]) -> set[str]:
+    """The knob names as the table spells them (``cadence_idle`` is ``cadence-idle``), or
+    ValueError naming the unknown ones (for the CLI and the config)."""
+    given = {knob_name(name) for name in names}
+    unknown = sorted(given - FAULTS_BY_NAME.keys())
     if unknown:
-        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS_BY_NAME)}")
-    return set(names)
+        raise ValueError(f"unknown fault knob(s) {', '.join(unknown)}; known: {', '.join(FAULTS_BY_NAME)} "
+                         "(facecert device --list-faults)")
+    return given

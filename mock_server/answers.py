@@ -24,7 +24,7 @@ from mock_server.state import Pending, Queued
 if TYPE_CHECKING:
     from mock_server.platform import Platform
 
-UNKNOWN_TASK = "facecertUnknownTask"  # a request_type the document does not define (misbehaviour unknown_task)
+UNKNOWN_TASK = "facecertUnknownTask"  # a request_type the document does not define (misbehaviour unknown-task)
 
 
 def plan_for(platform: Platform, incoming: Incoming, request: Any, failure: ParseFailure | None,
@@ -76,7 +76,7 @@ def idle_shape(version: str) -> tuple[str, tuple[str, ...]]:
 def idle_answer(platform: Platform, now: float) -> dict[str, Any]:
     name, others = idle_shape(platform.version)
     answer: dict[str, Any] = {"request_type": name}
-    if not platform.misbehaves("idle_without_time_stamp"):
+    if not platform.misbehaves("idle-without-time-stamp"):
         for key in others:
             answer[key] = int(now)  # the idle task's only other field is the server time
     return answer
@@ -87,44 +87,44 @@ def not_json(wire: bytes) -> bytes:
 
 
 def missing_vendor_fields(platform: Platform, endpoint: str, request: Any) -> list[str]:
-    """The catalogue's vendor extras of ``endpoint`` the message lacks (misbehaviour require_vendor_field)."""
+    """The catalogue's vendor extras of ``endpoint`` the message lacks (misbehaviour require-vendor-field)."""
     present = request if isinstance(request, dict) else {}
     return [name for name in platform.contract.vendor_extras.get(endpoint, {}) if name not in present]
 
 
 def plan_task_request(platform: Platform, incoming: Incoming, request: Any, device_id: str) -> Plan:
-    if platform.misbehaves("no_answer"):
-        return Plan(None, error="connection closed without an answer (misbehaviour no_answer)")
+    if platform.misbehaves("no-answer"):
+        return Plan(None, error="connection closed without an answer (misbehaviour no-answer)")
     missing = missing_vendor_fields(platform, incoming.endpoint, request) if platform.misbehaves(
-        "require_vendor_field") else []
+        "require-vendor-field") else []
     if missing:
         return Plan(500, {"code": 500, "log": f"internal error: {', '.join(missing)} missing "
-                                             "(misbehaviour require_vendor_field)"})
+                                             "(misbehaviour require-vendor-field)"})
     item = platform.queues.peek(device_id)
-    if item is not None and not platform.misbehaves("ignore_queued_tasks"):  # misbehaving: queued, never sent
+    if item is not None and not platform.misbehaves("ignore-queued-tasks"):  # misbehaving: queued, never sent
         return plan_send_task(platform, device_id, item)
     now = time.time()
-    if platform.misbehaves("idle_empty_body"):
+    if platform.misbehaves("idle-empty-body"):
         return Plan(200, b"")
     answer: dict[str, Any]
-    if platform.misbehaves("unknown_task"):
+    if platform.misbehaves("unknown-task"):
         answer = {"request_type": UNKNOWN_TASK, "request_id": platform.next_rid()}
     else:
         answer = idle_answer(platform, now)
     wire = _json(answer)
-    return Plan(200, not_json(wire) if platform.misbehaves("task_not_json") else wire)
+    return Plan(200, not_json(wire) if platform.misbehaves("task-not-json") else wire)
 
 
 def plan_send_task(platform: Platform, device_id: str, item: Queued) -> Plan:
     body, rid = item.body, item.request_id
     if isinstance(body, dict) and not item.raw:
         body = json.loads(json.dumps(body))
-        if platform.misbehaves("duplicate_request_id") and platform.last_rid is not None:
+        if platform.misbehaves("duplicate-request-id") and platform.last_rid is not None:
             body["request_id"] = rid = platform.last_rid
-        if platform.misbehaves("oversized_user_info"):
+        if platform.misbehaves("oversized-user-info"):
             pad_serialised_limits(platform, body)
     wire = body if isinstance(body, bytes) else _json(body)
-    if platform.misbehaves("task_not_json"):
+    if platform.misbehaves("task-not-json"):
         wire = not_json(wire)
     now = time.time()
     deadline = now + platform.result_timeout()
@@ -187,7 +187,7 @@ def plan_task_result(platform: Platform, incoming: Incoming, request: dict[str, 
         return Plan(200, {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was never given to "
                                             f"{device_id}"}, write=store_result(False))
     foreign = pending.device_id != device_id
-    if foreign and not platform.misbehaves("accept_foreign_result"):
+    if foreign and not platform.misbehaves("accept-foreign-result"):
         return Plan(200, {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was given to "
                                             "another device"}, write=store_result(False))
     if pending.done:
@@ -198,7 +198,7 @@ def plan_task_result(platform: Platform, incoming: Incoming, request: dict[str, 
 
     def after() -> None:
         pending.done = True
-        if platform.misbehaves("resend_failed_task") and isinstance(code, int) and code != 0:
+        if platform.misbehaves("resend-failed-task") and isinstance(code, int) and code != 0:
             resend(platform, pending)
 
     state = "late" if pending.expired else "done"
@@ -229,18 +229,18 @@ def capture_image(platform: Platform, request: dict[str, Any]) -> bytes | None:
 def echo_answer(platform: Platform, request: dict[str, Any]) -> dict[str, Any]:
     """The capture answer: code plus an echo of every other required field (errata #19)."""
     schema = platform.contract.all_endpoints["faceRecognition"].answer
-    answer: dict[str, Any] = {"code": 1 if platform.misbehaves("capture_code_nonzero") else 0}
+    answer: dict[str, Any] = {"code": 1 if platform.misbehaves("capture-code-nonzero") else 0}
     for name in sorted(platform.contract.required_fields(schema, platform.version) - {"code"}):
         if name in request:
             answer[name] = request[name]
-            if platform.misbehaves("capture_no_echo"):
+            if platform.misbehaves("capture-no-echo"):
                 answer[name] = answer[name] + 1 if isinstance(answer[name], int) else f"{answer[name]}-not-echoed"
     answer["log"] = "'faceRecognition' received"
     return answer
 
 
 def only_path_names(platform: Platform, request: dict[str, Any], errors: list[Any]) -> bool:
-    """Every error is a file-name field (x-file-name) that is a path (misbehaviour accept_path_frpic)."""
+    """Every error is a file-name field (x-file-name) that is a path (misbehaviour accept-path-frpic)."""
     schema = platform.contract.all_endpoints["faceRecognition"].request
     names = platform.contract.file_name_pointers(schema, request, platform.version)
     return all(f.rule == "MSG-FORMAT" and f.pointer in names for f in errors)
@@ -248,7 +248,7 @@ def only_path_names(platform: Platform, request: dict[str, Any], errors: list[An
 
 def plan_capture(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
     errors = platform.errors_of(platform.prejudge(incoming.endpoint, incoming.body), "request")
-    if errors and platform.misbehaves("accept_path_frpic") and only_path_names(platform, request, errors):
+    if errors and platform.misbehaves("accept-path-frpic") and only_path_names(platform, request, errors):
         errors = []  # misbehaving: the path is taken as a name (and only stored in the database)
     image = capture_image(platform, request)
     now = time.time()
@@ -261,8 +261,8 @@ def plan_capture(platform: Platform, incoming: Incoming, request: dict[str, Any]
 
     if errors:
         return Plan(400, None, log=f"capture refused: {len(errors)} error(s)", write=write)
-    if platform.misbehaves("capture_5xx"):
-        return Plan(500, {"code": 500, "log": "internal error (misbehaviour capture_5xx)"}, write=write)
+    if platform.misbehaves("capture-5xx"):
+        return Plan(500, {"code": 500, "log": "internal error (misbehaviour capture-5xx)"}, write=write)
     return Plan(200, echo_answer(platform, request), write=write)
 
 

@@ -28,7 +28,7 @@ from mock_server.faults import FAULT_KINDS, FaultError
 from mock_server.http_device import peer_of, read_capped
 from mock_server.messages import to_json
 from mock_server.images import ImageRefused, thumbnail
-from mock_server.misbehaviours import MISBEHAVIOURS
+from mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
 from mock_server.platform import Platform, Rejected
 from mock_server.store import SQLITE_INT, row_to_exchange
 
@@ -237,9 +237,10 @@ def set_misbehaviour(p: Platform, r: Request, body: Any) -> Any:
     on = body.get("on", True) if isinstance(body, dict) else None
     if not isinstance(on, bool):
         raise Rejected('send {"on": true} or {"on": false}')
-    name = r.path_params["name"]
-    if name not in MISBEHAVIOURS:
-        raise KeyError(f"misbehaviour {name}")
+    try:
+        name = misbehaviour_name(r.path_params["name"])  # old underscore spellings accepted
+    except ValueError:
+        raise KeyError(f"misbehaviour {r.path_params['name'][:40]}") from None
     p.set_misbehaviour(name, on)
     return {"name": name, "on": on}
 
@@ -250,7 +251,7 @@ def assets(p: Platform, r: Request, body: Any) -> Any:
 
 def export_har(p: Platform, r: Request, body: Any) -> Any:
     rows = p.store.rows("SELECT * FROM exchanges ORDER BY id")
-    return exchanges_to_har([row_to_exchange(row) for row in rows], creator="facecert mock server")
+    return exchanges_to_har([row_to_exchange(row, p.store.bodies) for row in rows], creator="facecert mock server")
 
 
 def overview(p: Platform, r: Request, body: Any) -> Any:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from facecert.contract import get_contract
 from facecert.engine import Engine, EngineConfig, judge_message
+from facecert.knobs import knob_name
 from facecert.model import Exchange, Finding, Severity
 from facecert.rules.conversation import rid_key
 from facecert.rules.message import ParseFailure, Parsed
@@ -31,7 +32,7 @@ from mock_server.assets import Assets
 from mock_server.config import ServerConfig
 from mock_server.faults import Fault, make_fault
 from mock_server.messages import Incoming, Plan, Reply, to_json as _json
-from mock_server.misbehaviours import MISBEHAVIOURS
+from mock_server.misbehaviours import misbehaviour_name
 from mock_server.restore import restore
 from mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
 from mock_server.store import Store, bindable, decode_json_columns
@@ -214,11 +215,13 @@ class Platform:
         return self._select("results", device_id)
 
     def captures(self, device_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._select("captures", device_id, "id, exchange_id, device_id, snap_time, frpic_name, accepted, "
-                                                   "received, image IS NOT NULL AS has_image", limit=limit)
+        return self._select("captures", device_id, "id, exchange_id, device_id, snap_time, frpic_name, accepted, received, "
+                                                   "(image IS NOT NULL OR image_file IS NOT NULL) AS has_image",
+                            limit=limit)
 
     def capture_image(self, capture_id: int) -> bytes | None:
-        return self.store.scalar("SELECT image FROM captures WHERE id = ?", (capture_id,))
+        rows = self.store.rows("SELECT image, image_file FROM captures WHERE id = ?", (capture_id,))
+        return self.store.blob(rows[0]["image"], rows[0]["image_file"]) if rows else None
 
     def alarms(self, device_id: str | None = None) -> list[dict[str, Any]]:
         return self._select("alarms", device_id)
@@ -240,7 +243,7 @@ class Platform:
 
     def exchanges(self, device_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         columns = ("id, idx, device_id, endpoint, method, path, peer, started, ended, status, error, "
-                   "request_json, response_json, length(request_body) AS request_bytes, "
+                   "request_json, response_json, COALESCE(request_size, length(request_body)) AS request_bytes, "
                    "length(response_body) AS response_bytes")
         return self._select("exchanges", device_id, columns, limit=limit)
 
@@ -274,13 +277,16 @@ class Platform:
             return next((f for f in reversed(self.faults) if f.applies(device_id, endpoint, now)), None)
 
     def set_misbehaviour(self, name: str, on: bool = True) -> None:
-        if name not in MISBEHAVIOURS:
-            raise Rejected(f"unknown misbehaviour {name!r}; one of {', '.join(MISBEHAVIOURS)}")
+        """Switch one on or off (old underscore spellings accepted: ``capture_5xx``)."""
+        try:
+            name = misbehaviour_name(name)
+        except ValueError as exc:
+            raise Rejected(str(exc)) from None
         with self.cond:
             (self.misbehaving.add if on else self.misbehaving.discard)(name)
 
     def misbehaves(self, name: str) -> bool:
-        return name in self.misbehaving
+        return knob_name(name) in self.misbehaving
 
     # ---- assets --------------------------------------------------------------
     def asset_url(self, name: str) -> str:

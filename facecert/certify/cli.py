@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from facecert.certify.console import progress_printer
 from facecert.clicommon import ProfileOpt, VersionOpt, fail
@@ -29,6 +30,8 @@ HtmlOpt = Annotated[bool, typer.Option("--html/--no-html", help="render the Allu
 ExpectOpt = Annotated[Optional[Path], typer.Option(
     "--expect", help="YAML of known failures (expected_failures: [{rule|scenario, reason}]): they do not fail the run")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show the tracebacks of harness errors")]
+SignOpt = Annotated[Optional[Path], typer.Option(
+    "--sign", help="OpenSSH private key (ed25519, no passphrase; or a public key in ssh-agent): sign manifest.json")]
 
 
 def _expectations(path: Optional[Path]) -> list:
@@ -70,6 +73,7 @@ def certify_device(
     html: HtmlOpt = True,
     expect: ExpectOpt = None,
     debug: DebugOpt = False,
+    sign: SignOpt = None,
 ) -> None:
     """Play the platform for a device and certify it against the device plan."""
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
@@ -81,9 +85,11 @@ def certify_device(
 
     host, port = _listen(listen)
     expectations = _expectations(expect)
+    _check_key(sign)
     token, generated = admin_token_for(host, None)
     if fault and not demo:
         fail(console, "--fault breaks our simulator: it needs --demo")
+    fault = _known_faults(fault)
     cfg = DeviceRunConfig(host=host, port=0 if demo and listen == "127.0.0.1:8080" else port, prefix=prefix,
                           device_id=device_id, profile=profile, protocol_version=protocol_version,
                           time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
@@ -123,7 +129,7 @@ def certify_device(
         "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
         "wall_to_floor_ratio": round(wall / floor, 2) if floor else None}, html=html,
         expectations=expectations, judged_with=judged)
-    _finish(summary, cfg.report, outcome, debug)
+    _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
 
 @certify_app.command("server")
@@ -142,6 +148,7 @@ def certify_server(
     html: HtmlOpt = True,
     expect: ExpectOpt = None,
     debug: DebugOpt = False,
+    sign: SignOpt = None,
 ) -> None:
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
@@ -155,7 +162,11 @@ def certify_server(
         fail(console, "give --url of the server under test (or --demo)")
     if persona not in PERSONAS:
         fail(console, f"--persona {persona}: choose one of {', '.join(PERSONAS)}")
+    if misbehave and not demo:
+        fail(console, "--misbehave breaks our mock server: it needs --demo")
+    misbehave = _known_misbehaviours(misbehave)
     expectations = _expectations(expect)
+    _check_key(sign)
     if not demo:
         _check_answers(url)
     cfg = ServerRunConfig(url=url, triggers=triggers, profile=profile, protocol_version=protocol_version,
@@ -185,7 +196,7 @@ def certify_server(
                                                        "misbehaviours": sorted(misbehave),
                                                        "plan_seconds": round(session.plan_ended - session.plan_started, 3)},
                             html=html, expectations=expectations, judged_with=judged)
-    _finish(summary, cfg.report, outcome, debug)
+    _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
 
 @certify_app.command("matrix")
@@ -197,7 +208,10 @@ def certify_matrix(
     """Run every device fault knob and server misbehaviour through the plans (self-test)."""
     from facecert.certify.matrix import rows, run_matrix, summary_line, to_markdown
 
-    chosen = [r for r in rows() if not only or r.knob in only]
+    from facecert.knobs import knob_name
+
+    wanted = {knob_name(name) for name in only}
+    chosen = [r for r in rows() if not wanted or r.knob in wanted]
     with console.status(f"running {len(chosen)} broken peers through the plans, {workers} at a time"):
         results = run_matrix(chosen, workers=workers)
     text = to_markdown(results)
@@ -207,6 +221,27 @@ def certify_matrix(
     outcome = summary_line(results)
     console.print(f"{outcome['caught']}/{outcome['rows']} caught" + (f"; missed: {outcome['missed']}" if outcome["missed"] else ""))
     raise typer.Exit(0 if not outcome["missed"] else 1)
+
+
+def _known_faults(names: list[str]) -> list[str]:
+    """Knob names as the table spells them; an unknown one is a one-line error saying so,
+    before any server starts."""
+    from mock_device.faults import check_faults
+
+    try:
+        return sorted(check_faults(names))
+    except ValueError as exc:
+        fail(console, escape(str(exc)))
+
+
+def _known_misbehaviours(names: list[str]) -> list[str]:
+    """Misbehaviour names as the table spells them (old underscore spellings accepted)."""
+    from mock_server.misbehaviours import misbehaviour_name
+
+    try:
+        return sorted({misbehaviour_name(name) for name in names})
+    except ValueError as exc:
+        fail(console, escape(str(exc)))
 
 
 def _check_answers(url: str) -> None:
@@ -228,7 +263,34 @@ def _check_ran(outcome: "PlanOutcome") -> None:
         fail(console, f"the plan could not run (pytest exit {outcome.pytest_code}): check --tags")
 
 
-def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool) -> None:
+def _check_key(key: Optional[Path]) -> None:
+    """--sign: a key that cannot sign is said before the plan runs, not after it."""
+    from rich.markup import escape
+
+    from facecert.evidence import EvidenceError, check_signing_key
+
+    if key is not None:
+        try:
+            check_signing_key(key)
+        except EvidenceError as exc:
+            fail(console, escape(str(exc)))
+
+
+def _seal(report: Path, summary: dict, started: float, key: Optional[Path]) -> tuple[bool, str]:
+    """The run's last write: manifest.json over every file of the report (and its signature).
+    (written, the line that says so)."""
+    from facecert.evidence import MANIFEST, SIGNATURE, EvidenceError, predicate_from_summary, seal
+
+    try:
+        seal(report, predicate_from_summary(summary, plan=summary["plan"], started=started, ended=time.time()), key)
+    except (EvidenceError, OSError) as exc:
+        return False, f"error: no evidence manifest: {exc}"
+    signed = f" signed by {key} ({SIGNATURE})" if key else ", unsigned"
+    return True, f"evidence: {report}/{MANIFEST}{signed}; check it with: facecert verify {report}"
+
+
+def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool,
+            evidence: tuple[bool, str] = (True, "")) -> None:
     from facecert.certify.console import print_outcome
 
     traces = {f"{r.feature}\0{r.name}": r.trace for r in outcome.records if r.trace} if debug else {}
@@ -236,7 +298,10 @@ def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool) ->
     html = f", {summary['html']}" if summary.get("html") else f"; no HTML: {summary.get('html_error')}"
     console.print(f"report: {report}/ (summary.json, junit.xml, allure-results/, session.har{html})",
                   soft_wrap=True, highlight=False, markup=False)
-    raise typer.Exit(summary["exit_code"])
+    sealed, line = evidence
+    if line:
+        console.print(line, soft_wrap=True, highlight=False, markup=False, style=None if sealed else "bold red")
+    raise typer.Exit(summary["exit_code"] if sealed else summary["exit_code"] or 2)
 
 
 def register(app: typer.Typer) -> None:

@@ -68,23 +68,23 @@ def foreign_result(srv: MockServer) -> None:
 
 
 SCENARIOS: dict[str, Callable[[MockServer], None]] = {
-    "duplicate_request_id": two_devices_get_tasks,
-    "capture_no_echo": capture,
-    "capture_code_nonzero": capture,
-    "idle_without_time_stamp": lambda srv: poll(srv, "IDLE"),
-    "idle_empty_body": lambda srv: poll(srv, "IDLE"),
-    "task_not_json": lambda srv: poll(srv, "IDLE"),
-    "unknown_task": lambda srv: poll(srv, "IDLE"),
-    "accept_foreign_result": foreign_result,
-    "capture_5xx": capture,
-    "oversized_user_info": add_user,
-    "no_answer": lambda srv: poll(srv, "IDLE"),
-    "require_vendor_field": lambda srv: poll(srv, "IDLE"),
-    "resend_failed_task": failing_task,
-    "accept_path_frpic": path_capture,
+    "duplicate-request-id": two_devices_get_tasks,
+    "capture-no-echo": capture,
+    "capture-code-nonzero": capture,
+    "idle-without-time-stamp": lambda srv: poll(srv, "IDLE"),
+    "idle-empty-body": lambda srv: poll(srv, "IDLE"),
+    "task-not-json": lambda srv: poll(srv, "IDLE"),
+    "unknown-task": lambda srv: poll(srv, "IDLE"),
+    "accept-foreign-result": foreign_result,
+    "capture-5xx": capture,
+    "oversized-user-info": add_user,
+    "no-answer": lambda srv: poll(srv, "IDLE"),
+    "require-vendor-field": lambda srv: poll(srv, "IDLE"),
+    "resend-failed-task": failing_task,
+    "accept-path-frpic": path_capture,
 }
 # The clients in foreign_result and path_capture misbehave on purpose (that is what the server must refuse).
-EXPECTED_DEVICE_ERRORS = {"accept_foreign_result": {"RESULT-UNKNOWN-ID"}, "accept_path_frpic": {"MSG-FORMAT"}}
+EXPECTED_DEVICE_ERRORS = {"accept-foreign-result": {"RESULT-UNKNOWN-ID"}, "accept-path-frpic": {"MSG-FORMAT"}}
 ENGINE_FOUND = [name for name, m in MISBEHAVIOURS.items() if RULES[m.rule].origin == "engine"]
 
 
@@ -156,7 +156,7 @@ def test_misbehaviours_over_http(server: MockServer, client: httpx.Client) -> No
     listed = client.get("/_admin/misbehaviours").json()
     assert {m["name"] for m in listed} == set(MISBEHAVIOURS) and not any(m["on"] for m in listed)
     switched = client.put("/_admin/misbehaviours/capture_5xx", json={"on": True})
-    assert switched.json() == {"name": "capture_5xx", "on": True}
+    assert switched.json() == {"name": "capture-5xx", "on": True}  # the old underscore spelling is read
     assert client.post("/faceRecognition", json=capture_body("X")).status_code == 500
     assert client.put("/_admin/misbehaviours/capture_5xx", json={"on": False}).status_code == 200
     assert client.post("/faceRecognition", json=capture_body("X")).status_code == 200
