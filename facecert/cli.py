@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from facecert.clicommon import VersionOpt, fail
+from facecert.clicommon import BaselineOpt, VersionOpt, WriteBaselineOpt, fail
 from facecert.profiles import PROFILES
 from facecert.validate import run_validate
 
@@ -24,7 +24,8 @@ console = Console(stderr=False)
 
 @app.command()
 def validate(
-    files: list[Path] = typer.Argument(..., help="HAR, mitmproxy flow files, facecert JSONL, or single JSON messages"),
+    files: list[Path] = typer.Argument(..., help="HAR, mitmproxy flow files, facecert JSONL, or single JSON messages; "
+                                       "a folder: every capture in it, recursively, each its own session"),
     profile: Optional[str] = typer.Option(None, "--profile", help="strict | field (default: as the HAR was judged "
                                           "live, else strict)"),
     protocol_version: VersionOpt = None,
@@ -39,6 +40,8 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="print the JSON summary instead of the table"),
     junit: Optional[Path] = typer.Option(None, "--junit", help="also write JUnit XML here"),
     show_info: bool = typer.Option(False, "--info", help="list info findings in the table too"),
+    baseline: BaselineOpt = None,
+    write_baseline: WriteBaselineOpt = None,
 ) -> None:
     """Validate captures or messages offline. Exit 0 clean, 1 errors, 2 unusable input.
 
@@ -55,7 +58,8 @@ def validate(
     code = run_validate(files, profile=settings["profile"], version=settings["protocol_version"],
                         tolerance=settings["tolerance"], time_scale=settings["time_scale"], as_kind=as_,
                         json_out=json_out, junit=junit, show_info=show_info, console=console,
-                        party=None if settings["party"] == "all" else settings["party"])
+                        party=None if settings["party"] == "all" else settings["party"],
+                        baseline=baseline, write_baseline=write_baseline)
     raise typer.Exit(code)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
 import typer
@@ -35,6 +36,12 @@ ToleranceOpt = Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0,
                                              help="relative tolerance on the 20 s / 5 s cadence (default 0.25 = ±25 %)")]
 TimeScaleOpt = Annotated[float, typer.Option("--time-scale", min=0.00001, max=100.0,
                                              help="protocol intervals are multiplied by this (simulators run at e.g. 0.05)")]
+
+BaselineOpt = Annotated[Optional[Path], typer.Option(
+    "--baseline", help="an earlier summary.json (or its report folder, or a --write-baseline file): fail only on "
+                       "what is new since then (docs/ci.md)")]
+WriteBaselineOpt = Annotated[Optional[Path], typer.Option(
+    "--write-baseline", help="save this run's findings and failing scenarios as a baseline here")]
 
 
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:
