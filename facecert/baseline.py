@@ -183,18 +183,35 @@ def write_baseline(summary: dict[str, Any], path: Path, command: str) -> Path:
                                                                      allow_nan=False) + "\n"))
 
 
-def print_comparison(console: Any, comparison: Comparison, limit: int = 50) -> None:
-    """The console block: counts, then every new item (what fails the run), fixed ones briefly."""
+def rebased_exit_code(code: int, comparison: Comparison, stale_declarations: bool = False) -> int:
+    """A certification's exit code against a baseline: 2 (only the harness could not run) stays 2;
+    otherwise 1 for anything new, or for a declared failure (``--expect``) nothing matched, which
+    fails with or without a baseline; else 0."""
+    if code == 2:
+        return 2
+    return 1 if comparison.failed or stale_declarations else 0
+
+
+def print_comparison(console: Any, block: dict[str, Any], limit: int = 50) -> None:
+    """The console block, from the summary's ``baseline`` block: counts, then every new item
+    (what fails the run) and every fixed one."""
     from rich.text import Text
 
-    counts = comparison.counts()
-    colour = "red" if comparison.failed else "green"
-    head = Text(f"Baseline {comparison.source}: ", style="bold")
-    head.append(f"{counts['new']} new", style=f"bold {colour}")
+    counts = block["counts"]
+    head = Text(f"Baseline {block.get('source', '')}: ", style="bold")
+    head.append(f"{counts['new']} new", style="bold red" if counts["new"] else "bold green")
     head.append(f", {counts['fixed']} fixed, {counts['unchanged']} unchanged")
     console.print(head, soft_wrap=True)
-    for label, found, style in (("new", comparison.new, "red"), ("fixed", comparison.fixed, "green")):
+    for label, style in (("new", "red"), ("fixed", "green")):
+        found = [_item(entry) for entry in block.get(label) or []]
         for item in found[:limit]:
             console.print(Text(f"  {label:5} {item.line()}", style=style), soft_wrap=True)
         if len(found) > limit:
             console.print(Text(f"  … {len(found) - limit} more {label} (see summary.json)"), soft_wrap=True)
+
+
+def _item(entry: dict[str, Any]) -> Item:
+    """An item back from its ``to_dict`` form."""
+    names = FINDING_KEY if entry.get("kind") == "finding" else SCENARIO_KEY
+    detail = {k: v for k, v in entry.items() if k not in names and k != "kind"}
+    return Item(str(entry.get("kind")), tuple(str(entry.get(n) or "") for n in names), detail)

@@ -194,5 +194,5 @@ def run_validate(files: list[Path], *, profile: str, version: str | None, tolera
             console.print(f"{len(judgement.captures)} captures judged, {len(judgement.skipped)} other files skipped",
                           highlight=False)
         if comparison is not None:
-            print_comparison(console, comparison)
+            print_comparison(console, summary["baseline"])
     return code

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from facecert.certify.console import progress_printer
-from facecert.clicommon import ProfileOpt, VersionOpt, fail
+from facecert.clicommon import BaselineOpt, ProfileOpt, VersionOpt, WriteBaselineOpt, fail
 
 if TYPE_CHECKING:
     from facecert.certify.runner import PlanOutcome
@@ -45,6 +45,26 @@ def _expectations(path: Optional[Path]) -> list:
         fail(console, str(exc))
 
 
+def _baseline(path: Optional[Path]) -> Optional[dict]:
+    """The earlier summary to compare with (read before the plan runs: a bad path is exit 2 at once)."""
+    from facecert.baseline import BaselineError, load_baseline
+
+    if path is None:
+        return None
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        fail(console, escape(str(exc)))
+
+
+def _save_baseline(summary: dict, path: Optional[Path], command: str) -> None:
+    from facecert.baseline import write_baseline
+
+    if path is not None:
+        write_baseline(summary, path, command)
+        console.print(f"baseline written: {path}", soft_wrap=True, highlight=False, markup=False)
+
+
 def _report_dir(report: Optional[Path], plan: str) -> Path:
     return report or Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan}"
 
@@ -74,6 +94,8 @@ def certify_device(
     expect: ExpectOpt = None,
     debug: DebugOpt = False,
     sign: SignOpt = None,
+    baseline: BaselineOpt = None,
+    write_baseline: WriteBaselineOpt = None,
 ) -> None:
     """Play the platform for a device and certify it against the device plan."""
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
@@ -85,6 +107,7 @@ def certify_device(
 
     host, port = _listen(listen)
     expectations = _expectations(expect)
+    previous = _baseline(baseline)
     _check_key(sign)
     token, generated = admin_token_for(host, None)
     if fault and not demo:
@@ -128,7 +151,8 @@ def certify_device(
         "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,
         "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
         "wall_to_floor_ratio": round(wall / floor, 2) if floor else None}, html=html,
-        expectations=expectations, judged_with=judged)
+        expectations=expectations, judged_with=judged, baseline=previous, baseline_source=str(baseline or ""))
+    _save_baseline(summary, write_baseline, "certify device")
     _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
 
@@ -149,6 +173,8 @@ def certify_server(
     expect: ExpectOpt = None,
     debug: DebugOpt = False,
     sign: SignOpt = None,
+    baseline: BaselineOpt = None,
+    write_baseline: WriteBaselineOpt = None,
 ) -> None:
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
@@ -166,6 +192,7 @@ def certify_server(
         fail(console, "--misbehave breaks our mock server: it needs --demo")
     misbehave = _known_misbehaviours(misbehave)
     expectations = _expectations(expect)
+    previous = _baseline(baseline)
     _check_key(sign)
     if not demo:
         _check_answers(url)
@@ -195,7 +222,9 @@ def certify_server(
                                                        "time_scale": cfg.time_scale, "demo": demo,
                                                        "misbehaviours": sorted(misbehave),
                                                        "plan_seconds": round(session.plan_ended - session.plan_started, 3)},
-                            html=html, expectations=expectations, judged_with=judged)
+                            html=html, expectations=expectations, judged_with=judged, baseline=previous,
+                            baseline_source=str(baseline or ""))
+    _save_baseline(summary, write_baseline, "certify server")
     _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
 
@@ -295,6 +324,10 @@ def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool,
 
     traces = {f"{r.feature}\0{r.name}": r.trace for r in outcome.records if r.trace} if debug else {}
     print_outcome(console, summary, traces)
+    if summary.get("baseline"):
+        from facecert.baseline import print_comparison
+
+        print_comparison(console, summary["baseline"])
     html = f", {summary['html']}" if summary.get("html") else f"; no HTML: {summary.get('html_error')}"
     console.print(f"report: {report}/ (summary.json, junit.xml, allure-results/, session.har{html})",
                   soft_wrap=True, highlight=False, markup=False)

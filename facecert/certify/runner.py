@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
+from facecert.baseline import compare, rebased_exit_code
 from facecert.captures import write_har
 from facecert.certify.expectations import Expectation, apply_expectations
 from facecert.certify.outputs import finish_allure, root_causes, write_junit
@@ -71,10 +72,12 @@ def exit_code(records: list[ScenarioRecord], declarations: list[dict[str, Any]])
 
 def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list[Any], findings: list[dict[str, Any]],
                   extra: dict[str, Any], html: bool = True, expectations: list[Expectation] | None = None,
-                  judged_with: dict[str, Any] | None = None) -> dict[str, Any]:
+                  judged_with: dict[str, Any] | None = None, baseline: dict[str, Any] | None = None,
+                  baseline_source: str = "") -> dict[str, Any]:
     """Everything a person or a CI job reads afterwards, from one set of scenario records.
 
-    ``findings`` are the engine's findings of the party under test (with ``time`` where known)."""
+    ``findings`` are the engine's findings of the party under test (with ``time`` where known).
+    With a ``baseline`` (an earlier summary, facecert.baseline) the exit code counts only what is new."""
     records = outcome.records
     declarations = apply_expectations(records, expectations or [], {f["rule"] for f in findings})
     har = write_har(exchanges, report / "session.har", creator=f"facecert certify {plan}", judged_with=judged_with)
@@ -100,6 +103,12 @@ def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
+    if baseline is not None:
+        comparison = compare(baseline, summary, source=baseline_source)
+        summary["baseline"] = comparison.to_dict()
+        stale = any(d["status"] == "unmatched" for d in declarations) or \
+            any(r.verdict is Verdict.UNEXPECTED_PASS for r in records)
+        summary["exit_code"] = rebased_exit_code(code, comparison, stale)
     write_junit(report / "junit.xml", f"facecert.{plan}", records)
     results = report / "allure-results"
     if results.is_dir():
