@@ -119,7 +119,7 @@ def second_device_polls(cert: Any, scn: dict[str, Any]) -> None:
         answer = None
     if not isinstance(answer, dict) or answer.get("request_type") != scn["task"]:
         rules = [f.rule for f in cert.findings_for(exchange) if f.severity.value == "error"]
-        fail([*rules, "TASK-NOT-SENT"], f"the platform was made to queue {scn['task']} for {scn['second']}, whose "
+        fail(rules or ["TASK-NOT-SENT"], f"the platform was made to queue {scn['task']} for {scn['second']}, whose "
              f"next poll was answered {_answer_text(exchange)}")
     scn["foreign_rid"] = answer["request_id"]
 
@@ -209,12 +209,18 @@ def _wait_sent(cert: Any, scn: dict[str, Any], predicate: Any, timeout: float, w
     manual trigger with nobody at the console cannot be carried out (HARNESS-OPERATOR)."""
     if scn.get("manual"):
         what += f" (queued by the operator: {scn['manual']})"
+
+    def broken() -> bool:  # a poll since the trigger already broke a rule: no need to wait on
+        return bool(cert.explain_polls(scn["triggered_at"], scn.get("task"))[0])
     try:
-        _wait_device(cert, scn, predicate, timeout, what, ["TASK-NOT-SENT"])
+        _wait_device(cert, scn, lambda: predicate() or broken(), timeout, what, ["TASK-NOT-SENT"])
     except AssertionError as exc:
         if scn.get("manual") and not cert.operator.interactive:
             error("HARNESS-OPERATOR", f"needs an operator: {scn['manual']} (stdin is not a terminal; {exc})")
         raise
+    if not predicate():
+        rules, why = cert.explain_polls(scn["triggered_at"], scn.get("task"))
+        fail(rules, f"{what} did not come: {why}")
 
 
 def _receive(cert: Any, scn: dict[str, Any], task: str) -> None:

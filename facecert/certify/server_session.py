@@ -104,7 +104,9 @@ class ServerSession:
 
     @property
     def task_deadline(self) -> float:
-        return 2 * self.scaled("idle_interval_s") + self.scaled("task_interval_s") + 5.0
+        """A queued task must come within two idle polls and a task interval, plus time for the
+        platform to queue it after the trigger (5 s at real time, scaled for simulators)."""
+        return 2 * self.scaled("idle_interval_s") + self.scaled("task_interval_s") + max(1.0, 5.0 * self.time_scale)
 
     def operator_wait(self) -> float:
         """How long a person at the platform gets to queue a task by hand (manual triggers);
