@@ -13,13 +13,27 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from facecert.clicommon import BaselineOpt, VersionOpt, WriteBaselineOpt, fail
+from facecert import __version__
+from facecert.clicommon import BaselineOpt, VersionOpt, WriteBaselineOpt, conventional_help_types, fail
 from facecert.profiles import PROFILES
 from facecert.validate import run_validate
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+conventional_help_types()
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode="rich",
                   help="Conformance harness for the face-terminal HTTP task protocol (V2.0).")
 console = Console(stderr=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"facecert {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="print facecert's version and exit")) -> None:
+    """Conformance harness for the face-terminal HTTP task protocol (V2.0)."""
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -47,3 +47,40 @@ WriteBaselineOpt = Annotated[Optional[Path], typer.Option(
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
+
+
+_HELP_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "int range": "INTEGER", "float range": "FLOAT",
+               "path": "PATH", "Path": "PATH", "file": "FILE", "directory": "DIR", "bool": "BOOLEAN"}
+
+
+def conventional_help_types() -> None:
+    """Help shows what a value looks like the way click always did (``TEXT``, ``INTEGER``,
+    ``PATH``) and nothing after a flag; typer 0.2x prints Python types instead
+    (``--json <bool>``, ``<list[Path]>``), which read as if a flag took a value."""
+    from typer.core import TyperArgument, TyperOption
+
+    def plain(label: str) -> str:
+        label = label.strip("<>")
+        while label.startswith("list[") and label.endswith("]"):  # repeatable: the option is named once per value
+            label = label[5:-1]
+        return _HELP_TYPES.get(label, label.upper())
+
+    def option_type(self: TyperOption, ctx: Any) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count:
+            return None
+        return plain(self.display_type(ctx))
+
+    def argument_type(self: TyperArgument, ctx: Any) -> str | None:
+        return self.metavar or plain(self.display_type(ctx))
+
+    def usage_name(self: TyperArgument) -> str:
+        """``FILES...`` in the usage line, as click writes it (typer 0.2x: ``{files}...``)."""
+        name = self.metavar or self.name.upper()
+        return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+    TyperOption.display_type_rich = option_type  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = argument_type  # type: ignore[method-assign]
+    if hasattr(TyperArgument, "_usage_display_name"):  # a private hook: left alone where typer has none
+        TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]

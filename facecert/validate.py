@@ -28,9 +28,14 @@ def validate_capture(engine: Engine, path: Path, as_kind: str | None) -> int:
                                f"(e.g. --as taskRequest, --as task, --as faceRecognition-answer)")
         if as_kind not in message_kinds(engine.contract):
             raise CaptureError(f"--as {as_kind}: unknown; one of {', '.join(message_kinds(engine.contract)[:16])}, …")
-        if path.stat().st_size > MAX_MESSAGE_BYTES:
-            raise CaptureError(f"{path}: {path.stat().st_size:,} bytes is too large for a single message")
-        judge_message(engine, as_kind, path.read_bytes())
+        try:
+            size = path.stat().st_size
+            if size > MAX_MESSAGE_BYTES:
+                raise CaptureError(f"{path}: {size:,} bytes is too large for a single message")
+            body = path.read_bytes()
+        except OSError as exc:  # missing, a folder, unreadable: one line, as for captures
+            raise CaptureError(f"{path}: cannot read ({exc.strerror})") from None
+        judge_message(engine, as_kind, body)
         return 1
     count = 0
     for exchange in read_capture(path, fmt):

@@ -6,13 +6,15 @@ import asyncio
 import collections
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.measure import Measurement
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
 
@@ -25,13 +27,15 @@ console = Console()
 
 
 def faults_table() -> Table:
+    """Every knob; the names never wrap, the description takes what is left (and folds)."""
     table = Table(title="fault knobs (--fault NAME)", show_lines=False)
-    for column in ("knob", "rule broken", "what the device does", "needs"):
-        table.add_column(column)
+    table.add_column("knob", no_wrap=True)
+    table.add_column("rule broken", no_wrap=True)
+    table.add_column("what the device does (what the run needs)", overflow="fold", ratio=1)
     for fault in FAULTS:
-        rule = fault.rule or f"[dim]none: {fault.check}[/]"
+        rule = Text(fault.rule) if fault.rule else Text(f"none: {fault.check}", style="dim")
         version = f" (declares V{fault.protocol_version})" if fault.protocol_version else ""
-        table.add_row(fault.name, rule, fault.description + version, fault.scenario)
+        table.add_row(fault.name, rule, Text(f"{fault.description}{version} (needs: {fault.scenario})"))
     return table
 
 
@@ -45,21 +49,64 @@ def status_line(fleet: Fleet, started: float, duration: float | None) -> str:
             f"failures [red]{total['failures']}[/]")
 
 
-def summary_table(fleet: Fleet, per_device_limit: int = 20) -> Table:
-    table = Table(title="summary")
-    keys = ("polls", "idle", "tasks", "results", "task_failures", "failures", "captures_sent", "captures_buffered",
-            "captures_dropped", "alarms", "gps", "latency_p50_ms", "latency_p95_ms")
-    table.add_column("device")
-    for key in keys:
-        table.add_column(key.replace("_", " "), justify="right")
+SUMMARY_KEYS = ("polls", "idle", "tasks", "results", "task_failures", "failures", "captures_sent",
+                "captures_buffered", "captures_dropped", "alarms", "gps", "latency_p50_ms", "latency_p95_ms")
+
+
+class SummaryView:
+    """Counters per device and for all: a device per row when that fits the console, else a
+    device per column (as many as fit side by side), so no figure is ever cut off."""
+
+    def __init__(self, rows: list[dict], total: dict, more: int) -> None:
+        self.rows, self.total, self.more = rows, total, more
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
+        wide = self._by_device()
+        if self._fits(console, options, wide):  # every header and figure whole
+            yield wide
+        else:
+            columns = [(str(row["device_id"]), row) for row in self.rows]
+            if len(self.rows) != 1:
+                columns.append(("all", self.total))
+            start = 0
+            while start < len(columns):
+                size = len(columns) - start
+                while size > 1 and not self._fits(console, options, self._by_key(columns[start:start + size])):
+                    size -= 1
+                yield self._by_key(columns[start:start + size])
+                start += size
+        if self.more:
+            yield Text(f"and {self.more} more device(s) not shown")
+
+    @staticmethod
+    def _fits(console: Console, options: ConsoleOptions, table: Table) -> bool:
+        """The table's natural width (nothing wrapped or cut) is within the console's."""
+        natural = Measurement.get(console, options.update_width(100_000), table).maximum
+        return natural <= options.max_width
+
+    def _by_device(self) -> Table:
+        table = Table(title="summary")
+        table.add_column("device")
+        for key in SUMMARY_KEYS:
+            table.add_column(key.replace("_", " "), justify="right")
+        for row in self.rows:
+            table.add_row(str(row["device_id"]), *(str(row[k]) for k in SUMMARY_KEYS))
+        table.add_row(Text("all", style="bold"), *(Text(str(self.total[k]), style="bold") for k in SUMMARY_KEYS))
+        return table
+
+    def _by_key(self, columns: list[tuple[str, dict]]) -> Table:
+        table = Table(title="summary")
+        table.add_column("", no_wrap=True)
+        for name, _ in columns:
+            table.add_column(name, justify="right", overflow="fold")
+        for key in SUMMARY_KEYS:
+            table.add_row(key.replace("_", " "), *(str(values[key]) for _, values in columns))
+        return table
+
+
+def summary_table(fleet: Fleet, per_device_limit: int = 20) -> SummaryView:
     rows = fleet.per_device()
-    for row in rows[:per_device_limit]:
-        table.add_row(row["device_id"], *(str(row[k]) for k in keys))
-    if len(rows) > per_device_limit:
-        table.add_row(f"… {len(rows) - per_device_limit} more", *("" for _ in keys))
-    total = fleet.summary()
-    table.add_row("[bold]all[/]", *(f"[bold]{total[k]}[/]" for k in keys))
-    return table
+    return SummaryView(rows[:per_device_limit], fleet.summary(), max(0, len(rows) - per_device_limit))
 
 
 def print_judgement(fleet: Fleet) -> int:
@@ -141,6 +188,8 @@ def register(app: typer.Typer) -> None:
                 asyncio.run(_run(fleet, duration, live, started))
         except KeyboardInterrupt:
             console.print("[yellow]stopped[/]")
+        if not console.is_terminal:
+            console.line()  # rich leaves the last status line unterminated in a log or a pipe
         console.print(summary_table(fleet))
         if judge:
             raise typer.Exit(print_judgement(fleet))
