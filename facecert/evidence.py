@@ -311,19 +311,20 @@ def sign_bytes(data: bytes, key: Path) -> bytes:
         (work / MANIFEST).write_bytes(data)
         done = _run_ssh_keygen(["-Y", "sign", "-f", str(key.resolve()), "-n", NAMESPACE, MANIFEST], work)
         if done.returncode != 0 or not (work / SIGNATURE).is_file():
-            raise EvidenceError(_key_problem(key, _said(done)))
+            raise EvidenceError(_key_problem(key, done))
         return (work / SIGNATURE).read_bytes()
 
 
-def _key_problem(key: Path, said: str) -> str:
+def _key_problem(key: Path, done: subprocess.CompletedProcess[bytes]) -> str:
     shown = printable(str(key))
-    if "passphrase" in said:
+    output = done.stderr.decode("utf-8", "replace")
+    if "passphrase" in output:
         return (f"--sign {shown}: the key is protected by a passphrase, and a run signs unattended: use a key "
                 f"without one (ssh-keygen -t ed25519 -N \"\" -f KEY), or load it in ssh-agent (ssh-add {shown}) "
                 f"and give its public key (--sign {shown}.pub)")
-    if "bad permissions" in said:
+    if "bad permissions" in output or "are too open" in output:
         return f"--sign {shown}: others can read the key, so ssh-keygen refuses it: chmod 600 {shown}"
-    return f"--sign {shown}: ssh-keygen cannot sign with it ({said})"
+    return f"--sign {shown}: ssh-keygen cannot sign with it ({_said(done)})"
 
 
 def check_signing_key(key: Path) -> None:

@@ -35,7 +35,7 @@ from facecert.profiles import PROFILES
 
 from proxy_addons import http1_trailers
 from proxy_addons.live import LEVEL, comment_for, log_line, mark_for
-from proxy_addons.reports import write_reports
+from proxy_addons.reports import write_evidence, write_reports
 from proxy_addons.session import ProxySession, SessionOptions
 from proxy_addons.snapshot import Snapshot, should_stream, snapshot, tap
 
@@ -145,6 +145,7 @@ class FacecertAddon:
         session.finish()
         self._write("final")
         session.close()
+        self._guard("writing the evidence manifest", lambda: write_evidence(session, self.report_dir))
 
     # ---- commands ---------------------------------------------------------
     @command.command("facecert.report")

@@ -1,10 +1,11 @@
 """The proxy's reports: the same files the suites write, plus a HAR of the session.
 
-Written at shutdown (final) and on demand (``facecert.report``). Each report
-is written on its own, so one that fails (a full disk, a finding nobody
-foresaw) leaves the others written; the summary, JUnit and Allure results
-come first because they are cheap and they are what CI reads, the HAR last
-because it is assembled from the on-disk record and grows with the session.
+Written at shutdown (final, then the evidence manifest ``manifest.json`` over
+them all) and on demand (``facecert.report``). Each report is written on its
+own, so one that fails (a full disk, a finding nobody foresaw) leaves the
+others written; the summary, JUnit and Allure results come first because they
+are cheap and they are what CI reads, the HAR last because it is assembled
+from the on-disk record and grows with the session.
 Every text is cleaned first (:func:`proxy_addons.strict.clean_finding`), and
 the JSON files are written to a temporary file and renamed, never through a
 symlink, so a report is whole or absent, never empty.
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from facecert.captures.files import replace_with
-from facecert.jsonsafe import dumps_strict
+from facecert.evidence import predicate_from_summary, write_manifest
+from facecert.jsonsafe import dumps_strict, loads_strict
 from facecert.model import Finding
 from facecert.reports import summarize, write_junit
 
@@ -80,6 +82,14 @@ def write_reports(session: ProxySession, folder: Path) -> ReportPaths:
                                      judged_with={"profile": config.profile, "protocol_version": session.version,
                                                   "tolerance": config.tolerance, "time_scale": config.time_scale}))
     return paths
+
+
+def write_evidence(session: ProxySession, folder: Path) -> Path:
+    """The last write at shutdown: ``manifest.json`` over every file of the folder (the record
+    closed first), its predicate from the summary just written (:mod:`facecert.evidence`)."""
+    summary = loads_strict(paths_in(folder).summary.read_bytes())
+    return write_manifest(folder, predicate_from_summary(summary, plan="proxy", started=session.started,
+                                                         ended=time.time()))
 
 
 def _contained(session: ProxySession, where: str, work: Callable[[], Any]) -> Any:
