@@ -34,7 +34,8 @@ from mitmproxy.proxy.layers.http._events import (
     RequestEndOfMessage, RequestTrailers, ResponseEndOfMessage, ResponseTrailers)
 
 _LAST_CHUNK = b"0\r\n\r\n"
-_MARK = "_facecert_trailers"
+_HELD = "_facecert_trailers"  # on a connection: trailers waiting for the last chunk
+_INSTALLED = "_facecert_trailers_installed"  # on the class: wrapped once
 
 Commands = Generator[Any, Any, None]
 
@@ -97,13 +98,13 @@ def _read_body(original: Callable[..., Commands]) -> Callable[..., Commands]:
 def _send(original: Callable[..., Commands], held: type) -> Callable[..., Commands]:
     def send(self: Any, event: Any) -> Commands:
         if isinstance(event, held):
-            setattr(self, _MARK, event.trailers)  # written with the last chunk
+            setattr(self, _HELD, event.trailers)  # written with the last chunk
             return _nothing()
-        trailers = getattr(self, _MARK, None)
+        trailers = getattr(self, _HELD, None)
 
         def change(command: Any) -> list[Any]:
             if trailers is not None and isinstance(command, commands.SendData) and command.data == _LAST_CHUNK:
-                setattr(self, _MARK, None)
+                setattr(self, _HELD, None)
                 return [commands.SendData(command.connection, b"0\r\n" + bytes(trailers) + b"\r\n")]
             return [command]
 
@@ -121,12 +122,12 @@ def _still_unsupported() -> bool:
 
 def install() -> bool:
     """Wrap mitmproxy's HTTP/1 layer once; True when it is (now or already) wrapped."""
-    if getattr(_http1.Http1Connection, _MARK, False):
+    if getattr(_http1.Http1Connection, _INSTALLED, False):
         return True
     if not _still_unsupported():
         return False
     _http1.Http1Connection.read_body = _read_body(_http1.Http1Connection.read_body)  # type: ignore[method-assign]
     _http1.Http1Client.send = _send(_http1.Http1Client.send, RequestTrailers)  # type: ignore[method-assign]
     _http1.Http1Server.send = _send(_http1.Http1Server.send, ResponseTrailers)  # type: ignore[method-assign]
-    setattr(_http1.Http1Connection, _MARK, True)
+    setattr(_http1.Http1Connection, _INSTALLED, True)
     return True

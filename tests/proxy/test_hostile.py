@@ -92,25 +92,40 @@ def test_memory_stays_flat_over_a_long_session(upstream: Upstream, mitm_confdir:
     assert len(list(read_jsonl(tmp_path / RECORD))) == 220  # every exchange is on disk instead
 
 
-def test_chunked_request_with_trailers_is_answered(mitm_confdir: Path, tmp_path: Path) -> None:
+ALARM = b'{"device_id": "ID00000000000778", "alarm_type": 1}'
+CHUNKED_HEAD = (b"POST /deviceAlarm HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n")
+#: name -> (chunked body as sent, what must end the body the upstream gets)
+CHUNKED = {
+    "plain": (b"%x\r\n%s\r\n0\r\n\r\n" % (len(ALARM), ALARM), b"\r\n0\r\n\r\n"),
+    "several chunks": (b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (ALARM[:10], ALARM[10:30], ALARM[30:]))
+                       + b"0\r\n\r\n", b"\r\n0\r\n\r\n"),
+    "empty": (b"0\r\n\r\n", b"0\r\n\r\n"),
+    "trailers": (b"%x\r\n%s\r\n0\r\nX-Checksum: abc123\r\n\r\n" % (len(ALARM), ALARM),
+                 b"0\r\nX-Checksum: abc123\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(CHUNKED))
+def test_chunked_request_is_answered(name: str, mitm_confdir: Path, tmp_path: Path) -> None:
+    body, ending = CHUNKED[name]
     answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
               b"Trailer: X-Served\r\n\r\n" b"1b\r\n" + b'{"code": 0, "log": "ok"}   ' + b"\r\n0\r\nX-Served: yes\r\n\r\n")
     upstream = RawUpstream(answer)
     dump = start_proxy(upstream.url, mitm_confdir, tmp_path)
     try:
-        body = b'{"device_id": "ID00000000000778", "alarm_type": 1}'
-        request = (b"POST /deviceAlarm HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\n"
-                   b"Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
-                   + b"%x\r\n%s\r\n" % (len(body), body) + b"0\r\nX-Checksum: abc123\r\n\r\n")
-        got = raw_exchange(dump.address, request)  # type: ignore[arg-type]
+        head = CHUNKED_HEAD + (b"Trailer: X-Checksum\r\n" if name == "trailers" else b"") + b"\r\n"
+        got = raw_exchange(dump.address, head + body)  # type: ignore[arg-type]
+        again = raw_exchange(dump.address, CHUNKED_HEAD + b"\r\n" + CHUNKED["plain"][0])  # type: ignore[arg-type]
     finally:
         dump.stop()
         upstream.close()
-    assert got.startswith(b"HTTP/1.1 200"), got[:200]
-    assert got.endswith(b"0\r\nX-Served: yes\r\n\r\n")  # the answer's trailers came back too
-    assert upstream.received[0].endswith(b"0\r\nX-Checksum: abc123\r\n\r\n")  # and the request's went on
-    assert body in upstream.received[0]
-    assert summary_of(tmp_path)["flows"] == 1
+    for reply in (got, again):
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert reply.endswith(b"0\r\nX-Served: yes\r\n\r\n")  # the answer's trailers came back too
+    assert upstream.received[0].endswith(ending), upstream.received[0][-80:]  # the request's went on
+    assert upstream.received[1].endswith(CHUNKED["plain"][1])  # nothing held over to the next request
+    assert summary_of(tmp_path)["flows"] == 2
 
 
 def test_kill_9_loses_no_finished_flow(upstream: Upstream, mitm_confdir: Path, tmp_path: Path) -> None:
