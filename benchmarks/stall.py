@@ -78,9 +78,10 @@ async def other_devices(url: str, devices: int, interval: float, seconds: float)
     return latencies
 
 
-def send_hostile(url: str, seconds: float, max_body: int) -> None:
-    """The hostile process: every body of :func:`hostile_bodies`, round and round, until ``seconds`` pass."""
-    bodies = list(hostile_bodies(max_body))
+def send_hostile(url: str, seconds: float, max_body: int, only: str = "") -> None:
+    """The hostile process: every body of :func:`hostile_bodies` (whose name contains ``only``),
+    round and round, until ``seconds`` pass."""
+    bodies = [b for b in hostile_bodies(max_body) if only in b[0]]
     deadline, sent, worst = time.monotonic() + seconds, 0, 0
     with httpx.Client(base_url=url, timeout=60) as client:
         while time.monotonic() < deadline:
@@ -92,10 +93,11 @@ def send_hostile(url: str, seconds: float, max_body: int) -> None:
     print(json.dumps({"sent": sent, "worst_status": worst}), flush=True)
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(folder: Path, in_memory: bool = False) -> tuple[subprocess.Popen[str], str]:
     port_file = folder / "port"
+    db = [] if in_memory else ["--db", str(folder / "stall.db")]
     proc = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--port", "0", "--port-file", str(port_file),
-                             "--db", str(folder / "stall.db"), "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             *db, "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
     while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < deadline:
@@ -106,9 +108,9 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def measure(url: str, devices: int, interval: float, seconds: float, senders: int,
-            max_body: int) -> dict[str, float]:
+            max_body: int, only: str = "") -> dict[str, float]:
     """Other devices' latency figures, with ``senders`` hostile processes meanwhile (0: none)."""
-    hostile = [subprocess.Popen([sys.executable, __file__, "--send-hostile", url, str(seconds), str(max_body)],
+    hostile = [subprocess.Popen([sys.executable, __file__, "--send-hostile", url, str(seconds), str(max_body), only],
                                 cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(senders)]
     try:
         latencies = asyncio.run(other_devices(url, devices, interval, seconds))
@@ -126,19 +128,22 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=10)
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between one device's polls")
     parser.add_argument("--senders", type=int, default=2, help="hostile processes sending back to back")
-    parser.add_argument("--send-hostile", nargs=3, metavar=("URL", "SECONDS", "MAX_BODY"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help="session in memory instead of a file database")
+    parser.add_argument("--only", default="", help="only the hostile bodies whose name contains this")
+    parser.add_argument("--send-hostile", nargs=4, metavar=("URL", "SECONDS", "MAX_BODY", "ONLY"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send_hostile:
-        url, seconds, max_body = args.send_hostile
-        send_hostile(url, float(seconds), int(max_body))
+        url, seconds, max_body, only = args.send_hostile
+        send_hostile(url, float(seconds), int(max_body), only)
         return
     seconds = min(args.seconds, MAX_SECONDS / 3)
     max_body = get_contract().limits.max_body_bytes
     with tempfile.TemporaryDirectory(prefix="facecert-stall-") as tmp:
-        proc, url = start_server(Path(tmp))
+        proc, url = start_server(Path(tmp), args.memory)
         try:
             calm = measure(url, args.devices, args.interval, seconds, 0, max_body)
-            storm = measure(url, args.devices, args.interval, seconds, args.senders, max_body)
+            storm = measure(url, args.devices, args.interval, seconds, args.senders, max_body, args.only)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -27,7 +27,7 @@ from facecert.model import Exchange, Finding, Severity
 from facecert.rules.conversation import rid_key
 from facecert.rules.message import ParseFailure, Parsed
 
-from mock_server.answers import plan_for
+from mock_server.answers import capture_image, plan_for
 from mock_server.assets import Assets
 from mock_server.config import ServerConfig
 from mock_server.faults import Fault, make_fault
@@ -216,12 +216,19 @@ class Platform:
 
     def captures(self, device_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         return self._select("captures", device_id, "id, exchange_id, device_id, snap_time, frpic_name, accepted, received, "
-                                                   "(image IS NOT NULL OR image_file IS NOT NULL) AS has_image",
+                                                   "(image IS NOT NULL OR image_in_request = 1) AS has_image",
                             limit=limit)
 
     def capture_image(self, capture_id: int) -> bytes | None:
-        rows = self.store.rows("SELECT image, image_file FROM captures WHERE id = ?", (capture_id,))
-        return self.store.blob(rows[0]["image"], rows[0]["image_file"]) if rows else None
+        rows = self.store.rows("SELECT image, image_in_request, exchange_id FROM captures WHERE id = ?", (capture_id,))
+        if not rows or not rows[0]["image_in_request"]:
+            return rows[0]["image"] if rows else None
+        return self._image_of_exchange(rows[0]["exchange_id"])
+
+    def _image_of_exchange(self, exchange_id: int) -> bytes | None:
+        """A big capture's image, read from the capture itself (it is not stored twice)."""
+        parsed = self.engine.read(self.store.request_body(exchange_id), "faceRecognition request")
+        return capture_image(self, parsed.value) if isinstance(parsed.value, dict) else None
 
     def alarms(self, device_id: str | None = None) -> list[dict[str, Any]]:
         return self._select("alarms", device_id)
@@ -378,6 +385,7 @@ class Platform:
         if build_error is not None:
             ex.response_body = build_error(judged.findings)
         device_id = judged.device_id or device_id
+        self.store.spill_ahead(ex.request_body)  # a big body is written before the lock, not while others wait
         with self.store.tx() as conn:
             exchange_id = self.store.insert_exchange(conn, ex, device_id, endpoint, judged.request, judged.answer)
             self._insert_findings(conn, exchange_id, judged.findings)

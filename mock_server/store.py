@@ -13,6 +13,13 @@ surrogates as U+FFFD, JSON columns as strict JSON (the raw bytes are kept
 as they came in ``request_body``). The columns that take device numbers
 (``code``, ``snap_time``, ``result_code``) have no type affinity, so such
 text stays text. The database file is never opened through a symlink.
+
+A request body above ``SPILL_BYTES`` (a 20 MB capture) is written to a
+file of its own in ``<db>.bodies/`` (created without following links, never
+rewritten, before the transaction takes the lock) and the row names the file:
+the database and its WAL stay small, and a big body costs one write instead
+of WAL, checkpoint and fsync. A capture image that big is not stored a second
+time: it is read from its exchange's body when asked for.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import math
 import os
 import sqlite3
 import stat
+import re
+import secrets
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,13 +39,15 @@ from typing import Any, Iterator
 from facecert.jsonsafe import clean_text, dumps_strict
 from facecert.model import Exchange
 
+from mock_server.safefiles import write_new_file
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
     id INTEGER PRIMARY KEY, idx INTEGER, device_id TEXT, endpoint TEXT, method TEXT, path TEXT, url TEXT,
     peer TEXT, started REAL, ended REAL, status INTEGER, error TEXT,
     request_headers TEXT, request_body BLOB, response_headers TEXT, response_body BLOB,
-    request_json TEXT, response_json TEXT);
+    request_json TEXT, response_json TEXT, request_file TEXT, request_size INTEGER);
 CREATE TABLE IF NOT EXISTS findings (
     id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, rule TEXT, severity TEXT, party TEXT,
     created REAL, data TEXT);
@@ -49,7 +60,7 @@ CREATE TABLE IF NOT EXISTS results (
     code, accepted INTEGER, received REAL, body TEXT);
 CREATE TABLE IF NOT EXISTS captures (
     id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, snap_time, frpic_name TEXT,
-    accepted INTEGER, received REAL, image BLOB);
+    accepted INTEGER, received REAL, image BLOB, image_in_request INTEGER);
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, accepted INTEGER, received REAL, body TEXT);
 CREATE TABLE IF NOT EXISTS gps (
@@ -69,6 +80,9 @@ SIDE_FILES = ("-wal", "-shm", "-journal")
 PARSED_COPY_MAX = 1024 * 1024  # a body above this is kept raw only (request_body), not a second time parsed
 CHECKPOINT_EVERY_S = 1.0
 PAGE_SIZE = 65536  # new databases: a 20 MB body is 320 pages, not 5,000
+SPILL_BYTES = 1024 * 1024  # a blob above this goes to a file of its own beside the database
+_SPILL_NAME = re.compile(r"[0-9a-f]{32}\.bin")
+_MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "captures": ("image_in_request INTEGER",)}
 
 
 def _dumps(value: Any) -> str | None:
@@ -124,8 +138,19 @@ class Store:
             self._checkpointer = threading.Thread(target=self._checkpoints, name="facecert-store-checkpoint",
                                                   daemon=True)
         self.conn.executescript(_SCHEMA)
+        self._migrate()
+        self.bodies = spill_folder(self.path)
+        self._spilled = threading.local()  # per thread: a body written out ahead of its transaction
         if self._checkpointer is not None:
             self._checkpointer.start()
+
+    def _migrate(self) -> None:
+        """Columns added since a database was made (a session db from an older facecert)."""
+        for table, columns in _MIGRATIONS.items():
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def _checkpoints(self) -> None:
         """Passive checkpoints on a second connection: they run beside the writer, never block it."""
@@ -164,8 +189,36 @@ class Store:
             self.conn.execute("COMMIT")
 
     # ---- writes (inside tx) ------------------------------------------------
-    @staticmethod
-    def insert(conn: sqlite3.Connection, table: str, **values: Any) -> int:
+    def spill_ahead(self, body: bytes | None) -> None:
+        """Write a big request body to its file now, before the transaction takes the lock
+        (other exchanges commit meanwhile); the insert of its exchange then only names it."""
+        self._spilled.ahead = None
+        if self.bodies is None or not isinstance(body, bytes) or len(body) <= SPILL_BYTES:
+            return
+        if self.bodies.is_symlink():
+            raise ValueError(f"{self.bodies} is a symbolic link; bodies are not written through one")
+        if not self.bodies.is_dir():
+            self.bodies.mkdir(mode=0o700)
+        name = f"{secrets.token_hex(16)}.bin"
+        write_new_file(self.bodies, name, body, 0o600)
+        self._spilled.ahead = (body, name)
+
+    def _spill(self, table: str, values: dict[str, Any]) -> None:
+        """A big request body named by its file; a big capture image left to its exchange's body."""
+        body = values.get("request_body")
+        if table == "exchanges" and isinstance(body, bytes) and len(body) > SPILL_BYTES and self.bodies is not None:
+            ahead = getattr(self._spilled, "ahead", None)
+            if ahead is None or ahead[0] is not body:
+                self.spill_ahead(body)  # not written ahead: written now, under the lock
+                ahead = self._spilled.ahead
+            values.update(request_body=None, request_file=ahead[1], request_size=len(body))
+            self._spilled.ahead = None
+        image = values.get("image")
+        if table == "captures" and isinstance(image, bytes) and len(image) > SPILL_BYTES and values.get("exchange_id"):
+            values.update(image=None, image_in_request=1)
+
+    def insert(self, conn: sqlite3.Connection, table: str, **values: Any) -> int:
+        self._spill(table, values)
         values = {k: bindable(_dumps(v) if k in JSON_COLUMNS and not isinstance(v, (bytes, str, type(None))) else v)
                   for k, v in values.items()}
         columns = ", ".join(values)
@@ -177,12 +230,12 @@ class Store:
     def update(conn: sqlite3.Connection, table: str, where: dict[str, Any], **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
         cond = " AND ".join(f"{k} = ?" for k in where)
-        conn.execute(f"UPDATE {table} SET {sets} WHERE {cond}", [bindable(v) for v in (*values.values(), *where.values())])
+        conn.execute(f"UPDATE {table} SET {sets} WHERE {cond}",
+                     [bindable(v) for v in (*values.values(), *where.values())])
 
-    @staticmethod
-    def insert_exchange(conn: sqlite3.Connection, ex: Exchange, device_id: str, endpoint: str | None,
+    def insert_exchange(self, conn: sqlite3.Connection, ex: Exchange, device_id: str, endpoint: str | None,
                         request: Any, answer: Any) -> int:
-        return Store.insert(
+        return self.insert(
             conn, "exchanges", idx=ex.index, device_id=device_id, endpoint=endpoint, method=ex.method, path=ex.path,
             url=ex.url, peer=ex.peer, started=ex.started, ended=ex.ended, status=ex.status, error=ex.error,
             request_headers=_dumps(ex.request_headers), request_body=ex.request_body,
@@ -200,6 +253,32 @@ class Store:
             row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
+    def request_body(self, exchange_id: int) -> bytes | None:
+        """An exchange's request body, from its file when it was spilled."""
+        rows = self.rows("SELECT request_body, request_file FROM exchanges WHERE id = ?", (exchange_id,))
+        if not rows:
+            return None
+        return read_spilled(self.bodies, rows[0]["request_file"]) if rows[0]["request_file"] else rows[0]["request_body"]
+
+
+def spill_folder(db_path: str) -> Path | None:
+    """Where a file database keeps its big blobs (``<db>.bodies``); None in memory."""
+    if db_path == ":memory:":
+        return None
+    folder = Path(db_path + ".bodies")
+    if folder.is_symlink():
+        raise ValueError(f"{folder} is a symbolic link; the session's bodies are not written through one")
+    return folder
+
+
+def read_spilled(folder: Path | None, name: str) -> bytes:
+    """A spilled blob; the name is one we made (32 hex digits), never a path."""
+    if folder is None or not _SPILL_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a spilled body of this session")
+    fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
 
 def decode_json_columns(row: dict[str, Any]) -> dict[str, Any]:
     """JSON text columns back to values; blobs dropped (served separately)."""
@@ -216,10 +295,12 @@ def decode_json_columns(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def row_to_exchange(row: dict[str, Any]) -> Exchange:
-    """A stored exchange as the engine and the HAR writer know it."""
+def row_to_exchange(row: dict[str, Any], bodies: Path | None = None) -> Exchange:
+    """A stored exchange as the engine and the HAR writer know it (``bodies``: the
+    session's spill folder, for a body kept in a file of its own)."""
+    request_body = read_spilled(bodies, row["request_file"]) if row.get("request_file") else row["request_body"]
     return Exchange(
-        method=row["method"], path=row["path"], url=row["url"] or "", request_body=row["request_body"] or b"",
+        method=row["method"], path=row["path"], url=row["url"] or "", request_body=request_body or b"",
         status=row["status"], response_body=row["response_body"] if row["status"] is not None else None,
         started=row["started"], ended=row["ended"], peer=row["peer"] or "", error=row["error"],
         request_headers=json.loads(row["request_headers"] or "{}"),
@@ -238,6 +319,7 @@ def read_exchanges(path: str | Path) -> list[Exchange]:
         raise ValueError(f"{path}: not a facecert session database ({exc})") from None
     finally:
         pass
-    out = [row_to_exchange(dict(r)) for r in rows]
+    bodies = spill_folder(str(path))
+    out = [row_to_exchange(dict(r), bodies) for r in rows]
     conn.close()
     return out

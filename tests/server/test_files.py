@@ -88,3 +88,35 @@ def test_serve_port_file_does_not_follow_a_link(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_big_bodies_live_in_files_beside_the_database(tmp_path: Path) -> None:
+    from tests.server.helpers import capture_body, jpeg_claiming, with_capture_image
+
+    db = tmp_path / "session.db"
+    image = jpeg_claiming(64, 64) + bytes(3 * 1024 * 1024)  # a JPEG with 3 MiB of trailing bytes
+    body = with_capture_image(capture_body("BIG"), image)
+    with MockServer(ServerConfig(time_scale=SCALE, db=db)) as srv:
+        sent = httpx.post(srv.url + "/faceRecognition", json=body)
+        assert sent.status_code < 500
+        capture = srv.captures("BIG")[-1]
+        assert capture["has_image"] and srv.platform.capture_image(capture["id"]) == image
+        assert srv.exchanges("BIG")[-1]["request_bytes"] == len(sent.request.content)
+        har = httpx.get(srv.url + "/_admin/export.har").json()
+        assert len(har["log"]["entries"][-1]["request"]["postData"]["text"]) == len(sent.request.content)
+    files = sorted((tmp_path / "session.db.bodies").iterdir())  # the image is read from the body, not kept twice
+    assert [f.read_bytes() for f in files] == [sent.request.content]
+    assert db.stat().st_size < 1024 * 1024
+    with MockServer(ServerConfig(time_scale=SCALE, db=db)) as again:  # read back after a restart
+        assert again.platform.capture_image(capture["id"]) == image
+    from mock_server.store import read_exchanges
+    assert read_exchanges(db)[-1].request_body == sent.request.content
+
+
+def test_a_linked_bodies_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "session.db.bodies").symlink_to(outside)
+    with pytest.raises(ValueError, match="symbolic link"):
+        MockServer(ServerConfig(time_scale=SCALE, db=tmp_path / "session.db"))
+    assert list(outside.iterdir()) == []

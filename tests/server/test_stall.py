@@ -1,0 +1,34 @@
+"""One hostile peer does not stall the others: real clients poll a real
+`facecert serve` (its own process) while another process sends hostile
+bodies up to max_body back to back; the other devices are all answered and
+their p99 latency grows by less than 100 ms (benchmarks/stall.py gives the
+figures, docs/performance.md records them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.stall import measure, start_server
+from facecert.contract import get_contract
+
+STALL_BUDGET_MS = 100.0
+PHASE_S = 2.5
+
+
+@pytest.mark.slow
+def test_other_devices_are_answered_while_hostile_bodies_arrive(tmp_path: Path) -> None:
+    max_body = get_contract().limits.max_body_bytes
+    proc, url = start_server(tmp_path)
+    try:
+        alone = measure(url, devices=5, interval=0.05, seconds=PHASE_S, senders=0, max_body=max_body)
+        storm = measure(url, devices=5, interval=0.05, seconds=PHASE_S, senders=1, max_body=max_body)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert storm["hostile_sent"] >= 3, storm
+    assert 400 <= storm["hostile_worst_status"] < 500, storm  # refused, never a 5xx
+    assert storm["polls"] >= 5 * PHASE_S / 0.05 * 0.5, storm  # the others kept their pace (within half)
+    added = storm["p99_ms"] - alone["p99_ms"]
+    assert added < STALL_BUDGET_MS, f"hostile traffic added {added:.0f} ms to other devices' p99: {alone} {storm}"
