@@ -338,4 +338,7 @@ def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool,
 
 
 def register(app: typer.Typer) -> None:
+    from facecert.certify.rules_catalogue import register_rules
+
     app.add_typer(certify_app, name="certify")
+    register_rules(app)  # `facecert rules`: it reads the peers' knob tables, so it registers from here
