@@ -229,3 +229,15 @@ def test_an_unsigned_server_run_verifies_and_lists_its_html_report(tmp_path: Pat
     (report / "html" / "index.html").write_text("<html>a forged report</html>")
     checked = verify(report)
     assert checked.returncode == 1 and checked.stdout.startswith("changed: html/index.html")
+
+
+def test_certify_says_when_a_planted_link_keeps_it_from_sealing(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    report.mkdir()
+    (tmp_path / "elsewhere").write_text("not part of the run")
+    (report / "notes").symlink_to(tmp_path / "elsewhere")
+    done = run("certify", "device", "--demo", "--no-html", "--tags", "cadence", "--report", str(report))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "CERTIFIED" in done.stdout  # the verdict is printed; only the evidence is missing
+    assert "error: no evidence manifest: notes is a symbolic link" in done.stdout
+    assert not (report / "manifest.json").exists() and (report / "summary.json").is_file()

@@ -6,9 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable
+
+import pytest
 
 import facecert
 from facecert.evidence import PREDICATE_TYPE, STATEMENT_TYPE, contract_digest, folder_entries, verify_report
@@ -37,6 +40,18 @@ def test_signed_run_verifies_with_facecert_and_with_ssh_keygen_alone(signed_run:
     alone = ssh_verify(signed_run, keys)
     assert alone.returncode == 0, alone.stderr
     assert f'Good "facecert-evidence" signature for {keys.identity}'.encode() in alone.stdout
+
+
+def test_the_files_check_with_stock_tools_too(signed_run: Path, copy_of: Callable[[Path], Path]) -> None:
+    """The README's recipe without facecert: jq lists the subjects, sha256sum checks them."""
+    if shutil.which("jq") is None or shutil.which("sha256sum") is None:
+        pytest.skip("jq or sha256sum is not installed")
+    recipe = "jq -r '.subject[] | \"\\(.digest.sha256)  \\(.name)\"' manifest.json | sha256sum --quiet -c"
+    assert subprocess.run(["bash", "-c", recipe], cwd=signed_run, capture_output=True, timeout=60).returncode == 0
+    report = copy_of(signed_run)
+    _flip(report / "junit.xml")
+    failed = subprocess.run(["bash", "-c", recipe], cwd=report, capture_output=True, text=True, timeout=60)
+    assert failed.returncode != 0 and "junit.xml: FAILED" in failed.stdout
 
 
 def test_manifest_lists_every_file_and_what_was_certified(signed_run: Path) -> None:
