@@ -139,10 +139,12 @@ def verify(
 # device:  mock_device/cli.py   -> register(app)
 # proxy:   proxy_addons/cli.py  -> register(app)
 # certify: facecert/certify.py  -> register(app)
+# contract: facecert/contract_diff/cli.py -> register(app)  (contract diff)
 def _register_peers() -> None:
     import importlib
 
-    for module in ("mock_server.cli", "mock_device.cli", "proxy_addons.cli", "facecert.certify"):
+    for module in ("mock_server.cli", "mock_device.cli", "proxy_addons.cli", "facecert.certify",
+                   "facecert.contract_diff.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
