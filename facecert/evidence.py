@@ -51,7 +51,7 @@ SEALS = frozenset({MANIFEST, SIGNATURE})  # the files a manifest cannot list (it
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a manifest lists file names and hashes; beyond this it is not ours
 SSH_TIMEOUT_S = 60.0  # ssh-keygen signs in milliseconds; an agent asking for confirmation may take a while
 GIT_TIMEOUT_S = 10.0
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a fifo swapped in cannot stall the open
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -372,14 +372,16 @@ def _read_seal(path: Path) -> bytes:
         raise EvidenceError(f"{printable(str(path))} does not exist") from None
     except OSError as exc:
         if os.path.islink(path):
-            raise EvidenceError(f"{printable(str(path))} is a symbolic link: refused (links are not followed)") from None
+            raise EvidenceError(f"{printable(str(path))} is a symbolic link: refused "
+                                "(links are not followed)") from None
         raise EvidenceError(f"cannot read {printable(str(path))}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise EvidenceError(f"{printable(str(path))} is not a regular file")
         data = handle.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
-        raise EvidenceError(f"{printable(str(path))} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB: not a facecert manifest")
+        raise EvidenceError(f"{printable(str(path))} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB: "
+                            "not a facecert manifest")
     return data
 
 
@@ -443,7 +445,8 @@ def _check_files(folder: Path, digests: dict[str, str], result: Verification) ->
             continue
         present.add(entry.name)
         if entry.kind == "link":
-            result.problems.append(f"symbolic link: {entry.shown} (links are not followed; the bundle holds files only)")
+            result.problems.append(f"symbolic link: {entry.shown} "
+                                   "(links are not followed; the bundle holds files only)")
         elif entry.kind != "file":
             result.problems.append(f"not a file: {entry.shown} (fifo, socket or device)")
         elif entry.name not in digests:
@@ -469,8 +472,8 @@ def _check_signature(folder: Path, raw: bytes, allowed_signers: Path | None, ide
             result.notes.append(f"unsigned: no {SIGNATURE} (the files match the manifest; nobody vouches for it)")
         return
     if allowed_signers is None or identity is None:
-        result.problems.append(f"signature not checked: {SIGNATURE} is there; give --allowed-signers FILE --identity ID "
-                               f"(a line of FILE: ID namespaces=\"{NAMESPACE}\" ssh-ed25519 AAAA…)")
+        result.problems.append(f"signature not checked: {SIGNATURE} is there; give --allowed-signers FILE "
+                               f"--identity ID (a line of FILE: ID namespaces=\"{NAMESPACE}\" ssh-ed25519 AAAA…)")
         return
     signature = _read_seal(folder / SIGNATURE)
     said = verify_bytes(raw, signature, allowed_signers, identity)

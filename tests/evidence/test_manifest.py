@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import facecert
-from facecert.evidence import (EvidenceError, check_signing_key, contract_digest, harness_identity,
+from facecert.evidence import (EvidenceError, check_signing_key, contract_digest, file_sha256, harness_identity,
                                predicate_from_summary, seal, verify_report, write_manifest)
 from facecert.jsonsafe import loads_strict
 
@@ -64,6 +64,8 @@ def test_a_fifo_and_a_name_that_is_not_utf8_are_refused(tmp_path: Path) -> None:
     os.mkfifo(report / "pipe")
     with pytest.raises(EvidenceError, match="pipe is not a regular file"):
         write_manifest(report, PREDICATE)
+    with pytest.raises(EvidenceError, match="is not a regular file"):
+        file_sha256(report / "pipe")  # a fifo swapped in after the listing: refused at once, no writer awaited
     (report / "pipe").unlink()
     with open(os.path.join(os.fsencode(report), b"bad\xffname"), "wb") as planted:
         planted.write(b"x")
@@ -129,7 +131,7 @@ def test_the_predicate_from_a_summary() -> None:
 
 def test_a_key_with_a_passphrase_says_what_to_do(tmp_path: Path, keys: Keys) -> None:
     locked = make_key(tmp_path / "locked", passphrase="secret words")
-    with pytest.raises(EvidenceError, match=r"protected by a passphrase.*without one.*ssh-agent \(ssh-add .*locked\.pub"):
+    with pytest.raises(EvidenceError, match=r"protected by a passphrase.*without one.*ssh-agent \(ssh-add .*\.pub"):
         check_signing_key(locked)
 
 
