@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +14,10 @@ from facecert.captures.jsonl import read_jsonl
 from facecert.model import Exchange
 
 FORMATS = ("har", "flows", "jsonl", "message")
+
+
+# how facecert's JSONL exchange records begin (facecert/captures/jsonl.py writes index first)
+_JSONL_RECORD = re.compile(rb'\{\s*"index"\s*:\s*-?\d+\s*,\s*"method"\s*:\s*"')
 
 
 def sniff_format(path: Path) -> str:
@@ -30,7 +35,8 @@ def sniff_format(path: Path) -> str:
             if isinstance(record, dict) and {"method", "path"} <= record.keys():
                 return "jsonl"
         except ValueError:
-            pass
+            if _JSONL_RECORD.match(stripped):  # a first record longer than the sniffed head (a capture)
+                return "jsonl"
         if b'"log"' in head and (b'"entries"' in head or b'"version"' in head or b'"creator"' in head):
             return "har"
         return "message"

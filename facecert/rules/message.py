@@ -473,7 +473,7 @@ def decoded_base64(value: str) -> bytes | Exception:
             pieces.append(base64.b64decode(piece, validate=True))
         data: bytes | Exception = b"".join(pieces)
     except (binascii.Error, ValueError) as exc:
-        data = exc
+        data = exc.with_traceback(None)  # a kept traceback would keep the judging frames (and bodies) alive
     _DECODED.last = (value, data)
     return data
 

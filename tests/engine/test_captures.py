@@ -172,3 +172,15 @@ def test_openapi_document_is_valid() -> None:
 
 
 _ = base64
+
+
+def test_jsonl_whose_first_record_is_longer_than_the_sniffed_head(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A proxy record starting with a big capture is still JSONL, not a single message."""
+    import json as _json
+
+    from facecert.captures import sniff_format
+
+    path = tmp_path / "session.jsonl"
+    path.write_text(_json.dumps({"index": 0, "method": "POST", "path": "/faceRecognition", "request_body": "x" * 10_000})
+                    + "\n", encoding="utf-8")
+    assert sniff_format(path) == "jsonl"
