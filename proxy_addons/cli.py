@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from facecert.clicommon import ProfileOpt, TimeScaleOpt, ToleranceOpt, VersionOpt
+from facecert.clicommon import BaselineOpt, ProfileOpt, TimeScaleOpt, ToleranceOpt, VersionOpt, WriteBaselineOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         max_body: Optional[int] = typer.Option(None, "--max-body", min=1024, help="judge bodies from at most this many "
                                                "bytes (decoded); larger ones are MSG-TOO-LARGE and still pass whole "
                                                "[default: the contract's limits.max_body_bytes]"),
+        baseline: BaselineOpt = None,
+        write_baseline: WriteBaselineOpt = None,
     ) -> None:
         """Judge a real device and a real server live, through mitmdump in reverse-proxy mode."""
         from proxy_addons.runner import run_proxy
@@ -39,4 +41,4 @@ def register(app: typer.Typer) -> None:
         if max_body is not None:
             options["facecert_max_body"] = max_body
         raise typer.Exit(run_proxy(upstream=upstream, listen=listen, report=report, options=options,
-                                   console=Console()))
+                                   console=Console(), baseline=baseline, write_baseline=write_baseline))

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.markup import escape
 
+from facecert.captures.files import replace_with
+from facecert.jsonsafe import dumps_strict
 from facecert.model import Finding, Severity
 from facecert.reports.console import findings_table, print_verdict
 
@@ -61,11 +63,15 @@ def device_addresses(host: str, port: int) -> list[str]:
     return [f"http://{ip}:{port}" for ip in ips] or [f"http://<this machine's address>:{port}"]
 
 
-def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, object], console: Console) -> int:
+def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, object], console: Console,
+              baseline: Path | None = None, write_baseline: Path | None = None) -> int:
+    from facecert.baseline import BaselineError, load_baseline
+
     try:
         upstream = parse_upstream(upstream)
         host, port = parse_listen(listen)
-    except UsageError as exc:
+        previous = load_baseline(baseline) if baseline is not None else None
+    except (UsageError, BaselineError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
     report = report.resolve()
@@ -91,7 +97,7 @@ def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, ob
             code = dump.stop(timeout=120)
     if code not in (0, None):
         console.print(f"[yellow]mitmdump exited with code {code}[/]")
-    return print_summary(report, console)
+    return print_summary(report, console, previous, str(baseline or ""), write_baseline)
 
 
 @contextmanager
@@ -115,14 +121,26 @@ def _echo(console: Console, line: str) -> None:
     console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False, soft_wrap=True)
 
 
-def print_summary(report: Path, console: Console) -> int:
-    """The verdict from summary.json; exit code 0 pass, 1 fail, 2 no summary."""
+def print_summary(report: Path, console: Console, baseline: dict | None = None, source: str = "",
+                  write_baseline: Path | None = None) -> int:
+    """The verdict from summary.json; exit code 0 pass, 1 fail, 2 no summary. With a ``baseline``
+    (an earlier summary) only what is new fails, and summary.json gets the ``baseline`` block."""
+    from facecert.baseline import compare, print_comparison
+    from facecert.baseline import write_baseline as save_baseline
+
     path = paths_in(report).summary
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         console.print(f"[bold red]error:[/] no usable summary at {path} ({exc.__class__.__name__})")
         return 2
+    code = 1 if summary["verdict"] == "fail" else 0
+    if baseline is not None:
+        summary["baseline"] = compare(baseline, summary, source=source).to_dict()
+        code = 1 if summary["baseline"]["failed"] else 0
+        replace_with(path, lambda out: out.write(dumps_strict(summary, indent=2)))
+    if write_baseline is not None:
+        save_baseline(summary, write_baseline, command="proxy")
     shown = [Finding(**{**f, "severity": Severity(f["severity"])}) for f in summary["findings"]
              if f["severity"] != Severity.INFO.value]
     if shown:
@@ -131,6 +149,8 @@ def print_summary(report: Path, console: Console) -> int:
     if summary.get("addon_errors"):
         console.print(f"[yellow]{summary['addon_errors']} internal error(s) of the addon were contained; "
                       f"the flows passed untouched (see summary.json)[/]")
+    if summary.get("baseline"):
+        print_comparison(console, summary["baseline"])
     paths = paths_in(report)
     console.print(f"reports: {paths.summary}, {paths.junit}, {paths.allure}/, HAR {paths.har}")
-    return 1 if summary["verdict"] == "fail" else 0
+    return code
