@@ -9,6 +9,8 @@ from typing import Any
 
 from facecert.jsonsafe import printable, strict_value
 
+PARTIES = ("device", "server")  # who can break a rule (Finding.party)
+
 
 class Severity(str, enum.Enum):
     ERROR = "error"
@@ -71,7 +73,7 @@ class Finding:
     severity: Severity
     message: str
     spec: str = ""
-    party: str = ""  # "device" or "server": who broke the rule
+    party: str = ""  # one of PARTIES: who broke the rule
     exchange: int = -1
     endpoint: str = ""
     direction: str = ""  # "request" (device -> server) or "answer"

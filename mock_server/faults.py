@@ -25,6 +25,8 @@ FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
 }
 OUTAGE_MODES = ("drop", "503", "refuse")
 MAX_DURATION_S = 7 * 24 * 3600  # a fault window longer than a week is a typo (1e400 is refused, not installed)
+MAX_DELAY_S = 600  # a slow fault's delay, seconds
+ERROR_STATUSES = (500, 599)  # an error fault's status: a 5xx
 
 
 class FaultError(ValueError):
@@ -66,16 +68,18 @@ def make_fault(kind: str, device_id: str | None, endpoints: list[str] | None, kn
         raise FaultError(f"fault {kind} takes {', '.join(defaults) or 'no parameters'} "
                          f"(and device_id, endpoints, duration), not {', '.join(sorted(unknown))}")
     merged = {**defaults, **params}
+    if kind == "error" and isinstance(merged["status"], float) and merged["status"].is_integer():
+        merged["status"] = int(merged["status"])  # 521.0 is the JSON integer 521 (as JSON Schema reads it)
     if kind == "outage" and merged["mode"] not in OUTAGE_MODES:
         raise FaultError(f"outage mode must be one of {', '.join(OUTAGE_MODES)}")
     if kind == "outage" and merged["mode"] == "refuse" and (device_id is not None or endpoints or not duration):
         raise FaultError("outage mode 'refuse' closes the port for everyone: it takes no device_id or endpoints "
                          "and needs a duration (the control API is unreachable meanwhile)")
-    if kind == "slow" and not (_number(merged["delay"]) and 0 <= merged["delay"] <= 600):
-        raise FaultError("slow delay must be a number of seconds between 0 and 600")
+    if kind == "slow" and not (_number(merged["delay"]) and 0 <= merged["delay"] <= MAX_DELAY_S):
+        raise FaultError(f"slow delay must be a number of seconds between 0 and {MAX_DELAY_S}")
     if kind == "error" and not (isinstance(merged["status"], int) and not isinstance(merged["status"], bool)
-                                and 500 <= merged["status"] <= 599):
-        raise FaultError("error status must be an integer 500..599")
+                                and ERROR_STATUSES[0] <= merged["status"] <= ERROR_STATUSES[1]):
+        raise FaultError("error status must be an integer {}..{}".format(*ERROR_STATUSES))
     if kind == "malformed" and not (isinstance(merged["body"], str) and _utf8(merged["body"])):
         raise FaultError("malformed body must be a string (without lone surrogates: it is sent as UTF-8)")
     if endpoints is not None:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from facecert.captures.har import exchanges_to_har
 from facecert.jsonsafe import loads_strict
-from facecert.model import Exchange
+from facecert.model import PARTIES, Exchange
 
 from mock_server.control_guard import ControlGuard, Refusal
 from mock_server.faults import FAULT_KINDS, FaultError
@@ -34,6 +34,7 @@ from mock_server.store import SQLITE_INT, row_to_exchange
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 100_000  # ?limit= of list calls
+MAX_THUMBNAIL = 100_000  # ?size= of a capture image: the thumbnail's longest edge, pixels
 
 
 class StrictJSONResponse(Response):
@@ -176,7 +177,7 @@ def capture_image(p: Platform, r: Request, body: Any) -> Any:
     size = r.query_params.get("size", "")
     if not size:
         return Response(data, media_type="image/jpeg")
-    edge = int_param(size, "size", 1, 100_000)
+    edge = int_param(size, "size", 1, MAX_THUMBNAIL)
     try:
         small = thumbnail(data, edge)
     except ImageRefused as exc:
@@ -202,7 +203,10 @@ def tasks(p: Platform, r: Request, body: Any) -> Any:
 
 
 def findings(p: Platform, r: Request, body: Any) -> Any:
-    return p.findings(_device(r), r.query_params.get("party") or None, limit=_limit(r))
+    party = r.query_params.get("party") or None  # absent or empty: both parties
+    if party is not None and party not in PARTIES:
+        raise Rejected(f"party must be one of {', '.join(PARTIES)}, not {party[:40]!r}")
+    return p.findings(_device(r), party, limit=_limit(r))
 
 
 def exchanges(p: Platform, r: Request, body: Any) -> Any:
@@ -226,6 +230,15 @@ def set_fault(p: Platform, r: Request, body: Any) -> Any:
 def clear_faults(p: Platform, r: Request, body: Any) -> Any:
     p.clear_faults(_device(r))
     return {"active": []}
+
+
+FAULT_CALLS: dict[str, Call] = {"GET": list_faults, "POST": set_fault, "DELETE": clear_faults}
+
+
+def faults(p: Platform, r: Request, body: Any) -> Any:
+    """One route for the three fault calls, so a method it does not take gets a 405 whose Allow
+    names all of them (three routes on one path answered with the first route's methods only)."""
+    return FAULT_CALLS["GET" if r.method == "HEAD" else r.method](p, r, body)  # Starlette adds HEAD to GET
 
 
 def list_misbehaviours(p: Platform, r: Request, body: Any) -> Any:
@@ -288,9 +301,7 @@ def admin_routes(platform: Platform, guard: ControlGuard) -> list[Route]:
         Route(f"{base}/downloads", g(downloads), methods=["GET"]),
         Route(f"{base}/findings", g(findings), methods=["GET"]),
         Route(f"{base}/exchanges", g(exchanges), methods=["GET"]),
-        Route(f"{base}/faults", g(list_faults), methods=["GET"]),
-        Route(f"{base}/faults", g(set_fault), methods=["POST"]),
-        Route(f"{base}/faults", g(clear_faults), methods=["DELETE"]),
+        Route(f"{base}/faults", g(faults), methods=list(FAULT_CALLS)),
         Route(f"{base}/misbehaviours", g(list_misbehaviours), methods=["GET"]),
         Route(f"{base}/misbehaviours/{{name}}", g(set_misbehaviour), methods=["PUT"]),
         Route(f"{base}/assets", g(assets), methods=["GET"]),

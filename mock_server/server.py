@@ -64,6 +64,8 @@ class MockServer:
     def _close_listener(self, seconds: float) -> None:
         assert self._server is not None
         listener = self._server.servers[0]
+        if not listener.sockets:  # closed already by a refuse sent earlier on a kept-alive connection: that one reopens
+            return
         # uvicorn builds its protocol factory inside startup(); asyncio keeps it on the Server
         self._factory = listener._protocol_factory  # type: ignore[attr-defined]
         self._address = listener.sockets[0].getsockname()
