@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.facecert-installed
 ALLURE := tools/allure/node_modules/.package-lock.json
+OPENAPI_TOOLS := tools/openapi/node_modules/.package-lock.json
 export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export npm_config_cache := $(CURDIR)/.cache/npm
@@ -13,11 +14,15 @@ export MITMPROXY_CONFDIR := $(CURDIR)/.cache/mitmproxy
 
 .PHONY: demo test venv clean bench
 
-venv: $(STAMP) $(ALLURE)
+venv: $(STAMP) $(ALLURE) $(OPENAPI_TOOLS)
 
 # Allure 3 (npm, pure Node) renders the single-file HTML reports.
 $(ALLURE): tools/allure/package.json tools/allure/package-lock.json
 	cd tools/allure && npm ci --no-audit --no-fund --loglevel=error
+
+# Prism (validation proxy) and Redocly (lint) for the OpenAPI acceptance tests (tests/openapi).
+$(OPENAPI_TOOLS): tools/openapi/package.json tools/openapi/package-lock.json
+	cd tools/openapi && npm ci --no-audit --no-fund --loglevel=error
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
