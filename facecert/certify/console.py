@@ -12,6 +12,7 @@ from rich.text import Text
 
 from facecert.certify.verdicts import ScenarioRecord
 
+MAX_LINES = 12  # of one scenario's message on the console; summary.json has it whole
 MARK = {"fail": ("✗", "red"), "error": ("!", "magenta"), "unexpected_pass": ("✗", "red"),
         "expected_fail": ("~", "yellow"), "not_applicable": ("-", "dim"), "pass": ("✓", "green")}
 
@@ -81,8 +82,11 @@ def _print_blocks(console: Console, scenarios: list[dict[str, Any]], traces: dic
             console.print(line, soft_wrap=True)
         if first["rules"]:
             console.print(Text(f"      rules: {', '.join(first['rules'])}"), soft_wrap=True)
-        for text in (first["message"] or "").splitlines()[:12]:
+        lines = (first["message"] or "").splitlines()
+        for text in lines[:MAX_LINES]:
             console.print(Text(f"      {text}"), soft_wrap=True)
+        if len(lines) > MAX_LINES:
+            console.print(Text(f"      … {len(lines) - MAX_LINES} more line(s): see summary.json", style="dim"))
         if first.get("expectation"):
             console.print(Text(f"      declared: {first['expectation']}", style="yellow"), soft_wrap=True)
         for scenario in group:
