@@ -52,7 +52,10 @@ def contract_diff(
         _fail(console, f"cannot load the contracts: {type(exc).__name__}: {exc}")
     old_side.label = _label(old, old_side.version, "old", same_tree)
     new_side.label = _label(new, new_side.version, "new", same_tree)
-    diff = diff_contracts(old_side, new_side, check=check)
+    try:
+        diff = diff_contracts(old_side, new_side, check=check)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # a schema of the trees given is not usable
+        _fail(console, f"cannot compare the contracts: {type(exc).__name__}: {exc}")
     if json_out:
         _write(to_json(diff) + "\n", output)
     elif markdown:

@@ -210,6 +210,36 @@ def test_cli_outputs_and_fail_on(tmp_path: Path) -> None:
     run = facecert("contract", "diff", "--new", str(reworded), "--fail-on", "breaking")
     assert run.exit_code == 0, run.stdout  # a reworded description breaks nobody
     assert "annotation" in run.stdout and "nobody" in run.stdout
+    broken = edited(tmp_path / "broken", schema_edit("device/taskRequest", prop("", "device_name", pattern="([")))
+    run = facecert("contract", "diff", "--new", str(broken))
+    assert run.exit_code == 2 and "error:" in run.stdout, run.stdout
     run = facecert("contract", "diff", "--old", str(tmp_path / "nowhere"))
     assert run.exit_code == 2 and "error:" in run.stdout
     assert run.exception is None or isinstance(run.exception, SystemExit)  # a line, never a traceback
+
+
+def test_without_hypothesis_jsonschema_the_examples_and_the_builtin_generator_suffice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from facecert.contract_diff import witness
+
+    monkeypatch.setattr(witness, "_hypothesis", lambda: None)
+    assert witness.generator_name() == "built-in"
+    diff = diff_contracts(Side.load(None, "1.3"), Side.load(None, "2.0"))
+    assert diff.changes and all(c.confirmed for c in diff.changes)
+    for name in ("range tightened", "type replaced", "enum value removed", "description reworded"):
+        edit, message, kind, pointer, direction, breaks = EDITS[name]
+        root = edited(tmp_path / name.replace(" ", "-"), edit)
+        found = [c for c in diff_contracts(Side.load(None, None), Side.load(root, None)).changes if c.pointer == pointer]
+        assert [(c.direction, c.breaks, c.confirmed) for c in found] == [(direction, breaks, True)], name
+
+
+def test_hypothesis_jsonschema_makes_the_field_values() -> None:
+    """Scalar field schemas (a pattern here) come from hypothesis-jsonschema, valid ones, the same each time."""
+    import re
+
+    from facecert.contract_diff.witness import generate
+
+    pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
+    values = generate({"type": "string", "pattern": pattern}, 20)
+    assert len(values) > 5 and all(re.match(pattern, v) for v in values)
+    assert generate({"type": "string", "pattern": pattern}, 20) == values
