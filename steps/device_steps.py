@@ -18,6 +18,7 @@ from facecert.certify.liveness import ensure_alive, timed, wait_for
 from facecert.certify.plan import download_urls, task_body
 from facecert.contract import get_contract
 from facecert.examples import example_for
+from facecert.reports.cadence_svg import cadence_svg, cadence_windows
 from steps.common import attach_json, checks, describe, error, fail, fail_on, rules_of, shorten
 
 _raw_ids = iter(range(900_000_000, 999_999_999))
@@ -378,11 +379,25 @@ def task_gap(cert: Any, scn: dict[str, Any]) -> None:
 
 
 def _gaps_evidence(cert: Any, scn: dict[str, Any]) -> None:
-    polls = [e for e in cert.server.exchanges(cert.device_id)
-             if e["endpoint"] == "taskRequest" and e["started"] >= scn["started"] - 60]
-    gaps = [{"after": (p.get("response_json") or {}).get("request_type"), "gap_s": round(n["started"] - p["ended"], 4)}
-            for p, n in zip(polls, polls[1:])]
+    """The measured gaps (JSON) and the cadence chart (SVG): the gaps against the engine's windows."""
+    exchanges = cert.server.exchanges(cert.device_id)
+    polls = [e for e in exchanges if e["endpoint"] == "taskRequest" and e["started"] >= scn["started"] - 60]
+    ended = {e["id"]: e["ended"] for e in exchanges}
+    done = {str(r["request_id"]): ended.get(r["exchange_id"]) or r["received"] for r in cert.server.results(cert.device_id)}
+    gaps = [_gap(p, n, done) for p, n in zip(polls, polls[1:])]
     attach_json("measured gaps between polls", gaps)
+    chart = cadence_svg(gaps, cadence_windows(cert.server.engine), f"poll gaps of {cert.device_id}")
+    allure.attach(chart, name="cadence chart", attachment_type=allure.attachment_type.SVG)
+
+
+def _gap(poll: dict[str, Any], following: dict[str, Any], done: dict[str, float]) -> dict[str, Any]:
+    """One gap, with the time until the task's result (the engine widens the window by it)."""
+    answer = poll.get("response_json") or {}
+    gap: dict[str, Any] = {"after": answer.get("request_type"), "gap_s": round(following["started"] - poll["ended"], 4)}
+    received = done.get(str(answer.get("request_id")))
+    if received is not None and poll["ended"] <= received <= following["started"]:
+        gap["busy_s"] = round(received - poll["ended"], 4)
+    return gap
 
 
 @then("the device's face count is one more")
@@ -451,7 +466,8 @@ def capture_acknowledged(cert: Any, scn: dict[str, Any]) -> None:
     attach_json("capture answer", answer)
     image = cert.server.platform.capture_image(scn["capture"]["id"])
     if image:
-        allure.attach(image, name="capture image", attachment_type=allure.attachment_type.JPG)
+        # image/jpeg, the registered type (allure's JPG says image/jpg, which browsers do not know)
+        allure.attach(image, name="capture image", attachment_type="image/jpeg", extension="jpg")
     fail_on([f for f in _device_findings(cert) if f.get("exchange_id") == exchange["id"] and f["severity"] == "error"],
             "the capture")
     if answer.get("code") != 0:  # our server refuses only captures with errors, and those failed above

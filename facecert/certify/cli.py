@@ -141,13 +141,14 @@ def certify_device(
         session.server.check_deadlines()
         findings = session.timed_findings()
         version = session.server.engine.version
+        declared = next((d["versions"] for d in session.server.devices() if d["device_id"] == device_id), {})
     finally:
         session.stop()
     _check_ran(outcome)
     judged = {"profile": profile, "protocol_version": version, "time_scale": cfg.time_scale,
               "tolerance": session.server.engine.config.tolerance, "party": "device"}
     summary = write_reports(cfg.report, "device", outcome, read_exchanges(session.db), findings, {
-        "device_id": device_id, "server_url": session.server.url, "profile": profile,
+        "device_id": device_id, "device_versions": declared, "server_url": session.server.url, "profile": profile,
         "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,
         "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
         "wall_to_floor_ratio": round(wall / floor, 2) if floor else None}, html=html,

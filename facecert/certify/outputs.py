@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from facecert import __version__
 from facecert.certify.verdicts import ScenarioRecord, Verdict
 from facecert.rules.registry import RULES
 
@@ -89,12 +90,13 @@ def finish_allure(results: Path, records: list[ScenarioRecord], environment: dic
             _restate(data, record)
         data["titlePath"] = title[-1:]
         _drop_fixtures(data)
+        _fix_mime(data)
         path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     rules = sorted({rule for r in records for rule in r.rules})
     categories = [{"name": f"{rule}: {RULES[rule].title}", "messageRegex": f"(?s).*\\b{rule}\\b.*",
                    "matchedStatuses": ["failed", "broken"]} for rule in rules]
     (results / "categories.json").write_text(json.dumps(categories, ensure_ascii=False, indent=1), encoding="utf-8")
-    lines = [f"{key}={_property(value)}" for key, value in environment.items() if value is not None]
+    lines = [f"{key}={_property(value)}" for key, value in _flat({"harness_version": __version__, **environment})]
     (results / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -113,6 +115,27 @@ def _drop_fixtures(node: dict[str, Any]) -> None:
     node["parameters"] = [p for p in node.get("parameters", []) if p.get("name") not in FIXTURES]
     for step in node.get("steps", []):
         _drop_fixtures(step)
+
+
+def _fix_mime(node: dict[str, Any]) -> None:
+    """image/jpg (allure's JPG type) is no registered type: browsers and the report want image/jpeg."""
+    for attachment in node.get("attachments", []):
+        if attachment.get("type") == "image/jpg":
+            attachment["type"] = "image/jpeg"
+    for step in node.get("steps", []):
+        _fix_mime(step)
+
+
+def _flat(environment: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Key/value pairs of the environment; a mapping (the versions a device declared) becomes
+    one line per entry, ``device_versions.software_version=...``."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in environment.items():
+        if isinstance(value, dict):
+            pairs.extend(_flat(value, f"{prefix}{key}."))
+        elif value is not None:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
 
 
 def _property(value: Any) -> str:

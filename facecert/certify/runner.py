@@ -113,7 +113,7 @@ def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list
     results = report / "allure-results"
     if results.is_dir():
         finish_allure(results, records, {"plan": plan, "verdict": summary["verdict"], **(judged_with or {}),
-                                         **{k: v for k, v in extra.items() if isinstance(v, (str, int, float))}})
+                                         **{k: v for k, v in extra.items() if isinstance(v, (str, int, float, dict))}})
     summary["html"] = _render_html(report, plan, summary) if html else None
     if not html:
         summary["html_error"] = "not asked for (--no-html)"
