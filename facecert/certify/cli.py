@@ -30,6 +30,9 @@ HtmlOpt = Annotated[bool, typer.Option("--html/--no-html", help="render the Allu
 ExpectOpt = Annotated[Optional[Path], typer.Option(
     "--expect", help="YAML of known failures (expected_failures: [{rule|scenario, reason}]): they do not fail the run")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show the tracebacks of harness errors")]
+CapabilitiesOpt = Annotated[Optional[Path], typer.Option(
+    "--capabilities", help="capability statement (YAML; facecert capabilities template): scenarios outside it are "
+    "not_applicable, what it declares must work")]
 SignOpt = Annotated[Optional[Path], typer.Option(
     "--sign", help="OpenSSH private key (ed25519, no passphrase; or a public key in ssh-agent): sign manifest.json")]
 
@@ -43,6 +46,28 @@ def _expectations(path: Optional[Path]) -> list:
         return load_expectations(path)
     except ExpectationError as exc:
         fail(console, str(exc))
+
+
+def _statement(path: Optional[Path], party: str):  # -> Optional[Statement]
+    """The peer's capability statement, read before the plan runs (an unusable one is exit 2 at once)."""
+    from facecert.certify.capabilities import CapabilityError, load_statement
+
+    if path is None:
+        return None
+    try:
+        return load_statement(path, party)
+    except CapabilityError as exc:
+        fail(console, escape(str(exc)))
+
+
+def _declared(statement, report: Path) -> dict:  # statement: Optional[Statement]
+    """Summary fields of the statement (and its copy beside the report)."""
+    from facecert.certify.capabilities import save_copy
+
+    if statement is None:
+        return {"capabilities_sha256": None}
+    save_copy(statement, report)
+    return {"capabilities_sha256": statement.sha256, "capabilities": statement.source}
 
 
 def _baseline(path: Optional[Path]) -> Optional[dict]:
@@ -96,6 +121,7 @@ def certify_device(
     sign: SignOpt = None,
     baseline: BaselineOpt = None,
     write_baseline: WriteBaselineOpt = None,
+    capabilities: CapabilitiesOpt = None,
 ) -> None:
     """Play the platform for a device and certify it against the device plan."""
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
@@ -108,6 +134,7 @@ def certify_device(
     host, port = _listen(listen)
     expectations = _expectations(expect)
     previous = _baseline(baseline)
+    statement = _statement(capabilities, "device")
     _check_key(sign)
     token, generated = admin_token_for(host, None)
     if fault and not demo:
@@ -135,7 +162,7 @@ def certify_device(
         except TimeoutError as exc:
             fail(console, str(exc))
         session.plan_started = time.time()
-        outcome = run_plan(session, "device", cfg.report, tags, progress_printer(err_console))
+        outcome = run_plan(session, "device", cfg.report, tags, progress_printer(err_console), statement)
         session.plan_ended = time.time()
         floor, wall = session.floor_and_wall()
         session.server.check_deadlines()
@@ -147,11 +174,16 @@ def certify_device(
     _check_ran(outcome)
     judged = {"profile": profile, "protocol_version": version, "time_scale": cfg.time_scale,
               "tolerance": session.server.engine.config.tolerance, "party": "device"}
-    summary = write_reports(cfg.report, "device", outcome, read_exchanges(session.db), findings, {
+    from facecert.certify.capabilities import undeclared
+
+    exchanges = read_exchanges(session.db)
+    findings += undeclared(statement, exchanges, findings)
+    summary = write_reports(cfg.report, "device", outcome, exchanges, findings, {
         "device_id": device_id, "device_versions": declared, "server_url": session.server.url, "profile": profile,
         "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,
         "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
-        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None}, html=html,
+        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None, **_declared(statement, cfg.report)},
+        html=html,
         expectations=expectations, judged_with=judged, baseline=previous, baseline_source=str(baseline or ""))
     _save_baseline(summary, write_baseline, "certify device")
     _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
@@ -176,6 +208,7 @@ def certify_server(
     sign: SignOpt = None,
     baseline: BaselineOpt = None,
     write_baseline: WriteBaselineOpt = None,
+    capabilities: CapabilitiesOpt = None,
 ) -> None:
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
@@ -194,6 +227,7 @@ def certify_server(
     misbehave = _known_misbehaviours(misbehave)
     expectations = _expectations(expect)
     previous = _baseline(baseline)
+    statement = _statement(capabilities, "server")
     _check_key(sign)
     if not demo:
         _check_answers(url)
@@ -209,7 +243,7 @@ def certify_server(
     try:
         console.print(f"Certifying the server at [bold]{session.url}[/] as device {session.device_id}", soft_wrap=True)
         session.plan_started = time.time()
-        outcome = run_plan(session, "server", cfg.report, tags, progress_printer(err_console))
+        outcome = run_plan(session, "server", cfg.report, tags, progress_printer(err_console), statement)
         session.plan_ended = time.time()
     finally:
         session.stop()
@@ -217,12 +251,17 @@ def certify_server(
     engine = session.judge()
     judged = {"profile": profile, "protocol_version": engine.version, "time_scale": cfg.time_scale,
               "tolerance": engine.config.tolerance, "party": "server"}
-    summary = write_reports(cfg.report, "server", outcome, sorted(session.exchanges(), key=lambda e: e.started),
-                            session.timed_findings(), {"server_url": session.url, "profile": profile,
+    from facecert.certify.capabilities import undeclared
+
+    exchanges = sorted(session.exchanges(), key=lambda e: e.started)
+    summary = write_reports(cfg.report, "server", outcome, exchanges,
+                            session.timed_findings() + undeclared(statement, exchanges, session.timed_findings()),
+                            {"server_url": session.url, "profile": profile,
                                                        "protocol_version": engine.version, "persona": persona,
                                                        "time_scale": cfg.time_scale, "demo": demo,
                                                        "misbehaviours": sorted(misbehave),
-                                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3)},
+                                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3),
+                                                       **_declared(statement, cfg.report)},
                             html=html, expectations=expectations, judged_with=judged, baseline=previous,
                             baseline_source=str(baseline or ""))
     _save_baseline(summary, write_baseline, "certify server")
@@ -341,5 +380,8 @@ def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool,
 def register(app: typer.Typer) -> None:
     from facecert.certify.rules_catalogue import register_rules
 
+    from facecert.certify.capabilities import register_capabilities
+
     app.add_typer(certify_app, name="certify")
+    register_capabilities(app)  # `facecert capabilities template`
     register_rules(app)  # `facecert rules`: it reads the peers' knob tables, so it registers from here

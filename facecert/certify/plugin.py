@@ -18,14 +18,19 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from facecert.certify.capabilities import Need, Statement, check_needs, declared_missing, needs_of
 from facecert.certify.verdicts import RuleFailure, ScenarioError, ScenarioRecord, Verdict
+
+NEEDS_TAG = "needs:"  # @needs:task=getLogFile: what a scenario needs of the peer (facecert/certify/capabilities.py)
 
 
 class PlanPlugin:
     """Collects one record per scenario; ``progress(record, done, total)`` is called as each ends."""
 
-    def __init__(self, session: Any, progress: Callable[[ScenarioRecord, int, int], None] | None = None) -> None:
+    def __init__(self, session: Any, progress: Callable[[ScenarioRecord, int, int], None] | None = None,
+                 capabilities: Statement | None = None) -> None:
         self.session = session
+        self.capabilities = capabilities  # the peer's capability statement (None: everything applies)
         self.records: dict[str, ScenarioRecord] = {}
         self.order: list[str] = []
         self.total = 0
@@ -50,6 +55,13 @@ class PlanPlugin:
         return state
 
     # ---- collection and scenario identity ---------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_bdd_apply_tag(self, tag: str, function: Any) -> Any:
+        """``@needs:...`` tags become one ``needs`` mark (their values are not marker names)."""
+        if not tag.startswith(NEEDS_TAG):
+            return None
+        return pytest.mark.needs(tag[len(NEEDS_TAG):])(function)
+
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         self.total = len(items)
 
@@ -57,6 +69,21 @@ class PlanPlugin:
     def pytest_bdd_before_scenario(self, request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
         record = self._record(request.node)
         record.name, record.feature = scenario.name, feature.name
+
+    @pytest.hookimpl(trylast=True, specname="pytest_bdd_before_scenario")
+    def pytest_bdd_capabilities(self, request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+        """Before the first step (and after Allure has opened the scenario): nothing is asked of the
+        peer that its statement does not claim."""
+        needs = self._needs(request)
+        request.node.stash[_NEEDS] = needs
+        outside = check_needs(self.capabilities, needs)
+        if outside:
+            pytest.skip(outside)
+
+    @staticmethod
+    def _needs(request: pytest.FixtureRequest) -> list[Need]:
+        example = request.getfixturevalue("_pytest_bdd_example") or {}
+        return needs_of([m.args[0] for m in request.node.iter_markers("needs")], example)
 
     def _record(self, item: pytest.Item) -> ScenarioRecord:
         if item.nodeid not in self.records:
@@ -73,6 +100,7 @@ class PlanPlugin:
         record = self._record(item)
         if call.excinfo is not None and record.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE):
             classify(record, call.excinfo.value, call.excinfo.tb)
+            self._blame_statement(item, record)
         if call.when == "teardown":
             record.seconds = time.time() - record.started
             state = item.stash.get(_SCN, None)
@@ -82,12 +110,24 @@ class PlanPlugin:
             if self.progress is not None:
                 self.progress(record, len(self.order), self.total)
 
+    def _blame_statement(self, item: pytest.Item, record: ScenarioRecord) -> None:
+        """A failure showing that something declared was not delivered also names CAP-DECLARED-MISSING."""
+        if record.verdict is not Verdict.FAIL or "CAP-DECLARED-MISSING" in record.rules:
+            return
+        missing = declared_missing(self.capabilities, item.stash.get(_NEEDS, []), record.rules)
+        if missing:
+            party = self.capabilities.party if self.capabilities else "peer"
+            record.rules = ("CAP-DECLARED-MISSING", *record.rules)
+            record.message = (f"the statement declares {', '.join(missing)}, and the {party} did not deliver it: "
+                              f"{', '.join(record.rules[1:])}: {record.message}")
+
     @property
     def scenarios(self) -> list[ScenarioRecord]:
         return [self.records[nodeid] for nodeid in self.order]
 
 
 _SCN = pytest.StashKey[dict[str, Any]]()
+_NEEDS = pytest.StashKey[list[Need]]()
 
 
 def classify(record: ScenarioRecord, exc: BaseException, tb: Any = None) -> None:

@@ -36,7 +36,8 @@ class PlanOutcome:
 
 
 def run_plan(session: Any, plan: str, report: Path, tags: str | None = None,
-             progress: Callable[[ScenarioRecord, int, int], None] | None = None) -> PlanOutcome:
+             progress: Callable[[ScenarioRecord, int, int], None] | None = None,
+             capabilities: Any = None) -> PlanOutcome:
     results = report / "allure-results"
     args = [str(ROOT / "steps" / f"plan_{plan}.py"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
             "--alluredir", str(results), "--clean-alluredir", "-p", "no:cacheprovider", "-s", "-o", "addopts=--strict-markers",
@@ -45,7 +46,7 @@ def run_plan(session: Any, plan: str, report: Path, tags: str | None = None,
         args += ["-m", tags]
     # plugins named, not auto-loaded: anyio's would warn that httpx imported it first
     args += ["-p", "pytest_bdd.plugin", "-p", "allure_pytest_bdd.plugin", "-p", "pytest_timeout"]
-    plugin = PlanPlugin(session, progress)
+    plugin = PlanPlugin(session, progress, capabilities)
     autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:

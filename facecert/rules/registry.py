@@ -105,6 +105,11 @@ _TABLE: list[Rule] = [
     Rule("USERINFO-SIZE", E, "server", "§2.1 user_info (长度 256B)", "user_info longer than 256 bytes",
          example=("addUser task: /user_list/0/user_info is 355 bytes as compact UTF-8 JSON; the document allows "
                   "256 (长度 256B)")),
+    Rule("REDACTED-PLACEHOLDER", E, "harness", "facecert redact (docs/reports.md, privacy)",
+         "a redacted capture holds an image placeholder that facecert did not write so (altered after redaction)",
+         example=("faceRecognition request: /image is a redaction placeholder that was altered: is not "
+                  "media;bytes=N;head=HEX;px=WxH|pixels=N|px=?;sha256=64 hex nor invalid-base64;chars=N;sha256=64 hex; "
+                  "starts \"facecert-redacted:image/jpeg;bytes=12;sha256=xyz\"")),
     Rule("SNAPTIME-MS", E, "device", "§4 snap_time / snap_time_ms", "snap_time_ms disagrees with snap_time",
          example=("faceRecognition request: snap_time_ms 1678847873000 is +5.000 s away from snap_time 1678847868;"
                   " they must name the same second")),
@@ -196,6 +201,15 @@ _PLAN: list[Rule] = [
     Rule("PLATFORM-MOVED", E, "device", "§2.11 setPlatformServer, errata #22",
          "the device did not poll the server it was told to use", "plan",
          example="a poll on the second server did not happen within 6.0 s"),
+    # a capability statement (--capabilities, facecert/certify/capabilities.py) checked against what the peer did
+    Rule("CAP-DECLARED-MISSING", E, "sender", "capability statement (--capabilities)",
+         "the peer's capability statement declares what a scenario needed, and the peer did not deliver it", "plan",
+         example=("the statement declares task=getDevStatus, and the device did not deliver it: TASK-NOT-DONE: a "
+                  "conforming device carries this task out (code 0); the device reported code 202: "
+                  "\"'getDevStatus' failed: command does not exist\"")),
+    Rule("CAP-UNDECLARED", W, "sender", "capability statement (--capabilities)",
+         "the peer did something its capability statement does not declare", "plan",
+         example="the device sent a gpsReport, but its statement declares no GPS (gps: false)"),
     Rule("HARNESS-TRIGGER", E, "harness", "trigger file", "the trigger file's call to the platform failed", "plan",
          example="the trigger file says nothing about addUser: add it (http call or manual)"),
     Rule("HARNESS-OPERATOR", E, "harness", "operator", "the step needs a person at the console and none answered", "plan",

@@ -8,6 +8,7 @@ Feature: First contact and the taskRequest poll
     Then every taskRequest so far carried every required field with the right type
     And the device broke no rule since its first poll
 
+  @needs:task=getDevStatus
   Scenario: The device accepts a task on its first polls
     Given the device under test is polling the reference server
     When the server queues "getDevStatus"

@@ -3,6 +3,7 @@ Feature: Every task gets exactly one result
   Each task the server sends carries a request_id; the device reports exactly
   one taskResult with that id and its device_id (§3). idleTime has none.
 
+  @needs:task=<task>
   Scenario Outline: <task> is executed and reported
     Given the device under test is polling the reference server
     When the server queues "<task>"

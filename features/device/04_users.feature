@@ -3,6 +3,7 @@ Feature: The face database follows the document's semantics
   addUser fails for an existing user_id; updateUser updates or adds;
   deleteUser and delUserList remove (§2.1, §2.2, §2.9).
 
+  @needs:task=addUser @needs:task=getDevStatus
   Scenario: addUser adds a face that getDevStatus counts
     Given the device under test is polling the reference server
     And the device's face count is known
@@ -10,6 +11,7 @@ Feature: The face database follows the document's semantics
     Then the device reports the result with code 0
     And the device's face count is one more
 
+  @needs:task=addUser
   Scenario: addUser of an existing user_id fails for that user
     Given the device under test is polling the reference server
     And a user exists on the device
@@ -17,6 +19,7 @@ Feature: The face database follows the document's semantics
     Then the device reports the result with a non-zero code
     And the device broke no rule
 
+  @needs:task=updateUser @needs:task=getDevStatus
   Scenario: updateUser upserts
     Given the device under test is polling the reference server
     And the device's face count is known
@@ -24,6 +27,7 @@ Feature: The face database follows the document's semantics
     Then the device reports the result with code 0
     And the device's face count is one more
 
+  @needs:task=addUser @needs:task=deleteUser @needs:task=getDevStatus
   Scenario: deleteUser removes a user
     Given the device under test is polling the reference server
     And a user exists on the device
@@ -32,6 +36,7 @@ Feature: The face database follows the document's semantics
     Then the device reports the result with code 0
     And the device's face count is one less
 
+  @needs:task=addUser @needs:task=delUserList @needs:task=getDevStatus
   Scenario: delUserList removes the whitelist
     Given the device under test is polling the reference server
     And a whitelist user exists on the device

@@ -3,6 +3,7 @@ Feature: Tasks that make the device download files
   addUser with image_type URL, setScreenSave and upgrade point the device at
   http URLs; the device fetches exactly those files (§2.1, §2.5, §2.6).
 
+  @needs:task=<task>
   Scenario Outline: <task> makes the device fetch its files
     Given the device under test is polling the reference server
     When the server queues "<task>" pointing at the reference assets

@@ -4,6 +4,7 @@ Feature: Capture upload and acknowledgement
   acknowledges with code 0 and echoes snap_time and frpic_name (errata #19).
   faceCmd makes the device capture now (§2.12, errata #23).
 
+  @needs:task=faceCmd @needs:capture=0
   Scenario: faceCmd yields a capture
     Given the device under test is polling the reference server
     When the server queues "faceCmd"
@@ -12,6 +13,7 @@ Feature: Capture upload and acknowledgement
     And the capture was acknowledged with code 0
     And the device broke no rule
 
+  @needs:capture=0
   Scenario: A capture is uploaded and acknowledged
     Given the device under test is polling the reference server
     When the device makes a capture

@@ -3,6 +3,7 @@ Feature: SetFaceConfig range checks
   The device applies SetFaceConfig (§2.13) and refuses values outside the
   documented ranges with a non-zero code.
 
+  @needs:task=SetFaceConfig
   Scenario Outline: <parameter> = <value> is refused
     Given the device under test is polling the reference server
     When the server queues a raw "SetFaceConfig" with "<parameter>" set to <value>

@@ -3,6 +3,7 @@ Feature: Resume transfer across an outage
   With setResumeTransfer enabled, captures that could not be delivered are
   kept and replayed in order once the server is back (断网续传, §2.10).
 
+  @needs:task=setResumeTransfer @needs:resume_transfer
   Scenario: Captures made during an outage arrive afterwards, in order, once each
     Given the device under test is polling the reference server
     When the server queues "setResumeTransfer" with "enable" set to 1

@@ -4,6 +4,7 @@ Feature: Security: a log file is named by a file name, never by a path
   a server could read any file the firmware can (errata #28). A device
   refuses a log_name that is a path: a non-zero code and no file content.
 
+  @needs:task=getLogFile
   Scenario Outline: A getLogFile with log_name <name> is refused
     Given the device under test is polling the reference server
     When the server asks for the log file "<name>"

@@ -3,6 +3,7 @@ Feature: The server sends valid tasks and accepts their results
   A server can only be made to send a task by its own UI or API: the trigger
   file says how (an HTTP call, or "manual" for the operator).
 
+  @needs:task=<task>
   Scenario Outline: The server sends a valid <task> and accepts its result
     Given the reference device polls the server under test
     When the platform is made to queue "<task>" for the device

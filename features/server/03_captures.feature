@@ -4,12 +4,14 @@ Feature: Captures, alarms and GPS are accepted
   errata #19); a replayed capture (resume transfer) is acknowledged without
   error; alarms and GPS get a 2xx.
 
+  @needs:ack=faceRecognition
   Scenario: A capture is acknowledged
     Given the reference device polls the server under test
     When the harness device uploads a capture
     Then the server acknowledged the capture
     And the server broke no rule
 
+  @needs:ack=faceRecognition
   Scenario: A replayed capture is acknowledged without error
     Given the reference device polls the server under test
     When the harness device uploads a capture
@@ -17,6 +19,7 @@ Feature: Captures, alarms and GPS are accepted
     Then the server acknowledged the capture twice
     And the server broke no rule
 
+  @needs:ack=deviceAlarm @needs:ack=gpsReport
   Scenario: Alarms and GPS reports are accepted
     Given the reference device polls the server under test
     When the harness device raises alarm 1
