@@ -14,7 +14,7 @@ from starlette.routing import Route
 from mock_server.control_guard import ControlGuard
 from mock_server.http_admin import admin_routes
 from mock_server.http_device import asset_handler, device_handler, install_log_filter, router_refusal
-from mock_server.page import page_handler
+from mock_server.page import favicon, page_handler
 from mock_server.platform import Platform
 
 
@@ -44,6 +44,7 @@ def build_app(platform: Platform) -> Starlette:
     routes.append(Route(f"{prefix}/assets/{{name:path}}", asset_handler(platform), methods=["GET", "HEAD", "POST"]))
     routes.extend(admin_routes(platform, guard))
     routes.append(Route(f"{prefix}/", page_handler(platform, guard), methods=["GET"]))
+    routes.extend(Route(path, favicon, methods=["GET"]) for path in dict.fromkeys(("/favicon.ico", f"{prefix}/favicon.ico")))
     if prefix:
         routes.append(Route(prefix, page_handler(platform, guard), methods=["GET"]))
 

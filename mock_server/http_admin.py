@@ -28,6 +28,7 @@ from mock_server.faults import FAULT_KINDS, FaultError
 from mock_server.http_device import peer_of, read_capped
 from mock_server.messages import to_json
 from mock_server.images import ImageRefused, thumbnail
+from mock_server.live import live_view
 from mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
 from mock_server.platform import Platform, Rejected
 from mock_server.store import SQLITE_INT, row_to_exchange
@@ -268,9 +269,10 @@ def export_har(p: Platform, r: Request, body: Any) -> Any:
 
 
 def overview(p: Platform, r: Request, body: Any) -> Any:
-    """Everything the live page shows, in one call."""
+    """Everything the live page shows, in one call (with the server's settings, the cadence
+    windows, each device's timeline and the findings by rule: mock_server.live)."""
     devices = p.devices()
-    return {"devices": devices, "queues": {d["device_id"]: p.queue(d["device_id"]) for d in devices},
+    return {**live_view(p), "devices": devices, "queues": {d["device_id"]: p.queue(d["device_id"]) for d in devices},
             "exchanges": p.exchanges(limit=40), "findings": p.findings(limit=60), "captures": p.captures(limit=12),
             "downloads": p.downloads(limit=20), "misbehaving": sorted(p.misbehaving),
             "faults": [f.to_dict() for f in p.faults]}

@@ -8,8 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from facecert.contract import get_contract
+from facecert.examples import example_for
+from facecert.reports.cadence_svg import cadence_windows
+from mock_device import Device, DeviceConfig
 from mock_server import MockServer
-from tests.server.helpers import capture_body, poll_body
+from tests.server.helpers import SCALE, capture_body, poll_body, report_body, result_body
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
@@ -37,3 +41,74 @@ def test_live_page_shows_devices_findings_and_thumbnails(server: MockServer, chr
             assert not external, external
         finally:
             browser.close()
+
+
+def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromium: str, tmp_path: Path) -> None:
+    """A device breaking the idle cadence: its plot shows the gaps outside the accepted band (the
+    windows the control API hands out) and the findings table counts CADENCE-IDLE in one row."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    windows = httpx.get(server.url + "/_admin/overview").json()["windows"]
+    assert windows == cadence_windows(server.engine)
+    device_id = "PAGE-LATE-POLLER"
+    config = DeviceConfig(server=server.url, device_id=device_id, time_scale=SCALE, faults={"cadence-idle"})
+    on_time = DeviceConfig(server=server.url, device_id="PAGE-ON-TIME", device_mac="02-00-00-00-00-02", time_scale=SCALE)
+    with Device(config), Device(on_time), sync_api.sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            asked: list[tuple[str, int]] = []
+            page.on("response", lambda r: asked.append((r.url, r.status)))
+            page.goto(server.url + "/")
+            page.wait_for_selector("#server:has-text('time scale')", timeout=10_000)
+            header = page.locator("#server").inner_text()
+            for shown in ("strict", "V" + server.engine.version, str(SCALE), "devices"):
+                assert shown in header, header
+            box = page.locator(f".device[data-device='{device_id}']")
+            box.locator("svg.cadence circle.gap.idle.out").nth(2).wait_for(timeout=15_000)  # three late polls
+            assert box.locator("svg.cadence rect.band.idle").count() == 1
+            assert box.locator("svg.cadence rect.band.task").count() == 1
+            row = page.locator("#findings tbody tr", has=page.locator("td", has_text="CADENCE-IDLE"))
+            page.wait_for_function("() => [...document.querySelectorAll('#findings tbody tr')].some(tr => "
+                                   "tr.cells[1].textContent === 'CADENCE-IDLE' && +tr.cells[3].textContent >= 2)",
+                                   timeout=10_000)
+            assert row.count() == 1  # grouped: one row however many findings
+            assert device_id in row.inner_text() and "accepted" in row.inner_text()  # the latest example
+            assert box.locator(".timeline li.poll").count() >= 3
+            good = page.locator(".device[data-device='PAGE-ON-TIME'] svg.cadence")
+            good.locator("circle.gap.idle.ok").nth(1).wait_for(timeout=10_000)
+            assert good.locator("circle.gap.out").count() == 0
+            page.screenshot(path=str(tmp_path / "cadence.png"), full_page=True)
+            box.screenshot(path=str(tmp_path / "device.png"))
+            page.locator("#findings").screenshot(path=str(tmp_path / "findings.png"))
+            for shot in ("cadence.png", "device.png", "findings.png"):
+                assert (tmp_path / shot).stat().st_size > 1000
+            # headless Chromium asks for no icon by itself: the page's own icon link, fetched as a browser would
+            icon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href).then(r => [r.status, "
+                                 "r.headers.get('content-type')])")
+            assert icon[0] == 200 and icon[1].startswith("image/"), icon
+        finally:
+            browser.close()
+    assert asked and all(url.startswith(server.base) and status == 200 for url, status in asked), asked
+
+
+def test_live_page_timeline_shows_tasks_results_captures_alarms_and_gps(server: MockServer) -> None:
+    """The timeline the page draws: each exchange with what it carried."""
+    device_id = "PAGE-TIMELINE"
+    rid = server.enqueue(device_id, example_for(get_contract().all_tasks["getDevStatus"].schema))
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        task = http.post("/taskRequest", json=poll_body(device_id)).json()
+        http.post("/taskResult", json=result_body(device_id, task, code=3))
+        http.post("/faceRecognition", json=capture_body(device_id))
+        http.post("/deviceAlarm", json=report_body("deviceAlarm", device_id))
+        http.post("/gpsReport", json=report_body("gpsReport", device_id))
+        http.post("/taskRequest", json=poll_body(device_id))
+        view = http.get("/_admin/overview").json()
+        icon = http.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/")
+    assert view["server"]["devices"] == 1 and view["server"]["time_scale"] == SCALE
+    poll, result, capture, alarm, gps, idle = view["timelines"][device_id]
+    assert (poll["task"], poll["request_id"]) == ("getDevStatus", rid)
+    assert (result["task"], str(result["request_id"]), result["code"]) == ("getDevStatus", str(rid), 3)
+    assert capture["has_image"] and capture["capture_id"] >= 1
+    assert alarm["detail"] and not any("version" in k or k.startswith("device_") for k in alarm["detail"])
+    assert gps["detail"] and idle["task"] == server.engine.contract.idle_task
