@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 import yaml
 
 from facecert.contract_diff.bundle import LOWER, UPPER, bundled, for_generator
-from facecert.contract_diff.model import LOOSENING, NEUTRAL, TIGHTENING, Change, Side, Witness, directions_of
+from facecert.contract_diff.model import BOTH, NEUTRAL, TIGHTENING, Change, Side, Witness, directions_of
 
 MAX_TRIES = 400  # candidate messages per change and direction: bounded, whatever the schemas
 SAMPLES = 30  # values generated per schema
@@ -62,10 +62,10 @@ def _settle(change: Change) -> None:
     witnesses say which. A neutral change that shows a witness was misread: it breaks."""
     found = sorted({w.direction for w in change.witnesses})
     if change.direction == NEUTRAL and found:
-        change.static_direction, change.direction = NEUTRAL, found[0] if len(found) == 1 else "both"
+        change.static_direction, change.direction = NEUTRAL, found[0] if len(found) == 1 else BOTH
         change.note = "the schemas looked equivalent here, but a message tells them apart"
-    elif change.direction == "both" and len(found) == 1 and change.kind in ("pattern", "condition", "alternatives"):
-        change.static_direction, change.direction = "both", found[0]
+    elif change.direction == BOTH and len(found) == 1 and change.kind in ("pattern", "condition", "alternatives"):
+        change.static_direction, change.direction = BOTH, found[0]
         change.note = f"only the {found[0]} was shown by a message; the other way none of {change.tried} tried"
     elif not change.confirmed:
         missing = sorted(set(directions_of(change.direction)) - set(found))
