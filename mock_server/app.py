@@ -44,7 +44,8 @@ def build_app(platform: Platform) -> Starlette:
     routes.append(Route(f"{prefix}/assets/{{name:path}}", asset_handler(platform), methods=["GET", "HEAD", "POST"]))
     routes.extend(admin_routes(platform, guard))
     routes.append(Route(f"{prefix}/", page_handler(platform, guard), methods=["GET"]))
-    routes.extend(Route(path, favicon, methods=["GET"]) for path in dict.fromkeys(("/favicon.ico", f"{prefix}/favicon.ico")))
+    icons = dict.fromkeys(("/favicon.ico", f"{prefix}/favicon.ico"))  # the browser asks at the root
+    routes.extend(Route(path, favicon, methods=["GET"]) for path in icons)
     if prefix:
         routes.append(Route(prefix, page_handler(platform, guard), methods=["GET"]))
 

@@ -31,7 +31,8 @@ def server_info(p: Platform) -> dict[str, Any]:
 
 def _json(column: str, path: str) -> str:
     """A value inside a stored JSON column, NULL when the column holds no JSON object."""
-    return f"CASE WHEN json_valid({column}) AND json_type({column}) = 'object' THEN json_extract({column}, '{path}') END"
+    return (f"CASE WHEN json_valid({column}) AND json_type({column}) = 'object' "
+            f"THEN json_extract({column}, '{path}') END")
 
 
 def timeline(p: Platform, device_id: str, limit: int = TIMELINE_LENGTH) -> list[dict[str, Any]]:

@@ -383,7 +383,8 @@ def _gaps_evidence(cert: Any, scn: dict[str, Any]) -> None:
     exchanges = cert.server.exchanges(cert.device_id)
     polls = [e for e in exchanges if e["endpoint"] == "taskRequest" and e["started"] >= scn["started"] - 60]
     ended = {e["id"]: e["ended"] for e in exchanges}
-    done = {str(r["request_id"]): ended.get(r["exchange_id"]) or r["received"] for r in cert.server.results(cert.device_id)}
+    done = {str(r["request_id"]): ended.get(r["exchange_id"]) or r["received"]
+            for r in cert.server.results(cert.device_id)}
     gaps = [_gap(p, n, done) for p, n in zip(polls, polls[1:])]
     attach_json("measured gaps between polls", gaps)
     chart = cadence_svg(gaps, cadence_windows(cert.server.engine), f"poll gaps of {cert.device_id}")

@@ -51,7 +51,8 @@ def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromiu
     assert windows == cadence_windows(server.engine)
     device_id = "PAGE-LATE-POLLER"
     config = DeviceConfig(server=server.url, device_id=device_id, time_scale=SCALE, faults={"cadence-idle"})
-    on_time = DeviceConfig(server=server.url, device_id="PAGE-ON-TIME", device_mac="02-00-00-00-00-02", time_scale=SCALE)
+    on_time = DeviceConfig(server=server.url, device_id="PAGE-ON-TIME", device_mac="02-00-00-00-00-02",
+                           time_scale=SCALE)
     with Device(config), Device(on_time), sync_api.sync_playwright() as play:
         browser = play.chromium.launch(executable_path=chromium, args=ARGS)
         try:
