@@ -134,6 +134,25 @@ def verify(
     raise typer.Exit(result.code)
 
 
+@app.command()
+def redact(
+    source: Path = typer.Argument(..., help="a capture: HAR, mitmproxy flow file or facecert JSONL"),
+    target: Path = typer.Argument(..., help="where the redacted copy goes (same format)"),
+) -> None:
+    """Write a copy of a capture without faces or identities (docs/reports.md, privacy): images become
+    placeholders that `facecert validate` judges as it judged the images, names salted hashes of the same length."""
+    from rich.markup import escape
+
+    from facecert.captures import CaptureError
+    from facecert.redact import Redactor, redact_capture
+
+    try:
+        fmt, count = redact_capture(source, target, Redactor())
+    except (CaptureError, OSError) as exc:
+        fail(console, escape(str(exc)))
+    sys.stdout.write(f"redacted {count} exchanges ({fmt}) to {target}\n")
+
+
 # ---- sub-commands of the peers (each module registers its own) ----
 # serve:   mock_server/cli.py   -> register(app)
 # device:  mock_device/cli.py   -> register(app)

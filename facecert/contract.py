@@ -28,6 +28,10 @@ ID_BASE = "https://facecert.local/schemas/"
 # Annotations the engine acts on beyond validation: images, downloads, size limits, and file names
 # (x-file-name: a field a peer builds file paths from, so a value that breaks its pattern is a path).
 CONTENT_ANNOTATIONS = frozenset({"contentMediaType", "x-download", "x-max-serialized-bytes", "x-file-name"})
+# x-personal: "biometric" (a face or body picture) or "identity" (a name, a number that names a person):
+# what the writers redact (facecert/redact.py); judging ignores it, it always sees the real bytes.
+PERSONAL_ANNOTATION = "x-personal"
+PERSONAL_KINDS = frozenset({"biometric", "identity"})
 _KIND_TO_KEYWORD = {
     "Constant": "const",
     "FalseSchema": "false",
@@ -213,6 +217,29 @@ class Contract:
                 stack.extend(node.values())
         return frozenset(found)
 
+    @functools.cached_property
+    def personal_names(self) -> dict[str, tuple[str, bool]]:
+        """Property name -> (its ``x-personal`` kind, whether every property of that name is
+        marked so): a writer's fallback for a member no schema mark reaches (an unknown
+        message, a picture where the schema forbids one)."""
+        kinds: dict[str, set[str | None]] = {}
+        stack: list[Any] = list(self.raw.values())
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, dict):
+                for prop_name, prop in (node.get("properties") or {}).items():
+                    if isinstance(prop, dict):
+                        kinds.setdefault(prop_name, set()).add(prop.get(PERSONAL_ANNOTATION))
+                stack.extend(node.values())
+        found: dict[str, tuple[str, bool]] = {}
+        for prop_name, marks in kinds.items():
+            named = sorted(m for m in marks if m in PERSONAL_KINDS)
+            if named:
+                found[prop_name] = (named[0], marks <= PERSONAL_KINDS)
+        return found
+
     def _media_type(self, node: dict[str, Any]) -> str | None:
         for _ in range(10):  # a $ref chain is short; a cycle must not loop
             if "contentMediaType" in node or "$ref" not in node:
@@ -220,13 +247,14 @@ class Contract:
             node = self._resolve(node["$ref"], None)
         return None
 
-    def annotations(self, name: str, instance: Any, version: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    def annotations(self, name: str, instance: Any, version: str | None = None,
+                    keys: frozenset[str] = CONTENT_ANNOTATIONS) -> Iterator[tuple[str, dict[str, Any]]]:
         """(instance pointer, annotations) pairs that the schema attaches to the message.
 
-        Only computed for schemas that carry content annotations (images,
-        downloads, size limits): the rest have nothing to say here.
+        Only computed for schemas that carry one of ``keys`` (by default the content
+        annotations: images, downloads, size limits): the rest have nothing to say here.
         """
-        if not self._has_content_annotations(name):
+        if not self._has_annotations(name, keys):
             return
         validator = self._annotation_validator(name, self.check_version(version))
         merged: dict[str, dict[str, Any]] = {}
@@ -240,8 +268,19 @@ class Contract:
                 keyword = location.rsplit("/", 1)[-1]
                 merged.setdefault(pointer, {})[keyword] = value
         for pointer, notes in merged.items():
-            if CONTENT_ANNOTATIONS & notes.keys():
+            if keys & notes.keys():
                 yield pointer, notes
+
+    def personal_fields(self, name: str, instance: Any, version: str | None = None) -> dict[str, str]:
+        """Pointer -> "biometric" | "identity" for the fields of this message that the schema
+        marks ``x-personal``: the faces and the names a writer must not put on disk. Conditional
+        marks follow the message (addUser's image_content is biometric only as base64)."""
+        found: dict[str, str] = {}
+        for pointer, notes in self.annotations(name, instance, version, frozenset({PERSONAL_ANNOTATION})):
+            kind = notes.get(PERSONAL_ANNOTATION)
+            if kind in PERSONAL_KINDS:
+                found[pointer] = kind
+        return found
 
     def file_name_pointers(self, name: str, instance: Any, version: str | None = None) -> set[str]:
         """Pointers of the fields the schema declares bare file names (``x-file-name``): a value
@@ -262,12 +301,12 @@ class Contract:
         return self._validators[key]
 
     @functools.cache
-    def _has_content_annotations(self, name: str) -> bool:
+    def _has_annotations(self, name: str, keys: frozenset[str]) -> bool:
         text = json.dumps(self.raw[name])
-        if any(k in text for k in CONTENT_ANNOTATIONS):
+        if any(k in text for k in keys):
             return True
         refs = [ref.split("#")[0] for ref in _refs(self.raw[name])]
-        return any(self._has_content_annotations(n) for n in self.raw if self.schema_id(n) in refs and n != name)
+        return any(self._has_annotations(n, keys) for n in self.raw if self.schema_id(n) in refs and n != name)
 
     def required_fields(self, name: str, version: str | None = None) -> set[str]:
         """Top-level required fields of a message schema (including allOf parts)."""

@@ -365,7 +365,7 @@ class _Judge:
             top = item.pointer.split("/")[1] if item.pointer.count("/") >= 1 else ""
             ctx = Context(schema=schema, body=body, optional=top not in required)
             self.issue(item, direction, ctx)
-        issues, downloads = content_issues(contract, schema, body, self.version, what)
+        issues, downloads = content_issues(contract, schema, body, self.version, what, redacted=self.ex.redacted)
         for item in issues:
             self.issue(item, direction, Context(schema=schema, body=body))
         self.downloads = downloads

@@ -44,6 +44,7 @@ class Exchange:
     url: str = ""
     index: int = -1
     error: str | None = None  # transport error text when status is None
+    redacted: bool = False  # written by a redacting writer (facecert.redact): image fields hold placeholders
 
     @property
     def duration(self) -> float:

@@ -8,6 +8,8 @@ from typing import Iterator
 from facecert.captures.errors import CaptureError
 from facecert.model import Exchange
 
+REDACTED_KEY = "facecert_redacted"  # flow.metadata: facecert redact replaced this flow's personal fields
+
 
 def flow_to_exchange(flow: object) -> Exchange | None:
     """One mitmproxy HTTPFlow as an exchange (None for non-HTTP flows)."""
@@ -28,6 +30,7 @@ def flow_to_exchange(flow: object) -> Exchange | None:
         request_headers=dict(request.headers.items()),
         response_headers=dict(response.headers.items()) if response is not None else {},
         peer=peer, error=error.msg if error is not None else None,
+        redacted=bool((getattr(flow, "metadata", None) or {}).get(REDACTED_KEY)),
     )
 
 

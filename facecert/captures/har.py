@@ -102,6 +102,7 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
         response_headers=_headers(response.get("headers")),
         peer=_text(entry.get("_peer", ""), "_peer"),
         error=None if response.get("_error") is None else _text(response["_error"], "_error"),
+        redacted=entry.get("_redacted") is True,
     )
 
 
@@ -150,7 +151,7 @@ def exchange_to_entry(ex: Exchange, base_url: str = "http://device.invalid") -> 
     return {"startedDateTime": _iso(ex.started), "time": round((ended - ex.started) * 1000.0, 3),
             "request": request, "response": response, "cache": {},
             "timings": {"send": 0, "wait": round((ended - ex.started) * 1000.0, 3), "receive": 0},
-            "pageref": PAGE_ID, "_peer": ex.peer}
+            "pageref": PAGE_ID, "_peer": ex.peer, **({"_redacted": True} if ex.redacted else {})}
 
 
 def exchanges_to_har(exchanges: Iterable[Exchange], creator: str = "facecert",
@@ -181,6 +182,9 @@ def read_judged_with(path: Path) -> dict[str, Any] | None:
 
 def write_har(exchanges: Iterable[Exchange], path: Path, creator: str = "facecert",
               judged_with: dict[str, Any] | None = None) -> Path:
-    """The HAR as strict JSON (facecert.jsonsafe), never written through a symlink."""
-    text = dumps_strict(exchanges_to_har(exchanges, creator, judged_with))
+    """The HAR as strict JSON (facecert.jsonsafe), never written through a symlink; redacted
+    unless the run keeps personal data (facecert.redact: ``_redacted`` on each entry)."""
+    from facecert.redact import current
+
+    text = dumps_strict(exchanges_to_har(current().exchanges(exchanges), creator, judged_with))
     return replace_with(Path(path), lambda out: out.write(text))

@@ -26,6 +26,7 @@ def exchange_to_record(ex: Exchange) -> dict[str, Any]:
         "request_b64": base64.b64encode(ex.request_body).decode("ascii"),
         "response_b64": None if ex.response_body is None else base64.b64encode(ex.response_body).decode("ascii"),
         "error": ex.error,
+        **({"redacted": True} if ex.redacted else {}),
     }
 
 
@@ -39,7 +40,7 @@ def record_to_exchange(record: dict[str, Any]) -> Exchange:
         response_body=None if response is None else base64.b64decode(response),
         started=float(record.get("started") or 0.0), ended=record.get("ended"), peer=record.get("peer", ""),
         request_headers=record.get("request_headers") or {}, response_headers=record.get("response_headers") or {},
-        error=record.get("error"),
+        error=record.get("error"), redacted=record.get("redacted") is True,
     )
 
 
@@ -47,7 +48,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "method": (str,), "path": (str,), "url": (str,), "status": (int, type(None)), "started": (int, float, type(None)),
     "ended": (int, float, type(None)), "peer": (str,), "request_headers": (dict, type(None)),
     "response_headers": (dict, type(None)), "request_b64": (str, type(None)), "response_b64": (str, type(None)),
-    "error": (str, type(None)),
+    "error": (str, type(None)), "redacted": (bool,),
 }
 
 
@@ -75,8 +76,11 @@ def read_jsonl(path: Path) -> Iterator[Exchange]:
 
 
 def write_jsonl(exchanges: Iterable[Exchange], path: Path) -> Path:
-    """One strict JSON line per exchange (facecert.jsonsafe), never written through a symlink."""
+    """One strict JSON line per exchange (facecert.jsonsafe), never written through a symlink;
+    redacted unless the run keeps personal data (facecert.redact)."""
+    from facecert.redact import current
+
     def lines(out: Any) -> None:
-        for ex in exchanges:
+        for ex in current().exchanges(exchanges):
             out.write(dumps_strict(exchange_to_record(ex)) + "\n")
     return replace_with(Path(path), lines)

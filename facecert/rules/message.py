@@ -39,6 +39,7 @@ _RULE_BY_KEYWORD = {
     "not": "MSG-NOT-ALLOWED",  # `"not": {}` excludes a field (deviceAlarm image unless alarm_type 12)
     "unevaluatedProperties": "MSG-UNKNOWN-FIELD",
 }
+PLACEHOLDER_PREFIX = "facecert-redacted:"  # facecert.redact.PREFIX (that module imports this one)
 MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",)}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BACKSLASH = ord("\\")
@@ -430,16 +431,21 @@ def _child(contract: Contract, node: dict[str, Any], part: str, version: str) ->
     return None
 
 
-def content_issues(contract: Contract, schema: str, body: Any, version: str, what: str) -> tuple[list[Issue], list[str]]:
+def content_issues(contract: Contract, schema: str, body: Any, version: str, what: str,
+                   redacted: bool = False) -> tuple[list[Issue], list[str]]:
     """Images that must decode, size limits on serialised objects; also the
-    download URLs the message carries (second value)."""
+    download URLs the message carries (second value). In a ``redacted`` record (a
+    capture facecert wrote, facecert.redact) an image is judged by its placeholder."""
     issues: list[Issue] = []
     downloads: list[str] = []
     for pointer, notes in contract.annotations(schema, body, version):
         value = resolve_pointer(body, pointer)
         media = notes.get("contentMediaType")
         if media and notes.get("contentEncoding") == "base64" and isinstance(value, str):
-            issues.extend(_image_issues(value, media, pointer, what))
+            if redacted and value.startswith(PLACEHOLDER_PREFIX):
+                issues.extend(_placeholder_issues(value, media, pointer, what))
+            else:
+                issues.extend(_image_issues(value, media, pointer, what))
         limit = notes.get("x-max-serialized-bytes")
         if limit is not None and value is not None:
             size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
@@ -489,6 +495,34 @@ def _image_issues(value: str, media: str, pointer: str, what: str) -> list[Issue
         return [Issue("IMG-FORMAT", f"{what}: {pointer} decodes to {len(data)} bytes that are not {media} "
                       f"(starts {data[:8].hex(' ')})", pointer, expected=media, actual=data[:8].hex(" "))]
     return _pixel_issues(data, media, pointer, what)
+
+
+def _placeholder_issues(value: str, media: str, pointer: str, what: str) -> list[Issue]:
+    """IMG-BASE64 and IMG-FORMAT from what the placeholder records (the bytes are gone);
+    a placeholder we did not write as it is now is REDACTED-PLACEHOLDER."""
+    from PIL import Image
+
+    from facecert.redact import parse_placeholder
+
+    try:
+        held = parse_placeholder(value)
+    except ValueError as exc:
+        return [Issue("REDACTED-PLACEHOLDER", f"{what}: {pointer} is a redaction placeholder that was altered: {exc}; "
+                      f"starts {abbreviate(value, 60)}", pointer, expected="facecert-redacted:media;bytes=N;head=HEX;"
+                      "px=WxH;sha256=HEX", actual=abbreviate(value, 60))]
+    if not held.valid_base64:
+        return [Issue("IMG-BASE64", f"{what}: {pointer} was not valid base64 ({held.chars} characters, redacted)",
+                      pointer, expected="base64", actual=f"{held.chars} characters, not base64")]
+    magic = MAGIC.get(media, ())
+    if magic and not any(held.head.startswith(m) for m in magic):
+        return [Issue("IMG-FORMAT", f"{what}: {pointer} decoded to {held.size} bytes that are not {media} "
+                      f"(starts {held.head.hex(' ')}, redacted)", pointer, expected=media, actual=held.head.hex(" "))]
+    bound = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+    if held.pixels is not None and held.pixels > bound:
+        return [Issue("IMG-FORMAT", f"{what}: {pointer} is a {media} whose header claimed {held.pixels:,} pixels, "
+                      f"beyond the decompression-bomb bound of {bound:,} (redacted)", pointer,
+                      expected=f"<= {bound} pixels", actual=held.pixels)]
+    return []
 
 
 def _pixel_issues(data: bytes, media: str, pointer: str, what: str) -> list[Issue]:

@@ -105,7 +105,7 @@ _TABLE: list[Rule] = [
     Rule("USERINFO-SIZE", E, "server", "§2.1 user_info (长度 256B)", "user_info longer than 256 bytes",
          example=("addUser task: /user_list/0/user_info is 355 bytes as compact UTF-8 JSON; the document allows "
                   "256 (长度 256B)")),
-    Rule("REDACTED-PLACEHOLDER", E, "harness", "facecert redact (docs/reports.md, privacy)",
+    Rule("REDACTED-PLACEHOLDER", E, "sender", "facecert redact (docs/reports.md, privacy)",
          "a redacted capture holds an image placeholder that facecert did not write so (altered after redaction)",
          example=("faceRecognition request: /image is a redaction placeholder that was altered: is not "
                   "media;bytes=N;head=HEX;px=WxH|pixels=N|px=?;sha256=64 hex nor invalid-base64;chars=N;sha256=64 hex; "

@@ -21,6 +21,16 @@ from facecert.asgi import UvicornThread
 from facecert.captures import CaptureError, read_capture, sniff_format, write_har, write_jsonl
 from facecert.samples import sample_conversation
 
+
+@pytest.fixture(autouse=True)
+def _keep_personal_data():
+    """These tests check the formats keep bytes exact; redaction (the default) has tests/engine/test_redact.py."""
+    from facecert.redact import configure, reset
+
+    configure(keep_personal_data=True)
+    yield
+    reset()
+
 ROOT = Path(__file__).resolve().parents[2]
 FACECERT = str(Path(sys.executable).parent / "facecert")
 
@@ -168,7 +178,7 @@ def test_openapi_document_is_valid() -> None:
     document = json.loads(result.stdout)
     validate(document)
     assert set(document["paths"]) == {"/taskRequest", "/taskResult", "/faceRecognition", "/deviceAlarm", "/gpsReport"}
-    assert len(document["components"]["schemas"]["TaskAnswer"]["oneOf"]) == 14
+    assert len(document["components"]["schemas"]["TaskAnswer"]["discriminator"]["mapping"]) == 14  # every task
 
 
 _ = base64

@@ -215,6 +215,19 @@ def image_in(field_value: str) -> Build:
     return capture_with(lambda body: body.update(image=field_value))
 
 
+def redacted_capture(tamper: Callable[[str], str]) -> Build:
+    """A capture as a redacting writer stored it (facecert.redact), its placeholder then altered or not."""
+    def build(b: ConversationBuilder) -> None:
+        from facecert.redact import Redactor
+
+        capture_with(lambda c: None)(b)
+        b.exchanges[-1] = Redactor().exchange(b.exchanges[-1])
+        body = json.loads(b.exchanges[-1].request_body)
+        body["image"] = tamper(body["image"])
+        b.exchanges[-1].request_body = _json(body)
+    return build
+
+
 CASES: dict[str, tuple[Build, Build, dict]] = {
     "MSG-NOT-JSON": (raw_request("/deviceAlarm", b"{not json"), good_alarm, {}),
     "MSG-NOT-OBJECT": (raw_request("/deviceAlarm", b"[1, 2]"), good_alarm, {}),
@@ -245,6 +258,8 @@ CASES: dict[str, tuple[Build, Build, dict]] = {
     "ANSWER-MISSING": (timed_out, task_answer(example_for("server/tasks/getDevStatus")), {}),
     "IMG-BASE64": (image_in("@@not base64@@"), capture_with(lambda c: None), {}),
     "IMG-FORMAT": (image_in(png_b64()), capture_with(lambda c: None), {}),
+    "REDACTED-PLACEHOLDER": (redacted_capture(lambda p: p.replace(";sha256=", ";sha256=not-hex")),
+                             redacted_capture(lambda p: p), {}),
     "USERINFO-SIZE": (big_user_info, task_answer(example_for("server/tasks/addUser")), {}),
     "SNAPTIME-MS": (capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 5000)),
                     capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 999)), {}),

@@ -1,0 +1,454 @@
+"""No faces or identities in what we write (privacy by default).
+
+Which fields carry a face and which a person's identity is the schemas' ``x-personal``
+annotation (``biometric`` | ``identity``), read through
+:meth:`facecert.contract.Contract.personal_fields`. Judging always sees the real bytes:
+only the writers (HAR, JSONL, the session database, summary, JUnit, Allure) pass what
+they write through the run's :class:`Redactor`.
+
+* A biometric value becomes a placeholder string that records what the image rules
+  need, so ``facecert validate`` of a redacted capture gives the live verdict::
+
+      facecert-redacted:image/jpeg;bytes=1234;head=ffd8ffe000104a46;px=640x480;sha256=<64 hex>
+      facecert-redacted:invalid-base64;chars=17;sha256=<sha256 of the text>
+
+  ``image/jpeg`` is what the bytes are (by the magic numbers the engine checks), not
+  what the schema wants; ``px=?`` when Pillow cannot read the header, ``pixels=N`` when
+  the header claims a decompression bomb. The engine reads a placeholder only in an
+  exchange marked redacted (:attr:`facecert.model.Exchange.redacted`): a live peer that
+  sends such a string is judged on it as text (it is no base64).
+* An identity value becomes a salted hash (HMAC-SHA256 with one random salt per run)
+  of the same length in characters and in UTF-8 JSON bytes: the length bounds
+  (``max_string_chars``) and ``USERINFO-SIZE`` (256 bytes of user_info) judge the
+  hash as they judged the name. The hash is hex; where the name had multi-byte
+  characters, filler characters of the same byte width (``·`` 2, ``※`` 3, ``𝔥`` 4
+  bytes) make up the difference.
+* Bodies are rewritten member by member: key order, duplicate keys and number
+  literals stay as they were, so the parse-level rules judge the same message. A body
+  above the body limit is padded with trailing spaces to its original length
+  (MSG-TOO-LARGE judges its size). A body that is not JSON keeps its bytes except runs
+  of base64 of an image's size (:data:`B64_RUN`), which become placeholders.
+
+``--keep-personal-data`` (:func:`configure`) makes the run's redactor keep everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from facecert.captures.files import NEW, replace_with
+from facecert.contract import Contract, get_contract
+from facecert.jsonsafe import dumps_strict
+from facecert.model import Exchange
+from facecert.rules.message import MAGIC, PLACEHOLDER_PREFIX as PREFIX, decoded_base64
+
+SALT_ENV = "FACECERT_REDACTION_SALT"  # hex; certify hands its salt to the processes it starts
+KEEP_ENV = "FACECERT_KEEP_PERSONAL_DATA"  # "1": keep everything (--keep-personal-data)
+_IMAGE = re.compile(r"^(?P<media>[a-z0-9.+-]+/[a-z0-9.+-]+);bytes=(?P<bytes>\d{1,12});head=(?P<head>[0-9a-f]{0,16});"
+                    r"(?:px=(?P<w>\d{1,6})x(?P<h>\d{1,6})|pixels=(?P<pixels>\d{1,15})|px=\?);sha256=(?P<sha>[0-9a-f]{64})$")
+_INVALID = re.compile(r"^invalid-base64;chars=(?P<chars>\d{1,12});sha256=(?P<sha>[0-9a-f]{64})$")
+B64_RUN = re.compile(rb"[A-Za-z0-9+/]{512,}={0,2}")  # a face in a body that is no JSON: 384 bytes and more
+_LOOKS_B64 = re.compile(r"^[A-Za-z0-9+/\s]{16,}={0,2}\s*$")
+_FILLER = {2: "\u00b7", 3: "\u203b", 4: "\U0001d525"}  # ·, ※, 𝔥: one character of that many UTF-8 bytes
+SCRUB_MIN_CHARS = 3  # identity values shorter than this are not searched for in free text (they would hit words)
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """What a biometric placeholder records: enough for IMG-BASE64 and IMG-FORMAT."""
+
+    valid_base64: bool
+    sha256: str
+    media: str = ""  # what the decoded bytes are: a MAGIC media type, or application/octet-stream
+    size: int = 0  # decoded bytes
+    head: bytes = b""  # the first 8 decoded bytes (a header, not a face)
+    pixels: int | None = None  # None: Pillow could not read the header
+    chars: int = 0  # length of the text that was no base64
+
+
+def is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def parse_placeholder(value: str) -> Placeholder:
+    """The placeholder's record; ValueError says what is wrong with one that was tampered with."""
+    body = value[len(PREFIX):] if value.startswith(PREFIX) else None
+    if body is None:
+        raise ValueError("does not start with " + PREFIX)
+    invalid = _INVALID.match(body)
+    if invalid:
+        return Placeholder(False, invalid["sha"], chars=int(invalid["chars"]))
+    image = _IMAGE.match(body)
+    if image is None:
+        raise ValueError("is not media;bytes=N;head=HEX;px=WxH|pixels=N|px=?;sha256=64 hex "
+                         "nor invalid-base64;chars=N;sha256=64 hex")
+    head = bytes.fromhex(image["head"]) if len(image["head"]) % 2 == 0 else None
+    if head is None:
+        raise ValueError("head is an odd number of hex digits")
+    size = int(image["bytes"])
+    if len(head) > size or (size >= 8 and len(head) != 8):
+        raise ValueError(f"head holds {len(head)} bytes of a {size}-byte image")
+    pixels = int(image["w"]) * int(image["h"]) if image["w"] else int(image["pixels"]) if image["pixels"] else None
+    return Placeholder(True, image["sha"], media=image["media"], size=size, head=head, pixels=pixels)
+
+
+def image_placeholder(value: str) -> str:
+    """The placeholder of one biometric value (the real bytes are hashed, then forgotten)."""
+    data = decoded_base64(value)
+    if isinstance(data, Exception):
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{PREFIX}invalid-base64;chars={len(value)};sha256={digest}"
+    return (f"{PREFIX}{media_of(data)};bytes={len(data)};head={data[:8].hex()};{_pixel_size(data)};"
+            f"sha256={hashlib.sha256(data).hexdigest()}")
+
+
+def media_of(data: bytes) -> str:
+    """The media type the engine's magic numbers give these bytes."""
+    return next((media for media, magic in MAGIC.items() if any(data.startswith(m) for m in magic)),
+                "application/octet-stream")
+
+
+def _pixel_size(data: bytes) -> str:
+    """``px=WxH`` from the header only (Pillow opens lazily); a bomb says how many pixels it claims."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        return f"pixels={claimed.group(1)}" if claimed else f"pixels={int(Image.MAX_IMAGE_PIXELS or 89_478_485) * 2 + 1}"
+    except Exception:  # noqa: BLE001 - no readable header: nothing to record, as the live check finds nothing
+        return "px=?"
+    return f"px={width}x{height}"
+
+
+class Redactor:
+    """One run's redaction: its salt, and the personal values it replaced (for free text)."""
+
+    def __init__(self, salt: bytes | None = None, keep: bool = False, contract: Contract | None = None) -> None:
+        self.salt = salt if salt is not None else secrets.token_bytes(32)
+        self.keep = keep
+        self.contract = contract or get_contract()
+        self.seen_identity: dict[str, str] = {}
+        self.seen_images: dict[str, str] = {}
+
+    # ---- single values -----------------------------------------------------
+    def identity(self, value: str) -> str:
+        """A salted hash as long as ``value`` in characters and in JSON UTF-8 bytes."""
+        if self.keep or not value:
+            return value
+        if value in self.seen_identity:
+            return self.seen_identity[value]
+        chars = len(value)
+        width = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
+        extra = min(width - chars, 3 * chars)  # a name of escaped control characters keeps its char count only
+        wide = min(extra // 3, chars)
+        rest = extra - 3 * wide
+        fillers = _FILLER[4] * wide + (_FILLER[rest + 1] if rest else "")
+        token = self._hex(value, chars - len(fillers)) + fillers
+        self.seen_identity[value] = token
+        return token
+
+    def _hex(self, value: str, count: int) -> str:
+        out, block = "", 0
+        while len(out) < count:
+            out += hmac.new(self.salt, value.encode("utf-8", "surrogatepass") + block.to_bytes(4, "big"),
+                            hashlib.sha256).hexdigest()
+            block += 1
+        return out[:count]
+
+    def biometric(self, value: str) -> str:
+        if self.keep or is_placeholder(value):
+            return value
+        if value not in self.seen_images:
+            self.seen_images[value] = image_placeholder(value)
+        return self.seen_images[value]
+
+    # ---- messages ----------------------------------------------------------
+    def body(self, raw: bytes | None, schema: str | None) -> bytes | None:
+        """One HTTP body with its personal fields replaced (``schema``: its contract schema, if known)."""
+        if self.keep or not raw:
+            return raw
+        try:
+            text = raw.decode("utf-8")
+            plain = json.loads(text)
+            kept = json.loads(text, object_pairs_hook=_Pairs, parse_float=_Literal, parse_int=_Literal,
+                              parse_constant=_Literal)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), raw)
+        marks = self._marks(plain, schema)
+        changed = self._apply(kept, marks)
+        if not changed:
+            return raw
+        try:
+            out = _dumps(kept).encode("utf-8", "surrogatepass")
+        except RecursionError:
+            return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), raw)
+        if len(raw) > self.contract.limits.max_body_bytes and len(out) < len(raw):
+            out += b" " * (len(raw) - len(out))  # MSG-TOO-LARGE judges the size: keep it
+        return out
+
+    def _marks(self, plain: Any, schema: str | None) -> dict[tuple[str, ...], str]:
+        marks: dict[tuple[str, ...], str] = {}
+        if schema and schema in self.contract.raw:
+            try:
+                found = self.contract.personal_fields(schema, plain)
+            except (ValueError, RecursionError):
+                found = {}
+            marks = {tuple(_unescape(p) for p in pointer.split("/")[1:]): kind for pointer, kind in found.items()}
+        return marks
+
+    def _apply(self, kept: Any, marks: dict[tuple[str, ...], str]) -> bool:
+        """Replace in place: the schema's marks, then any member a name alone marks (a message
+        no schema covered, a field where the schema does not expect it)."""
+        names = self.contract.personal_names
+        changed = False
+        stack: list[tuple[Any, tuple[str, ...]]] = [(kept, ())]
+        while stack:
+            node, path = stack.pop()
+            if isinstance(node, _Pairs):
+                for index, (key, value) in enumerate(node):
+                    here = path + (key,)
+                    kind = marks.get(here) or _by_name(names.get(key), value)
+                    if kind and isinstance(value, str):
+                        new = self.biometric(value) if kind == "biometric" else self.identity(value)
+                        if new != value:
+                            node[index] = (key, new)
+                            changed = True
+                    else:
+                        stack.append((value, here))
+            elif isinstance(node, list):
+                stack.extend((item, path + (str(i),)) for i, item in enumerate(node))
+        return changed
+
+    def exchange(self, ex: Exchange) -> Exchange:
+        """The exchange as a writer may store it, marked redacted (unchanged with keep)."""
+        if self.keep or ex.redacted:
+            return ex
+        request_schema, answer_schema = self._schemas(ex)
+        return dataclasses.replace(ex, request_body=self.body(ex.request_body, request_schema) or b"",
+                                   response_body=self.body(ex.response_body, answer_schema),
+                                   error=self.text(ex.error) if ex.error else ex.error, redacted=True)
+
+    def exchanges(self, exchanges: Iterable[Exchange]) -> Iterable[Exchange]:
+        return (self.exchange(ex) for ex in exchanges)
+
+    def _schemas(self, ex: Exchange) -> tuple[str | None, str | None]:
+        endpoint = self.contract.endpoint_for_path(ex.path)
+        if endpoint is None:
+            return None, None
+        answer: str | None = endpoint.answer
+        if endpoint.answer == "tasks":
+            answer = None
+            try:
+                name = json.loads(ex.response_body or b"").get("request_type")
+            except (ValueError, AttributeError, RecursionError):
+                name = None
+            if isinstance(name, str) and name in self.contract.all_tasks:
+                answer = self.contract.all_tasks[name].schema
+        return endpoint.request, answer
+
+    # ---- free text and evidence ----------------------------------------------
+    def value(self, data: Any) -> Any:
+        """A JSON-like value for evidence (Allure, summary): members named personal by the
+        contract replaced, every string scrubbed of the personal values seen so far."""
+        if self.keep:
+            return data
+        names = self.contract.personal_names
+        if isinstance(data, dict):
+            out = {}
+            for key, item in data.items():
+                kind = names.get(key) if isinstance(key, str) else None
+                if kind and isinstance(item, str) and item:
+                    out[key] = self.biometric(item) if kind[0] == "biometric" else (
+                        self.identity(item) if kind[1] else self.text(item))
+                else:
+                    out[key] = self.value(item)
+            return out
+        if isinstance(data, (list, tuple)):
+            return [self.value(item) for item in data]
+        if isinstance(data, str):
+            return self.text(data)
+        return data
+
+    def text(self, text: str) -> str:
+        """``text`` with every personal value this run replaced (and any image-sized base64 run) taken out."""
+        if self.keep or not text:
+            return text
+        for original, token in self.seen_identity.items():
+            if len(original) >= SCRUB_MIN_CHARS and original in text:
+                text = text.replace(original, token)
+        for original, token in self.seen_images.items():
+            if original in text:
+                text = text.replace(original, token)
+        return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"),
+                           text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
+
+    def data(self, blob: bytes) -> bytes:
+        """Bytes of any file we write (a SQLite page, a spilled body): every personal value seen, out."""
+        if self.keep or not blob:
+            return blob
+        for original, token in list(self.seen_identity.items()) + list(self.seen_images.items()):
+            if len(original) >= SCRUB_MIN_CHARS:
+                encoded = original.encode("utf-8", "surrogatepass")
+                if encoded in blob:
+                    blob = blob.replace(encoded, token.encode("utf-8", "surrogatepass"))
+        return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), blob)
+
+
+def _by_name(kinds: tuple[str, bool] | None, value: Any) -> str | None:
+    """A member the contract names personal where no schema mark reached it: an image
+    name marks a base64-looking string; an identity name only if it is personal everywhere."""
+    if kinds is None or not isinstance(value, str):
+        return None
+    kind, everywhere = kinds
+    if kind == "biometric":
+        return kind if _LOOKS_B64.match(value) else None
+    return kind if everywhere else None
+
+
+class _Pairs(list):
+    """An object's members in order, duplicates kept (what the sender sent)."""
+
+
+class _Literal(str):
+    """A number or constant literal as the sender wrote it."""
+
+
+def _dumps(node: Any) -> str:
+    if isinstance(node, _Pairs):
+        return "{" + ",".join(_string(k) + ":" + _dumps(v) for k, v in node) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(_dumps(item) for item in node) + "]"
+    if isinstance(node, _Literal):
+        return str(node)
+    if isinstance(node, str):
+        return _string(node)
+    return json.dumps(node)  # true, false, null
+
+
+def _string(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(text)  # a lone surrogate stays an escape (MSG-BAD-UNICODE judges it)
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _unescape(part: str) -> str:
+    return part.replace("~1", "/").replace("~0", "~")
+
+
+# ---- the run's redactor ------------------------------------------------------
+_CURRENT: Redactor | None = None
+
+
+def configure(keep_personal_data: bool = False, salt: bytes | None = None) -> Redactor:
+    """The run's redactor (one salt per run), also handed to the processes it starts (environment)."""
+    global _CURRENT
+    _CURRENT = Redactor(salt=salt, keep=keep_personal_data)
+    os.environ[SALT_ENV] = _CURRENT.salt.hex()
+    os.environ[KEEP_ENV] = "1" if keep_personal_data else "0"
+    return _CURRENT
+
+
+def current() -> Redactor:
+    """The run's redactor: the one :func:`configure` made, or one from the environment (a
+    process certify started), or a fresh one that redacts (privacy by default)."""
+    global _CURRENT
+    if _CURRENT is None:
+        salt_hex = os.environ.get(SALT_ENV, "")
+        try:
+            salt = bytes.fromhex(salt_hex) if salt_hex else None
+        except ValueError:
+            salt = None
+        _CURRENT = Redactor(salt=salt, keep=os.environ.get(KEEP_ENV) == "1")
+    return _CURRENT
+
+
+def reset() -> None:
+    """Forget the run's redactor (tests, and a second run in one process)."""
+    global _CURRENT
+    _CURRENT = None
+    os.environ.pop(SALT_ENV, None)
+    os.environ.pop(KEEP_ENV, None)
+
+
+def placeholder_problem(value: str) -> str | None:
+    """Why a redacted value is no placeholder we wrote (None: it is one)."""
+    try:
+        parse_placeholder(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+
+# ---- an existing capture (facecert redact IN OUT) -------------------------------
+def redact_capture(source: Path, target: Path, redactor: Redactor) -> tuple[str, int]:
+    """Write ``source`` (HAR, mitmproxy flows, facecert JSONL) redacted to ``target`` in the same
+    format; (format, exchanges written). A HAR keeps how it was judged live (``_facecert``)."""
+    from facecert.captures import CaptureError, read_capture, read_judged_with, sniff_format
+    from facecert.captures.har import exchanges_to_har
+    from facecert.captures.jsonl import exchange_to_record
+
+    fmt = sniff_format(source)
+    if Path(source).resolve() == Path(target).resolve():
+        raise CaptureError(f"{target}: write the redacted copy beside the capture, not over it")
+    if fmt == "flows":
+        return fmt, _redact_flows(source, target, redactor)
+    if fmt not in ("har", "jsonl"):
+        raise CaptureError(f"{source}: a single message, not a capture: facecert redact takes HAR, flows or JSONL")
+    exchanges = [redactor.exchange(ex) for ex in read_capture(source, fmt)]
+    if fmt == "har":
+        text = dumps_strict(exchanges_to_har(exchanges, "facecert redact", read_judged_with(source)))
+        replace_with(target, lambda out: out.write(text))
+    else:
+        replace_with(target, lambda out: out.writelines(dumps_strict(exchange_to_record(ex)) + "\n" for ex in exchanges))
+    return fmt, len(exchanges)
+
+
+def _redact_flows(source: Path, target: Path, redactor: Redactor) -> int:
+    """Flows stay flows: each body redacted in place, the flow marked in its metadata."""
+    from mitmproxy import io as mitm_io
+    from mitmproxy.exceptions import FlowReadException
+
+    from facecert.captures import CaptureError
+    from facecert.captures.flows import REDACTED_KEY, flow_to_exchange
+
+    count = 0
+    tmp = Path(target).with_name(Path(target).name + ".tmp")
+    if os.path.lexists(tmp):
+        tmp.unlink()
+    try:
+        with open(source, "rb") as handle, os.fdopen(os.open(tmp, NEW, 0o644), "wb") as out:
+            writer = mitm_io.FlowWriter(out)
+            try:
+                for flow in mitm_io.FlowReader(handle).stream():
+                    exchange = flow_to_exchange(flow)
+                    if exchange is not None and not exchange.redacted:
+                        done = redactor.exchange(exchange)
+                        flow.request.content = done.request_body  # type: ignore[attr-defined]
+                        if getattr(flow, "response", None) is not None and done.response_body is not None:
+                            flow.response.content = done.response_body  # type: ignore[attr-defined]
+                        flow.metadata[REDACTED_KEY] = True
+                    writer.add(flow)
+                    count += 1
+            except (FlowReadException, ValueError, KeyError, TypeError) as exc:
+                raise CaptureError(f"{source}: not a readable mitmproxy flow file ({str(exc)[:120]})") from None
+        os.replace(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            tmp.unlink()
+    return count
