@@ -92,8 +92,11 @@ def run_row(row: Row, workdir: Path) -> Row:
 def run_matrix(selected: list[Row] | None = None, workers: int = 4) -> list[Row]:
     chosen = selected if selected is not None else rows()
     with tempfile.TemporaryDirectory(prefix="facecert-matrix-") as folder:
+        # server rows run the whole server plan: start them first, so none is left running alone at the end
+        first = sorted(chosen, key=lambda r: r.peer != "server")
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda r: run_row(r, Path(folder)), chosen))
+            done = dict(zip(map(id, first), pool.map(lambda r: run_row(r, Path(folder)), first)))
+        return [done[id(row)] for row in chosen]
 
 
 def to_markdown(results: list[Row]) -> str:

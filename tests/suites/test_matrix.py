@@ -13,6 +13,7 @@ from facecert.rules.registry import RULES
 from mock_device.faults import EXEMPT_RULES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mutation-matrix.md"
+pytestmark = pytest.mark.timeout(900)  # ~60 plans, four at a time: minutes, not the suite's 300 s default
 
 
 @pytest.fixture(scope="module")
