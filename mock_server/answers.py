@@ -33,6 +33,8 @@ def plan_for(platform: Platform, incoming: Incoming, request: Any, failure: Pars
     plan = None
     if fault is not None and fault.kind != "slow":
         plan = plan_fault(fault)
+    elif incoming.method.upper() == "CONNECT":  # a 2xx would switch the connection to a tunnel (RFC 9110 §9.3.6)
+        plan = Plan(405, {"code": 405, "log": "CONNECT is not a device message: devices POST (HTTP-METHOD)"})
     elif failure is not None:
         too_large = failure.issue.rule == "MSG-TOO-LARGE"
         plan = Plan(413 if too_large else 400, None, log=f"refused: {failure.issue.message}")

@@ -93,8 +93,11 @@ class Assets:
         parts = name.split("/")
         if any(part in ("", ".", "..") for part in parts):
             return None
-        candidate = (self.folder / name).resolve()
-        if not candidate.is_relative_to(self.folder) or not candidate.is_file():
+        try:
+            candidate = (self.folder / name).resolve()
+            if not candidate.is_relative_to(self.folder) or not candidate.is_file():
+                return None
+        except (OSError, ValueError):  # a name the filesystem refuses (too long, odd bytes): no such file
             return None
         return candidate
 
