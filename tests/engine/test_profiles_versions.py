@@ -119,7 +119,10 @@ def test_unknown_version_and_profile_are_refused() -> None:
 
 
 def test_every_version_compiles_every_schema() -> None:
+    """Every message schema at every version; a capability statement (schemas/capabilities) is
+    not a message: it is judged against the whole contract, so at the latest version only."""
     contract = get_contract()
     for version in contract.versions:
         for name in contract.raw:
-            contract.validator(name, version)
+            if not name.startswith("capabilities/") or version == contract.latest:
+                contract.validator(name, version)
