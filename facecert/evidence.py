@@ -205,12 +205,13 @@ def evidence_predicate(*, plan: str, verdict: str, scenarios: list[dict[str, Any
                        protocol_version: str | None, time_scale: float | None, peer: dict[str, Any],
                        started: float | None, ended: float | None, demo: bool | None = None,
                        capabilities_sha256: str | None = None, redaction_salt: str | None = None,
-                       command: list[str] | None = None) -> dict[str, Any]:
+                       command: list[str] | None = None, personal_data: str | None = None) -> dict[str, Any]:
     """The predicate of a run's manifest (layout :data:`PREDICATE_TYPE`).
 
     ``scenarios`` keep name, feature, verdict and rules. ``capabilities_sha256``
     (the capability statement the peer declared) and ``redaction_salt`` (kept
-    only when asked) are null until a run has them. ``command`` defaults to
+    only when asked: --keep-salt) are null until a run has them; ``personal_data`` says
+    whether the report holds faces and names ("kept") or not ("redacted"). ``command`` defaults to
     this process's ``sys.argv``."""
     return {
         "plan": plan,
@@ -221,6 +222,7 @@ def evidence_predicate(*, plan: str, verdict: str, scenarios: list[dict[str, Any
         "contract_sha256": contract_digest(),
         "capabilities_sha256": capabilities_sha256,
         "redaction_salt": redaction_salt,
+        "personal_data": personal_data,  # "redacted" (the default) or "kept" (--keep-personal-data)
         "profile": profile,
         "protocol_version": protocol_version,
         "time_scale": time_scale,
@@ -246,7 +248,8 @@ def predicate_from_summary(summary: dict[str, Any], *, plan: str, started: float
         profile=summary.get("profile"), protocol_version=summary.get("protocol_version"),
         time_scale=summary.get("time_scale"), demo=summary.get("demo"),
         peer={k: summary[k] for k in PEER_FIELDS if k in summary},
-        capabilities_sha256=summary.get("capabilities_sha256"), started=started, ended=ended)
+        capabilities_sha256=summary.get("capabilities_sha256"), started=started, ended=ended,
+        redaction_salt=summary.get("redaction_salt"), personal_data=summary.get("personal_data"))
 
 
 # ---- writing and signing ------------------------------------------------------------------------

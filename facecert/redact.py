@@ -34,6 +34,7 @@ they write through the run's :class:`Redactor`.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -139,6 +140,7 @@ class Redactor:
     def __init__(self, salt: bytes | None = None, keep: bool = False, contract: Contract | None = None) -> None:
         self.salt = salt if salt is not None else secrets.token_bytes(32)
         self.keep = keep
+        self.keep_salt = False  # --keep-salt: the salt goes to the summary and the manifest (privacy_fields)
         self.contract = contract or get_contract()
         self.seen_identity: dict[str, str] = {}
         self.seen_images: dict[str, str] = {}
@@ -295,8 +297,9 @@ class Redactor:
         return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"),
                            text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
 
-    def data(self, blob: bytes) -> bytes:
-        """Bytes of any file we write (a SQLite page, a spilled body): every personal value seen, out."""
+    def data(self, blob: bytes, runs: bool = True) -> bytes:
+        """Bytes of any file we write (a SQLite page, a spilled body): every personal value seen, out;
+        with ``runs`` also any run of base64 of an image's size (not in the HTML report: its fonts)."""
         if self.keep or not blob:
             return blob
         for original, token in list(self.seen_identity.items()) + list(self.seen_images.items()):
@@ -304,6 +307,12 @@ class Redactor:
                 encoded = original.encode("utf-8", "surrogatepass")
                 if encoded in blob:
                     blob = blob.replace(encoded, token.encode("utf-8", "surrogatepass"))
+        for original, token in list(self.seen_images.items()):
+            decoded = decoded_base64(original)
+            if isinstance(decoded, bytes) and len(decoded) >= 64 and decoded in blob:
+                blob = blob.replace(decoded, token.encode("ascii"))  # a picture written as a file
+        if not runs:
+            return blob
         return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), blob)
 
 
@@ -354,10 +363,11 @@ def _unescape(part: str) -> str:
 _CURRENT: Redactor | None = None
 
 
-def configure(keep_personal_data: bool = False, salt: bytes | None = None) -> Redactor:
+def configure(keep_personal_data: bool = False, salt: bytes | None = None, keep_salt: bool = False) -> Redactor:
     """The run's redactor (one salt per run), also handed to the processes it starts (environment)."""
     global _CURRENT
     _CURRENT = Redactor(salt=salt, keep=keep_personal_data)
+    _CURRENT.keep_salt = keep_salt
     os.environ[SALT_ENV] = _CURRENT.salt.hex()
     os.environ[KEEP_ENV] = "1" if keep_personal_data else "0"
     return _CURRENT
@@ -375,6 +385,14 @@ def current() -> Redactor:
             salt = None
         _CURRENT = Redactor(salt=salt, keep=os.environ.get(KEEP_ENV) == "1")
     return _CURRENT
+
+
+def privacy_fields(redactor: Redactor) -> dict[str, Any]:
+    """What a summary says about personal data: kept or redacted, and the salt only if asked."""
+    fields: dict[str, Any] = {"personal_data": "kept" if redactor.keep else "redacted"}
+    if redactor.keep_salt and not redactor.keep:
+        fields["redaction_salt"] = redactor.salt.hex()
+    return fields
 
 
 def reset() -> None:
@@ -452,3 +470,120 @@ def _redact_flows(source: Path, target: Path, redactor: Redactor) -> int:
         if os.path.lexists(tmp):
             tmp.unlink()
     return count
+
+
+# ---- a report folder, after the run -------------------------------------------------
+def scrub(data: Any, redactor: Redactor) -> Any:
+    """``data`` with every string scrubbed of the personal values seen (keys and shape kept:
+    a summary's ``name`` is a scenario's, not a person's)."""
+    if isinstance(data, dict):
+        return {key: scrub(value, redactor) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [scrub(value, redactor) for value in data]
+    return redactor.text(data) if isinstance(data, str) else data
+
+
+def scrub_folder(folder: Path, redactor: Redactor, skip: Iterable[str] = ()) -> list[Path]:
+    """Take every personal value the run replaced out of every file under ``folder`` (the
+    session database rewritten, see :func:`redact_sqlite`); the files changed. Links are
+    not followed: a planted link is left, not written through."""
+    if redactor.keep:
+        return []
+    changed: list[Path] = []
+    skipped = set(skip)
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.name in skipped or path.name.endswith(("-wal", "-shm")):
+            continue
+        if path.suffix == ".db":
+            redact_sqlite(path, redactor)
+            changed.append(path)
+            continue
+        data = path.read_bytes()
+        clean = redactor.data(data, runs="html" not in path.relative_to(folder).parts)
+        if clean != data:
+            _rewrite(path, clean)
+            changed.append(path)
+    return changed
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".redact.tmp")
+    if os.path.lexists(tmp):
+        tmp.unlink()
+    with os.fdopen(os.open(tmp, NEW, 0o600), "wb") as out:
+        out.write(data)
+    os.replace(tmp, path)
+
+
+def redact_sqlite(path: Path, redactor: Redactor) -> None:
+    """Rewrite a SQLite database with every text and blob value redacted (bodies by their
+    endpoint's schema where a row names its path), then VACUUM it into a fresh file: the
+    old pages (and the WAL) that still held the faces are gone with it."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({quoted})")]
+            for row in conn.execute(f"SELECT rowid, * FROM {quoted}").fetchall():
+                values = dict(zip(columns, row[1:]))
+                schema = redactor._schemas(Exchange(method="POST", path=str(values.get("path") or "")))[0]
+                changes = {col: _redact_cell(value, redactor, schema if col == "request_body" else None)
+                           for col, value in values.items() if isinstance(value, (str, bytes))}
+                changes = {col: value for col, value in changes.items() if value != values[col]}
+                if changes:
+                    sets = ", ".join('"' + c.replace('"', '""') + '" = ?' for c in changes)
+                    conn.execute(f"UPDATE {quoted} SET {sets} WHERE rowid = ?", [*changes.values(), row[0]])
+        conn.commit()
+        tmp = path.with_name(path.name + ".redact.tmp")
+        if os.path.lexists(tmp):
+            tmp.unlink()
+        conn.execute("VACUUM INTO ?", (str(tmp),))
+    finally:
+        conn.close()
+    os.replace(tmp, path)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if os.path.lexists(side):
+            side.unlink()
+
+
+def _redact_cell(value: str | bytes, redactor: Redactor, schema: str | None) -> str | bytes:
+    raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    done = redactor.data(redactor.body(raw, schema) or b"")
+    if isinstance(value, str):
+        return done.decode("utf-8", "surrogatepass")
+    return done
+
+
+def tile_png(placeholder: str, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A grey tile that stands for a redacted picture in a report a person reads: what it was
+    (media type, pixel size, bytes) and its sha256, not the face."""
+    from PIL import Image, ImageDraw
+
+    try:
+        held = parse_placeholder(placeholder)
+        lines = ["redacted picture", held.media or "not base64", f"{held.size:,} bytes",
+                 f"{held.pixels:,} pixels" if held.pixels is not None else "pixel size unknown",
+                 "sha256", held.sha256[:32], held.sha256[32:]]
+    except ValueError:
+        lines = ["redacted picture", "(placeholder unreadable)"]
+    image = Image.new("RGB", size, (160, 160, 160))
+    draw = ImageDraw.Draw(image)
+    for number, line in enumerate(lines):
+        draw.text((12, 12 + 30 * number), line, fill=(32, 32, 32))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def picture_for_report(data: bytes, redactor: Redactor) -> tuple[bytes, str, str]:
+    """(bytes, media type, extension) to attach for a picture: itself when personal data is
+    kept, else the grey tile of its placeholder."""
+    if redactor.keep:
+        return data, "image/jpeg", "jpg"
+    token = redactor.biometric(base64.b64encode(data).decode("ascii"))
+    return tile_png(token), "image/png", "png"

@@ -11,10 +11,12 @@ import allure
 
 from facecert.certify.verdicts import RuleFailure, ScenarioError
 from facecert.model import Finding
+from facecert.redact import current as current_redactor
 
 
 def attach_json(name: str, data: Any) -> None:
-    text = json.dumps(data, ensure_ascii=False, indent=2, default=repr)
+    """Evidence as JSON, without faces or names unless the run keeps personal data (facecert.redact)."""
+    text = json.dumps(current_redactor().value(data), ensure_ascii=False, indent=2, default=repr)
     if len(text) > 400_000:
         text = text[:400_000] + "\n… (truncated)"
     allure.attach(text, name=name, attachment_type=allure.attachment_type.JSON)

@@ -18,6 +18,7 @@ from facecert.certify.liveness import ensure_alive, timed, wait_for
 from facecert.certify.plan import download_urls, task_body
 from facecert.contract import get_contract
 from facecert.examples import example_for
+from facecert.redact import current as current_redactor, picture_for_report
 from facecert.reports.cadence_svg import cadence_svg, cadence_windows
 from steps.common import attach_json, checks, describe, error, fail, fail_on, rules_of, shorten
 
@@ -467,8 +468,10 @@ def capture_acknowledged(cert: Any, scn: dict[str, Any]) -> None:
     attach_json("capture answer", answer)
     image = cert.server.platform.capture_image(scn["capture"]["id"])
     if image:
-        # image/jpeg, the registered type (allure's JPG says image/jpg, which browsers do not know)
-        allure.attach(image, name="capture image", attachment_type="image/jpeg", extension="jpg")
+        # image/jpeg, the registered type (allure's JPG says image/jpg, which browsers do not know); by default
+        # a grey tile saying what the picture was, not the face (facecert.redact)
+        picture, media, extension = picture_for_report(image, current_redactor())
+        allure.attach(picture, name="capture image", attachment_type=media, extension=extension)
     fail_on([f for f in _device_findings(cert) if f.get("exchange_id") == exchange["id"] and f["severity"] == "error"],
             "the capture")
     if answer.get("code") != 0:  # our server refuses only captures with errors, and those failed above

@@ -36,6 +36,21 @@ CapabilitiesOpt = Annotated[Optional[Path], typer.Option(
 SignOpt = Annotated[Optional[Path], typer.Option(
     "--sign", help="OpenSSH private key (ed25519, no passphrase; or a public key in ssh-agent): sign manifest.json")]
 
+KeepPersonalOpt = Annotated[bool, typer.Option(
+    "--keep-personal-data", help="write faces and names as they came (default: redacted, docs/reports.md privacy)")]
+KeepSaltOpt = Annotated[bool, typer.Option(
+    "--keep-salt", help="keep the redaction salt in summary.json and the manifest (whoever has it can test a guess "
+    "at a name against its hash)")]
+
+
+def _privacy(keep_personal_data: bool, keep_salt: bool) -> None:
+    """One redactor, one salt for the whole run (facecert.redact)."""
+    from facecert.redact import configure
+
+    if keep_salt and keep_personal_data:
+        fail(console, "--keep-salt and --keep-personal-data: with the data kept there is no salt to keep")
+    configure(keep_personal_data=keep_personal_data, keep_salt=keep_salt)
+
 
 def _expectations(path: Optional[Path]) -> list:
     from facecert.certify.expectations import ExpectationError, load_expectations
@@ -119,6 +134,8 @@ def certify_device(
     expect: ExpectOpt = None,
     debug: DebugOpt = False,
     sign: SignOpt = None,
+    keep_personal_data: KeepPersonalOpt = False,
+    keep_salt: KeepSaltOpt = False,
     baseline: BaselineOpt = None,
     write_baseline: WriteBaselineOpt = None,
     capabilities: CapabilitiesOpt = None,
@@ -136,6 +153,7 @@ def certify_device(
     previous = _baseline(baseline)
     statement = _statement(capabilities, "device")
     _check_key(sign)
+    _privacy(keep_personal_data, keep_salt)
     token, generated = admin_token_for(host, None)
     if fault and not demo:
         fail(console, "--fault breaks our simulator: it needs --demo")
@@ -206,6 +224,8 @@ def certify_server(
     expect: ExpectOpt = None,
     debug: DebugOpt = False,
     sign: SignOpt = None,
+    keep_personal_data: KeepPersonalOpt = False,
+    keep_salt: KeepSaltOpt = False,
     baseline: BaselineOpt = None,
     write_baseline: WriteBaselineOpt = None,
     capabilities: CapabilitiesOpt = None,
@@ -229,6 +249,7 @@ def certify_server(
     previous = _baseline(baseline)
     statement = _statement(capabilities, "server")
     _check_key(sign)
+    _privacy(keep_personal_data, keep_salt)
     if not demo:
         _check_answers(url)
     cfg = ServerRunConfig(url=url, triggers=triggers, profile=profile, protocol_version=protocol_version,

@@ -1,0 +1,120 @@
+"""Privacy by default, end to end: a certification of our reference device writes no face
+and no name anywhere in its report folder (every file searched byte for byte, the SQLite
+session too), and writes all of them with --keep-personal-data; the manifest says which."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facecert.captures import read_capture
+from facecert.contract import get_contract
+from facecert.redact import Redactor
+from facecert.rules.message import resolve_pointer
+from mock_device.media import b64, capture_jpeg, tiny_png
+
+FACECERT = str(Path(sys.executable).with_name("facecert"))
+TAGS = "captures or users"
+
+
+def certify(report: Path, *extra: str) -> dict:
+    done = subprocess.run([FACECERT, "certify", "device", "--demo", "--no-html", "--tags", TAGS, "--report", str(report),
+                           "--listen", "127.0.0.1:0", *extra], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads((report / "summary.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("privacy")
+    certify(base / "redacted", "--keep-salt")
+    certify(base / "kept", "--keep-personal-data")
+    return base / "redacted", base / "kept"
+
+
+def personal_values(har: Path) -> tuple[set[str], set[str]]:
+    """(base64 pictures, identity values) of every message of the run, where the schemas mark them."""
+    contract, redactor = get_contract(), Redactor()
+    images, names = set(), set()
+    for ex in read_capture(har):
+        request_schema, answer_schema = redactor._schemas(ex)
+        for body, schema in ((ex.request_body, request_schema), (ex.response_body, answer_schema)):
+            try:
+                message = json.loads(body or b"")
+            except ValueError:
+                continue
+            if not schema or not isinstance(message, dict):
+                continue
+            for pointer, kind in contract.personal_fields(schema, message).items():
+                value = resolve_pointer(message, pointer)
+                if isinstance(value, str) and len(value) >= 3:
+                    (images if kind == "biometric" else names).add(value)
+    return images, names
+
+
+def forms(value: str) -> list[bytes]:
+    """How a value can sit in a file: UTF-8, JSON-escaped, and for a picture its bytes."""
+    out = [value.encode(), json.dumps(value)[1:-1].encode(), json.dumps(value)[1:-1].replace("/", "\\/").encode()]
+    try:
+        raw = base64.b64decode(value, validate=True)
+        if len(raw) >= 64:
+            out.append(raw[len(raw) // 2:len(raw) // 2 + 64])  # a run from the middle: the picture, not its header
+    except ValueError:
+        pass
+    return out
+
+
+def every_byte(folder: Path) -> bytes:
+    return b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink())
+
+
+def test_no_face_and_no_name_in_the_report_by_default(runs) -> None:
+    redacted, kept = runs
+    images, names = personal_values(kept / "session.har")
+    sent = {b64(capture_jpeg(seed)) for seed in range(4)} | {b64(tiny_png())}
+    assert images and names, "the plan sent no picture or no name: the test would prove nothing"
+    assert images & sent, "the mock device's pictures are not among what the schemas mark"
+    data = every_byte(redacted)
+    assert (redacted / "session.db").is_file() and b"facecert-redacted:image/jpeg" in data
+    for value in sorted(images | names | sent):
+        for form in forms(value):
+            assert form not in data, f"{value[:30]!r} is in the redacted report"
+
+
+def test_all_of_them_present_with_keep_personal_data(runs) -> None:
+    _, kept = runs
+    images, names = personal_values(kept / "session.har")
+    data = every_byte(kept)
+    for value in sorted(images | names):
+        assert any(form in data for form in forms(value)[:3]), f"{value[:30]!r} is missing from the kept report"
+    db = (kept / "session.db").read_bytes()
+    assert any(form in db for value in images for form in forms(value)), "the kept session.db lost its pictures"
+
+
+def test_the_summary_and_the_manifest_say_what_was_kept(runs) -> None:
+    redacted, kept = runs
+    summary = json.loads((redacted / "summary.json").read_text(encoding="utf-8"))
+    predicate = json.loads((redacted / "manifest.json").read_text(encoding="utf-8"))["predicate"]
+    assert summary["personal_data"] == predicate["personal_data"] == "redacted"
+    assert len(predicate["redaction_salt"]) == 64 and summary["redaction_salt"] == predicate["redaction_salt"]
+    kept_predicate = json.loads((kept / "manifest.json").read_text(encoding="utf-8"))["predicate"]
+    assert kept_predicate["personal_data"] == "kept" and kept_predicate["redaction_salt"] is None
+    for folder in runs:
+        done = subprocess.run([FACECERT, "verify", str(folder)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout
+
+
+def test_the_redacted_session_validates_as_the_kept_one(runs) -> None:
+    redacted, kept = runs
+
+    def verdict(har: Path) -> list:
+        done = subprocess.run([FACECERT, "validate", "--json", str(har)], capture_output=True, text=True, timeout=120)
+        assert done.returncode in (0, 1), done.stderr
+        return sorted((f["rule"], f.get("pointer", "")) for f in json.loads(done.stdout)["findings"])
+
+    assert verdict(redacted / "session.har") == verdict(kept / "session.har")
