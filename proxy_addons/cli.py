@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
                                                "[default: the contract's limits.max_body_bytes]"),
         baseline: BaselineOpt = None,
         write_baseline: WriteBaselineOpt = None,
+        confdir: Optional[Path] = typer.Option(None, "--confdir", envvar="MITMPROXY_CONFDIR",
+                                               help="mitmproxy's configuration and CA key; kept out of the report "
+                                                    "folder, which people hand around [default: ~/.mitmproxy]"),
     ) -> None:
         """Judge a real device and a real server live, through mitmdump in reverse-proxy mode."""
         from proxy_addons.runner import run_proxy
@@ -41,4 +44,5 @@ def register(app: typer.Typer) -> None:
         if max_body is not None:
             options["facecert_max_body"] = max_body
         raise typer.Exit(run_proxy(upstream=upstream, listen=listen, report=report, options=options,
-                                   console=Console(), baseline=baseline, write_baseline=write_baseline))
+                                   console=Console(), baseline=baseline, write_baseline=write_baseline,
+                                   confdir=confdir or Path.home() / ".mitmproxy"))

@@ -64,7 +64,7 @@ def device_addresses(host: str, port: int) -> list[str]:
 
 
 def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, object], console: Console,
-              baseline: Path | None = None, write_baseline: Path | None = None) -> int:
+              baseline: Path | None = None, write_baseline: Path | None = None, confdir: Path | None = None) -> int:
     from facecert.baseline import BaselineError, load_baseline
 
     try:
@@ -75,7 +75,12 @@ def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, ob
         console.print(f"[bold red]error:[/] {exc}")
         return 2
     report = report.resolve()
-    config = MitmdumpConfig(upstream=upstream, confdir=report / ".mitmproxy", listen_host=host, listen_port=port,
+    # never inside the report: the folder is sealed and handed around, and this holds the CA's private key
+    confdir = (confdir or Path.home() / ".mitmproxy").resolve()
+    if confdir.is_relative_to(report):
+        console.print(f"[bold red]error:[/] --confdir {confdir} is inside the report folder: the CA key would be shared")
+        return 2
+    config = MitmdumpConfig(upstream=upstream, confdir=confdir, listen_host=host, listen_port=port,
                             options={**options, "facecert_report_dir": str(report)})
     dump = Mitmdump(config, on_line=lambda line: _echo(console, line))
     try:

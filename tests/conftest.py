@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
+# a `facecert proxy` a test starts keeps mitmproxy's CA in the project's cache, never in the home folder
+os.environ.setdefault("MITMPROXY_CONFDIR", str(CACHE / "mitmproxy"))
 
 
 def _find_chromium() -> str | None:

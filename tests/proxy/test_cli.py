@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -49,7 +50,8 @@ def test_proxy_command_runs_reports_and_stops_on_sigint(upstream: Upstream, tmp_
     report = tmp_path / "report"
     proc = subprocess.Popen([FACECERT, "proxy", "--upstream", upstream.url, "--listen", "127.0.0.1:0",
                              "--report", str(report), "--time-scale", "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "MITMPROXY_CONFDIR": str(tmp_path / "conf")})
     output = Output(proc)
     try:
         address = output.wait_for(_ADDRESS, timeout=30)
@@ -67,7 +69,8 @@ def test_proxy_command_runs_reports_and_stops_on_sigint(upstream: Upstream, tmp_
     assert "FAIL: 1 exchanges" in text
     assert "Traceback" not in text
     assert summary_of(report)["errors_by_rule"] == {"MSG-REQUIRED": 1}
-    assert (report / ".mitmproxy").is_dir()  # confdir kept inside the report folder
+    assert (tmp_path / "conf").is_dir()  # mitmproxy's confdir (its CA key) is kept out of the report folder
+    assert not any(p.name.startswith("mitmproxy-ca") for p in report.rglob("*"))
 
 
 def test_proxy_command_refuses_bad_input_without_traceback(tmp_path: Path) -> None:
