@@ -264,8 +264,12 @@ def assets(p: Platform, r: Request, body: Any) -> Any:
 
 
 def export_har(p: Platform, r: Request, body: Any) -> Any:
+    """The session as HAR, redacted like every HAR facecert writes (facecert.redact: privacy by default)."""
+    from facecert.redact import current
+
     rows = p.store.rows("SELECT * FROM exchanges ORDER BY id")
-    return exchanges_to_har([row_to_exchange(row, p.store.bodies) for row in rows], creator="facecert mock server")
+    exchanges = current().exchanges([row_to_exchange(row, p.store.bodies) for row in rows])
+    return exchanges_to_har(exchanges, creator="facecert mock server")
 
 
 def overview(p: Platform, r: Request, body: Any) -> Any:

@@ -33,6 +33,7 @@ from mock_server.config import ServerConfig
 from mock_server.faults import Fault, make_fault
 from mock_server.messages import Incoming, Plan, Reply, to_json as _json
 from mock_server.misbehaviours import misbehaviour_name
+from mock_server.offload import Reader
 from mock_server.restore import restore
 from mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
 from mock_server.store import Store, bindable, decode_json_columns
@@ -52,9 +53,13 @@ class ReadOnce(Engine):
         return super().read(raw, what)
 
 
-def read_once(engine: Engine, raw: bytes, what: str) -> Parsed:
-    """Read ``raw`` and keep it for the engines of this thread until the next message."""
-    parsed = engine.read(raw, what)
+def read_once(engine: Engine, reader: Reader, raw: bytes, what: str) -> Parsed:
+    """Read ``raw`` (a big body in the reader's process) and keep it for the engines of
+    this thread until the next message."""
+    if len(raw) > engine.limits.max_body_bytes:
+        parsed = engine.read(raw, what)  # refused for its size alone, at once
+    else:
+        parsed = reader.read(raw, engine.limits, what, engine.contract.content_fields)
     _READ.last = (raw, parsed)
     return parsed
 
@@ -86,6 +91,7 @@ class Platform:
         self._checkers = threading.local()  # per thread: judges single messages (enqueue, uploads), no conversation
         self._ahead = threading.local()  # per thread: a message judged on its own before the lock was taken
         self.store = Store(config.db)
+        self.reader = Reader()  # big bodies are read in a worker process
         self.assets = Assets(config.assets, config.firmware)
         self.cond = threading.Condition(threading.RLock())
         self.queues = Queues()
@@ -104,6 +110,7 @@ class Platform:
         restore(self)  # a restart on the same --db: queues, awaited tasks, devices
 
     def close(self) -> None:
+        self.reader.close()
         self.store.close()
         self.assets.close()
 
@@ -441,7 +448,7 @@ class Platform:
 
     def parse(self, incoming: Incoming) -> tuple[Any, ParseFailure | None]:
         """The request as the engine reads it (within the contract's limits and ``max_body``)."""
-        parsed = read_once(self.engine, incoming.body, f"{incoming.endpoint} request")
+        parsed = read_once(self.engine, self.reader, incoming.body, f"{incoming.endpoint} request")
         return (None, ParseFailure(parsed.failure)) if parsed.failure is not None else (parsed.value, None)
 
     def device_of(self, request: Any, incoming: Incoming) -> str:
