@@ -26,7 +26,7 @@ _WORDS = {"minimum": "range", "maximum": "range", "exclusiveMinimum": "range", "
           "minProperties": "member count", "maxProperties": "member count"}
 # annotations the engine acts on (contract.CONTENT_ANNOTATIONS and their kin): listed, never breaking for
 # schema validation, but a person should look (an image check or a download check may change)
-_ENGINE_ANNOTATIONS = frozenset({"contentMediaType", "contentEncoding", "x-download", "x-file-name",
+_ENGINE_ANNOTATIONS = frozenset({"contentMediaType", "contentEncoding", "x-download", "x-file-name", "x-personal",
                                  "x-max-serialized-bytes", "format"})
 _PROBE_NOTE = "schema validation unchanged; the engine's content checks read this annotation"
 
