@@ -82,6 +82,7 @@ class Reader:
         if proc is not None:
             proc.kill()
             proc.wait(timeout=10)
+            _close_pipes(proc)
 
     def close(self) -> None:
         with self._lock:
@@ -94,6 +95,16 @@ class Reader:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+            _close_pipes(proc)
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:
+                pass  # a broken pipe to a dead worker: nothing left to flush
 
 
 def serve_reads(source: IO[bytes], sink: IO[bytes]) -> None:
