@@ -33,9 +33,14 @@ def register(app: typer.Typer) -> None:
         confdir: Optional[Path] = typer.Option(None, "--confdir", envvar="MITMPROXY_CONFDIR",
                                                help="mitmproxy's configuration and CA key; kept out of the report "
                                                     "folder, which people hand around [default: ~/.mitmproxy]"),
+        keep_personal_data: bool = typer.Option(False, "--keep-personal-data", help="write faces and names as "
+                                                "they passed (default: redacted in every file the proxy writes)"),
     ) -> None:
         """Judge a real device and a real server live, through mitmdump in reverse-proxy mode."""
+        from facecert.redact import configure
         from proxy_addons.runner import run_proxy
+
+        configure(keep_personal_data=keep_personal_data)  # one salt for the run, handed to mitmdump's addon
 
         options: dict[str, object] = {"facecert_profile": profile, "facecert_time_scale": time_scale,
                                       "facecert_tolerance": tolerance, "facecert_check_downloads": check_downloads}

@@ -25,6 +25,7 @@ from typing import Any, Iterator, TextIO
 from facecert.captures.files import NEW, replace_with
 from facecert.captures.har import exchange_to_entry, exchanges_to_har
 from facecert.captures.jsonl import exchange_to_record, record_to_exchange
+from facecert.redact import current as redactor
 from facecert.jsonsafe import dumps_strict, loads_strict
 from facecert.model import Exchange
 
@@ -56,6 +57,7 @@ class FlowRecord:
         again, and a torn last line (kill -9 mid-write) is skipped by readers."""
         if self._fd is None:
             raise RuntimeError("the record is not open")
+        exchange = redactor().exchange(exchange)  # faces and names never reach the disk (unless kept)
         bodies = {"request_b64": exchange.request_body, "response_b64": exchange.response_body}
         light = dataclasses.replace(exchange, request_body=b"",
                                     response_body=None if exchange.response_body is None else b"")
