@@ -34,7 +34,7 @@ demo: venv
 	$(VENV)/bin/facecert demo
 
 test: venv
-	$(PY) -m pytest -q -n 3 --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) benchmarks/validate.py
