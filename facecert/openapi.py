@@ -32,6 +32,7 @@ REQUEST_ID = "request_id"  # the member naming a task instance
 PACKAGE = "facecert"
 COMPONENT = "#/components/schemas/"
 VENDOR = "VendorValue"  # the component an undefined member's value must match in the open document
+VENDOR_LEVELS = 4  # levels of a vendor value the open document bounds (see _vendor_values)
 METADATA = frozenset({"title", "description", "$comment"})  # with x-*: keywords that do not make a schema
 
 
@@ -97,19 +98,33 @@ def _declare_required(node: dict[str, Any]) -> None:
         properties.setdefault(name, {})
 
 
-def _vendor_value(contract: Contract) -> dict[str, Any]:
+def _vendor_values(contract: Contract) -> dict[str, Any]:
     """Any JSON value within the bounds the engine puts on every value of a message (the contract's
     limits): an undefined member is accepted as a vendor extension, but an integer beyond
-    ±(2**53-1) or an over-long string is an error wherever it stands."""
+    ±(2**53-1) or an over-long string is an error wherever it stands. One component per level of
+    nesting (``VendorValue``, ``VendorValue.2``, ...), not a schema that refers to itself: Prism's
+    bundler breaks every self-reference (its request validation then silently stops) and copies
+    each level once per reference, so a vendor value may nest VENDOR_LEVELS levels deep, where the
+    engine allows the contract's max_depth (docs/openapi.md)."""
     limits = contract.limits
-    vendor = {"$ref": COMPONENT + VENDOR}
-    return {"description": "A member the document does not define: a vendor extension, accepted (facecert reports "
-                           "it as MSG-UNKNOWN-FIELD, info) when its value keeps the contract's limits.",
-            "type": ["null", "boolean", "integer", "number", "string", "array", "object"],
-            "maxLength": limits.max_string_chars,
-            "if": {"type": "integer"}, "then": {"minimum": -limits.max_integer, "maximum": limits.max_integer},
-            "maxItems": limits.max_members, "items": vendor,
-            "maxProperties": limits.max_members, "additionalProperties": vendor}
+    levels = {}
+    for depth in range(1, VENDOR_LEVELS + 1):
+        level: dict[str, Any] = {
+            "type": ["null", "boolean", "integer", "number", "string"], "maxLength": limits.max_string_chars,
+            "if": {"type": "integer"}, "then": {"minimum": -limits.max_integer, "maximum": limits.max_integer}}
+        if depth < VENDOR_LEVELS:
+            inner = {"$ref": COMPONENT + _vendor_level(depth + 1)}
+            level.update(type=[*level["type"], "array", "object"], maxItems=limits.max_members, items=inner,
+                         maxProperties=limits.max_members, additionalProperties=inner)
+        levels[_vendor_level(depth)] = level
+    levels[VENDOR]["description"] = ("A member the document does not define: a vendor extension, accepted (facecert "
+                                     "reports it as MSG-UNKNOWN-FIELD, info) when its value keeps the contract's "
+                                     "limits.")
+    return levels
+
+
+def _vendor_level(depth: int) -> str:
+    return VENDOR if depth == 1 else f"{VENDOR}.{depth}"
 
 
 def _examples(examples: list[Example]) -> dict[str, Any]:
@@ -137,22 +152,20 @@ def project_info(title: str, version: str, description: str) -> dict[str, Any]:
             "contact": {"name": f"{PACKAGE} {meta['Version']} maintainers (the harness that wrote this document)"}}
 
 
-def _file_components(contract: Contract, closed: bool) -> tuple[dict[str, Any], set[str]]:
+def _file_components(contract: Contract, closed: bool) -> dict[str, Any]:
     """Every schema file as a component, its ``$defs`` as components beside it; a file that is only
-    definitions (common) adds no component of its own. Second value: the names of the definitions."""
+    definitions (common) adds no component of its own."""
     ids = {contract.schema_id(name): _component_name(name) for name in contract.raw}
     schemas: dict[str, Any] = {}
-    definitions: set[str] = set()
     for name in contract.raw:
         schema = _rewrite(copy.deepcopy(contract.raw[name]), contract, ids, closed)
         for key, definition in schema.pop("$defs", {}).items():
             schemas[f"{_component_name(name)}.{key}"] = definition
-            definitions.add(f"{_component_name(name)}.{key}")
         if any(key not in METADATA and not key.startswith("x-") for key in schema):
             schemas[_component_name(name)] = schema
     if not closed:
-        schemas[VENDOR] = _vendor_value(contract)
-    return schemas, definitions
+        schemas.update(_vendor_values(contract))
+    return schemas
 
 
 def _used(node: Any, found: set[str]) -> set[str]:
@@ -169,6 +182,18 @@ def _used(node: Any, found: set[str]) -> set[str]:
     return found
 
 
+def _by_request_type(description: str, mapping: dict[str, str]) -> dict[str, Any]:
+    """One of several task schemas, chosen by ``request_type``: the discriminator for OpenAPI tools
+    that read it, and an ``if``/``then`` per task for JSON Schema validators that do not (Prism's): a
+    wrong task is then reported against its own schema only, not as every alternative's failures."""
+    return {"description": f"{description} Told apart by `{DISCRIMINATOR}`.",
+            "type": "object", "required": [DISCRIMINATOR],
+            "properties": {DISCRIMINATOR: {"enum": list(mapping)}},
+            "allOf": [{"if": {"properties": {DISCRIMINATOR: {"const": name}}, "required": [DISCRIMINATOR]},
+                       "then": {"$ref": ref}} for name, ref in mapping.items()],
+            "discriminator": {"propertyName": DISCRIMINATOR, "mapping": mapping}}
+
+
 def _reachable(schemas: dict[str, Any], roots: set[str]) -> set[str]:
     """The components ``roots`` reference, directly or through others, and the roots."""
     reached = set(roots)
@@ -180,10 +205,11 @@ def _reachable(schemas: dict[str, Any], roots: set[str]) -> set[str]:
     return reached
 
 
-def _prune(schemas: dict[str, Any], definitions: set[str], paths: dict[str, Any]) -> None:
-    """Drop the definitions no message uses (e.g. common's userId): a document lists what it uses."""
-    reached = _reachable(schemas, _used(paths, set()) | (set(schemas) - definitions))
-    for name in definitions - reached:
+def _prune(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Drop what no endpoint uses (e.g. common's userId, schema files of the contract that are not
+    messages): a document lists what it uses."""
+    reached = _reachable(schemas, _used(paths, set()))
+    for name in set(schemas) - reached:
         del schemas[name]
 
 
@@ -192,7 +218,7 @@ def queued_task_components(contract: Contract | None = None) -> dict[str, Any]:
     (``QueuedTask`` and what it references), open as the device document is. ``request_id`` is left
     out: the mock server assigns it and replaces any the caller gives."""
     contract = contract or get_contract()
-    schemas, _ = _file_components(contract, closed=False)
+    schemas = _file_components(contract, closed=False)
     tasks = [t for t in contract.all_tasks.values() if t.name != contract.idle_task]
     out: dict[str, Any] = {}
     for task in tasks:
@@ -222,14 +248,11 @@ def _without_format(node: Any) -> Any:
 
 
 def _schemas(contract: Contract, closed: bool) -> dict[str, Any]:
-    schemas, definitions = _file_components(contract, closed)
+    schemas = _file_components(contract, closed)
     tasks = contract.all_tasks.values()
-    schemas["TaskAnswer"] = {
-        "description": "The /taskRequest answer: exactly one task (idleTime when none is queued), told apart "
-                       f"by `{DISCRIMINATOR}`.",
-        "oneOf": [_ref(t.schema) for t in tasks],
-        "discriminator": {"propertyName": DISCRIMINATOR,
-                          "mapping": {t.name: _ref(t.schema)["$ref"] for t in tasks}}}
+    schemas["TaskAnswer"] = _by_request_type(
+        "The /taskRequest answer: exactly one task (idleTime when none is queued).",
+        {t.name: _ref(t.schema)["$ref"] for t in tasks})
     generic = contract.all_endpoints["taskResult"].request
     results = [generic, *dict.fromkeys(t.result for t in tasks if t.result)]
     schemas["TaskResult"] = {
@@ -244,7 +267,7 @@ def _schemas(contract: Contract, closed: bool) -> dict[str, Any]:
     schemas["Error"] = {"type": "object", "description": "facecert mock server error body for a refused message",
                         "properties": {"code": {"type": "integer"}, "log": {"type": "string"},
                                        "findings": {"type": "array", "items": {"type": "object"}}}}
-    _prune(schemas, definitions, _paths(contract))
+    _prune(schemas, _paths(contract))
     return schemas
 
 
