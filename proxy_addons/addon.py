@@ -123,7 +123,9 @@ class FacecertAddon:
         self._tasks = [loop.create_task(self._tick()), loop.create_task(self._sync())]
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        self._guard("deciding how to carry a request body", lambda: self._stream(flow.request, flow.request))
+        self._guard("refusing framing no upstream can read", lambda: _refuse_unknown_coding(flow))
+        if flow.response is None:
+            self._guard("deciding how to carry a request body", lambda: self._stream(flow.request, flow.request))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
@@ -300,3 +302,16 @@ def _number(name: str, text: str, low: float, high: float) -> float:
     if not low <= value <= high:
         raise exceptions.OptionsError(f"{name}: {value:g} is outside {low:g}..{high:g}")
     return value
+
+
+def _refuse_unknown_coding(flow: http.HTTPFlow) -> None:
+    """A request framed with a transfer coding besides ``chunked`` (``gzip, chunked``) cannot be read
+    by the upstream (h11 answers 400) nor forwarded by mitmproxy (it answers its own 502): the device
+    gets the 400 the server would give, from here, and the flow is judged and recorded like any other
+    (RFC 9112 §6.1: the recipient may reject a coding it does not understand)."""
+    codings = [c.strip().lower() for c in flow.request.headers.get("transfer-encoding", "").split(",") if c.strip()]
+    if codings and codings != ["chunked"]:
+        flow.response = http.Response.make(
+            400, b'{"code": 400, "log": "Transfer-Encoding ' + ", ".join(codings).encode("ascii", "replace")
+            + b' is not supported: only chunked (facecert proxy, for the upstream)"}',
+            {"content-type": "application/json", "connection": "close"})

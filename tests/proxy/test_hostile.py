@@ -203,3 +203,21 @@ def test_lone_surrogate_leaves_a_complete_summary(upstream: Upstream, mitm_confd
     summary = loads_strict((tmp_path / "summary.json").read_bytes())  # refuses a lone surrogate, NaN, Infinity
     assert summary["exchanges"] == 3 and summary["verdict"] == "fail" and summary["findings"]
     assert summary["addon_errors"] == 0
+
+
+def test_a_transfer_coding_besides_chunked_gets_a_400_not_a_502(upstream: Upstream, mitm_confdir: Path,
+                                                                  tmp_path: Path) -> None:
+    """``Transfer-Encoding: gzip, chunked`` reaches no upstream (mitmproxy alone answered 502): the
+    device gets the 400 the server gives directly, and the flow is still recorded."""
+    dump = start_proxy(upstream.url, mitm_confdir, tmp_path)
+    try:
+        reply = raw_exchange(dump.address, b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
+                             b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+        plain = raw_exchange(dump.address, b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
+                             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             + f"{len(_poll()):x}\r\n".encode() + _poll() + b"\r\n0\r\n\r\n")
+    finally:
+        dump.stop()
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert plain.startswith(b"HTTP/1.1 200"), plain[:200]  # plain chunked still goes to the upstream
+    assert summary_of(tmp_path)["flows"] == 2
