@@ -5,14 +5,16 @@ are rewritten to component references so any OpenAPI tool can resolve them.
 
 The default document accepts what the engine accepts: a field the document
 does not define is a vendor extension the engine reports as info
-(MSG-UNKNOWN-FIELD), so ``unevaluatedProperties: false`` is left out and an
-OpenAPI tool does not reject valid field traffic. ``closed=True`` keeps the
-contract's closed objects (a strict document: every unknown field rejected).
+(MSG-UNKNOWN-FIELD), so ``unevaluatedProperties: false`` becomes "any value
+within the contract's limits" (``VendorValue``) and an OpenAPI tool does not
+reject valid field traffic. ``closed=True`` keeps the contract's closed
+objects (a strict document: every unknown field rejected).
 
 A taskResult does not name its task, so ``/taskResult`` takes any of the
 generic result and the per-task results (``anyOf``: a body is valid when one
 of them accepts it; the engine judges it by the task its request_id names).
-Task answers carry a discriminator on ``request_type``. The repaired examples
+Task answers are told apart by ``request_type`` (a discriminator, and an
+``if``/``then`` per task for validators that ignore it). The repaired examples
 (schemas/examples) are the media types' ``examples``. See docs/openapi.md.
 """
 
@@ -49,8 +51,8 @@ def _component_ref(component: str, fragment: str) -> str:
     its own (``common.deviceId``), so linters see which definitions the messages use."""
     parts = fragment.split("/")
     if len(parts) > 2 and parts[1] == "$defs":
-        return "/".join([f"#/components/schemas/{component}.{parts[2]}", *parts[3:]])
-    return f"#/components/schemas/{component}{fragment}"
+        return "/".join([f"{COMPONENT}{component}.{parts[2]}", *parts[3:]])
+    return f"{COMPONENT}{component}{fragment}"
 
 
 def _rewrite(node: Any, contract: Contract, ids: dict[str, str], closed: bool) -> Any:
