@@ -304,6 +304,9 @@ def _number(name: str, text: str, low: float, high: float) -> float:
     return value
 
 
+OWN_ANSWER = "x-facecert-proxy"  # marks an answer the addon gave itself (the upstream never saw the request)
+
+
 def _refuse_unknown_coding(flow: http.HTTPFlow) -> None:
     """A request framed with a transfer coding besides ``chunked`` (``gzip, chunked``) cannot be read
     by the upstream (h11 answers 400) nor forwarded by mitmproxy (it answers its own 502): the device
@@ -314,4 +317,4 @@ def _refuse_unknown_coding(flow: http.HTTPFlow) -> None:
         flow.response = http.Response.make(
             400, b'{"code": 400, "log": "Transfer-Encoding ' + ", ".join(codings).encode("ascii", "replace")
             + b' is not supported: only chunked (facecert proxy, for the upstream)"}',
-            {"content-type": "application/json", "connection": "close"})
+            {"content-type": "application/json", "connection": "close", OWN_ANSWER: "refused"})

@@ -56,6 +56,8 @@ def own_layer_answer(answer: Answer, via_proxy: bool) -> bool:
     (uvicorn's h11 refusal, or mitmproxy's own error page): nothing to store."""
     if answer.body.strip() == UVICORN_OWN:
         return True
+    if via_proxy and answer.header("x-facecert-proxy"):  # the addon's own 400 for framing no upstream reads
+        return True
     return via_proxy and (answer.header("server") or "").lower().startswith("mitmproxy")
 
 

@@ -218,6 +218,6 @@ def test_a_transfer_coding_besides_chunked_gets_a_400_not_a_502(upstream: Upstre
                              + f"{len(_poll()):x}\r\n".encode() + _poll() + b"\r\n0\r\n\r\n")
     finally:
         dump.stop()
-    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert reply.startswith(b"HTTP/1.1 400") and b"x-facecert-proxy: refused" in reply.lower(), reply[:300]
     assert plain.startswith(b"HTTP/1.1 200"), plain[:200]  # plain chunked still goes to the upstream
     assert summary_of(tmp_path)["flows"] == 2

@@ -53,9 +53,12 @@ def test_cadence_scenarios_carry_the_chart(run: Path) -> None:
         assert points and all(p.endswith(" ok") for p in points), points  # the reference device keeps time
 
 
-def test_capture_image_is_image_jpeg(run: Path) -> None:
-    types = {a["type"] for r in _results(run) for a in _attachments(r) if a["name"] == "capture image"}
-    assert types == {"image/jpeg"}
+def test_capture_image_is_the_redacted_tile_by_default(run: Path) -> None:
+    """No face in the report (issue 13): the capture shows as a generated grey PNG tile; with
+    --keep-personal-data it is the JPEG itself, typed image/jpeg (steps/device_steps.py)."""
+    types = {a["type"] for r in _results(run) for a in _attachments(r) if a["name"].startswith("capture image")}
+    assert types == {"image/png"}, types
+    assert not any(a["type"] == "image/jpg" for r in _results(run) for a in _attachments(r))
 
 
 def test_environment_names_harness_peer_and_versions(run: Path) -> None:
