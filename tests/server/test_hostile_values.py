@@ -162,6 +162,7 @@ def test_decompression_bomb_jpeg_is_a_finding_and_its_thumbnail_a_clean_422(serv
     assert_reads_are_strict(client)
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's notice; the image is refused
 def test_an_image_beyond_the_decode_bound_gets_no_thumbnail_but_a_clean_422(server: MockServer,
                                                                            client: httpx.Client) -> None:
     body = with_capture_image(capture_body("WIDE"), jpeg_claiming(12000, 9000))  # Pillow warns, we refuse
