@@ -61,13 +61,18 @@ class DropResponse(Response):
         raise DropConnection()
 
 
+DRAIN_FACTOR = 8  # a 100 MB upload against the 20 MiB limit still gets its 413 (bounded: nothing is kept)
+
+
 async def read_body(request: Request, limit: int) -> tuple[bytes, bool, bool]:
     """The body, stopping past ``limit`` (the first limit+ bytes are kept,
-    the rest of a modest overrun is drained so the client can read the 413);
+    the rest of an overrun up to DRAIN_FACTOR × limit is read and dropped, so
+    the client, or a proxy still streaming it, can read the 413: closing on
+    unread data resets the connection and can lose the answer on its way);
     third value: the client went away before the body was complete."""
     kept = bytearray()
     total = 0
-    drain_limit = 2 * limit + 1024 * 1024
+    drain_limit = DRAIN_FACTOR * limit + 1024 * 1024
     try:
         async for chunk in request.stream():
             total += len(chunk)
