@@ -204,18 +204,7 @@ class Contract:
         """Names of the properties whose schema carries ``contentMediaType``
         (base64 images, log files): bulk content, bounded by the body limit
         rather than by ``max_string_chars``."""
-        found: set[str] = set()
-        stack: list[Any] = list(self.raw.values())
-        while stack:
-            node = stack.pop()
-            if isinstance(node, list):
-                stack.extend(node)
-            elif isinstance(node, dict):
-                for prop_name, prop in (node.get("properties") or {}).items():
-                    if isinstance(prop, dict) and self._media_type(prop):
-                        found.add(prop_name)
-                stack.extend(node.values())
-        return frozenset(found)
+        return frozenset(prop_name for prop_name, prop in self._all_properties() if self._media_type(prop))
 
     @functools.cached_property
     def personal_names(self) -> dict[str, tuple[str, bool]]:
@@ -223,6 +212,17 @@ class Contract:
         marked so): a writer's fallback for a member no schema mark reaches (an unknown
         message, a picture where the schema forbids one)."""
         kinds: dict[str, set[str | None]] = {}
+        for prop_name, prop in self._all_properties():
+            kinds.setdefault(prop_name, set()).add(prop.get(PERSONAL_ANNOTATION))
+        found: dict[str, tuple[str, bool]] = {}
+        for prop_name, marks in kinds.items():
+            named = sorted(m for m in marks if m in PERSONAL_KINDS)
+            if named:
+                found[prop_name] = (named[0], marks <= PERSONAL_KINDS)
+        return found
+
+    def _all_properties(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (name, schema) of a ``properties`` member anywhere in every schema file."""
         stack: list[Any] = list(self.raw.values())
         while stack:
             node = stack.pop()
@@ -231,14 +231,8 @@ class Contract:
             elif isinstance(node, dict):
                 for prop_name, prop in (node.get("properties") or {}).items():
                     if isinstance(prop, dict):
-                        kinds.setdefault(prop_name, set()).add(prop.get(PERSONAL_ANNOTATION))
+                        yield prop_name, prop
                 stack.extend(node.values())
-        found: dict[str, tuple[str, bool]] = {}
-        for prop_name, marks in kinds.items():
-            named = sorted(m for m in marks if m in PERSONAL_KINDS)
-            if named:
-                found[prop_name] = (named[0], marks <= PERSONAL_KINDS)
-        return found
 
     def _media_type(self, node: dict[str, Any]) -> str | None:
         for _ in range(10):  # a $ref chain is short; a cycle must not loop
