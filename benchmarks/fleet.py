@@ -30,9 +30,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facecert.model import Severity  # noqa: E402
-from mock_device import DeviceConfig, Fleet  # noqa: E402
-from mock_device.judge import judge_device  # noqa: E402
+from facecert.core.model import Severity  # noqa: E402
+from facecert.mock_device import DeviceConfig, Fleet  # noqa: E402
+from facecert.mock_device.judge import judge_device  # noqa: E402
 
 MAX_DEVICES = 5_000
 MAX_DURATION_S = 300.0
@@ -40,7 +40,7 @@ MAX_DURATION_S = 300.0
 
 _SERVER = """
 import sys, threading
-from mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer, ServerConfig
 server = MockServer(ServerConfig(host="127.0.0.1", port=0, time_scale=float(sys.argv[1]))).start()
 open(sys.argv[2], "w").write(str(server.port))
 sys.stdin.read()  # runs until the parent closes our stdin

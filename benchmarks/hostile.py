@@ -17,9 +17,9 @@ import time
 from collections import Counter
 from typing import Callable
 
-from facecert.engine import Engine, EngineConfig
-from facecert.examples import example_for
-from facecert.model import Exchange
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.examples import example_for
+from facecert.core.model import Exchange
 from facecert.samples import ConversationBuilder
 
 

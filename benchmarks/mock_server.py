@@ -28,8 +28,8 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facecert.examples import example_for  # noqa: E402
-from mock_server import MockServer, ServerConfig  # noqa: E402
+from facecert.core.examples import example_for  # noqa: E402
+from facecert.mock_server import MockServer, ServerConfig  # noqa: E402
 
 TIME_LIMIT_S = 120.0
 

@@ -51,8 +51,8 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facecert.examples import example_for  # noqa: E402
-from proxy_addons.process import Mitmdump, MitmdumpConfig  # noqa: E402
+from facecert.core.examples import example_for  # noqa: E402
+from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig  # noqa: E402
 
 CAPTURE_BYTES = 295_000  # base64 of the image; the whole capture is ~300 KB
 

@@ -28,8 +28,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facecert.contract import get_contract  # noqa: E402
-from facecert.examples import example_for  # noqa: E402
+from facecert.core.contract import get_contract  # noqa: E402
+from facecert.core.examples import example_for  # noqa: E402
 
 MAX_SECONDS = 120.0
 CLIENT_TIMEOUT_S = 30.0  # a poll that waits longer counts as this long
@@ -104,7 +104,7 @@ def send_hostile(url: str, seconds: float, max_body: int, only: str = "") -> Non
 def start_server(folder: Path, in_memory: bool = False) -> tuple[subprocess.Popen[str], str]:
     port_file = folder / "port"
     db = [] if in_memory else ["--db", str(folder / "stall.db")]
-    proc = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--port", "0", "--port-file", str(port_file),
+    proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server", "serve", "--port", "0", "--port-file", str(port_file),
                              *db, "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30

@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from facecert.captures import read_capture, write_jsonl
-from facecert.contract import Contract
-from facecert.engine import Engine, EngineConfig
+from facecert.core.captures import read_capture, write_jsonl
+from facecert.core.contract import Contract
+from facecert.core.engine import Engine, EngineConfig
 from facecert.samples import iter_large
 
 

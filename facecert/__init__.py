@@ -13,8 +13,8 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from facecert.model import Exchange, Finding, Severity
-from facecert.engine import Engine, EngineConfig
-from facecert.contract import Contract, get_contract
+from facecert.core.model import Exchange, Finding, Severity
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.contract import Contract, get_contract
 
 __all__ = ["__version__", "Contract", "Engine", "EngineConfig", "Exchange", "Finding", "Severity", "get_contract"]

@@ -176,7 +176,7 @@ def load_baseline(path: Path) -> dict[str, Any]:
 
 def write_baseline(summary: dict[str, Any], path: Path, command: str) -> Path:
     """Save the current state; never through a symlink (a fresh file renamed into place)."""
-    from facecert.captures.files import replace_with
+    from facecert.core.captures.files import replace_with
 
     document = baseline_document(summary, command)
     return replace_with(Path(path), lambda out: out.write(json.dumps(document, ensure_ascii=False, indent=2,

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from facecert import __version__
 from facecert.clicommon import BaselineOpt, VersionOpt, WriteBaselineOpt, conventional_help_types, fail
-from facecert.profiles import PROFILES
+from facecert.core.profiles import PROFILES
 from facecert.validate import run_validate
 
 conventional_help_types()
@@ -85,9 +85,14 @@ def openapi(output: Optional[Path] = typer.Option(None, "-o", "--output", help="
     """Print the OpenAPI 3.1 document of the five device endpoints (built from the schemas; docs/openapi.md)."""
     import json
 
-    from facecert.openapi import build_openapi
+    if admin:
+        from facecert.mock_server.openapi import admin_openapi
 
-    document = build_openapi(admin=admin, closed=closed)
+        document = admin_openapi()
+    else:
+        from facecert.openapi import build_openapi
+
+        document = build_openapi(closed=closed)
     text = json.dumps(document, ensure_ascii=False, indent=2)
     if output:
         output.write_text(text, encoding="utf-8")
@@ -98,7 +103,7 @@ def openapi(output: Optional[Path] = typer.Option(None, "-o", "--output", help="
 @app.command()
 def demo(report: Path = typer.Option(Path("reports"), help="where the demo writes its reports")) -> None:
     """The main job on the embedded defaults (see README)."""
-    from facecert.demo import run_demo
+    from facecert.certify.demo import run_demo
 
     raise typer.Exit(run_demo(report, console))
 
@@ -143,8 +148,8 @@ def redact(
     placeholders that `facecert validate` judges as it judged the images, names salted hashes of the same length."""
     from rich.markup import escape
 
-    from facecert.captures import CaptureError
-    from facecert.redact import Redactor, redact_capture
+    from facecert.core.captures import CaptureError
+    from facecert.core.redact import Redactor, redact_capture
 
     try:
         fmt, count = redact_capture(source, target, Redactor())
@@ -162,7 +167,7 @@ def redact(
 def _register_peers() -> None:
     import importlib
 
-    for module in ("mock_server.cli", "mock_device.cli", "proxy_addons.cli", "facecert.certify",
+    for module in ("facecert.mock_server.cli", "facecert.mock_device.cli", "facecert.proxy_addons.cli", "facecert.certify",
                    "facecert.contract_diff.cli"):
         try:
             mod = importlib.import_module(module)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from facecert.profiles import PROFILES
+from facecert.core.profiles import PROFILES
 
 
 def _profile(value: str) -> str:
@@ -20,7 +20,7 @@ def _profile(value: str) -> str:
 def _version(value: Optional[str]) -> Optional[str]:
     if value is None:
         return None
-    from facecert.contract import get_contract
+    from facecert.core.contract import get_contract
 
     try:
         return get_contract().check_version(value)

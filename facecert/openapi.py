@@ -24,8 +24,8 @@ import copy
 import importlib.metadata
 from typing import Any
 
-from facecert.contract import Contract, get_contract
-from facecert.examples import Example, load_examples
+from facecert.core.contract import Contract, get_contract
+from facecert.core.examples import Example, load_examples
 
 # the keywords that close an object; the open document drops them (vendor fields are info, not errors)
 CLOSING = ("unevaluatedProperties", "additionalProperties")
@@ -312,13 +312,10 @@ def _paths(contract: Contract) -> dict[str, Any]:
     return paths
 
 
-def build_openapi(contract: Contract | None = None, admin: bool = False, closed: bool = False) -> dict[str, Any]:
-    """The device endpoints' document (``closed``: unknown fields rejected), or the control API's."""
+def build_openapi(contract: Contract | None = None, closed: bool = False) -> dict[str, Any]:
+    """The device endpoints' document (``closed``: unknown fields rejected). The control API's is the
+    mock server's own (``facecert.mock_server.openapi.admin_openapi``): it describes a peer, not the contract."""
     contract = contract or get_contract()
-    if admin:
-        from mock_server.openapi import admin_openapi
-
-        return admin_openapi()
     strictness = ("Closed objects: a field the document does not define is rejected (`facecert openapi --closed`)."
                   if closed else
                   "Open objects: a field the document does not define is accepted, as facecert does (it reports "

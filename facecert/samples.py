@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
-from facecert.model import Exchange
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.core.model import Exchange
 
 T0 = 1_700_000_000.0
 LATENCY = 0.004

@@ -9,10 +9,10 @@ from typing import Any, Iterable
 
 from rich.console import Console
 
-from facecert.captures import CaptureError, read_capture, read_judged_with, sniff_format
-from facecert.engine import Engine, EngineConfig, judge_message, message_kinds
-from facecert.jsonsafe import dumps_strict
-from facecert.model import Finding, Severity
+from facecert.core.captures import CaptureError, read_capture, read_judged_with, sniff_format
+from facecert.core.engine import Engine, EngineConfig, judge_message, message_kinds
+from facecert.core.jsonsafe import dumps_strict
+from facecert.core.model import Finding, Severity
 from facecert.reports import summarize, write_junit
 from facecert.reports.console import findings_table, print_verdict
 

@@ -1,8 +1,8 @@
 """The reference device of the face-terminal task protocol (see docs/mock-device.md)."""
 
-from mock_device.config import DeviceConfig, mac_for
-from mock_device.device import Device
-from mock_device.faults import FAULTS, FAULTS_BY_NAME, Fault
-from mock_device.fleet import Fleet
+from facecert.mock_device.config import DeviceConfig, mac_for
+from facecert.mock_device.device import Device
+from facecert.mock_device.faults import FAULTS, FAULTS_BY_NAME, Fault
+from facecert.mock_device.fleet import Fleet
 
 __all__ = ["Device", "DeviceConfig", "Fleet", "FAULTS", "FAULTS_BY_NAME", "Fault", "mac_for"]

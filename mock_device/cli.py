@@ -18,10 +18,10 @@ from rich.text import Text
 
 from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
 
-from mock_device.config import DeviceConfig
-from mock_device.faults import FAULTS, check_faults
-from mock_device.fleet import Fleet
-from mock_device.judge import judge_device
+from facecert.mock_device.config import DeviceConfig
+from facecert.mock_device.faults import FAULTS, check_faults
+from facecert.mock_device.fleet import Fleet
+from facecert.mock_device.judge import judge_device
 
 console = Console()
 

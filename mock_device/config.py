@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mock_device.faults import check_faults
-from mock_device.persona import DEFAULT_DEVICE_IP, check_persona
+from facecert.mock_device.faults import check_faults
+from facecert.mock_device.persona import DEFAULT_DEVICE_IP, check_persona
 
 
 @dataclass

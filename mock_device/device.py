@@ -31,18 +31,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from facecert.contract import get_contract
-from facecert.model import Exchange
-from facecert.rules.conversation import haversine_m
-from facecert.rules.message import Issue, content_issues
+from facecert.core.contract import get_contract
+from facecert.core.model import Exchange
+from facecert.core.rules.conversation import haversine_m
+from facecert.core.rules.message import Issue, content_issues
 
-from mock_device import messages
-from mock_device.config import DeviceConfig
-from mock_device.facedb import FaceDB
-from mock_device.gps import Route
-from mock_device.spool import Spool
-from mock_device.stats import DeviceStats
-from mock_device.tasks import (
+from facecert.mock_device import messages
+from facecert.mock_device.config import DeviceConfig
+from facecert.mock_device.facedb import FaceDB
+from facecert.mock_device.gps import Route
+from facecert.mock_device.spool import Spool
+from facecert.mock_device.stats import DeviceStats
+from facecert.mock_device.tasks import (
     BAD_PARAMETER, COMMAND_UNKNOWN, CURL_COULDNT_CONNECT, CURL_HTTP_RETURNED_ERROR, CURL_OPERATION_TIMEDOUT,
     HANDLERS, DownloadFailed, Outcome, done)
 

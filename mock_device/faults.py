@@ -2,7 +2,7 @@
 
 The table is data so that three parties can read it: the device (which
 behaviour to bend), ``facecert device --list-faults``, and the tests, which
-check it against ``facecert.rules.registry.RULES`` (every rule a device can
+check it against ``facecert.core.rules.registry.RULES`` (every rule a device can
 break has a knob) and prove, knob by knob, that the engine reports exactly
 the intended rule and nothing else.
 
@@ -25,18 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from facecert.knobs import knob_name
+from facecert.core.knobs import knob_name
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
-    rule: str | None  # rule id of facecert/rules/registry.py, or None when no engine rule can see it
+    rule: str | None  # rule id of facecert/core/rules/registry.py, or None when no engine rule can see it
     description: str
     scenario: str
     check: str = ""  # for rule None: the check that catches it
     protocol_version: str | None = None  # the fault only exists for a device declaring this version
-    hostile_first_poll: bool = False  # the first taskRequest is facecert.hostile.break_body(rule, body)
+    hostile_first_poll: bool = False  # the first taskRequest is facecert.core.hostile.break_body(rule, body)
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -54,7 +54,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("empty-body", "MSG-EMPTY-BODY", "first taskRequest body is empty", "poll"),
     Fault("oversized", "MSG-TOO-LARGE", "first taskRequest padded beyond the engine's body limit", "poll"),
     Fault("http-get", "HTTP-METHOD", "first taskRequest sent with GET instead of POST", "poll"),
-    # bounds of strict JSON: the first taskRequest gets one hostile member (facecert/hostile.py, sized by the
+    # bounds of strict JSON: the first taskRequest gets one hostile member (facecert/core/hostile.py, sized by the
     # catalogue's limits); the extra member is also an info, MSG-UNKNOWN-FIELD
     Fault("too-deep", "MSG-TOO-DEEP", "first taskRequest holds arrays nested one level past the depth limit",
           "poll", hostile_first_poll=True),

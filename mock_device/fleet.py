@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from mock_device.config import DeviceConfig, mac_for
-from mock_device.device import Device, wait_or_stop
-from mock_device.stats import aggregate
+from facecert.mock_device.config import DeviceConfig, mac_for
+from facecert.mock_device.device import Device, wait_or_stop
+from facecert.mock_device.stats import aggregate
 
 
 IN_FLIGHT = 128  # requests the whole fleet has inside httpx at once

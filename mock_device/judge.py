@@ -1,7 +1,7 @@
 """Judge a device's conversation as the device saw it, with a fresh engine.
 
 The device records every exchange (timestamps taken on its side of the
-socket); fed to :class:`facecert.engine.Engine` in order they give the same
+socket); fed to :class:`facecert.core.engine.Engine` in order they give the same
 findings a tap between it and the server would, downloads included.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from facecert.engine import Engine, EngineConfig
-from facecert.model import Finding
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.model import Finding
 
-from mock_device.device import Device
+from facecert.mock_device.device import Device
 
 
 def judge_device(device: Device, profile: str = "strict", tolerance: float | None = None) -> Engine:

@@ -3,7 +3,7 @@ declared protocol version through the contract, with the fault knobs applied
 at the one place each message is made.
 
 Nothing here lists a field of the protocol: bodies start from
-``facecert.examples.example_for`` and keep only what the contract's schema
+``facecert.core.examples.example_for`` and keep only what the contract's schema
 (cut to the version) defines; the identity and the clock fill the values.
 """
 
@@ -16,15 +16,15 @@ import random
 import time
 from typing import Any
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
-from facecert.hostile import break_body
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.core.hostile import break_body
 
-from mock_device.config import DeviceConfig
-from mock_device.facedb import FaceUser
-from mock_device.faults import FAULTS_BY_NAME
-from mock_device.media import b64, capture_jpeg, tiny_png
-from mock_device.persona import dress
+from facecert.mock_device.config import DeviceConfig
+from facecert.mock_device.facedb import FaceUser
+from facecert.mock_device.faults import FAULTS_BY_NAME
+from facecert.mock_device.media import b64, capture_jpeg, tiny_png
+from facecert.mock_device.persona import dress
 
 CAPTURE_KINDS = ("face", "stranger", "pedestrian", "vehicle")
 # car_label values of the document (§4 结构化抓拍类型): 2 pedestrian, 4 motor vehicle; 0 = not structured (errata #5)

@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any
 
-from facecert.contract import get_contract
+from facecert.core.contract import get_contract
 
 PERSONAS = ("spec", "field")
 DEFAULT_DEVICE_IP = "127.0.0.1"

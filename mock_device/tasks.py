@@ -19,13 +19,13 @@ import binascii
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from mock_device.config import server_url
-from mock_device.facedb import FaceUser
-from mock_device.firmware import FirmwareError, verify_firmware
-from mock_device.media import check_image
+from facecert.mock_device.config import server_url
+from facecert.mock_device.facedb import FaceUser
+from facecert.mock_device.firmware import FirmwareError, verify_firmware
+from facecert.mock_device.media import check_image
 
 if TYPE_CHECKING:
-    from mock_device.device import Device
+    from facecert.mock_device.device import Device
 
 OK = 0
 CURL_COULDNT_CONNECT = 7  # libcurl CURLE_COULDNT_CONNECT

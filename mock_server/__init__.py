@@ -2,8 +2,8 @@
 engine as traffic arrives, recorded in SQLite, controllable over HTTP and
 from Python. See docs/mock-server.md."""
 
-from mock_server.config import ServerConfig
-from mock_server.misbehaviours import MISBEHAVIOURS
-from mock_server.server import MockServer
+from facecert.mock_server.config import ServerConfig
+from facecert.mock_server.misbehaviours import MISBEHAVIOURS
+from facecert.mock_server.server import MockServer
 
 __all__ = ["MISBEHAVIOURS", "MockServer", "ServerConfig"]

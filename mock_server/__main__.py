@@ -3,7 +3,7 @@ serve`` / ``facecert export``, without loading the other peers."""
 
 import typer
 
-from mock_server.cli import register
+from facecert.mock_server.cli import register
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="facecert mock platform server")
 register(app)

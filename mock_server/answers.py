@@ -13,16 +13,16 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from facecert.contract import get_contract
-from facecert.rules.conversation import rid_key
-from facecert.rules.message import ParseFailure, decoded_base64, resolve_pointer
+from facecert.core.contract import get_contract
+from facecert.core.rules.conversation import rid_key
+from facecert.core.rules.message import ParseFailure, decoded_base64, resolve_pointer
 
-from mock_server.faults import Fault
-from mock_server.messages import Incoming, Plan, to_json as _json
-from mock_server.state import Pending, Queued
+from facecert.mock_server.faults import Fault
+from facecert.mock_server.messages import Incoming, Plan, to_json as _json
+from facecert.mock_server.state import Pending, Queued
 
 if TYPE_CHECKING:
-    from mock_server.platform import Platform
+    from facecert.mock_server.platform import Platform
 
 UNKNOWN_TASK = "facecertUnknownTask"  # a request_type the document does not define (misbehaviour unknown-task)
 

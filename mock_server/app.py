@@ -11,11 +11,11 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from mock_server.control_guard import ControlGuard
-from mock_server.http_admin import admin_routes
-from mock_server.http_device import asset_handler, device_handler, install_log_filter, router_refusal
-from mock_server.page import favicon, page_handler
-from mock_server.platform import Platform
+from facecert.mock_server.control_guard import ControlGuard
+from facecert.mock_server.http_admin import admin_routes
+from facecert.mock_server.http_device import asset_handler, device_handler, install_log_filter, router_refusal
+from facecert.mock_server.page import favicon, page_handler
+from facecert.mock_server.platform import Platform
 
 
 def deadline_period(platform: Platform) -> float:

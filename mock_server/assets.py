@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from mock_server.safefiles import write_new_file
+from facecert.mock_server.safefiles import write_new_file
 
 # What the default asset for each kind of x-download annotation is called.
 DEFAULT_FOR_KIND = {"image/jpeg": "face.jpg", "image/png": "screensaver.png", "firmware": "firmware.bin"}

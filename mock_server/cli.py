@@ -71,9 +71,9 @@ def serve(
     # A thread waiting for the interpreter gets it after 1 ms, not 5: while one device's 20 MB message is
     # judged, the others' exchanges (which give it up at every SQLite call) are not held up behind it.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    from mock_server.config import ServerConfig, contract_max_body
-    from mock_server.safefiles import replace_file
-    from mock_server.server import MockServer
+    from facecert.mock_server.config import ServerConfig, contract_max_body
+    from facecert.mock_server.safefiles import replace_file
+    from facecert.mock_server.server import MockServer
 
     if firmware is not None and not firmware.is_file():
         fail(console, f"--firmware {firmware}: no such file")
@@ -121,9 +121,9 @@ def export(
     output: Path = typer.Option(..., "-o", "--output", help="HAR file to write"),
 ) -> None:
     """Write a mock-server session database as HAR (facecert validate reads it)."""
-    from facecert.captures import write_har
+    from facecert.core.captures import write_har
 
-    from mock_server.store import read_exchanges
+    from facecert.mock_server.store import read_exchanges
 
     try:
         exchanges = read_exchanges(db)

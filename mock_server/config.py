@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facecert.contract import get_contract
+from facecert.core.contract import get_contract
 
 
 def contract_max_body() -> int:

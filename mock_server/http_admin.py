@@ -19,19 +19,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from facecert.captures.har import exchanges_to_har
-from facecert.jsonsafe import loads_strict
-from facecert.model import PARTIES, Exchange
+from facecert.core.captures.har import exchanges_to_har
+from facecert.core.jsonsafe import loads_strict
+from facecert.core.model import PARTIES, Exchange
 
-from mock_server.control_guard import ControlGuard, Refusal
-from mock_server.faults import FAULT_KINDS, FaultError
-from mock_server.http_device import peer_of, read_capped
-from mock_server.messages import to_json
-from mock_server.images import ImageRefused, thumbnail
-from mock_server.live import live_view
-from mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
-from mock_server.platform import Platform, Rejected
-from mock_server.store import SQLITE_INT, row_to_exchange
+from facecert.mock_server.control_guard import ControlGuard, Refusal
+from facecert.mock_server.faults import FAULT_KINDS, FaultError
+from facecert.mock_server.http_device import peer_of, read_capped
+from facecert.mock_server.messages import to_json
+from facecert.mock_server.images import ImageRefused, thumbnail
+from facecert.mock_server.live import live_view
+from facecert.mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
+from facecert.mock_server.platform import Platform, Rejected
+from facecert.mock_server.store import SQLITE_INT, row_to_exchange
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 100_000  # ?limit= of list calls
@@ -264,8 +264,8 @@ def assets(p: Platform, r: Request, body: Any) -> Any:
 
 
 def export_har(p: Platform, r: Request, body: Any) -> Any:
-    """The session as HAR, redacted like every HAR facecert writes (facecert.redact: privacy by default)."""
-    from facecert.redact import current
+    """The session as HAR, redacted like every HAR facecert writes (facecert.core.redact: privacy by default)."""
+    from facecert.core.redact import current
 
     rows = p.store.rows("SELECT * FROM exchanges ORDER BY id")
     exchanges = current().exchanges([row_to_exchange(row, p.store.bodies) for row in rows])
@@ -283,7 +283,7 @@ def overview(p: Platform, r: Request, body: Any) -> Any:
 
 
 def openapi_document(p: Platform, r: Request, body: Any) -> Any:
-    from mock_server.openapi import admin_openapi
+    from facecert.mock_server.openapi import admin_openapi
 
     return admin_openapi()
 

@@ -25,10 +25,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from facecert.model import Exchange
+from facecert.core.model import Exchange
 
-from mock_server.messages import Incoming, to_json
-from mock_server.platform import Platform
+from facecert.mock_server.messages import Incoming, to_json
+from facecert.mock_server.platform import Platform
 
 CHUNK = 64 * 1024
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from facecert.jsonsafe import loads_strict
+from facecert.core.jsonsafe import loads_strict
 from facecert.reports.cadence_svg import cadence_windows
 
-from mock_server.platform import Platform
-from mock_server.store import decode_json_columns
+from facecert.mock_server.platform import Platform
+from facecert.mock_server.store import decode_json_columns
 
 TIMELINE_DEVICES = 20  # devices with a timeline: the most recently seen
 TIMELINE_LENGTH = 80  # exchanges per device timeline

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from facecert.jsonsafe import dumps_strict
+from facecert.core.jsonsafe import dumps_strict
 
 
 @dataclass

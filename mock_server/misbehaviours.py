@@ -1,7 +1,7 @@
 """Ways the mock server can play a *faulty* server under test.
 
 Each misbehaviour breaks exactly one server-party rule of
-``facecert/rules/registry.py``, so a client-side harness (or the engine in
+``facecert/core/rules/registry.py``, so a client-side harness (or the engine in
 this server) can be shown to catch it. The table is data: the admin API,
 the docs and the tests enumerate it. Names are hyphenated like the device's
 fault knobs; :func:`misbehaviour_name` reads the old underscore spellings too.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from facecert.knobs import knob_name
+from facecert.core.knobs import knob_name
 
 
 @dataclass(frozen=True)

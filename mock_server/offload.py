@@ -23,8 +23,8 @@ import sys
 import threading
 from typing import IO, Any
 
-from facecert.contract import Limits
-from facecert.rules.message import Parsed, parse_message
+from facecert.core.contract import Limits
+from facecert.core.rules.message import Parsed, parse_message
 
 OFFLOAD_BYTES = 1024 * 1024  # bodies above this are read in the worker process
 _LENGTH = struct.Struct("!Q")
@@ -58,7 +58,7 @@ class Reader:
 
     def _worker(self) -> subprocess.Popen[bytes] | None:
         if self._proc is None and not self._closed:
-            self._proc = subprocess.Popen([sys.executable, "-m", "mock_server.reader_worker"], stdin=subprocess.PIPE,
+            self._proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server.reader_worker"], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE)
         return self._proc
 

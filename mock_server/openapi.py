@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Any
 
-from facecert.contract import get_contract
-from facecert.model import PARTIES
+from facecert.core.contract import get_contract
+from facecert.core.model import PARTIES
 from facecert.openapi import PACKAGE, project_info, queued_task_components
 
-from mock_server.faults import ERROR_STATUSES, FAULT_KINDS, MAX_DELAY_S, MAX_DURATION_S, OUTAGE_MODES
-from mock_server.http_admin import MAX_LIMIT, MAX_THUMBNAIL
-from mock_server.misbehaviours import MISBEHAVIOURS
-from mock_server.store import SQLITE_INT
+from facecert.mock_server.faults import ERROR_STATUSES, FAULT_KINDS, MAX_DELAY_S, MAX_DURATION_S, OUTAGE_MODES
+from facecert.mock_server.http_admin import MAX_LIMIT, MAX_THUMBNAIL
+from facecert.mock_server.misbehaviours import MISBEHAVIOURS
+from facecert.mock_server.store import SQLITE_INT
 
 _OBJ = {"type": "object"}
 _LIST = {"type": "array", "items": {"type": "object"}}

@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from mock_server.control_guard import ControlGuard, Refusal
-from mock_server.http_admin import authorised, read_capped, store_refusal
-from mock_server.platform import Platform
+from facecert.mock_server.control_guard import ControlGuard, Refusal
+from facecert.mock_server.http_admin import authorised, read_capped, store_refusal
+from facecert.mock_server.platform import Platform
 
 _TEMPLATE = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
 

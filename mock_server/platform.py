@@ -20,23 +20,23 @@ import threading
 import time
 from typing import Any, Callable
 
-from facecert.contract import get_contract
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.knobs import knob_name
-from facecert.model import Exchange, Finding, Severity
-from facecert.rules.conversation import rid_key
-from facecert.rules.message import ParseFailure, Parsed
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.knobs import knob_name
+from facecert.core.model import Exchange, Finding, Severity
+from facecert.core.rules.conversation import rid_key
+from facecert.core.rules.message import ParseFailure, Parsed
 
-from mock_server.answers import capture_image, plan_for
-from mock_server.assets import Assets
-from mock_server.config import ServerConfig
-from mock_server.faults import Fault, make_fault
-from mock_server.messages import Incoming, Plan, Reply, to_json as _json
-from mock_server.misbehaviours import misbehaviour_name
-from mock_server.offload import Reader
-from mock_server.restore import restore
-from mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
-from mock_server.store import Store, bindable, decode_json_columns
+from facecert.mock_server.answers import capture_image, plan_for
+from facecert.mock_server.assets import Assets
+from facecert.mock_server.config import ServerConfig
+from facecert.mock_server.faults import Fault, make_fault
+from facecert.mock_server.messages import Incoming, Plan, Reply, to_json as _json
+from facecert.mock_server.misbehaviours import misbehaviour_name
+from facecert.mock_server.offload import Reader
+from facecert.mock_server.restore import restore
+from facecert.mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
+from facecert.mock_server.store import Store, bindable, decode_json_columns
 
 
 _READ = threading.local()  # per thread: the body the platform read last, for the engines to reuse

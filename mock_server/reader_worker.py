@@ -4,7 +4,7 @@ package does not import, so running it imports nothing twice)."""
 
 import sys
 
-from mock_server.offload import serve_reads
+from facecert.mock_server.offload import serve_reads
 
 if __name__ == "__main__":
     serve_reads(sys.stdin.buffer, sys.stdout.buffer)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from facecert.rules.conversation import DeviceState, IssuedTask, rid_key
-from facecert.rules.message import content_issues
+from facecert.core.rules.conversation import DeviceState, IssuedTask, rid_key
+from facecert.core.rules.message import content_issues
 
-from mock_server.state import CLIENT_GONE, DeviceInfo, Pending, Queued
+from facecert.mock_server.state import CLIENT_GONE, DeviceInfo, Pending, Queued
 
 if TYPE_CHECKING:
-    from mock_server.platform import Platform
+    from facecert.mock_server.platform import Platform
 
 SENT_STATES = ("sent", "expired", "done", "late")
 

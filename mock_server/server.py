@@ -11,12 +11,12 @@ from typing import Any
 
 import uvicorn
 
-from facecert.engine import Engine
-from facecert.model import Finding
+from facecert.core.engine import Engine
+from facecert.core.model import Finding
 
-from mock_server.app import build_app
-from mock_server.config import ServerConfig
-from mock_server.platform import Platform
+from facecert.mock_server.app import build_app
+from facecert.mock_server.config import ServerConfig
+from facecert.mock_server.platform import Platform
 
 
 class MockServer:

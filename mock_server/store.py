@@ -36,10 +36,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from facecert.jsonsafe import clean_text, dumps_strict
-from facecert.model import Exchange
+from facecert.core.jsonsafe import clean_text, dumps_strict
+from facecert.core.model import Exchange
 
-from mock_server.safefiles import write_new_file
+from facecert.mock_server.safefiles import write_new_file
 
 
 _SCHEMA = """

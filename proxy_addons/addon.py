@@ -28,16 +28,16 @@ from typing import Any, Callable
 
 from mitmproxy import command, ctx, exceptions, hooks, http
 
-from facecert.contract import get_contract
-from facecert.engine import Judged
-from facecert.model import Finding
-from facecert.profiles import PROFILES
+from facecert.core.contract import get_contract
+from facecert.core.engine import Judged
+from facecert.core.model import Finding
+from facecert.core.profiles import PROFILES
 
-from proxy_addons import http1_trailers
-from proxy_addons.live import LEVEL, comment_for, log_line, mark_for
-from proxy_addons.reports import write_evidence, write_reports
-from proxy_addons.session import ProxySession, SessionOptions
-from proxy_addons.snapshot import Snapshot, should_stream, snapshot, tap
+from facecert.proxy_addons import http1_trailers
+from facecert.proxy_addons.live import LEVEL, comment_for, log_line, mark_for
+from facecert.proxy_addons.reports import write_evidence, write_reports
+from facecert.proxy_addons.session import ProxySession, SessionOptions
+from facecert.proxy_addons.snapshot import Snapshot, should_stream, snapshot, tap
 
 log = logging.getLogger("facecert.proxy")
 

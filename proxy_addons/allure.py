@@ -13,11 +13,11 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-from facecert.model import Finding, Severity
-from facecert.rules.registry import RULES, Rule
+from facecert.core.model import Finding, Severity
+from facecert.core.rules.registry import RULES, Rule
 
-from facecert.captures.files import replace_with
-from facecert.jsonsafe import dumps_strict
+from facecert.core.captures.files import replace_with
+from facecert.core.jsonsafe import dumps_strict
 
 SUITE = "facecert.proxy"
 _OURS = ("-result.json", "-attachment.txt")

@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
                                                 "they passed (default: redacted in every file the proxy writes)"),
     ) -> None:
         """Judge a real device and a real server live, through mitmdump in reverse-proxy mode."""
-        from facecert.redact import configure
-        from proxy_addons.runner import run_proxy
+        from facecert.core.redact import configure
+        from facecert.proxy_addons.runner import run_proxy
 
         configure(keep_personal_data=keep_personal_data)  # one salt for the run, handed to mitmdump's addon
 

@@ -1,7 +1,7 @@
 """Entry point for ``mitmdump -s proxy_addons/facecert_addon.py`` (and ``mitmweb -s``).
 
 mitmproxy loads this file by path, as a module outside any package; the
-addon itself lives in the ``proxy_addons`` package, importable when facecert
+addon itself lives in ``facecert.proxy_addons``, importable when facecert
 is installed in the interpreter that runs mitmdump (the project's venv). A
 checkout that is not installed still works: the project root is added to
 ``sys.path`` as a fallback.
@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 try:
-    import facecert  # noqa: F401
-    import proxy_addons  # noqa: F401
+    import facecert.proxy_addons  # noqa: F401
 except ModuleNotFoundError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy_addons.addon import FacecertAddon  # noqa: E402
+from facecert.proxy_addons.addon import FacecertAddon  # noqa: E402
 
 addons = [FacecertAddon()]

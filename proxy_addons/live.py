@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from facecert.model import Finding, Severity
+from facecert.core.model import Finding, Severity
 
-from proxy_addons.strict import clean_text
+from facecert.proxy_addons.strict import clean_text
 
 LEVEL = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING, Severity.INFO: logging.INFO}
 MARK = {Severity.ERROR: ":red_circle:", Severity.WARNING: ":warning:"}

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from facecert.captures.files import NEW, replace_with
-from facecert.captures.har import exchange_to_entry, exchanges_to_har
-from facecert.captures.jsonl import exchange_to_record, record_to_exchange
-from facecert.redact import current as redactor
-from facecert.jsonsafe import dumps_strict, loads_strict
-from facecert.model import Exchange
+from facecert.core.captures.files import NEW, replace_with
+from facecert.core.captures.har import exchange_to_entry, exchanges_to_har
+from facecert.core.captures.jsonl import exchange_to_record, record_to_exchange
+from facecert.core.redact import current as redactor
+from facecert.core.jsonsafe import dumps_strict, loads_strict
+from facecert.core.model import Exchange
 
 
 RECORD = "session.jsonl"

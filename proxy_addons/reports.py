@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from facecert.captures.files import replace_with
+from facecert.core.captures.files import replace_with
 from facecert.evidence import predicate_from_summary, write_manifest
-from facecert.jsonsafe import dumps_strict, loads_strict
-from facecert.model import Finding
+from facecert.core.jsonsafe import dumps_strict, loads_strict
+from facecert.core.model import Finding
 from facecert.reports import summarize, write_junit
 
-from proxy_addons.allure import write_allure
-from proxy_addons.record import write_har
-from proxy_addons.session import ProxySession
-from proxy_addons.strict import clean_finding
+from facecert.proxy_addons.allure import write_allure
+from facecert.proxy_addons.record import write_har
+from facecert.proxy_addons.session import ProxySession
+from facecert.proxy_addons.strict import clean_finding
 
 SUMMARY = "summary.json"
 JUNIT = "junit.xml"

@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.markup import escape
 
-from facecert.captures.files import replace_with
-from facecert.jsonsafe import dumps_strict
-from facecert.model import Finding, Severity
+from facecert.core.captures.files import replace_with
+from facecert.core.jsonsafe import dumps_strict
+from facecert.core.model import Finding, Severity
 from facecert.reports.console import findings_table, print_verdict
 
-from proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError
-from proxy_addons.reports import paths_in
+from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError
+from facecert.proxy_addons.reports import paths_in
 
 _NOISE = ("client connect", "client disconnect", "server connect", "server disconnect")
 _COLOURS = {"facecert ERROR": "bold red", "facecert WARNING": "yellow", "facecert INFO": "dim"}

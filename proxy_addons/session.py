@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from facecert.engine import Engine, EngineConfig, Judged
-from facecert.model import Exchange, Finding
+from facecert.core.engine import Engine, EngineConfig, Judged
+from facecert.core.model import Exchange, Finding
 
-from proxy_addons.bodies import Body
-from proxy_addons.record import FlowRecord
-from proxy_addons.strict import clean_text
+from facecert.proxy_addons.bodies import Body
+from facecert.proxy_addons.record import FlowRecord
+from facecert.proxy_addons.strict import clean_text
 
 log = logging.getLogger("facecert.proxy")
 

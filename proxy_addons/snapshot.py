@@ -1,6 +1,6 @@
 """A finished mitmproxy flow as an exchange the engine can judge, within bounds.
 
-Like :func:`facecert.captures.flows.flow_to_exchange`, except that bodies come
+Like :func:`facecert.core.captures.flows.flow_to_exchange`, except that bodies come
 from ``raw_content`` or the addon's :class:`~proxy_addons.bodies.BodyTap`
 (never from ``.content``, which inflates without limit), are judged from at
 most ``max_body`` bytes, and every text is cleaned so that it can be written.
@@ -14,10 +14,10 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
-from facecert.model import Exchange
+from facecert.core.model import Exchange
 
-from proxy_addons.bodies import STREAM_ABOVE, Body, BodyTap, Truncated, judged_body
-from proxy_addons.strict import clean_text
+from facecert.proxy_addons.bodies import STREAM_ABOVE, Body, BodyTap, Truncated, judged_body
+from facecert.proxy_addons.strict import clean_text
 
 
 @dataclass(frozen=True)

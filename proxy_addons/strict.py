@@ -1,9 +1,9 @@
-"""Clean text for everything the proxy writes, on top of :mod:`facecert.jsonsafe`.
+"""Clean text for everything the proxy writes, on top of :mod:`facecert.core.jsonsafe`.
 
 A device can put a lone surrogate (``"\\udfff"``) or a NUL in a message, and
 mitmproxy decodes odd header and path bytes with ``surrogateescape``: such
 strings reach finding messages, header dicts and paths. JSON files are
-written with :func:`facecert.jsonsafe.dumps_strict`; text that also goes to
+written with :func:`facecert.core.jsonsafe.dumps_strict`; text that also goes to
 XML (JUnit), log lines and flow comments is cleaned here: a lone surrogate
 becomes U+FFFD (as jsonsafe does), and a control character XML 1.0 refuses
 becomes its visible escape (``\\x00``).
@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from facecert.jsonsafe import clean_text as _no_surrogates
-from facecert.jsonsafe import strict_value
-from facecert.model import Finding
+from facecert.core.jsonsafe import clean_text as _no_surrogates
+from facecert.core.jsonsafe import strict_value
+from facecert.core.model import Finding
 
 #: control characters XML 1.0 has no place for (tab, newline and carriage return are fine)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

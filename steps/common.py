@@ -10,12 +10,12 @@ from typing import Any, Iterable, NoReturn
 import allure
 
 from facecert.certify.verdicts import RuleFailure, ScenarioError
-from facecert.model import Finding
-from facecert.redact import current as current_redactor
+from facecert.core.model import Finding
+from facecert.core.redact import current as current_redactor
 
 
 def attach_json(name: str, data: Any) -> None:
-    """Evidence as JSON, without faces or names unless the run keeps personal data (facecert.redact)."""
+    """Evidence as JSON, without faces or names unless the run keeps personal data (facecert.core.redact)."""
     text = json.dumps(current_redactor().value(data), ensure_ascii=False, indent=2, default=repr)
     if len(text) > 400_000:
         text = text[:400_000] + "\n… (truncated)"

@@ -3,7 +3,7 @@ and the per-scenario state (``scn``) come from the plugin the runner hands to
 pytest (facecert/certify/plugin.py); step definitions live in the modules
 imported here."""
 
-from steps.common import *  # noqa: F401,F403 - step definitions are fixtures
-from steps.device_steps import *  # noqa: F401,F403
-from steps.server_steps import *  # noqa: F401,F403
-from steps.security_steps import *  # noqa: F401,F403
+from facecert.steps.common import *  # noqa: F401,F403 - step definitions are fixtures
+from facecert.steps.device_steps import *  # noqa: F401,F403
+from facecert.steps.server_steps import *  # noqa: F401,F403
+from facecert.steps.security_steps import *  # noqa: F401,F403

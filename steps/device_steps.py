@@ -16,11 +16,11 @@ from pytest_bdd import given, parsers, then, when
 from facecert.certify.expectations import ANY_RULE
 from facecert.certify.liveness import ensure_alive, timed, wait_for
 from facecert.certify.plan import download_urls, task_body
-from facecert.contract import get_contract
-from facecert.examples import example_for
-from facecert.redact import current as current_redactor, picture_for_report
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.core.redact import current as current_redactor, picture_for_report
 from facecert.reports.cadence_svg import cadence_svg, cadence_windows
-from steps.common import attach_json, checks, describe, error, fail, fail_on, rules_of, shorten
+from facecert.steps.common import attach_json, checks, describe, error, fail, fail_on, rules_of, shorten
 
 _raw_ids = iter(range(900_000_000, 999_999_999))
 
@@ -469,7 +469,7 @@ def capture_acknowledged(cert: Any, scn: dict[str, Any]) -> None:
     image = cert.server.platform.capture_image(scn["capture"]["id"])
     if image:
         # image/jpeg, the registered type (allure's JPG says image/jpg, which browsers do not know); by default
-        # a grey tile saying what the picture was, not the face (facecert.redact)
+        # a grey tile saying what the picture was, not the face (facecert.core.redact)
         picture, media, extension = picture_for_report(image, current_redactor())
         allure.attach(picture, name="capture image", attachment_type=media, extension=extension)
     fail_on([f for f in _device_findings(cert) if f.get("exchange_id") == exchange["id"] and f["severity"] == "error"],

@@ -9,8 +9,8 @@ from typing import Any
 
 from pytest_bdd import parsers, then, when
 
-from steps.common import attach_json, checks, fail
-from steps.device_steps import _queue, _raw_task, _result
+from facecert.steps.common import attach_json, checks, fail
+from facecert.steps.device_steps import _queue, _raw_task, _result
 
 
 @when(parsers.parse('the server asks for the log file "{name}"'))

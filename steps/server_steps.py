@@ -15,9 +15,9 @@ from pytest_bdd import given, parsers, then, when
 from facecert.certify.expectations import ANY_RULE
 from facecert.certify.liveness import ensure_alive, wait_for
 from facecert.certify.triggers import TriggerError
-from facecert.contract import get_contract
-from facecert.examples import example_for
-from steps.common import attach_json, checks, error, fail, fail_on, warn_on
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.steps.common import attach_json, checks, error, fail, fail_on, warn_on
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from facecert.contract import Contract, get_contract
-from facecert.rules.registry import RULES
+from facecert.core.contract import Contract, get_contract
+from facecert.core.rules.registry import RULES
 
 PARTIES = ("device", "server")
 SCHEMA = "capabilities/{party}"

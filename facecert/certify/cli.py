@@ -44,8 +44,8 @@ KeepSaltOpt = Annotated[bool, typer.Option(
 
 
 def _privacy(keep_personal_data: bool, keep_salt: bool) -> None:
-    """One redactor, one salt for the whole run (facecert.redact)."""
-    from facecert.redact import configure
+    """One redactor, one salt for the whole run (facecert.core.redact)."""
+    from facecert.core.redact import configure
 
     if keep_salt and keep_personal_data:
         fail(console, "--keep-salt and --keep-personal-data: with the data kept there is no salt to keep")
@@ -144,9 +144,9 @@ def certify_device(
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
     from facecert.certify.operator import Operator
     from facecert.certify.runner import run_plan, write_reports
-    from mock_server.store import read_exchanges
+    from facecert.mock_server.store import read_exchanges
 
-    from mock_server.cli import admin_token_for
+    from facecert.mock_server.cli import admin_token_for
 
     host, port = _listen(listen)
     expectations = _expectations(expect)
@@ -298,7 +298,7 @@ def certify_matrix(
     """Run every device fault knob and server misbehaviour through the plans (self-test)."""
     from facecert.certify.matrix import rows, run_matrix, summary_line, to_markdown
 
-    from facecert.knobs import knob_name
+    from facecert.core.knobs import knob_name
 
     wanted = {knob_name(name) for name in only}
     chosen = [r for r in rows() if not wanted or r.knob in wanted]
@@ -316,7 +316,7 @@ def certify_matrix(
 def _known_faults(names: list[str]) -> list[str]:
     """Knob names as the table spells them; an unknown one is a one-line error saying so,
     before any server starts."""
-    from mock_device.faults import check_faults
+    from facecert.mock_device.faults import check_faults
 
     try:
         return sorted(check_faults(names))
@@ -326,7 +326,7 @@ def _known_faults(names: list[str]) -> list[str]:
 
 def _known_misbehaviours(names: list[str]) -> list[str]:
     """Misbehaviour names as the table spells them (old underscore spellings accepted)."""
-    from mock_server.misbehaviours import misbehaviour_name
+    from facecert.mock_server.misbehaviours import misbehaviour_name
 
     try:
         return sorted({misbehaviour_name(name) for name in names})

@@ -10,7 +10,7 @@ from typing import Any
 
 from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
-from facecert.contract import get_contract
+from facecert.core.contract import get_contract
 
 
 @dataclass
@@ -35,7 +35,7 @@ class DeviceSession:
     kind = "device"
 
     def __init__(self, cfg: DeviceRunConfig, operator: Operator) -> None:
-        from mock_server import MockServer, ServerConfig
+        from facecert.mock_server import MockServer, ServerConfig
 
         self.cfg = cfg
         self.operator = operator
@@ -60,7 +60,7 @@ class DeviceSession:
         self.server.start()
         self.second.start()
         if self.cfg.demo:
-            from mock_device import Device, DeviceConfig
+            from facecert.mock_device import Device, DeviceConfig
 
             self.simulator = Device(DeviceConfig(server=self.server.url, device_id=self.device_id,
                                                  time_scale=self.time_scale, faults=set(self.cfg.faults),

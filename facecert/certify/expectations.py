@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from facecert.certify.verdicts import ScenarioRecord, Verdict
-from facecert.rules.registry import RULES
+from facecert.core.rules.registry import RULES
 
 ANY_RULE = "*"  # in a scenario's checks: it checked every engine rule of the party under test ("broke no rule")
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facecert.rules.registry import RULES
-from facecert.model import Severity
+from facecert.core.rules.registry import RULES
+from facecert.core.model import Severity
 
 # what a knob's conversation needs (mock_device.faults.Fault.scenario) -> plan tags that make it happen
 TAGS_FOR_SCENARIO = {
@@ -51,8 +51,8 @@ class Row:
 
 
 def rows() -> list[Row]:
-    from mock_device import FAULTS
-    from mock_server import MISBEHAVIOURS
+    from facecert.mock_device import FAULTS
+    from facecert.mock_server import MISBEHAVIOURS
 
     out = [Row("device", f.name, f.rule, f.check, TAGS_FOR_SCENARIO[f.scenario]) for f in FAULTS]
     out += [Row("server", m.name, m.rule, "", "") for m in MISBEHAVIOURS.values()]
@@ -60,7 +60,7 @@ def rows() -> list[Row]:
 
 
 def run_row(row: Row, workdir: Path) -> Row:
-    from mock_device import FAULTS_BY_NAME
+    from facecert.mock_device import FAULTS_BY_NAME
 
     report = workdir / f"{row.peer}-{row.knob}"
     command = [sys.executable, "-m", "facecert.cli", "certify", row.peer, "--demo", "--no-html", "--report", str(report)]

@@ -16,7 +16,7 @@ from typing import Any
 
 from facecert import __version__
 from facecert.certify.verdicts import ScenarioRecord, Verdict
-from facecert.rules.registry import RULES
+from facecert.core.rules.registry import RULES
 
 BLOCKING = (Verdict.FAIL, Verdict.ERROR, Verdict.EXPECTED_FAIL)
 FIXTURES = frozenset({"cert", "scn"})  # step arguments that are ours, not words a person wrote

@@ -7,9 +7,9 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
-from facecert.rules.message import resolve_pointer
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.core.rules.message import resolve_pointer
 
 _ids = itertools.count(1)
 
@@ -45,7 +45,7 @@ def task_body(name: str, asset_url: Callable[[str], str] | None, fresh_users: bo
 
 def point_downloads_at(body: dict[str, Any], schema: str, asset_url: Callable[[str], str]) -> list[str]:
     """Replace every non-empty download URL (x-download) with the served asset of that kind."""
-    from mock_server.assets import DEFAULT_FOR_KIND
+    from facecert.mock_server.assets import DEFAULT_FOR_KIND
 
     contract = get_contract()
     replaced = []

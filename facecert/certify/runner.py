@@ -14,13 +14,13 @@ from typing import Any, Callable
 import pytest
 
 from facecert.baseline import compare, rebased_exit_code
-from facecert.captures import write_har
+from facecert.core.captures import write_har
 from facecert.certify.expectations import Expectation, apply_expectations
 from facecert.certify.outputs import finish_allure, root_causes, write_junit
 from facecert.certify.plugin import PlanPlugin
 from facecert.certify.verdicts import ScenarioRecord, Verdict
-from facecert.redact import current as current_redactor, privacy_fields, scrub, scrub_folder
-from facecert.rules.registry import RULES
+from facecert.core.redact import current as current_redactor, privacy_fields, scrub, scrub_folder
+from facecert.core.rules.registry import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,7 +116,7 @@ def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list
     if results.is_dir():
         finish_allure(results, records, {"plan": plan, "verdict": summary["verdict"], **(judged_with or {}),
                                          **{k: v for k, v in extra.items() if isinstance(v, (str, int, float, dict))}})
-    # no face or name on disk (facecert.redact): the HAR was redacted as written; the rest (JUnit, Allure,
+    # no face or name on disk (facecert.core.redact): the HAR was redacted as written; the rest (JUnit, Allure,
     # the session database) loses every value that redaction replaced, before the HTML copies the results
     redactor = current_redactor()
     scrub_folder(report, redactor)

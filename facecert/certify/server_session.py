@@ -16,12 +16,12 @@ import httpx
 from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
 from facecert.certify.triggers import Triggers
-from facecert.contract import get_contract
-from facecert.engine import Engine, EngineConfig
-from facecert.examples import example_for
-from facecert.model import Exchange, Finding
-from facecert.rules.conversation import is_ok_status, utc_clock
-from mock_device.persona import PERSONAS
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.examples import example_for
+from facecert.core.model import Exchange, Finding
+from facecert.core.rules.conversation import is_ok_status, utc_clock
+from facecert.mock_device.persona import PERSONAS
 
 HARNESS_ID = "FACECERT0000000001"
 SECOND_ID = "FACECERT0000000002"
@@ -69,7 +69,7 @@ class ServerSession:
 
     def start(self) -> None:
         if self.cfg.demo:
-            from mock_server import MockServer, ServerConfig
+            from facecert.mock_server import MockServer, ServerConfig
 
             self.demo_server = MockServer(ServerConfig(profile=self.cfg.profile, protocol_version=self.cfg.protocol_version,
                                                        time_scale=self.time_scale)).start()
@@ -83,7 +83,7 @@ class ServerSession:
         self.device = self.new_device(self.device_id).start()
 
     def new_device(self, device_id: str) -> Any:
-        from mock_device import Device, DeviceConfig
+        from facecert.mock_device import Device, DeviceConfig
 
         return Device(DeviceConfig(server=self.url, device_id=device_id, time_scale=self.time_scale,
                                    protocol_version=self.cfg.protocol_version, persona=self.persona,
@@ -145,7 +145,7 @@ class ServerSession:
 
     # ---- the harness device's messages, as its persona sends them --------------------------
     def persona_body(self, endpoint: str, body: dict[str, Any], persona: str | None = None) -> dict[str, Any]:
-        from mock_device.persona import dress
+        from facecert.mock_device.persona import dress
 
         return dress(endpoint, body, persona or self.persona)
 

@@ -28,7 +28,7 @@ import httpx
 import yaml
 
 from facecert.certify.plan import task_body
-from facecert.contract import get_contract
+from facecert.core.contract import get_contract
 
 
 class TriggerError(ValueError):

@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from facecert.rules.registry import RULES
+from facecert.core.rules.registry import RULES
 
 
 class Verdict(str, enum.Enum):

@@ -7,7 +7,7 @@ keyword by keyword (structural.py). Each change gets a direction and the
 parties it breaks (model.py), and is then checked on concrete messages
 (witness.py): a breaking change carries a counterexample, a message one
 contract accepts and the other refuses. Imports only the engine core
-(facecert.contract, facecert.versions).
+(facecert.core.contract, facecert.core.versions).
 """
 
 from __future__ import annotations

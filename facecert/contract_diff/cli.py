@@ -87,7 +87,7 @@ def _write(text: str, output: Optional[Path]) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    from facecert.captures.files import replace_with
+    from facecert.core.captures.files import replace_with
 
     replace_with(output, lambda out: out.write(text))
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facecert.contract import Contract
+from facecert.core.contract import Contract
 
 TIGHTENING = "tightening"
 LOOSENING = "loosening"

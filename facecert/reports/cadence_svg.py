@@ -1,6 +1,6 @@
 """The cadence chart: a device's poll gaps against the windows the engine accepts.
 
-The windows are the engine's own (:func:`facecert.rules.conversation.cadence_window`
+The windows are the engine's own (:func:`facecert.core.rules.conversation.cadence_window`
 over the contract timing, the time scale, tolerance and network allowance), so the
 chart shows exactly what CADENCE-IDLE and CADENCE-TASK judge. The live page draws
 the same chart in its script from the windows the control API hands it.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 from xml.sax.saxutils import escape
 
-from facecert.engine import Engine
-from facecert.rules.conversation import cadence_window
+from facecert.core.engine import Engine
+from facecert.core.rules.conversation import cadence_window
 
 # The interval key of the contract timing behind each window, and the rule that judges it.
 WINDOW_KEYS = {"idle": ("idle_interval_s", "CADENCE-IDLE"), "task": ("task_interval_s", "CADENCE-TASK")}

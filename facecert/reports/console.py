@@ -12,7 +12,7 @@ from rich.console import Console, ConsoleOptions, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from facecert.model import Finding, Severity
+from facecert.core.model import Finding, Severity
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
 TABLE_WIDTH = 120  # below this a table's message column is too narrow to read: blocks instead

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable
 
-from facecert.model import Finding, Severity
-from facecert.rules.registry import RULES
+from facecert.core.model import Finding, Severity
+from facecert.core.rules.registry import RULES
 
 
 def write_junit(findings: Iterable[Finding], path: Path, suite: str = "facecert") -> Path:

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from facecert.model import Finding, Severity
+from facecert.core.model import Finding, Severity
 
 
 def summarize(findings: Iterable[Finding], *, exchanges: int, profile: str, version: str,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from facecert.captures import read_capture
-from facecert.contract import get_contract
-from facecert.redact import Redactor
-from facecert.rules.message import resolve_pointer
-from mock_device.media import b64, capture_jpeg, tiny_png
+from facecert.core.captures import read_capture
+from facecert.core.contract import get_contract
+from facecert.core.redact import Redactor
+from facecert.core.rules.message import resolve_pointer
+from facecert.mock_device.media import b64, capture_jpeg, tiny_png
 
 FACECERT = str(Path(sys.executable).with_name("facecert"))
 TAGS = "captures or users"

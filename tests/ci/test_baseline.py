@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from facecert.baseline import BaselineError, baseline_document, compare, load_baseline
-from facecert.captures import write_har, write_jsonl
-from facecert.examples import example_for
+from facecert.core.captures import write_har, write_jsonl
+from facecert.core.examples import example_for
 from facecert.samples import ConversationBuilder
 
 FACECERT = [sys.executable, "-m", "facecert.cli"]

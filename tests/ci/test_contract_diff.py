@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from facecert.contract import Contract, schemas_dir
+from facecert.core.contract import Contract, schemas_dir
 from facecert.contract_diff import Side, diff_contracts
 
 

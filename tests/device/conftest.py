@@ -9,9 +9,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from mock_device import Device, DeviceConfig
-from mock_device.firmware import build_firmware
-from mock_server import MockServer, ServerConfig
+from facecert.mock_device import Device, DeviceConfig
+from facecert.mock_device.firmware import build_firmware
+from facecert.mock_server import MockServer, ServerConfig
 
 SCALE = 0.05  # every protocol interval × 0.05: idle 1 s, task 0.25 s
 GOOD_FIRMWARE = "sim-firmware.bin"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import itertools
 import time
 
-from mock_device import Device
-from mock_device.messages import alarm_types, image_alarm_type
-from mock_server import MockServer
+from facecert.mock_device import Device
+from facecert.mock_device.messages import alarm_types, image_alarm_type
+from facecert.mock_server import MockServer
 
 from tests.device.conftest import GOOD_FIRMWARE
 

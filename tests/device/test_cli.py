@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mock_device import FAULTS
-from mock_server import MockServer
+from facecert.mock_device import FAULTS
+from facecert.mock_server import MockServer
 
 FACECERT = [str(Path(sys.executable).parent / "facecert")]
 

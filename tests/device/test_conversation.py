@@ -8,12 +8,12 @@ import statistics
 
 import pytest
 
-from facecert.contract import get_contract
-from facecert.model import Severity
-from mock_device import Device
-from mock_device.judge import judge_device
-from mock_device.messages import alarm_types
-from mock_server import MockServer
+from facecert.core.contract import get_contract
+from facecert.core.model import Severity
+from facecert.mock_device import Device
+from facecert.mock_device.judge import judge_device
+from facecert.mock_device.messages import alarm_types
+from facecert.mock_server import MockServer
 
 from tests.device.scenarios import wait
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from facecert.model import Severity
-from facecert.rules.registry import RULES
-from mock_device import FAULTS, Device
-from mock_device.faults import EXEMPT_RULES
-from mock_device.judge import device_errors, judge_device
-from mock_server import MockServer
+from facecert.core.model import Severity
+from facecert.core.rules.registry import RULES
+from facecert.mock_device import FAULTS, Device
+from facecert.mock_device.faults import EXEMPT_RULES
+from facecert.mock_device.judge import device_errors, judge_device
+from facecert.mock_server import MockServer
 
 from tests.device.scenarios import STIMULUS_ERRORS, drive, prepare
 

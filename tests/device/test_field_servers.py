@@ -10,12 +10,12 @@ from typing import Iterator
 
 import pytest
 
-from facecert.contract import get_contract
-from mock_device import Device, DeviceConfig
-from mock_device.judge import device_errors, judge_device
-from mock_device.persona import dress
-from mock_device.tasks import BAD_PARAMETER
-from mock_server import MockServer, ServerConfig
+from facecert.core.contract import get_contract
+from facecert.mock_device import Device, DeviceConfig
+from facecert.mock_device.judge import device_errors, judge_device
+from facecert.mock_device.persona import dress
+from facecert.mock_device.tasks import BAD_PARAMETER
+from facecert.mock_server import MockServer, ServerConfig
 
 from tests.device.conftest import SCALE, unique_id
 from tests.device.scenarios import more_polls, wait

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from mock_device import DeviceConfig, Fleet
-from mock_server import MockServer
+from facecert.mock_device import DeviceConfig, Fleet
+from facecert.mock_server import MockServer
 
 from tests.device.conftest import SCALE
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from mock_device import Device
-from mock_device.judge import device_errors, judge_device
-from mock_server import MockServer
+from facecert.mock_device import Device
+from facecert.mock_device.judge import device_errors, judge_device
+from facecert.mock_server import MockServer
 
 from tests.device.scenarios import malformed_task, wait
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from mock_device import Device
-from mock_device.judge import device_errors, judge_device
-from mock_server import MockServer, ServerConfig
+from facecert.mock_device import Device
+from facecert.mock_device.judge import device_errors, judge_device
+from facecert.mock_server import MockServer, ServerConfig
 
 from tests.device.conftest import SCALE
 from tests.device.scenarios import deadline, wait

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mock_device import Device
-from mock_device.spool import Spool
-from mock_server import MockServer
+from facecert.mock_device import Device
+from facecert.mock_device.spool import Spool
+from facecert.mock_server import MockServer
 
 from tests.device.scenarios import outage, wait
 

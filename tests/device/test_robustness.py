@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from mock_device import Device
-from mock_device.judge import device_errors, judge_device
-from mock_device.tasks import BAD_PARAMETER, COMMAND_UNKNOWN
-from mock_server import MockServer
+from facecert.mock_device import Device
+from facecert.mock_device.judge import device_errors, judge_device
+from facecert.mock_device.tasks import BAD_PARAMETER, COMMAND_UNKNOWN
+from facecert.mock_server import MockServer
 
 from tests.device.scenarios import wait
 

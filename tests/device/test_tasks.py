@@ -10,15 +10,15 @@ from typing import Any, Callable
 
 import pytest
 
-from facecert.contract import get_contract
-from mock_device import Device
-from mock_device.device import idle_task_name
-from mock_device.judge import device_errors, judge_device
-from mock_device.media import capture_jpeg, tiny_png
-from mock_device.tasks import (
+from facecert.core.contract import get_contract
+from facecert.mock_device import Device
+from facecert.mock_device.device import idle_task_name
+from facecert.mock_device.judge import device_errors, judge_device
+from facecert.mock_device.media import capture_jpeg, tiny_png
+from facecert.mock_device.tasks import (
     BAD_PARAMETER, CURL_HTTP_RETURNED_ERROR, FACE_IMAGE_INVALID, FILE_INVALID, HANDLERS, USER_EXISTS,
     USER_INFO_TOO_LONG)
-from mock_server import MockServer
+from facecert.mock_server import MockServer
 
 from tests.device.conftest import FIRMWARE_VERSION, GOOD_FIRMWARE
 from tests.device.scenarios import deadline, more_polls

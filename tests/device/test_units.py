@@ -7,13 +7,13 @@ import random
 
 import pytest
 
-from facecert.contract import get_contract
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.model import Severity
-from mock_device import DeviceConfig, mac_for
-from mock_device.firmware import FirmwareError, build_firmware, verify_firmware
-from mock_device.media import capture_jpeg, check_image, tiny_png
-from mock_device.messages import CAPTURE_KINDS, alarm_body, alarm_types, capture_body, encode, poll_body
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.model import Severity
+from facecert.mock_device import DeviceConfig, mac_for
+from facecert.mock_device.firmware import FirmwareError, build_firmware, verify_firmware
+from facecert.mock_device.media import capture_jpeg, check_image, tiny_png
+from facecert.mock_device.messages import CAPTURE_KINDS, alarm_body, alarm_types, capture_body, encode, poll_body
 
 VERSIONS = get_contract().versions
 

@@ -17,15 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from facecert.asgi import UvicornThread
-from facecert.captures import CaptureError, read_capture, sniff_format, write_har, write_jsonl
+from facecert.certify.asgi import UvicornThread
+from facecert.core.captures import CaptureError, read_capture, sniff_format, write_har, write_jsonl
 from facecert.samples import sample_conversation
 
 
 @pytest.fixture(autouse=True)
 def _keep_personal_data():
     """These tests check the formats keep bytes exact; redaction (the default) has tests/engine/test_redact.py."""
-    from facecert.redact import configure, reset
+    from facecert.core.redact import configure, reset
 
     configure(keep_personal_data=True)
     yield
@@ -188,7 +188,7 @@ def test_jsonl_whose_first_record_is_longer_than_the_sniffed_head(tmp_path) -> N
     """A proxy record starting with a big capture is still JSONL, not a single message."""
     import json as _json
 
-    from facecert.captures import sniff_format
+    from facecert.core.captures import sniff_format
 
     path = tmp_path / "session.jsonl"
     path.write_text(_json.dumps({"index": 0, "method": "POST", "path": "/faceRecognition", "request_body": "x" * 10_000})

@@ -16,10 +16,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from facecert.contract import get_contract
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.examples import load_examples
-from facecert.model import Severity
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.examples import load_examples
+from facecert.core.model import Severity
 
 CONTRACT = get_contract()
 WRONG_TYPE = {"integer": "not-a-number", "number": "not-a-number", "string": 12345, "object": 1, "array": 1, "boolean": "x"}

@@ -7,9 +7,9 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from facecert.contract import Contract, get_contract
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.examples import load_examples
+from facecert.core.contract import Contract, get_contract
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.examples import load_examples
 
 CONTRACT = get_contract()
 EXAMPLES = load_examples()

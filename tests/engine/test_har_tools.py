@@ -12,15 +12,15 @@ import pytest
 from haralyzer import HarParser
 
 from facecert import __version__
-from facecert.captures import read_capture, write_har
-from facecert.engine import Engine, EngineConfig
+from facecert.core.captures import read_capture, write_har
+from facecert.core.engine import Engine, EngineConfig
 from facecert.samples import sample_conversation
 
 
 @pytest.fixture(autouse=True)
 def _keep_personal_data():
     """These tests check the formats keep bytes exact; redaction (the default) has tests/engine/test_redact.py."""
-    from facecert.redact import configure, reset
+    from facecert.core.redact import configure, reset
 
     configure(keep_personal_data=True)
     yield

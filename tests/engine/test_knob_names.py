@@ -1,6 +1,6 @@
 """One naming style for what breaks our peers on purpose: device fault knobs and
 server misbehaviours are hyphenated, and the old underscore spellings are read
-wherever a name is given (facecert.knobs.knob_name)."""
+wherever a name is given (facecert.core.knobs.knob_name)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from facecert.knobs import knob_name
-from mock_device.config import DeviceConfig
-from mock_device.faults import FAULTS, check_faults
-from mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
-from mock_server.platform import Rejected
+from facecert.core.knobs import knob_name
+from facecert.mock_device.config import DeviceConfig
+from facecert.mock_device.faults import FAULTS, check_faults
+from facecert.mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
+from facecert.mock_server.platform import Rejected
 
 HYPHENATED = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -37,8 +37,8 @@ def test_unknown_names_say_so() -> None:
 
 
 def test_the_platform_reads_old_spellings() -> None:
-    from mock_server.config import ServerConfig
-    from mock_server.server import MockServer
+    from facecert.mock_server.config import ServerConfig
+    from facecert.mock_server.server import MockServer
 
     server = MockServer(ServerConfig())  # not started: the platform alone
     try:

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from facecert.contract import get_contract
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.examples import example_for
-from facecert.hostile import BREAKERS, break_body
-from facecert.model import Exchange, Finding, Severity
-from facecert.rules.message import ParseFailure, count_structure, parse_body
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.examples import example_for
+from facecert.core.hostile import BREAKERS, break_body
+from facecert.core.model import Exchange, Finding, Severity
+from facecert.core.rules.message import ParseFailure, count_structure, parse_body
 from facecert.samples import ConversationBuilder
 
 LIMITS = get_contract().limits
@@ -209,7 +209,7 @@ def test_schema_errors_are_looked_at_up_to_the_bound() -> None:
 
 
 def test_each_body_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import facecert.engine as engine_module
+    import facecert.core.engine as engine_module
 
     calls: list[str] = []
     real = engine_module.parse_message

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from facecert.engine import RESEND_LIMIT, Engine, EngineConfig, judge_message
-from facecert.examples import example_for
-from facecert.model import Exchange, Finding
+from facecert.core.engine import RESEND_LIMIT, Engine, EngineConfig, judge_message
+from facecert.core.examples import example_for
+from facecert.core.model import Exchange, Finding
 from facecert.samples import ConversationBuilder
 
 SCALE = 0.05

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from facecert.contract import get_contract
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.examples import example_for
-from facecert.model import Severity
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.examples import example_for
+from facecert.core.model import Severity
 from facecert.samples import ConversationBuilder
 
 

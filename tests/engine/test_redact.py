@@ -1,4 +1,4 @@
-"""Redaction (facecert/redact.py): what we write holds no face and no name, and a redacted
+"""Redaction (facecert/core/redact.py): what we write holds no face and no name, and a redacted
 capture validates to the verdict of the unredacted one; a placeholder altered after
 redaction is REDACTED-PLACEHOLDER; ``facecert redact`` does the same to an existing capture."""
 
@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from facecert.captures import read_capture, write_har, write_jsonl
+from facecert.core.captures import read_capture, write_har, write_jsonl
 from facecert.cli import app
-from facecert.contract import get_contract
-from facecert.engine import Engine, EngineConfig
-from facecert.examples import example_for
-from facecert.model import Exchange
-from facecert.redact import Redactor, configure, image_placeholder, parse_placeholder, reset
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.examples import example_for
+from facecert.core.model import Exchange
+from facecert.core.redact import Redactor, configure, image_placeholder, parse_placeholder, reset
 from facecert.samples import ConversationBuilder
 
 

@@ -15,11 +15,11 @@ from typing import Callable
 import pytest
 from PIL import Image
 
-from facecert.engine import Engine, EngineConfig
-from facecert.examples import example_for
-from facecert.hostile import BREAKERS, break_body
-from facecert.model import Exchange, Severity
-from facecert.rules.registry import RULES
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.examples import example_for
+from facecert.core.hostile import BREAKERS, break_body
+from facecert.core.model import Exchange, Severity
+from facecert.core.rules.registry import RULES
 from facecert.samples import ConversationBuilder, sample_conversation
 
 Build = Callable[[ConversationBuilder], None]
@@ -216,9 +216,9 @@ def image_in(field_value: str) -> Build:
 
 
 def redacted_capture(tamper: Callable[[str], str]) -> Build:
-    """A capture as a redacting writer stored it (facecert.redact), its placeholder then altered or not."""
+    """A capture as a redacting writer stored it (facecert.core.redact), its placeholder then altered or not."""
     def build(b: ConversationBuilder) -> None:
-        from facecert.redact import Redactor
+        from facecert.core.redact import Redactor
 
         capture_with(lambda c: None)(b)
         b.exchanges[-1] = Redactor().exchange(b.exchanges[-1])
@@ -336,7 +336,7 @@ def test_content_is_checked_even_when_the_schema_fails_elsewhere() -> None:
     body = example_for("device/faceRecognition")
     body.pop("device_ip")
     body.update(user_id=None, image="@@not base64@@")
-    from facecert.engine import judge_message
+    from facecert.core.engine import judge_message
 
     found = judge_message(Engine(EngineConfig()), "faceRecognition", json.dumps(body).encode())
     assert {(f.rule, f.pointer) for f in found} == {("MSG-REQUIRED", "/device_ip"), ("MSG-TYPE", "/user_id"),

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from facecert.certify.rules_catalogue import catalogue, select, to_markdown
-from facecert.profiles import PROFILES, load_profile
-from facecert.rules.registry import RULES
-from mock_device.faults import EXEMPT_RULES, FAULTS
-from mock_server.misbehaviours import MISBEHAVIOURS
+from facecert.core.profiles import PROFILES, load_profile
+from facecert.core.rules.registry import RULES
+from facecert.mock_device.faults import EXEMPT_RULES, FAULTS
+from facecert.mock_server.misbehaviours import MISBEHAVIOURS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "rules.md"

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from facecert.captures import CaptureError, read_capture, write_har, write_jsonl
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.examples import example_for
-from facecert.hostile import BREAKERS, break_body
-from facecert.jsonsafe import SAFE_INTEGER, dumps_strict, loads_strict, printable, strict_value
-from facecert.model import Exchange, Finding, Severity
+from facecert.core.captures import CaptureError, read_capture, write_har, write_jsonl
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.examples import example_for
+from facecert.core.hostile import BREAKERS, break_body
+from facecert.core.jsonsafe import SAFE_INTEGER, dumps_strict, loads_strict, printable, strict_value
+from facecert.core.model import Exchange, Finding, Severity
 from facecert.samples import ConversationBuilder
 from facecert.validate import run_validate
 

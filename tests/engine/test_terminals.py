@@ -20,12 +20,12 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from facecert.captures import write_har
+from facecert.core.captures import write_har
 from facecert.certify import operator as operator_module
 from facecert.certify.operator import Operator
 from facecert.certify.rules_catalogue import catalogue
 from facecert.samples import ConversationBuilder
-from mock_device.faults import FAULTS
+from facecert.mock_device.faults import FAULTS
 from tests.engine.test_rules import CASES
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
@@ -111,7 +111,7 @@ def test_certify_console_at_80_columns(tmp_path: Path) -> None:
 
 
 def test_device_summary_is_whole_at_80_and_120_columns() -> None:
-    from mock_server import MockServer, ServerConfig
+    from facecert.mock_server import MockServer, ServerConfig
 
     with MockServer(ServerConfig(port=0, time_scale=0.05)) as server:
         for columns in (80, 120):

@@ -14,7 +14,7 @@ import pytest
 import facecert
 from facecert.evidence import (EvidenceError, check_signing_key, contract_digest, file_sha256, harness_identity,
                                predicate_from_summary, seal, verify_report, write_manifest)
-from facecert.jsonsafe import loads_strict
+from facecert.core.jsonsafe import loads_strict
 
 from tests.evidence.conftest import Keys, make_key, run, ssh_verify, verify
 

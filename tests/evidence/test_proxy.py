@@ -15,8 +15,8 @@ import pytest
 from mitmproxy.test import taddons, tflow, tutils
 
 from facecert.evidence import verify_report
-from facecert.examples import example_for
-from proxy_addons.addon import FacecertAddon
+from facecert.core.examples import example_for
+from facecert.proxy_addons.addon import FacecertAddon
 
 from tests.evidence.conftest import FACECERT, verify
 from tests.proxy.conftest import Upstream, _serve

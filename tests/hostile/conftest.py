@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from proxy_addons.process import Mitmdump, MitmdumpConfig
+from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 FACECERT = Path(sys.executable).parent / "facecert"

@@ -32,10 +32,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 from PIL import Image
 
-from facecert.contract import get_contract
-from facecert.examples import load_examples
-from mock_server.assets import DEFAULT_FOR_KIND
-from mock_server.config import DEFAULT_MAX_BODY
+from facecert.core.contract import get_contract
+from facecert.core.examples import load_examples
+from facecert.mock_server.assets import DEFAULT_FOR_KIND
+from facecert.mock_server.config import DEFAULT_MAX_BODY
 from tests.hostile.rawhttp import Answer
 
 CASE_HEADER = "X-Hostile-Case"

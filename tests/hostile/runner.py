@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from facecert.examples import example_for
-from mock_server.openapi import admin_openapi
+from facecert.core.examples import example_for
+from facecert.mock_server.openapi import admin_openapi
 from tests.hostile.corpus import CASE_HEADER, MiB, UVICORN_OWN, Case, dumps
 from tests.hostile.rawhttp import Answer, exchange
 

@@ -36,9 +36,9 @@ import schemathesis
 from PIL import Image
 from schemathesis.core.parameters import ParameterLocation
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
-from facecert.rules.message import resolve_pointer, snap_time_issues
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.core.rules.message import resolve_pointer, snap_time_issues
 
 ENQUEUE = "/_admin/devices/{device_id}/tasks"  # the control API call that queues a task
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from proxy_addons.process import Mitmdump
+from facecert.proxy_addons.process import Mitmdump
 from tests.hostile.conftest import ServeProcess, excerpt, rss_of, tracebacks
 from tests.hostile.corpus import Case, corpus
 from tests.hostile.runner import strict_json

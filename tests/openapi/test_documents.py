@@ -19,12 +19,12 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from facecert.contract import get_contract
-from facecert.engine import Engine, judge_message
-from facecert.examples import example_for, load_examples
+from facecert.core.contract import get_contract
+from facecert.core.engine import Engine, judge_message
+from facecert.core.examples import example_for, load_examples
 from facecert.openapi import COMPONENT, VENDOR, VENDOR_LEVELS, build_openapi
-from mock_server import MockServer, ServerConfig
-from mock_server.openapi import admin_openapi
+from facecert.mock_server import MockServer, ServerConfig
+from facecert.mock_server.openapi import admin_openapi
 
 CONTRACT = get_contract()
 OPEN, CLOSED = build_openapi(), build_openapi(closed=True)

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from facecert.contract import get_contract
-from facecert.examples import example_for, load_examples
-from mock_device import Device, DeviceConfig
-from mock_device.messages import CAPTURE_KINDS
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for, load_examples
+from facecert.mock_device import Device, DeviceConfig
+from facecert.mock_device.messages import CAPTURE_KINDS
 from tests.hostile.conftest import FACECERT, ROOT, ServeProcess
 from tests.server.helpers import local_downloads, poll_body
 

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from facecert.examples import example_for
-from proxy_addons.process import Mitmdump, MitmdumpConfig
+from facecert.core.examples import example_for
+from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
 
 JSON = "application/json"
 

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import httpx
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream
 
 _ids = itertools.count(7_000_001)

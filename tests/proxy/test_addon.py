@@ -11,8 +11,8 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
-from facecert.examples import example_for
-from proxy_addons.addon import FacecertAddon
+from facecert.core.examples import example_for
+from facecert.proxy_addons.addon import FacecertAddon
 
 
 def _flow(path: str, body: bytes, answer: bytes, status: int = 200):

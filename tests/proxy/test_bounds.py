@@ -13,14 +13,14 @@ from pathlib import Path
 import brotli
 import pytest
 
-from facecert.captures.jsonl import read_jsonl
-from facecert.examples import example_for
-from facecert.jsonsafe import loads_strict
-from facecert.model import Exchange, Finding, Severity
-from proxy_addons import reports
-from proxy_addons.bodies import EVIDENCE, BodyTap, Truncated, inflate, judged_body
-from proxy_addons.record import RECORD, FlowRecord, read_records, write_har
-from proxy_addons.session import ProxySession, SessionOptions
+from facecert.core.captures.jsonl import read_jsonl
+from facecert.core.examples import example_for
+from facecert.core.jsonsafe import loads_strict
+from facecert.core.model import Exchange, Finding, Severity
+from facecert.proxy_addons import reports
+from facecert.proxy_addons.bodies import EVIDENCE, BodyTap, Truncated, inflate, judged_body
+from facecert.proxy_addons.record import RECORD, FlowRecord, read_records, write_har
+from facecert.proxy_addons.session import ProxySession, SessionOptions
 
 try:
     from compression import zstd  # type: ignore[import-not-found]
@@ -212,12 +212,12 @@ def test_a_summary_is_written_even_when_summarizing_fails(tmp_path: Path, monkey
 
 
 def test_a_record_that_fails_half_way_leaves_no_half_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from facecert.redact import Redactor
+    from facecert.core.redact import Redactor
 
-    monkeypatch.setattr("facecert.redact._CURRENT", Redactor(keep=True))  # the body reaches the disk whole
+    monkeypatch.setattr("facecert.core.redact._CURRENT", Redactor(keep=True))  # the body reaches the disk whole
     record = FlowRecord(tmp_path).open()
     record.append(_poll(BODY))
-    import proxy_addons.record as module
+    import facecert.proxy_addons.record as module
 
     real, calls = module.base64.b64encode, []
 

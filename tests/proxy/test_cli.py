@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream, summary_of
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
@@ -82,7 +82,7 @@ def test_proxy_command_refuses_bad_input_without_traceback(tmp_path: Path) -> No
 
 
 def test_bad_addon_option_stops_mitmdump_with_one_clear_line(mitm_confdir: Path, tmp_path: Path) -> None:
-    from proxy_addons.process import MitmdumpConfig
+    from facecert.proxy_addons.process import MitmdumpConfig
 
     argv = MitmdumpConfig(upstream="http://127.0.0.1:9", confdir=mitm_confdir,
                           options={"facecert_tolerance": "abc", "facecert_report_dir": str(tmp_path)}).argv()

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from facecert.captures.jsonl import read_jsonl
-from facecert.examples import example_for
-from facecert.jsonsafe import loads_strict
-from mock_server import MockServer, ServerConfig
-from proxy_addons.record import RECORD
+from facecert.core.captures.jsonl import read_jsonl
+from facecert.core.examples import example_for
+from facecert.core.jsonsafe import loads_strict
+from facecert.mock_server import MockServer, ServerConfig
+from facecert.proxy_addons.record import RECORD
 from tests.proxy.conftest import RawUpstream, Upstream, memory_of, raw_exchange, sha, start_proxy, summary_of
 from tests.proxy.test_bounds import zeros_compressed
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream, start_proxy, summary_of
 
 SCALE = 0.01  # result deadline 120 s -> 1.2 s

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from facecert.examples import example_for
-from proxy_addons.process import Mitmdump, MitmdumpConfig
+from facecert.core.examples import example_for
+from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
 from tests.proxy.conftest import Upstream
 
 _TOKEN = re.compile(r"token=(\w+)")

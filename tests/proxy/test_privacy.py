@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from facecert.examples import example_for
-from facecert.redact import reset
+from facecert.core.examples import example_for
+from facecert.core.redact import reset
 from tests.proxy.conftest import Upstream, start_proxy
 
 

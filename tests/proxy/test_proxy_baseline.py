@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from facecert.examples import example_for
-from proxy_addons.runner import print_summary
+from facecert.core.examples import example_for
+from facecert.proxy_addons.runner import print_summary
 from tests.proxy.conftest import Upstream, summary_of
 from tests.proxy.test_cli import Output
 

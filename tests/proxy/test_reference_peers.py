@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from facecert.rules.registry import RULES
-from mock_device import FAULTS, Device, DeviceConfig, Fault
-from mock_server import MockServer, ServerConfig
-from proxy_addons.process import Mitmdump
+from facecert.core.rules.registry import RULES
+from facecert.mock_device import FAULTS, Device, DeviceConfig, Fault
+from facecert.mock_server import MockServer, ServerConfig
+from facecert.proxy_addons.process import Mitmdump
 from tests.device.conftest import GOOD_FIRMWARE, SCALE, make_assets, unique_id
 from tests.device.scenarios import drive, prepare
 from tests.proxy.conftest import start_proxy, summary_of

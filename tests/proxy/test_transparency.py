@@ -10,7 +10,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream, blob, sha, start_proxy, summary_of
 
 BIG = 20 * 1024 * 1024

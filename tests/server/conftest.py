@@ -8,7 +8,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from PIL import Image
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
-from facecert.rules.message import resolve_pointer
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.core.rules.message import resolve_pointer
 
-from mock_server.assets import DEFAULT_FOR_KIND
+from facecert.mock_server.assets import DEFAULT_FOR_KIND
 
 SCALE = 0.05  # protocol intervals x 0.05: result deadline 6 s, idle 1 s
 

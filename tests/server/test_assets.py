@@ -10,9 +10,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 
-from mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, errors, local_downloads, poll_body, result_body
 
 

@@ -9,9 +9,9 @@ import sqlite3
 import httpx
 import pytest
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 
-from mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, capture_body, poll_body
 
 DEEP = b"[" * 100_000 + b"]" * 100_000

@@ -9,9 +9,9 @@ import ssl
 
 import httpx
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 
-from mock_server import MockServer
+from facecert.mock_server import MockServer
 from tests.server.helpers import capture_body, poll_body
 
 DEVICES = 200

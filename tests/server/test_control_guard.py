@@ -14,9 +14,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 
-from mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, poll_body
 from tests.server.test_page import ARGS
 

@@ -7,9 +7,9 @@ import time
 
 import httpx
 
-from facecert.contract import get_contract
+from facecert.core.contract import get_contract
 
-from mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, capture_body, errors, poll_body, report_body
 
 

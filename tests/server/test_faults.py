@@ -8,9 +8,9 @@ import time
 import httpx
 import pytest
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 
-from mock_server import MockServer
+from facecert.mock_server import MockServer
 from tests.server.helpers import capture_body, errors, poll_body
 
 
@@ -93,7 +93,7 @@ def test_outage_refuse_closes_the_port_then_reopens(server: MockServer) -> None:
 
 
 def test_outage_refuse_needs_a_duration_and_no_device(server: MockServer) -> None:
-    from mock_server.faults import FaultError
+    from facecert.mock_server.faults import FaultError
 
     for params in ({"mode": "refuse"}, {"mode": "refuse", "duration": 1, "device_id": "X"}):
         with pytest.raises(FaultError):

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mock_server import MockServer, ServerConfig
-from mock_server.safefiles import replace_file, write_new_file
+from facecert.mock_server import MockServer, ServerConfig
+from facecert.mock_server.safefiles import replace_file, write_new_file
 from tests.server.helpers import SCALE
 from tests.server.test_kill import _wait_for_line
 
@@ -78,7 +78,7 @@ def test_serve_port_file_does_not_follow_a_link(tmp_path: Path) -> None:
     victim, port_file = tmp_path / "victim.txt", tmp_path / "port"
     victim.write_text("precious")
     port_file.symlink_to(victim)
-    proc = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--port", "0", "--port-file",
+    proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server", "serve", "--port", "0", "--port-file",
                              str(port_file), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
     try:
@@ -109,7 +109,7 @@ def test_big_bodies_live_in_files_beside_the_database(tmp_path: Path) -> None:
     assert db.stat().st_size < 1024 * 1024
     with MockServer(ServerConfig(time_scale=SCALE, db=db)) as again:  # read back after a restart
         assert again.platform.capture_image(capture["id"]) == image
-    from mock_server.store import read_exchanges
+    from facecert.mock_server.store import read_exchanges
     assert read_exchanges(db)[-1].request_body == sent.request.content
 
 

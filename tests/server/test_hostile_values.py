@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
 
-from mock_server import MockServer
+from facecert.mock_server import MockServer
 from tests.server.helpers import (
     capture_body, jpeg_claiming, poll_body, report_body, result_body, strict_json, with_capture_image)
 

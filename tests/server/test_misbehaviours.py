@@ -12,12 +12,12 @@ from typing import Callable
 import httpx
 import pytest
 
-from facecert.examples import example_for
-from facecert.model import Severity
-from facecert.rules.registry import RULES
+from facecert.core.examples import example_for
+from facecert.core.model import Severity
+from facecert.core.rules.registry import RULES
 
-from mock_server import MockServer, ServerConfig
-from mock_server.misbehaviours import MISBEHAVIOURS
+from facecert.mock_server import MockServer, ServerConfig
+from facecert.mock_server.misbehaviours import MISBEHAVIOURS
 from tests.server.helpers import SCALE, capture_body, errors, local_downloads, poll_body, result_body
 
 

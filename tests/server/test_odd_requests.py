@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-from mock_server import MockServer
+from facecert.mock_server import MockServer
 
 
 def raw(server: MockServer, request: bytes) -> bytes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from facecert.contract import get_contract
-from facecert.rules.message import parse_message
+from facecert.core.contract import get_contract
+from facecert.core.rules.message import parse_message
 
-from mock_server.offload import OFFLOAD_BYTES, Reader
+from facecert.mock_server.offload import OFFLOAD_BYTES, Reader
 from tests.server.helpers import capture_body
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
 from facecert.reports.cadence_svg import cadence_windows
-from mock_device import Device, DeviceConfig
-from mock_server import MockServer
+from facecert.mock_device import Device, DeviceConfig
+from facecert.mock_server import MockServer
 from tests.server.helpers import SCALE, capture_body, poll_body, report_body, result_body
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

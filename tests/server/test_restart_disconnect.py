@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from facecert.examples import example_for
+from facecert.core.examples import example_for
 
-from mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, errors, poll_body, result_body
 from tests.server.test_kill import _wait_for_line
 
@@ -109,7 +109,7 @@ def test_kill_minus_nine_keeps_the_queue(tmp_path: Path) -> None:
     def serve() -> tuple[subprocess.Popen[str], str]:
         port_file = tmp_path / "port"
         port_file.unlink(missing_ok=True)
-        proc = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--port", "0", "--port-file",
+        proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server", "serve", "--port", "0", "--port-file",
                                  str(port_file), "--db", str(db), "--time-scale", str(SCALE), "--quiet"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                 env={**os.environ, "COLUMNS": "200"})

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from facecert.contract import get_contract
-from facecert.examples import example_for
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
 
-from mock_server import MockServer
+from facecert.mock_server import MockServer
 from tests.server.helpers import errors, local_downloads, poll_body, result_body
 
 TASKS = [t for t in get_contract().tasks().values() if t.result is not None]
@@ -91,7 +91,7 @@ def test_tasks_queued_before_first_poll_and_results_refused_from_other_devices(
 
 
 def test_result_deadline_is_a_finding(tmp_path) -> None:
-    from mock_server import ServerConfig
+    from facecert.mock_server import ServerConfig
 
     with MockServer(ServerConfig(time_scale=0.002)) as srv:  # result deadline 0.24 s, checked every 50 ms
         rid = srv.enqueue("SLOW", example_for("server/tasks/getDevStatus"))
@@ -104,7 +104,7 @@ def test_result_deadline_is_a_finding(tmp_path) -> None:
 
 
 def test_protocol_version_limits_what_can_be_queued() -> None:
-    from mock_server import ServerConfig
+    from facecert.mock_server import ServerConfig
 
     with MockServer(ServerConfig(time_scale=0.05, protocol_version="1.0")) as srv:
         with pytest.raises(Exception) as refused:
@@ -114,7 +114,7 @@ def test_protocol_version_limits_what_can_be_queued() -> None:
 
 
 def test_field_profile_server_runs(tmp_path) -> None:
-    from mock_server import ServerConfig
+    from facecert.mock_server import ServerConfig
 
     with MockServer(ServerConfig(time_scale=0.05, profile="field")) as srv:
         answer = httpx.post(srv.url + "/taskRequest", json={**poll_body("F"), "time_stamp": None})

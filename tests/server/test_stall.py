@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.stall import measure, start_server
-from facecert.contract import get_contract
+from facecert.core.contract import get_contract
 
 STALL_BUDGET_MS = 100.0
 PHASE_S = 2.5

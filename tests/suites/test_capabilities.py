@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from facecert.certify.capabilities import enum_from, load_statement, template, undeclared
-from mock_server.store import read_exchanges
+from facecert.mock_server.store import read_exchanges
 
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 TASKS = enum_from("catalogue tasks")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from facecert.certify.matrix import Row, rows, run_matrix
-from facecert.rules.registry import RULES
-from mock_device.faults import EXEMPT_RULES
+from facecert.core.rules.registry import RULES
+from facecert.mock_device.faults import EXEMPT_RULES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mutation-matrix.md"
 pytestmark = pytest.mark.timeout(900)  # ~60 plans, four at a time: minutes, not the suite's 300 s default

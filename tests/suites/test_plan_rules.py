@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from facecert.certify.matrix import TAGS_FOR_SCENARIO
-from facecert.rules.registry import RULES
-from mock_device import FAULTS
-from mock_device.faults import EXEMPT_RULES
-from mock_server import MISBEHAVIOURS
+from facecert.core.rules.registry import RULES
+from facecert.mock_device import FAULTS
+from facecert.mock_device.faults import EXEMPT_RULES
+from facecert.mock_server import MISBEHAVIOURS
 
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 # the server flows whose steps check a plan rule a misbehaviour breaks (a device knob says it by its scenario).

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from facecert import __version__
-from facecert.engine import Engine, EngineConfig
+from facecert.core.engine import Engine, EngineConfig
 from facecert.reports.cadence_svg import cadence_svg, cadence_windows
-from facecert.rules.conversation import cadence_window
+from facecert.core.rules.conversation import cadence_window
 
 SVG = "{http://www.w3.org/2000/svg}"
 

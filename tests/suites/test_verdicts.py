@@ -80,7 +80,7 @@ def test_one_pervasive_defect_is_one_root_cause_printed_first(runs: dict[str, Ru
 
 
 def test_every_failure_names_registry_rules_and_one_verdict(runs: dict[str, Run]) -> None:
-    from facecert.rules.registry import RULES
+    from facecert.core.rules.registry import RULES
 
     for run in runs.values():
         for scenario in run.summary["scenarios"]:

@@ -13,16 +13,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
 
-from facecert.contract import Contract, Endpoint, Limits, get_contract
-from facecert.model import Exchange, Finding, Severity, abbreviate
-from facecert.profiles import Context, Profile, load_profile
-from facecert.rules.conversation import (
+from facecert.core.contract import Contract, Endpoint, Limits, get_contract
+from facecert.core.model import Exchange, Finding, Severity, abbreviate
+from facecert.core.profiles import Context, Profile, load_profile
+from facecert.core.rules.conversation import (
     DeviceState, FailedTask, IssuedTask, PollState, cadence_window, haversine_m, is_ok_status, rid_key,
     task_signature, utc_clock)
-from facecert.rules.message import (
+from facecert.core.rules.message import (
     Issue, Parsed, content_issues, parse_message, schema_issues, snap_time_issues)
-from facecert.rules.registry import RULES
-from facecert.versions import since_ok
+from facecert.core.rules.registry import RULES
+from facecert.core.versions import since_ok
 
 DEFAULT_TOLERANCE = 0.25
 DEFAULT_ALLOWANCE_S = 0.05

@@ -7,16 +7,16 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from facecert.captures.errors import CaptureError
-from facecert.captures.flows import read_flows
-from facecert.captures.har import read_har
-from facecert.captures.jsonl import read_jsonl
-from facecert.model import Exchange
+from facecert.core.captures.errors import CaptureError
+from facecert.core.captures.flows import read_flows
+from facecert.core.captures.har import read_har
+from facecert.core.captures.jsonl import read_jsonl
+from facecert.core.model import Exchange
 
 FORMATS = ("har", "flows", "jsonl", "message")
 
 
-# how facecert's JSONL exchange records begin (facecert/captures/jsonl.py writes index first)
+# how facecert's JSONL exchange records begin (facecert/core/captures/jsonl.py writes index first)
 _JSONL_RECORD = re.compile(rb'\{\s*"index"\s*:\s*-?\d+\s*,\s*"method"\s*:\s*"')
 
 

@@ -2,7 +2,7 @@
 
 Which fields carry a face and which a person's identity is the schemas' ``x-personal``
 annotation (``biometric`` | ``identity``), read through
-:meth:`facecert.contract.Contract.personal_fields`. Judging always sees the real bytes:
+:meth:`facecert.core.contract.Contract.personal_fields`. Judging always sees the real bytes:
 only the writers (HAR, JSONL, the session database, summary, JUnit, Allure) pass what
 they write through the run's :class:`Redactor`.
 
@@ -15,7 +15,7 @@ they write through the run's :class:`Redactor`.
   ``image/jpeg`` is what the bytes are (by the magic numbers the engine checks), not
   what the schema wants; ``px=?`` when Pillow cannot read the header, ``pixels=N`` when
   the header claims a decompression bomb. The engine reads a placeholder only in an
-  exchange marked redacted (:attr:`facecert.model.Exchange.redacted`): a live peer that
+  exchange marked redacted (:attr:`facecert.core.model.Exchange.redacted`): a live peer that
   sends such a string is judged on it as text (it is no base64).
 * An identity value becomes a salted hash (HMAC-SHA256 with one random salt per run)
   of the same length in characters and in UTF-8 JSON bytes: the length bounds
@@ -47,11 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from facecert.captures.files import NEW, replace_with
-from facecert.contract import Contract, get_contract
-from facecert.jsonsafe import dumps_strict
-from facecert.model import Exchange
-from facecert.rules.message import MAGIC, PLACEHOLDER_PREFIX as PREFIX, decoded_base64
+from facecert.core.captures.files import NEW, replace_with
+from facecert.core.contract import Contract, get_contract
+from facecert.core.jsonsafe import dumps_strict
+from facecert.core.model import Exchange
+from facecert.core.rules.message import MAGIC, PLACEHOLDER_PREFIX as PREFIX, decoded_base64
 
 SALT_ENV = "FACECERT_REDACTION_SALT"  # hex; certify hands its salt to the processes it starts
 KEEP_ENV = "FACECERT_KEEP_PERSONAL_DATA"  # "1": keep everything (--keep-personal-data)
@@ -417,9 +417,9 @@ def placeholder_problem(value: str) -> str | None:
 def redact_capture(source: Path, target: Path, redactor: Redactor) -> tuple[str, int]:
     """Write ``source`` (HAR, mitmproxy flows, facecert JSONL) redacted to ``target`` in the same
     format; (format, exchanges written). A HAR keeps how it was judged live (``_facecert``)."""
-    from facecert.captures import CaptureError, read_capture, read_judged_with, sniff_format
-    from facecert.captures.har import exchanges_to_har
-    from facecert.captures.jsonl import exchange_to_record
+    from facecert.core.captures import CaptureError, read_capture, read_judged_with, sniff_format
+    from facecert.core.captures.har import exchanges_to_har
+    from facecert.core.captures.jsonl import exchange_to_record
 
     fmt = sniff_format(source)
     if Path(source).resolve() == Path(target).resolve():
@@ -442,8 +442,8 @@ def _redact_flows(source: Path, target: Path, redactor: Redactor) -> int:
     from mitmproxy import io as mitm_io
     from mitmproxy.exceptions import FlowReadException
 
-    from facecert.captures import CaptureError
-    from facecert.captures.flows import REDACTED_KEY, flow_to_exchange
+    from facecert.core.captures import CaptureError
+    from facecert.core.captures.flows import REDACTED_KEY, flow_to_exchange
 
     count = 0
     tmp = Path(target).with_name(Path(target).name + ".tmp")

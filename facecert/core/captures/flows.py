@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from facecert.captures.errors import CaptureError
-from facecert.model import Exchange
+from facecert.core.captures.errors import CaptureError
+from facecert.core.model import Exchange
 
 REDACTED_KEY = "facecert_redacted"  # flow.metadata: facecert redact replaced this flow's personal fields
 

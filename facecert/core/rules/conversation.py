@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from facecert.model import Exchange
+from facecert.core.model import Exchange
 
 
 def rid_key(value: Any) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from facecert.contract import schemas_dir
+from facecert.core.contract import schemas_dir
 
 
 @dataclass(frozen=True)

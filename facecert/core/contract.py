@@ -22,14 +22,14 @@ from typing import Any, Iterator
 import jsonschema_rs
 import yaml
 
-from facecert.versions import parse_version, since_ok
+from facecert.core.versions import parse_version, since_ok
 
 ID_BASE = "https://facecert.local/schemas/"
 # Annotations the engine acts on beyond validation: images, downloads, size limits, and file names
 # (x-file-name: a field a peer builds file paths from, so a value that breaks its pattern is a path).
 CONTENT_ANNOTATIONS = frozenset({"contentMediaType", "x-download", "x-max-serialized-bytes", "x-file-name"})
 # x-personal: "biometric" (a face or body picture) or "identity" (a name, a number that names a person):
-# what the writers redact (facecert/redact.py); judging ignores it, it always sees the real bytes.
+# what the writers redact (facecert/core/redact.py); judging ignores it, it always sees the real bytes.
 PERSONAL_ANNOTATION = "x-personal"
 PERSONAL_KINDS = frozenset({"biometric", "identity"})
 _KIND_TO_KEYWORD = {

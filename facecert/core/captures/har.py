@@ -27,10 +27,10 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlencode, urlsplit
 
 from facecert import __version__
-from facecert.captures.errors import CaptureError
-from facecert.captures.files import replace_with
-from facecert.jsonsafe import dumps_strict, loads_strict
-from facecert.model import Exchange
+from facecert.core.captures.errors import CaptureError
+from facecert.core.captures.files import replace_with
+from facecert.core.jsonsafe import dumps_strict, loads_strict
+from facecert.core.model import Exchange
 
 PAGE_ID = "facecert"  # the one page every entry we write belongs to
 
@@ -182,9 +182,9 @@ def read_judged_with(path: Path) -> dict[str, Any] | None:
 
 def write_har(exchanges: Iterable[Exchange], path: Path, creator: str = "facecert",
               judged_with: dict[str, Any] | None = None) -> Path:
-    """The HAR as strict JSON (facecert.jsonsafe), never written through a symlink; redacted
-    unless the run keeps personal data (facecert.redact: ``_redacted`` on each entry)."""
-    from facecert.redact import current
+    """The HAR as strict JSON (facecert.core.jsonsafe), never written through a symlink; redacted
+    unless the run keeps personal data (facecert.core.redact: ``_redacted`` on each entry)."""
+    from facecert.core.redact import current
 
     text = dumps_strict(exchanges_to_har(current().exchanges(exchanges), creator, judged_with))
     return replace_with(Path(path), lambda out: out.write(text))

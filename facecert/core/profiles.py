@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from facecert.contract import schemas_dir
-from facecert.model import Finding, Severity
+from facecert.core.contract import schemas_dir
+from facecert.core.model import Finding, Severity
 
 PROFILES = ("strict", "field")
 

@@ -12,10 +12,10 @@ import base64
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from facecert.captures.errors import CaptureError
-from facecert.captures.files import replace_with
-from facecert.jsonsafe import dumps_strict, loads_strict
-from facecert.model import Exchange
+from facecert.core.captures.errors import CaptureError
+from facecert.core.captures.files import replace_with
+from facecert.core.jsonsafe import dumps_strict, loads_strict
+from facecert.core.model import Exchange
 
 
 def exchange_to_record(ex: Exchange) -> dict[str, Any]:
@@ -76,9 +76,9 @@ def read_jsonl(path: Path) -> Iterator[Exchange]:
 
 
 def write_jsonl(exchanges: Iterable[Exchange], path: Path) -> Path:
-    """One strict JSON line per exchange (facecert.jsonsafe), never written through a symlink;
-    redacted unless the run keeps personal data (facecert.redact)."""
-    from facecert.redact import current
+    """One strict JSON line per exchange (facecert.core.jsonsafe), never written through a symlink;
+    redacted unless the run keeps personal data (facecert.core.redact)."""
+    from facecert.core.redact import current
 
     def lines(out: Any) -> None:
         for ex in current().exchanges(exchanges):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from facecert.engine import Engine, EngineConfig, judge_message
-from facecert.examples import load_examples
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.examples import load_examples
 
 
 def run_demo(report: Path, console: Console) -> int:

@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from facecert.contract import Contract, Limits, SchemaError, get_contract
-from facecert.jsonsafe import printable
-from facecert.model import abbreviate
-from facecert.rules.registry import RULES
+from facecert.core.contract import Contract, Limits, SchemaError, get_contract
+from facecert.core.jsonsafe import printable
+from facecert.core.model import abbreviate
+from facecert.core.rules.registry import RULES
 
 _RULE_BY_KEYWORD = {
     "required": "MSG-REQUIRED",
@@ -39,7 +39,7 @@ _RULE_BY_KEYWORD = {
     "not": "MSG-NOT-ALLOWED",  # `"not": {}` excludes a field (deviceAlarm image unless alarm_type 12)
     "unevaluatedProperties": "MSG-UNKNOWN-FIELD",
 }
-PLACEHOLDER_PREFIX = "facecert-redacted:"  # facecert.redact.PREFIX (that module imports this one)
+PLACEHOLDER_PREFIX = "facecert-redacted:"  # facecert.core.redact.PREFIX (that module imports this one)
 MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",)}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BACKSLASH = ord("\\")
@@ -435,7 +435,7 @@ def content_issues(contract: Contract, schema: str, body: Any, version: str, wha
                    redacted: bool = False) -> tuple[list[Issue], list[str]]:
     """Images that must decode, size limits on serialised objects; also the
     download URLs the message carries (second value). In a ``redacted`` record (a
-    capture facecert wrote, facecert.redact) an image is judged by its placeholder."""
+    capture facecert wrote, facecert.core.redact) an image is judged by its placeholder."""
     issues: list[Issue] = []
     downloads: list[str] = []
     for pointer, notes in contract.annotations(schema, body, version):
@@ -502,7 +502,7 @@ def _placeholder_issues(value: str, media: str, pointer: str, what: str) -> list
     a placeholder we did not write as it is now is REDACTED-PLACEHOLDER."""
     from PIL import Image
 
-    from facecert.redact import parse_placeholder
+    from facecert.core.redact import parse_placeholder
 
     try:
         held = parse_placeholder(value)

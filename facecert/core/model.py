@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from facecert.jsonsafe import printable, strict_value
+from facecert.core.jsonsafe import printable, strict_value
 
 PARTIES = ("device", "server")  # who can break a rule (Finding.party)
 
@@ -44,7 +44,7 @@ class Exchange:
     url: str = ""
     index: int = -1
     error: str | None = None  # transport error text when status is None
-    redacted: bool = False  # written by a redacting writer (facecert.redact): image fields hold placeholders
+    redacted: bool = False  # written by a redacting writer (facecert.core.redact): image fields hold placeholders
 
     @property
     def duration(self) -> float:
@@ -88,7 +88,7 @@ class Finding:
         """The finding as strict JSON data: what it quotes (``expected``,
         ``actual``) may come from a hostile message, so non-finite numbers and
         lone surrogates are replaced and integers beyond ±(2**53-1) become
-        decimal strings (facecert.jsonsafe)."""
+        decimal strings (facecert.core.jsonsafe)."""
         data = {item.name: getattr(self, item.name) for item in fields(self)}
         data["severity"] = self.severity.value
         return strict_value(data, unsafe_ints_as_text=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from facecert.contract import Limits, get_contract
+from facecert.core.contract import Limits, get_contract
 
 
 def _with_raw(body: dict[str, Any], name: str, raw_value: str) -> bytes:
