@@ -51,8 +51,13 @@ server.stop()
 def start_server(time_scale: float, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The mock server in its own process on an ephemeral 127.0.0.1 port; waits for its port file."""
     port_file = folder / "port"
-    process = subprocess.Popen([sys.executable, "-c", _SERVER, str(time_scale), str(port_file)], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(time_scale), str(port_file)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not (port_file.exists() and port_file.read_text().strip()):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -101,8 +106,13 @@ def run(devices: int, duration: float, time_scale: float, captures_per_minute: f
     with tempfile.TemporaryDirectory(prefix="facecert-fleet-") as tmp:
         process, url = start_server(time_scale, Path(tmp))
         try:
-            fleet = Fleet(DeviceConfig(server=url, time_scale=time_scale, captures_per_minute=captures_per_minute,
-                                       request_timeout_s=10.0), devices, id_prefix="BENCH")
+            fleet = Fleet(
+                DeviceConfig(
+                    server=url, time_scale=time_scale, captures_per_minute=captures_per_minute, request_timeout_s=10.0
+                ),
+                devices,
+                id_prefix="BENCH",
+            )
             started, cpu_fleet, cpu_server = time.perf_counter(), time.process_time(), cpu_seconds(process.pid)
             summary = asyncio.run(fleet.run_for(duration))
             wall = time.perf_counter() - started
@@ -115,14 +125,25 @@ def run(devices: int, duration: float, time_scale: float, captures_per_minute: f
             on_server = server_findings(url)
         finally:
             stop_server(process)
-    return {"devices": devices, "duration_s": duration, "time_scale": time_scale, "wall_s": round(wall, 1),
-            "nominal_polls_per_s": round(nominal, 1), "summary": summary,
-            "cpu_s": {"fleet": round(cpu_fleet, 1), "server": round(cpu_server, 1)},
-            "cpu_ms_per_poll": {"fleet": round(1000 * cpu_fleet / max(1, summary["polls"]), 2),
-                                "server": round(1000 * cpu_server / max(1, summary["polls"]), 2)},
-            "load_before": os.getloadavg()[0],
-            "errors_device_view": on_devices, "errors_server_view": on_server,
-            "judge_recordings_s": round(judge_s, 1), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    return {
+        "devices": devices,
+        "duration_s": duration,
+        "time_scale": time_scale,
+        "wall_s": round(wall, 1),
+        "nominal_polls_per_s": round(nominal, 1),
+        "summary": summary,
+        "cpu_s": {"fleet": round(cpu_fleet, 1), "server": round(cpu_server, 1)},
+        "cpu_ms_per_poll": {
+            "fleet": round(1000 * cpu_fleet / max(1, summary["polls"]), 2),
+            "server": round(1000 * cpu_server / max(1, summary["polls"]), 2),
+        },
+        "load_before": os.getloadavg()[0],
+        "errors_device_view": on_devices,
+        "errors_server_view": on_server,
+        "judge_recordings_s": round(judge_s, 1),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from facecert.core.engine import Engine, EngineConfig
 from facecert.core.examples import example_for
@@ -35,8 +35,11 @@ CASES: dict[str, Callable[[], bytes]] = {
     "18 MB string of escapes and commas": lambda: b'{"x":"' + b'\\\\,\\",' * 3_000_000 + b'"}',
     "poll, 9,990 unknown keys (within bounds)": lambda: poll_with({f"k{i}": 1 for i in range(9_990)}),
     "poll, 10 objects x 9,000 keys (within bounds)": lambda: poll_with(
-        {f"v{j}": {f"k{i}": 1 for i in range(9_000)} for j in range(10)}),
-    "poll, 5,000-digit integer": lambda: poll_with({}).replace(b'"time_stamp":', b'"time_stamp":' + b"9" * 5000 + b',"x":'),
+        {f"v{j}": {f"k{i}": 1 for i in range(9_000)} for j in range(10)}
+    ),
+    "poll, 5,000-digit integer": lambda: poll_with({}).replace(
+        b'"time_stamp":', b'"time_stamp":' + b"9" * 5000 + b',"x":'
+    ),
 }
 
 
@@ -84,8 +87,11 @@ def main() -> None:
         raw = make()
         loads = best(args.repeat, lambda: plain_loads(raw))
         seconds, rules = judge_best(args.repeat, raw)
-        print(f"| {name} | {len(raw):,} | {loads:.3f} | {seconds:.3f} | "
-              f"{', '.join(f'{rule} x{count}' for rule, count in rules.items())} |", flush=True)
+        print(
+            f"| {name} | {len(raw):,} | {loads:.3f} | {seconds:.3f} | "
+            f"{', '.join(f'{rule} x{count}' for rule, count in rules.items())} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,17 @@ class BareServer:
             return Response(answer, media_type="application/json")
 
         app = Starlette(routes=[Route("/taskRequest", task_request, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    access_log=False, backlog=2048, timeout_keep_alive=30))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=0,
+                log_level="warning",
+                access_log=False,
+                backlog=2048,
+                timeout_keep_alive=30,
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -95,9 +104,12 @@ async def _run(url: str, devices: int, polls: int) -> tuple[float, list[float]]:
 def measure(url: str, devices: int, polls: int) -> dict[str, float]:
     elapsed, latencies = asyncio.run(_run(url, devices, polls))
     latencies.sort()
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
 
 
 def main() -> None:
@@ -108,16 +120,21 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "bench.db"
-        print(f"{'devices':>7} | {'mock req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'bare req/s':>10} {'p50 ms':>7} "
-              f"{'p99 ms':>7} | {'rps ratio':>9} {'p50 ratio':>9}")
+        print(
+            f"{'devices':>7} | {'mock req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'bare req/s':>10} {'p50 ms':>7} "
+            f"{'p99 ms':>7} | {'rps ratio':>9} {'p50 ratio':>9}"
+        )
         for devices in args.devices:
             with MockServer(ServerConfig(db=db, time_scale=1.0)) as srv:
                 mock = measure(srv.url, devices, args.polls)
             with BareServer() as url:
                 bare = measure(url, devices, args.polls)
-            print(f"{devices:>7} | {mock['rps']:>10.0f} {mock['p50_ms']:>7.2f} {mock['p99_ms']:>7.2f} | "
-                  f"{bare['rps']:>10.0f} {bare['p50_ms']:>7.2f} {bare['p99_ms']:>7.2f} | "
-                  f"{mock['rps'] / bare['rps']:>9.2f} {mock['p50_ms'] / bare['p50_ms']:>9.2f}", flush=True)
+            print(
+                f"{devices:>7} | {mock['rps']:>10.0f} {mock['p50_ms']:>7.2f} {mock['p99_ms']:>7.2f} | "
+                f"{bare['rps']:>10.0f} {bare['p50_ms']:>7.2f} {bare['p99_ms']:>7.2f} | "
+                f"{mock['rps'] / bare['rps']:>9.2f} {mock['p50_ms'] / bare['p50_ms']:>9.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ import json
 import random
 import statistics
 import sys
-import zlib
 import tempfile
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,8 +75,10 @@ def messages() -> dict[str, tuple[str, bytes]]:
     poll = example_for("device/taskRequest")
     capture = example_for("device/faceRecognition")
     capture["image"] = base64.b64encode(jpeg_of_about(CAPTURE_BYTES)).decode()
-    return {"small": ("/taskRequest", json.dumps(poll).encode()),
-            "capture": ("/faceRecognition", json.dumps(capture).encode())}
+    return {
+        "small": ("/taskRequest", json.dumps(poll).encode()),
+        "capture": ("/faceRecognition", json.dumps(capture).encode()),
+    }
 
 
 # ---- upstream -------------------------------------------------------------------
@@ -87,22 +89,31 @@ def upstream_app() -> Starlette:
         body = await request.body()
         if request.url.path == "/faceRecognition":
             capture = json.loads(body)
-            answer = {"code": 0, "snap_time": capture.get("snap_time"), "frpic_name": capture.get("frpic_name"),
-                      "log": "ok"}
+            answer = {
+                "code": 0,
+                "snap_time": capture.get("snap_time"),
+                "frpic_name": capture.get("frpic_name"),
+                "log": "ok",
+            }
             return Response(json.dumps(answer), media_type="application/json")
         return Response(idle, media_type="application/json")
 
     async def download(request: Request) -> Response:
         return Response(b"\xff" * int(request.path_params["size"]), media_type="application/octet-stream")
 
-    return Starlette(routes=[Route("/download/{size:int}", download, methods=["GET"]),
-                             Route("/{rest:path}", handle, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route("/download/{size:int}", download, methods=["GET"]),
+            Route("/{rest:path}", handle, methods=["POST"]),
+        ]
+    )
 
 
 class Upstream:
     def __enter__(self) -> str:
-        self.server = uvicorn.Server(uvicorn.Config(upstream_app(), host="127.0.0.1", port=0, log_level="warning",
-                                                    timeout_graceful_shutdown=1))
+        self.server = uvicorn.Server(
+            uvicorn.Config(upstream_app(), host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         started = threading.Event()
@@ -134,7 +145,7 @@ def interleaved_latencies(urls: dict[str, str], path: str, body: bytes, count: i
             for _ in range(min(10, count)):
                 client.post(path, content=body, headers=HEADERS).raise_for_status()
         for turn in range(count):
-            for name in names[turn % len(names):] + names[: turn % len(names)]:
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
                 start = time.perf_counter()
                 response = clients[name].post(path, content=body, headers=HEADERS)
                 out[name].append((time.perf_counter() - start) * 1000)
@@ -160,8 +171,9 @@ def burst(url: str, path: str, body: bytes, count: int, clients: int) -> tuple[i
     return share * clients, time.perf_counter() - start
 
 
-def interleaved_throughput(urls: dict[str, str], path: str, body: bytes, count: int, clients: int,
-                           rounds: int = 4) -> dict[str, float]:
+def interleaved_throughput(
+    urls: dict[str, str], path: str, body: bytes, count: int, clients: int, rounds: int = 4
+) -> dict[str, float]:
     """Requests per second, measured in ``rounds`` alternating bursts per setup."""
     done = {name: [0, 0.0] for name in urls}
     for _ in range(rounds):
@@ -191,11 +203,13 @@ def peak_rss(pid: int) -> int:
 
 def memory_loads() -> list[tuple[str, str, str, bytes, dict[str, str], int]]:
     """(label, method, path, body, headers, count) per kind of large traffic."""
-    return [("idle", "GET", "", b"", {}, 0),
-            ("3 x 20 MiB requests", "POST", "/taskRequest", b"x" * (20 * MiB), {}, 3),
-            ("100 MiB request", "POST", "/taskRequest", b"x" * (100 * MiB), {}, 1),
-            ("gzip bomb, 1 GiB inflated", "POST", "/taskRequest", gzip_bomb(1024 * MiB), {"Content-Encoding": "gzip"}, 1),
-            ("3 x 20 MiB answers", "GET", f"/download/{20 * MiB}", b"", {}, 3)]
+    return [
+        ("idle", "GET", "", b"", {}, 0),
+        ("3 x 20 MiB requests", "POST", "/taskRequest", b"x" * (20 * MiB), {}, 3),
+        ("100 MiB request", "POST", "/taskRequest", b"x" * (100 * MiB), {}, 1),
+        ("gzip bomb, 1 GiB inflated", "POST", "/taskRequest", gzip_bomb(1024 * MiB), {"Content-Encoding": "gzip"}, 1),
+        ("3 x 20 MiB answers", "GET", f"/download/{20 * MiB}", b"", {}, 3),
+    ]
 
 
 def memory_run(upstream: str, tmp: Path, addon: bool) -> dict[str, int]:
@@ -224,8 +238,9 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=400, help="small messages per setup (latency)")
     parser.add_argument("--large", type=int, default=80, help="300 KB captures per setup (latency)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients for throughput")
-    parser.add_argument("--no-memory", dest="memory", action="store_false",
-                        help="skip the peak-memory run with large bodies")
+    parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip the peak-memory run with large bodies"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     counts = {"small": max(20, min(args.small, 5000)), "capture": max(10, min(args.large, 1000))}
@@ -233,47 +248,67 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {name: {} for name in SETUPS}
     with tempfile.TemporaryDirectory(prefix="facecert-bench-") as tmp, Upstream() as upstream:
         plain = Mitmdump(MitmdumpConfig(upstream=upstream, confdir=Path(tmp) / "conf", addon=False)).start()
-        addon = Mitmdump(MitmdumpConfig(upstream=upstream, confdir=Path(tmp) / "conf", addon=True,
-                                        options={"facecert_report_dir": str(Path(tmp) / "report")})).start()
+        addon = Mitmdump(
+            MitmdumpConfig(
+                upstream=upstream,
+                confdir=Path(tmp) / "conf",
+                addon=True,
+                options={"facecert_report_dir": str(Path(tmp) / "report")},
+            )
+        ).start()
         try:
             urls = {"direct": upstream, "plain": plain.url, "addon": addon.url}
             for kind, (path, body) in bodies.items():
                 lat = interleaved_latencies(urls, path, body, counts[kind])
                 rps = interleaved_throughput(urls, path, body, counts[kind], args.clients)
                 for name in SETUPS:
-                    results[name][kind] = {"p50_ms": statistics.median(lat[name]), "p99_ms": pct(lat[name], 0.99),
-                                           "rps": rps[name]}
+                    results[name][kind] = {
+                        "p50_ms": statistics.median(lat[name]),
+                        "p99_ms": pct(lat[name], 0.99),
+                        "rps": rps[name],
+                    }
         finally:
             plain.stop()
             addon.stop()
-        memory = {name: memory_run(upstream, Path(tmp), name == "addon") for name in ("plain", "addon")} \
-            if args.memory else {}
+        memory = (
+            {name: memory_run(upstream, Path(tmp), name == "addon") for name in ("plain", "addon")}
+            if args.memory
+            else {}
+        )
     report(results, counts, bodies, args.clients)
     if memory:
         print(f"{'peak RSS (MiB) after':28} {'plain':>7} {'addon':>7}")
         for label in memory["plain"]:
             print(f"{label:28} {memory['plain'][label]:7} {memory['addon'][label]:7}")
     if args.json:
-        args.json.write_text(json.dumps({"counts": counts, "clients": args.clients, "results": results,
-                                         "peak_rss_mib": memory}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"counts": counts, "clients": args.clients, "results": results, "peak_rss_mib": memory}, indent=2
+            )
+        )
     return 0
 
 
-def report(results: dict[str, dict[str, Any]], counts: dict[str, int], bodies: dict[str, tuple[str, bytes]],
-           clients: int) -> None:
+def report(
+    results: dict[str, dict[str, Any]], counts: dict[str, int], bodies: dict[str, tuple[str, bytes]], clients: int
+) -> None:
     print(f"counts {counts}, {clients} clients for throughput, capture body {len(bodies['capture'][1]):,} B")
     print(f"{'message':8} {'setup':7} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8}")
     for kind in bodies:
         direct = results["direct"][kind]
         for setup in ("direct", "plain", "addon"):
             row = results[setup][kind]
-            print(f"{kind:8} {setup:7} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
-                  f"{row['p50_ms'] - direct['p50_ms']:10.2f} {row['p99_ms'] - direct['p99_ms']:10.2f} {row['rps']:8.0f}")
+            print(
+                f"{kind:8} {setup:7} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
+                f"{row['p50_ms'] - direct['p50_ms']:10.2f} {row['p99_ms'] - direct['p99_ms']:10.2f} {row['rps']:8.0f}"
+            )
         plain, addon = results["plain"][kind], results["addon"][kind]
         added_plain = max(1e-9, plain["p50_ms"] - direct["p50_ms"])
-        print(f"{kind:8} addon/plain: throughput x{addon['rps'] / plain['rps']:.2f}, "
-              f"added p50 x{(addon['p50_ms'] - direct['p50_ms']) / added_plain:.2f}, "
-              f"p99 x{addon['p99_ms'] / plain['p99_ms']:.2f}")
+        print(
+            f"{kind:8} addon/plain: throughput x{addon['rps'] / plain['rps']:.2f}, "
+            f"added p50 x{(addon['p50_ms'] - direct['p50_ms']) / added_plain:.2f}, "
+            f"p99 x{addon['p99_ms'] / plain['p99_ms']:.2f}"
+        )
 
 
 if __name__ == "__main__":

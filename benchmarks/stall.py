@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -104,9 +104,24 @@ def send_hostile(url: str, seconds: float, max_body: int, only: str = "") -> Non
 def start_server(folder: Path, in_memory: bool = False) -> tuple[subprocess.Popen[str], str]:
     port_file = folder / "port"
     db = [] if in_memory else ["--db", str(folder / "stall.db")]
-    proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server", "serve", "--port", "0", "--port-file", str(port_file),
-                             *db, "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facecert.mock_server",
+            "serve",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            *db,
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -115,19 +130,31 @@ def start_server(folder: Path, in_memory: bool = False) -> tuple[subprocess.Pope
     return proc, f"http://127.0.0.1:{port_file.read_text().strip()}"
 
 
-def measure(url: str, devices: int, interval: float, seconds: float, senders: int,
-            max_body: int, only: str = "") -> dict[str, float]:
+def measure(
+    url: str, devices: int, interval: float, seconds: float, senders: int, max_body: int, only: str = ""
+) -> dict[str, float]:
     """Other devices' latency figures, with ``senders`` hostile processes meanwhile (0: none)."""
-    hostile = [subprocess.Popen([sys.executable, __file__, "--send-hostile", url, str(seconds), str(max_body), only],
-                                cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(senders)]
+    hostile = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--send-hostile", url, str(seconds), str(max_body), only],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(senders)
+    ]
     try:
         latencies = asyncio.run(other_devices(url, devices, interval, seconds))
     finally:
         reports = [json.loads(p.communicate(timeout=MAX_SECONDS)[0] or "{}") for p in hostile]
-    return {"polls": len(latencies), "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * percentile(latencies, 0.99), "max_ms": 1000 * max(latencies),
-            "hostile_sent": sum(r.get("sent", 0) for r in reports),
-            "hostile_worst_status": max([r.get("worst_status", 0) for r in reports] or [0])}
+    return {
+        "polls": len(latencies),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "max_ms": 1000 * max(latencies),
+        "hostile_sent": sum(r.get("sent", 0) for r in reports),
+        "hostile_worst_status": max([r.get("worst_status", 0) for r in reports] or [0]),
+    }
 
 
 def main() -> None:
@@ -138,8 +165,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=2, help="hostile processes sending back to back")
     parser.add_argument("--memory", action="store_true", help="session in memory instead of a file database")
     parser.add_argument("--only", default="", help="only the hostile bodies whose name contains this")
-    parser.add_argument("--send-hostile", nargs=4, metavar=("URL", "SECONDS", "MAX_BODY", "ONLY"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--send-hostile", nargs=4, metavar=("URL", "SECONDS", "MAX_BODY", "ONLY"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.send_hostile:
         url, seconds, max_body, only = args.send_hostile
@@ -155,12 +183,16 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"{args.devices} devices polling every {args.interval * 1000:.0f} ms, {seconds:.0f} s per phase, "
-          f"max_body {max_body:,} bytes, {os.cpu_count()} CPUs")
+    print(
+        f"{args.devices} devices polling every {args.interval * 1000:.0f} ms, {seconds:.0f} s per phase, "
+        f"max_body {max_body:,} bytes, {os.cpu_count()} CPUs"
+    )
     print(f"{'phase':>10} {'polls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'hostile sent':>13} {'worst':>6}")
     for name, row in (("alone", calm), ("hostile", storm)):
-        print(f"{name:>10} {row['polls']:>6} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['max_ms']:>8.2f} "
-              f"{row['hostile_sent']:>13} {row['hostile_worst_status']:>6}")
+        print(
+            f"{name:>10} {row['polls']:>6} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['max_ms']:>8.2f} "
+            f"{row['hostile_sent']:>13} {row['hostile_worst_status']:>6}"
+        )
     print(f"p99 ratio (hostile / alone): {storm['p99_ms'] / calm['p99_ms']:.2f}")
 
 

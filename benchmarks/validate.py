@@ -76,8 +76,11 @@ def main() -> None:
         rs_s, n_rs = best(lambda: facecert_run(path, "rs"), args.repeat)
         py_s, n_py = best(lambda: facecert_run(path, "py", args.python_slice), 1)
         base_slice_s = base_s * n_py / n
-    rows = [("baseline (json parse)", n, base_s), ("facecert, jsonschema-rs", n_rs, rs_s),
-            (f"facecert, python jsonschema (first {n_py})", n_py, py_s)]
+    rows = [
+        ("baseline (json parse)", n, base_s),
+        ("facecert, jsonschema-rs", n_rs, rs_s),
+        (f"facecert, python jsonschema (first {n_py})", n_py, py_s),
+    ]
     print(f"capture: {n} exchanges, {size / 1e6:.1f} MB")
     print("| run | exchanges | seconds | exchanges/s | time ratio to baseline |")
     print("|---|---:|---:|---:|---:|")

@@ -6,15 +6,16 @@ turns traffic into :class:`Exchange` objects and feeds them to one
 the rules of one registry.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _dist_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
 
 try:
     __version__ = _dist_version("facecert")  # pyproject.toml is the one place it is written
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from facecert.core.model import Exchange, Finding, Severity
-from facecert.core.engine import Engine, EngineConfig
 from facecert.core.contract import Contract, get_contract
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.model import Exchange, Finding, Severity
 
 __all__ = ["__version__", "Contract", "Engine", "EngineConfig", "Exchange", "Finding", "Severity", "get_contract"]

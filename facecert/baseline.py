@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 FORMAT = "facecert-baseline/1"
 SUMMARY = "summary.json"
@@ -85,9 +86,14 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``baseline`` block of summary.json."""
-        return {"source": self.source, "counts": self.counts(), "failed": self.failed,
-                "new": [i.to_dict() for i in self.new], "fixed": [i.to_dict() for i in self.fixed],
-                "unchanged": [i.to_dict() for i in self.unchanged]}
+        return {
+            "source": self.source,
+            "counts": self.counts(),
+            "failed": self.failed,
+            "new": [i.to_dict() for i in self.new],
+            "fixed": [i.to_dict() for i in self.fixed],
+            "unchanged": [i.to_dict() for i in self.unchanged],
+        }
 
 
 def items(summary: dict[str, Any]) -> dict[Item, Item]:
@@ -127,9 +133,12 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], source: str = "")
     """The current run against the baseline (both summaries, or baseline files)."""
     before = items(baseline)
     now = items(current)
-    return Comparison(new=_sorted(i for i in now if i not in before),
-                      fixed=_sorted(before[i] for i in before if i not in now),
-                      unchanged=_sorted(now[i] for i in now if i in before), source=source)
+    return Comparison(
+        new=_sorted(i for i in now if i not in before),
+        fixed=_sorted(before[i] for i in before if i not in now),
+        unchanged=_sorted(now[i] for i in now if i in before),
+        source=source,
+    )
 
 
 def _sorted(found: Iterable[Item]) -> list[Item]:
@@ -140,20 +149,30 @@ def baseline_document(summary: dict[str, Any], command: str) -> dict[str, Any]:
     """The state to save with ``--write-baseline``: only what a later comparison reads
     (much smaller than the summary, stable to review in a pull request)."""
     state = items(summary)
-    findings = [{**dict(zip(FINDING_KEY, i.key)), "severity": "error", **i.detail}
-                for i in _sorted(state) if i.kind == "finding"]
+    findings = [
+        {**dict(zip(FINDING_KEY, i.key)), "severity": "error", **i.detail}
+        for i in _sorted(state)
+        if i.kind == "finding"
+    ]
     scenarios: dict[tuple[str, str], dict[str, Any]] = {}
     for item in _sorted(state):
         if item.kind == "scenario":
             feature, name, rule = item.key
-            entry = scenarios.setdefault((feature, name), {"feature": feature, "name": name,
-                                                           "verdict": item.detail.get("verdict"), "rules": []})
+            entry = scenarios.setdefault(
+                (feature, name), {"feature": feature, "name": name, "verdict": item.detail.get("verdict"), "rules": []}
+            )
             if rule:
                 entry["rules"].append(rule)
-    return {"format": FORMAT, "command": command, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "verdict": summary.get("verdict"), "protocol_version": summary.get("protocol_version")
-            or (summary.get("judged_with") or {}).get("protocol_version"),
-            "findings": findings, "scenarios": list(scenarios.values())}
+    return {
+        "format": FORMAT,
+        "command": command,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "verdict": summary.get("verdict"),
+        "protocol_version": summary.get("protocol_version")
+        or (summary.get("judged_with") or {}).get("protocol_version"),
+        "findings": findings,
+        "scenarios": list(scenarios.values()),
+    }
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
@@ -179,8 +198,9 @@ def write_baseline(summary: dict[str, Any], path: Path, command: str) -> Path:
     from facecert.core.captures.files import replace_with
 
     document = baseline_document(summary, command)
-    return replace_with(Path(path), lambda out: out.write(json.dumps(document, ensure_ascii=False, indent=2,
-                                                                     allow_nan=False) + "\n"))
+    return replace_with(
+        Path(path), lambda out: out.write(json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False) + "\n")
+    )
 
 
 def rebased_exit_code(code: int, comparison: Comparison, stale_declarations: bool = False) -> int:

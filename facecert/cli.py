@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,8 +18,12 @@ from facecert.core.profiles import PROFILES
 from facecert.validate import run_validate
 
 conventional_help_types()
-app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode="rich",
-                  help="Conformance harness for the face-terminal HTTP task protocol (V2.0).")
+app = typer.Typer(
+    add_completion=True,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Conformance harness for the face-terminal HTTP task protocol (V2.0).",
+)
 console = Console(stderr=False)
 
 
@@ -31,28 +34,42 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                       help="print facecert's version and exit")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="print facecert's version and exit"
+    ),
+) -> None:
     """Conformance harness for the face-terminal HTTP task protocol (V2.0)."""
 
 
 @app.command()
 def validate(
-    files: list[Path] = typer.Argument(..., help="HAR, mitmproxy flow files, facecert JSONL, or single JSON messages; "
-                                       "a folder: every capture in it, recursively, each its own session"),
-    profile: Optional[str] = typer.Option(None, "--profile", help="strict | field (default: as the HAR was judged "
-                                          "live, else strict)"),
+    files: list[Path] = typer.Argument(
+        ...,
+        help="HAR, mitmproxy flow files, facecert JSONL, or single JSON messages; "
+        "a folder: every capture in it, recursively, each its own session",
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="strict | field (default: as the HAR was judged live, else strict)"
+    ),
     protocol_version: VersionOpt = None,
-    tolerance: Optional[float] = typer.Option(None, "--tolerance", min=0.0, max=1.0,
-                                              help="relative cadence tolerance (default: as judged live, else 0.25)"),
-    time_scale: Optional[float] = typer.Option(None, "--time-scale", min=0.00001, max=100.0,
-                                               help="protocol intervals × this (default: as judged live, else 1)"),
-    party: Optional[str] = typer.Option(None, "--party", help="judge one side only: device or server; all: both "
-                                        "(default: as judged live, else all)"),
-    as_: Optional[str] = typer.Option(None, "--as", help="what a single JSON message is: an endpoint "
-                                      "(taskRequest), an answer (faceRecognition-answer, task) or a schema name"),
+    tolerance: float | None = typer.Option(
+        None, "--tolerance", min=0.0, max=1.0, help="relative cadence tolerance (default: as judged live, else 0.25)"
+    ),
+    time_scale: float | None = typer.Option(
+        None, "--time-scale", min=0.00001, max=100.0, help="protocol intervals × this (default: as judged live, else 1)"
+    ),
+    party: str | None = typer.Option(
+        None, "--party", help="judge one side only: device or server; all: both (default: as judged live, else all)"
+    ),
+    as_: str | None = typer.Option(
+        None,
+        "--as",
+        help="what a single JSON message is: an endpoint "
+        "(taskRequest), an answer (faceRecognition-answer, task) or a schema name",
+    ),
     json_out: bool = typer.Option(False, "--json", help="print the JSON summary instead of the table"),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="also write JUnit XML here"),
+    junit: Path | None = typer.Option(None, "--junit", help="also write JUnit XML here"),
     show_info: bool = typer.Option(False, "--info", help="list info findings in the table too"),
     baseline: BaselineOpt = None,
     write_baseline: WriteBaselineOpt = None,
@@ -65,23 +82,46 @@ def validate(
 
     if party not in (None, "device", "server", "all"):
         fail(console, f"--party {party}: choose device, server or all")
-    settings = judged_settings(files, {"profile": profile, "protocol_version": protocol_version,
-                                       "tolerance": tolerance, "time_scale": time_scale, "party": party})
+    settings = judged_settings(
+        files,
+        {
+            "profile": profile,
+            "protocol_version": protocol_version,
+            "tolerance": tolerance,
+            "time_scale": time_scale,
+            "party": party,
+        },
+    )
     if settings["profile"] not in PROFILES:
         fail(console, f"--profile {settings['profile']}: choose one of {', '.join(PROFILES)}")
-    code = run_validate(files, profile=settings["profile"], version=settings["protocol_version"],
-                        tolerance=settings["tolerance"], time_scale=settings["time_scale"], as_kind=as_,
-                        json_out=json_out, junit=junit, show_info=show_info, console=console,
-                        party=None if settings["party"] == "all" else settings["party"],
-                        baseline=baseline, write_baseline=write_baseline)
+    code = run_validate(
+        files,
+        profile=settings["profile"],
+        version=settings["protocol_version"],
+        tolerance=settings["tolerance"],
+        time_scale=settings["time_scale"],
+        as_kind=as_,
+        json_out=json_out,
+        junit=junit,
+        show_info=show_info,
+        console=console,
+        party=None if settings["party"] == "all" else settings["party"],
+        baseline=baseline,
+        write_baseline=write_baseline,
+    )
     raise typer.Exit(code)
 
 
 @app.command()
-def openapi(output: Optional[Path] = typer.Option(None, "-o", "--output", help="write here instead of stdout"),
-            admin: bool = typer.Option(False, "--admin", help="the mock server's control API instead"),
-            closed: bool = typer.Option(False, "--closed", help="reject fields the document does not define "
-                                        "(default: accepted, as facecert reports them as info)")) -> None:
+def openapi(
+    output: Path | None = typer.Option(None, "-o", "--output", help="write here instead of stdout"),
+    admin: bool = typer.Option(False, "--admin", help="the mock server's control API instead"),
+    closed: bool = typer.Option(
+        False,
+        "--closed",
+        help="reject fields the document does not define (default: accepted, as facecert reports them as info)",
+    ),
+) -> None:
     """Print the OpenAPI 3.1 document of the five device endpoints (built from the schemas; docs/openapi.md)."""
     import json
 
@@ -111,10 +151,12 @@ def demo(report: Path = typer.Option(Path("reports"), help="where the demo write
 @app.command()
 def verify(
     report_dir: Path = typer.Argument(..., help="a report folder holding manifest.json"),
-    allowed_signers: Optional[Path] = typer.Option(
-        None, "--allowed-signers", help='OpenSSH allowed_signers file (lines: ID namespaces="facecert-evidence" '
-                                        "ssh-ed25519 AAAA…)"),
-    identity: Optional[str] = typer.Option(None, "--identity", help="who must have signed (an ID of that file)"),
+    allowed_signers: Path | None = typer.Option(
+        None,
+        "--allowed-signers",
+        help='OpenSSH allowed_signers file (lines: ID namespaces="facecert-evidence" ssh-ed25519 AAAA…)',
+    ),
+    identity: str | None = typer.Option(None, "--identity", help="who must have signed (an ID of that file)"),
 ) -> None:
     """Check a report folder against its manifest.json and manifest.json.sig. Exit 0 intact (and
     well signed, if signed), 1 a file changed, missing or added or the signature wrong, 2 unusable input."""
@@ -123,8 +165,11 @@ def verify(
     from facecert.evidence import MANIFEST, EvidenceError, verify_report
 
     if (allowed_signers is None) != (identity is None):
-        fail(console, "--allowed-signers and --identity go together: the file says whose keys count, "
-                      "the identity which of them must have signed")
+        fail(
+            console,
+            "--allowed-signers and --identity go together: the file says whose keys count, "
+            "the identity which of them must have signed",
+        )
     try:
         result = verify_report(report_dir, allowed_signers, identity)
     except EvidenceError as exc:
@@ -167,8 +212,13 @@ def redact(
 def _register_peers() -> None:
     import importlib
 
-    for module in ("facecert.mock_server.cli", "facecert.mock_device.cli", "facecert.proxy_addons.cli", "facecert.certify",
-                   "facecert.contract_diff.cli"):
+    for module in (
+        "facecert.mock_server.cli",
+        "facecert.mock_device.cli",
+        "facecert.proxy_addons.cli",
+        "facecert.certify",
+        "facecert.contract_diff.cli",
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -187,7 +237,6 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)
-
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ def _profile(value: str) -> str:
     return value
 
 
-def _version(value: Optional[str]) -> Optional[str]:
+def _version(value: str | None) -> str | None:
     if value is None:
         return None
     from facecert.core.contract import get_contract
@@ -28,20 +28,48 @@ def _version(value: Optional[str]) -> Optional[str]:
         raise typer.BadParameter(str(exc)) from None
 
 
-ProfileOpt = Annotated[str, typer.Option("--profile", callback=_profile,
-                                         help="strict: the document with errata resolved; field: known departures are warnings")]
-VersionOpt = Annotated[Optional[str], typer.Option("--protocol-version", callback=_version,
-                                                   help="judge as this protocol version (e.g. 1.3); default: latest (2.0)")]
-ToleranceOpt = Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0,
-                                             help="relative tolerance on the 20 s / 5 s cadence (default 0.25 = ±25 %)")]
-TimeScaleOpt = Annotated[float, typer.Option("--time-scale", min=0.00001, max=100.0,
-                                             help="protocol intervals are multiplied by this (simulators run at e.g. 0.05)")]
+ProfileOpt = Annotated[
+    str,
+    typer.Option(
+        "--profile",
+        callback=_profile,
+        help="strict: the document with errata resolved; field: known departures are warnings",
+    ),
+]
+VersionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol-version", callback=_version, help="judge as this protocol version (e.g. 1.3); default: latest (2.0)"
+    ),
+]
+ToleranceOpt = Annotated[
+    float,
+    typer.Option(
+        "--tolerance", min=0.0, max=1.0, help="relative tolerance on the 20 s / 5 s cadence (default 0.25 = ±25 %)"
+    ),
+]
+TimeScaleOpt = Annotated[
+    float,
+    typer.Option(
+        "--time-scale",
+        min=0.00001,
+        max=100.0,
+        help="protocol intervals are multiplied by this (simulators run at e.g. 0.05)",
+    ),
+]
 
-BaselineOpt = Annotated[Optional[Path], typer.Option(
-    "--baseline", help="an earlier summary.json (or its report folder, or a --write-baseline file): fail only on "
-                       "what is new since then (docs/ci.md)")]
-WriteBaselineOpt = Annotated[Optional[Path], typer.Option(
-    "--write-baseline", help="save this run's findings and failing scenarios as a baseline here")]
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--baseline",
+        help="an earlier summary.json (or its report folder, or a --write-baseline file): fail only on "
+        "what is new since then (docs/ci.md)",
+    ),
+]
+WriteBaselineOpt = Annotated[
+    Path | None,
+    typer.Option("--write-baseline", help="save this run's findings and failing scenarios as a baseline here"),
+]
 
 
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:
@@ -49,8 +77,18 @@ def fail(console: Console, message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-_HELP_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "int range": "INTEGER", "float range": "FLOAT",
-               "path": "PATH", "Path": "PATH", "file": "FILE", "directory": "DIR", "bool": "BOOLEAN"}
+_HELP_TYPES = {
+    "str": "TEXT",
+    "int": "INTEGER",
+    "float": "FLOAT",
+    "int range": "INTEGER",
+    "float range": "FLOAT",
+    "path": "PATH",
+    "Path": "PATH",
+    "file": "FILE",
+    "directory": "DIR",
+    "bool": "BOOLEAN",
+}
 
 
 def conventional_help_types() -> None:

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class EvidenceError(Exception):
 
 
 # ---- the folder's files -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FolderEntry:
@@ -130,8 +131,10 @@ def subjects(folder: Path) -> list[dict[str, Any]]:
         if entry.name in SEALS:
             continue
         if entry.kind == "link":
-            raise EvidenceError(f"{entry.shown} is a symbolic link: an evidence bundle holds files only "
-                                "(links are not followed); remove it or put the file itself there")
+            raise EvidenceError(
+                f"{entry.shown} is a symbolic link: an evidence bundle holds files only "
+                "(links are not followed); remove it or put the file itself there"
+            )
         if entry.kind != "file":
             raise EvidenceError(f"{entry.shown} is not a regular file (fifo, socket or device): remove it")
         if not _utf8(entry.name):
@@ -141,6 +144,7 @@ def subjects(folder: Path) -> list[dict[str, Any]]:
 
 
 # ---- the predicate ------------------------------------------------------------------------------
+
 
 def contract_digest(root: Path | None = None) -> str:
     """sha256 of the contract: every file under ``schemas/`` (schemas, profiles, catalogue, examples).
@@ -174,8 +178,15 @@ def harness_identity() -> dict[str, Any]:
 def _git(root: Path, *args: str) -> str | None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # a hook's GIT_DIR names another repo
     try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, env=env,
-                              stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -198,14 +209,26 @@ def iso_time(epoch: float | None) -> str | None:
     """UTC ISO 8601 with milliseconds, as the other reports write times."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def evidence_predicate(*, plan: str, verdict: str, scenarios: list[dict[str, Any]], profile: str | None,
-                       protocol_version: str | None, time_scale: float | None, peer: dict[str, Any],
-                       started: float | None, ended: float | None, demo: bool | None = None,
-                       capabilities_sha256: str | None = None, redaction_salt: str | None = None,
-                       command: list[str] | None = None, personal_data: str | None = None) -> dict[str, Any]:
+def evidence_predicate(
+    *,
+    plan: str,
+    verdict: str,
+    scenarios: list[dict[str, Any]],
+    profile: str | None,
+    protocol_version: str | None,
+    time_scale: float | None,
+    peer: dict[str, Any],
+    started: float | None,
+    ended: float | None,
+    demo: bool | None = None,
+    capabilities_sha256: str | None = None,
+    redaction_salt: str | None = None,
+    command: list[str] | None = None,
+    personal_data: str | None = None,
+) -> dict[str, Any]:
     """The predicate of a run's manifest (layout :data:`PREDICATE_TYPE`).
 
     ``scenarios`` keep name, feature, verdict and rules. ``capabilities_sha256``
@@ -216,8 +239,15 @@ def evidence_predicate(*, plan: str, verdict: str, scenarios: list[dict[str, Any
     return {
         "plan": plan,
         "verdict": verdict,
-        "scenarios": [{"name": s.get("name"), "feature": s.get("feature"), "verdict": s.get("verdict"),
-                       "rules": list(s.get("rules") or [])} for s in scenarios],
+        "scenarios": [
+            {
+                "name": s.get("name"),
+                "feature": s.get("feature"),
+                "verdict": s.get("verdict"),
+                "rules": list(s.get("rules") or []),
+            }
+            for s in scenarios
+        ],
         "harness": harness_identity(),
         "contract_sha256": contract_digest(),
         "capabilities_sha256": capabilities_sha256,
@@ -237,26 +267,40 @@ def evidence_predicate(*, plan: str, verdict: str, scenarios: list[dict[str, Any
 PEER_FIELDS = ("device_id", "server_url", "devices")  # who was certified: the summary's names for it
 
 
-def predicate_from_summary(summary: dict[str, Any], *, plan: str, started: float | None,
-                           ended: float | None) -> dict[str, Any]:
+def predicate_from_summary(
+    summary: dict[str, Any], *, plan: str, started: float | None, ended: float | None
+) -> dict[str, Any]:
     """The predicate of a run from its ``summary.json`` fields (certify device/server, proxy).
 
     The peer is what the summary names: the device id (and the URL the device
     was told to use), the server URL under test, or the devices a proxy saw."""
     return evidence_predicate(
-        plan=plan, verdict=str(summary.get("verdict")), scenarios=list(summary.get("scenarios") or []),
-        profile=summary.get("profile"), protocol_version=summary.get("protocol_version"),
-        time_scale=summary.get("time_scale"), demo=summary.get("demo"),
+        plan=plan,
+        verdict=str(summary.get("verdict")),
+        scenarios=list(summary.get("scenarios") or []),
+        profile=summary.get("profile"),
+        protocol_version=summary.get("protocol_version"),
+        time_scale=summary.get("time_scale"),
+        demo=summary.get("demo"),
         peer={k: summary[k] for k in PEER_FIELDS if k in summary},
-        capabilities_sha256=summary.get("capabilities_sha256"), started=started, ended=ended,
-        redaction_salt=summary.get("redaction_salt"), personal_data=summary.get("personal_data"))
+        capabilities_sha256=summary.get("capabilities_sha256"),
+        started=started,
+        ended=ended,
+        redaction_salt=summary.get("redaction_salt"),
+        personal_data=summary.get("personal_data"),
+    )
 
 
 # ---- writing and signing ------------------------------------------------------------------------
 
+
 def statement(report_dir: Path, predicate: dict[str, Any]) -> dict[str, Any]:
-    return {"_type": STATEMENT_TYPE, "subject": subjects(Path(report_dir)),
-            "predicateType": PREDICATE_TYPE, "predicate": predicate}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subjects(Path(report_dir)),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }
 
 
 def write_manifest(report_dir: Path, predicate: dict[str, Any]) -> Path:
@@ -276,8 +320,10 @@ def write_manifest(report_dir: Path, predicate: dict[str, Any]) -> Path:
 def _ssh_keygen() -> str:
     found = shutil.which("ssh-keygen")
     if found is None:
-        raise EvidenceError("ssh-keygen (OpenSSH) is not installed: it makes and checks the signatures "
-                            "(e.g. apt-get install openssh-client)")
+        raise EvidenceError(
+            "ssh-keygen (OpenSSH) is not installed: it makes and checks the signatures "
+            "(e.g. apt-get install openssh-client)"
+        )
     return found
 
 
@@ -285,8 +331,15 @@ def _run_ssh_keygen(args: list[str], workdir: Path, stdin: bytes | None = None) 
     """ssh-keygen in its own session: without a controlling terminal it can never stop to ask
     for a passphrase (a run ends unattended); a passphrase it needs makes it fail instead."""
     try:
-        return subprocess.run([_ssh_keygen(), *args], cwd=workdir, input=stdin if stdin is not None else b"",
-                              capture_output=True, timeout=SSH_TIMEOUT_S, start_new_session=True, check=False)
+        return subprocess.run(
+            [_ssh_keygen(), *args],
+            cwd=workdir,
+            input=stdin if stdin is not None else b"",
+            capture_output=True,
+            timeout=SSH_TIMEOUT_S,
+            start_new_session=True,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise EvidenceError(f"ssh-keygen did not finish within {SSH_TIMEOUT_S:.0f} s") from None
     except OSError as exc:
@@ -296,8 +349,14 @@ def _run_ssh_keygen(args: list[str], workdir: Path, stdin: bytes | None = None) 
 def _said(done: subprocess.CompletedProcess[bytes]) -> str:
     """The line of ssh-keygen's output that says what went wrong (not its banners)."""
     lines = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines()]
-    lines = [line for line in lines if line and not line.startswith("@") and not line.startswith("Signing ")
-             and not line.startswith("Write signature")]
+    lines = [
+        line
+        for line in lines
+        if line
+        and not line.startswith("@")
+        and not line.startswith("Signing ")
+        and not line.startswith("Write signature")
+    ]
     return printable(lines[-1] if lines else f"exit status {done.returncode}")
 
 
@@ -322,9 +381,11 @@ def _key_problem(key: Path, done: subprocess.CompletedProcess[bytes]) -> str:
     shown = printable(str(key))
     output = done.stderr.decode("utf-8", "replace")
     if "passphrase" in output:
-        return (f"--sign {shown}: the key is protected by a passphrase, and a run signs unattended: use a key "
-                f"without one (ssh-keygen -t ed25519 -N \"\" -f KEY), or load it in ssh-agent (ssh-add {shown}) "
-                f"and give its public key (--sign {shown}.pub)")
+        return (
+            f"--sign {shown}: the key is protected by a passphrase, and a run signs unattended: use a key "
+            f'without one (ssh-keygen -t ed25519 -N "" -f KEY), or load it in ssh-agent (ssh-add {shown}) '
+            f"and give its public key (--sign {shown}.pub)"
+        )
     if "bad permissions" in output or "are too open" in output:
         return f"--sign {shown}: others can read the key, so ssh-keygen refuses it: chmod 600 {shown}"
     return f"--sign {shown}: ssh-keygen cannot sign with it ({_said(done)})"
@@ -353,6 +414,7 @@ def seal(report_dir: Path, predicate: dict[str, Any], key: Path | None = None) -
 
 # ---- verifying ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Verification:
     """What ``facecert verify`` found: ``problems`` (each one line) fail it; ``notes`` inform."""
@@ -375,16 +437,18 @@ def _read_seal(path: Path) -> bytes:
         raise EvidenceError(f"{printable(str(path))} does not exist") from None
     except OSError as exc:
         if os.path.islink(path):
-            raise EvidenceError(f"{printable(str(path))} is a symbolic link: refused "
-                                "(links are not followed)") from None
+            raise EvidenceError(
+                f"{printable(str(path))} is a symbolic link: refused (links are not followed)"
+            ) from None
         raise EvidenceError(f"cannot read {printable(str(path))}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise EvidenceError(f"{printable(str(path))} is not a regular file")
         data = handle.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
-        raise EvidenceError(f"{printable(str(path))} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB: "
-                            "not a facecert manifest")
+        raise EvidenceError(
+            f"{printable(str(path))} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB: not a facecert manifest"
+        )
     return data
 
 
@@ -407,8 +471,10 @@ def read_manifest(report_dir: Path) -> tuple[bytes, dict[str, Any], dict[str, st
     if not isinstance(document, dict) or document.get("_type") != STATEMENT_TYPE:
         raise EvidenceError(f"{MANIFEST} is not an in-toto Statement v1 (_type {STATEMENT_TYPE})")
     if document.get("predicateType") != PREDICATE_TYPE:
-        raise EvidenceError(f"{MANIFEST} is not a facecert evidence manifest (predicateType "
-                            f"{printable(str(document.get('predicateType')))[:100]}, not {PREDICATE_TYPE})")
+        raise EvidenceError(
+            f"{MANIFEST} is not a facecert evidence manifest (predicateType "
+            f"{printable(str(document.get('predicateType')))[:100]}, not {PREDICATE_TYPE})"
+        )
     listed = document.get("subject")
     if not isinstance(listed, list):
         raise EvidenceError(f"{MANIFEST}: subject is not a list")
@@ -427,8 +493,7 @@ def read_manifest(report_dir: Path) -> tuple[bytes, dict[str, Any], dict[str, st
     return raw, document, digests
 
 
-def verify_report(report_dir: Path, allowed_signers: Path | None = None,
-                  identity: str | None = None) -> Verification:
+def verify_report(report_dir: Path, allowed_signers: Path | None = None, identity: str | None = None) -> Verification:
     """Check every file of ``report_dir`` against its manifest, and the signature when there is one.
 
     EvidenceError: the input is unusable (no folder, no manifest, not one of ours)."""
@@ -448,8 +513,9 @@ def _check_files(folder: Path, digests: dict[str, str], result: Verification) ->
             continue
         present.add(entry.name)
         if entry.kind == "link":
-            result.problems.append(f"symbolic link: {entry.shown} "
-                                   "(links are not followed; the bundle holds files only)")
+            result.problems.append(
+                f"symbolic link: {entry.shown} (links are not followed; the bundle holds files only)"
+            )
         elif entry.kind != "file":
             result.problems.append(f"not a file: {entry.shown} (fifo, socket or device)")
         elif entry.name not in digests:
@@ -457,34 +523,41 @@ def _check_files(folder: Path, digests: dict[str, str], result: Verification) ->
         else:
             now = file_sha256(entry.path)
             if now != digests[entry.name]:
-                result.problems.append(f"changed: {entry.shown} (sha256 {now[:16]}…, {MANIFEST} says "
-                                       f"{digests[entry.name][:16]}…)")
+                result.problems.append(
+                    f"changed: {entry.shown} (sha256 {now[:16]}…, {MANIFEST} says {digests[entry.name][:16]}…)"
+                )
     for name in digests:
         if name not in present:
             result.problems.append(f"missing: {printable(name)}")
 
 
-def _check_signature(folder: Path, raw: bytes, allowed_signers: Path | None, identity: str | None,
-                     result: Verification) -> None:
+def _check_signature(
+    folder: Path, raw: bytes, allowed_signers: Path | None, identity: str | None, result: Verification
+) -> None:
     signed = os.path.lexists(folder / SIGNATURE)
     if not signed:
         if allowed_signers is not None:
-            result.problems.append(f"unsigned: {SIGNATURE} is missing, but a signature by {printable(identity or '')} "
-                                   "was asked for")
+            result.problems.append(
+                f"unsigned: {SIGNATURE} is missing, but a signature by {printable(identity or '')} was asked for"
+            )
         else:
             result.notes.append(f"unsigned: no {SIGNATURE} (the files match the manifest; nobody vouches for it)")
         return
     if allowed_signers is None or identity is None:
-        result.problems.append(f"signature not checked: {SIGNATURE} is there; give --allowed-signers FILE "
-                               f"--identity ID (a line of FILE: ID namespaces=\"{NAMESPACE}\" ssh-ed25519 AAAA…)")
+        result.problems.append(
+            f"signature not checked: {SIGNATURE} is there; give --allowed-signers FILE "
+            f'--identity ID (a line of FILE: ID namespaces="{NAMESPACE}" ssh-ed25519 AAAA…)'
+        )
         return
     signature = _read_seal(folder / SIGNATURE)
     said = verify_bytes(raw, signature, allowed_signers, identity)
     if said is None:
         result.signed_by = identity
     else:
-        result.problems.append(f"bad signature: {SIGNATURE} is not a good {NAMESPACE} signature of {MANIFEST} "
-                               f"by {printable(identity)} ({said})")
+        result.problems.append(
+            f"bad signature: {SIGNATURE} is not a good {NAMESPACE} signature of {MANIFEST} "
+            f"by {printable(identity)} ({said})"
+        )
 
 
 def verify_bytes(data: bytes, signature: bytes, allowed_signers: Path, identity: str) -> str | None:
@@ -496,8 +569,11 @@ def verify_bytes(data: bytes, signature: bytes, allowed_signers: Path, identity:
     with tempfile.TemporaryDirectory(prefix="facecert-verify-") as scratch:
         work = Path(scratch)
         (work / SIGNATURE).write_bytes(signature)
-        done = _run_ssh_keygen(["-Y", "verify", "-f", str(signers.resolve()), "-I", identity, "-n", NAMESPACE,
-                                "-s", SIGNATURE], work, stdin=data)
+        done = _run_ssh_keygen(
+            ["-Y", "verify", "-f", str(signers.resolve()), "-I", identity, "-n", NAMESPACE, "-s", SIGNATURE],
+            work,
+            stdin=data,
+        )
     return None if done.returncode == 0 else _said(done)
 
 

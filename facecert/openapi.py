@@ -112,16 +112,26 @@ def _vendor_values(contract: Contract) -> dict[str, Any]:
     levels = {}
     for depth in range(1, VENDOR_LEVELS + 1):
         level: dict[str, Any] = {
-            "type": ["null", "boolean", "integer", "number", "string"], "maxLength": limits.max_string_chars,
-            "if": {"type": "integer"}, "then": {"minimum": -limits.max_integer, "maximum": limits.max_integer}}
+            "type": ["null", "boolean", "integer", "number", "string"],
+            "maxLength": limits.max_string_chars,
+            "if": {"type": "integer"},
+            "then": {"minimum": -limits.max_integer, "maximum": limits.max_integer},
+        }
         if depth < VENDOR_LEVELS:
             inner = {"$ref": COMPONENT + _vendor_level(depth + 1)}
-            level.update(type=[*level["type"], "array", "object"], maxItems=limits.max_members, items=inner,
-                         maxProperties=limits.max_members, additionalProperties=inner)
+            level.update(
+                type=[*level["type"], "array", "object"],
+                maxItems=limits.max_members,
+                items=inner,
+                maxProperties=limits.max_members,
+                additionalProperties=inner,
+            )
         levels[_vendor_level(depth)] = level
-    levels[VENDOR]["description"] = ("A member the document does not define: a vendor extension, accepted (facecert "
-                                     "reports it as MSG-UNKNOWN-FIELD, info) when its value keeps the contract's "
-                                     "limits.")
+    levels[VENDOR]["description"] = (
+        "A member the document does not define: a vendor extension, accepted (facecert "
+        "reports it as MSG-UNKNOWN-FIELD, info) when its value keeps the contract's "
+        "limits."
+    )
     return levels
 
 
@@ -131,11 +141,16 @@ def _vendor_level(depth: int) -> str:
 
 def _examples(examples: list[Example]) -> dict[str, Any]:
     """Media-type ``examples``: the repaired examples of the document, named by file."""
-    return {example.file.removesuffix(".json").replace(".", "-"): {
-        "summary": f"{example.spec} ({example.file})",
-        "description": "Repaired from the protocol document: " + "; ".join(example.repairs)
-                       if example.repairs else "As printed in the protocol document.",
-        "value": example.body} for example in examples}
+    return {
+        example.file.removesuffix(".json").replace(".", "-"): {
+            "summary": f"{example.spec} ({example.file})",
+            "description": "Repaired from the protocol document: " + "; ".join(example.repairs)
+            if example.repairs
+            else "As printed in the protocol document.",
+            "value": example.body,
+        }
+        for example in examples
+    }
 
 
 def _content(schema: dict[str, Any], examples: list[Example]) -> dict[str, Any]:
@@ -149,9 +164,13 @@ def project_info(title: str, version: str, description: str) -> dict[str, Any]:
     """The ``info`` object: licence and version from the package's own metadata (pyproject.toml)."""
     meta = importlib.metadata.metadata(PACKAGE)
     licence = meta.get("License-Expression") or meta.get("License") or "UNLICENSED"
-    return {"title": title, "version": version, "description": description,
-            "license": {"name": licence, "identifier": licence},
-            "contact": {"name": f"{PACKAGE} {meta['Version']} maintainers (the harness that wrote this document)"}}
+    return {
+        "title": title,
+        "version": version,
+        "description": description,
+        "license": {"name": licence, "identifier": licence},
+        "contact": {"name": f"{PACKAGE} {meta['Version']} maintainers (the harness that wrote this document)"},
+    }
 
 
 def _file_components(contract: Contract, closed: bool) -> dict[str, Any]:
@@ -188,12 +207,17 @@ def _by_request_type(description: str, mapping: dict[str, str]) -> dict[str, Any
     """One of several task schemas, chosen by ``request_type``: the discriminator for OpenAPI tools
     that read it, and an ``if``/``then`` per task for JSON Schema validators that do not (Prism's): a
     wrong task is then reported against its own schema only, not as every alternative's failures."""
-    return {"description": f"{description} Told apart by `{DISCRIMINATOR}`.",
-            "type": "object", "required": [DISCRIMINATOR],
-            "properties": {DISCRIMINATOR: {"enum": list(mapping)}},
-            "allOf": [{"if": {"properties": {DISCRIMINATOR: {"const": name}}, "required": [DISCRIMINATOR]},
-                       "then": {"$ref": ref}} for name, ref in mapping.items()],
-            "discriminator": {"propertyName": DISCRIMINATOR, "mapping": mapping}}
+    return {
+        "description": f"{description} Told apart by `{DISCRIMINATOR}`.",
+        "type": "object",
+        "required": [DISCRIMINATOR],
+        "properties": {DISCRIMINATOR: {"enum": list(mapping)}},
+        "allOf": [
+            {"if": {"properties": {DISCRIMINATOR: {"const": name}}, "required": [DISCRIMINATOR]}, "then": {"$ref": ref}}
+            for name, ref in mapping.items()
+        ],
+        "discriminator": {"propertyName": DISCRIMINATOR, "mapping": mapping},
+    }
 
 
 def _reachable(schemas: dict[str, Any], roots: set[str]) -> set[str]:
@@ -228,11 +252,14 @@ def queued_task_components(contract: Contract | None = None) -> dict[str, Any]:
         schema.get("properties", {}).pop(REQUEST_ID, None)
         schema["required"] = [name for name in schema.get("required", []) if name != REQUEST_ID]
         out[f"queued.{task.name}"] = schema
-    out["QueuedTask"] = {"description": f"A task to queue, told apart by `{DISCRIMINATOR}`; the server assigns "
-                                        f"{REQUEST_ID}.",
-                         "oneOf": [{"$ref": f"{COMPONENT}queued.{t.name}"} for t in tasks],
-                         "discriminator": {"propertyName": DISCRIMINATOR,
-                                           "mapping": {t.name: f"{COMPONENT}queued.{t.name}" for t in tasks}}}
+    out["QueuedTask"] = {
+        "description": f"A task to queue, told apart by `{DISCRIMINATOR}`; the server assigns {REQUEST_ID}.",
+        "oneOf": [{"$ref": f"{COMPONENT}queued.{t.name}"} for t in tasks],
+        "discriminator": {
+            "propertyName": DISCRIMINATOR,
+            "mapping": {t.name: f"{COMPONENT}queued.{t.name}" for t in tasks},
+        },
+    }
     merged = {**schemas, **out}
     return {name: _without_format(merged[name]) for name in sorted(_reachable(merged, set(out)))}
 
@@ -242,8 +269,11 @@ def _without_format(node: Any) -> Any:
     (the mock server queues a task whose URL matches its pattern, RFC 3986 or not), while fuzzers hold
     a document to it."""
     if isinstance(node, dict):
-        return {key: _without_format(value) for key, value in node.items()
-                if not (key == "format" and isinstance(value, str))}  # (a property named format is a dict)
+        return {
+            key: _without_format(value)
+            for key, value in node.items()
+            if not (key == "format" and isinstance(value, str))
+        }  # (a property named format is a dict)
     if isinstance(node, list):
         return [_without_format(item) for item in node]
     return node
@@ -254,21 +284,34 @@ def _schemas(contract: Contract, closed: bool) -> dict[str, Any]:
     tasks = contract.all_tasks.values()
     schemas["TaskAnswer"] = _by_request_type(
         "The /taskRequest answer: exactly one task (idleTime when none is queued).",
-        {t.name: _ref(t.schema)["$ref"] for t in tasks})
+        {t.name: _ref(t.schema)["$ref"] for t in tasks},
+    )
     generic = contract.all_endpoints["taskResult"].request
     results = [generic, *dict.fromkeys(t.result for t in tasks if t.result)]
     schemas["TaskResult"] = {
         "description": "A /taskResult body. It does not name its task, so it is valid when the generic result "
-                       "or the result of any task accepts it; facecert judges it by the task its request_id "
-                       "names (its own schema)." + ("" if closed else " Open objects: the generic result's own "
-                       "fields (resp_list, resp_type) keep their shape whatever the task, as facecert judges a "
-                       "result whose task it does not know by the generic form."),
-        "anyOf": [_ref(name) for name in results]}
+        "or the result of any task accepts it; facecert judges it by the task its request_id "
+        "names (its own schema)."
+        + (
+            ""
+            if closed
+            else " Open objects: the generic result's own "
+            "fields (resp_list, resp_type) keep their shape whatever the task, as facecert judges a "
+            "result whose task it does not know by the generic form."
+        ),
+        "anyOf": [_ref(name) for name in results],
+    }
     if not closed:
         schemas["TaskResult"]["allOf"] = [_ref(generic)]
-    schemas["Error"] = {"type": "object", "description": "facecert mock server error body for a refused message",
-                        "properties": {"code": {"type": "integer"}, "log": {"type": "string"},
-                                       "findings": {"type": "array", "items": {"type": "object"}}}}
+    schemas["Error"] = {
+        "type": "object",
+        "description": "facecert mock server error body for a refused message",
+        "properties": {
+            "code": {"type": "integer"},
+            "log": {"type": "string"},
+            "findings": {"type": "array", "items": {"type": "object"}},
+        },
+    }
     _prune(schemas, _paths(contract))
     return schemas
 
@@ -301,14 +344,16 @@ def _paths(contract: Contract) -> dict[str, Any]:
             request_examples = of(endpoint.request, *(t.result for t in contract.all_tasks.values() if t.result))
         else:
             request, request_examples = _ref(endpoint.request), of(endpoint.request)
-        paths[endpoint.path] = {"post": {
-            "operationId": endpoint.name,
-            "summary": f"{endpoint.name} ({endpoint.spec}, since V{endpoint.since})",
-            "tags": ["device"],
-            "security": [],  # the protocol has no authentication (a device sends no credentials)
-            "requestBody": {"required": True, "content": _content(request, request_examples)},
-            "responses": _responses(answer, answer_examples),
-        }}
+        paths[endpoint.path] = {
+            "post": {
+                "operationId": endpoint.name,
+                "summary": f"{endpoint.name} ({endpoint.spec}, since V{endpoint.since})",
+                "tags": ["device"],
+                "security": [],  # the protocol has no authentication (a device sends no credentials)
+                "requestBody": {"required": True, "content": _content(request, request_examples)},
+                "responses": _responses(answer, answer_examples),
+            }
+        }
     return paths
 
 
@@ -316,19 +361,28 @@ def build_openapi(contract: Contract | None = None, closed: bool = False) -> dic
     """The device endpoints' document (``closed``: unknown fields rejected). The control API's is the
     mock server's own (``facecert.mock_server.openapi.admin_openapi``): it describes a peer, not the contract."""
     contract = contract or get_contract()
-    strictness = ("Closed objects: a field the document does not define is rejected (`facecert openapi --closed`)."
-                  if closed else
-                  "Open objects: a field the document does not define is accepted, as facecert does (it reports "
-                  "it as MSG-UNKNOWN-FIELD, info); `facecert openapi --closed` rejects it.")
+    strictness = (
+        "Closed objects: a field the document does not define is rejected (`facecert openapi --closed`)."
+        if closed
+        else "Open objects: a field the document does not define is accepted, as facecert does (it reports "
+        "it as MSG-UNKNOWN-FIELD, info); `facecert openapi --closed` rejects it."
+    )
     return {
         "openapi": "3.1.0",
         "info": project_info(
-            "Face terminal HTTP task protocol (device endpoints)", contract.latest,
+            "Face terminal HTTP task protocol (device endpoints)",
+            contract.latest,
             "Built by facecert from schemas/ (JSON Schema 2020-12). The device is the HTTP client; every endpoint "
-            f"is POSTed under the configured server_url. {strictness}"),
+            f"is POSTed under the configured server_url. {strictness}",
+        ),
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
-        "servers": [{"url": "http://{server_url}", "description": "the platform server (server_url)",
-                     "variables": {"server_url": {"default": "127.0.0.1:8080"}}}],
+        "servers": [
+            {
+                "url": "http://{server_url}",
+                "description": "the platform server (server_url)",
+                "variables": {"server_url": {"default": "127.0.0.1:8080"}},
+            }
+        ],
         "tags": [{"name": "device", "description": "what the device sends, and the server's answers"}],
         "paths": _paths(contract),
         "components": {"schemas": _schemas(contract, closed)},

@@ -5,7 +5,8 @@ tests mutate to show each rule firing."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
@@ -31,10 +32,18 @@ class ConversationBuilder:
 
     def _post(self, path: str, body: Any, answer: Any, status: int = 200) -> Exchange:
         raw_answer = answer if isinstance(answer, bytes) else _json(answer)
-        exchange = Exchange("POST", path, body if isinstance(body, bytes) else _json(body), status, raw_answer,
-                            started=self.now, ended=self.now + LATENCY,
-                            request_headers={"Content-Type": "application/json"},
-                            response_headers={"Content-Type": "application/json"}, peer="192.168.1.92")
+        exchange = Exchange(
+            "POST",
+            path,
+            body if isinstance(body, bytes) else _json(body),
+            status,
+            raw_answer,
+            started=self.now,
+            ended=self.now + LATENCY,
+            request_headers={"Content-Type": "application/json"},
+            response_headers={"Content-Type": "application/json"},
+            peer="192.168.1.92",
+        )
         self.now += LATENCY
         self.exchanges.append(exchange)
         return exchange
@@ -55,8 +64,12 @@ class ConversationBuilder:
 
     def result(self, task: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         schema = get_contract().all_tasks[task["request_type"]].result
-        body: dict[str, Any] = {"device_id": self.device_id, "request_id": task["request_id"], "code": 0,
-                                "log": f"'{task['request_type']}' success!"}
+        body: dict[str, Any] = {
+            "device_id": self.device_id,
+            "request_id": task["request_id"],
+            "code": 0,
+            "log": f"'{task['request_type']}' success!",
+        }
         try:
             example = example_for(schema) if schema else {}
             body.update({k: v for k, v in example.items() if k not in body and k != "resp_type"})
@@ -68,10 +81,18 @@ class ConversationBuilder:
     def capture(self) -> None:
         body = example_for("device/faceRecognition")
         snap = int(self.now)
-        body.update(device_id=self.device_id, timestamp=snap, snap_time=snap, snap_time_ms=snap * 1000 + 123,
-                    frpic_name=f"FACE_0_{snap}_{len(self.exchanges)}.jpg")
-        self._post("/faceRecognition", body, {"code": 0, "snap_time": snap, "frpic_name": body["frpic_name"],
-                                              "log": "'faceRecognition' success"})
+        body.update(
+            device_id=self.device_id,
+            timestamp=snap,
+            snap_time=snap,
+            snap_time_ms=snap * 1000 + 123,
+            frpic_name=f"FACE_0_{snap}_{len(self.exchanges)}.jpg",
+        )
+        self._post(
+            "/faceRecognition",
+            body,
+            {"code": 0, "snap_time": snap, "frpic_name": body["frpic_name"], "log": "'faceRecognition' success"},
+        )
 
     def wait(self, key: str) -> None:
         self.now += self.timing[key]
@@ -88,8 +109,14 @@ class ConversationBuilder:
         self.wait("idle_interval_s")
 
 
-SIMPLE_TASKS = ("server/tasks/getDevStatus", "server/tasks/deleteUser", "server/tasks/getLogFile",
-                "server/tasks/setResumeTransfer", "server/tasks/SetFaceConfig", "server/tasks/delUserList")
+SIMPLE_TASKS = (
+    "server/tasks/getDevStatus",
+    "server/tasks/deleteUser",
+    "server/tasks/getLogFile",
+    "server/tasks/setResumeTransfer",
+    "server/tasks/SetFaceConfig",
+    "server/tasks/delUserList",
+)
 
 
 def sample_conversation(devices: int = 1, cycles: int = 3) -> list[Exchange]:

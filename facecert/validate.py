@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rich.console import Console
 
@@ -24,8 +25,10 @@ def validate_capture(engine: Engine, path: Path, as_kind: str | None) -> int:
     fmt = "message" if as_kind else sniff_format(path)
     if fmt == "message":
         if not as_kind:
-            raise CaptureError(f"{path}: a single JSON message; say what it is with --as "
-                               f"(e.g. --as taskRequest, --as task, --as faceRecognition-answer)")
+            raise CaptureError(
+                f"{path}: a single JSON message; say what it is with --as "
+                f"(e.g. --as taskRequest, --as task, --as faceRecognition-answer)"
+            )
         if as_kind not in message_kinds(engine.contract):
             raise CaptureError(f"--as {as_kind}: unknown; one of {', '.join(message_kinds(engine.contract)[:16])}, …")
         try:
@@ -44,7 +47,9 @@ def validate_capture(engine: Engine, path: Path, as_kind: str | None) -> int:
     return count
 
 
-def judge_files(paths: Iterable[Path], config: EngineConfig, as_kind: str | None = None) -> tuple[Engine, list[Finding], int]:
+def judge_files(
+    paths: Iterable[Path], config: EngineConfig, as_kind: str | None = None
+) -> tuple[Engine, list[Finding], int]:
     engine = Engine(config)
     total = 0
     for path in paths:
@@ -126,8 +131,13 @@ def first_capture(files: Iterable[Path]) -> list[Path]:
     return out
 
 
-DEFAULT_SETTINGS = {"profile": "strict", "protocol_version": None, "tolerance": EngineConfig.tolerance,
-                    "time_scale": EngineConfig.time_scale, "party": None}
+DEFAULT_SETTINGS = {
+    "profile": "strict",
+    "protocol_version": None,
+    "tolerance": EngineConfig.tolerance,
+    "time_scale": EngineConfig.time_scale,
+    "party": None,
+}
 
 
 def judged_settings(files: list[Path], given: dict[str, Any]) -> dict[str, Any]:
@@ -141,13 +151,28 @@ def judged_settings(files: list[Path], given: dict[str, Any]) -> dict[str, Any]:
                 break
         except CaptureError:
             continue  # run_validate says what is wrong with the file
-    return {key: given.get(key) if given.get(key) is not None else recorded.get(key, default)
-            for key, default in DEFAULT_SETTINGS.items()}
+    return {
+        key: given.get(key) if given.get(key) is not None else recorded.get(key, default)
+        for key, default in DEFAULT_SETTINGS.items()
+    }
 
 
-def run_validate(files: list[Path], *, profile: str, version: str | None, tolerance: float, time_scale: float,
-                 as_kind: str | None, json_out: bool, junit: Path | None, show_info: bool, console: Console,
-                 party: str | None = None, baseline: Path | None = None, write_baseline: Path | None = None) -> int:
+def run_validate(
+    files: list[Path],
+    *,
+    profile: str,
+    version: str | None,
+    tolerance: float,
+    time_scale: float,
+    as_kind: str | None,
+    json_out: bool,
+    junit: Path | None,
+    show_info: bool,
+    console: Console,
+    party: str | None = None,
+    baseline: Path | None = None,
+    write_baseline: Path | None = None,
+) -> int:
     from facecert.baseline import BaselineError, compare, load_baseline, print_comparison
     from facecert.baseline import write_baseline as save_baseline
 
@@ -168,10 +193,23 @@ def run_validate(files: list[Path], *, profile: str, version: str | None, tolera
     except MemoryError:
         console.print("[bold red]error:[/] the capture does not fit in memory")
         return 2
-    summary = summarize(findings, exchanges=judgement.exchanges, profile=profile, version=judgement.version,
-                        extra={"files": [str(f) for f in files], "other_traffic": judgement.other_traffic,
-                               "judged_with": {"profile": profile, "protocol_version": judgement.version,
-                                               "tolerance": tolerance, "time_scale": time_scale, "party": party}})
+    summary = summarize(
+        findings,
+        exchanges=judgement.exchanges,
+        profile=profile,
+        version=judgement.version,
+        extra={
+            "files": [str(f) for f in files],
+            "other_traffic": judgement.other_traffic,
+            "judged_with": {
+                "profile": profile,
+                "protocol_version": judgement.version,
+                "tolerance": tolerance,
+                "time_scale": time_scale,
+                "party": party,
+            },
+        },
+    )
     if judgement.captures or judgement.skipped:  # a folder was given: say what was read in it
         summary["captures"] = judgement.captures
         summary["skipped"] = judgement.skipped
@@ -196,8 +234,10 @@ def run_validate(files: list[Path], *, profile: str, version: str | None, tolera
             console.print(findings_table(shown))
         print_verdict(console, summary)
         if judgement.captures or judgement.skipped:
-            console.print(f"{len(judgement.captures)} captures judged, {len(judgement.skipped)} other files skipped",
-                          highlight=False)
+            console.print(
+                f"{len(judgement.captures)} captures judged, {len(judgement.skipped)} other files skipped",
+                highlight=False,
+            )
         if comparison is not None:
             print_comparison(console, summary["baseline"])
     return code

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import typer
 from rich.console import Console, ConsoleOptions, RenderableType
-from rich.measure import Measurement
 from rich.live import Live
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
-
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.faults import FAULTS, check_faults
 from facecert.mock_device.fleet import Fleet
@@ -43,14 +42,29 @@ def status_line(fleet: Fleet, started: float, duration: float | None) -> str:
     total = fleet.counters()
     elapsed = time.time() - started
     left = f" / {duration:g} s" if duration else ""
-    return (f"[bold]{len(fleet.devices)}[/] device(s)  {elapsed:6.1f} s{left}  polls [cyan]{total['polls']}[/]  "
-            f"tasks done [green]{total['results']}[/]  captures sent [green]{total['captures_sent']}[/] "
-            f"buffered [yellow]{total['captures_buffered']}[/] dropped [red]{total['captures_dropped']}[/]  "
-            f"failures [red]{total['failures']}[/]")
+    return (
+        f"[bold]{len(fleet.devices)}[/] device(s)  {elapsed:6.1f} s{left}  polls [cyan]{total['polls']}[/]  "
+        f"tasks done [green]{total['results']}[/]  captures sent [green]{total['captures_sent']}[/] "
+        f"buffered [yellow]{total['captures_buffered']}[/] dropped [red]{total['captures_dropped']}[/]  "
+        f"failures [red]{total['failures']}[/]"
+    )
 
 
-SUMMARY_KEYS = ("polls", "idle", "tasks", "results", "task_failures", "failures", "captures_sent",
-                "captures_buffered", "captures_dropped", "alarms", "gps", "latency_p50_ms", "latency_p95_ms")
+SUMMARY_KEYS = (
+    "polls",
+    "idle",
+    "tasks",
+    "results",
+    "task_failures",
+    "failures",
+    "captures_sent",
+    "captures_buffered",
+    "captures_dropped",
+    "alarms",
+    "gps",
+    "latency_p50_ms",
+    "latency_p95_ms",
+)
 
 
 class SummaryView:
@@ -71,9 +85,9 @@ class SummaryView:
             start = 0
             while start < len(columns):
                 size = len(columns) - start
-                while size > 1 and not self._fits(console, options, self._by_key(columns[start:start + size])):
+                while size > 1 and not self._fits(console, options, self._by_key(columns[start : start + size])):
                     size -= 1
-                yield self._by_key(columns[start:start + size])
+                yield self._by_key(columns[start : start + size])
                 start += size
         if self.more:
             yield Text(f"and {self.more} more device(s) not shown")
@@ -142,27 +156,43 @@ async def _run(fleet: Fleet, duration: float | None, live: Live, started: float)
 def register(app: typer.Typer) -> None:
     @app.command()
     def device(
-        server: Optional[str] = typer.Option(None, "--server", help="base URL of the platform server "
-                                             "(server_url, may carry a path prefix; http:// is implied)"),
-        device_id: str = typer.Option("ID00000000000001", "--id",
-                                      help="device_id (with --count: the prefix of numbered ids)"),
+        server: str | None = typer.Option(
+            None,
+            "--server",
+            help="base URL of the platform server (server_url, may carry a path prefix; http:// is implied)",
+        ),
+        device_id: str = typer.Option(
+            "ID00000000000001", "--id", help="device_id (with --count: the prefix of numbered ids)"
+        ),
         count: int = typer.Option(1, "--count", min=1, max=100_000, help="run this many devices in one process"),
         time_scale: TimeScaleOpt = 1.0,
-        fault: list[str] = typer.Option([], "--fault", help="break one rule on purpose (repeatable; see "
-                                        "--list-faults)"),
-        captures_per_minute: float = typer.Option(0.0, "--captures-per-minute", min=0.0,
-                                                  help="captures per simulated minute per device"),
+        fault: list[str] = typer.Option(
+            [], "--fault", help="break one rule on purpose (repeatable; see --list-faults)"
+        ),
+        captures_per_minute: float = typer.Option(
+            0.0, "--captures-per-minute", min=0.0, help="captures per simulated minute per device"
+        ),
         protocol_version: VersionOpt = None,
-        duration: Optional[float] = typer.Option(None, "--duration", min=0.1, help="stop after this many seconds "
-                                                 "(default: until Ctrl-C)"),
-        spool_dir: Optional[Path] = typer.Option(None, "--spool-dir", help="keep undelivered captures here "
-                                                 "(resume transfer); default: in memory"),
+        duration: float | None = typer.Option(
+            None, "--duration", min=0.1, help="stop after this many seconds (default: until Ctrl-C)"
+        ),
+        spool_dir: Path | None = typer.Option(
+            None, "--spool-dir", help="keep undelivered captures here (resume transfer); default: in memory"
+        ),
         no_resume: bool = typer.Option(False, "--no-resume-transfer", help="drop captures that cannot be delivered"),
         gps: bool = typer.Option(False, "--gps", help="report GPS positions along a simulated route"),
-        persona: str = typer.Option("spec", "--persona", help="spec: only the document's fields; field: also the "
-                                    "vendor extras field devices send (schemas/catalogue.yaml vendor_extras)"),
-        judge: bool = typer.Option(False, "--judge", help="at the end, judge each device's own recording with the "
-                                   "engine (the server's answers too); exit 1 when there are errors"),
+        persona: str = typer.Option(
+            "spec",
+            "--persona",
+            help="spec: only the document's fields; field: also the "
+            "vendor extras field devices send (schemas/catalogue.yaml vendor_extras)",
+        ),
+        judge: bool = typer.Option(
+            False,
+            "--judge",
+            help="at the end, judge each device's own recording with the "
+            "engine (the server's answers too); exit 1 when there are errors",
+        ),
         list_faults: bool = typer.Option(False, "--list-faults", help="list the fault knobs and exit"),
     ) -> None:
         """Run the reference device (or --count N of them) against a server, with a live status line."""
@@ -172,10 +202,18 @@ def register(app: typer.Typer) -> None:
         if not server:
             fail(console, "--server URL is required (e.g. --server http://127.0.0.1:8080)")
         try:
-            template = DeviceConfig(server=server, device_id=device_id, time_scale=time_scale,
-                                    faults=check_faults(fault), protocol_version=protocol_version,
-                                    captures_per_minute=captures_per_minute, spool_dir=spool_dir,
-                                    resume_transfer=not no_resume, record=judge, persona=persona)
+            template = DeviceConfig(
+                server=server,
+                device_id=device_id,
+                time_scale=time_scale,
+                faults=check_faults(fault),
+                protocol_version=protocol_version,
+                captures_per_minute=captures_per_minute,
+                spool_dir=spool_dir,
+                resume_transfer=not no_resume,
+                record=judge,
+                persona=persona,
+            )
             fleet = Fleet(template, count, id_prefix=device_id)
         except ValueError as exc:
             fail(console, escape(str(exc)))

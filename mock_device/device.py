@@ -26,7 +26,8 @@ import random
 import threading
 import time
 import zlib
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,7 +36,6 @@ from facecert.core.contract import get_contract
 from facecert.core.model import Exchange
 from facecert.core.rules.conversation import haversine_m
 from facecert.core.rules.message import Issue, content_issues
-
 from facecert.mock_device import messages
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.facedb import FaceDB
@@ -43,8 +43,16 @@ from facecert.mock_device.gps import Route
 from facecert.mock_device.spool import Spool
 from facecert.mock_device.stats import DeviceStats
 from facecert.mock_device.tasks import (
-    BAD_PARAMETER, COMMAND_UNKNOWN, CURL_COULDNT_CONNECT, CURL_HTTP_RETURNED_ERROR, CURL_OPERATION_TIMEDOUT,
-    HANDLERS, DownloadFailed, Outcome, done)
+    BAD_PARAMETER,
+    COMMAND_UNKNOWN,
+    CURL_COULDNT_CONNECT,
+    CURL_HTTP_RETURNED_ERROR,
+    CURL_OPERATION_TIMEDOUT,
+    HANDLERS,
+    DownloadFailed,
+    Outcome,
+    done,
+)
 
 logger = logging.getLogger("mock_device")
 T = TypeVar("T")
@@ -61,8 +69,9 @@ def idle_task_name() -> str:
 class Device:
     """One simulated terminal. ``client`` lets a fleet share one connection pool."""
 
-    def __init__(self, cfg: DeviceConfig, client: httpx.AsyncClient | None = None,
-                 gate: asyncio.Semaphore | None = None) -> None:
+    def __init__(
+        self, cfg: DeviceConfig, client: httpx.AsyncClient | None = None, gate: asyncio.Semaphore | None = None
+    ) -> None:
         self.cfg = cfg
         self.gate = gate  # a fleet's bound on requests in flight across all its devices
         self.contract = get_contract()
@@ -152,9 +161,13 @@ class Device:
         headers: dict[str, str] = {}
         error = None
         try:
-            response = await self._client.request(method, url, content=raw if raw or method != "GET" else None,
-                                                   headers=_JSON if json_body else None,
-                                                   timeout=self.cfg.request_timeout_s)
+            response = await self._client.request(
+                method,
+                url,
+                content=raw if raw or method != "GET" else None,
+                headers=_JSON if json_body else None,
+                timeout=self.cfg.request_timeout_s,
+            )
             status, body, headers = response.status_code, response.content, dict(response.headers)
         except httpx.TimeoutException as exc:
             error = f"timeout ({exc.__class__.__name__})"
@@ -163,9 +176,19 @@ class Device:
         ended = time.time()
         if status is not None:
             self.stats.latency(ended - started)
-        exchange = Exchange(method, urlsplit(url).path or "/", raw, status, body, started=started, ended=ended,
-                            request_headers=dict(_JSON) if json_body else {}, response_headers=headers,
-                            url=url, error=error)
+        exchange = Exchange(
+            method,
+            urlsplit(url).path or "/",
+            raw,
+            status,
+            body,
+            started=started,
+            ended=ended,
+            request_headers=dict(_JSON) if json_body else {},
+            response_headers=headers,
+            url=url,
+            error=error,
+        )
         if self.cfg.record:
             self.exchanges.append(exchange)
         return exchange
@@ -264,8 +287,11 @@ class Device:
         if not isinstance(name, str) or name not in known or name not in HANDLERS:
             self.log(f"task {name!r} is not a command of protocol V{self.version}")
             return Outcome(COMMAND_UNKNOWN, f"'{name}' failed: command does not exist")
-        errors = [e for e in self.contract.errors(known[name].schema, task, self.version)
-                  if e.keyword != "unevaluatedProperties"]
+        errors = [
+            e
+            for e in self.contract.errors(known[name].schema, task, self.version)
+            if e.keyword != "unevaluatedProperties"
+        ]
         if "accept-out-of-range" in self.cfg.faults:
             errors = [e for e in errors if e.keyword not in _RANGE_KEYWORDS]
         if "follow-log-path" in self.cfg.faults:  # file names (x-file-name) taken as given, paths and all
@@ -338,8 +364,15 @@ class Device:
         self._face_seq += 1
         users = list(self.faces) if kind == "face" else []
         user = self._rng.choice(users) if users else None
-        body = messages.capture_body(self.cfg, self.clock(), self._face_seq, kind if user or kind != "face"
-                                     else "stranger", user, self.version, self._rng)
+        body = messages.capture_body(
+            self.cfg,
+            self.clock(),
+            self._face_seq,
+            kind if user or kind != "face" else "stranger",
+            user,
+            self.version,
+            self._rng,
+        )
         self.captures_made.append({"snap_time": body.get("snap_time"), "frpic_name": body.get("frpic_name")})
         self.stats.add("captures_made")
         return body
@@ -370,15 +403,20 @@ class Device:
         echoed), "refused" when the server answered 2xx without acknowledging, "failed" otherwise."""
         exchange = await self.post("faceRecognition", body)
         answer = self.json_answer(exchange)
-        acked = (isinstance(answer, dict) and answer.get("code") == 0
-                 and answer.get("snap_time") == body.get("snap_time")
-                 and answer.get("frpic_name") == body.get("frpic_name"))
+        acked = (
+            isinstance(answer, dict)
+            and answer.get("code") == 0
+            and answer.get("snap_time") == body.get("snap_time")
+            and answer.get("frpic_name") == body.get("frpic_name")
+        )
         if acked:
             self.stats.add("captures_sent")
             self._notify()
             return "acked"
-        self.log(f"capture {body.get('frpic_name')} not acknowledged (status {exchange.status}, answer "
-                 f"{str(answer)[:80] if answer is not None else exchange.error})")
+        self.log(
+            f"capture {body.get('frpic_name')} not acknowledged (status {exchange.status}, answer "
+            f"{str(answer)[:80] if answer is not None else exchange.error})"
+        )
         if exchange.status is None or exchange.status >= 500:
             self.stats.add("failures")
             return "failed"
@@ -500,8 +538,10 @@ class Device:
         if self.gps_enabled:
             self._gps_wake.set()
         self.log(f"starting: server {self.server}, protocol V{self.version}, time scale {self.cfg.time_scale}")
-        jobs = [asyncio.create_task(job(stop)) for job in
-                (self._poll_loop, self._sender_loop, self._capture_loop, self._gps_loop)]
+        jobs = [
+            asyncio.create_task(job(stop))
+            for job in (self._poll_loop, self._sender_loop, self._capture_loop, self._gps_loop)
+        ]
         try:
             await stop.wait()
         finally:
@@ -514,7 +554,7 @@ class Device:
             self._notify()
 
     # ---- sync facade (pytest-bdd steps cannot be async) -------------------------------------
-    def start(self, timeout: float = 5.0) -> "Device":
+    def start(self, timeout: float = 5.0) -> Device:
         """Run the device on its own event loop in a background thread."""
         if self._thread is not None:
             raise RuntimeError("device already started")
@@ -549,7 +589,7 @@ class Device:
         if self._crash is not None:
             raise RuntimeError(f"device {self.cfg.device_id} crashed") from self._crash
 
-    def __enter__(self) -> "Device":
+    def __enter__(self) -> Device:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -611,5 +651,5 @@ async def wait_or_stop(stop: asyncio.Event, when: float) -> None:
         return
     try:
         await asyncio.wait_for(stop.wait(), timeout=delay)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

@@ -5,8 +5,9 @@ facade reads it from the test thread while the device's loop writes it."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 
 @dataclass

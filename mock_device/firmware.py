@@ -48,8 +48,8 @@ def verify_firmware(data: bytes) -> str:
         version = data[start:digest_at].decode("utf-8")
     except UnicodeDecodeError:
         raise FirmwareError("firmware version is not UTF-8") from None
-    payload = data[digest_at + 32:]
-    if hashlib.sha256(payload).digest() != data[digest_at:digest_at + 32]:
+    payload = data[digest_at + 32 :]
+    if hashlib.sha256(payload).digest() != data[digest_at : digest_at + 32]:
         raise FirmwareError("firmware payload does not match its SHA-256 (corrupt download)")
     if not version:
         raise FirmwareError("firmware image names no version")

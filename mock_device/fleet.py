@@ -17,7 +17,6 @@ from facecert.mock_device.config import DeviceConfig, mac_for
 from facecert.mock_device.device import Device, wait_or_stop
 from facecert.mock_device.stats import aggregate
 
-
 IN_FLIGHT = 128  # requests the whole fleet has inside httpx at once
 KEEPALIVE = 8
 
@@ -29,11 +28,19 @@ class Fleet:
         if count < 1:
             raise ValueError("a fleet has at least one device")
         width = max(8, len(str(count)))
-        self.devices = [Device(dataclasses.replace(
-            template, device_id=f"{id_prefix}{n:0{width}d}" if count > 1 else template.device_id,
-            device_mac=mac_for(n) if count > 1 else template.device_mac,
-            device_name=f"{template.device_name}-{n}" if count > 1 else template.device_name,
-            faults=set(template.faults), seed=template.seed + n)) for n in range(count)]
+        self.devices = [
+            Device(
+                dataclasses.replace(
+                    template,
+                    device_id=f"{id_prefix}{n:0{width}d}" if count > 1 else template.device_id,
+                    device_mac=mac_for(n) if count > 1 else template.device_mac,
+                    device_name=f"{template.device_name}-{n}" if count > 1 else template.device_name,
+                    faults=set(template.faults),
+                    seed=template.seed + n,
+                )
+            )
+            for n in range(count)
+        ]
         self.started_at = 0.0
         self.elapsed = 0.0
 
@@ -52,6 +59,7 @@ class Fleet:
         timeout = httpx.Timeout(first.cfg.request_timeout_s, pool=None)
         self.started_at = time.time()
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+
             async def one(index: int, device: Device) -> None:
                 await wait_or_stop(stop, self.started_at + spread * index / count)
                 if not stop.is_set():
@@ -75,8 +83,11 @@ class Fleet:
     def summary(self) -> dict[str, Any]:
         total = aggregate([d.stats for d in self.devices])
         elapsed = self.elapsed or max(1e-9, time.time() - self.started_at)
-        total.update(devices=len(self.devices), elapsed_s=round(elapsed, 2),
-                     polls_per_s=round(total["polls"] / elapsed, 1) if elapsed else 0.0)
+        total.update(
+            devices=len(self.devices),
+            elapsed_s=round(elapsed, 2),
+            polls_per_s=round(total["polls"] / elapsed, 1) if elapsed else 0.0,
+        )
         return total
 
     def counters(self) -> dict[str, int]:

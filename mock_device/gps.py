@@ -14,8 +14,9 @@ class Route:
     """Positions one simulated second apart: ``phase`` seconds moving at
     ``speed_mps``, then ``phase`` seconds standing, turning a little each time."""
 
-    def __init__(self, lat: float = 22.5431, lon: float = 114.0579, speed_mps: float = 8.0, phase: int = 12,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, lat: float = 22.5431, lon: float = 114.0579, speed_mps: float = 8.0, phase: int = 12, seed: int = 0
+    ) -> None:
         self.lat, self.lon = lat, lon
         self.speed = speed_mps
         self.phase = phase

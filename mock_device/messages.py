@@ -19,7 +19,6 @@ from typing import Any
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
 from facecert.core.hostile import break_body
-
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.facedb import FaceUser
 from facecert.mock_device.faults import FAULTS_BY_NAME
@@ -74,9 +73,15 @@ def _endpoint_schema(name: str) -> str:
 # ---- taskRequest ------------------------------------------------------------
 def poll_body(cfg: DeviceConfig, now: float, version: str) -> dict[str, Any]:
     body = example(_endpoint_schema("taskRequest"))
-    body.update(device_id=cfg.device_id, device_mac=cfg.device_mac, device_name=cfg.device_name,
-                time_stamp=int(now), software_version=cfg.software_version,
-                lib_platform_version=cfg.lib_platform_version, lib_ai_version=cfg.lib_ai_version)
+    body.update(
+        device_id=cfg.device_id,
+        device_mac=cfg.device_mac,
+        device_name=cfg.device_name,
+        time_stamp=int(now),
+        software_version=cfg.software_version,
+        lib_platform_version=cfg.lib_platform_version,
+        lib_ai_version=cfg.lib_ai_version,
+    )
     body = keep_known(body, _endpoint_schema("taskRequest"), version)
     faults = cfg.faults
     if "missing-field" in faults:
@@ -92,8 +97,7 @@ def poll_body(cfg: DeviceConfig, now: float, version: str) -> dict[str, Any]:
 
 def _hostile_rule(faults: set[str]) -> str | None:
     """The JSON bound a knob makes the first poll break (one breaker per rule, shared with the engine's tests)."""
-    return next((FAULTS_BY_NAME[name].rule for name in sorted(faults) if FAULTS_BY_NAME[name].hostile_first_poll),
-                None)
+    return next((FAULTS_BY_NAME[name].rule for name in sorted(faults) if FAULTS_BY_NAME[name].hostile_first_poll), None)
 
 
 def poll_request(cfg: DeviceConfig, body: dict[str, Any], first: bool) -> tuple[str, bytes]:
@@ -130,25 +134,39 @@ def frpic_name(channel: int, now: float, face_id: int) -> str:
     return f"FACE_{channel}_{stamp}_{face_id}.jpg"
 
 
-def capture_body(cfg: DeviceConfig, now: float, face_id: int, kind: str, user: FaceUser | None,
-                 version: str, rng: random.Random) -> dict[str, Any]:
+def capture_body(
+    cfg: DeviceConfig, now: float, face_id: int, kind: str, user: FaceUser | None, version: str, rng: random.Random
+) -> dict[str, Any]:
     """A plausible capture for the declared version; ``user`` makes it a recognised face."""
     if kind not in CAPTURE_KINDS:
         raise ValueError(f"capture kind {kind!r}; one of {', '.join(CAPTURE_KINDS)}")
     schema = _endpoint_schema("faceRecognition")
     body = example(schema)
     snap_ms = int(now * 1000)
-    body.update(IP=cfg.device_ip, device_ip=cfg.device_ip, device_id=cfg.device_id, timestamp=int(now),
-                snap_time=snap_ms // 1000, snap_time_ms=snap_ms, frpic_name=frpic_name(0, now, face_id),
-                face_id=face_id, image=b64(capture_jpeg(face_id % 8)),
-                user_temperature=round(36.2 + rng.random(), 1), face_quality=rng.randint(60, 99))
+    body.update(
+        IP=cfg.device_ip,
+        device_ip=cfg.device_ip,
+        device_id=cfg.device_id,
+        timestamp=int(now),
+        snap_time=snap_ms // 1000,
+        snap_time_ms=snap_ms,
+        frpic_name=frpic_name(0, now, face_id),
+        face_id=face_id,
+        image=b64(capture_jpeg(face_id % 8)),
+        user_temperature=round(36.2 + rng.random(), 1),
+        face_quality=rng.randint(60, 99),
+    )
     for angle in ("face_yaw", "face_pitch", "face_roll"):
         body[angle] = rng.randint(-20, 20)
     for field in ("car_label", "car_type", "car_color"):
         body[field] = 0
     if kind == "face" and user is not None:
-        body.update(user_id=user.user_id, user_name=str(user.user_info.get("name", user.user_id)),
-                    user_list=user.user_list, comp_score=round(80 + rng.random() * 19, 2))
+        body.update(
+            user_id=user.user_id,
+            user_name=str(user.user_info.get("name", user.user_id)),
+            user_list=user.user_list,
+            comp_score=round(80 + rng.random() * 19, 2),
+        )
         body["group"] = user.group if user.group is not None else 0
         if user.access_card is not None:
             body["access_card"] = user.access_card
@@ -196,10 +214,18 @@ def image_alarm_type() -> Any:
 def alarm_body(cfg: DeviceConfig, now: float, alarm_type: int, status: int, version: str) -> dict[str, Any]:
     schema = _endpoint_schema("deviceAlarm")
     body = example(schema)
-    body.update(device_ip=cfg.device_ip, device_id=cfg.device_id, device_name=cfg.device_name,
-                device_mac=cfg.device_mac, lib_platform_version=cfg.lib_platform_version,
-                software_version=cfg.software_version, lib_ai_version=cfg.lib_ai_version,
-                alarm_status=status, alarm_type=alarm_type, time_stamp=int(now))
+    body.update(
+        device_ip=cfg.device_ip,
+        device_id=cfg.device_id,
+        device_name=cfg.device_name,
+        device_mac=cfg.device_mac,
+        lib_platform_version=cfg.lib_platform_version,
+        software_version=cfg.software_version,
+        lib_ai_version=cfg.lib_ai_version,
+        alarm_status=status,
+        alarm_type=alarm_type,
+        time_stamp=int(now),
+    )
     body.pop("image", None)
     allows_image = "image" in schema_properties(schema, version)
     if allows_image and (alarm_type == image_alarm_type() or "alarm-image" in cfg.faults):
@@ -212,6 +238,13 @@ def gps_body(cfg: DeviceConfig, now: float, lat: float, lon: float, distance: fl
     body = example(_endpoint_schema("gpsReport"))
     if "gps-bad-distance" in cfg.faults:
         distance += 50.0
-    body.update(device_id=cfg.device_id, device_mac=cfg.device_mac, time_stamp=int(now),
-                longitude=lon, latitude=lat, distance=round(distance, 1), status=1)
+    body.update(
+        device_id=cfg.device_id,
+        device_mac=cfg.device_mac,
+        time_stamp=int(now),
+        longitude=lon,
+        latitude=lat,
+        distance=round(distance, 1),
+        status=1,
+    )
     return body

@@ -50,8 +50,11 @@ def latency_summary(samples: list[float]) -> dict[str, float]:
         return {"latency_p50_ms": 0.0, "latency_p95_ms": 0.0, "latency_max_ms": 0.0}
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return {"latency_p50_ms": round(statistics.median(ordered) * 1000, 2), "latency_p95_ms": round(p95 * 1000, 2),
-            "latency_max_ms": round(ordered[-1] * 1000, 2)}
+    return {
+        "latency_p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "latency_p95_ms": round(p95 * 1000, 2),
+        "latency_max_ms": round(ordered[-1] * 1000, 2),
+    }
 
 
 def aggregate(all_stats: list[DeviceStats]) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from facecert.mock_device.config import server_url
 from facecert.mock_device.facedb import FaceUser
@@ -39,12 +40,19 @@ COMMAND_UNKNOWN = 202
 BAD_PARAMETER = 203
 FILE_INVALID = 204  # downloaded file is not what the task needs (not a PNG, not a firmware image)
 
-CODES = {OK: "success", CURL_COULDNT_CONNECT: "download failed: could not connect",
-         CURL_HTTP_RETURNED_ERROR: "download failed: HTTP error", CURL_OPERATION_TIMEDOUT: "download timed out",
-         USER_EXISTS: "user_id already exists", USER_NOT_FOUND: "user_id not found",
-         FACE_IMAGE_INVALID: "face image missing or not a JPEG", USER_INFO_TOO_LONG: "user_info too long",
-         COMMAND_UNKNOWN: "command does not exist",
-         BAD_PARAMETER: "parameter missing or out of range", FILE_INVALID: "downloaded file is invalid"}
+CODES = {
+    OK: "success",
+    CURL_COULDNT_CONNECT: "download failed: could not connect",
+    CURL_HTTP_RETURNED_ERROR: "download failed: HTTP error",
+    CURL_OPERATION_TIMEDOUT: "download timed out",
+    USER_EXISTS: "user_id already exists",
+    USER_NOT_FOUND: "user_id not found",
+    FACE_IMAGE_INVALID: "face image missing or not a JPEG",
+    USER_INFO_TOO_LONG: "user_info too long",
+    COMMAND_UNKNOWN: "command does not exist",
+    BAD_PARAMETER: "parameter missing or out of range",
+    FILE_INVALID: "downloaded file is invalid",
+}
 
 
 @dataclass
@@ -89,9 +97,15 @@ async def _face_image(dev: Device, user: dict[str, Any]) -> bytes | None:
 
 
 def _face_user(user: dict[str, Any], image: bytes | None, schema_defaults: dict[str, Any]) -> FaceUser:
-    return FaceUser(user_id=user["user_id"], user_list=user.get("user_list", schema_defaults.get("user_list", 2)),
-                    user_info=dict(user.get("user_info") or {}), user_type=user.get("user_type", 0),
-                    access_card=user.get("access_card"), group=user.get("group"), image=image)
+    return FaceUser(
+        user_id=user["user_id"],
+        user_list=user.get("user_list", schema_defaults.get("user_list", 2)),
+        user_info=dict(user.get("user_info") or {}),
+        user_type=user.get("user_type", 0),
+        access_card=user.get("access_card"),
+        group=user.get("group"),
+        image=image,
+    )
 
 
 async def _users(dev: Device, task: dict[str, Any], upsert: bool) -> Outcome:
@@ -214,9 +228,16 @@ async def get_dev_status(dev: Device, task: dict[str, Any]) -> Outcome:
         if dev.first_face_count is None:
             dev.first_face_count = total
         total = dev.first_face_count
-    return done("getDevStatus", {"total_face": total, "main_ver": cfg.software_version,
-                                 "platform_ver": cfg.lib_platform_version, "web_ver": cfg.web_version,
-                                 "ai_version": cfg.lib_ai_version})
+    return done(
+        "getDevStatus",
+        {
+            "total_face": total,
+            "main_ver": cfg.software_version,
+            "platform_ver": cfg.lib_platform_version,
+            "web_ver": cfg.web_version,
+            "ai_version": cfg.lib_ai_version,
+        },
+    )
 
 
 async def set_resume_transfer(dev: Device, task: dict[str, Any]) -> Outcome:
@@ -249,6 +270,7 @@ async def set_platform_server(dev: Device, task: dict[str, Any]) -> Outcome:
 async def face_cmd(dev: Device, task: dict[str, Any]) -> Outcome:
     outcome = done("faceCmd")
     if "facecmd-no-capture" not in dev.cfg.faults:
+
         async def capture() -> None:
             await dev.capture("face")
 
@@ -262,8 +284,17 @@ async def set_face_config(dev: Device, task: dict[str, Any]) -> Outcome:
 
 
 HANDLERS: dict[str, Callable[[Device, dict[str, Any]], Awaitable[Outcome]]] = {
-    "addUser": add_user, "updateUser": update_user, "deleteUser": delete_user, "delUserList": del_user_list,
-    "setDevTime": set_dev_time, "setScreenSave": set_screen_save, "upgrade": upgrade, "getLogFile": get_log_file,
-    "getDevStatus": get_dev_status, "setResumeTransfer": set_resume_transfer,
-    "setPlatformServer": set_platform_server, "faceCmd": face_cmd, "SetFaceConfig": set_face_config,
+    "addUser": add_user,
+    "updateUser": update_user,
+    "deleteUser": delete_user,
+    "delUserList": del_user_list,
+    "setDevTime": set_dev_time,
+    "setScreenSave": set_screen_save,
+    "upgrade": upgrade,
+    "getLogFile": get_log_file,
+    "getDevStatus": get_dev_status,
+    "setResumeTransfer": set_resume_transfer,
+    "setPlatformServer": set_platform_server,
+    "faceCmd": face_cmd,
+    "SetFaceConfig": set_face_config,
 }

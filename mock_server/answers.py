@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from facecert.core.contract import get_contract
 from facecert.core.rules.conversation import rid_key
 from facecert.core.rules.message import ParseFailure, decoded_base64, resolve_pointer
-
 from facecert.mock_server.faults import Fault
-from facecert.mock_server.messages import Incoming, Plan, to_json as _json
+from facecert.mock_server.messages import Incoming, Plan
+from facecert.mock_server.messages import to_json as _json
 from facecert.mock_server.state import Pending, Queued
 
 if TYPE_CHECKING:
@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 UNKNOWN_TASK = "facecertUnknownTask"  # a request_type the document does not define (misbehaviour unknown-task)
 
 
-def plan_for(platform: Platform, incoming: Incoming, request: Any, failure: ParseFailure | None,
-             device_id: str) -> Plan:
+def plan_for(
+    platform: Platform, incoming: Incoming, request: Any, failure: ParseFailure | None, device_id: str
+) -> Plan:
     fault = platform.fault_for(device_id, incoming.endpoint)
     plan = None
     if fault is not None and fault.kind != "slow":
@@ -49,6 +50,7 @@ def plan_for(platform: Platform, incoming: Incoming, request: Any, failure: Pars
             if previous is not None:
                 previous()
             info.polled(incoming.started, request)
+
         plan.after = polled
     return plan
 
@@ -97,11 +99,16 @@ def missing_vendor_fields(platform: Platform, endpoint: str, request: Any) -> li
 def plan_task_request(platform: Platform, incoming: Incoming, request: Any, device_id: str) -> Plan:
     if platform.misbehaves("no-answer"):
         return Plan(None, error="connection closed without an answer (misbehaviour no-answer)")
-    missing = missing_vendor_fields(platform, incoming.endpoint, request) if platform.misbehaves(
-        "require-vendor-field") else []
+    missing = (
+        missing_vendor_fields(platform, incoming.endpoint, request)
+        if platform.misbehaves("require-vendor-field")
+        else []
+    )
     if missing:
-        return Plan(500, {"code": 500, "log": f"internal error: {', '.join(missing)} missing "
-                                             "(misbehaviour require-vendor-field)"})
+        return Plan(
+            500,
+            {"code": 500, "log": f"internal error: {', '.join(missing)} missing (misbehaviour require-vendor-field)"},
+        )
     item = platform.queues.peek(device_id)
     if item is not None and not platform.misbehaves("ignore-queued-tasks"):  # misbehaving: queued, never sent
         return plan_send_task(platform, device_id, item)
@@ -132,8 +139,9 @@ def plan_send_task(platform: Platform, device_id: str, item: Queued) -> Plan:
     deadline = now + platform.result_timeout()
 
     def write(conn: Any, exchange_id: int) -> None:
-        platform.store.update(conn, "tasks", {"id": item.task_id}, state="sent", sent_at=now, deadline=deadline,
-                              sent_exchange=exchange_id)
+        platform.store.update(
+            conn, "tasks", {"id": item.task_id}, state="sent", sent_at=now, deadline=deadline, sent_exchange=exchange_id
+        )
 
     def after() -> None:
         platform.queues.pop(device_id)
@@ -175,26 +183,46 @@ def plan_task_result(platform: Platform, incoming: Incoming, request: dict[str, 
     def store_result(accepted: bool, state: str | None = None):
         def write(conn: Any, exchange_id: int) -> None:
             code = request.get("code") if isinstance(request.get("code"), int) else None
-            platform.store.insert(conn, "results", exchange_id=exchange_id, device_id=device_id, request_id=rid_text,
-                                  request_type=pending.request_type if pending else None, code=code,
-                                  accepted=int(accepted), received=now, body=json.dumps(request, ensure_ascii=False))
+            platform.store.insert(
+                conn,
+                "results",
+                exchange_id=exchange_id,
+                device_id=device_id,
+                request_id=rid_text,
+                request_type=pending.request_type if pending else None,
+                code=code,
+                accepted=int(accepted),
+                received=now,
+                body=json.dumps(request, ensure_ascii=False),
+            )
             if state and pending is not None:
-                platform.store.update(conn, "tasks", {"id": pending.task_id}, state=state, result_code=code,
-                                      done_at=now)
+                platform.store.update(
+                    conn, "tasks", {"id": pending.task_id}, state=state, result_code=code, done_at=now
+                )
+
         return write
 
     if errors:
         return Plan(400, None, log=f"result refused: {len(errors)} error(s)", write=store_result(False))
     if pending is None:
-        return Plan(200, {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was never given to "
-                                            f"{device_id}"}, write=store_result(False))
+        return Plan(
+            200,
+            {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was never given to {device_id}"},
+            write=store_result(False),
+        )
     foreign = pending.device_id != device_id
     if foreign and not platform.misbehaves("accept-foreign-result"):
-        return Plan(200, {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was given to "
-                                            "another device"}, write=store_result(False))
+        return Plan(
+            200,
+            {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was given to another device"},
+            write=store_result(False),
+        )
     if pending.done:
-        return Plan(200, {"code": 0, "log": f"duplicate result for request_id {request.get('request_id')!r} ignored"},
-                    write=store_result(False))
+        return Plan(
+            200,
+            {"code": 0, "log": f"duplicate result for request_id {request.get('request_id')!r} ignored"},
+            write=store_result(False),
+        )
 
     code = request.get("code")
 
@@ -204,8 +232,12 @@ def plan_task_result(platform: Platform, incoming: Incoming, request: dict[str, 
             resend(platform, pending)
 
     state = "late" if pending.expired else "done"
-    return Plan(200, {"code": 0, "log": f"result for {pending.request_type} {request.get('request_id')!r} recorded"},
-                write=store_result(True, state), after=after)
+    return Plan(
+        200,
+        {"code": 0, "log": f"result for {pending.request_type} {request.get('request_id')!r} recorded"},
+        write=store_result(True, state),
+        after=after,
+    )
 
 
 def resend(platform: Platform, pending: Pending) -> None:
@@ -258,8 +290,17 @@ def plan_capture(platform: Platform, incoming: Incoming, request: dict[str, Any]
     def write(conn: Any, exchange_id: int) -> None:
         snap = request.get("snap_time") if isinstance(request.get("snap_time"), int) else None
         name = request.get("frpic_name") if isinstance(request.get("frpic_name"), str) else None
-        platform.store.insert(conn, "captures", exchange_id=exchange_id, device_id=device_id, snap_time=snap,
-                              frpic_name=name, accepted=int(not errors), received=now, image=image)
+        platform.store.insert(
+            conn,
+            "captures",
+            exchange_id=exchange_id,
+            device_id=device_id,
+            snap_time=snap,
+            frpic_name=name,
+            accepted=int(not errors),
+            received=now,
+            image=image,
+        )
 
     if errors:
         return Plan(400, None, log=f"capture refused: {len(errors)} error(s)", write=write)
@@ -275,8 +316,15 @@ def plan_report(platform: Platform, incoming: Incoming, request: dict[str, Any],
     now = time.time()
 
     def write(conn: Any, exchange_id: int) -> None:
-        platform.store.insert(conn, table, exchange_id=exchange_id, device_id=device_id, accepted=int(not errors),
-                              received=now, body=json.dumps(request, ensure_ascii=False))
+        platform.store.insert(
+            conn,
+            table,
+            exchange_id=exchange_id,
+            device_id=device_id,
+            accepted=int(not errors),
+            received=now,
+            body=json.dumps(request, ensure_ascii=False),
+        )
 
     if errors:
         return Plan(400, None, log=f"{incoming.endpoint} refused: {len(errors)} error(s)", write=write)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,8 +39,9 @@ def build_app(platform: Platform) -> Starlette:
     prefix = platform.prefix
     guard = ControlGuard(platform.config.host, tuple(platform.config.public_names))
     # device endpoints take every method (ASGI apps): a GET or BREW is judged (HTTP-METHOD) and answered 400
-    routes = [Route(f"{prefix}{e.path}", device_handler(platform, e.name))
-              for e in platform.contract.all_endpoints.values()]
+    routes = [
+        Route(f"{prefix}{e.path}", device_handler(platform, e.name)) for e in platform.contract.all_endpoints.values()
+    ]
     routes.append(Route(f"{prefix}/assets/{{name:path}}", asset_handler(platform), methods=["GET", "HEAD", "POST"]))
     routes.extend(admin_routes(platform, guard))
     routes.append(Route(f"{prefix}/", page_handler(platform, guard), methods=["GET"]))

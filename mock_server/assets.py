@@ -102,8 +102,11 @@ class Assets:
         return candidate
 
     def names(self) -> list[str]:
-        found = {p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*")
-                 if p.is_file() and self.resolve(p.relative_to(self.folder).as_posix()) is not None}
+        found = {
+            p.relative_to(self.folder).as_posix()
+            for p in self.folder.rglob("*")
+            if p.is_file() and self.resolve(p.relative_to(self.folder).as_posix()) is not None
+        }
         return sorted(found | ({"firmware.bin"} if self.firmware is not None else set()))
 
     @staticmethod

@@ -9,7 +9,7 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -35,8 +35,9 @@ def exchange_line(event: dict[str, Any]) -> str:
     lines = [head]
     for finding in event.get("findings") or []:
         style = _STYLE.get(finding["severity"], "")
-        lines.append(f"          [{style}]{finding['severity'].upper():7} {finding['rule']}[/] "
-                     f"{escape(finding['message'])}")
+        lines.append(
+            f"          [{style}]{finding['severity'].upper():7} {finding['rule']}[/] {escape(finding['message'])}"
+        )
     return "\n".join(lines)
 
 
@@ -52,19 +53,23 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind (beyond 127.0.0.1 the control API needs a token)"),
     port: int = typer.Option(8080, min=0, max=65535, help="port (0: any free port)"),
     prefix: str = typer.Option("", help="path prefix of server_url, e.g. /test"),
-    db: Optional[Path] = typer.Option(None, help="SQLite file for the session (default: in memory)"),
-    assets: Optional[Path] = typer.Option(None, help="folder of downloadable files (default: generated)"),
-    firmware: Optional[Path] = typer.Option(None, help="serve this file as firmware.bin"),
+    db: Path | None = typer.Option(None, help="SQLite file for the session (default: in memory)"),
+    assets: Path | None = typer.Option(None, help="folder of downloadable files (default: generated)"),
+    firmware: Path | None = typer.Option(None, help="serve this file as firmware.bin"),
     profile: ProfileOpt = "strict",
     protocol_version: VersionOpt = None,
     time_scale: TimeScaleOpt = 1.0,
-    max_body: Optional[int] = typer.Option(None, min=1024, help="largest accepted body in bytes (default: the "
-                                                                "contract's limits.max_body_bytes, 20 MiB)"),
-    admin_token: Optional[str] = typer.Option(None, help="token for /_admin (generated when binding beyond localhost)"),
-    port_file: Optional[Path] = typer.Option(None, help="write the bound port here once listening"),
-    public_name: Optional[list[str]] = typer.Option(None, help="another name the control API answers to "
-                                                               "(NAME or NAME:PORT; repeatable), e.g. behind a "
-                                                               "reverse proxy; other Host names are refused"),
+    max_body: int | None = typer.Option(
+        None, min=1024, help="largest accepted body in bytes (default: the contract's limits.max_body_bytes, 20 MiB)"
+    ),
+    admin_token: str | None = typer.Option(None, help="token for /_admin (generated when binding beyond localhost)"),
+    port_file: Path | None = typer.Option(None, help="write the bound port here once listening"),
+    public_name: list[str] | None = typer.Option(
+        None,
+        help="another name the control API answers to "
+        "(NAME or NAME:PORT; repeatable), e.g. behind a "
+        "reverse proxy; other Host names are refused",
+    ),
     quiet: bool = typer.Option(False, help="do not print each exchange"),
 ) -> None:
     """Run the mock platform server a device can be pointed at."""
@@ -82,10 +87,20 @@ def serve(
     admin_token, generated = admin_token_for(host, admin_token)
     if generated:
         console.print(f"[bold]admin token (generated):[/] {admin_token}")
-    config = ServerConfig(host=host, port=port, prefix=prefix, db=db, assets=assets, profile=profile,
-                          protocol_version=protocol_version, time_scale=time_scale,
-                          max_body=max_body or contract_max_body(),
-                          admin_token=admin_token, firmware=firmware, public_names=tuple(public_name or ()))
+    config = ServerConfig(
+        host=host,
+        port=port,
+        prefix=prefix,
+        db=db,
+        assets=assets,
+        profile=profile,
+        protocol_version=protocol_version,
+        time_scale=time_scale,
+        max_body=max_body or contract_max_body(),
+        admin_token=admin_token,
+        firmware=firmware,
+        public_names=tuple(public_name or ()),
+    )
     try:
         server = MockServer(config)
         if not quiet:
@@ -99,10 +114,14 @@ def serve(
         except OSError as exc:
             server.stop()
             fail(console, f"cannot write --port-file {port_file}: {exc}")
-    console.print(f"[bold green]facecert mock server[/] listening; configure the device with server_url "
-                  f"[bold]{escape(server.url.removeprefix('http://'))}[/]")
-    console.print(f"live page {escape(server.url)}/  control API {escape(server.url)}/_admin/  "
-                  f"db {db or 'in memory'}  (Ctrl-C stops)")
+    console.print(
+        f"[bold green]facecert mock server[/] listening; configure the device with server_url "
+        f"[bold]{escape(server.url.removeprefix('http://'))}[/]"
+    )
+    console.print(
+        f"live page {escape(server.url)}/  control API {escape(server.url)}/_admin/  "
+        f"db {db or 'in memory'}  (Ctrl-C stops)"
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -122,7 +141,6 @@ def export(
 ) -> None:
     """Write a mock-server session database as HAR (facecert validate reads it)."""
     from facecert.core.captures import write_har
-
     from facecert.mock_server.store import read_exchanges
 
     try:

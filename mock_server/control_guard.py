@@ -111,17 +111,26 @@ class ControlGuard:
     def refusal(self, request: Request) -> Refusal | None:
         """Why the request may not use the control API, or None."""
         if not self.host_ok(request):
-            return Refusal(403, f"Host {request.headers.get('host', '')!r} is not this server's name or address "
-                                "(DNS rebinding?); use 127.0.0.1, localhost or the configured public name")
+            return Refusal(
+                403,
+                f"Host {request.headers.get('host', '')!r} is not this server's name or address "
+                "(DNS rebinding?); use 127.0.0.1, localhost or the configured public name",
+            )
         if not self.origin_ok(request):
-            return Refusal(403, "cross-site request refused: the control API answers only its own pages "
-                                f"(Origin {request.headers.get('origin')!r}, "
-                                f"Sec-Fetch-Site {request.headers.get('sec-fetch-site')!r})")
+            return Refusal(
+                403,
+                "cross-site request refused: the control API answers only its own pages "
+                f"(Origin {request.headers.get('origin')!r}, "
+                f"Sec-Fetch-Site {request.headers.get('sec-fetch-site')!r})",
+            )
         return None
 
     def write_refusal(self, request: Request) -> Refusal | None:
         """Checked after the token: a write needs a JSON body type."""
         if not self.content_type_ok(request):
-            return Refusal(415, f"{request.method} needs Content-Type: application/json (got "
-                                f"{request.headers.get('content-type', 'none')!r})")
+            return Refusal(
+                415,
+                f"{request.method} needs Content-Type: application/json (got "
+                f"{request.headers.get('content-type', 'none')!r})",
+            )
         return None

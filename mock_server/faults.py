@@ -16,9 +16,12 @@ from typing import Any
 
 # kind -> (parameters with defaults, description). Data for the API and docs.
 FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
-    "outage": ({"mode": "drop"}, "no service: mode 'drop' closes the connection without an answer, "
-                                 "mode '503' answers HTTP 503, mode 'refuse' closes the listening socket for "
-                                 "`duration` seconds (connection refused; every device, the control API too)"),
+    "outage": (
+        {"mode": "drop"},
+        "no service: mode 'drop' closes the connection without an answer, "
+        "mode '503' answers HTTP 503, mode 'refuse' closes the listening socket for "
+        "`duration` seconds (connection refused; every device, the control API too)",
+    ),
     "slow": ({"delay": 1.0}, "answers are delayed by `delay` seconds (not scaled)"),
     "error": ({"status": 500}, "answers with HTTP `status` (5xx) and a JSON error body"),
     "malformed": ({"body": '{"code": 0, "log": "trunc'}, "answers HTTP 200 with a body that is not JSON"),
@@ -49,12 +52,23 @@ class Fault:
         return self.endpoints is None or endpoint in self.endpoints
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "device_id": self.device_id, "endpoints": self.endpoints, "until": self.until,
-                **self.params}
+        return {
+            "kind": self.kind,
+            "device_id": self.device_id,
+            "endpoints": self.endpoints,
+            "until": self.until,
+            **self.params,
+        }
 
 
-def make_fault(kind: str, device_id: str | None, endpoints: list[str] | None, known_endpoints: list[str],
-               duration: float | None = None, **params: Any) -> Fault:
+def make_fault(
+    kind: str,
+    device_id: str | None,
+    endpoints: list[str] | None,
+    known_endpoints: list[str],
+    duration: float | None = None,
+    **params: Any,
+) -> Fault:
     """Check a fault request and build it (clear messages for the API)."""
     if kind not in FAULT_KINDS:
         raise FaultError(f"unknown fault kind {str(kind)[:40]!r}; one of {', '.join(FAULT_KINDS)}")
@@ -65,20 +79,27 @@ def make_fault(kind: str, device_id: str | None, endpoints: list[str] | None, kn
     defaults, _ = FAULT_KINDS[kind]
     unknown = set(params) - set(defaults)
     if unknown:
-        raise FaultError(f"fault {kind} takes {', '.join(defaults) or 'no parameters'} "
-                         f"(and device_id, endpoints, duration), not {', '.join(sorted(unknown))}")
+        raise FaultError(
+            f"fault {kind} takes {', '.join(defaults) or 'no parameters'} "
+            f"(and device_id, endpoints, duration), not {', '.join(sorted(unknown))}"
+        )
     merged = {**defaults, **params}
     if kind == "error" and isinstance(merged["status"], float) and merged["status"].is_integer():
         merged["status"] = int(merged["status"])  # 521.0 is the JSON integer 521 (as JSON Schema reads it)
     if kind == "outage" and merged["mode"] not in OUTAGE_MODES:
         raise FaultError(f"outage mode must be one of {', '.join(OUTAGE_MODES)}")
     if kind == "outage" and merged["mode"] == "refuse" and (device_id is not None or endpoints or not duration):
-        raise FaultError("outage mode 'refuse' closes the port for everyone: it takes no device_id or endpoints "
-                         "and needs a duration (the control API is unreachable meanwhile)")
+        raise FaultError(
+            "outage mode 'refuse' closes the port for everyone: it takes no device_id or endpoints "
+            "and needs a duration (the control API is unreachable meanwhile)"
+        )
     if kind == "slow" and not (_number(merged["delay"]) and 0 <= merged["delay"] <= MAX_DELAY_S):
         raise FaultError(f"slow delay must be a number of seconds between 0 and {MAX_DELAY_S}")
-    if kind == "error" and not (isinstance(merged["status"], int) and not isinstance(merged["status"], bool)
-                                and ERROR_STATUSES[0] <= merged["status"] <= ERROR_STATUSES[1]):
+    if kind == "error" and not (
+        isinstance(merged["status"], int)
+        and not isinstance(merged["status"], bool)
+        and ERROR_STATUSES[0] <= merged["status"] <= ERROR_STATUSES[1]
+    ):
         raise FaultError("error status must be an integer {}..{}".format(*ERROR_STATUSES))
     if kind == "malformed" and not (isinstance(merged["body"], str) and _utf8(merged["body"])):
         raise FaultError("malformed body must be a string (without lone surrogates: it is sent as UTF-8)")

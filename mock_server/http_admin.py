@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,13 +23,12 @@ from starlette.routing import Route
 from facecert.core.captures.har import exchanges_to_har
 from facecert.core.jsonsafe import loads_strict
 from facecert.core.model import PARTIES, Exchange
-
 from facecert.mock_server.control_guard import ControlGuard, Refusal
 from facecert.mock_server.faults import FAULT_KINDS, FaultError
 from facecert.mock_server.http_device import peer_of, read_capped
-from facecert.mock_server.messages import to_json
 from facecert.mock_server.images import ImageRefused, thumbnail
 from facecert.mock_server.live import live_view
+from facecert.mock_server.messages import to_json
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
 from facecert.mock_server.platform import Platform, Rejected
 from facecert.mock_server.store import SQLITE_INT, row_to_exchange
@@ -67,8 +67,11 @@ def authorised(platform: Platform, request: Request) -> bool:
     token = platform.config.admin_token
     if not token:
         return True
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
-        or request.headers.get("x-admin-token", "") or request.query_params.get("token", "")
+    given = (
+        request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        or request.headers.get("x-admin-token", "")
+        or request.query_params.get("token", "")
+    )
     return hmac.compare_digest(given.encode(), token.encode())
 
 
@@ -88,10 +91,20 @@ def store_refusal(platform: Platform, request: Request, body: bytes, refusal: Re
     """Answer a refused control request and keep it on record (a cross-site attempt is worth seeing)."""
     answer = error(refusal.status, refusal.reason)
     started = time.time()
-    exchange = Exchange(request.method, request.url.path, body, refusal.status, answer.body, started=started,
-                        ended=time.time(), request_headers=dict(request.headers),
-                        response_headers={"content-type": "application/json"}, peer=peer_of(request),
-                        url=str(request.url), error=refusal.reason)
+    exchange = Exchange(
+        request.method,
+        request.url.path,
+        body,
+        refusal.status,
+        answer.body,
+        started=started,
+        ended=time.time(),
+        request_headers=dict(request.headers),
+        response_headers={"content-type": "application/json"},
+        peer=peer_of(request),
+        url=str(request.url),
+        error=refusal.reason,
+    )
     platform.record_other(exchange)
     return answer
 
@@ -102,6 +115,7 @@ Call = Callable[[Platform, Request, Any], Any]
 
 def guarded(platform: Platform, guard: ControlGuard, handler: Call, status: int = 200) -> Handler:
     """Guard checks, token, body, clear 4xx and strict JSON for every admin call."""
+
     async def endpoint(request: Request) -> Response:
         raw, too_large = await read_capped(request, platform.config.max_body)
         refusal = guard.refusal(request)
@@ -113,6 +127,7 @@ def guarded(platform: Platform, guard: ControlGuard, handler: Call, status: int 
         if too_large:
             return error(413, f"the body is larger than {platform.config.max_body:,} bytes")
         return await run_in_threadpool(_answer, platform, request, raw, handler, status)
+
     return endpoint
 
 
@@ -216,16 +231,20 @@ def exchanges(p: Platform, r: Request, body: Any) -> Any:
 
 def list_faults(p: Platform, r: Request, body: Any) -> Any:
     with p.cond:
-        return {"active": [f.to_dict() for f in p.faults],
-                "kinds": {k: {"defaults": d, "description": text} for k, (d, text) in FAULT_KINDS.items()}}
+        return {
+            "active": [f.to_dict() for f in p.faults],
+            "kinds": {k: {"defaults": d, "description": text} for k, (d, text) in FAULT_KINDS.items()},
+        }
 
 
 def set_fault(p: Platform, r: Request, body: Any) -> Any:
     if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
         raise Rejected('send {"kind": "outage|slow|error|malformed", "device_id": null, ...}')
     params = {k: v for k, v in body.items() if k not in ("kind", "device_id", "endpoints", "duration")}
-    return StrictJSONResponse(p.set_fault(body["kind"], body.get("device_id"), body.get("endpoints"),
-                                          body.get("duration"), **params), status_code=201)
+    return StrictJSONResponse(
+        p.set_fault(body["kind"], body.get("device_id"), body.get("endpoints"), body.get("duration"), **params),
+        status_code=201,
+    )
 
 
 def clear_faults(p: Platform, r: Request, body: Any) -> Any:
@@ -243,8 +262,10 @@ def faults(p: Platform, r: Request, body: Any) -> Any:
 
 
 def list_misbehaviours(p: Platform, r: Request, body: Any) -> Any:
-    return [{"name": m.name, "rule": m.rule, "description": m.description, "on": p.misbehaves(m.name)}
-            for m in MISBEHAVIOURS.values()]
+    return [
+        {"name": m.name, "rule": m.rule, "description": m.description, "on": p.misbehaves(m.name)}
+        for m in MISBEHAVIOURS.values()
+    ]
 
 
 def set_misbehaviour(p: Platform, r: Request, body: Any) -> Any:
@@ -276,10 +297,17 @@ def overview(p: Platform, r: Request, body: Any) -> Any:
     """Everything the live page shows, in one call (with the server's settings, the cadence
     windows, each device's timeline and the findings by rule: mock_server.live)."""
     devices = p.devices()
-    return {**live_view(p), "devices": devices, "queues": {d["device_id"]: p.queue(d["device_id"]) for d in devices},
-            "exchanges": p.exchanges(limit=40), "findings": p.findings(limit=60), "captures": p.captures(limit=12),
-            "downloads": p.downloads(limit=20), "misbehaving": sorted(p.misbehaving),
-            "faults": [f.to_dict() for f in p.faults]}
+    return {
+        **live_view(p),
+        "devices": devices,
+        "queues": {d["device_id"]: p.queue(d["device_id"]) for d in devices},
+        "exchanges": p.exchanges(limit=40),
+        "findings": p.findings(limit=60),
+        "captures": p.captures(limit=12),
+        "downloads": p.downloads(limit=20),
+        "misbehaving": sorted(p.misbehaving),
+        "faults": [f.to_dict() for f in p.faults],
+    }
 
 
 def openapi_document(p: Platform, r: Request, body: Any) -> Any:

@@ -17,8 +17,8 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -26,7 +26,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from facecert.core.model import Exchange
-
 from facecert.mock_server.messages import Incoming, to_json
 from facecert.mock_server.platform import Platform
 
@@ -142,8 +141,17 @@ class DeviceEndpoint:
         request = Request(scope, receive)
         started = time.time()
         body, too_large, disconnected = await read_body(request, self.platform.config.max_body)
-        incoming = Incoming(self.endpoint, request.method, request.url.path, str(request.url), peer_of(request),
-                            started, dict(request.headers), body, too_large)
+        incoming = Incoming(
+            self.endpoint,
+            request.method,
+            request.url.path,
+            str(request.url),
+            peer_of(request),
+            started,
+            dict(request.headers),
+            body,
+            too_large,
+        )
         departure = Departure(receive, gone=disconnected)
         incoming.gone = departure.gone
         try:
@@ -178,9 +186,19 @@ async def router_refusal(request: Request, exc: Exception) -> Response:
     what = "no such endpoint" if status == 404 else "method not allowed"
     answer = to_json({"code": status, "log": f"{what}: {request.method} {request.url.path}"})
     headers = {"content-type": "application/json", **dict(getattr(exc, "headers", None) or {})}
-    exchange = Exchange(request.method, request.url.path, body, status, answer, started=time.time(),
-                        ended=time.time(), request_headers=dict(request.headers), response_headers=headers,
-                        peer=peer_of(request), url=str(request.url))
+    exchange = Exchange(
+        request.method,
+        request.url.path,
+        body,
+        status,
+        answer,
+        started=time.time(),
+        ended=time.time(),
+        request_headers=dict(request.headers),
+        response_headers=headers,
+        peer=peer_of(request),
+        url=str(request.url),
+    )
     await run_in_threadpool(platform.record_other, exchange)
     return Response(answer, status_code=status, headers=headers)
 
@@ -194,8 +212,10 @@ class AssetResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         size = self.path.stat().st_size
-        headers = [(b"content-type", self.platform.assets.media_type(self.path).encode()),
-                   (b"content-length", str(size).encode())]
+        headers = [
+            (b"content-type", self.platform.assets.media_type(self.path).encode()),
+            (b"content-length", str(size).encode()),
+        ]
         if size == 0:  # the headers complete the answer: log first
             await self._log(0, completed=True)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -243,17 +263,31 @@ def asset_handler(platform: Platform) -> Callable[[Request], Awaitable[Response]
         path = platform.assets.resolve(name)
         peer = peer_of(request)
         body, _, _ = await read_body(request, platform.config.max_body)
-        exchange = Exchange(request.method, request.url.path, body, 200, b"", started=time.time(),
-                            url=str(request.url), request_headers=dict(request.headers), peer=peer)
+        exchange = Exchange(
+            request.method,
+            request.url.path,
+            body,
+            200,
+            b"",
+            started=time.time(),
+            url=str(request.url),
+            request_headers=dict(request.headers),
+            peer=peer,
+        )
         if path is None or request.method != "GET":
             status = 404 if request.method == "GET" else 405
             row = await run_in_threadpool(platform.download_started, peer, name, request.url.path, 0, status)
             exchange.status, exchange.ended = status, time.time()
-            exchange.response_body = to_json({"code": status, "log": "no such asset" if status == 404 else
-                                              f"{request.method} is not allowed on assets (GET)"})
+            exchange.response_body = to_json(
+                {
+                    "code": status,
+                    "log": "no such asset" if status == 404 else f"{request.method} is not allowed on assets (GET)",
+                }
+            )
             exchange.response_headers = {"content-type": "application/json"}
             await run_in_threadpool(platform.download_finished, row, exchange, 0, False, True)
             return Response(exchange.response_body, status_code=status, media_type="application/json")
         row = await run_in_threadpool(platform.download_started, peer, name, request.url.path, path.stat().st_size, 200)
         return AssetResponse(platform, path, exchange, row)
+
     return handle

@@ -38,8 +38,9 @@ def open_bounded(data: bytes) -> Image.Image:
         raise ImageRefused(f"not a decodable image: {exc}") from None
     width, height = image.size
     if width * height > pixel_bound():
-        raise ImageRefused(f"the image claims {width}×{height} pixels, more than {pixel_bound():,} "
-                           "(Pillow's decompression-bomb bound)")
+        raise ImageRefused(
+            f"the image claims {width}×{height} pixels, more than {pixel_bound():,} (Pillow's decompression-bomb bound)"
+        )
     return image
 
 
@@ -51,8 +52,9 @@ def thumbnail(data: bytes, edge: int) -> bytes:
         image.draft("RGB", (edge, edge))  # JPEG: decode at reduced scale; other formats ignore it
         width, height = image.size
         if width * height > DECODE_MAX_PIXELS:
-            raise ImageRefused(f"a thumbnail of this {width}×{height} image would decode more than "
-                               f"{DECODE_MAX_PIXELS:,} pixels")
+            raise ImageRefused(
+                f"a thumbnail of this {width}×{height} image would decode more than {DECODE_MAX_PIXELS:,} pixels"
+            )
         image.thumbnail((edge, edge))
         out = io.BytesIO()
         image.convert("RGB").save(out, "JPEG", quality=80)

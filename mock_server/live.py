@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from facecert.core.jsonsafe import loads_strict
-from facecert.reports.cadence_svg import cadence_windows
-
 from facecert.mock_server.platform import Platform
 from facecert.mock_server.store import decode_json_columns
+from facecert.reports.cadence_svg import cadence_windows
 
 TIMELINE_DEVICES = 20  # devices with a timeline: the most recently seen
 TIMELINE_LENGTH = 80  # exchanges per device timeline
@@ -24,15 +23,22 @@ DETAIL_FIELDS, DETAIL_CHARS = 6, 60  # of an alarm or GPS body, on the timeline
 
 def server_info(p: Platform) -> dict[str, Any]:
     cfg = p.engine_config
-    return {"profile": cfg.profile, "protocol_version": p.version, "time_scale": cfg.time_scale,
-            "tolerance": cfg.tolerance, "allowance_s": cfg.allowance_s, "devices": len(p.devices_seen),
-            "result_timeout_s": p.result_timeout()}
+    return {
+        "profile": cfg.profile,
+        "protocol_version": p.version,
+        "time_scale": cfg.time_scale,
+        "tolerance": cfg.tolerance,
+        "allowance_s": cfg.allowance_s,
+        "devices": len(p.devices_seen),
+        "result_timeout_s": p.result_timeout(),
+    }
 
 
 def _json(column: str, path: str) -> str:
     """A value inside a stored JSON column, NULL when the column holds no JSON object."""
-    return (f"CASE WHEN json_valid({column}) AND json_type({column}) = 'object' "
-            f"THEN json_extract({column}, '{path}') END")
+    return (
+        f"CASE WHEN json_valid({column}) AND json_type({column}) = 'object' THEN json_extract({column}, '{path}') END"
+    )
 
 
 def timeline(p: Platform, device_id: str, limit: int = TIMELINE_LENGTH) -> list[dict[str, Any]]:
@@ -46,7 +52,9 @@ def timeline(p: Platform, device_id: str, limit: int = TIMELINE_LENGTH) -> list[
         f"COALESCE(a.body, g.body) AS body "
         f"FROM exchanges e LEFT JOIN results r ON r.exchange_id = e.id LEFT JOIN captures c ON c.exchange_id = e.id "
         f"LEFT JOIN alarms a ON a.exchange_id = e.id LEFT JOIN gps g ON g.exchange_id = e.id "
-        f"WHERE e.device_id = ? ORDER BY e.id DESC LIMIT ?", (device_id, int(limit)))
+        f"WHERE e.device_id = ? ORDER BY e.id DESC LIMIT ?",
+        (device_id, int(limit)),
+    )
     return [_entry(row) for row in rows[::-1]]
 
 
@@ -72,35 +80,52 @@ def _detail(text: str) -> dict[str, Any]:
         return {}
     if not isinstance(body, dict):
         return {}
-    short = {k: v for k, v in body.items() if isinstance(v, (str, int, float, bool)) and not k.startswith("device_")
-             and "version" not in k and len(str(v)) <= DETAIL_CHARS}  # versions: in the device's row
+    short = {
+        k: v
+        for k, v in body.items()
+        if isinstance(v, (str, int, float, bool))
+        and not k.startswith("device_")
+        and "version" not in k
+        and len(str(v)) <= DETAIL_CHARS
+    }  # versions: in the device's row
     return dict(list(short.items())[:DETAIL_FIELDS])
 
 
 def finding_groups(p: Platform) -> list[dict[str, Any]]:
     """Findings by rule (and severity, party): how many, on which devices, and the latest one."""
-    groups = p.store.rows("SELECT rule, severity, party, COUNT(*) AS count, MAX(id) AS last_id, "
-                          "COUNT(DISTINCT device_id) AS devices FROM findings GROUP BY rule, severity, party "
-                          "ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, count DESC")
+    groups = p.store.rows(
+        "SELECT rule, severity, party, COUNT(*) AS count, MAX(id) AS last_id, "
+        "COUNT(DISTINCT device_id) AS devices FROM findings GROUP BY rule, severity, party "
+        "ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, count DESC"
+    )
     latest = _findings_by_id(p, [g["last_id"] for g in groups])
     for group in groups:
         example = latest.get(group.pop("last_id"), {})
-        group["latest"] = {k: example.get(k) for k in ("message", "device_id", "exchange_id", "created", "time")
-                           if k in example}
+        group["latest"] = {
+            k: example.get(k) for k in ("message", "device_id", "exchange_id", "created", "time") if k in example
+        }
     return groups
 
 
 def _findings_by_id(p: Platform, ids: list[int]) -> dict[int, dict[str, Any]]:
     if not ids:
         return {}
-    rows = p.store.rows(f"SELECT id, exchange_id, created, data FROM findings WHERE id IN ({','.join('?' * len(ids))})",
-                        ids)
-    return {r["id"]: {**r["data"], "exchange_id": r["exchange_id"], "created": r["created"]}
-            for r in map(decode_json_columns, rows) if isinstance(r["data"], dict)}
+    rows = p.store.rows(
+        f"SELECT id, exchange_id, created, data FROM findings WHERE id IN ({','.join('?' * len(ids))})", ids
+    )
+    return {
+        r["id"]: {**r["data"], "exchange_id": r["exchange_id"], "created": r["created"]}
+        for r in map(decode_json_columns, rows)
+        if isinstance(r["data"], dict)
+    }
 
 
 def live_view(p: Platform) -> dict[str, Any]:
     devices = sorted(p.devices(), key=lambda d: d.get("last_seen") or 0, reverse=True)[:TIMELINE_DEVICES]
-    return {"server": server_info(p), "windows": cadence_windows(p.engine), "idle_task": p.contract.idle_task,
-            "timelines": {d["device_id"]: timeline(p, d["device_id"]) for d in devices},
-            "finding_groups": finding_groups(p)}
+    return {
+        "server": server_info(p),
+        "windows": cadence_windows(p.engine),
+        "idle_task": p.contract.idle_task,
+        "timelines": {d["device_id"]: timeline(p, d["device_id"]) for d in devices},
+        "finding_groups": finding_groups(p),
+    }

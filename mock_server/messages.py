@@ -3,8 +3,9 @@ platform: a request as read, an answer as decided, a reply as sent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from facecert.core.jsonsafe import dumps_strict
 

@@ -58,8 +58,11 @@ class Reader:
 
     def _worker(self) -> subprocess.Popen[bytes] | None:
         if self._proc is None and not self._closed:
-            self._proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server.reader_worker"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "facecert.mock_server.reader_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
         return self._proc
 
     def read(self, raw: bytes, limits: Limits, what: str, content_fields: frozenset[str]) -> Parsed:

@@ -11,12 +11,11 @@ from typing import Any
 
 from facecert.core.contract import get_contract
 from facecert.core.model import PARTIES
-from facecert.openapi import PACKAGE, project_info, queued_task_components
-
 from facecert.mock_server.faults import ERROR_STATUSES, FAULT_KINDS, MAX_DELAY_S, MAX_DURATION_S, OUTAGE_MODES
 from facecert.mock_server.http_admin import MAX_LIMIT, MAX_THUMBNAIL
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS
 from facecert.mock_server.store import SQLITE_INT
+from facecert.openapi import PACKAGE, project_info, queued_task_components
 
 _OBJ = {"type": "object"}
 _LIST = {"type": "array", "items": {"type": "object"}}
@@ -39,14 +38,25 @@ def _responses(status: str, media: str, schema: Any, body: bool, checked: bool, 
     return responses
 
 
-def _op(op_id: str, summary: str, schema: Any = None, status: str = "200", body: Any = None,
-        params: list[dict[str, Any]] | None = None, media: str = "application/json",
-        missing: str | None = None) -> dict[str, Any]:
+def _op(
+    op_id: str,
+    summary: str,
+    schema: Any = None,
+    status: str = "200",
+    body: Any = None,
+    params: list[dict[str, Any]] | None = None,
+    media: str = "application/json",
+    missing: str | None = None,
+) -> dict[str, Any]:
     """One operation. ``missing``: why it may answer 404. A query parameter with bounds is checked
     (422 outside them)."""
     checked = any(p["in"] == "query" and p["schema"].keys() & {"enum", "anyOf"} for p in params or [])
-    operation: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": ["admin"],
-                                 "responses": _responses(status, media, schema, body is not None, checked, missing)}
+    operation: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": ["admin"],
+        "responses": _responses(status, media, schema, body is not None, checked, missing),
+    }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if params:
@@ -63,13 +73,18 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 _DEVICE_Q = _query("device_id", {"type": "string"}, "only this device's (absent or empty: every device)")
+
+
 def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
     """A query parameter the server reads as absent when it is empty (``?limit=``, as a form sends it)."""
     return {"anyOf": [schema, {"const": ""}]}
 
 
-_LIMIT_Q = _query("limit", _or_empty({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                  "the newest N (absent or empty: all); outside the bounds 422")
+_LIMIT_Q = _query(
+    "limit",
+    _or_empty({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+    "the newest N (absent or empty: all); outside the bounds 422",
+)
 
 
 def _fault_shapes() -> dict[str, Any]:
@@ -77,10 +92,17 @@ def _fault_shapes() -> dict[str, Any]:
     endpoints = list(get_contract().all_endpoints)
     shared = {
         "device_id": {"type": ["string", "null"], "description": "one device; null or absent: every device"},
-        "endpoints": {"type": ["array", "null"], "items": {"enum": endpoints},
-                      "description": "only these endpoints; null, absent or empty: every endpoint"},
-        "duration": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": MAX_DURATION_S,
-                     "description": "seconds; null or absent: until cleared"},
+        "endpoints": {
+            "type": ["array", "null"],
+            "items": {"enum": endpoints},
+            "description": "only these endpoints; null, absent or empty: every endpoint",
+        },
+        "duration": {
+            "type": ["number", "null"],
+            "exclusiveMinimum": 0,
+            "maximum": MAX_DURATION_S,
+            "description": "seconds; null or absent: until cleared",
+        },
     }
     own = {
         "mode": {"enum": list(OUTAGE_MODES)},
@@ -90,78 +112,148 @@ def _fault_shapes() -> dict[str, Any]:
     }
     shapes: dict[str, Any] = {}
     for kind, (defaults, text) in FAULT_KINDS.items():
-        properties = {"kind": {"const": kind}, **shared,
-                      **{name: {**own[name], "default": value} for name, value in defaults.items()}}
-        shapes[kind] = {"type": "object", "description": text, "required": ["kind"], "properties": properties,
-                        "additionalProperties": False}
+        properties = {
+            "kind": {"const": kind},
+            **shared,
+            **{name: {**own[name], "default": value} for name, value in defaults.items()},
+        }
+        shapes[kind] = {
+            "type": "object",
+            "description": text,
+            "required": ["kind"],
+            "properties": properties,
+            "additionalProperties": False,
+        }
     shapes["outage"]["if"] = {"properties": {"mode": {"const": "refuse"}}, "required": ["mode"]}
     shapes["outage"]["then"] = {
         "description": "mode refuse closes the port for everyone: no device_id or endpoints, and a duration",
         "required": ["duration"],
-        "properties": {"device_id": {"type": "null"}, "endpoints": {"anyOf": [{"type": "null"}, {"maxItems": 0}]},
-                       "duration": {"type": "number"}}}
+        "properties": {
+            "device_id": {"type": "null"},
+            "endpoints": {"anyOf": [{"type": "null"}, {"maxItems": 0}]},
+            "duration": {"type": "number"},
+        },
+    }
     return shapes
 
 
 def _fault_body() -> dict[str, Any]:
     refs = {kind: f"#/components/schemas/fault.{kind}" for kind in FAULT_KINDS}
-    return {"oneOf": [{"$ref": ref} for ref in refs.values()],
-            "discriminator": {"propertyName": "kind", "mapping": refs}}
+    return {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "kind", "mapping": refs},
+    }
 
 
 def _enqueue_body() -> dict[str, Any]:
     """POST /devices/{id}/tasks: a task of the contract (checked by the engine), or anything with raw."""
-    return {"anyOf": [
-        {"type": "object", "required": ["task"], "description": "checked: 422 with findings when it breaks the "
-                                                                "contract",
-         "properties": {"task": {"$ref": "#/components/schemas/QueuedTask"}, "raw": {"const": False}}},
-        {"type": "object", "required": ["task", "raw"], "description": "queued as given, unchecked (robustness "
-                                                                       "tests): any JSON value, even text",
-         "properties": {"task": {}, "raw": {"const": True}}},
-    ]}
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["task"],
+                "description": "checked: 422 with findings when it breaks the contract",
+                "properties": {"task": {"$ref": "#/components/schemas/QueuedTask"}, "raw": {"const": False}},
+            },
+            {
+                "type": "object",
+                "required": ["task", "raw"],
+                "description": "queued as given, unchecked (robustness tests): any JSON value, even text",
+                "properties": {"task": {}, "raw": {"const": True}},
+            },
+        ]
+    }
 
 
 def _paths() -> dict[str, Any]:
     return {
-        "/_admin/devices": {"get": _op("listDevices", "Devices seen: first/last seen, versions, measured cadence",
-                                       _LIST)},
-        "/_admin/devices/{device_id}/queue": {"get": _op("readQueue", "Queued and awaiting-result tasks of a device",
-                                                         _LIST, params=[_path_param("device_id")])},
-        "/_admin/devices/{device_id}/tasks": {"post": _op(
-            "enqueueTask", "Queue a task for a device (request_id generated); 422 with findings when it breaks the "
-            "contract", {"type": "object", "properties": {"request_id": {}, "device_id": {"type": "string"}}},
-            status="201", body=_enqueue_body(), params=[_path_param("device_id")])},
+        "/_admin/devices": {
+            "get": _op("listDevices", "Devices seen: first/last seen, versions, measured cadence", _LIST)
+        },
+        "/_admin/devices/{device_id}/queue": {
+            "get": _op(
+                "readQueue", "Queued and awaiting-result tasks of a device", _LIST, params=[_path_param("device_id")]
+            )
+        },
+        "/_admin/devices/{device_id}/tasks": {
+            "post": _op(
+                "enqueueTask",
+                "Queue a task for a device (request_id generated); 422 with findings when it breaks the contract",
+                {"type": "object", "properties": {"request_id": {}, "device_id": {"type": "string"}}},
+                status="201",
+                body=_enqueue_body(),
+                params=[_path_param("device_id")],
+            )
+        },
         "/_admin/tasks": {"get": _op("listTasks", "Every task and its state", _LIST, params=[_DEVICE_Q])},
         "/_admin/results": {"get": _op("listResults", "taskResults received", _LIST, params=[_DEVICE_Q])},
-        "/_admin/captures": {"get": _op("listCaptures", "faceRecognition captures", _LIST,
-                                        params=[_DEVICE_Q, _LIMIT_Q])},
-        "/_admin/captures/{capture_id}/image": {"get": _op(
-            "captureImage", "The capture's JPEG (?size=N for a thumbnail)", {"type": "string", "format": "binary"},
-            media="image/jpeg", missing="no such capture, or it has no image",
-            params=[_path_param("capture_id", {"type": "integer", "minimum": 1, "maximum": SQLITE_INT[1]}),
-                    _query("size", _or_empty({"type": "integer", "minimum": 1, "maximum": MAX_THUMBNAIL}),
-                           "a thumbnail of at most N pixels a side (absent or empty: the capture as stored)")])},
+        "/_admin/captures": {
+            "get": _op("listCaptures", "faceRecognition captures", _LIST, params=[_DEVICE_Q, _LIMIT_Q])
+        },
+        "/_admin/captures/{capture_id}/image": {
+            "get": _op(
+                "captureImage",
+                "The capture's JPEG (?size=N for a thumbnail)",
+                {"type": "string", "format": "binary"},
+                media="image/jpeg",
+                missing="no such capture, or it has no image",
+                params=[
+                    _path_param("capture_id", {"type": "integer", "minimum": 1, "maximum": SQLITE_INT[1]}),
+                    _query(
+                        "size",
+                        _or_empty({"type": "integer", "minimum": 1, "maximum": MAX_THUMBNAIL}),
+                        "a thumbnail of at most N pixels a side (absent or empty: the capture as stored)",
+                    ),
+                ],
+            )
+        },
         "/_admin/alarms": {"get": _op("listAlarms", "deviceAlarm messages", _LIST, params=[_DEVICE_Q])},
         "/_admin/gps": {"get": _op("listGps", "gpsReport messages", _LIST, params=[_DEVICE_Q])},
-        "/_admin/downloads": {"get": _op("listDownloads", "Asset downloads: who, what, when, bytes, completed or "
-                                                          "aborted", _LIST, params=[_LIMIT_Q])},
-        "/_admin/findings": {"get": _op("listFindings", "Findings of the engine", _LIST, params=[
-            _DEVICE_Q, _query("party", {"enum": [*PARTIES, ""]}, "who broke the rule (absent or empty: both)"),
-            _LIMIT_Q])},
-        "/_admin/exchanges": {"get": _op("listExchanges", "Exchanges (parsed bodies; raw bytes are in the HAR)",
-                                         _LIST, params=[_DEVICE_Q, _LIMIT_Q])},
+        "/_admin/downloads": {
+            "get": _op(
+                "listDownloads",
+                "Asset downloads: who, what, when, bytes, completed or aborted",
+                _LIST,
+                params=[_LIMIT_Q],
+            )
+        },
+        "/_admin/findings": {
+            "get": _op(
+                "listFindings",
+                "Findings of the engine",
+                _LIST,
+                params=[
+                    _DEVICE_Q,
+                    _query("party", {"enum": [*PARTIES, ""]}, "who broke the rule (absent or empty: both)"),
+                    _LIMIT_Q,
+                ],
+            )
+        },
+        "/_admin/exchanges": {
+            "get": _op(
+                "listExchanges",
+                "Exchanges (parsed bodies; raw bytes are in the HAR)",
+                _LIST,
+                params=[_DEVICE_Q, _LIMIT_Q],
+            )
+        },
         "/_admin/faults": {
             "get": _op("listFaults", "Active faults and the fault kinds"),
             "post": _op("setFault", "Set a fault mode for a device or all", status="201", body=_fault_body()),
             "delete": _op("clearFaults", "Clear faults (?device_id= for one device's)", params=[_DEVICE_Q]),
         },
-        "/_admin/misbehaviours": {"get": _op("listMisbehaviours", "; ".join(
-            f"{m.name} -> {m.rule}" for m in MISBEHAVIOURS.values()), _LIST)},
-        "/_admin/misbehaviours/{name}": {"put": _op(
-            "setMisbehaviour", "Turn a misbehaviour on or off (`{}` turns it on)", body={
-                "type": "object", "properties": {"on": {"type": "boolean", "default": True}}},
-            missing="no misbehaviour of that name",
-            params=[_path_param("name", {"enum": list(MISBEHAVIOURS)})])},
+        "/_admin/misbehaviours": {
+            "get": _op("listMisbehaviours", "; ".join(f"{m.name} -> {m.rule}" for m in MISBEHAVIOURS.values()), _LIST)
+        },
+        "/_admin/misbehaviours/{name}": {
+            "put": _op(
+                "setMisbehaviour",
+                "Turn a misbehaviour on or off (`{}` turns it on)",
+                body={"type": "object", "properties": {"on": {"type": "boolean", "default": True}}},
+                missing="no misbehaviour of that name",
+                params=[_path_param("name", {"enum": list(MISBEHAVIOURS)})],
+            )
+        },
         "/_admin/assets": {"get": _op("listAssets", "Downloadable files and their URLs", _LIST)},
         "/_admin/export.har": {"get": _op("exportHar", "The session as HAR 1.2 (facecert validate accepts it)")},
         "/_admin/overview": {"get": _op("overview", "Everything the live page shows")},
@@ -173,8 +265,10 @@ def _error(description: str, findings: bool = False) -> dict[str, Any]:
     properties: dict[str, Any] = {"error": {"type": "string"}}
     if findings:
         properties["findings"] = _LIST
-    return {"description": description, "content": {"application/json": {
-        "schema": {"type": "object", "properties": properties}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"type": "object", "properties": properties}}},
+    }
 
 
 def admin_openapi() -> dict[str, Any]:
@@ -182,11 +276,13 @@ def admin_openapi() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": project_info(
-            "facecert mock server control API", importlib.metadata.version(PACKAGE),
+            "facecert mock server control API",
+            importlib.metadata.version(PACKAGE),
             "JSON control API of the mock platform server, under the same path prefix as the device endpoints. "
             "Without an admin token (`facecert serve --admin-token`) it is open to this machine; with one, send "
             "it as `Authorization: Bearer TOKEN`, `X-Admin-Token` or `?token=`. A browser's cross-site request "
-            "or a foreign Host is refused (403), a write needs a JSON Content-Type (415)."),
+            "or a foreign Host is refused (403), a write needs a JSON Content-Type (415).",
+        ),
         "servers": [{"url": "http://127.0.0.1:8080", "description": "facecert serve (its --host and --port)"}],
         "tags": [{"name": "admin", "description": "queue tasks, set faults, read what the server saw"}],
         "paths": _paths(),
@@ -203,8 +299,11 @@ def admin_openapi() -> dict[str, Any]:
                 "NotFound": _error("not found"),
                 "TooLarge": _error("the body is larger than the server's max_body"),
                 "NotJson": _error("a write without Content-Type: application/json"),
-                "Rejected": _error("refused: a parameter out of its bounds, a body that is not JSON or breaks its "
-                                   "schema, a task that breaks the contract (with findings)", findings=True),
+                "Rejected": _error(
+                    "refused: a parameter out of its bounds, a body that is not JSON or breaks its "
+                    "schema, a task that breaks the contract (with findings)",
+                    findings=True,
+                ),
             },
         },
         # no token configured: open ({}); with one, any of the three ways of sending it

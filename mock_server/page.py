@@ -18,21 +18,30 @@ _TEMPLATE = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
 
 
 # The page is never framed by another site, and loads nothing from elsewhere.
-PAGE_HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY", "x-content-type-options": "nosniff",
-                "content-security-policy": "default-src 'self'; img-src 'self'; script-src 'unsafe-inline'; "
-                                           "style-src 'unsafe-inline'; frame-ancestors 'none'"}
+PAGE_HEADERS = {
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'self'; img-src 'self'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; frame-ancestors 'none'",
+}
 
 
 # A tiny icon (a face in a square), so a browser's /favicon.ico is answered and not a 404 on record.
-FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
-           b'fill="#2563eb"/><circle cx="8" cy="6.5" r="3" fill="#fff"/><path d="M3 15c0-3 2.2-4.5 5-4.5s5 1.5 5 4.5z" '
-           b'fill="#fff"/></svg>')
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+    b'fill="#2563eb"/><circle cx="8" cy="6.5" r="3" fill="#fff"/><path d="M3 15c0-3 2.2-4.5 5-4.5s5 1.5 5 4.5z" '
+    b'fill="#fff"/></svg>'
+)
 
 
 async def favicon(request: Request) -> Response:
     """The icon: nothing about the server in it, so no token is asked (browsers send none for it)."""
-    return Response(FAVICON, media_type="image/svg+xml",
-                    headers={"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"})
+    return Response(
+        FAVICON,
+        media_type="image/svg+xml",
+        headers={"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"},
+    )
 
 
 def page_handler(platform: Platform, guard: ControlGuard):  # noqa: ANN201 - a Starlette endpoint
@@ -46,4 +55,5 @@ def page_handler(platform: Platform, guard: ControlGuard):  # noqa: ANN201 - a S
             raw, _ = await read_capped(request, platform.config.max_body)
             return await run_in_threadpool(store_refusal, platform, request, raw, refusal)
         return HTMLResponse(html, headers=PAGE_HEADERS)
+
     return page

@@ -18,26 +18,26 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from facecert.core.contract import get_contract
 from facecert.core.engine import Engine, EngineConfig, judge_message
 from facecert.core.knobs import knob_name
 from facecert.core.model import Exchange, Finding, Severity
 from facecert.core.rules.conversation import rid_key
-from facecert.core.rules.message import ParseFailure, Parsed
-
+from facecert.core.rules.message import Parsed, ParseFailure
 from facecert.mock_server.answers import capture_image, plan_for
 from facecert.mock_server.assets import Assets
 from facecert.mock_server.config import ServerConfig
 from facecert.mock_server.faults import Fault, make_fault
-from facecert.mock_server.messages import Incoming, Plan, Reply, to_json as _json
+from facecert.mock_server.messages import Incoming, Plan, Reply
+from facecert.mock_server.messages import to_json as _json
 from facecert.mock_server.misbehaviours import misbehaviour_name
 from facecert.mock_server.offload import Reader
 from facecert.mock_server.restore import restore
 from facecert.mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
 from facecert.mock_server.store import Store, bindable, decode_json_columns
-
 
 _READ = threading.local()  # per thread: the body the platform read last, for the engines to reuse
 
@@ -83,9 +83,14 @@ class Platform:
         self.config = config
         self.prefix = config.normalised_prefix()
         self.contract = get_contract()
-        self.engine_config = EngineConfig(profile=config.profile, protocol_version=config.protocol_version,
-                                          tolerance=config.tolerance, time_scale=config.time_scale,
-                                          max_body=config.max_body, check_downloads=True)
+        self.engine_config = EngineConfig(
+            profile=config.profile,
+            protocol_version=config.protocol_version,
+            tolerance=config.tolerance,
+            time_scale=config.time_scale,
+            max_body=config.max_body,
+            check_downloads=True,
+        )
         self.engine = ReadOnce(self.engine_config)
         self.version = self.engine.version
         self._checkers = threading.local()  # per thread: judges single messages (enqueue, uploads), no conversation
@@ -162,9 +167,11 @@ class Platform:
             tasks = self.contract.tasks(self.version)
             if name not in tasks or tasks[name].result is None:
                 sendable = sorted(n for n, t in tasks.items() if t.result is not None)
-                raise Rejected(f"request_type {name!r} is not a task that can be queued (protocol "
-                               f"V{self.version}): one of {', '.join(sendable)}; idleTime is answered when the "
-                               "queue is empty")
+                raise Rejected(
+                    f"request_type {name!r} is not a task that can be queued (protocol "
+                    f"V{self.version}): one of {', '.join(sendable)}; idleTime is answered when the "
+                    "queue is empty"
+                )
             body = {**task, "request_id": self._next_rid}
             errors = self.errors_of(self.prejudge(tasks[name].schema, _json(body)))
             if errors:
@@ -182,9 +189,17 @@ class Platform:
     def _push(self, device_id: str, rid: Any, name: str, body: Any, raw: bool) -> Any:
         stored = body if isinstance(body, bytes) else _json(body)
         with self.store.tx() as conn:
-            task_id = self.store.insert(conn, "tasks", request_id=rid if isinstance(rid, int) else None,
-                                        device_id=device_id, request_type=name, body=stored, raw=int(raw),
-                                        state="queued", queued_at=time.time())
+            task_id = self.store.insert(
+                conn,
+                "tasks",
+                request_id=rid if isinstance(rid, int) else None,
+                device_id=device_id,
+                request_type=name,
+                body=stored,
+                raw=int(raw),
+                state="queued",
+                queued_at=time.time(),
+            )
         self.queues.push(device_id, Queued(task_id, rid, name, body, raw))
         self.cond.notify_all()
         return rid
@@ -192,21 +207,46 @@ class Platform:
     def queue(self, device_id: str) -> list[dict[str, Any]]:
         """Queued (not yet sent) and awaiting-result tasks of a device."""
         with self.cond:
-            queued = [{"state": "queued", "request_id": q.request_id, "request_type": q.request_type, "raw": q.raw,
-                       "task_id": q.task_id} for q in self.queues.by_device.get(device_id, ())]
-            awaiting = [{"state": "expired" if p.expired else "awaiting", "request_id": p.request_id,
-                         "request_type": p.request_type, "sent_at": p.sent_at, "deadline": p.deadline,
-                         "task_id": p.task_id} for p in self.queues.awaiting(device_id)]
+            queued = [
+                {
+                    "state": "queued",
+                    "request_id": q.request_id,
+                    "request_type": q.request_type,
+                    "raw": q.raw,
+                    "task_id": q.task_id,
+                }
+                for q in self.queues.by_device.get(device_id, ())
+            ]
+            awaiting = [
+                {
+                    "state": "expired" if p.expired else "awaiting",
+                    "request_id": p.request_id,
+                    "request_type": p.request_type,
+                    "sent_at": p.sent_at,
+                    "deadline": p.deadline,
+                    "task_id": p.task_id,
+                }
+                for p in self.queues.awaiting(device_id)
+            ]
             return queued + awaiting
 
     # ---- reads ---------------------------------------------------------------
     def devices(self) -> list[dict[str, Any]]:
         with self.cond:
-            return [info.to_dict(len(self.queues.by_device.get(d, ())), len(self.queues.awaiting(d)))
-                    for d, info in sorted(self.devices_seen.items())]
+            return [
+                info.to_dict(len(self.queues.by_device.get(d, ())), len(self.queues.awaiting(d)))
+                for d, info in sorted(self.devices_seen.items())
+            ]
 
-    def _select(self, table: str, device_id: str | None, columns: str = "*", extra: str = "",
-                params: tuple[Any, ...] = (), limit: int | None = None) -> list[dict[str, Any]]:
+    def _select(
+        self,
+        table: str,
+        device_id: str | None,
+        columns: str = "*",
+        extra: str = "",
+        params: tuple[Any, ...] = (),
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Rows in arrival order; with ``limit``, only the latest ``limit``."""
         where, args = ("WHERE device_id = ?", (device_id,)) if device_id else ("", ())
         if extra:
@@ -222,9 +262,13 @@ class Platform:
         return self._select("results", device_id)
 
     def captures(self, device_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._select("captures", device_id, "id, exchange_id, device_id, snap_time, frpic_name, accepted, received, "
-                                                   "(image IS NOT NULL OR image_in_request = 1) AS has_image",
-                            limit=limit)
+        return self._select(
+            "captures",
+            device_id,
+            "id, exchange_id, device_id, snap_time, frpic_name, accepted, received, "
+            "(image IS NOT NULL OR image_in_request = 1) AS has_image",
+            limit=limit,
+        )
 
     def capture_image(self, capture_id: int) -> bytes | None:
         rows = self.store.rows("SELECT image, image_in_request, exchange_id FROM captures WHERE id = ?", (capture_id,))
@@ -249,21 +293,31 @@ class Platform:
     def tasks(self, device_id: str | None = None) -> list[dict[str, Any]]:
         return self._select("tasks", device_id)
 
-    def findings(self, device_id: str | None = None, party: str | None = None,
-                 limit: int | None = None) -> list[dict[str, Any]]:
-        rows = self._select("findings", device_id, extra="party = ?" if party else "",
-                            params=(party,) if party else (), limit=limit)
+    def findings(
+        self, device_id: str | None = None, party: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        rows = self._select(
+            "findings", device_id, extra="party = ?" if party else "", params=(party,) if party else (), limit=limit
+        )
         return [{**r["data"], "id": r["id"], "exchange_id": r["exchange_id"]} for r in rows]
 
     def exchanges(self, device_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        columns = ("id, idx, device_id, endpoint, method, path, peer, started, ended, status, error, "
-                   "request_json, response_json, COALESCE(request_size, length(request_body)) AS request_bytes, "
-                   "length(response_body) AS response_bytes")
+        columns = (
+            "id, idx, device_id, endpoint, method, path, peer, started, ended, status, error, "
+            "request_json, response_json, COALESCE(request_size, length(request_body)) AS request_bytes, "
+            "length(response_body) AS response_bytes"
+        )
         return self._select("exchanges", device_id, columns, limit=limit)
 
     # ---- faults and misbehaviours --------------------------------------------
-    def set_fault(self, kind: str, device_id: str | None = None, endpoints: list[str] | None = None,
-                  duration: float | None = None, **params: Any) -> dict[str, Any]:
+    def set_fault(
+        self,
+        kind: str,
+        device_id: str | None = None,
+        endpoints: list[str] | None = None,
+        duration: float | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
         fault = make_fault(kind, device_id, endpoints, list(self.contract.all_endpoints), duration, **params)
         refuse = fault.kind == "outage" and fault.params["mode"] == "refuse"
         if refuse and self.pause_listening is None:
@@ -316,25 +370,31 @@ class Platform:
 
     def wait_for_poll(self, device_id: str, timeout: float, after: float | None = None) -> dict[str, Any]:
         """Until the device polls (after ``after``, epoch seconds, when given)."""
+
         def polled() -> Any:
             info = self.devices_seen.get(device_id)
             if info and info.polls and (after is None or info.last_poll > after):
                 return info.to_dict()
             return None
+
         return self._wait(polled, timeout, f"a taskRequest from {device_id}")
 
     def wait_for_result(self, request_id: Any, timeout: float) -> dict[str, Any]:
         """Until an accepted taskResult for ``request_id`` is stored; returns it."""
+
         def arrived() -> Any:
             rows = self._select("results", None, extra="request_id = ? AND accepted = 1", params=(str(request_id),))
             return rows[0] if rows else None
+
         return self._wait(arrived, timeout, f"a taskResult for request_id {request_id!r}")
 
     def wait_for_capture(self, device_id: str, timeout: float, after: float = 0.0) -> dict[str, Any]:
         """Until a capture from the device is stored (received after ``after``)."""
+
         def arrived() -> Any:
             rows = [c for c in self.captures(device_id) if c["received"] > after]
             return rows[0] if rows else None
+
         return self._wait(arrived, timeout, f"a capture from {device_id}")
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str = "the condition") -> Any:
@@ -375,8 +435,17 @@ class Platform:
     def _insert_findings(self, conn: Any, exchange_id: int | None, findings: list[Finding]) -> None:
         now = time.time()
         for f in findings:
-            self.store.insert(conn, "findings", exchange_id=exchange_id, device_id=f.device_id, rule=f.rule,
-                              severity=f.severity.value, party=f.party, created=now, data=_json(f.to_dict()).decode())
+            self.store.insert(
+                conn,
+                "findings",
+                exchange_id=exchange_id,
+                device_id=f.device_id,
+                rule=f.rule,
+                severity=f.severity.value,
+                party=f.party,
+                created=now,
+                data=_json(f.to_dict()).decode(),
+            )
 
     def device(self, device_id: str, now: float, peer: str) -> DeviceInfo:
         info = self.devices_seen.get(device_id)
@@ -385,8 +454,14 @@ class Platform:
         info.saw(now, peer)
         return info
 
-    def record(self, ex: Exchange, endpoint: str | None, device_id: str, plan: Plan | None = None,
-               build_error: Callable[[list[Finding]], bytes] | None = None) -> tuple[int, list[Finding]]:
+    def record(
+        self,
+        ex: Exchange,
+        endpoint: str | None,
+        device_id: str,
+        plan: Plan | None = None,
+        build_error: Callable[[list[Finding]], bytes] | None = None,
+    ) -> tuple[int, list[Finding]]:
         """Judge an exchange and commit it with everything it caused (before it is answered)."""
         judged = self.engine.feed(ex)
         if build_error is not None:
@@ -400,16 +475,36 @@ class Platform:
                 plan.write(conn, exchange_id)
             info = self.devices_seen.get(device_id)
             if info is not None:
-                conn.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)",
-                             [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls,
-                                                    _json({"versions": info.versions}).decode())])
+                conn.execute(
+                    "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        bindable(v)
+                        for v in (
+                            device_id,
+                            info.first_seen,
+                            info.last_seen,
+                            info.peer,
+                            info.polls,
+                            _json({"versions": info.versions}).decode(),
+                        )
+                    ],
+                )
         with self.cond:
             if plan is not None and plan.after is not None:
                 plan.after()
             self.cond.notify_all()
-        self._announce({"kind": "exchange", "id": exchange_id, "endpoint": endpoint, "method": ex.method,
-                        "path": ex.path, "device_id": device_id, "status": ex.status,
-                        "findings": [f.to_dict() for f in judged.findings]})
+        self._announce(
+            {
+                "kind": "exchange",
+                "id": exchange_id,
+                "endpoint": endpoint,
+                "method": ex.method,
+                "path": ex.path,
+                "device_id": device_id,
+                "status": ex.status,
+                "findings": [f.to_dict() for f in judged.findings],
+            }
+        )
         return exchange_id, judged.findings
 
     def _announce(self, event: dict[str, Any]) -> None:
@@ -471,10 +566,20 @@ class Platform:
         except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
             reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
             answer = _json({"code": 500, "log": reason})
-            ex = Exchange(incoming.method, incoming.path, incoming.body, 500, answer, started=incoming.started,
-                          ended=time.time(), request_headers=incoming.headers,
-                          response_headers={"content-type": "application/json"}, peer=incoming.peer,
-                          url=incoming.url, error=reason)
+            ex = Exchange(
+                incoming.method,
+                incoming.path,
+                incoming.body,
+                500,
+                answer,
+                started=incoming.started,
+                ended=time.time(),
+                request_headers=incoming.headers,
+                response_headers={"content-type": "application/json"},
+                peer=incoming.peer,
+                url=incoming.url,
+                error=reason,
+            )
             self.store_unjudged(ex, incoming.endpoint, incoming.peer.rsplit(":", 1)[0] or "?")
             return Reply(500, answer)
 
@@ -484,8 +589,18 @@ class Platform:
             with self.store.tx() as conn:
                 exchange_id = self.store.insert_exchange(conn, ex, device_id, endpoint, None, None)
             self.cond.notify_all()
-        self._announce({"kind": "exchange", "id": exchange_id, "endpoint": endpoint, "method": ex.method,
-                        "path": ex.path, "device_id": device_id, "status": ex.status, "findings": []})
+        self._announce(
+            {
+                "kind": "exchange",
+                "id": exchange_id,
+                "endpoint": endpoint,
+                "method": ex.method,
+                "path": ex.path,
+                "device_id": device_id,
+                "status": ex.status,
+                "findings": [],
+            }
+        )
         return exchange_id
 
     def record_other(self, ex: Exchange) -> int:
@@ -499,22 +614,44 @@ class Platform:
         ended = time.time()
         if incoming.gone():
             # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
-            ex = Exchange(incoming.method, incoming.path, incoming.body, None, None, started=incoming.started,
-                          ended=ended, request_headers=incoming.headers, peer=incoming.peer, url=incoming.url,
-                          error=CLIENT_GONE)
+            ex = Exchange(
+                incoming.method,
+                incoming.path,
+                incoming.body,
+                None,
+                None,
+                started=incoming.started,
+                ended=ended,
+                request_headers=incoming.headers,
+                peer=incoming.peer,
+                url=incoming.url,
+                error=CLIENT_GONE,
+            )
             self.store_unjudged(ex, incoming.endpoint, device_id)
             return Reply(None)
         headers = {"content-type": "application/json"}
         body = plan.answer if isinstance(plan.answer, bytes) else b"" if plan.answer is None else _json(plan.answer)
-        ex = Exchange(incoming.method, incoming.path, incoming.body, plan.status,
-                      body if plan.status is not None else None, started=incoming.started, ended=ended,
-                      request_headers=incoming.headers, response_headers=headers if plan.status is not None else {},
-                      peer=incoming.peer, url=incoming.url, error=plan.error)
+        ex = Exchange(
+            incoming.method,
+            incoming.path,
+            incoming.body,
+            plan.status,
+            body if plan.status is not None else None,
+            started=incoming.started,
+            ended=ended,
+            request_headers=incoming.headers,
+            response_headers=headers if plan.status is not None else {},
+            peer=incoming.peer,
+            url=incoming.url,
+            error=plan.error,
+        )
         build_error = None
         if plan.answer is None and plan.status is not None:
+
             def build_error(findings: list[Finding]) -> bytes:
                 shown = [f.to_dict() for f in findings if f.direction == "request" and f.severity is not Severity.INFO]
                 return _json({"code": plan.status, "log": plan.log, "findings": shown})
+
         self.record(ex, incoming.endpoint, device_id, plan, build_error)
         return Reply(plan.status, ex.response_body or b"", headers)
 
@@ -523,9 +660,20 @@ class Platform:
         with self.cond:
             device_id = self.device_by_peer(peer)
             with self.store.tx() as conn:
-                row = self.store.insert(conn, "downloads", device_id=device_id, peer=peer, name=name, path=path,
-                                        status=status, size=size, bytes=0, completed=0,
-                                        state="started" if status == 200 else "refused", started=time.time())
+                row = self.store.insert(
+                    conn,
+                    "downloads",
+                    device_id=device_id,
+                    peer=peer,
+                    name=name,
+                    path=path,
+                    status=status,
+                    size=size,
+                    bytes=0,
+                    completed=0,
+                    state="started" if status == 200 else "refused",
+                    started=time.time(),
+                )
             self.cond.notify_all()
             return row
 
@@ -537,14 +685,29 @@ class Platform:
                 ex.status, ex.error = None, f"download aborted after {sent} bytes"
             judged = self.engine.feed(ex)
             with self.store.tx() as conn:
-                self.store.update(conn, "downloads", {"id": row}, bytes=sent, completed=int(completed),
-                                  state="completed" if completed else "refused" if refused else "aborted",
-                                  ended=ex.ended)
+                self.store.update(
+                    conn,
+                    "downloads",
+                    {"id": row},
+                    bytes=sent,
+                    completed=int(completed),
+                    state="completed" if completed else "refused" if refused else "aborted",
+                    ended=ex.ended,
+                )
                 exchange_id = self.store.insert_exchange(conn, ex, device_id, None, None, None)
                 self._insert_findings(conn, exchange_id, judged.findings)
             self.cond.notify_all()
-        self._announce({"kind": "download", "path": ex.path, "device_id": device_id, "status": ex.status,
-                        "bytes": sent, "completed": completed, "findings": []})
+        self._announce(
+            {
+                "kind": "download",
+                "path": ex.path,
+                "device_id": device_id,
+                "status": ex.status,
+                "bytes": sent,
+                "completed": completed,
+                "findings": [],
+            }
+        )
 
     def device_by_peer(self, peer: str) -> str:
         """The device last seen from the peer's address, when exactly one was."""

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from facecert.core.rules.conversation import DeviceState, IssuedTask, rid_key
 from facecert.core.rules.message import content_issues
-
 from facecert.mock_server.state import CLIENT_GONE, DeviceInfo, Pending, Queued
 
 if TYPE_CHECKING:
@@ -50,8 +49,13 @@ def _request_id(row: dict[str, Any], body: Any) -> Any:
 def restore(platform: Platform) -> None:
     """Rebuild queues, awaited tasks, devices and the engine's view from the database."""
     for row in platform.store.rows("SELECT * FROM devices ORDER BY device_id"):
-        info = DeviceInfo(row["device_id"], first_seen=row["first_seen"] or 0.0, last_seen=row["last_seen"] or 0.0,
-                          peer=row["peer"] or "", polls=row["polls"] or 0)
+        info = DeviceInfo(
+            row["device_id"],
+            first_seen=row["first_seen"] or 0.0,
+            last_seen=row["last_seen"] or 0.0,
+            peer=row["peer"] or "",
+            polls=row["polls"] or 0,
+        )
         try:
             info.versions = dict(json.loads(row["data"] or "{}").get("versions") or {})
         except (ValueError, AttributeError):
@@ -71,8 +75,11 @@ def restore(platform: Platform) -> None:
 
 def _restore_polls(platform: Platform) -> None:
     """Poll counts and the recent poll times (cadence) from the exchanges, the authoritative record."""
-    rows = platform.store.rows("SELECT device_id, started FROM exchanges WHERE endpoint = 'taskRequest' AND "
-                               "(error IS NULL OR error != ?) ORDER BY id", (CLIENT_GONE,))
+    rows = platform.store.rows(
+        "SELECT device_id, started FROM exchanges WHERE endpoint = 'taskRequest' AND "
+        "(error IS NULL OR error != ?) ORDER BY id",
+        (CLIENT_GONE,),
+    )
     counts: dict[str, int] = {}
     for row in rows:
         info = platform.devices_seen.get(row["device_id"])
@@ -88,18 +95,37 @@ def _restore_sent(platform: Platform, row: dict[str, Any], rid: Any, body: Any) 
     key = rid_key(rid)
     assert key is not None
     done = row["state"] in ("done", "late")
-    pending = Pending(row["id"], rid, row["request_type"], row["device_id"], row["sent_at"] or 0.0,
-                      row["deadline"] or 0.0, expired=row["state"] in ("expired", "late"), done=done)
+    pending = Pending(
+        row["id"],
+        rid,
+        row["request_type"],
+        row["device_id"],
+        row["sent_at"] or 0.0,
+        row["deadline"] or 0.0,
+        expired=row["state"] in ("expired", "late"),
+        done=done,
+    )
     platform.queues.pending[key] = pending
     if not isinstance(body, dict):
         return  # a raw task that is not an object: the engine never knew it as a task either
     engine = platform.engine
-    schema = engine.contract.all_tasks[row["request_type"]].schema if row["request_type"] in engine.contract.all_tasks \
+    schema = (
+        engine.contract.all_tasks[row["request_type"]].schema
+        if row["request_type"] in engine.contract.all_tasks
         else None
+    )
     downloads = content_issues(engine.contract, schema, body, engine.version, "task")[1] if schema else []
-    task = IssuedTask(task=row["request_type"], rid=rid, device_id=row["device_id"], exchange=-1,
-                      issued_at=pending.sent_at, payload=body, downloads=downloads,
-                      missing_reported=pending.expired, result_code=row["result_code"])
+    task = IssuedTask(
+        task=row["request_type"],
+        rid=rid,
+        device_id=row["device_id"],
+        exchange=-1,
+        issued_at=pending.sent_at,
+        payload=body,
+        downloads=downloads,
+        missing_reported=pending.expired,
+        result_code=row["result_code"],
+    )
     engine.issued[key] = task
     state = engine.devices.setdefault(row["device_id"], DeviceState(row["device_id"]))
     (state.finished if done else state.outstanding)[key] = task

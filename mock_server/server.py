@@ -13,7 +13,6 @@ import uvicorn
 
 from facecert.core.engine import Engine
 from facecert.core.model import Finding
-
 from facecert.mock_server.app import build_app
 from facecert.mock_server.config import ServerConfig
 from facecert.mock_server.platform import Platform
@@ -35,10 +34,19 @@ class MockServer:
         self.platform.pause_listening = self._pause_listening
 
     # ---- lifecycle -------------------------------------------------------------
-    def start(self, timeout: float = 10.0) -> "MockServer":
-        config = uvicorn.Config(self.app, host=self.config.host, port=self.config.port, log_level="warning",
-                                access_log=False, lifespan="on", timeout_graceful_shutdown=1, timeout_keep_alive=30,
-                                limit_concurrency=None, backlog=2048)
+    def start(self, timeout: float = 10.0) -> MockServer:
+        config = uvicorn.Config(
+            self.app,
+            host=self.config.host,
+            port=self.config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=30,
+            limit_concurrency=None,
+            backlog=2048,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="facecert-mock-server", daemon=True)
         self._thread.start()
@@ -93,7 +101,7 @@ class MockServer:
             self._thread.join(timeout=10)
         self.platform.close()
 
-    def __enter__(self) -> "MockServer":
+    def __enter__(self) -> MockServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

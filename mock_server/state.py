@@ -67,9 +67,18 @@ class DeviceInfo:
         return round(statistics.median(gaps), 3) if gaps else None
 
     def to_dict(self, queued: int = 0, awaiting: int = 0) -> dict[str, Any]:
-        return {"device_id": self.device_id, "first_seen": self.first_seen, "last_seen": self.last_seen,
-                "peer": self.peer, "polls": self.polls, "last_poll": self.last_poll or None,
-                "versions": self.versions, "cadence_s": self.cadence(), "queued": queued, "awaiting": awaiting}
+        return {
+            "device_id": self.device_id,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "peer": self.peer,
+            "polls": self.polls,
+            "last_poll": self.last_poll or None,
+            "versions": self.versions,
+            "cadence_s": self.cadence(),
+            "queued": queued,
+            "awaiting": awaiting,
+        }
 
 
 @dataclass

@@ -27,20 +27,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
-import stat
 import re
 import secrets
+import sqlite3
+import stat
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from facecert.core.jsonsafe import clean_text, dumps_strict
 from facecert.core.model import Exchange
-
 from facecert.mock_server.safefiles import write_new_file
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -135,8 +134,9 @@ class Store:
             # checkpoints (copying the WAL into the database, with an fsync) happen in a thread of their own,
             # not inside the commit of whichever exchange crossed the threshold
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = threading.Thread(target=self._checkpoints, name="facecert-store-checkpoint",
-                                                  daemon=True)
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="facecert-store-checkpoint", daemon=True
+            )
         self.conn.executescript(_SCHEMA)
         self._migrate()
         self.bodies = spill_folder(self.path)
@@ -219,8 +219,10 @@ class Store:
 
     def insert(self, conn: sqlite3.Connection, table: str, **values: Any) -> int:
         self._spill(table, values)
-        values = {k: bindable(_dumps(v) if k in JSON_COLUMNS and not isinstance(v, (bytes, str, type(None))) else v)
-                  for k, v in values.items()}
+        values = {
+            k: bindable(_dumps(v) if k in JSON_COLUMNS and not isinstance(v, (bytes, str, type(None))) else v)
+            for k, v in values.items()
+        }
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         cursor = conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
@@ -230,18 +232,34 @@ class Store:
     def update(conn: sqlite3.Connection, table: str, where: dict[str, Any], **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
         cond = " AND ".join(f"{k} = ?" for k in where)
-        conn.execute(f"UPDATE {table} SET {sets} WHERE {cond}",
-                     [bindable(v) for v in (*values.values(), *where.values())])
+        conn.execute(
+            f"UPDATE {table} SET {sets} WHERE {cond}", [bindable(v) for v in (*values.values(), *where.values())]
+        )
 
-    def insert_exchange(self, conn: sqlite3.Connection, ex: Exchange, device_id: str, endpoint: str | None,
-                        request: Any, answer: Any) -> int:
+    def insert_exchange(
+        self, conn: sqlite3.Connection, ex: Exchange, device_id: str, endpoint: str | None, request: Any, answer: Any
+    ) -> int:
         return self.insert(
-            conn, "exchanges", idx=ex.index, device_id=device_id, endpoint=endpoint, method=ex.method, path=ex.path,
-            url=ex.url, peer=ex.peer, started=ex.started, ended=ex.ended, status=ex.status, error=ex.error,
-            request_headers=_dumps(ex.request_headers), request_body=ex.request_body,
-            response_headers=_dumps(ex.response_headers), response_body=ex.response_body,
+            conn,
+            "exchanges",
+            idx=ex.index,
+            device_id=device_id,
+            endpoint=endpoint,
+            method=ex.method,
+            path=ex.path,
+            url=ex.url,
+            peer=ex.peer,
+            started=ex.started,
+            ended=ex.ended,
+            status=ex.status,
+            error=ex.error,
+            request_headers=_dumps(ex.request_headers),
+            request_body=ex.request_body,
+            response_headers=_dumps(ex.response_headers),
+            response_body=ex.response_body,
             request_json=_dumps(request) if len(ex.request_body or b"") <= PARSED_COPY_MAX else None,
-            response_json=_dumps(answer) if len(ex.response_body or b"") <= PARSED_COPY_MAX else None)
+            response_json=_dumps(answer) if len(ex.response_body or b"") <= PARSED_COPY_MAX else None,
+        )
 
     # ---- reads -------------------------------------------------------------
     def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
@@ -258,7 +276,9 @@ class Store:
         rows = self.rows("SELECT request_body, request_file FROM exchanges WHERE id = ?", (exchange_id,))
         if not rows:
             return None
-        return read_spilled(self.bodies, rows[0]["request_file"]) if rows[0]["request_file"] else rows[0]["request_body"]
+        return (
+            read_spilled(self.bodies, rows[0]["request_file"]) if rows[0]["request_file"] else rows[0]["request_body"]
+        )
 
 
 def spill_folder(db_path: str) -> Path | None:
@@ -300,11 +320,19 @@ def row_to_exchange(row: dict[str, Any], bodies: Path | None = None) -> Exchange
     session's spill folder, for a body kept in a file of its own)."""
     request_body = read_spilled(bodies, row["request_file"]) if row.get("request_file") else row["request_body"]
     return Exchange(
-        method=row["method"], path=row["path"], url=row["url"] or "", request_body=request_body or b"",
-        status=row["status"], response_body=row["response_body"] if row["status"] is not None else None,
-        started=row["started"], ended=row["ended"], peer=row["peer"] or "", error=row["error"],
+        method=row["method"],
+        path=row["path"],
+        url=row["url"] or "",
+        request_body=request_body or b"",
+        status=row["status"],
+        response_body=row["response_body"] if row["status"] is not None else None,
+        started=row["started"],
+        ended=row["ended"],
+        peer=row["peer"] or "",
+        error=row["error"],
         request_headers=json.loads(row["request_headers"] or "{}"),
-        response_headers=json.loads(row["response_headers"] or "{}"))
+        response_headers=json.loads(row["response_headers"] or "{}"),
+    )
 
 
 def read_exchanges(path: str | Path) -> list[Exchange]:

@@ -23,8 +23,9 @@ import logging
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mitmproxy import command, ctx, exceptions, hooks, http
 
@@ -32,7 +33,6 @@ from facecert.core.contract import get_contract
 from facecert.core.engine import Judged
 from facecert.core.model import Finding
 from facecert.core.profiles import PROFILES
-
 from facecert.proxy_addons import http1_trailers
 from facecert.proxy_addons.live import LEVEL, comment_for, log_line, mark_for
 from facecert.proxy_addons.reports import write_evidence, write_reports
@@ -51,8 +51,15 @@ DEFER_S = 0.001
 SYNC_EVERY_S = 1.0
 
 #: options that change how the engine judges; they cannot change once traffic was judged
-ENGINE_OPTIONS = ("facecert_profile", "facecert_protocol_version", "facecert_time_scale", "facecert_tolerance",
-                  "facecert_check_downloads", "facecert_max_body", "facecert_test_raise")
+ENGINE_OPTIONS = (
+    "facecert_profile",
+    "facecert_protocol_version",
+    "facecert_time_scale",
+    "facecert_tolerance",
+    "facecert_check_downloads",
+    "facecert_max_body",
+    "facecert_test_raise",
+)
 
 http1_trailers.install()  # mitmproxy 12 hangs on HTTP/1 chunked trailers; see the module
 
@@ -70,26 +77,53 @@ class FacecertAddon:
 
     # ---- mitmproxy lifecycle ---------------------------------------------
     def load(self, loader: Any) -> None:
-        loader.add_option("facecert_profile", str, "strict",
-                          "facecert: strict (the document with errata resolved) or field (known departures are warnings).",
-                          choices=list(PROFILES))
-        loader.add_option("facecert_protocol_version", str, "",
-                          "facecert: judge as this protocol version (e.g. 1.3); empty: the latest.")
+        loader.add_option(
+            "facecert_profile",
+            str,
+            "strict",
+            "facecert: strict (the document with errata resolved) or field (known departures are warnings).",
+            choices=list(PROFILES),
+        )
+        loader.add_option(
+            "facecert_protocol_version",
+            str,
+            "",
+            "facecert: judge as this protocol version (e.g. 1.3); empty: the latest.",
+        )
         # mitmproxy's --set parses str, int and bool options only: the two floats are strings
-        loader.add_option("facecert_time_scale", str, "1.0",
-                          "facecert: protocol intervals are multiplied by this (simulators run at e.g. 0.05).")
-        loader.add_option("facecert_tolerance", str, "0.25",
-                          "facecert: relative tolerance on the 20 s / 5 s cadence.")
-        loader.add_option("facecert_report_dir", str, "facecert-report",
-                          "facecert: folder for summary.json, junit.xml, allure-results/ and session.har.")
-        loader.add_option("facecert_check_downloads", bool, False,
-                          "facecert: the device's downloads pass through this proxy, so a task reported as done "
-                          "without fetching its URL is an error (DOWNLOAD-FETCHED).")
-        loader.add_option("facecert_max_body", int, get_contract().limits.max_body_bytes,
-                          "facecert: bodies are judged from at most this many bytes (decoded); a larger body, or one "
-                          "that inflates past it, is MSG-TOO-LARGE. It still passes through whole, streamed.")
-        loader.add_option("facecert_test_raise", str, "",
-                          "facecert test hook: judging a flow whose path contains this raises (to prove containment).")
+        loader.add_option(
+            "facecert_time_scale",
+            str,
+            "1.0",
+            "facecert: protocol intervals are multiplied by this (simulators run at e.g. 0.05).",
+        )
+        loader.add_option("facecert_tolerance", str, "0.25", "facecert: relative tolerance on the 20 s / 5 s cadence.")
+        loader.add_option(
+            "facecert_report_dir",
+            str,
+            "facecert-report",
+            "facecert: folder for summary.json, junit.xml, allure-results/ and session.har.",
+        )
+        loader.add_option(
+            "facecert_check_downloads",
+            bool,
+            False,
+            "facecert: the device's downloads pass through this proxy, so a task reported as done "
+            "without fetching its URL is an error (DOWNLOAD-FETCHED).",
+        )
+        loader.add_option(
+            "facecert_max_body",
+            int,
+            get_contract().limits.max_body_bytes,
+            "facecert: bodies are judged from at most this many bytes (decoded); a larger body, or one "
+            "that inflates past it, is MSG-TOO-LARGE. It still passes through whole, streamed.",
+        )
+        loader.add_option(
+            "facecert_test_raise",
+            str,
+            "",
+            "facecert test hook: judging a flow whose path contains this raises (to prove containment).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "facecert_report_dir" in updated:
@@ -107,8 +141,10 @@ class FacecertAddon:
             return
         if self.session is not None and self.session.flows:
             if options != self.session.options:
-                raise exceptions.OptionsError("facecert options cannot change once traffic was judged; "
-                                              "restart the proxy to judge with other settings")
+                raise exceptions.OptionsError(
+                    "facecert options cannot change once traffic was judged; "
+                    "restart the proxy to judge with other settings"
+                )
             return
         previous, self.session = self.session, ProxySession(options, on_finding=self._log_finding)
         if previous is not None:  # settings changed before any traffic: same record
@@ -117,8 +153,13 @@ class FacecertAddon:
     def running(self) -> None:
         session = self._require()
         session.open_record(self.report_dir)
-        log.info("facecert: judging as protocol V%s, profile %s, time scale %g; reports go to %s",
-                 session.version, session.options.profile, session.options.time_scale, self.report_dir.resolve())
+        log.info(
+            "facecert: judging as protocol V%s, profile %s, time scale %g; reports go to %s",
+            session.version,
+            session.options.profile,
+            session.options.time_scale,
+            self.report_dir.resolve(),
+        )
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._tick()), loop.create_task(self._sync())]
 
@@ -129,8 +170,9 @@ class FacecertAddon:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
-            self._guard("deciding how to carry an answer body",
-                        lambda: self._stream(flow.response, flow.request, flow.response))
+            self._guard(
+                "deciding how to carry an answer body", lambda: self._stream(flow.response, flow.request, flow.response)
+            )
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._guard("reading a flow", lambda: self._take(flow))
@@ -183,7 +225,9 @@ class FacecertAddon:
     def _session_options(self) -> SessionOptions:
         opts = ctx.options
         if opts.facecert_profile not in PROFILES:
-            raise exceptions.OptionsError(f"facecert_profile: {opts.facecert_profile!r} is not one of {', '.join(PROFILES)}")
+            raise exceptions.OptionsError(
+                f"facecert_profile: {opts.facecert_profile!r} is not one of {', '.join(PROFILES)}"
+            )
         version = opts.facecert_protocol_version or None
         try:
             version = get_contract().check_version(version)
@@ -193,10 +237,15 @@ class FacecertAddon:
         tolerance = _number("facecert_tolerance", opts.facecert_tolerance, 0.0, 1.0)
         if opts.facecert_max_body < 1024:
             raise exceptions.OptionsError(f"facecert_max_body: {opts.facecert_max_body} is below 1024 bytes")
-        return SessionOptions(profile=opts.facecert_profile, protocol_version=version,
-                              time_scale=time_scale, tolerance=tolerance,
-                              check_downloads=opts.facecert_check_downloads, max_body=opts.facecert_max_body,
-                              test_raise=opts.facecert_test_raise)
+        return SessionOptions(
+            profile=opts.facecert_profile,
+            protocol_version=version,
+            time_scale=time_scale,
+            tolerance=tolerance,
+            check_downloads=opts.facecert_check_downloads,
+            max_body=opts.facecert_max_body,
+            test_raise=opts.facecert_test_raise,
+        )
 
     def _guard(self, where: str, work: Callable[[], None]) -> None:
         """Run one hook's work; an exception is ours, so it is contained and the flow passes as it came."""
@@ -246,8 +295,12 @@ class FacecertAddon:
     def _show(self, flow: http.HTTPFlow, judged: Judged) -> bool:
         if judged.endpoint is None:
             status = judged.exchange.status if judged.exchange.status is not None else "no answer"
-            log.info("facecert: not protocol traffic, passed through: %s %s -> %s",
-                     judged.exchange.method, judged.exchange.url or judged.exchange.path, status)
+            log.info(
+                "facecert: not protocol traffic, passed through: %s %s -> %s",
+                judged.exchange.method,
+                judged.exchange.url or judged.exchange.path,
+                status,
+            )
             return False
         findings = judged.findings
         if not findings:
@@ -287,9 +340,15 @@ class FacecertAddon:
             session.contain(f"writing the {why} report to {self.report_dir}", exc)
             return ""
         errors = len(session.engine.errors())
-        log.log(logging.ERROR if errors else logging.INFO,
-                "facecert: %s report: %d flows, %d errors, %d internal error(s) -> %s",
-                why, session.flows, errors, session.error_count, paths.summary)
+        log.log(
+            logging.ERROR if errors else logging.INFO,
+            "facecert: %s report: %d flows, %d errors, %d internal error(s) -> %s",
+            why,
+            session.flows,
+            errors,
+            session.error_count,
+            paths.summary,
+        )
         return str(paths.summary)
 
 
@@ -315,6 +374,9 @@ def _refuse_unknown_coding(flow: http.HTTPFlow) -> None:
     codings = [c.strip().lower() for c in flow.request.headers.get("transfer-encoding", "").split(",") if c.strip()]
     if codings and codings != ["chunked"]:
         flow.response = http.Response.make(
-            400, b'{"code": 400, "log": "Transfer-Encoding ' + ", ".join(codings).encode("ascii", "replace")
+            400,
+            b'{"code": 400, "log": "Transfer-Encoding '
+            + ", ".join(codings).encode("ascii", "replace")
             + b' is not supported: only chunked (facecert proxy, for the upstream)"}',
-            {"content-type": "application/json", "connection": "close", OWN_ANSWER: "refused"})
+            {"content-type": "application/json", "connection": "close", OWN_ANSWER: "refused"},
+        )

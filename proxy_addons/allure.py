@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
-
-from facecert.core.model import Finding, Severity
-from facecert.core.rules.registry import RULES, Rule
 
 from facecert.core.captures.files import replace_with
 from facecert.core.jsonsafe import dumps_strict
+from facecert.core.model import Finding, Severity
+from facecert.core.rules.registry import RULES, Rule
 
 SUITE = "facecert.proxy"
 _OURS = ("-result.json", "-attachment.txt")
 
 
-def write_allure(findings: Iterable[Finding], folder: Path, *, started: float, stopped: float,
-                 environment: dict[str, str]) -> Path:
+def write_allure(
+    findings: Iterable[Finding], folder: Path, *, started: float, stopped: float, environment: dict[str, str]
+) -> Path:
     """Replace the previous facecert results in ``folder`` by one result per rule."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,16 +54,21 @@ def _write_result(folder: Path, rule: Rule, hits: list[Finding], started: float,
         "stage": "finished",
         "start": int(started * 1000),
         "stop": int(stopped * 1000),
-        "labels": [{"name": "suite", "value": SUITE}, {"name": "feature", "value": rule.party},
-                   {"name": "severity", "value": "critical" if rule.severity is Severity.ERROR else "minor"},
-                   {"name": "tag", "value": rule.spec}],
+        "labels": [
+            {"name": "suite", "value": SUITE},
+            {"name": "feature", "value": rule.party},
+            {"name": "severity", "value": "critical" if rule.severity is Severity.ERROR else "minor"},
+            {"name": "tag", "value": rule.spec},
+        ],
         "parameters": [],
         "steps": [],
         "attachments": [],
     }
     if errors:
-        result["statusDetails"] = {"message": f"{len(errors)} violation(s); first: {errors[0].message}"[:1000],
-                                   "trace": "\n".join(f.line() for f in errors[:200])}
+        result["statusDetails"] = {
+            "message": f"{len(errors)} violation(s); first: {errors[0].message}"[:1000],
+            "trace": "\n".join(f.line() for f in errors[:200]),
+        }
     if hits:
         source = f"{test_uuid}-attachment.txt"
         replace_with(folder / source, lambda out: out.write("\n".join(f.line() for f in hits)))

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import brotli
 
@@ -70,7 +70,6 @@ class BodyTap:
             self.broken = f"{type(exc).__name__}: {exc}"
         return chunk
 
-
     def release(self) -> bytes:
         """What was kept, as bytes; the tap's own copy is freed (the flow may live on a while)."""
         kept, self.kept, self.released = bytes(self.kept), bytearray(), True
@@ -88,7 +87,7 @@ class Truncated(bytes):
 
     size: int
 
-    def __new__(cls, start: bytes, size: int) -> "Truncated":
+    def __new__(cls, start: bytes, size: int) -> Truncated:
         obj = super().__new__(cls, start)
         obj.size = size
         return obj
@@ -96,7 +95,7 @@ class Truncated(bytes):
     def __len__(self) -> int:
         return self.size
 
-    def strip(self, chars: bytes | None = None) -> "Truncated":
+    def strip(self, chars: bytes | None = None) -> Truncated:
         return self
 
     @property
@@ -120,6 +119,7 @@ Decoder = Callable[[bytes, int], bytes]
 def _zlib(wbits: int) -> Decoder:
     def decode(data: bytes, max_length: int) -> bytes:
         return zlib.decompressobj(wbits).decompress(data, max_length)
+
     return decode
 
 
@@ -148,8 +148,11 @@ def _zstd(data: bytes, max_length: int) -> bytes:
 
 
 DECODERS: dict[str, Decoder] = {
-    "gzip": _zlib(32 + zlib.MAX_WBITS), "x-gzip": _zlib(32 + zlib.MAX_WBITS),  # gzip or zlib header, detected
-    "deflate": _deflate, "br": _brotli, "zstd": _zstd,
+    "gzip": _zlib(32 + zlib.MAX_WBITS),
+    "x-gzip": _zlib(32 + zlib.MAX_WBITS),  # gzip or zlib header, detected
+    "deflate": _deflate,
+    "br": _brotli,
+    "zstd": _zstd,
 }
 _ERRORS = (zlib.error, brotli.error, zstd.ZstdError, EOFError, ValueError, MemoryError)
 
@@ -193,9 +196,13 @@ def judged_body(kept: bytes, size: int, content_encoding: str, limit: int) -> Bo
         return Body(kept, size)
     inflated = inflate(kept, content_encoding, limit)
     if inflated.too_large:
-        return Body(Truncated(inflated.body, limit + 1), size, replaces=True,
-                    note=f"body: {size:,} bytes of Content-Encoding {content_encoding!r} inflate to more than the "
-                         f"limit of {limit:,} bytes (a decompression bomb?); facecert stopped inflating there")
+        return Body(
+            Truncated(inflated.body, limit + 1),
+            size,
+            replaces=True,
+            note=f"body: {size:,} bytes of Content-Encoding {content_encoding!r} inflate to more than the "
+            f"limit of {limit:,} bytes (a decompression bomb?); facecert stopped inflating there",
+        )
     if inflated.error:
         return Body(inflated.body, size, note=f"(judged as sent: {inflated.error})")
     return Body(inflated.body, size)

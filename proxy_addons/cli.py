@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,26 +14,47 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def proxy(
         upstream: str = typer.Option(..., "--upstream", help="the real server's base URL, e.g. http://10.0.0.5:8080"),
-        listen: str = typer.Option("127.0.0.1:8080", "--listen", help="HOST:PORT the device connects to "
-                                   "(0.0.0.0:8080 for a device on the network)"),
-        report: Path = typer.Option(Path("reports/proxy"), "--report", help="folder for summary.json, junit.xml, "
-                                    "allure-results/ and session.har"),
+        listen: str = typer.Option(
+            "127.0.0.1:8080",
+            "--listen",
+            help="HOST:PORT the device connects to (0.0.0.0:8080 for a device on the network)",
+        ),
+        report: Path = typer.Option(
+            Path("reports/proxy"),
+            "--report",
+            help="folder for summary.json, junit.xml, allure-results/ and session.har",
+        ),
         profile: ProfileOpt = "strict",
         protocol_version: VersionOpt = None,
         tolerance: ToleranceOpt = 0.25,
         time_scale: TimeScaleOpt = 1.0,
-        check_downloads: bool = typer.Option(False, "--check-downloads", help="the device's downloads pass through "
-                                             "this proxy: a task done without fetching its URL is an error"),
-        max_body: Optional[int] = typer.Option(None, "--max-body", min=1024, help="judge bodies from at most this many "
-                                               "bytes (decoded); larger ones are MSG-TOO-LARGE and still pass whole "
-                                               "[default: the contract's limits.max_body_bytes]"),
+        check_downloads: bool = typer.Option(
+            False,
+            "--check-downloads",
+            help="the device's downloads pass through this proxy: a task done without fetching its URL is an error",
+        ),
+        max_body: int | None = typer.Option(
+            None,
+            "--max-body",
+            min=1024,
+            help="judge bodies from at most this many "
+            "bytes (decoded); larger ones are MSG-TOO-LARGE and still pass whole "
+            "[default: the contract's limits.max_body_bytes]",
+        ),
         baseline: BaselineOpt = None,
         write_baseline: WriteBaselineOpt = None,
-        confdir: Optional[Path] = typer.Option(None, "--confdir", envvar="MITMPROXY_CONFDIR",
-                                               help="mitmproxy's configuration and CA key; kept out of the report "
-                                                    "folder, which people hand around [default: ~/.mitmproxy]"),
-        keep_personal_data: bool = typer.Option(False, "--keep-personal-data", help="write faces and names as "
-                                                "they passed (default: redacted in every file the proxy writes)"),
+        confdir: Path | None = typer.Option(
+            None,
+            "--confdir",
+            envvar="MITMPROXY_CONFDIR",
+            help="mitmproxy's configuration and CA key; kept out of the report "
+            "folder, which people hand around [default: ~/.mitmproxy]",
+        ),
+        keep_personal_data: bool = typer.Option(
+            False,
+            "--keep-personal-data",
+            help="write faces and names as they passed (default: redacted in every file the proxy writes)",
+        ),
     ) -> None:
         """Judge a real device and a real server live, through mitmdump in reverse-proxy mode."""
         from facecert.core.redact import configure
@@ -42,12 +62,25 @@ def register(app: typer.Typer) -> None:
 
         configure(keep_personal_data=keep_personal_data)  # one salt for the run, handed to mitmdump's addon
 
-        options: dict[str, object] = {"facecert_profile": profile, "facecert_time_scale": time_scale,
-                                      "facecert_tolerance": tolerance, "facecert_check_downloads": check_downloads}
+        options: dict[str, object] = {
+            "facecert_profile": profile,
+            "facecert_time_scale": time_scale,
+            "facecert_tolerance": tolerance,
+            "facecert_check_downloads": check_downloads,
+        }
         if protocol_version:
             options["facecert_protocol_version"] = protocol_version
         if max_body is not None:
             options["facecert_max_body"] = max_body
-        raise typer.Exit(run_proxy(upstream=upstream, listen=listen, report=report, options=options,
-                                   console=Console(), baseline=baseline, write_baseline=write_baseline,
-                                   confdir=confdir or Path.home() / ".mitmproxy"))
+        raise typer.Exit(
+            run_proxy(
+                upstream=upstream,
+                listen=listen,
+                report=report,
+                options=options,
+                console=Console(),
+                baseline=baseline,
+                write_baseline=write_baseline,
+                confdir=confdir or Path.home() / ".mitmproxy",
+            )
+        )

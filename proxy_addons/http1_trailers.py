@@ -23,7 +23,8 @@ limitation (the wrapped methods are checked first).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 import h11
 from mitmproxy import http
@@ -31,7 +32,11 @@ from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import (
-    RequestEndOfMessage, RequestTrailers, ResponseEndOfMessage, ResponseTrailers)
+    RequestEndOfMessage,
+    RequestTrailers,
+    ResponseEndOfMessage,
+    ResponseTrailers,
+)
 
 _LAST_CHUNK = b"0\r\n\r\n"
 _HELD = "_facecert_trailers"  # on a connection: trailers waiting for the last chunk

@@ -8,10 +8,9 @@ console UI all colour it alike, with no escape codes of ours in log files.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from facecert.core.model import Finding, Severity
-
 from facecert.proxy_addons.strict import clean_text
 
 LEVEL = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING, Severity.INFO: logging.INFO}

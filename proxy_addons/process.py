@@ -21,9 +21,9 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ADDON = Path(__file__).resolve().parent / "facecert_addon.py"
 _LISTENING = re.compile(r"listening at (?:\*|\[?([0-9a-fA-F.:]+?)\]?):(\d+)")
@@ -58,10 +58,23 @@ class MitmdumpConfig:
     executable: Path | None = None
 
     def argv(self) -> list[str]:
-        args = [str(self.executable or mitmdump_path()), "--mode", f"reverse:{self.upstream}",
-                "--listen-host", self.listen_host, "--listen-port", str(self.listen_port),
-                "--set", f"confdir={self.confdir}", "--set", "termlog_verbosity=info",
-                "--set", "flow_detail=0", "--set", "connection_strategy=lazy"]
+        args = [
+            str(self.executable or mitmdump_path()),
+            "--mode",
+            f"reverse:{self.upstream}",
+            "--listen-host",
+            self.listen_host,
+            "--listen-port",
+            str(self.listen_port),
+            "--set",
+            f"confdir={self.confdir}",
+            "--set",
+            "termlog_verbosity=info",
+            "--set",
+            "flow_detail=0",
+            "--set",
+            "connection_strategy=lazy",
+        ]
         if self.addon:
             args += ["-s", str(ADDON)]
         for name, value in self.options.items():
@@ -73,8 +86,9 @@ class MitmdumpConfig:
 class Mitmdump:
     """Start, watch and stop one mitmdump; its output lines are kept and can be followed."""
 
-    def __init__(self, config: MitmdumpConfig, on_line: Callable[[str], None] | None = None,
-                 keep_lines: int = 20_000) -> None:
+    def __init__(
+        self, config: MitmdumpConfig, on_line: Callable[[str], None] | None = None, keep_lines: int = 20_000
+    ) -> None:
         self.config = config
         self.on_line = on_line
         self.lines: deque[str] = deque(maxlen=keep_lines)
@@ -101,13 +115,21 @@ class Mitmdump:
             raise MitmdumpError("mitmdump is not running")
         return self._proc.pid
 
-    def start(self, timeout: float = 30.0) -> "Mitmdump":
+    def start(self, timeout: float = 30.0) -> Mitmdump:
         self.config.confdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
-            self._proc = subprocess.Popen(self.config.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace",
-                                          env=env, start_new_session=True)
+            self._proc = subprocess.Popen(
+                self.config.argv(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env=env,
+                start_new_session=True,
+            )
         except OSError as exc:
             raise MitmdumpError(f"cannot run mitmdump: {exc.strerror}") from None
         self._reader = threading.Thread(target=self._read, name="mitmdump-output", daemon=True)
@@ -186,7 +208,7 @@ class Mitmdump:
             self._reader.join(timeout=5)
         return proc.returncode
 
-    def __enter__(self) -> "Mitmdump":
+    def __enter__(self) -> Mitmdump:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

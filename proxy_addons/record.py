@@ -19,16 +19,16 @@ import base64
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 from facecert.core.captures.files import NEW, replace_with
 from facecert.core.captures.har import exchange_to_entry, exchanges_to_har
 from facecert.core.captures.jsonl import exchange_to_record, record_to_exchange
-from facecert.core.redact import current as redactor
 from facecert.core.jsonsafe import dumps_strict, loads_strict
 from facecert.core.model import Exchange
-
+from facecert.core.redact import current as redactor
 
 RECORD = "session.jsonl"
 _B64_PIECE = 3 * 256 * 1024  # bytes of body per base64 piece (a multiple of 3: the pieces join seamlessly)
@@ -45,7 +45,7 @@ class FlowRecord:
         self._fd: int | None = None
         self._unsynced = False
 
-    def open(self) -> "FlowRecord":
+    def open(self) -> FlowRecord:
         self.folder.mkdir(parents=True, exist_ok=True)
         _keep_earlier(self.path)
         self._fd = os.open(self.path, NEW | os.O_APPEND, 0o644)
@@ -59,8 +59,9 @@ class FlowRecord:
             raise RuntimeError("the record is not open")
         exchange = redactor().exchange(exchange)  # faces and names never reach the disk (unless kept)
         bodies = {"request_b64": exchange.request_body, "response_b64": exchange.response_body}
-        light = dataclasses.replace(exchange, request_body=b"",
-                                    response_body=None if exchange.response_body is None else b"")
+        light = dataclasses.replace(
+            exchange, request_body=b"", response_body=None if exchange.response_body is None else b""
+        )
         record = exchange_to_record(light)  # the format's fields, from the format's own writer
         record["index"] = self.count
         for direction, size in (sizes or {}).items():
@@ -78,7 +79,7 @@ class FlowRecord:
                 out.put(f', "{key}": "'.encode())
                 view = memoryview(body)  # the bytes themselves: a Truncated body's len() is its whole size
                 for at in range(0, view.nbytes, _B64_PIECE):
-                    out.put(base64.b64encode(view[at:at + _B64_PIECE]))
+                    out.put(base64.b64encode(view[at : at + _B64_PIECE]))
                 out.put(b'"')
             out.put(b"}\n")
             out.flush()
@@ -123,7 +124,7 @@ class _Lines:
     def flush(self) -> None:
         view = memoryview(self.buffer)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
         view.release()
         self.buffer.clear()
 
@@ -159,8 +160,9 @@ def read_records(path: Path, upto: int | None = None) -> Iterator[dict[str, Any]
                 yield record
 
 
-def write_har(record: Path, har: Path, creator: str, judged_with: dict[str, Any] | None = None,
-              upto: int | None = None) -> int:
+def write_har(
+    record: Path, har: Path, creator: str, judged_with: dict[str, Any] | None = None, upto: int | None = None
+) -> int:
     """The HAR of every flow in the record, written entry by entry (atomically replaced); entries written."""
     envelope = dumps_strict(exchanges_to_har([], creator, judged_with))
     head, tail = envelope.split('"entries": []', 1)
@@ -184,10 +186,14 @@ def write_har(record: Path, har: Path, creator: str, judged_with: dict[str, Any]
 
 def _entry(record: dict[str, Any]) -> dict[str, Any]:
     entry = exchange_to_entry(record_to_exchange(record))
-    notes = [f"{direction} body: {record[key]:,} bytes, only the first {kept:,} kept"
-             for direction, key, kept in (("request", "request_size", entry["request"]["bodySize"]),
-                                           ("response", "response_size", entry["response"]["bodySize"]))
-             if isinstance(record.get(key), int)]
+    notes = [
+        f"{direction} body: {record[key]:,} bytes, only the first {kept:,} kept"
+        for direction, key, kept in (
+            ("request", "request_size", entry["request"]["bodySize"]),
+            ("response", "response_size", entry["response"]["bodySize"]),
+        )
+        if isinstance(record.get(key), int)
+    ]
     if notes:
         entry["comment"] = "; ".join(notes)
         if isinstance(record.get("request_size"), int):

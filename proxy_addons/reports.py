@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from facecert.core.captures.files import replace_with
-from facecert.evidence import predicate_from_summary, write_manifest
 from facecert.core.jsonsafe import dumps_strict, loads_strict
 from facecert.core.model import Finding
-from facecert.reports import summarize, write_junit
-
+from facecert.evidence import predicate_from_summary, write_manifest
 from facecert.proxy_addons.allure import write_allure
 from facecert.proxy_addons.record import write_har
 from facecert.proxy_addons.session import ProxySession
 from facecert.proxy_addons.strict import clean_finding
+from facecert.reports import summarize, write_junit
 
 SUMMARY = "summary.json"
 JUNIT = "junit.xml"
@@ -61,26 +61,66 @@ def write_reports(session: ProxySession, folder: Path) -> ReportPaths:
     record = session.record
     upto = record.size() if record is not None else None
     extra = {**session.stats(), "har": str(paths.har)}
-    summary = _contained(session, "summarizing", lambda: summarize(
-        findings, exchanges=session.flows, profile=config.profile, version=session.version, extra=extra))
+    summary = _contained(
+        session,
+        "summarizing",
+        lambda: summarize(
+            findings, exchanges=session.flows, profile=config.profile, version=session.version, extra=extra
+        ),
+    )
     if summary is None:  # still a summary: CI reads it, and a missing one reads as "no run"
-        summary = {"verdict": "fail", "profile": config.profile, "protocol_version": session.version,
-                   "exchanges": session.flows, "counts": {}, "errors_by_rule": {}, "errors_by_party": {},
-                   "findings": [], "report_error": "the findings could not be summarized (see addon_error_details)",
-                   **session.stats()}
-    _contained(session, f"writing {paths.summary}",
-               lambda: replace_with(paths.summary, lambda out: out.write(dumps_strict(summary, indent=2))))
+        summary = {
+            "verdict": "fail",
+            "profile": config.profile,
+            "protocol_version": session.version,
+            "exchanges": session.flows,
+            "counts": {},
+            "errors_by_rule": {},
+            "errors_by_party": {},
+            "findings": [],
+            "report_error": "the findings could not be summarized (see addon_error_details)",
+            **session.stats(),
+        }
+    _contained(
+        session,
+        f"writing {paths.summary}",
+        lambda: replace_with(paths.summary, lambda out: out.write(dumps_strict(summary, indent=2))),
+    )
     _contained(session, f"writing {paths.junit}", lambda: _junit(findings, paths.junit))
-    _contained(session, f"writing {paths.allure}", lambda: write_allure(
-        findings, paths.allure, started=session.started, stopped=time.time(),
-        environment={"profile": config.profile, "protocol_version": session.version,
-                     "time_scale": str(config.time_scale), "tolerance": str(config.tolerance),
-                     "flows": str(session.flows)}))
+    _contained(
+        session,
+        f"writing {paths.allure}",
+        lambda: write_allure(
+            findings,
+            paths.allure,
+            started=session.started,
+            stopped=time.time(),
+            environment={
+                "profile": config.profile,
+                "protocol_version": session.version,
+                "time_scale": str(config.time_scale),
+                "tolerance": str(config.tolerance),
+                "flows": str(session.flows),
+            },
+        ),
+    )
     if record is not None:
-        _contained(session, f"writing {paths.har}",
-                   lambda: write_har(record.path, paths.har, creator="facecert-proxy", upto=upto,
-                                     judged_with={"profile": config.profile, "protocol_version": session.version,
-                                                  "tolerance": config.tolerance, "time_scale": config.time_scale}))
+        _contained(
+            session,
+            f"writing {paths.har}",
+            lambda: write_har(
+                record.path,
+                paths.har,
+                creator="facecert-proxy",
+                upto=upto,
+                judged_with={
+                    "profile": config.profile,
+                    "protocol_version": session.version,
+                    "tolerance": config.tolerance,
+                    "time_scale": config.time_scale,
+                },
+            ),
+        )
     return paths
 
 
@@ -88,8 +128,9 @@ def write_evidence(session: ProxySession, folder: Path) -> Path:
     """The last write at shutdown: ``manifest.json`` over every file of the folder (the record
     closed first), its predicate from the summary just written (:mod:`facecert.evidence`)."""
     summary = loads_strict(paths_in(folder).summary.read_bytes())
-    return write_manifest(folder, predicate_from_summary(summary, plan="proxy", started=session.started,
-                                                         ended=time.time()))
+    return write_manifest(
+        folder, predicate_from_summary(summary, plan="proxy", started=session.started, ended=time.time())
+    )
 
 
 def _contained(session: ProxySession, where: str, work: Callable[[], Any]) -> Any:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import signal
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -21,10 +21,9 @@ from rich.markup import escape
 from facecert.core.captures.files import replace_with
 from facecert.core.jsonsafe import dumps_strict
 from facecert.core.model import Finding, Severity
-from facecert.reports.console import findings_table, print_verdict
-
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError
 from facecert.proxy_addons.reports import paths_in
+from facecert.reports.console import findings_table, print_verdict
 
 _NOISE = ("client connect", "client disconnect", "server connect", "server disconnect")
 _COLOURS = {"facecert ERROR": "bold red", "facecert WARNING": "yellow", "facecert INFO": "dim"}
@@ -63,8 +62,17 @@ def device_addresses(host: str, port: int) -> list[str]:
     return [f"http://{ip}:{port}" for ip in ips] or [f"http://<this machine's address>:{port}"]
 
 
-def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, object], console: Console,
-              baseline: Path | None = None, write_baseline: Path | None = None, confdir: Path | None = None) -> int:
+def run_proxy(
+    *,
+    upstream: str,
+    listen: str,
+    report: Path,
+    options: dict[str, object],
+    console: Console,
+    baseline: Path | None = None,
+    write_baseline: Path | None = None,
+    confdir: Path | None = None,
+) -> int:
     from facecert.baseline import BaselineError, load_baseline
 
     try:
@@ -78,10 +86,17 @@ def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, ob
     # never inside the report: the folder is sealed and handed around, and this holds the CA's private key
     confdir = (confdir or Path.home() / ".mitmproxy").resolve()
     if confdir.is_relative_to(report):
-        console.print(f"[bold red]error:[/] --confdir {confdir} is inside the report folder: the CA key would be shared")
+        console.print(
+            f"[bold red]error:[/] --confdir {confdir} is inside the report folder: the CA key would be shared"
+        )
         return 2
-    config = MitmdumpConfig(upstream=upstream, confdir=confdir, listen_host=host, listen_port=port,
-                            options={**options, "facecert_report_dir": str(report)})
+    config = MitmdumpConfig(
+        upstream=upstream,
+        confdir=confdir,
+        listen_host=host,
+        listen_port=port,
+        options={**options, "facecert_report_dir": str(report)},
+    )
     dump = Mitmdump(config, on_line=lambda line: _echo(console, line))
     try:
         with console.status("starting mitmdump…"):
@@ -92,7 +107,9 @@ def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, ob
     bound_host, bound_port = dump.address or (host, port)
     console.print(f"[bold]facecert proxy[/] → {escape(upstream)}   reports: {report}")
     for address in device_addresses(host, bound_port):
-        console.print(f"  point the device's server_url at [bold cyan]{address}[/] (keep the server's path prefix, if any)")
+        console.print(
+            f"  point the device's server_url at [bold cyan]{address}[/] (keep the server's path prefix, if any)"
+        )
     console.print("  [dim]Ctrl-C stops the proxy and prints the summary[/]")
     try:
         with _interrupts_raise():
@@ -108,6 +125,7 @@ def run_proxy(*, upstream: str, listen: str, report: Path, options: dict[str, ob
 @contextmanager
 def _interrupts_raise() -> Iterator[None]:
     """SIGINT and SIGTERM both mean "stop and report", even where the shell ignored SIGINT (background jobs)."""
+
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -126,8 +144,9 @@ def _echo(console: Console, line: str) -> None:
     console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False, soft_wrap=True)
 
 
-def print_summary(report: Path, console: Console, baseline: dict | None = None, source: str = "",
-                  write_baseline: Path | None = None) -> int:
+def print_summary(
+    report: Path, console: Console, baseline: dict | None = None, source: str = "", write_baseline: Path | None = None
+) -> int:
     """The verdict from summary.json; exit code 0 pass, 1 fail, 2 no summary. With a ``baseline``
     (an earlier summary) only what is new fails, and summary.json gets the ``baseline`` block."""
     from facecert.baseline import compare, print_comparison
@@ -146,14 +165,19 @@ def print_summary(report: Path, console: Console, baseline: dict | None = None, 
         replace_with(path, lambda out: out.write(dumps_strict(summary, indent=2)))
     if write_baseline is not None:
         save_baseline(summary, write_baseline, command="proxy")
-    shown = [Finding(**{**f, "severity": Severity(f["severity"])}) for f in summary["findings"]
-             if f["severity"] != Severity.INFO.value]
+    shown = [
+        Finding(**{**f, "severity": Severity(f["severity"])})
+        for f in summary["findings"]
+        if f["severity"] != Severity.INFO.value
+    ]
     if shown:
         console.print(findings_table(shown, title="Findings (errors and warnings)"))
     print_verdict(console, summary)
     if summary.get("addon_errors"):
-        console.print(f"[yellow]{summary['addon_errors']} internal error(s) of the addon were contained; "
-                      f"the flows passed untouched (see summary.json)[/]")
+        console.print(
+            f"[yellow]{summary['addon_errors']} internal error(s) of the addon were contained; "
+            f"the flows passed untouched (see summary.json)[/]"
+        )
     if summary.get("baseline"):
         print_comparison(console, summary["baseline"])
     paths = paths_in(report)

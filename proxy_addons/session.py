@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from facecert.core.engine import Engine, EngineConfig, Judged
 from facecert.core.model import Exchange, Finding
-
 from facecert.proxy_addons.bodies import Body
 from facecert.proxy_addons.record import FlowRecord
 from facecert.proxy_addons.strict import clean_text
@@ -43,9 +42,14 @@ class SessionOptions:
     test_raise: str = ""  # test hook: judging an exchange whose path contains this raises
 
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(profile=self.profile, protocol_version=self.protocol_version,
-                            tolerance=self.tolerance, time_scale=self.time_scale,
-                            check_downloads=self.check_downloads, max_body=self.max_body)
+        return EngineConfig(
+            profile=self.profile,
+            protocol_version=self.protocol_version,
+            tolerance=self.tolerance,
+            time_scale=self.time_scale,
+            check_downloads=self.check_downloads,
+            max_body=self.max_body,
+        )
 
 
 @dataclass
@@ -179,12 +183,20 @@ class ProxySession:
     def contain(self, where: str, exc: BaseException) -> None:
         """Count and log an exception of ours; the flow it concerned is untouched."""
         self.error_count += 1
-        error = AddonError(time.time(), clean_text(where), clean_text(f"{type(exc).__name__}: {exc}"[:2000]),
-                           clean_text(traceback.format_exc()[-8000:]))
+        error = AddonError(
+            time.time(),
+            clean_text(where),
+            clean_text(f"{type(exc).__name__}: {exc}"[:2000]),
+            clean_text(traceback.format_exc()[-8000:]),
+        )
         if len(self.errors) < KEEP_ERRORS:
             self.errors.append(error)
-        log.error("facecert: internal error while %s (%s); the flow passed untouched, "
-                  "%d internal error(s) so far", error.where, error.error, self.error_count)
+        log.error(
+            "facecert: internal error while %s (%s); the flow passed untouched, %d internal error(s) so far",
+            error.where,
+            error.error,
+            self.error_count,
+        )
 
     def stats(self) -> dict[str, object]:
         """Counters for the summary and the final console line."""

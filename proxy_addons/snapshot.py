@@ -15,7 +15,6 @@ from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
 from facecert.core.model import Exchange
-
 from facecert.proxy_addons.bodies import STREAM_ABOVE, Body, BodyTap, Truncated, judged_body
 from facecert.proxy_addons.strict import clean_text
 
@@ -59,14 +58,18 @@ def snapshot(flow: http.HTTPFlow, limit: int) -> Snapshot:
     request_body = _body(request, limit, "request", notes, sizes)
     response_body = _body(response, limit, "answer", notes, sizes) if response is not None else None
     exchange = Exchange(
-        method=clean_text(request.method), path=clean_text(request.path), url=clean_text(request.pretty_url),
+        method=clean_text(request.method),
+        path=clean_text(request.path),
+        url=clean_text(request.pretty_url),
         request_body=request_body,
         status=response.status_code if response is not None else None,
         response_body=response_body,
         started=request.timestamp_start,
         ended=(response.timestamp_end if response is not None and response.timestamp_end else request.timestamp_end),
-        request_headers=_headers(request), response_headers=_headers(response) if response is not None else {},
-        peer=clean_text(peer), error=clean_text(error.msg) if error is not None else None,
+        request_headers=_headers(request),
+        response_headers=_headers(response) if response is not None else {},
+        peer=clean_text(peer),
+        error=clean_text(error.msg) if error is not None else None,
     )
     return Snapshot(exchange, notes, sizes)
 

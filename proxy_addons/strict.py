@@ -35,7 +35,13 @@ def clean_text(text: str) -> str:
 def clean_finding(finding: Finding) -> Finding:
     """A copy of the finding whose every text is writable to JSON and XML."""
     return dataclasses.replace(
-        finding, message=clean_text(finding.message), spec=clean_text(finding.spec), pointer=clean_text(finding.pointer),
-        device_id=clean_text(finding.device_id), endpoint=clean_text(finding.endpoint), note=clean_text(finding.note),
+        finding,
+        message=clean_text(finding.message),
+        spec=clean_text(finding.spec),
+        pointer=clean_text(finding.pointer),
+        device_id=clean_text(finding.device_id),
+        endpoint=clean_text(finding.endpoint),
+        note=clean_text(finding.note),
         expected=strict_value(finding.expected, unsafe_ints_as_text=True),
-        actual=strict_value(finding.actual, unsafe_ints_as_text=True))
+        actual=strict_value(finding.actual, unsafe_ints_as_text=True),
+    )

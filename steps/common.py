@@ -5,7 +5,8 @@ what it saw (:func:`fail`, :func:`fail_on`), so every output can group by rule."
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, NoReturn
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 import allure
 
@@ -69,6 +70,7 @@ def warn_on(scn: dict[str, Any], findings: Iterable[Finding | dict[str, Any]]) -
 
 def shorten(exchange: dict[str, Any]) -> dict[str, Any]:
     """An exchange for evidence, with base64 images cut down."""
+
     def cut(value: Any) -> Any:
         if isinstance(value, str) and len(value) > 200:
             return value[:60] + f"… ({len(value)} chars)"
@@ -77,4 +79,5 @@ def shorten(exchange: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, list):
             return [cut(v) for v in value]
         return value
+
     return cut(exchange)

@@ -5,5 +5,5 @@ imported here."""
 
 from facecert.steps.common import *  # noqa: F401,F403 - step definitions are fixtures
 from facecert.steps.device_steps import *  # noqa: F401,F403
-from facecert.steps.server_steps import *  # noqa: F401,F403
 from facecert.steps.security_steps import *  # noqa: F401,F403
+from facecert.steps.server_steps import *  # noqa: F401,F403

@@ -18,7 +18,8 @@ from facecert.certify.liveness import ensure_alive, timed, wait_for
 from facecert.certify.plan import download_urls, task_body
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
-from facecert.core.redact import current as current_redactor, picture_for_report
+from facecert.core.redact import current as current_redactor
+from facecert.core.redact import picture_for_report
 from facecert.reports.cadence_svg import cadence_svg, cadence_windows
 from facecert.steps.common import attach_json, checks, describe, error, fail, fail_on, rules_of, shorten
 
@@ -36,16 +37,19 @@ def _device_findings(cert: Any, party: str = "device") -> list[dict[str, Any]]:
 def _errors_since(cert: Any, scn: dict[str, Any], party: str = "device") -> list[dict[str, Any]]:
     cert.server.check_deadlines()
     found = _device_findings(cert, party)
-    return [f for f in found[scn.get("findings_start", 0):] if f["severity"] == "error"]
+    return [f for f in found[scn.get("findings_start", 0) :] if f["severity"] == "error"]
 
 
 def _explainer(cert: Any, scn: dict[str, Any]) -> Any:
     """On a timeout, the device's errors of this scenario say why (a refused capture, a
     result under a wrong id, ...): their rules lead the failure."""
+
     def explain() -> tuple[tuple[str, ...], str]:
         errors = _errors_since(cert, scn)
-        return tuple(rules_of(errors)), ("the device's errors in this scenario:\n" + describe(errors[-10:])
-                                         if errors else "")
+        return tuple(rules_of(errors)), (
+            "the device's errors in this scenario:\n" + describe(errors[-10:]) if errors else ""
+        )
+
     return explain
 
 
@@ -55,8 +59,9 @@ def _wait(cert: Any, scn: dict[str, Any], what: str, fn: Any, timeout: float, ru
     return wait_for(cert, what, timed(fn), timeout, rules, _explainer(cert, scn))
 
 
-def _wait_operator(cert: Any, scn: dict[str, Any], what: str, fn: Any, timeout: float, rules: list[str],
-                   instruction: str) -> Any:
+def _wait_operator(
+    cert: Any, scn: dict[str, Any], what: str, fn: Any, timeout: float, rules: list[str], instruction: str
+) -> Any:
     """Like _wait, for something a person makes the device do: with nobody at the console,
     a short wait and then the scenario cannot be carried out (error, not fail)."""
     try:
@@ -79,8 +84,14 @@ def _queue(cert: Any, scn: dict[str, Any], body: Any, raw: bool = False, server:
 def _missing(cert: Any, rid: Any) -> dict[str, Any] | None:
     """The engine's RESULT-MISSING for this request_id, once it has said so."""
     cert.server.check_deadlines()
-    return next((f for f in cert.server.findings(cert.device_id) if f["rule"] == "RESULT-MISSING"
-                 and str(f.get("expected", "")).endswith(repr(rid))), None)
+    return next(
+        (
+            f
+            for f in cert.server.findings(cert.device_id)
+            if f["rule"] == "RESULT-MISSING" and str(f.get("expected", "")).endswith(repr(rid))
+        ),
+        None,
+    )
 
 
 def _result(cert: Any, scn: dict[str, Any], server: Any = None) -> dict[str, Any]:
@@ -94,9 +105,15 @@ def _result(cert: Any, scn: dict[str, Any], server: Any = None) -> dict[str, Any
             return server.wait_for_result(rid, step)
         except TimeoutError:
             return {"missing": _missing(cert, rid)} if server is cert.server and _missing(cert, rid) else None
-    row = wait_for(cert, f"a taskResult for {name} (request_id {rid!r})", arrived,
-                   cert.result_deadline + 2 * cert.scaled("idle_interval_s"), ["RESULT-MISSING"],
-                   _explainer(cert, scn))
+
+    row = wait_for(
+        cert,
+        f"a taskResult for {name} (request_id {rid!r})",
+        arrived,
+        cert.result_deadline + 2 * cert.scaled("idle_interval_s"),
+        ["RESULT-MISSING"],
+        _explainer(cert, scn),
+    )
     if "missing" in row:
         explain = _explainer(cert, scn)()
         fail([*explain[0], "RESULT-MISSING"], f"{row['missing']['message']}\n{explain[1]}".strip())
@@ -124,8 +141,14 @@ def _raw_task(cert: Any, name: str, **fields: Any) -> dict[str, Any]:
 @given("the device under test is polling the reference server")
 def device_is_polling(cert: Any, scn: dict[str, Any]) -> None:
     ensure_alive(cert)
-    _wait(cert, scn, "a taskRequest of the device", lambda t: cert.server.wait_for_poll(cert.device_id, t),
-          cert.result_deadline, ["POLL-STOPPED"])
+    _wait(
+        cert,
+        scn,
+        "a taskRequest of the device",
+        lambda t: cert.server.wait_for_poll(cert.device_id, t),
+        cert.result_deadline,
+        ["POLL-STOPPED"],
+    )
     scn["findings_start"] = len(_device_findings(cert))
     scn["started"] = time.time()
 
@@ -250,8 +273,14 @@ def answered_idle_twice(cert: Any, scn: dict[str, Any]) -> None:
     after = time.time()
     deadline = 2 * cert.scaled("idle_interval_s") + 5.0
     for _ in range(3):
-        info = _wait(cert, scn, "an idle poll", lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after),
-                     deadline, ["POLL-STOPPED"])
+        info = _wait(
+            cert,
+            scn,
+            "an idle poll",
+            lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after),
+            deadline,
+            ["POLL-STOPPED"],
+        )
         after = info["last_poll"]
 
 
@@ -301,9 +330,14 @@ def server_answers_garbage(cert: Any, scn: dict[str, Any]) -> None:
     cert.server.set_fault("malformed", device_id=cert.device_id, endpoints=["taskRequest"])
     after = time.time()
     for _ in range(2):
-        info = _wait(cert, scn, "a poll during the garbage answers",
-                     lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after), cert.result_deadline,
-                     ["POLL-STOPPED"])
+        info = _wait(
+            cert,
+            scn,
+            "a poll during the garbage answers",
+            lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after),
+            cert.result_deadline,
+            ["POLL-STOPPED"],
+        )
         after = info["last_poll"]
     cert.server.clear_faults()
 
@@ -317,13 +351,18 @@ def reports_result(cert: Any, scn: dict[str, Any], code: str) -> None:
     if want == "0":
         checks(scn, "TASK-NOT-DONE")
         if row["code"] != 0:
-            fail("TASK-NOT-DONE", f"a conforming device carries this task out (code 0); the device reported code "
-                 f"{row['code']}: {row['body'].get('log')!r}")
+            fail(
+                "TASK-NOT-DONE",
+                f"a conforming device carries this task out (code 0); the device reported code "
+                f"{row['code']}: {row['body'].get('log')!r}",
+            )
     elif want == "non-zero":
         checks(scn, "TASK-NOT-REFUSED")
         if row["code"] in (0, None):
-            fail("TASK-NOT-REFUSED", f"a conforming device refuses this task (a non-zero code); the device reported "
-                 f"code {row['code']}")
+            fail(
+                "TASK-NOT-REFUSED",
+                f"a conforming device refuses this task (a non-zero code); the device reported code {row['code']}",
+            )
     elif want != "any":
         raise ValueError(f"unknown expected code {code!r}")
 
@@ -331,8 +370,11 @@ def reports_result(cert: Any, scn: dict[str, Any], code: str) -> None:
 @then(parsers.parse('the result of "{task}" matches its result schema'))
 def result_matches_schema(cert: Any, scn: dict[str, Any], task: str) -> None:
     exchange_id = scn["result"]["exchange_id"]
-    errors = [f for f in cert.server.findings(cert.device_id, party="device")
-              if f.get("exchange_id") == exchange_id and f["severity"] == "error"]
+    errors = [
+        f
+        for f in cert.server.findings(cert.device_id, party="device")
+        if f.get("exchange_id") == exchange_id and f["severity"] == "error"
+    ]
     fail_on(errors, f"the {task} result")
 
 
@@ -345,9 +387,11 @@ def broke_no_rule_ever(cert: Any, scn: dict[str, Any]) -> None:
 def broke_no_rule(cert: Any, scn: dict[str, Any]) -> None:
     checks(scn, ANY_RULE)
     errors = _errors_since(cert, scn)
-    attach_json("findings of this scenario", _device_findings(cert)[scn.get("findings_start", 0):])
-    attach_json("exchanges of this scenario", [shorten(e) for e in cert.server.exchanges(cert.device_id)
-                                               if e["started"] >= scn.get("started", 0)])
+    attach_json("findings of this scenario", _device_findings(cert)[scn.get("findings_start", 0) :])
+    attach_json(
+        "exchanges of this scenario",
+        [shorten(e) for e in cert.server.exchanges(cert.device_id) if e["started"] >= scn.get("started", 0)],
+    )
     fail_on(errors, f"device {cert.device_id}")
 
 
@@ -358,8 +402,11 @@ def polls_have_fields(cert: Any, scn: dict[str, Any]) -> None:
         error("HARNESS-ERROR", "no taskRequest stored")
     attach_json("first and latest taskRequest", [polls[0]["request_json"], polls[-1]["request_json"]])
     ids = {p["id"] for p in polls}
-    errors = [f for f in _device_findings(cert) if f["severity"] == "error"
-              and (f.get("exchange_id") in ids or f.get("endpoint") == "taskRequest")]
+    errors = [
+        f
+        for f in _device_findings(cert)
+        if f["severity"] == "error" and (f.get("exchange_id") in ids or f.get("endpoint") == "taskRequest")
+    ]
     fail_on(errors, "the taskRequests")
 
 
@@ -373,8 +420,14 @@ def idle_gaps(cert: Any, scn: dict[str, Any]) -> None:
 @then("the gap after the first task was 5 s within tolerance")
 def task_gap(cert: Any, scn: dict[str, Any]) -> None:
     checks(scn, "CADENCE-TASK")
-    _wait(cert, scn, "the poll after the task", lambda t: cert.server.wait_for_poll(
-        cert.device_id, t, after=scn["result"]["received"]), cert.result_deadline, ["POLL-STOPPED"])
+    _wait(
+        cert,
+        scn,
+        "the poll after the task",
+        lambda t: cert.server.wait_for_poll(cert.device_id, t, after=scn["result"]["received"]),
+        cert.result_deadline,
+        ["POLL-STOPPED"],
+    )
     _gaps_evidence(cert, scn)
     fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "CADENCE-TASK"], "the busy cadence")
 
@@ -384,8 +437,9 @@ def _gaps_evidence(cert: Any, scn: dict[str, Any]) -> None:
     exchanges = cert.server.exchanges(cert.device_id)
     polls = [e for e in exchanges if e["endpoint"] == "taskRequest" and e["started"] >= scn["started"] - 60]
     ended = {e["id"]: e["ended"] for e in exchanges}
-    done = {str(r["request_id"]): ended.get(r["exchange_id"]) or r["received"]
-            for r in cert.server.results(cert.device_id)}
+    done = {
+        str(r["request_id"]): ended.get(r["exchange_id"]) or r["received"] for r in cert.server.results(cert.device_id)
+    }
     gaps = [_gap(p, n, done) for p, n in zip(polls, polls[1:])]
     attach_json("measured gaps between polls", gaps)
     chart = cadence_svg(gaps, cadence_windows(cert.server.engine), f"poll gaps of {cert.device_id}")
@@ -428,8 +482,14 @@ def _count_changed(cert: Any, scn: dict[str, Any], ok: Any, how: str) -> None:
 @then("the next taskRequest carries the new clock")
 def next_poll_new_clock(cert: Any, scn: dict[str, Any]) -> None:
     checks(scn, "DEVTIME-APPLIED")
-    info = _wait(cert, scn, "the next taskRequest", lambda t: cert.server.wait_for_poll(
-        cert.device_id, t, after=scn["result"]["received"]), cert.result_deadline, ["POLL-STOPPED"])
+    info = _wait(
+        cert,
+        scn,
+        "the next taskRequest",
+        lambda t: cert.server.wait_for_poll(cert.device_id, t, after=scn["result"]["received"]),
+        cert.result_deadline,
+        ["POLL-STOPPED"],
+    )
     attach_json("poll after setDevTime", info)
     fail_on([f for f in _errors_since(cert, scn) if f["rule"] == "DEVTIME-APPLIED"], "the device clock")
 
@@ -445,8 +505,9 @@ def result_carries(cert: Any, scn: dict[str, Any], field: str) -> None:
 @then("the device fetched exactly the files of the task")
 def fetched_exactly(cert: Any, scn: dict[str, Any]) -> None:
     wanted = sorted(PurePosixPath(urlsplit(u).path).name for u in scn["downloads"])
-    fetched = sorted(d["name"] for d in cert.server.downloads()
-                     if d["started"] >= scn["queued_at"] and d.get("completed"))
+    fetched = sorted(
+        d["name"] for d in cert.server.downloads() if d["started"] >= scn["queued_at"] and d.get("completed")
+    )
     attach_json("downloads", {"expected": wanted, "fetched": fetched})
     checks(scn, "DOWNLOAD-FETCHED")
     if sorted(set(fetched)) != sorted(set(wanted)):
@@ -456,9 +517,15 @@ def fetched_exactly(cert: Any, scn: dict[str, Any]) -> None:
 @then("a capture from the device arrives")
 def capture_arrives(cert: Any, scn: dict[str, Any]) -> None:
     checks(scn, "CAPTURE-MISSING")
-    scn["capture"] = _wait_operator(cert, scn, "a capture", lambda t: cert.server.wait_for_capture(
-        cert.device_id, t, after=scn["started"]), cert.operator_wait() + cert.result_deadline, ["CAPTURE-MISSING"],
-        "present a face to the camera")
+    scn["capture"] = _wait_operator(
+        cert,
+        scn,
+        "a capture",
+        lambda t: cert.server.wait_for_capture(cert.device_id, t, after=scn["started"]),
+        cert.operator_wait() + cert.result_deadline,
+        ["CAPTURE-MISSING"],
+        "present a face to the camera",
+    )
 
 
 @then("the capture was acknowledged with code 0")
@@ -472,8 +539,10 @@ def capture_acknowledged(cert: Any, scn: dict[str, Any]) -> None:
         # a grey tile saying what the picture was, not the face (facecert.core.redact)
         picture, media, extension = picture_for_report(image, current_redactor())
         allure.attach(picture, name="capture image", attachment_type=media, extension=extension)
-    fail_on([f for f in _device_findings(cert) if f.get("exchange_id") == exchange["id"] and f["severity"] == "error"],
-            "the capture")
+    fail_on(
+        [f for f in _device_findings(cert) if f.get("exchange_id") == exchange["id"] and f["severity"] == "error"],
+        "the capture",
+    )
     if answer.get("code") != 0:  # our server refuses only captures with errors, and those failed above
         error("HARNESS-ERROR", f"the reference server answered a capture without errors with {answer}")
 
@@ -483,11 +552,23 @@ def alarm_arrives(cert: Any, scn: dict[str, Any], alarm_type: int) -> None:
     checks(scn, "ALARM-MISSING")
 
     def arrived() -> Any:
-        return [a for a in cert.server.alarms() if a["device_id"] == cert.device_id
-                and a["received"] >= scn["started"] and (a.get("body") or {}).get("alarm_type") == alarm_type]
-    rows = _wait_operator(cert, scn, f"an alarm of type {alarm_type}",
-                          lambda t: cert.server.platform.wait_for(arrived, t), cert.operator_wait(), ["ALARM-MISSING"],
-                          f"trigger alarm type {alarm_type} on the device")
+        return [
+            a
+            for a in cert.server.alarms()
+            if a["device_id"] == cert.device_id
+            and a["received"] >= scn["started"]
+            and (a.get("body") or {}).get("alarm_type") == alarm_type
+        ]
+
+    rows = _wait_operator(
+        cert,
+        scn,
+        f"an alarm of type {alarm_type}",
+        lambda t: cert.server.platform.wait_for(arrived, t),
+        cert.operator_wait(),
+        ["ALARM-MISSING"],
+        f"trigger alarm type {alarm_type} on the device",
+    )
     attach_json("alarm", rows[-1])
 
 
@@ -498,10 +579,18 @@ def gps_arrive(cert: Any, scn: dict[str, Any], count: int) -> None:
     def arrived() -> Any:
         rows = [g for g in cert.server.gps() if g["device_id"] == cert.device_id and g["received"] >= scn["started"]]
         return rows if len(rows) >= count else None
+
     timeout = cert.operator_wait() + count * cert.scaled("gps_min_interval_s") * 2
     try:
-        rows = _wait_operator(cert, scn, f"{count} GPS reports", lambda t: cert.server.platform.wait_for(arrived, t),
-                              timeout, ["GPS-MISSING"], "move the device so that it reports its GPS position")
+        rows = _wait_operator(
+            cert,
+            scn,
+            f"{count} GPS reports",
+            lambda t: cert.server.platform.wait_for(arrived, t),
+            timeout,
+            ["GPS-MISSING"],
+            "move the device so that it reports its GPS position",
+        )
     finally:
         cert.stimulate("gps_stop", "GPS check done")
     attach_json("gps reports", rows)
@@ -514,8 +603,15 @@ def captures_replayed(cert: Any, scn: dict[str, Any], count: int) -> None:
     def arrived() -> Any:
         rows = [c for c in cert.server.captures(cert.device_id) if c["received"] >= scn["back_at"]]
         return rows if len(rows) >= count else None
-    rows = _wait(cert, scn, f"{count} replayed captures", lambda t: cert.server.platform.wait_for(arrived, t),
-                 cert.operator_wait() + cert.result_deadline, ["RESUME-REPLAY"])
+
+    rows = _wait(
+        cert,
+        scn,
+        f"{count} replayed captures",
+        lambda t: cert.server.platform.wait_for(arrived, t),
+        cert.operator_wait() + cert.result_deadline,
+        ["RESUME-REPLAY"],
+    )
     names = [r["frpic_name"] for r in rows]
     attach_json("captures after the outage", rows)
     snaps = [r["snap_time"] for r in rows]
@@ -531,19 +627,37 @@ def captures_replayed(cert: Any, scn: dict[str, Any], count: int) -> None:
 def keeps_polling(cert: Any, scn: dict[str, Any]) -> None:
     checks(scn, "POLL-STOPPED")
     after = time.time()
-    _wait(cert, scn, "a taskRequest after the bad task", lambda t: cert.server.wait_for_poll(
-        cert.device_id, t, after=after), cert.result_deadline + cert.scaled("idle_interval_s"), ["POLL-STOPPED"])
+    _wait(
+        cert,
+        scn,
+        "a taskRequest after the bad task",
+        lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after),
+        cert.result_deadline + cert.scaled("idle_interval_s"),
+        ["POLL-STOPPED"],
+    )
 
 
 @then("the device polls the second server")
 def polls_second(cert: Any, scn: dict[str, Any]) -> None:
     checks(scn, "PLATFORM-MOVED")
-    _wait(cert, scn, "a poll on the second server", lambda t: cert.second.wait_for_poll(cert.device_id, t),
-          cert.result_deadline, ["PLATFORM-MOVED"])
+    _wait(
+        cert,
+        scn,
+        "a poll on the second server",
+        lambda t: cert.second.wait_for_poll(cert.device_id, t),
+        cert.result_deadline,
+        ["PLATFORM-MOVED"],
+    )
 
 
 @then("the device polls the reference server again")
 def polls_back(cert: Any, scn: dict[str, Any]) -> None:
     checks(scn, "PLATFORM-MOVED")
-    _wait(cert, scn, "a poll back on the reference server", lambda t: cert.server.wait_for_poll(
-        cert.device_id, t, after=scn["moved_back_at"]), cert.result_deadline, ["PLATFORM-MOVED"])
+    _wait(
+        cert,
+        scn,
+        "a poll back on the reference server",
+        lambda t: cert.server.wait_for_poll(cert.device_id, t, after=scn["moved_back_at"]),
+        cert.result_deadline,
+        ["PLATFORM-MOVED"],
+    )

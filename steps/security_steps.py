@@ -28,10 +28,16 @@ def refuses_without_content(cert: Any, scn: dict[str, Any]) -> None:
     attach_json("getLogFile result", body)
     name = scn["log_name"]
     if row["code"] in (0, None):
-        fail("TASK-NOT-REFUSED", f"log_name {name!r} is a path, not a file name: a conforming device refuses it "
-             f"(a non-zero code); the device reported code {row['code']} with {len(str(content or ''))} characters "
-             "of log_info")
+        fail(
+            "TASK-NOT-REFUSED",
+            f"log_name {name!r} is a path, not a file name: a conforming device refuses it "
+            f"(a non-zero code); the device reported code {row['code']} with {len(str(content or ''))} characters "
+            "of log_info",
+        )
     if content not in (None, ""):
-        fail("TASK-NOT-REFUSED", f"the device refused log_name {name!r} (code {row['code']}) but its log_info "
-             f"carries {len(str(content))} characters (starts {str(content)[:40]!r}): a refusal returns no file "
-             "content")
+        fail(
+            "TASK-NOT-REFUSED",
+            f"the device refused log_name {name!r} (code {row['code']}) but its log_info "
+            f"carries {len(str(content))} characters (starts {str(content)[:40]!r}): a refusal returns no file "
+            "content",
+        )

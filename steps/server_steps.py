@@ -36,20 +36,31 @@ def _poll_answers(cert: Any, after: float, task: str | None = None) -> list[Any]
 
 def _server_findings(cert: Any, scn: dict[str, Any], severity: str = "error") -> list[Any]:
     start = scn.get("exchange_start", 0)
-    return [f for f in cert.judge().findings
-            if f.party == "server" and f.severity.value == severity and f.exchange >= start]
+    return [
+        f for f in cert.judge().findings if f.party == "server" and f.severity.value == severity and f.exchange >= start
+    ]
 
 
-def _wait_device(cert: Any, scn: dict[str, Any], predicate: Any, timeout: float, what: str, rules: list[str],
-                 harness: bool = False) -> None:
+def _wait_device(
+    cert: Any, scn: dict[str, Any], predicate: Any, timeout: float, what: str, rules: list[str], harness: bool = False
+) -> None:
     """Wait on the harness device's traffic; the server going away ends the wait at once."""
+
     def explain() -> tuple[tuple[str, ...], str]:
         return cert.explain_polls(scn.get("triggered_at", scn.get("started", 0.0)), scn.get("task"))
+
     try:
         # the engine's findings on the polls since the trigger (HTTP 500, a task re-sent) are why
         # the task never came: they stand in for TASK-NOT-SENT
-        wait_for(cert, what, lambda step: cert.device.wait_until(predicate, step), timeout, rules, explain,
-                 cause_replaces=True)
+        wait_for(
+            cert,
+            what,
+            lambda step: cert.device.wait_until(predicate, step),
+            timeout,
+            rules,
+            explain,
+            cause_replaces=True,
+        )
     except AssertionError as exc:
         if harness:  # our own device failed to act: never blamed on the server
             error("HARNESS-ERROR", str(exc))
@@ -57,16 +68,26 @@ def _wait_device(cert: Any, scn: dict[str, Any], predicate: Any, timeout: float,
 
 
 def _answer_text(exchange: Any) -> dict[str, Any]:
-    return {"status": exchange.status, "error": exchange.error,
-            "body": (exchange.response_body or b"")[:2000].decode("utf-8", "replace")}
+    return {
+        "status": exchange.status,
+        "error": exchange.error,
+        "body": (exchange.response_body or b"")[:2000].decode("utf-8", "replace"),
+    }
 
 
 # ---- given -------------------------------------------------------------------------------
 @given("the reference device polls the server under test")
 def device_polls(cert: Any, scn: dict[str, Any]) -> None:
     ensure_alive(cert)
-    _wait_device(cert, scn, lambda: any(e.path.endswith("/taskRequest") for e in cert.device.exchanges),
-                 cert.task_deadline, "a first taskRequest of the harness device", ["HARNESS-ERROR"], harness=True)
+    _wait_device(
+        cert,
+        scn,
+        lambda: any(e.path.endswith("/taskRequest") for e in cert.device.exchanges),
+        cert.task_deadline,
+        "a first taskRequest of the harness device",
+        ["HARNESS-ERROR"],
+        harness=True,
+    )
     scn["started"] = time.time()
     scn["exchange_start"] = len(cert.exchanges())
 
@@ -119,16 +140,20 @@ def second_device_polls(cert: Any, scn: dict[str, Any]) -> None:
         answer = None
     if not isinstance(answer, dict) or answer.get("request_type") != scn["task"]:
         rules = [f.rule for f in cert.findings_for(exchange) if f.severity.value == "error"]
-        fail(rules or ["TASK-NOT-SENT"], f"the platform was made to queue {scn['task']} for {scn['second']}, whose "
-             f"next poll was answered {_answer_text(exchange)}")
+        fail(
+            rules or ["TASK-NOT-SENT"],
+            f"the platform was made to queue {scn['task']} for {scn['second']}, whose "
+            f"next poll was answered {_answer_text(exchange)}",
+        )
     scn["foreign_rid"] = answer["request_id"]
 
 
 @when("the reference device reports a result for that task")
 def wrong_device_reports(cert: Any, scn: dict[str, Any]) -> None:
     result = get_contract().all_tasks[scn["task"]].result
-    body = cert.persona_body("taskResult", {**example_for(result), "device_id": cert.device_id,
-                                            "request_id": scn["foreign_rid"]})  # valid, but foreign
+    body = cert.persona_body(
+        "taskResult", {**example_for(result), "device_id": cert.device_id, "request_id": scn["foreign_rid"]}
+    )  # valid, but foreign
     scn["probe"] = cert.probe("taskResult", json.dumps(body).encode())
 
 
@@ -151,24 +176,37 @@ def harness_alarm(cert: Any, scn: dict[str, Any], alarm_type: int) -> None:
 def harness_gps(cert: Any, scn: dict[str, Any]) -> None:
     cert.device.gps_start()
     try:
-        _wait_device(cert, scn, lambda: sum(e.path.endswith("/gpsReport") and e.started >= scn["started"]
-                                            for e in cert.device.exchanges) >= 3,
-                     cert.task_deadline, "3 GPS reports of the harness device", ["HARNESS-ERROR"], harness=True)
+        _wait_device(
+            cert,
+            scn,
+            lambda: (
+                sum(e.path.endswith("/gpsReport") and e.started >= scn["started"] for e in cert.device.exchanges) >= 3
+            ),
+            cert.task_deadline,
+            "3 GPS reports of the harness device",
+            ["HARNESS-ERROR"],
+            harness=True,
+        )
     finally:
         cert.device.gps_stop()
 
 
 @when(parsers.parse("a capture with frpic_name {name} is uploaded"))
 def hostile_capture(cert: Any, scn: dict[str, Any], name: str) -> None:
-    body = cert.persona_body("faceRecognition", {**example_for("device/faceRecognition"), "device_id": cert.device_id,
-                                                 "frpic_name": json.loads(name)})
+    body = cert.persona_body(
+        "faceRecognition",
+        {**example_for("device/faceRecognition"), "device_id": cert.device_id, "frpic_name": json.loads(name)},
+    )
     scn["probe"] = cert.probe("faceRecognition", json.dumps(body).encode())
 
 
 @when(parsers.parse("a {body} body is posted to {endpoint}"))
 def malformed_body(cert: Any, scn: dict[str, Any], body: str, endpoint: str) -> None:
-    payloads = {"not-json": b'{"device_id": "x",', "empty": b"",
-                "wrong-types": json.dumps({"device_id": 5, "snap_time": "now", "image": 1}).encode()}
+    payloads = {
+        "not-json": b'{"device_id": "x",',
+        "empty": b"",
+        "wrong-types": json.dumps({"device_id": 5, "snap_time": "now", "image": 1}).encode(),
+    }
     scn["probe"] = cert.probe(endpoint, payloads[body])
 
 
@@ -212,6 +250,7 @@ def _wait_sent(cert: Any, scn: dict[str, Any], predicate: Any, timeout: float, w
 
     def broken() -> bool:  # a poll since the trigger already broke a rule: no need to wait on
         return bool(cert.explain_polls(scn["triggered_at"], scn.get("task"))[0])
+
     try:
         _wait_device(cert, scn, lambda: predicate() or broken(), timeout, what, ["TASK-NOT-SENT"])
     except AssertionError as exc:
@@ -246,8 +285,16 @@ def result_accepted(cert: Any, scn: dict[str, Any]) -> None:
                 except (ValueError, AttributeError):
                     continue
         return None
-    _wait_device(cert, scn, lambda: posted() is not None, cert.task_deadline,
-                 "the harness device's taskResult", ["HARNESS-ERROR"], harness=True)
+
+    _wait_device(
+        cert,
+        scn,
+        lambda: posted() is not None,
+        cert.task_deadline,
+        "the harness device's taskResult",
+        ["HARNESS-ERROR"],
+        harness=True,
+    )
     exchange = posted()
     attach_json("the result's answer", _answer_text(exchange))
     fail_on([f for f in cert.findings_for(exchange) if f.severity.value == "error"], "the result's answer")
@@ -260,6 +307,7 @@ def distinct_ids(cert: Any, scn: dict[str, Any], count: int) -> None:
 
     def tasks() -> list[Any]:
         return [a for a in _poll_answers(cert, scn["triggered_at"]) if a.get("request_type") != idle]
+
     timeout = cert.task_deadline * count + (cert.operator_wait() if scn.get("manual") else 0.0)
     _wait_sent(cert, scn, lambda: len(tasks()) >= count, timeout, f"{count} tasks")
     attach_json("request ids", [t.get("request_id") for t in tasks()])
@@ -274,18 +322,25 @@ def capture_acked(cert: Any, scn: dict[str, Any]) -> None:
 @then("the server acknowledged the capture twice")
 def capture_acked_twice(cert: Any, scn: dict[str, Any]) -> None:
     attach_json("the replayed capture's answer", _answer_text(scn["replay"]))
-    fail_on([f for f in cert.findings_for(scn["replay"]) if f.severity.value == "error"], "the replayed capture's answer")
+    fail_on(
+        [f for f in cert.findings_for(scn["replay"]) if f.severity.value == "error"], "the replayed capture's answer"
+    )
     capture_acked(cert, scn)
 
 
 @then("the server accepted the alarm and the GPS reports")
 def alarm_gps_accepted(cert: Any, scn: dict[str, Any]) -> None:
-    sent = [e for e in cert.device.exchanges if e.started >= scn["started"]
-            and (e.path.endswith("/deviceAlarm") or e.path.endswith("/gpsReport"))]
+    sent = [
+        e
+        for e in cert.device.exchanges
+        if e.started >= scn["started"] and (e.path.endswith("/deviceAlarm") or e.path.endswith("/gpsReport"))
+    ]
     if not sent:
         error("HARNESS-ERROR", "the harness device sent no alarm or GPS report")
-    fail_on([f for f in _server_findings(cert, scn) if f.endpoint in ("deviceAlarm", "gpsReport")],
-            "the alarm and GPS answers")
+    fail_on(
+        [f for f in _server_findings(cert, scn) if f.endpoint in ("deviceAlarm", "gpsReport")],
+        "the alarm and GPS answers",
+    )
 
 
 @then("the server refused the other device's result")

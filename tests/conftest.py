@@ -31,11 +31,18 @@ def chromium() -> str:
     path = _find_chromium()
     if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, capture_output=True, timeout=600,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=False,
+            capture_output=True,
+            timeout=600,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
         path = _find_chromium()
     if path is None:
-        pytest.skip("no Chromium and it could not be installed (apt-get install chromium needs root and Debian's mirror)")
+        pytest.skip(
+            "no Chromium and it could not be installed (apt-get install chromium needs root and Debian's mirror)"
+        )
     return path
 
 

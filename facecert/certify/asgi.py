@@ -31,7 +31,7 @@ class UvicornThread:
     def base(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "UvicornThread":
+    def start(self, timeout: float = 10.0) -> UvicornThread:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -46,7 +46,7 @@ class UvicornThread:
         self.server.should_exit = True
         self.thread.join(timeout)
 
-    def __enter__(self) -> "UvicornThread":
+    def __enter__(self) -> UvicornThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

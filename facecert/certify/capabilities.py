@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -37,15 +38,26 @@ MAX_STATEMENT_BYTES = 1 << 20  # a statement is a page of YAML; anything bigger 
 
 # need kind -> the statement member that declares it; a list member holds values, a boolean one is on/off
 MEMBERS = {
-    "device": {"task": "tasks", "capture": "capture_kinds", "image": "image_fields", "alarm": "alarm_types",
-               "gps": "gps", "resume_transfer": "resume_transfer"},
+    "device": {
+        "task": "tasks",
+        "capture": "capture_kinds",
+        "image": "image_fields",
+        "alarm": "alarm_types",
+        "gps": "gps",
+        "resume_transfer": "resume_transfer",
+    },
     "server": {"task": "tasks", "ack": "acks", "frpic_echo": "echoes_frpic_name"},
 }
 # need kind -> the plan rules that mean "what the scenario needed did not happen": declared and failed with one
 # of them, the scenario also names CAP-DECLARED-MISSING
 ABSENCE = {
-    "device": {"task": {"TASK-NOT-DONE", "RESULT-MISSING"}, "capture": {"CAPTURE-MISSING"},
-               "alarm": {"ALARM-MISSING"}, "gps": {"GPS-MISSING"}, "resume_transfer": {"RESUME-REPLAY"}},
+    "device": {
+        "task": {"TASK-NOT-DONE", "RESULT-MISSING"},
+        "capture": {"CAPTURE-MISSING"},
+        "alarm": {"ALARM-MISSING"},
+        "gps": {"GPS-MISSING"},
+        "resume_transfer": {"RESUME-REPLAY"},
+    },
     "server": {"task": {"TASK-NOT-SENT"}, "ack": {"ANSWER-MISSING", "ANSWER-HTTP-STATUS"}},
 }
 
@@ -74,8 +86,10 @@ class Statement:
     def declares(self, need: Need) -> bool:
         member = MEMBERS[self.party].get(need.kind)
         if member is None:
-            raise CapabilityError(f"@needs:{need}: no capability {need.kind!r} for a {self.party} "
-                                  f"(one of {', '.join(MEMBERS[self.party])})")
+            raise CapabilityError(
+                f"@needs:{need}: no capability {need.kind!r} for a {self.party} "
+                f"(one of {', '.join(MEMBERS[self.party])})"
+            )
         declared = self.data.get(member, _default(self.party, member))
         if isinstance(declared, bool):
             return declared
@@ -106,8 +120,11 @@ def enum_from(source: str, contract: Contract | None = None) -> list[Any]:
         return list(c.all_endpoints)
     if source == "capture image fields":
         capture = c.raw[c.all_endpoints["faceRecognition"].request]
-        return [name for name, prop in capture["properties"].items()
-                if isinstance(prop, dict) and str(prop.get("$ref", "")).endswith("jpegBase64")]
+        return [
+            name
+            for name, prop in capture["properties"].items()
+            if isinstance(prop, dict) and str(prop.get("$ref", "")).endswith("jpegBase64")
+        ]
     raise KeyError(f"x-enum-from {source!r} names nothing of the contract")
 
 
@@ -155,8 +172,10 @@ def load_statement(path: Path, party: str) -> Statement:
 def check_statement(data: Any, party: str, raw: bytes, source: str) -> Statement:
     contract = get_contract()
     if isinstance(data, dict) and data.get("statement") in PARTIES and data["statement"] != party:
-        raise CapabilityError(f"{source} is a {data['statement']} statement; certify {party} needs a {party} one "
-                              f"(facecert capabilities template --{party})")
+        raise CapabilityError(
+            f"{source} is a {data['statement']} statement; certify {party} needs a {party} one "
+            f"(facecert capabilities template --{party})"
+        )
     errors = contract.errors(SCHEMA.format(party=party), data, limit=5)
     if errors:
         raise CapabilityError(f"{source}: " + "; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors))
@@ -166,8 +185,10 @@ def check_statement(data: Any, party: str, raw: bytes, source: str) -> Statement
         named = [given] if isinstance(given, str) else list(given) if isinstance(given, (list, dict)) else []
         unknown = [v for v in named if values and v not in values]
         if unknown:
-            raise CapabilityError(f"{source}: /{member}: {', '.join(map(str, unknown))} not of the contract "
-                                  f"(one of {', '.join(map(str, values))})")
+            raise CapabilityError(
+                f"{source}: /{member}: {', '.join(map(str, unknown))} not of the contract "
+                f"(one of {', '.join(map(str, values))})"
+            )
     try:
         contract.check_version(str(data["protocol_version"]))
     except ValueError as exc:
@@ -180,20 +201,25 @@ def template(party: str) -> str:
     """A commented statement declaring everything the contract has (delete what the peer lacks)."""
     contract = get_contract()
     schema = _schema(party, contract)
-    lines = [f"# {schema['title']} (schemas/{SCHEMA.format(party=party)}.schema.json).",
-             *[f"# {line}" for line in _wrap(schema["description"])],
-             f"# Use it with: facecert certify {party} --capabilities THIS_FILE", ""]
+    lines = [
+        f"# {schema['title']} (schemas/{SCHEMA.format(party=party)}.schema.json).",
+        *[f"# {line}" for line in _wrap(schema["description"])],
+        f"# Use it with: facecert certify {party} --capabilities THIS_FILE",
+        "",
+    ]
     for member, prop in schema["properties"].items():
         values, meaning = allowed_values(party, member, contract)
-        lines += [f"# {line}" for line in _wrap(prop["description"] + ("" if member in schema["required"]
-                                                                       else " (optional)"))]
+        lines += [
+            f"# {line}" for line in _wrap(prop["description"] + ("" if member in schema["required"] else " (optional)"))
+        ]
         lines.append(f"{member}:{_full_value(party, member, prop, values, contract, _labels(meaning))}")
         lines.append("")
     return "\n".join(lines)
 
 
-def _full_value(party: str, member: str, prop: dict[str, Any], values: list[Any], contract: Contract,
-                labels: dict[str, str]) -> str:
+def _full_value(
+    party: str, member: str, prop: dict[str, Any], values: list[Any], contract: Contract, labels: dict[str, str]
+) -> str:
     """The member declaring everything, one list item a line (delete the lines the peer lacks)."""
     if "const" in prop:
         return f" {json.dumps(prop['const'])}"
@@ -204,7 +230,9 @@ def _full_value(party: str, member: str, prop: dict[str, Any], values: list[Any]
     if member == "idle_answer":
         return f" {contract.idle_task}"
     if member == "vendor_extensions":  # the extras field devices are known to add (catalogue vendor_extras)
-        return "".join(f"\n  {endpoint}: {json.dumps(list(fields))}" for endpoint, fields in contract.vendor_extras.items())
+        return "".join(
+            f"\n  {endpoint}: {json.dumps(list(fields))}" for endpoint, fields in contract.vendor_extras.items()
+        )
     return "".join(f"\n  - {json.dumps(v)}" + (f"  # {labels[str(v)]}" if str(v) in labels else "") for v in values)
 
 
@@ -247,8 +275,10 @@ def check_needs(statement: Statement | None, needs: list[Need]) -> str | None:
     missing = [str(n) for n in needs if not statement.declares(n)]
     if not missing:
         return None
-    return (f"outside the {statement.party}'s capability statement: it does not declare "
-            f"{', '.join(missing)} ({statement.source})")
+    return (
+        f"outside the {statement.party}'s capability statement: it does not declare "
+        f"{', '.join(missing)} ({statement.source})"
+    )
 
 
 def declared_missing(statement: Statement | None, needs: list[Need], rules: tuple[str, ...]) -> list[str]:
@@ -260,8 +290,9 @@ def declared_missing(statement: Statement | None, needs: list[Need], rules: tupl
 
 
 # ---- behaviour seen but not declared --------------------------------------------------------------
-def undeclared(statement: Statement | None, exchanges: Iterable[Any],
-               findings: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def undeclared(
+    statement: Statement | None, exchanges: Iterable[Any], findings: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """CAP-UNDECLARED findings (warnings), one per kind of undeclared behaviour, at its first exchange.
 
     Vendor fields are the engine's MSG-UNKNOWN-FIELD findings (the schemas say what the document defines)."""
@@ -277,43 +308,66 @@ def undeclared(statement: Statement | None, exchanges: Iterable[Any],
         for key, text in _observations(statement, contract, endpoint.name, body, answer):
             seen.setdefault(key, _finding(statement, text, exchange, index, endpoint.name))
     for found in findings:
-        if found.get("rule") == "MSG-UNKNOWN-FIELD" and statement.party == "device" \
-                and found.get("direction") == "request":
+        if (
+            found.get("rule") == "MSG-UNKNOWN-FIELD"
+            and statement.party == "device"
+            and found.get("direction") == "request"
+        ):
             endpoint, field = found.get("endpoint", ""), str(found.get("pointer", "")).lstrip("/")
             if field and field not in (statement.data.get("vendor_extensions") or {}).get(endpoint, []):
-                text = (f"the device's {endpoint} carries {field}, a field the document does not define and its "
-                        f"statement does not declare (vendor_extensions.{endpoint})")
-                seen.setdefault(f"vendor={endpoint}/{field}", {**_finding_at(statement, text, found), "time":
-                                                               found.get("time")})
+                text = (
+                    f"the device's {endpoint} carries {field}, a field the document does not define and its "
+                    f"statement does not declare (vendor_extensions.{endpoint})"
+                )
+                seen.setdefault(
+                    f"vendor={endpoint}/{field}", {**_finding_at(statement, text, found), "time": found.get("time")}
+                )
     return list(seen.values())
 
 
-def _observations(statement: Statement, contract: Contract, endpoint: str, body: Any, answer: Any
-                  ) -> Iterable[tuple[str, str]]:
+def _observations(
+    statement: Statement, contract: Contract, endpoint: str, body: Any, answer: Any
+) -> Iterable[tuple[str, str]]:
     if statement.party == "server":
         if endpoint == "taskRequest" and isinstance(answer, dict):
             task = answer.get("request_type")
-            if isinstance(task, str) and task in contract.all_tasks and task != contract.idle_task \
-                    and not statement.declares(Need("task", task)):
+            if (
+                isinstance(task, str)
+                and task in contract.all_tasks
+                and task != contract.idle_task
+                and not statement.declares(Need("task", task))
+            ):
                 yield f"task={task}", f"the server sent {task}, which its statement does not declare (tasks)"
         return
     if not isinstance(body, dict):
         return
     if endpoint == "gpsReport" and not statement.declares(Need("gps")):
         yield "gps", "the device sent a gpsReport, but its statement declares no GPS (gps: false)"
-    if endpoint == "deviceAlarm" and isinstance(body.get("alarm_type"), int) \
-            and not statement.declares(Need("alarm", str(body["alarm_type"]))):
-        yield (f"alarm={body['alarm_type']}", f"the device reported alarm type {body['alarm_type']}, which its "
-               "statement does not declare (alarm_types)")
+    if (
+        endpoint == "deviceAlarm"
+        and isinstance(body.get("alarm_type"), int)
+        and not statement.declares(Need("alarm", str(body["alarm_type"])))
+    ):
+        yield (
+            f"alarm={body['alarm_type']}",
+            f"the device reported alarm type {body['alarm_type']}, which its statement does not declare (alarm_types)",
+        )
     if endpoint == "faceRecognition":
         kind = body.get("car_label", 0)
         if isinstance(kind, int) and not statement.declares(Need("capture", str(kind))):
-            yield f"capture={kind}", (f"the device uploaded a capture of car_label {kind}, which its statement "
-                                      "does not declare (capture_kinds)")
+            yield (
+                f"capture={kind}",
+                (
+                    f"the device uploaded a capture of car_label {kind}, which its statement "
+                    "does not declare (capture_kinds)"
+                ),
+            )
         for field in enum_from("capture image fields", contract):
             if body.get(field) and not statement.declares(Need("image", field)):
-                yield f"image={field}", (f"the device's captures carry {field}, which its statement does not "
-                                         "declare (image_fields)")
+                yield (
+                    f"image={field}",
+                    (f"the device's captures carry {field}, which its statement does not declare (image_fields)"),
+                )
 
 
 def _json(raw: bytes | None) -> Any:
@@ -325,16 +379,33 @@ def _json(raw: bytes | None) -> Any:
 
 def _finding(statement: Statement, text: str, exchange: Any, index: int, endpoint: str) -> dict[str, Any]:
     number = getattr(exchange, "index", -1)
-    return {**_finding_at(statement, text, {"exchange": number if number >= 0 else index, "endpoint": endpoint,
-                                            "direction": "answer" if statement.party == "server" else "request"}),
-            "time": getattr(exchange, "started", None)}
+    return {
+        **_finding_at(
+            statement,
+            text,
+            {
+                "exchange": number if number >= 0 else index,
+                "endpoint": endpoint,
+                "direction": "answer" if statement.party == "server" else "request",
+            },
+        ),
+        "time": getattr(exchange, "started", None),
+    }
 
 
 def _finding_at(statement: Statement, text: str, where: dict[str, Any]) -> dict[str, Any]:
     rule = RULES["CAP-UNDECLARED"]
-    return {"rule": rule.id, "severity": rule.severity.value, "party": statement.party, "message": text,
-            "spec": rule.spec, "exchange": where.get("exchange", -1), "endpoint": where.get("endpoint", ""),
-            "direction": where.get("direction", ""), "pointer": where.get("pointer", "")}
+    return {
+        "rule": rule.id,
+        "severity": rule.severity.value,
+        "party": statement.party,
+        "message": text,
+        "spec": rule.spec,
+        "exchange": where.get("exchange", -1),
+        "endpoint": where.get("endpoint", ""),
+        "direction": where.get("direction", ""),
+        "pointer": where.get("pointer", ""),
+    }
 
 
 # ---- facecert capabilities template --------------------------------------------------------------

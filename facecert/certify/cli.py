@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,25 +22,52 @@ certify_app = typer.Typer(no_args_is_help=True, help="Certify a device or a plat
 DEMO_TIME_SCALE = 0.05
 
 
-TimeScaleOpt = Annotated[Optional[float], typer.Option(
-    "--time-scale", min=0.001, max=1.0, help="for simulators only: shrink protocol intervals (demo: 0.05)")]
-TagsOpt = Annotated[Optional[str], typer.Option(help="select flows by tag expression, e.g. 'tasks or cadence'")]
-ReportOpt = Annotated[Optional[Path], typer.Option(help="report folder (default reports/<time>-<plan>)")]
+TimeScaleOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--time-scale", min=0.001, max=1.0, help="for simulators only: shrink protocol intervals (demo: 0.05)"
+    ),
+]
+TagsOpt = Annotated[str | None, typer.Option(help="select flows by tag expression, e.g. 'tasks or cadence'")]
+ReportOpt = Annotated[Path | None, typer.Option(help="report folder (default reports/<time>-<plan>)")]
 HtmlOpt = Annotated[bool, typer.Option("--html/--no-html", help="render the Allure HTML report")]
-ExpectOpt = Annotated[Optional[Path], typer.Option(
-    "--expect", help="YAML of known failures (expected_failures: [{rule|scenario, reason}]): they do not fail the run")]
+ExpectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--expect",
+        help="YAML of known failures (expected_failures: [{rule|scenario, reason}]): they do not fail the run",
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show the tracebacks of harness errors")]
-CapabilitiesOpt = Annotated[Optional[Path], typer.Option(
-    "--capabilities", help="capability statement (YAML; facecert capabilities template): scenarios outside it are "
-    "not_applicable, what it declares must work")]
-SignOpt = Annotated[Optional[Path], typer.Option(
-    "--sign", help="OpenSSH private key (ed25519, no passphrase; or a public key in ssh-agent): sign manifest.json")]
+CapabilitiesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--capabilities",
+        help="capability statement (YAML; facecert capabilities template): scenarios outside it are "
+        "not_applicable, what it declares must work",
+    ),
+]
+SignOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sign", help="OpenSSH private key (ed25519, no passphrase; or a public key in ssh-agent): sign manifest.json"
+    ),
+]
 
-KeepPersonalOpt = Annotated[bool, typer.Option(
-    "--keep-personal-data", help="write faces and names as they came (default: redacted, docs/reports.md privacy)")]
-KeepSaltOpt = Annotated[bool, typer.Option(
-    "--keep-salt", help="keep the redaction salt in summary.json and the manifest (whoever has it can test a guess "
-    "at a name against its hash)")]
+KeepPersonalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-personal-data", help="write faces and names as they came (default: redacted, docs/reports.md privacy)"
+    ),
+]
+KeepSaltOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-salt",
+        help="keep the redaction salt in summary.json and the manifest (whoever has it can test a guess "
+        "at a name against its hash)",
+    ),
+]
 
 
 def _privacy(keep_personal_data: bool, keep_salt: bool) -> None:
@@ -52,7 +79,7 @@ def _privacy(keep_personal_data: bool, keep_salt: bool) -> None:
     configure(keep_personal_data=keep_personal_data, keep_salt=keep_salt)
 
 
-def _expectations(path: Optional[Path]) -> list:
+def _expectations(path: Path | None) -> list:
     from facecert.certify.expectations import ExpectationError, load_expectations
 
     if path is None:
@@ -63,7 +90,7 @@ def _expectations(path: Optional[Path]) -> list:
         fail(console, str(exc))
 
 
-def _statement(path: Optional[Path], party: str):  # -> Optional[Statement]
+def _statement(path: Path | None, party: str):  # -> Optional[Statement]
     """The peer's capability statement, read before the plan runs (an unusable one is exit 2 at once)."""
     from facecert.certify.capabilities import CapabilityError, load_statement
 
@@ -85,7 +112,7 @@ def _declared(statement, report: Path) -> dict:  # statement: Optional[Statement
     return {"capabilities_sha256": statement.sha256, "capabilities": statement.source}
 
 
-def _baseline(path: Optional[Path]) -> Optional[dict]:
+def _baseline(path: Path | None) -> dict | None:
     """The earlier summary to compare with (read before the plan runs: a bad path is exit 2 at once)."""
     from facecert.baseline import BaselineError, load_baseline
 
@@ -97,7 +124,7 @@ def _baseline(path: Optional[Path]) -> Optional[dict]:
         fail(console, escape(str(exc)))
 
 
-def _save_baseline(summary: dict, path: Optional[Path], command: str) -> None:
+def _save_baseline(summary: dict, path: Path | None, command: str) -> None:
     from facecert.baseline import write_baseline
 
     if path is not None:
@@ -105,7 +132,7 @@ def _save_baseline(summary: dict, path: Optional[Path], command: str) -> None:
         console.print(f"baseline written: {path}", soft_wrap=True, highlight=False, markup=False)
 
 
-def _report_dir(report: Optional[Path], plan: str) -> Path:
+def _report_dir(report: Path | None, plan: str) -> Path:
     return report or Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan}"
 
 
@@ -144,9 +171,8 @@ def certify_device(
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
     from facecert.certify.operator import Operator
     from facecert.certify.runner import run_plan, write_reports
-    from facecert.mock_server.store import read_exchanges
-
     from facecert.mock_server.cli import admin_token_for
+    from facecert.mock_server.store import read_exchanges
 
     host, port = _listen(listen)
     expectations = _expectations(expect)
@@ -158,23 +184,36 @@ def certify_device(
     if fault and not demo:
         fail(console, "--fault breaks our simulator: it needs --demo")
     fault = _known_faults(fault)
-    cfg = DeviceRunConfig(host=host, port=0 if demo and listen == "127.0.0.1:8080" else port, prefix=prefix,
-                          device_id=device_id, profile=profile, protocol_version=protocol_version,
-                          time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
-                          report=_report_dir(report, "device"), demo=demo, faults=set(fault),
-                          first_poll_timeout=first_poll_timeout, admin_token=token)
+    cfg = DeviceRunConfig(
+        host=host,
+        port=0 if demo and listen == "127.0.0.1:8080" else port,
+        prefix=prefix,
+        device_id=device_id,
+        profile=profile,
+        protocol_version=protocol_version,
+        time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
+        report=_report_dir(report, "device"),
+        demo=demo,
+        faults=set(fault),
+        first_poll_timeout=first_poll_timeout,
+        admin_token=token,
+    )
     operator = Operator(console)
     if generated:
-        console.print(f"bound beyond localhost: the control API (/_admin) needs the token [bold]{token}[/]", soft_wrap=True)
+        console.print(
+            f"bound beyond localhost: the control API (/_admin) needs the token [bold]{token}[/]", soft_wrap=True
+        )
     try:
         session = DeviceSession(cfg, operator)
         session.start()
     except (OSError, RuntimeError, ValueError) as exc:
         fail(console, f"cannot start the reference server on {listen}: {exc}")
     try:
-        console.print(f"Configure the device's server URL as [bold]{session.server.url}[/] "
-                      f"(device_id {device_id}); second server for setPlatformServer: {session.second.url}",
-                      soft_wrap=True)
+        console.print(
+            f"Configure the device's server URL as [bold]{session.server.url}[/] "
+            f"(device_id {device_id}); second server for setPlatformServer: {session.second.url}",
+            soft_wrap=True,
+        )
         try:
             session.wait_first_poll()
         except TimeoutError as exc:
@@ -190,19 +229,43 @@ def certify_device(
     finally:
         session.stop()
     _check_ran(outcome)
-    judged = {"profile": profile, "protocol_version": version, "time_scale": cfg.time_scale,
-              "tolerance": session.server.engine.config.tolerance, "party": "device"}
+    judged = {
+        "profile": profile,
+        "protocol_version": version,
+        "time_scale": cfg.time_scale,
+        "tolerance": session.server.engine.config.tolerance,
+        "party": "device",
+    }
     from facecert.certify.capabilities import undeclared
 
     exchanges = read_exchanges(session.db)
     findings += undeclared(statement, exchanges, findings)
-    summary = write_reports(cfg.report, "device", outcome, exchanges, findings, {
-        "device_id": device_id, "device_versions": declared, "server_url": session.server.url, "profile": profile,
-        "protocol_version": version, "time_scale": cfg.time_scale, "demo": demo,
-        "faults": sorted(fault), "plan_seconds": round(wall, 3), "protocol_floor_seconds": round(floor, 3),
-        "wall_to_floor_ratio": round(wall / floor, 2) if floor else None, **_declared(statement, cfg.report)},
+    summary = write_reports(
+        cfg.report,
+        "device",
+        outcome,
+        exchanges,
+        findings,
+        {
+            "device_id": device_id,
+            "device_versions": declared,
+            "server_url": session.server.url,
+            "profile": profile,
+            "protocol_version": version,
+            "time_scale": cfg.time_scale,
+            "demo": demo,
+            "faults": sorted(fault),
+            "plan_seconds": round(wall, 3),
+            "protocol_floor_seconds": round(floor, 3),
+            "wall_to_floor_ratio": round(wall / floor, 2) if floor else None,
+            **_declared(statement, cfg.report),
+        },
         html=html,
-        expectations=expectations, judged_with=judged, baseline=previous, baseline_source=str(baseline or ""))
+        expectations=expectations,
+        judged_with=judged,
+        baseline=previous,
+        baseline_source=str(baseline or ""),
+    )
     _save_baseline(summary, write_baseline, "certify device")
     _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
@@ -210,7 +273,7 @@ def certify_device(
 @certify_app.command("server")
 def certify_server(
     url: str = typer.Option("", help="base URL of the platform server under test (its server_url)"),
-    triggers: Optional[Path] = typer.Option(None, help="trigger file (YAML): how to make the platform queue each task"),
+    triggers: Path | None = typer.Option(None, help="trigger file (YAML): how to make the platform queue each task"),
     profile: ProfileOpt = "strict",
     protocol_version: VersionOpt = None,
     time_scale: TimeScaleOpt = None,
@@ -218,8 +281,12 @@ def certify_server(
     report: ReportOpt = None,
     demo: bool = typer.Option(False, "--demo", help="certify our own mock server, fast"),
     misbehave: list[str] = typer.Option([], "--misbehave", help="with --demo: make our server misbehave"),
-    persona: str = typer.Option("spec", "--persona", help="the harness device: spec (only the document's fields) or "
-                                "field (the vendor extras field devices send: device_ip, sign_tby, ...)"),
+    persona: str = typer.Option(
+        "spec",
+        "--persona",
+        help="the harness device: spec (only the document's fields) or "
+        "field (the vendor extras field devices send: device_ip, sign_tby, ...)",
+    ),
     html: HtmlOpt = True,
     expect: ExpectOpt = None,
     debug: DebugOpt = False,
@@ -233,10 +300,8 @@ def certify_server(
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
     from facecert.certify.runner import run_plan, write_reports
-    from facecert.certify.server_session import ServerRunConfig, ServerSession
+    from facecert.certify.server_session import PERSONAS, ServerRunConfig, ServerSession
     from facecert.certify.triggers import TriggerError
-
-    from facecert.certify.server_session import PERSONAS
 
     if not demo and not url:
         fail(console, "give --url of the server under test (or --demo)")
@@ -252,10 +317,17 @@ def certify_server(
     _privacy(keep_personal_data, keep_salt)
     if not demo:
         _check_answers(url)
-    cfg = ServerRunConfig(url=url, triggers=triggers, profile=profile, protocol_version=protocol_version,
-                          time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
-                          report=_report_dir(report, "server"), demo=demo, misbehaviours=set(misbehave),
-                          persona=persona)
+    cfg = ServerRunConfig(
+        url=url,
+        triggers=triggers,
+        profile=profile,
+        protocol_version=protocol_version,
+        time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
+        report=_report_dir(report, "server"),
+        demo=demo,
+        misbehaviours=set(misbehave),
+        persona=persona,
+    )
     try:
         session = ServerSession(cfg, Operator(console))
         session.start()
@@ -270,34 +342,51 @@ def certify_server(
         session.stop()
     _check_ran(outcome)
     engine = session.judge()
-    judged = {"profile": profile, "protocol_version": engine.version, "time_scale": cfg.time_scale,
-              "tolerance": engine.config.tolerance, "party": "server"}
+    judged = {
+        "profile": profile,
+        "protocol_version": engine.version,
+        "time_scale": cfg.time_scale,
+        "tolerance": engine.config.tolerance,
+        "party": "server",
+    }
     from facecert.certify.capabilities import undeclared
 
     exchanges = sorted(session.exchanges(), key=lambda e: e.started)
-    summary = write_reports(cfg.report, "server", outcome, exchanges,
-                            session.timed_findings() + undeclared(statement, exchanges, session.timed_findings()),
-                            {"server_url": session.url, "profile": profile,
-                                                       "protocol_version": engine.version, "persona": persona,
-                                                       "time_scale": cfg.time_scale, "demo": demo,
-                                                       "misbehaviours": sorted(misbehave),
-                                                       "plan_seconds": round(session.plan_ended - session.plan_started, 3),
-                                                       **_declared(statement, cfg.report)},
-                            html=html, expectations=expectations, judged_with=judged, baseline=previous,
-                            baseline_source=str(baseline or ""))
+    summary = write_reports(
+        cfg.report,
+        "server",
+        outcome,
+        exchanges,
+        session.timed_findings() + undeclared(statement, exchanges, session.timed_findings()),
+        {
+            "server_url": session.url,
+            "profile": profile,
+            "protocol_version": engine.version,
+            "persona": persona,
+            "time_scale": cfg.time_scale,
+            "demo": demo,
+            "misbehaviours": sorted(misbehave),
+            "plan_seconds": round(session.plan_ended - session.plan_started, 3),
+            **_declared(statement, cfg.report),
+        },
+        html=html,
+        expectations=expectations,
+        judged_with=judged,
+        baseline=previous,
+        baseline_source=str(baseline or ""),
+    )
     _save_baseline(summary, write_baseline, "certify server")
     _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
 
 @certify_app.command("matrix")
 def certify_matrix(
-    write: Optional[Path] = typer.Option(None, "--write", help="write the matrix as Markdown here"),
+    write: Path | None = typer.Option(None, "--write", help="write the matrix as Markdown here"),
     only: list[str] = typer.Option([], "--only", help="run only these knobs / misbehaviours"),
     workers: int = typer.Option(4, min=1, max=8, help="plans run at once (they mostly wait on protocol time)"),
 ) -> None:
     """Run every device fault knob and server misbehaviour through the plans (self-test)."""
     from facecert.certify.matrix import rows, run_matrix, summary_line, to_markdown
-
     from facecert.core.knobs import knob_name
 
     wanted = {knob_name(name) for name in only}
@@ -309,7 +398,10 @@ def certify_matrix(
         write.write_text(text, encoding="utf-8")
     console.print(text, soft_wrap=True, highlight=False)
     outcome = summary_line(results)
-    console.print(f"{outcome['caught']}/{outcome['rows']} caught" + (f"; missed: {outcome['missed']}" if outcome["missed"] else ""))
+    console.print(
+        f"{outcome['caught']}/{outcome['rows']} caught"
+        + (f"; missed: {outcome['missed']}" if outcome["missed"] else "")
+    )
     raise typer.Exit(0 if not outcome["missed"] else 1)
 
 
@@ -343,17 +435,19 @@ def _check_answers(url: str) -> None:
     except httpx.InvalidURL as exc:
         fail(console, f"--url {url}: not a usable URL ({exc})")
     except httpx.HTTPError as exc:
-        fail(console, f"--url {url} does not answer ({type(exc).__name__}: {exc}); is the server running and reachable?")
+        fail(
+            console, f"--url {url} does not answer ({type(exc).__name__}: {exc}); is the server running and reachable?"
+        )
     except ValueError as exc:
         fail(console, f"--url {url}: not a usable URL ({exc})")
 
 
-def _check_ran(outcome: "PlanOutcome") -> None:
+def _check_ran(outcome: PlanOutcome) -> None:
     if not outcome.ran:
         fail(console, f"the plan could not run (pytest exit {outcome.pytest_code}): check --tags")
 
 
-def _check_key(key: Optional[Path]) -> None:
+def _check_key(key: Path | None) -> None:
     """--sign: a key that cannot sign is said before the plan runs, not after it."""
     from rich.markup import escape
 
@@ -366,7 +460,7 @@ def _check_key(key: Optional[Path]) -> None:
             fail(console, escape(str(exc)))
 
 
-def _seal(report: Path, summary: dict, started: float, key: Optional[Path]) -> tuple[bool, str]:
+def _seal(report: Path, summary: dict, started: float, key: Path | None) -> tuple[bool, str]:
     """The run's last write: manifest.json over every file of the report (and its signature).
     (written, the line that says so)."""
     from facecert.evidence import MANIFEST, SIGNATURE, EvidenceError, predicate_from_summary, seal
@@ -379,8 +473,9 @@ def _seal(report: Path, summary: dict, started: float, key: Optional[Path]) -> t
     return True, f"evidence: {report}/{MANIFEST}{signed}; check it with: facecert verify {report}"
 
 
-def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool,
-            evidence: tuple[bool, str] = (True, "")) -> None:
+def _finish(
+    summary: dict, report: Path, outcome: PlanOutcome, debug: bool, evidence: tuple[bool, str] = (True, "")
+) -> None:
     from facecert.certify.console import print_outcome
 
     traces = {f"{r.feature}\0{r.name}": r.trace for r in outcome.records if r.trace} if debug else {}
@@ -390,8 +485,12 @@ def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool,
 
         print_comparison(console, summary["baseline"])
     html = f", {summary['html']}" if summary.get("html") else f"; no HTML: {summary.get('html_error')}"
-    console.print(f"report: {report}/ (summary.json, junit.xml, allure-results/, session.har{html})",
-                  soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        f"report: {report}/ (summary.json, junit.xml, allure-results/, session.har{html})",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
     sealed, line = evidence
     if line:
         console.print(line, soft_wrap=True, highlight=False, markup=False, style=None if sealed else "bold red")
@@ -399,9 +498,8 @@ def _finish(summary: dict, report: Path, outcome: "PlanOutcome", debug: bool,
 
 
 def register(app: typer.Typer) -> None:
-    from facecert.certify.rules_catalogue import register_rules
-
     from facecert.certify.capabilities import register_capabilities
+    from facecert.certify.rules_catalogue import register_rules
 
     app.add_typer(certify_app, name="certify")
     register_capabilities(app)  # `facecert capabilities template`

@@ -28,9 +28,12 @@ def run_demo(report: Path, console: Console) -> int:
     examples_ok = _examples(console)
     verdicts = {}
     for number, plan in enumerate(("device", "server"), start=2):
-        console.rule(f"[bold]{number}/3 certify {plan} --demo[/] (our reference {'device' if plan == 'device' else 'server'})")
-        done = subprocess.run([sys.executable, "-m", "facecert.cli", "certify", plan, "--demo", "--report",
-                               str(run / plan)], timeout=1800)
+        console.rule(
+            f"[bold]{number}/3 certify {plan} --demo[/] (our reference {'device' if plan == 'device' else 'server'})"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "facecert.cli", "certify", plan, "--demo", "--report", str(run / plan)], timeout=1800
+        )
         verdicts[plan] = done.returncode == 0
     console.rule("[bold]demo finished[/]")
     for plan in ("device", "server"):
@@ -39,7 +42,9 @@ def run_demo(report: Path, console: Console) -> int:
         state = "[green]certified[/]" if verdicts[plan] else "[red]not certified[/]"
         console.print(f"{plan:6} {state}: report {html or run / plan}", soft_wrap=True)
     ok = examples_ok and all(verdicts.values())
-    console.print(f"all reports under {run}/ (open the index.html files in a browser; they work offline)", soft_wrap=True)
+    console.print(
+        f"all reports under {run}/ (open the index.html files in a browser; they work offline)", soft_wrap=True
+    )
     return 0 if ok else 1
 
 

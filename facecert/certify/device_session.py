@@ -47,10 +47,14 @@ class DeviceSession:
         self.db = cfg.report / "session.db"
         if self.db.exists():
             self.db.unlink()
-        self.server = MockServer(ServerConfig(host=cfg.host, port=cfg.port, prefix=cfg.prefix, db=self.db,
-                                              admin_token=cfg.admin_token, **common))
-        self.second = MockServer(ServerConfig(host=cfg.host, port=0, prefix=cfg.prefix, admin_token=cfg.admin_token,
-                                              **common))
+        self.server = MockServer(
+            ServerConfig(
+                host=cfg.host, port=cfg.port, prefix=cfg.prefix, db=self.db, admin_token=cfg.admin_token, **common
+            )
+        )
+        self.second = MockServer(
+            ServerConfig(host=cfg.host, port=0, prefix=cfg.prefix, admin_token=cfg.admin_token, **common)
+        )
         self.simulator: Any = None
         self.plan_started = 0.0
         self.plan_ended = 0.0
@@ -62,10 +66,16 @@ class DeviceSession:
         if self.cfg.demo:
             from facecert.mock_device import Device, DeviceConfig
 
-            self.simulator = Device(DeviceConfig(server=self.server.url, device_id=self.device_id,
-                                                 time_scale=self.time_scale, faults=set(self.cfg.faults),
-                                                 protocol_version=self.cfg.protocol_version,
-                                                 spool_dir=self.cfg.report / "spool")).start()
+            self.simulator = Device(
+                DeviceConfig(
+                    server=self.server.url,
+                    device_id=self.device_id,
+                    time_scale=self.time_scale,
+                    faults=set(self.cfg.faults),
+                    protocol_version=self.cfg.protocol_version,
+                    spool_dir=self.cfg.report / "spool",
+                )
+            ).start()
 
     def stop(self) -> None:
         if self.simulator is not None:
@@ -78,8 +88,11 @@ class DeviceSession:
 
     def wait_first_poll(self) -> dict[str, Any]:
         timeout = self.cfg.first_poll_timeout if not self.cfg.demo else 30.0
-        return self.operator.wait(f"the first taskRequest from {self.device_id}",
-                                  lambda step: _try(lambda: self.server.wait_for_poll(self.device_id, step)), timeout)
+        return self.operator.wait(
+            f"the first taskRequest from {self.device_id}",
+            lambda step: _try(lambda: self.server.wait_for_poll(self.device_id, step)),
+            timeout,
+        )
 
     # ---- protocol time ---------------------------------------------------------------
     def scaled(self, key: str) -> float:
@@ -95,8 +108,11 @@ class DeviceSession:
         exchanges = self.server.exchanges(self.device_id)
         by_id = {e["id"]: e["started"] for e in exchanges}
         by_index = {e["idx"]: e["started"] for e in exchanges}  # deadline findings name the engine's exchange
-        return [{**f, "time": by_id.get(f.get("exchange_id"), by_index.get(f.get("exchange")))}
-                for f in self.server.findings(self.device_id) if f.get("party") == "device"]
+        return [
+            {**f, "time": by_id.get(f.get("exchange_id"), by_index.get(f.get("exchange")))}
+            for f in self.server.findings(self.device_id)
+            if f.get("party") == "device"
+        ]
 
     # ---- is the device still there? -----------------------------------------------------
     def down(self) -> Down | None:
@@ -138,8 +154,11 @@ class DeviceSession:
     # ---- the plan's pace ---------------------------------------------------------------
     def floor_and_wall(self) -> tuple[float, float]:
         """Protocol floor (sum of the intervals the plan's polls had to wait) and wall time."""
-        polls = [e for e in self.server.exchanges(self.device_id)
-                 if e["endpoint"] == "taskRequest" and self.plan_started <= e["started"] <= self.plan_ended]
+        polls = [
+            e
+            for e in self.server.exchanges(self.device_id)
+            if e["endpoint"] == "taskRequest" and self.plan_started <= e["started"] <= self.plan_ended
+        ]
         floor = 0.0
         for poll in polls[:-1]:
             answer = poll.get("response_json")
@@ -153,4 +172,3 @@ def _try(fn: Any) -> Any:
         return fn()
     except TimeoutError:
         return None
-

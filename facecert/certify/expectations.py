@@ -63,8 +63,9 @@ def load_expectations(path: Path) -> list[Expectation]:
     return out
 
 
-def apply_expectations(records: list[ScenarioRecord], expectations: list[Expectation],
-                       fired: set[str]) -> list[dict[str, Any]]:
+def apply_expectations(
+    records: list[ScenarioRecord], expectations: list[Expectation], fired: set[str]
+) -> list[dict[str, Any]]:
     """Mark expected failures and unexpected passes in place; ``fired`` are the rule ids the
     engine found anywhere in the run. Returns each declaration with what it matched."""
     report = []
@@ -80,10 +81,18 @@ def apply_expectations(records: list[ScenarioRecord], expectations: list[Expecta
                 record.verdict = Verdict.UNEXPECTED_PASS
                 record.rules = (expectation.rule,) if expectation.rule else record.rules
                 record.expectation = expectation.reason
-                record.message = (f"declared as an expected failure ({expectation.label}: {expectation.reason}) "
-                                  "but it did not fail: remove the declaration")
-        report.append({"declaration": expectation.label, "reason": expectation.reason, "status": status,
-                       "scenarios": [r.name for r in already]})
+                record.message = (
+                    f"declared as an expected failure ({expectation.label}: {expectation.reason}) "
+                    "but it did not fail: remove the declaration"
+                )
+        report.append(
+            {
+                "declaration": expectation.label,
+                "reason": expectation.reason,
+                "status": status,
+                "scenarios": [r.name for r in already],
+            }
+        )
     return report
 
 

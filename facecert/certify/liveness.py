@@ -10,8 +10,9 @@ its own deadline.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from facecert.certify.verdicts import RuleFailure, ScenarioError
 
@@ -32,9 +33,16 @@ def ensure_alive(session: Any) -> None:
         raise ScenarioError(down.rules, f"not run: {down.message}")
 
 
-def wait_for(session: Any, what: str, probe: Callable[[float], Any], timeout: float, rules: Iterable[str],
-             explain: Callable[[], tuple[tuple[str, ...], str]] | None = None, step: float | None = None,
-             cause_replaces: bool = False) -> Any:
+def wait_for(
+    session: Any,
+    what: str,
+    probe: Callable[[float], Any],
+    timeout: float,
+    rules: Iterable[str],
+    explain: Callable[[], tuple[tuple[str, ...], str]] | None = None,
+    step: float | None = None,
+    cause_replaces: bool = False,
+) -> Any:
     """Call ``probe(seconds)`` (which itself waits up to that long on an event) until it
     returns something truthy. The peer going away ends the wait at once (RuleFailure with
     its rule); running out of time fails with ``rules`` and what ``explain()`` says
@@ -58,9 +66,11 @@ def wait_for(session: Any, what: str, probe: Callable[[float], Any], timeout: fl
 
 def timed(fn: Callable[[float], Any]) -> Callable[[float], Any]:
     """Adapt a ``wait(timeout)`` that raises TimeoutError into a probe that returns None."""
+
     def probe(seconds: float) -> Any:
         try:
             return fn(seconds)
         except TimeoutError:
             return None
+
     return probe

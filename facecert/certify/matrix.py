@@ -18,15 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facecert.core.rules.registry import RULES
 from facecert.core.model import Severity
+from facecert.core.rules.registry import RULES
 
 # what a knob's conversation needs (mock_device.faults.Fault.scenario) -> plan tags that make it happen
 TAGS_FOR_SCENARIO = {
-    "poll": "first_contact", "idle": "cadence", "task": "first_contact or cadence", "capture": "captures",
-    "alarm": "alarms", "gps": "gps", "setDevTime": "clock", "faceCmd": "captures", "download": "downloads",
-    "outage": "resume", "getDevStatus": "clock", "getLogFile": "clock", "SetFaceConfig": "face_config",
-    "face_count": "users", "setPlatformServer": "platform_server", "malformed-task": "robustness",
+    "poll": "first_contact",
+    "idle": "cadence",
+    "task": "first_contact or cadence",
+    "capture": "captures",
+    "alarm": "alarms",
+    "gps": "gps",
+    "setDevTime": "clock",
+    "faceCmd": "captures",
+    "download": "downloads",
+    "outage": "resume",
+    "getDevStatus": "clock",
+    "getLogFile": "clock",
+    "SetFaceConfig": "face_config",
+    "face_count": "users",
+    "setPlatformServer": "platform_server",
+    "malformed-task": "robustness",
     "log-path": "security",
 }
 
@@ -63,7 +75,17 @@ def run_row(row: Row, workdir: Path) -> Row:
     from facecert.mock_device import FAULTS_BY_NAME
 
     report = workdir / f"{row.peer}-{row.knob}"
-    command = [sys.executable, "-m", "facecert.cli", "certify", row.peer, "--demo", "--no-html", "--report", str(report)]
+    command = [
+        sys.executable,
+        "-m",
+        "facecert.cli",
+        "certify",
+        row.peer,
+        "--demo",
+        "--no-html",
+        "--report",
+        str(report),
+    ]
     if row.peer == "device":
         command += ["--fault", row.knob, "--tags", row.tags]
         version = FAULTS_BY_NAME[row.knob].protocol_version
@@ -108,7 +130,7 @@ def to_markdown(results: list[Row]) -> str:
         "reference peer broken one way: a device fault knob (`facecert device --list-faults`) or a mock",
         "server misbehaviour. *Caught* means the plan failed and a failed scenario names the rule (info",
         "rules are reported, not failed, by design). `MSG-SCHEMA` (a combined `anyOf`/`oneOf` constraint, e.g. a",
-        "screen-saver slot that is neither \"\" nor an http URL) has no knob: it is shown firing in",
+        'screen-saver slot that is neither "" nor an http URL) has no knob: it is shown firing in',
         "tests/engine/test_rules.py.",
         "",
         "| peer | knob | rule | flows run | verdict | first failing scenario | caught |",
@@ -117,11 +139,16 @@ def to_markdown(results: list[Row]) -> str:
     for row in results:
         rule = row.rule or f"(none: {row.check.split(':')[0]})"
         first = row.failed[0] if row.failed else "—"
-        lines.append(f"| {row.peer} | `{row.knob}` | {rule} | {row.tags or 'all'} | {row.verdict} | {first} | "
-                     f"{'yes' if row.caught else '**NO**'} |")
+        lines.append(
+            f"| {row.peer} | `{row.knob}` | {rule} | {row.tags or 'all'} | {row.verdict} | {first} | "
+            f"{'yes' if row.caught else '**NO**'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def summary_line(results: list[Row]) -> dict[str, Any]:
-    return {"rows": len(results), "caught": sum(r.caught for r in results),
-            "missed": [r.knob for r in results if not r.caught]}
+    return {
+        "rows": len(results),
+        "caught": sum(r.caught for r in results),
+        "missed": [r.knob for r in results if not r.caught],
+    }

@@ -48,9 +48,17 @@ def root_causes(records: list[ScenarioRecord], findings: list[dict[str, Any]]) -
         else:
             first = {"exchange": None, "time": iso(min(r.started for r in hit))}
         party = found[0].get("party") if found else RULES[rule].party  # "sender" rules: who sent it
-        causes.append({"rule": rule, "party": party, "title": RULES[rule].title,
-                       "count": len(found) or len(hit), "first": first, "scenarios": [r.name for r in hit],
-                       "verdicts": sorted({r.verdict.value for r in hit})})
+        causes.append(
+            {
+                "rule": rule,
+                "party": party,
+                "title": RULES[rule].title,
+                "count": len(found) or len(hit),
+                "first": first,
+                "scenarios": [r.name for r in hit],
+                "verdicts": sorted({r.verdict.value for r in hit}),
+            }
+        )
     causes.sort(key=lambda c: (-len(c["scenarios"]), c["first"]["time"] or ""))
     return causes
 
@@ -58,20 +66,35 @@ def root_causes(records: list[ScenarioRecord], findings: list[dict[str, Any]]) -
 def write_junit(path: Path, suite: str, records: list[ScenarioRecord]) -> Path:
     """testcase name = the scenario as Allure shows it, classname = its feature."""
     root = ET.Element("testsuites")
-    counts = {kind: sum(1 for r in records if r.verdict.junit_element == kind) for kind in ("failure", "error", "skipped")}
-    node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(records)), failures=str(counts["failure"]),
-                         errors=str(counts["error"]), skipped=str(counts["skipped"]),
-                         time=f"{sum(r.seconds for r in records):.3f}", timestamp=iso(time.time()) or "")
+    counts = {
+        kind: sum(1 for r in records if r.verdict.junit_element == kind) for kind in ("failure", "error", "skipped")
+    }
+    node = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(records)),
+        failures=str(counts["failure"]),
+        errors=str(counts["error"]),
+        skipped=str(counts["skipped"]),
+        time=f"{sum(r.seconds for r in records):.3f}",
+        timestamp=iso(time.time()) or "",
+    )
     for record in records:
         case = ET.SubElement(node, "testcase", name=record.name, classname=record.feature, time=f"{record.seconds:.3f}")
         if record.rules:
             ET.SubElement(case, "properties").extend(
-                ET.Element("property", name="rule", value=rule) for rule in record.rules)
+                ET.Element("property", name="rule", value=rule) for rule in record.rules
+            )
         element = record.verdict.junit_element
         if element is not None:
             head = f"{record.verdict.value}: {', '.join(record.rules)}" if record.rules else record.verdict.value
-            detail = ET.SubElement(case, element, message=f"{head}: {record.message.splitlines()[0] if record.message else ''}",
-                                   type=record.verdict.value)
+            detail = ET.SubElement(
+                case,
+                element,
+                message=f"{head}: {record.message.splitlines()[0] if record.message else ''}",
+                type=record.verdict.value,
+            )
             detail.text = record.message + (f"\n\nexpected failure: {record.expectation}" if record.expectation else "")
     ET.indent(root)
     path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
@@ -93,8 +116,14 @@ def finish_allure(results: Path, records: list[ScenarioRecord], environment: dic
         _fix_mime(data)
         path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     rules = sorted({rule for r in records for rule in r.rules})
-    categories = [{"name": f"{rule}: {RULES[rule].title}", "messageRegex": f"(?s).*\\b{rule}\\b.*",
-                   "matchedStatuses": ["failed", "broken"]} for rule in rules]
+    categories = [
+        {
+            "name": f"{rule}: {RULES[rule].title}",
+            "messageRegex": f"(?s).*\\b{rule}\\b.*",
+            "matchedStatuses": ["failed", "broken"],
+        }
+        for rule in rules
+    ]
     (results / "categories.json").write_text(json.dumps(categories, ensure_ascii=False, indent=1), encoding="utf-8")
     lines = [f"{key}={_property(value)}" for key, value in _flat({"harness_version": __version__, **environment})]
     (results / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -106,7 +135,8 @@ def _restate(data: dict[str, Any], record: ScenarioRecord) -> None:
         head = f"{record.verdict.value}: {', '.join(record.rules)}" if record.rules else record.verdict.value
         details = data.get("statusDetails") or {}
         details["message"] = f"{head}: {record.message}" + (
-            f"\nexpected failure: {record.expectation}" if record.expectation else "")
+            f"\nexpected failure: {record.expectation}" if record.expectation else ""
+        )
         data["statusDetails"] = details
     data.setdefault("labels", []).extend({"name": "tag", "value": rule} for rule in record.rules)
 

@@ -5,7 +5,8 @@ actually serves. The contract's annotations say which fields are downloads."""
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
@@ -63,8 +64,11 @@ def download_urls(body: dict[str, Any], schema: str) -> list[str]:
     """The URLs a task makes the device fetch (read from the schema's x-download annotations)."""
     contract = get_contract()
     probe = {"request_id": 0, **body}  # annotations come only from a valid body
-    return [resolve_pointer(probe, p) for p, notes in contract.annotations(schema, probe)
-            if notes.get("x-download") and resolve_pointer(probe, p)]
+    return [
+        resolve_pointer(probe, p)
+        for p, notes in contract.annotations(schema, probe)
+        if notes.get("x-download") and resolve_pointer(probe, p)
+    ]
 
 
 def _set(doc: Any, pointer: str, value: Any) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,12 @@ NEEDS_TAG = "needs:"  # @needs:task=getLogFile: what a scenario needs of the pee
 class PlanPlugin:
     """Collects one record per scenario; ``progress(record, done, total)`` is called as each ends."""
 
-    def __init__(self, session: Any, progress: Callable[[ScenarioRecord, int, int], None] | None = None,
-                 capabilities: Statement | None = None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        progress: Callable[[ScenarioRecord, int, int], None] | None = None,
+        capabilities: Statement | None = None,
+    ) -> None:
         self.session = session
         self.capabilities = capabilities  # the peer's capability statement (None: everything applies)
         self.records: dict[str, ScenarioRecord] = {}
@@ -60,7 +65,7 @@ class PlanPlugin:
         """``@needs:...`` tags become one ``needs`` mark (their values are not marker names)."""
         if not tag.startswith(NEEDS_TAG):
             return None
-        return pytest.mark.needs(tag[len(NEEDS_TAG):])(function)
+        return pytest.mark.needs(tag[len(NEEDS_TAG) :])(function)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         self.total = len(items)
@@ -88,8 +93,9 @@ class PlanPlugin:
     def _record(self, item: pytest.Item) -> ScenarioRecord:
         if item.nodeid not in self.records:
             doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").partition(": ")
-            self.records[item.nodeid] = ScenarioRecord(name=doc[2] or item.name, feature=doc[0], nodeid=item.nodeid,
-                                                       started=time.time())
+            self.records[item.nodeid] = ScenarioRecord(
+                name=doc[2] or item.name, feature=doc[0], nodeid=item.nodeid, started=time.time()
+            )
             self.order.append(item.nodeid)
         return self.records[item.nodeid]
 
@@ -118,8 +124,10 @@ class PlanPlugin:
         if missing:
             party = self.capabilities.party if self.capabilities else "peer"
             record.rules = ("CAP-DECLARED-MISSING", *record.rules)
-            record.message = (f"the statement declares {', '.join(missing)}, and the {party} did not deliver it: "
-                              f"{', '.join(record.rules[1:])}: {record.message}")
+            record.message = (
+                f"the statement declares {', '.join(missing)}, and the {party} did not deliver it: "
+                f"{', '.join(record.rules[1:])}: {record.message}"
+            )
 
     @property
     def scenarios(self) -> list[ScenarioRecord]:
@@ -149,7 +157,9 @@ def plain_progress(stream: Any = None) -> Callable[[ScenarioRecord, int, int], N
     out = stream or sys.stderr
 
     def show(record: ScenarioRecord, done: int, total: int) -> None:
-        out.write(f"[{done}/{total}] {record.verdict.value:<15} {record.feature} › {record.name} "
-                  f"({record.seconds:.1f} s)\n")
+        out.write(
+            f"[{done}/{total}] {record.verdict.value:<15} {record.feature} › {record.name} ({record.seconds:.1f} s)\n"
+        )
         out.flush()
+
     return show

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import typer
 from rich.console import Console, ConsoleOptions, RenderableType
@@ -29,7 +30,7 @@ from rich.text import Text
 
 from facecert.core.jsonsafe import dumps_strict
 from facecert.core.profiles import PROFILES, load_profile
-from facecert.core.rules.registry import RULES, Rule
+from facecert.core.rules.registry import RULES
 
 TABLE_WIDTH = 160  # below this the table's example column is too narrow to read: blocks instead
 
@@ -79,15 +80,24 @@ def catalogue() -> list[Entry]:
     profiles = {name: load_profile(name) for name in PROFILES}
     entries = []
     for rule in RULES.values():
-        entries.append(Entry(
-            id=rule.id, title=rule.title, party=rule.party, spec=rule.spec, origin=rule.origin,
-            severity={name: rule.severity.value for name in PROFILES},
-            overrides={name: [_override(o) for o in profile.overrides if o.rule == rule.id]
-                       for name, profile in profiles.items()},
-            example=rule.example,
-            knobs=[f.name for f in FAULTS if f.rule == rule.id],
-            misbehaviours=[m.name for m in MISBEHAVIOURS.values() if m.rule == rule.id],
-            exempt=EXEMPT_RULES.get(rule.id, "")))
+        entries.append(
+            Entry(
+                id=rule.id,
+                title=rule.title,
+                party=rule.party,
+                spec=rule.spec,
+                origin=rule.origin,
+                severity={name: rule.severity.value for name in PROFILES},
+                overrides={
+                    name: [_override(o) for o in profile.overrides if o.rule == rule.id]
+                    for name, profile in profiles.items()
+                },
+                example=rule.example,
+                knobs=[f.name for f in FAULTS if f.rule == rule.id],
+                misbehaviours=[m.name for m in MISBEHAVIOURS.values() if m.rule == rule.id],
+                exempt=EXEMPT_RULES.get(rule.id, ""),
+            )
+        )
     return entries
 
 
@@ -106,8 +116,9 @@ def select(entries: list[Entry], patterns: list[str]) -> list[Entry]:
 
 # ---- outputs -----------------------------------------------------------------------------------
 def to_json(entries: list[Entry]) -> str:
-    return dumps_strict({"profiles": list(PROFILES), "rules": [{**asdict(e), "proved_by": e.proved_by()}
-                                                              for e in entries]}, indent=2)
+    return dumps_strict(
+        {"profiles": list(PROFILES), "rules": [{**asdict(e), "proved_by": e.proved_by()} for e in entries]}, indent=2
+    )
 
 
 def _cell(text: str) -> str:
@@ -136,13 +147,21 @@ def to_markdown(entries: list[Entry]) -> str:
     ]
     for e in entries:
         severities = " | ".join(_cell(e.severities(p)) for p in PROFILES)
-        lines.append(f"| [{e.id}](#{e.id.lower()}) | {severities} | {e.party} | {e.origin} | {_cell(e.title)} | "
-                     f"{_cell(e.proved_by())} |")
+        lines.append(
+            f"| [{e.id}](#{e.id.lower()}) | {severities} | {e.party} | {e.origin} | {_cell(e.title)} | "
+            f"{_cell(e.proved_by())} |"
+        )
     for e in entries:
-        lines += ["", f"## {e.id}", "", f"{e.title}.", "",
-                  f"- section of the document: {e.spec}",
-                  f"- party: {e.party}; origin: {e.origin}",
-                  *[f"- {p}: {e.severities(p)}" for p in PROFILES]]
+        lines += [
+            "",
+            f"## {e.id}",
+            "",
+            f"{e.title}.",
+            "",
+            f"- section of the document: {e.spec}",
+            f"- party: {e.party}; origin: {e.origin}",
+            *[f"- {p}: {e.severities(p)}" for p in PROFILES],
+        ]
         for profile in PROFILES:
             lines += [f"  - {profile}, {o['severity']} where {o['where']}: {o['note']}" for o in e.overrides[profile]]
         if e.proved_by():
@@ -174,8 +193,16 @@ class RulesView:
         for column, ratio in (("section", 1), ("title", 2), ("a finding reads like", 4), ("proved by", 2)):
             table.add_column(column, overflow="fold", ratio=ratio)
         for e in self.entries:
-            table.add_row(e.id, *(e.severities(p) for p in PROFILES), e.party, e.origin, Text(e.spec),
-                          Text(e.title), Text(e.example), Text(e.proved_by()))
+            table.add_row(
+                e.id,
+                *(e.severities(p) for p in PROFILES),
+                e.party,
+                e.origin,
+                Text(e.spec),
+                Text(e.title),
+                Text(e.example),
+                Text(e.proved_by()),
+            )
         return table
 
     @staticmethod
@@ -183,8 +210,12 @@ class RulesView:
         head = Text(e.id, style="bold")
         head.append(f"  {', '.join(f'{p}: {e.severities(p)}' for p in PROFILES)}  {e.party}  {e.origin}")
         yield head
-        for label, value in (("", e.title), ("section: ", e.spec), ("reads like: ", e.example),
-                             ("proved by: ", e.proved_by())):
+        for label, value in (
+            ("", e.title),
+            ("section: ", e.spec),
+            ("reads like: ", e.example),
+            ("proved by: ", e.proved_by()),
+        ):
             if value:
                 for line in Text(label + value).wrap(console, max(20, width - 4)):
                     line.rstrip()
@@ -192,7 +223,7 @@ class RulesView:
 
 
 def rules_command(
-    patterns: Optional[list[str]] = typer.Argument(None, help="only these rule ids (globs: 'MSG-*', 'cadence-*')"),
+    patterns: list[str] | None = typer.Argument(None, help="only these rule ids (globs: 'MSG-*', 'cadence-*')"),
     json_out: bool = typer.Option(False, "--json", help="print the catalogue as JSON"),
     markdown: bool = typer.Option(False, "--markdown", help="print the catalogue as Markdown (docs/rules.md)"),
 ) -> None:

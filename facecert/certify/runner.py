@@ -7,19 +7,21 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from facecert.baseline import compare, rebased_exit_code
-from facecert.core.captures import write_har
 from facecert.certify.expectations import Expectation, apply_expectations
 from facecert.certify.outputs import finish_allure, root_causes, write_junit
 from facecert.certify.plugin import PlanPlugin
 from facecert.certify.verdicts import ScenarioRecord, Verdict
-from facecert.core.redact import current as current_redactor, privacy_fields, scrub, scrub_folder
+from facecert.core.captures import write_har
+from facecert.core.redact import current as current_redactor
+from facecert.core.redact import privacy_fields, scrub, scrub_folder
 from facecert.core.rules.registry import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,13 +38,36 @@ class PlanOutcome:
         return self.pytest_code in (0, 1, 5) or bool(self.records)
 
 
-def run_plan(session: Any, plan: str, report: Path, tags: str | None = None,
-             progress: Callable[[ScenarioRecord, int, int], None] | None = None,
-             capabilities: Any = None) -> PlanOutcome:
+def run_plan(
+    session: Any,
+    plan: str,
+    report: Path,
+    tags: str | None = None,
+    progress: Callable[[ScenarioRecord, int, int], None] | None = None,
+    capabilities: Any = None,
+) -> PlanOutcome:
     results = report / "allure-results"
-    args = [str(ROOT / "steps" / f"plan_{plan}.py"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-            "--alluredir", str(results), "--clean-alluredir", "-p", "no:cacheprovider", "-s", "-o", "addopts=--strict-markers",
-            "--basetemp", str(report / ".pytest"), "-p", "no:terminal", "-W", "ignore::pytest.PytestConfigWarning"]
+    args = [
+        str(ROOT / "steps" / f"plan_{plan}.py"),
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--alluredir",
+        str(results),
+        "--clean-alluredir",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        "-o",
+        "addopts=--strict-markers",
+        "--basetemp",
+        str(report / ".pytest"),
+        "-p",
+        "no:terminal",
+        "-W",
+        "ignore::pytest.PytestConfigWarning",
+    ]
     if tags:
         args += ["-m", tags]
     # plugins named, not auto-loaded: anyio's would warn that httpx imported it first
@@ -72,10 +97,19 @@ def exit_code(records: list[ScenarioRecord], declarations: list[dict[str, Any]])
     return 1
 
 
-def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list[Any], findings: list[dict[str, Any]],
-                  extra: dict[str, Any], html: bool = True, expectations: list[Expectation] | None = None,
-                  judged_with: dict[str, Any] | None = None, baseline: dict[str, Any] | None = None,
-                  baseline_source: str = "") -> dict[str, Any]:
+def write_reports(
+    report: Path,
+    plan: str,
+    outcome: PlanOutcome,
+    exchanges: list[Any],
+    findings: list[dict[str, Any]],
+    extra: dict[str, Any],
+    html: bool = True,
+    expectations: list[Expectation] | None = None,
+    judged_with: dict[str, Any] | None = None,
+    baseline: dict[str, Any] | None = None,
+    baseline_source: str = "",
+) -> dict[str, Any]:
     """Everything a person or a CI job reads afterwards, from one set of scenario records.
 
     ``findings`` are the engine's findings of the party under test (with ``time`` where known).
@@ -88,8 +122,11 @@ def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list
         if finding.get("severity") == "error":
             errors_by_rule[finding["rule"]] = errors_by_rule.get(finding["rule"], 0) + 1
     code = exit_code(records, declarations)
-    certified = bool(records) and all(r.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE) for r in records) \
+    certified = (
+        bool(records)
+        and all(r.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE) for r in records)
         and not any(d["status"] == "unmatched" for d in declarations)
+    )
     summary = {
         "plan": plan,
         "verdict": "certified" if certified else "not certified",
@@ -108,14 +145,23 @@ def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list
     if baseline is not None:
         comparison = compare(baseline, summary, source=baseline_source)
         summary["baseline"] = comparison.to_dict()
-        stale = any(d["status"] == "unmatched" for d in declarations) or \
-            any(r.verdict is Verdict.UNEXPECTED_PASS for r in records)
+        stale = any(d["status"] == "unmatched" for d in declarations) or any(
+            r.verdict is Verdict.UNEXPECTED_PASS for r in records
+        )
         summary["exit_code"] = rebased_exit_code(code, comparison, stale)
     write_junit(report / "junit.xml", f"facecert.{plan}", records)
     results = report / "allure-results"
     if results.is_dir():
-        finish_allure(results, records, {"plan": plan, "verdict": summary["verdict"], **(judged_with or {}),
-                                         **{k: v for k, v in extra.items() if isinstance(v, (str, int, float, dict))}})
+        finish_allure(
+            results,
+            records,
+            {
+                "plan": plan,
+                "verdict": summary["verdict"],
+                **(judged_with or {}),
+                **{k: v for k, v in extra.items() if isinstance(v, (str, int, float, dict))},
+            },
+        )
     # no face or name on disk (facecert.core.redact): the HAR was redacted as written; the rest (JUnit, Allure,
     # the session database) loses every value that redaction replaced, before the HTML copies the results
     redactor = current_redactor()
@@ -124,7 +170,9 @@ def write_reports(report: Path, plan: str, outcome: PlanOutcome, exchanges: list
     summary["html"] = _render_html(report, plan, summary) if html else None
     if not html:
         summary["html_error"] = "not asked for (--no-html)"
-    (report / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=repr), encoding="utf-8")
+    (report / "summary.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2, default=repr), encoding="utf-8"
+    )
     return summary
 
 

@@ -71,8 +71,11 @@ class ServerSession:
         if self.cfg.demo:
             from facecert.mock_server import MockServer, ServerConfig
 
-            self.demo_server = MockServer(ServerConfig(profile=self.cfg.profile, protocol_version=self.cfg.protocol_version,
-                                                       time_scale=self.time_scale)).start()
+            self.demo_server = MockServer(
+                ServerConfig(
+                    profile=self.cfg.profile, protocol_version=self.cfg.protocol_version, time_scale=self.time_scale
+                )
+            ).start()
             for name in self.cfg.misbehaviours:
                 self.demo_server.set_misbehaviour(name)
             self.url = self.demo_server.url
@@ -85,9 +88,16 @@ class ServerSession:
     def new_device(self, device_id: str) -> Any:
         from facecert.mock_device import Device, DeviceConfig
 
-        return Device(DeviceConfig(server=self.url, device_id=device_id, time_scale=self.time_scale,
-                                   protocol_version=self.cfg.protocol_version, persona=self.persona,
-                                   spool_dir=self.cfg.report / "spool"))
+        return Device(
+            DeviceConfig(
+                server=self.url,
+                device_id=device_id,
+                time_scale=self.time_scale,
+                protocol_version=self.cfg.protocol_version,
+                persona=self.persona,
+                spool_dir=self.cfg.report / "spool",
+            )
+        )
 
     def stop(self) -> None:
         if self.device is not None:
@@ -120,8 +130,11 @@ class ServerSession:
         key = (len(self.device.exchanges), len(self.probes))
         if self._judged is not None and self._judged[0] == key:
             return self._judged[1]
-        engine = Engine(EngineConfig(profile=self.cfg.profile, protocol_version=self.cfg.protocol_version,
-                                     time_scale=self.time_scale))
+        engine = Engine(
+            EngineConfig(
+                profile=self.cfg.profile, protocol_version=self.cfg.protocol_version, time_scale=self.time_scale
+            )
+        )
         index: dict[int, int] = {}
         for exchange in seen:
             index[id(exchange)] = engine.feed(dataclasses.replace(exchange, index=-1)).exchange.index
@@ -140,8 +153,11 @@ class ServerSession:
         """The server's findings, each with the time of its exchange (for the root causes)."""
         engine = self.judge()
         seen = sorted([*self.device.exchanges, *self.probes], key=lambda ex: ex.started)
-        return [{**f.to_dict(), "time": seen[f.exchange].started if 0 <= f.exchange < len(seen) else None}
-                for f in engine.findings if f.party == "server"]
+        return [
+            {**f.to_dict(), "time": seen[f.exchange].started if 0 <= f.exchange < len(seen) else None}
+            for f in engine.findings
+            if f.party == "server"
+        ]
 
     # ---- the harness device's messages, as its persona sends them --------------------------
     def persona_body(self, endpoint: str, body: dict[str, Any], persona: str | None = None) -> dict[str, Any]:
@@ -162,9 +178,12 @@ class ServerSession:
         recent = self._polls()[-DOWN_AFTER_POLLS:]
         if len(recent) < DOWN_AFTER_POLLS or any(e.status is not None for e in recent):
             return None
-        return Down(("ANSWER-MISSING",), f"the server stopped answering: the last {len(recent)} polls since "
-                    f"{utc_clock(recent[0].started)} got no answer ({recent[-1].error or 'connection failed'})",
-                    recent[0].started)
+        return Down(
+            ("ANSWER-MISSING",),
+            f"the server stopped answering: the last {len(recent)} polls since "
+            f"{utc_clock(recent[0].started)} got no answer ({recent[-1].error or 'connection failed'})",
+            recent[0].started,
+        )
 
     def explain_polls(self, after: float, task: str | None = None) -> tuple[tuple[str, ...], str]:
         """What the server did instead of sending the task: the rules the engine found on
@@ -175,8 +194,9 @@ class ServerSession:
         engine = self.judge()
         assert self._judged is not None
         numbers = {self._judged[2].get(id(e)) for e in polls}
-        found = [f for f in engine.findings if f.exchange in numbers and f.party == "server"
-                 and f.severity.value == "error"]
+        found = [
+            f for f in engine.findings if f.exchange in numbers and f.party == "server" and f.severity.value == "error"
+        ]
         rules = tuple(dict.fromkeys(f.rule for f in found if f.rule != "TASK-NOT-SENT"))
         resent = [f for f in engine.findings if f.rule == "TASK-RESENT" and f.exchange in numbers]
         if resent:
@@ -192,12 +212,30 @@ class ServerSession:
         started = time.time()
         try:
             response = self.client.post(self.url + path, content=body, headers={"Content-Type": content_type})
-            exchange = Exchange("POST", path, body, response.status_code, response.content, started=started,
-                                ended=time.time(), request_headers={"Content-Type": content_type},
-                                response_headers=dict(response.headers), url=self.url + path)
+            exchange = Exchange(
+                "POST",
+                path,
+                body,
+                response.status_code,
+                response.content,
+                started=started,
+                ended=time.time(),
+                request_headers={"Content-Type": content_type},
+                response_headers=dict(response.headers),
+                url=self.url + path,
+            )
         except httpx.HTTPError as exc:
-            exchange = Exchange("POST", path, body, None, None, started=started, ended=time.time(),
-                                url=self.url + path, error=f"{type(exc).__name__}: {exc}")
+            exchange = Exchange(
+                "POST",
+                path,
+                body,
+                None,
+                None,
+                started=started,
+                ended=time.time(),
+                url=self.url + path,
+                error=f"{type(exc).__name__}: {exc}",
+            )
         self.probes.append(exchange)
         return exchange
 
@@ -219,4 +257,6 @@ def _describe_polls(polls: list[Exchange], task: str | None, idle: str) -> str:
     others = [(kind, n) for kind, n in kinds.most_common() if kind not in (idle, task)]
     if others and others[0][1] >= 2:
         return f"the server kept re-sending {others[0][0]} ({others[0][1]} times in {count} polls)"
-    return f"the {count} polls since the trigger were answered " + ", ".join(f"{n}× {k}" for k, n in kinds.most_common())
+    return f"the {count} polls since the trigger were answered " + ", ".join(
+        f"{n}× {k}" for k, n in kinds.most_common()
+    )

@@ -61,7 +61,7 @@ class Triggers:
                 raise TriggerError(f"{source}: {name}: give `http: {{method, url, json}}` or `manual`")
 
     @classmethod
-    def load(cls, path: Path) -> "Triggers":
+    def load(cls, path: Path) -> Triggers:
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
@@ -90,13 +90,15 @@ class Triggers:
         example = task_body(trigger.task, (lambda name: f"{assets}/{name}") if assets else None)
         spec = _substitute(trigger.http, fill, example)
         try:
-            response = client.request(spec.get("method", "POST"), spec["url"], json=spec.get("json"),
-                                      headers=spec.get("headers"), timeout=30)
+            response = client.request(
+                spec.get("method", "POST"), spec["url"], json=spec.get("json"), headers=spec.get("headers"), timeout=30
+            )
         except httpx.HTTPError as exc:
             raise TriggerError(f"trigger for {trigger.task}: {spec['url']} failed: {exc}") from None
         if response.status_code >= 400:
-            raise TriggerError(f"trigger for {trigger.task}: {spec['url']} answered {response.status_code}: "
-                               f"{response.text[:300]}")
+            raise TriggerError(
+                f"trigger for {trigger.task}: {spec['url']} answered {response.status_code}: {response.text[:300]}"
+            )
         return response
 
 

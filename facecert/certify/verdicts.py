@@ -14,8 +14,9 @@ raises is a harness error. Expectations (``--expect``) later turn a declared
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from facecert.core.rules.registry import RULES
 
@@ -44,10 +45,22 @@ class Verdict(str, enum.Enum):
         return self in (Verdict.FAIL, Verdict.ERROR, Verdict.UNEXPECTED_PASS)
 
 
-_ALLURE = {Verdict.PASS: "passed", Verdict.FAIL: "failed", Verdict.ERROR: "broken",
-           Verdict.NOT_APPLICABLE: "skipped", Verdict.EXPECTED_FAIL: "skipped", Verdict.UNEXPECTED_PASS: "failed"}
-_JUNIT = {Verdict.PASS: None, Verdict.FAIL: "failure", Verdict.ERROR: "error", Verdict.NOT_APPLICABLE: "skipped",
-          Verdict.EXPECTED_FAIL: "skipped", Verdict.UNEXPECTED_PASS: "failure"}
+_ALLURE = {
+    Verdict.PASS: "passed",
+    Verdict.FAIL: "failed",
+    Verdict.ERROR: "broken",
+    Verdict.NOT_APPLICABLE: "skipped",
+    Verdict.EXPECTED_FAIL: "skipped",
+    Verdict.UNEXPECTED_PASS: "failed",
+}
+_JUNIT = {
+    Verdict.PASS: None,
+    Verdict.FAIL: "failure",
+    Verdict.ERROR: "error",
+    Verdict.NOT_APPLICABLE: "skipped",
+    Verdict.EXPECTED_FAIL: "skipped",
+    Verdict.UNEXPECTED_PASS: "failure",
+}
 
 
 def _known(rules: Iterable[str]) -> tuple[str, ...]:
@@ -95,8 +108,14 @@ class ScenarioRecord:
     expectation: str = ""  # the reason of the declaration that matched (expected_fail / unexpected_pass)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"name": self.name, "feature": self.feature, "verdict": self.verdict.value, "rules": list(self.rules),
-               "message": self.message, "seconds": round(self.seconds, 3)}
+        out = {
+            "name": self.name,
+            "feature": self.feature,
+            "verdict": self.verdict.value,
+            "rules": list(self.rules),
+            "message": self.message,
+            "seconds": round(self.seconds, 3),
+        }
         if self.warnings:
             out["warnings"] = self.warnings
         if self.expectation:

@@ -15,8 +15,23 @@ from typing import Any
 
 from facecert.contract_diff.model import Side
 
-ANNOTATIONS = frozenset({"description", "title", "$comment", "examples", "default", "x-since", "x-spec",
-                         "$schema", "$id", "$anchor", "deprecated", "readOnly", "writeOnly"})
+ANNOTATIONS = frozenset(
+    {
+        "description",
+        "title",
+        "$comment",
+        "examples",
+        "default",
+        "x-since",
+        "x-spec",
+        "$schema",
+        "$id",
+        "$anchor",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
+)
 LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
 UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
 MAX_DEPTH = 64  # our messages nest 4 deep; a $ref cycle stops here, the $ref kept as it is
@@ -140,8 +155,9 @@ def merge(inner: Any, outer: dict[str, Any]) -> Any:
 def _types_meet(a: Any, b: Any) -> Any:
     left = {a} if isinstance(a, str) else set(a)
     right = {b} if isinstance(b, str) else set(b)
-    both = (left & right) | ({"integer"} if ("integer" in left and "number" in right)
-                             or ("number" in left and "integer" in right) else set())
+    both = (left & right) | (
+        {"integer"} if ("integer" in left and "number" in right) or ("number" in left and "integer" in right) else set()
+    )
     if not both:
         raise Conflict("type")
     return sorted(both)[0] if len(both) == 1 else sorted(both)

@@ -28,39 +28,111 @@ def catalogue_changes(old: Side, new: Side) -> list[Change]:
     tasks_old, tasks_new = old.contract.tasks(old.version), new.contract.tasks(new.version)
     for name in sorted(tasks_new.keys() - tasks_old.keys()):
         task = tasks_new[name]
-        changes.append(Change(task.schema, "server", "task added", "/request_type", None, name, LOOSENING,
-                              f"servers may send {name}; devices must carry it out"
-                              + (f" and answer with {task.result}" if task.result else "")))
+        changes.append(
+            Change(
+                task.schema,
+                "server",
+                "task added",
+                "/request_type",
+                None,
+                name,
+                LOOSENING,
+                f"servers may send {name}; devices must carry it out"
+                + (f" and answer with {task.result}" if task.result else ""),
+            )
+        )
     for name in sorted(tasks_old.keys() - tasks_new.keys()):
         task = tasks_old[name]
-        changes.append(Change(task.schema, "server", "task removed", "/request_type", name, None, TIGHTENING,
-                              f"servers may no longer send {name}"))
+        changes.append(
+            Change(
+                task.schema,
+                "server",
+                "task removed",
+                "/request_type",
+                name,
+                None,
+                TIGHTENING,
+                f"servers may no longer send {name}",
+            )
+        )
     ends_old, ends_new = old.contract.endpoints(old.version), new.contract.endpoints(new.version)
     for name in sorted(ends_new.keys() - ends_old.keys()):
         endpoint = ends_new[name]
-        changes.append(Change(endpoint.request, "device", "endpoint added", endpoint.path, None, endpoint.path,
-                              LOOSENING, f"devices may post {name} to {endpoint.path}; servers must answer it"))
+        changes.append(
+            Change(
+                endpoint.request,
+                "device",
+                "endpoint added",
+                endpoint.path,
+                None,
+                endpoint.path,
+                LOOSENING,
+                f"devices may post {name} to {endpoint.path}; servers must answer it",
+            )
+        )
     for name in sorted(ends_old.keys() - ends_new.keys()):
         endpoint = ends_old[name]
-        changes.append(Change(endpoint.request, "device", "endpoint removed", endpoint.path, endpoint.path, None,
-                              TIGHTENING, f"devices may no longer post {name} to {endpoint.path}"))
+        changes.append(
+            Change(
+                endpoint.request,
+                "device",
+                "endpoint removed",
+                endpoint.path,
+                endpoint.path,
+                None,
+                TIGHTENING,
+                f"devices may no longer post {name} to {endpoint.path}",
+            )
+        )
     for name in sorted(ends_old.keys() & ends_new.keys()):
         before, after = ends_old[name], ends_new[name]
         if before.path != after.path:
-            changes.append(Change(after.request, "device", "endpoint path", after.path, before.path, after.path,
-                                  BOTH, f"{name} moved from {before.path} to {after.path}"))
-        for role, a, b, sender in (("request", before.request, after.request, "device"),
-                                   ("answer", before.answer, after.answer, "server")):
+            changes.append(
+                Change(
+                    after.request,
+                    "device",
+                    "endpoint path",
+                    after.path,
+                    before.path,
+                    after.path,
+                    BOTH,
+                    f"{name} moved from {before.path} to {after.path}",
+                )
+            )
+        for role, a, b, sender in (
+            ("request", before.request, after.request, "device"),
+            ("answer", before.answer, after.answer, "server"),
+        ):
             if a != b:
-                changes.append(Change(b, sender, f"{role} schema", "/", a, b, BOTH,
-                                      f"the {name} {role} is now {b} (was {a})"))
+                changes.append(
+                    Change(b, sender, f"{role} schema", "/", a, b, BOTH, f"the {name} {role} is now {b} (was {a})")
+                )
     for name in sorted(tasks_old.keys() & tasks_new.keys()):
         before, after = tasks_old[name], tasks_new[name]
         if before.schema != after.schema:
-            changes.append(Change(after.schema, "server", "task schema", "/", before.schema, after.schema, BOTH,
-                                  f"the {name} task is now {after.schema} (was {before.schema})"))
+            changes.append(
+                Change(
+                    after.schema,
+                    "server",
+                    "task schema",
+                    "/",
+                    before.schema,
+                    after.schema,
+                    BOTH,
+                    f"the {name} task is now {after.schema} (was {before.schema})",
+                )
+            )
         if before.result != after.result:
-            changes.append(Change(after.result or before.result or "", "device", "result schema", "/",
-                                  before.result, after.result, BOTH,
-                                  f"the result of {name} is now {after.result} (was {before.result})"))
+            changes.append(
+                Change(
+                    after.result or before.result or "",
+                    "device",
+                    "result schema",
+                    "/",
+                    before.result,
+                    after.result,
+                    BOTH,
+                    f"the result of {name} is now {after.result} (was {before.result})",
+                )
+            )
     return changes

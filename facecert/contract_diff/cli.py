@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,18 +19,25 @@ contract_app = typer.Typer(no_args_is_help=True, help="Look at the contract itse
 
 @contract_app.command("diff")
 def contract_diff(
-    from_version: Optional[str] = typer.Option(None, "--from", help="protocol version of the old side "
-                                               "(default: the latest the old tree knows)"),
-    to_version: Optional[str] = typer.Option(None, "--to", help="protocol version of the new side "
-                                             "(default: the latest the new tree knows)"),
-    old: Optional[Path] = typer.Option(None, "--old", help="the old schema tree (a schemas/ folder with "
-                                       "catalogue.yaml); default: ours"),
-    new: Optional[Path] = typer.Option(None, "--new", help="the new schema tree; default: ours"),
+    from_version: str | None = typer.Option(
+        None, "--from", help="protocol version of the old side (default: the latest the old tree knows)"
+    ),
+    to_version: str | None = typer.Option(
+        None, "--to", help="protocol version of the new side (default: the latest the new tree knows)"
+    ),
+    old: Path | None = typer.Option(
+        None, "--old", help="the old schema tree (a schemas/ folder with catalogue.yaml); default: ours"
+    ),
+    new: Path | None = typer.Option(None, "--new", help="the new schema tree; default: ours"),
     json_out: bool = typer.Option(False, "--json", help="print the diff as JSON (every counterexample whole)"),
     markdown: bool = typer.Option(False, "--markdown", help="print Markdown, e.g. for a pull-request comment"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="write there instead of stdout"),
-    fail_on: str = typer.Option("never", "--fail-on", help="exit 1 when a change is breaking (breaks anyone), "
-                                "breaks devices, breaks servers, or is unconfirmed (no message shows it); never"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="write there instead of stdout"),
+    fail_on: str = typer.Option(
+        "never",
+        "--fail-on",
+        help="exit 1 when a change is breaking (breaks anyone), "
+        "breaks devices, breaks servers, or is unconfirmed (no message shows it); never",
+    ),
     check: bool = typer.Option(True, "--check/--no-check", help="look for a counterexample of every change"),
 ) -> None:
     """Compare two contracts: every change per message, who it breaks, and a message that shows it.
@@ -67,7 +74,7 @@ def contract_diff(
     raise typer.Exit(1 if _failed(diff, fail_on) else 0)
 
 
-def _failed(diff: "ContractDiff", fail_on: str) -> bool:
+def _failed(diff: ContractDiff, fail_on: str) -> bool:
     if fail_on == "breaking":
         return bool(diff.breaking())
     if fail_on in ("devices", "servers"):
@@ -77,13 +84,13 @@ def _failed(diff: "ContractDiff", fail_on: str) -> bool:
     return False
 
 
-def _label(root: Optional[Path], version: Optional[str], side: str, same_tree: bool) -> str:
+def _label(root: Path | None, version: str | None, side: str, same_tree: bool) -> str:
     """How the output names a side: the version alone for two versions of one tree."""
     version = version or "latest"
     return version if same_tree else f"{side} {version}" if root is None else f"{root} {version}"
 
 
-def _write(text: str, output: Optional[Path]) -> None:
+def _write(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return

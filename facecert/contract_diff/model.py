@@ -49,8 +49,12 @@ def breaks(sender: str, direction: str) -> list[str]:
 
 def directions_of(direction: str) -> list[str]:
     """The one-way searches a direction needs (both: each way)."""
-    return {TIGHTENING: [TIGHTENING], LOOSENING: [LOOSENING], BOTH: [TIGHTENING, LOOSENING],
-            NEUTRAL: [TIGHTENING, LOOSENING]}[direction]
+    return {
+        TIGHTENING: [TIGHTENING],
+        LOOSENING: [LOOSENING],
+        BOTH: [TIGHTENING, LOOSENING],
+        NEUTRAL: [TIGHTENING, LOOSENING],
+    }[direction]
 
 
 @dataclass
@@ -90,8 +94,14 @@ class Witness:
     endpoint: str = ""  # for catalogue changes: the endpoint the message goes to
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"direction": self.direction, "accepted_by": self.accepted_by, "refused_by": self.refused_by,
-               "error": self.error, "method": self.method, "message": self.instance}
+        out = {
+            "direction": self.direction,
+            "accepted_by": self.accepted_by,
+            "refused_by": self.refused_by,
+            "error": self.error,
+            "method": self.method,
+            "message": self.instance,
+        }
         if self.endpoint:
             out["endpoint"] = self.endpoint
         return out
@@ -132,10 +142,21 @@ class Change:
         return set(directions_of(self.direction)) <= found
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"message": self.message, "sender": self.sender, "kind": self.kind, "pointer": self.pointer,
-               "old": self.old, "new": self.new, "direction": self.direction, "breaks": self.breaks,
-               "breaking": self.breaking, "detail": self.detail, "confirmed": self.confirmed, "tried": self.tried,
-               "counterexamples": [w.to_dict() for w in self.witnesses]}
+        out = {
+            "message": self.message,
+            "sender": self.sender,
+            "kind": self.kind,
+            "pointer": self.pointer,
+            "old": self.old,
+            "new": self.new,
+            "direction": self.direction,
+            "breaks": self.breaks,
+            "breaking": self.breaking,
+            "detail": self.detail,
+            "confirmed": self.confirmed,
+            "tried": self.tried,
+            "counterexamples": [w.to_dict() for w in self.witnesses],
+        }
         if self.condition:
             out["condition"] = self.condition
         if self.note:
@@ -159,11 +180,17 @@ class ContractDiff:
         return [c for c in self.changes if c.breaking and (party is None or party in c.breaks)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"old": {"root": str(self.old.contract.root), "version": self.old.version, "label": self.old.label},
-                "new": {"root": str(self.new.contract.root), "version": self.new.version, "label": self.new.label},
-                "messages_compared": self.messages, "instances": self.empirical,
-                "counts": {"changes": len(self.changes), "breaking": len(self.breaking()),
-                           "breaks_devices": len(self.breaking("device")),
-                           "breaks_servers": len(self.breaking("server")),
-                           "unconfirmed": sum(1 for c in self.changes if not c.confirmed)},
-                "changes": [c.to_dict() for c in self.changes]}
+        return {
+            "old": {"root": str(self.old.contract.root), "version": self.old.version, "label": self.old.label},
+            "new": {"root": str(self.new.contract.root), "version": self.new.version, "label": self.new.label},
+            "messages_compared": self.messages,
+            "instances": self.empirical,
+            "counts": {
+                "changes": len(self.changes),
+                "breaking": len(self.breaking()),
+                "breaks_devices": len(self.breaking("device")),
+                "breaks_servers": len(self.breaking("server")),
+                "unconfirmed": sum(1 for c in self.changes if not c.confirmed),
+            },
+            "changes": [c.to_dict() for c in self.changes],
+        }

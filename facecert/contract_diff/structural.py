@@ -13,21 +13,59 @@ it is "both" here and the empirical check (witness.py) says which ways hold.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from facecert.contract_diff.bundle import ANNOTATIONS, LOWER, UPPER
 from facecert.contract_diff.model import BOTH, LOOSENING, NEUTRAL, TIGHTENING, Change
 
-_STRUCTURE = frozenset({"properties", "required", "type", "enum", "const", "items", "anyOf", "oneOf", "allOf",
-                        "if", "then", "else", "not", "pattern", "unevaluatedProperties", "additionalProperties",
-                        *LOWER, *UPPER})
-_WORDS = {"minimum": "range", "maximum": "range", "exclusiveMinimum": "range", "exclusiveMaximum": "range",
-          "minLength": "length", "maxLength": "length", "minItems": "item count", "maxItems": "item count",
-          "minProperties": "member count", "maxProperties": "member count"}
+_STRUCTURE = frozenset(
+    {
+        "properties",
+        "required",
+        "type",
+        "enum",
+        "const",
+        "items",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "if",
+        "then",
+        "else",
+        "not",
+        "pattern",
+        "unevaluatedProperties",
+        "additionalProperties",
+        *LOWER,
+        *UPPER,
+    }
+)
+_WORDS = {
+    "minimum": "range",
+    "maximum": "range",
+    "exclusiveMinimum": "range",
+    "exclusiveMaximum": "range",
+    "minLength": "length",
+    "maxLength": "length",
+    "minItems": "item count",
+    "maxItems": "item count",
+    "minProperties": "member count",
+    "maxProperties": "member count",
+}
 # annotations the engine acts on (contract.CONTENT_ANNOTATIONS and their kin): listed, never breaking for
 # schema validation, but a person should look (an image check or a download check may change)
-_ENGINE_ANNOTATIONS = frozenset({"contentMediaType", "contentEncoding", "x-download", "x-file-name", "x-personal",
-                                 "x-max-serialized-bytes", "format"})
+_ENGINE_ANNOTATIONS = frozenset(
+    {
+        "contentMediaType",
+        "contentEncoding",
+        "x-download",
+        "x-file-name",
+        "x-personal",
+        "x-max-serialized-bytes",
+        "format",
+    }
+)
 _PROBE_NOTE = "schema validation unchanged; the engine's content checks read this annotation"
 
 
@@ -43,8 +81,9 @@ def _diff(message: str, sender: str, old: Any, new: Any, at: str, cond: str) -> 
     if _canon(old) == _canon(new):
         return
     if isinstance(old, bool) or isinstance(new, bool) or not isinstance(old, dict) or not isinstance(new, dict):
-        yield change("schema", _bool_direction(old, new), _short(old), _short(new),
-                     f"{_short(old)} became {_short(new)}")
+        yield change(
+            "schema", _bool_direction(old, new), _short(old), _short(new), f"{_short(old)} became {_short(new)}"
+        )
         return
     yield from _types(change, old, new)
     yield from _enums(change, old, new)
@@ -62,8 +101,18 @@ def _diff(message: str, sender: str, old: Any, new: Any, at: str, cond: str) -> 
         yield change(f"keyword {key}", direction, old.get(key), new.get(key), f"{key} {_was(old, new, key)}")
     for key in sorted((old.keys() | new.keys()) & _ENGINE_ANNOTATIONS):
         if _canon(old.get(key)) != _canon(new.get(key)):
-            yield Change(message, sender, "engine annotation", at or "/", old.get(key), new.get(key), NEUTRAL,
-                         f"{key} {_was(old, new, key)}", cond, note=_PROBE_NOTE)
+            yield Change(
+                message,
+                sender,
+                "engine annotation",
+                at or "/",
+                old.get(key),
+                new.get(key),
+                NEUTRAL,
+                f"{key} {_was(old, new, key)}",
+                cond,
+                note=_PROBE_NOTE,
+            )
     for key in sorted((old.keys() | new.keys()) & {"description", "title", "default"}):
         if _canon(old.get(key)) != _canon(new.get(key)):
             yield change("annotation", NEUTRAL, old.get(key), new.get(key), f"{key} changed")
@@ -77,8 +126,13 @@ def _types(change: Any, old: dict[str, Any], new: dict[str, Any]) -> Iterator[Ch
     gained = sorted(t for t in after if not _covered(t, before))
     direction = BOTH if lost and gained else TIGHTENING if lost else LOOSENING if gained else NEUTRAL
     if direction != NEUTRAL:
-        yield change("type", direction, old.get("type"), new.get("type"),
-                     f"type {_show(old.get('type'))} → {_show(new.get('type'))}")
+        yield change(
+            "type",
+            direction,
+            old.get("type"),
+            new.get("type"),
+            f"type {_show(old.get('type'))} → {_show(new.get('type'))}",
+        )
 
 
 def _type_set(node: dict[str, Any]) -> set[str]:
@@ -131,8 +185,13 @@ def _bounds(change: Any, old: dict[str, Any], new: dict[str, Any]) -> Iterator[C
             direction = LOOSENING
         else:
             direction = TIGHTENING if (after > before) == lower else LOOSENING
-        yield change(_WORDS[key], direction, {key: before} if before is not None else None,
-                     {key: after} if after is not None else None, f"{key} {_was(old, new, key)}")
+        yield change(
+            _WORDS[key],
+            direction,
+            {key: before} if before is not None else None,
+            {key: after} if after is not None else None,
+            f"{key} {_was(old, new, key)}",
+        )
 
 
 def _pattern(change: Any, old: dict[str, Any], new: dict[str, Any]) -> Iterator[Change]:
@@ -143,8 +202,9 @@ def _pattern(change: Any, old: dict[str, Any], new: dict[str, Any]) -> Iterator[
     yield change("pattern", direction, before, after, f"pattern {_was(old, new, 'pattern')}")
 
 
-def _object(message: str, sender: str, old: dict[str, Any], new: dict[str, Any], at: str, cond: str,
-            change: Any) -> Iterator[Change]:
+def _object(
+    message: str, sender: str, old: dict[str, Any], new: dict[str, Any], at: str, cond: str, change: Any
+) -> Iterator[Change]:
     props_old, props_new = old.get("properties") or {}, new.get("properties") or {}
     closed_old, closed_new = _closed(old), _closed(new)
     for name in props_new.keys() - props_old.keys():
@@ -152,15 +212,17 @@ def _object(message: str, sender: str, old: dict[str, Any], new: dict[str, Any],
         if closed_old:
             yield change("field added", LOOSENING, None, _short(props_new[name]), f"{name} may be sent", where)
         elif props_new[name] not in (True, {}):
-            yield change("field added", TIGHTENING, None, _short(props_new[name]),
-                         f"{name} was anything, now constrained", where)
+            yield change(
+                "field added", TIGHTENING, None, _short(props_new[name]), f"{name} was anything, now constrained", where
+            )
     for name in props_old.keys() - props_new.keys():
         where = f"{at}/{_escape(name)}"
         if closed_new:
             yield change("field removed", TIGHTENING, _short(props_old[name]), None, f"{name} no longer allowed", where)
         elif props_old[name] not in (True, {}):
-            yield change("field removed", LOOSENING, _short(props_old[name]), None,
-                         f"{name} no longer defined: any value", where)
+            yield change(
+                "field removed", LOOSENING, _short(props_old[name]), None, f"{name} no longer defined: any value", where
+            )
     for name in sorted(props_old.keys() & props_new.keys()):
         yield from _diff(message, sender, props_old[name], props_new[name], f"{at}/{_escape(name)}", cond)
     req_old, req_new = set(old.get("required") or []), set(new.get("required") or [])
@@ -170,16 +232,22 @@ def _object(message: str, sender: str, old: dict[str, Any], new: dict[str, Any],
         yield change("required dropped", LOOSENING, name, None, f"{name} may be left out", f"{at}/{_escape(name)}")
     if closed_old != closed_new and ("properties" in old or "properties" in new):
         direction = TIGHTENING if closed_new else LOOSENING
-        yield change("closed" if closed_new else "opened", direction, closed_old, closed_new,
-                     "fields the schema does not define are " + ("now refused" if closed_new else "now allowed"))
+        yield change(
+            "closed" if closed_new else "opened",
+            direction,
+            closed_old,
+            closed_new,
+            "fields the schema does not define are " + ("now refused" if closed_new else "now allowed"),
+        )
 
 
 def _closed(node: dict[str, Any]) -> bool:
     return node.get("unevaluatedProperties") is False or node.get("additionalProperties") is False
 
 
-def _alternatives(message: str, sender: str, old: dict[str, Any], new: dict[str, Any], at: str, cond: str,
-                  change: Any) -> Iterator[Change]:
+def _alternatives(
+    message: str, sender: str, old: dict[str, Any], new: dict[str, Any], at: str, cond: str, change: Any
+) -> Iterator[Change]:
     for key in ("anyOf", "oneOf", "allOf"):
         before, after = old.get(key), new.get(key)
         if _canon(before) == _canon(after):
@@ -195,12 +263,18 @@ def _alternatives(message: str, sender: str, old: dict[str, Any], new: dict[str,
             direction = TIGHTENING
         else:
             direction = BOTH
-        yield change("alternatives", direction, len(before or []), len(after or []),
-                     f"{key}: {len(before or [])} → {len(after or [])} alternatives")
+        yield change(
+            "alternatives",
+            direction,
+            len(before or []),
+            len(after or []),
+            f"{key}: {len(before or [])} → {len(after or [])} alternatives",
+        )
 
 
-def _conditional(message: str, sender: str, old: dict[str, Any], new: dict[str, Any], at: str, cond: str,
-                 change: Any) -> Iterator[Change]:
+def _conditional(
+    message: str, sender: str, old: dict[str, Any], new: dict[str, Any], at: str, cond: str, change: Any
+) -> Iterator[Change]:
     if _canon(old.get("if")) != _canon(new.get("if")):
         if "then" in old or "then" in new or "else" in old or "else" in new:
             yield change("condition", BOTH, _short(old.get("if")), _short(new.get("if")), "the if condition changed")
@@ -251,8 +325,13 @@ def _short(schema: Any) -> Any:
     """A schema as the output shows it: its type and constraints, not its descriptions."""
     if not isinstance(schema, dict):
         return schema
-    return {k: v for k, v in schema.items() if k not in ANNOTATIONS and not k.startswith("x-")
-            and k not in ("properties", "allOf", "anyOf", "oneOf", "if", "then", "else")}
+    return {
+        k: v
+        for k, v in schema.items()
+        if k not in ANNOTATIONS
+        and not k.startswith("x-")
+        and k not in ("properties", "allOf", "anyOf", "oneOf", "if", "then", "else")
+    }
 
 
 def _show(value: Any) -> str:

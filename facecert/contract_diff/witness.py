@@ -25,7 +25,8 @@ import copy
 import functools
 import json
 import math
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import yaml
 
@@ -35,8 +36,15 @@ from facecert.contract_diff.model import BOTH, NEUTRAL, TIGHTENING, Change, Side
 MAX_TRIES = 400  # candidate messages per change and direction: bounded, whatever the schemas
 SAMPLES = 30  # values generated per schema
 PROBE_FIELD = "facecert_probe"
-_TYPE_VALUES: dict[str, list[Any]] = {"integer": [0, 1, 7, -1], "number": [0.5, 1.5, -2.25], "string": ["", "a", "0"],
-                                      "boolean": [True, False], "null": [None], "array": [[]], "object": [{}]}
+_TYPE_VALUES: dict[str, list[Any]] = {
+    "integer": [0, 1, 7, -1],
+    "number": [0.5, 1.5, -2.25],
+    "string": ["", "a", "0"],
+    "boolean": [True, False],
+    "null": [None],
+    "array": [[]],
+    "object": [{}],
+}
 _DELETE = object()  # candidate: the field left out
 
 
@@ -69,8 +77,9 @@ def _settle(change: Change) -> None:
         change.note = f"only the {found[0]} was shown by a message; the other way none of {change.tried} tried"
     elif not change.confirmed:
         missing = sorted(set(directions_of(change.direction)) - set(found))
-        change.note = (f"no message shows the {' or '.join(missing)} among {change.tried} tried: "
-                       "review this change by hand")
+        change.note = (
+            f"no message shows the {' or '.join(missing)} among {change.tried} tried: review this change by hand"
+        )
 
 
 class Finder:
@@ -101,8 +110,16 @@ class Finder:
                 return witness, tried
         return None, tried
 
-    def judge(self, change: Change, direction: str, instance: Any, method: str, known: set[tuple[str, str]],
-              accepting: Side, refusing: Side) -> Witness | None:
+    def judge(
+        self,
+        change: Change,
+        direction: str,
+        instance: Any,
+        method: str,
+        known: set[tuple[str, str]],
+        accepting: Side,
+        refusing: Side,
+    ) -> Witness | None:
         """A witness when the accepting side takes the whole message and the refusing side
         refuses it at the changed place with an error the unchanged example did not have."""
         if accepting.contract.errors(change.message, instance, accepting.version, limit=1):
@@ -111,25 +128,38 @@ class Finder:
         place = _concrete(change.pointer)
         # an error at the changed place or inside it counts; one above it (a condition, the root) only
         # when the unchanged example did not have it already
-        related = [e for e in errors if _related(e.pointer, change.pointer)
-                   and (e.pointer == place or e.pointer.startswith(place + "/") or (e.keyword, e.pointer) not in known)]
+        related = [
+            e
+            for e in errors
+            if _related(e.pointer, change.pointer)
+            and (e.pointer == place or e.pointer.startswith(place + "/") or (e.keyword, e.pointer) not in known)
+        ]
         if not related:
             return None
         first = related[0]
-        return Witness(direction, instance, accepting.label, refusing.label,
-                       {"keyword": first.keyword, "pointer": first.pointer, "message": first.message[:300]}, method)
+        return Witness(
+            direction,
+            instance,
+            accepting.label,
+            refusing.label,
+            {"keyword": first.keyword, "pointer": first.pointer, "message": first.message[:300]},
+            method,
+        )
 
     # ---- candidates --------------------------------------------------------
-    def candidates(self, change: Change, accepting: Side,
-                   refusing: Side) -> Iterator[tuple[Any, str, set[tuple[str, str]]]]:
+    def candidates(
+        self, change: Change, accepting: Side, refusing: Side
+    ) -> Iterator[tuple[Any, str, set[tuple[str, str]]]]:
         """(message, how it was made, the refusing side's errors on the unchanged example)."""
         pointer = _concrete(change.pointer)
         values = list(self.values(change, accepting, refusing))
         if change.kind in ("closed", "opened"):
             pointer = f"{pointer}/{PROBE_FIELD}"
         for file, base in self.bases(change.message, accepting):
-            known = {(e.keyword, e.pointer) for e in refusing.contract.errors(change.message, base, refusing.version,
-                                                                              limit=50)}
+            known = {
+                (e.keyword, e.pointer)
+                for e in refusing.contract.errors(change.message, base, refusing.version, limit=50)
+            }
             for value in values:
                 mutated = _put(base, pointer, value)
                 if mutated is not None:
@@ -165,7 +195,9 @@ class Finder:
         """The repaired examples of this message, fitted to the side (those that fit)."""
         key = (id(side), message)
         if key not in self._bases:
-            fitted = ((file, fit(side, message, body, self.samples_of)) for file, body in examples(side).get(message, []))
+            fitted = (
+                (file, fit(side, message, body, self.samples_of)) for file, body in examples(side).get(message, [])
+            )
             self._bases[key] = [(file, body) for file, body in fitted if body is not None]
         return self._bases[key]
 
@@ -186,24 +218,38 @@ class Finder:
             task = accepting.contract.tasks(accepting.version).get(name)
             if task is None or name in refusing.contract.tasks(refusing.version):
                 return None, 0
-            schema, endpoint, refusal = task.schema, "taskRequest", {
-                "keyword": "request_type", "pointer": "/request_type",
-                "message": f"{name} is not a task of protocol V{refusing.version} ({refusing.label})"}
+            schema, endpoint, refusal = (
+                task.schema,
+                "taskRequest",
+                {
+                    "keyword": "request_type",
+                    "pointer": "/request_type",
+                    "message": f"{name} is not a task of protocol V{refusing.version} ({refusing.label})",
+                },
+            )
         else:
             path = change.new if change.kind.endswith("added") else change.old
             found = [e for e in accepting.contract.endpoints(accepting.version).values() if e.path == path]
             if not found or any(e.path == path for e in refusing.contract.endpoints(refusing.version).values()):
                 return None, 0
-            schema, endpoint, refusal = found[0].request, found[0].name, {
-                "keyword": "endpoint", "pointer": "",
-                "message": f"no endpoint {path} in protocol V{refusing.version} ({refusing.label})"}
+            schema, endpoint, refusal = (
+                found[0].request,
+                found[0].name,
+                {
+                    "keyword": "endpoint",
+                    "pointer": "",
+                    "message": f"no endpoint {path} in protocol V{refusing.version} ({refusing.label})",
+                },
+            )
         candidates = [(body, f"repaired example {file}") for file, body in self.bases(schema, accepting)]
-        candidates += [(body, f"generated from the {accepting.label} schema")
-                       for body in self.samples_of(accepting, schema, "")]
+        candidates += [
+            (body, f"generated from the {accepting.label} schema") for body in self.samples_of(accepting, schema, "")
+        ]
         for tried, (body, method) in enumerate(candidates[:MAX_TRIES], start=1):
             if not accepting.contract.errors(schema, body, accepting.version, limit=1):
-                return Witness(direction, body, accepting.label, refusing.label, refusal, method,
-                               endpoint=endpoint), tried
+                return Witness(
+                    direction, body, accepting.label, refusing.label, refusal, method, endpoint=endpoint
+                ), tried
         return None, min(len(candidates), MAX_TRIES)
 
 
@@ -232,8 +278,9 @@ def _examples(root: str) -> dict[str, list[tuple[str, Any]]]:
     return out
 
 
-def fit(side: Side, message: str, body: Any, samples: Callable[[Side, str, str], list[Any]],
-        rounds: int = 8) -> Any | None:
+def fit(
+    side: Side, message: str, body: Any, samples: Callable[[Side, str, str], list[Any]], rounds: int = 8
+) -> Any | None:
     """The example made valid for this side, or None: fields it does not know removed, missing
     required ones filled and values it refuses replaced with generated values (an example is
     written for the latest version of our contract, not for this side)."""
@@ -286,8 +333,14 @@ def _with_hypothesis(module: Any, schema: Any, count: int) -> list[Any]:
 
     out: list[Any] = []
 
-    @settings(max_examples=count, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(module.from_schema(schema))
     def collect(value: Any) -> None:
         out.append(value)
@@ -315,8 +368,13 @@ def _builtin(schema: Any, depth: int) -> Iterator[Any]:
         if kind in ("integer", "number"):
             low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
             high = schema.get("maximum", schema.get("exclusiveMaximum", low + 10))
-            yield from _unique([v for v in (low, high, (low + high) // 2 if kind == "integer" else (low + high) / 2)
-                                if _in_bounds(schema, v)])
+            yield from _unique(
+                [
+                    v
+                    for v in (low, high, (low + high) // 2 if kind == "integer" else (low + high) / 2)
+                    if _in_bounds(schema, v)
+                ]
+            )
         elif kind == "string":
             yield "a" * max(1, int(schema.get("minLength", 1)))
         elif kind == "boolean":
@@ -326,14 +384,20 @@ def _builtin(schema: Any, depth: int) -> Iterator[Any]:
             yield [item] * max(1, int(schema.get("minItems", 1)))
         elif kind == "object":
             props = schema.get("properties") or {}
-            yield {name: next(iter(_builtin(props.get(name, {}), depth + 1)), "a") for name in schema.get("required", [])}
+            yield {
+                name: next(iter(_builtin(props.get(name, {}), depth + 1)), "a") for name in schema.get("required", [])
+            }
         elif kind == "null":
             yield None
 
 
 def _in_bounds(schema: dict[str, Any], value: float) -> bool:
-    return (value >= schema.get("minimum", -math.inf) and value <= schema.get("maximum", math.inf)
-            and value > schema.get("exclusiveMinimum", -math.inf) and value < schema.get("exclusiveMaximum", math.inf))
+    return (
+        value >= schema.get("minimum", -math.inf)
+        and value <= schema.get("maximum", math.inf)
+        and value > schema.get("exclusiveMinimum", -math.inf)
+        and value < schema.get("exclusiveMaximum", math.inf)
+    )
 
 
 def _boundaries(accepting: Any, refusing: Any) -> Iterator[Any]:
@@ -396,8 +460,13 @@ def _abstract(pointer: str) -> str:
 def _related(error: str, change: str) -> bool:
     """An error at the changed place, inside it, or at an object holding it (a condition, an alternative)."""
     concrete = _concrete(change)
-    return not concrete or error == concrete or error.startswith(concrete + "/") or concrete.startswith(error + "/") \
+    return (
+        not concrete
+        or error == concrete
+        or error.startswith(concrete + "/")
+        or concrete.startswith(error + "/")
         or error == ""
+    )
 
 
 def _at(schema: Any, pointer: str) -> Any:

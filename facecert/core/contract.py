@@ -15,9 +15,10 @@ import functools
 import itertools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema_rs
 import yaml
@@ -108,13 +109,20 @@ class Contract:
         self.versions: list[str] = [str(v) for v in catalogue["protocol"]["versions"]]
         self.latest = max(self.versions, key=parse_version)
         self.all_endpoints = {
-            name: Endpoint(name=name, path=e["path"], since=str(e["since"]), spec=e.get("spec", ""),
-                           request=e["request"], answer=e["answer"])
+            name: Endpoint(
+                name=name,
+                path=e["path"],
+                since=str(e["since"]),
+                spec=e.get("spec", ""),
+                request=e["request"],
+                answer=e["answer"],
+            )
             for name, e in catalogue["endpoints"].items()
         }
         self.all_tasks = {
-            name: Task(name=name, since=str(t["since"]), spec=t.get("spec", ""), schema=t["schema"],
-                       result=t.get("result"))
+            name: Task(
+                name=name, since=str(t["since"]), spec=t.get("spec", ""), schema=t["schema"], result=t.get("result")
+            )
             for name, t in catalogue["tasks"].items()
         }
         self.timing: dict[str, float] = {k: float(v) for k, v in (catalogue.get("timing") or {}).items()}
@@ -134,7 +142,9 @@ class Contract:
     def check_version(self, version: str | None) -> str:
         version = version or self.latest
         parse_version(version)
-        if parse_version(version) > parse_version(self.latest) or parse_version(version) < parse_version(self.versions[0]):
+        if parse_version(version) > parse_version(self.latest) or parse_version(version) < parse_version(
+            self.versions[0]
+        ):
             raise ValueError(f"protocol version {version} is outside {self.versions[0]}..{self.latest}")
         return version
 
@@ -187,12 +197,15 @@ class Contract:
         if key not in self._validators:
             if self.backend == "rs":
                 self._validators[key] = jsonschema_rs.validator_for(
-                    self.schema(name, version), registry=self._registry(version), validate_formats=False)
+                    self.schema(name, version), registry=self._registry(version), validate_formats=False
+                )
             else:
                 self._validators[key] = _python_validator(self, name, version)
         return self._validators[key]
 
-    def errors(self, name: str, instance: Any, version: str | None = None, limit: int | None = None) -> list[SchemaError]:
+    def errors(
+        self, name: str, instance: Any, version: str | None = None, limit: int | None = None
+    ) -> list[SchemaError]:
         """The violations of ``instance``; at most ``limit`` of them (the validator stops there)."""
         validator = self.validator(name, version)
         convert = _from_rs if self.backend == "rs" else _from_py
@@ -241,8 +254,9 @@ class Contract:
             node = self._resolve(node["$ref"], None)
         return None
 
-    def annotations(self, name: str, instance: Any, version: str | None = None,
-                    keys: frozenset[str] = CONTENT_ANNOTATIONS) -> Iterator[tuple[str, dict[str, Any]]]:
+    def annotations(
+        self, name: str, instance: Any, version: str | None = None, keys: frozenset[str] = CONTENT_ANNOTATIONS
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(instance pointer, annotations) pairs that the schema attaches to the message.
 
         Only computed for schemas that carry one of ``keys`` (by default the content
@@ -289,9 +303,11 @@ class Contract:
         if key not in self._validators:
             if version not in self._structure_registries:
                 self._structure_registries[version] = jsonschema_rs.Registry(
-                    [(self.schema_id(n), _structure_only(self.schema(n, version))) for n in self.raw])
+                    [(self.schema_id(n), _structure_only(self.schema(n, version))) for n in self.raw]
+                )
             self._validators[key] = jsonschema_rs.validator_for(
-                _structure_only(self.schema(name, version)), registry=self._structure_registries[version])
+                _structure_only(self.schema(name, version)), registry=self._structure_registries[version]
+            )
         return self._validators[key]
 
     @functools.cache
@@ -362,10 +378,31 @@ def _cut_to_version(schema: dict[str, Any], version: str) -> dict[str, Any]:
     return cut
 
 
-_ASSERTIONS = frozenset({
-    "required", "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "minLength", "maxLength", "pattern", "format", "minItems", "maxItems", "uniqueItems", "minProperties",
-    "maxProperties", "unevaluatedProperties", "additionalProperties", "not", "dependentRequired"})
+_ASSERTIONS = frozenset(
+    {
+        "required",
+        "type",
+        "enum",
+        "const",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+        "unevaluatedProperties",
+        "additionalProperties",
+        "not",
+        "dependentRequired",
+    }
+)
 
 
 def _structure_only(schema: Any, in_condition: bool = False) -> Any:
@@ -381,7 +418,11 @@ def _structure_only(schema: Any, in_condition: bool = False) -> Any:
     for key, value in schema.items():
         if key in _ASSERTIONS and not in_condition:
             continue
-        if key in ("enum", "const", "required", "x-enum-since") or key.startswith("x-") or key in ("description", "title"):
+        if (
+            key in ("enum", "const", "required", "x-enum-since")
+            or key.startswith("x-")
+            or key in ("description", "title")
+        ):
             out[key] = value
         elif key == "properties" and isinstance(value, dict):
             out[key] = {k: _structure_only(v, in_condition) for k, v in value.items()}
@@ -405,8 +446,10 @@ def _from_rs(error: Any) -> list[SchemaError]:
         return [SchemaError("required", f"{base}/{prop}", error.message, None, {"property": prop})]
     if keyword in ("unevaluatedProperties", "additionalProperties"):
         unexpected = getattr(error.kind, "unexpected", None) or []
-        return [SchemaError("unevaluatedProperties", f"{base}/{p}", error.message, None, {"property": p})
-                for p in unexpected]
+        return [
+            SchemaError("unevaluatedProperties", f"{base}/{p}", error.message, None, {"property": p})
+            for p in unexpected
+        ]
     params = {}
     try:
         params = dict(error.kind.as_dict())
@@ -420,7 +463,8 @@ def _python_validator(contract: Contract, name: str, version: str) -> Any:
     from referencing import Registry, Resource
 
     registry = Registry().with_resources(
-        (contract.schema_id(n), Resource.from_contents(contract.schema(n, version))) for n in contract.raw)
+        (contract.schema_id(n), Resource.from_contents(contract.schema(n, version))) for n in contract.raw
+    )
     return Draft202012Validator(contract.schema(name, version), registry=registry)
 
 
@@ -432,7 +476,9 @@ def _from_py(error: Any) -> list[SchemaError]:
         return [SchemaError("required", f"{base}/{prop}", error.message, None, {"property": prop})]
     if keyword in ("unevaluatedProperties", "additionalProperties"):
         extra = [k for k in (error.instance or {}) if f"'{k}'" in error.message]
-        return [SchemaError("unevaluatedProperties", f"{base}/{p}", error.message, None, {"property": p}) for p in extra]
+        return [
+            SchemaError("unevaluatedProperties", f"{base}/{p}", error.message, None, {"property": p}) for p in extra
+        ]
     if keyword in ("anyOf", "oneOf", "allOf", "if") and error.context:
         # python-jsonschema nests branch errors; report the deepest, as jsonschema-rs would the combinator
         return [SchemaError(keyword, base, error.message, error.instance, {})]

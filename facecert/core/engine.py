@@ -10,17 +10,26 @@ severities, after a finding is made, so both profiles see the same facts.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection
+from typing import Any
 
 from facecert.core.contract import Contract, Endpoint, Limits, get_contract
 from facecert.core.model import Exchange, Finding, Severity, abbreviate
 from facecert.core.profiles import Context, Profile, load_profile
 from facecert.core.rules.conversation import (
-    DeviceState, FailedTask, IssuedTask, PollState, cadence_window, haversine_m, is_ok_status, rid_key,
-    task_signature, utc_clock)
-from facecert.core.rules.message import (
-    Issue, Parsed, content_issues, parse_message, schema_issues, snap_time_issues)
+    DeviceState,
+    FailedTask,
+    IssuedTask,
+    PollState,
+    cadence_window,
+    haversine_m,
+    is_ok_status,
+    rid_key,
+    task_signature,
+    utc_clock,
+)
+from facecert.core.rules.message import Issue, Parsed, content_issues, parse_message, schema_issues, snap_time_issues
 from facecert.core.rules.registry import RULES
 from facecert.core.versions import since_ok
 
@@ -93,8 +102,10 @@ class Engine:
         # hostile message (bounded by the limits) does not hold up other feeders.
         read: dict[str, tuple[bytes | None, Parsed]] = {}
         if endpoint is not None:
-            for what, raw in ((f"{endpoint.name} request", exchange.request_body),
-                              (f"{endpoint.name} answer", exchange.response_body)):
+            for what, raw in (
+                (f"{endpoint.name} request", exchange.request_body),
+                (f"{endpoint.name} answer", exchange.response_body),
+            ):
                 read[what] = (raw, self.read(raw, what))
         with self._lock:
             exchange.index = self.count if exchange.index < 0 else exchange.index
@@ -183,8 +194,10 @@ class Engine:
         interval (the longest of the protocol; also the device's back-off after failures) with
         the cadence tolerance and network allowance."""
         cfg = self.config
-        return max(cadence_window(self._scaled(key), cfg.tolerance, cfg.allowance_s, 0.0)[1]
-                   for key in ("idle_interval_s", "task_interval_s"))
+        return max(
+            cadence_window(self._scaled(key), cfg.tolerance, cfg.allowance_s, 0.0)[1]
+            for key in ("idle_interval_s", "task_interval_s")
+        )
 
     def _poll_due(self, state: DeviceState) -> float | None:
         last = state.last_poll
@@ -213,10 +226,17 @@ class Engine:
             return []
         ago = f"{at - last.ended:.1f} s before {evidence}" if evidence else f"{at - last.ended:.1f} s ago"
         last.stop = self.make(
-            "POLL-STOPPED", f"the device stopped polling: last taskRequest at {utc_clock(last.ended)} (exchange "
-            f"#{last.exchange}), {ago}; expected one within {due - last.ended:.1f} s", None,
-            endpoint="taskRequest", direction="request", expected=f"a taskRequest by {utc_clock(due)}",
-            actual=f"none for {at - last.ended:.1f} s", device_id=state.device_id, at_exchange=last.exchange)
+            "POLL-STOPPED",
+            f"the device stopped polling: last taskRequest at {utc_clock(last.ended)} (exchange "
+            f"#{last.exchange}), {ago}; expected one within {due - last.ended:.1f} s",
+            None,
+            endpoint="taskRequest",
+            direction="request",
+            expected=f"a taskRequest by {utc_clock(due)}",
+            actual=f"none for {at - last.ended:.1f} s",
+            device_id=state.device_id,
+            at_exchange=last.exchange,
+        )
         return [last.stop]
 
     def errors(self) -> list[Finding]:
@@ -236,17 +256,40 @@ class Engine:
                 pass
         return finding
 
-    def make(self, rule_id: str, message: str, exchange: Exchange | None, *, endpoint: str = "", direction: str = "",
-             pointer: str = "", expected: Any = None, actual: Any = None, device_id: str = "",
-             ctx: Context | None = None, at_exchange: int = -1) -> Finding:
+    def make(
+        self,
+        rule_id: str,
+        message: str,
+        exchange: Exchange | None,
+        *,
+        endpoint: str = "",
+        direction: str = "",
+        pointer: str = "",
+        expected: Any = None,
+        actual: Any = None,
+        device_id: str = "",
+        ctx: Context | None = None,
+        at_exchange: int = -1,
+    ) -> Finding:
         """A finding of ``rule_id``; ``at_exchange`` names the exchange it is about when none is at hand."""
         rule = RULES[rule_id]
         party = rule.party
         if party == "sender":
             party = "device" if direction == "request" else "server"
-        finding = Finding(rule=rule_id, severity=rule.severity, message=message, spec=rule.spec, party=party,
-                          exchange=exchange.index if exchange else at_exchange, endpoint=endpoint, direction=direction,
-                          pointer=pointer, expected=expected, actual=actual, device_id=device_id)
+        finding = Finding(
+            rule=rule_id,
+            severity=rule.severity,
+            message=message,
+            spec=rule.spec,
+            party=party,
+            exchange=exchange.index if exchange else at_exchange,
+            endpoint=endpoint,
+            direction=direction,
+            pointer=pointer,
+            expected=expected,
+            actual=actual,
+            device_id=device_id,
+        )
         return self.emit(finding, ctx)
 
     def _other(self, exchange: Exchange) -> None:
@@ -257,26 +300,47 @@ class Engine:
 
     def _result_missing(self, state: DeviceState, task: IssuedTask, waited: float) -> Finding:
         task.missing_reported = True
-        return self.make("RESULT-MISSING", f"{task.task} (request_id {task.rid!r}, exchange #{task.exchange}) got no "
-                         f"taskResult from {state.device_id} after {task.polls_since} further poll(s) and {waited:.1f} s",
-                         None, endpoint="taskResult", direction="request", pointer="/request_id",
-                         expected=f"one taskResult with request_id {task.rid!r}", actual="none", device_id=state.device_id)
+        return self.make(
+            "RESULT-MISSING",
+            f"{task.task} (request_id {task.rid!r}, exchange #{task.exchange}) got no "
+            f"taskResult from {state.device_id} after {task.polls_since} further poll(s) and {waited:.1f} s",
+            None,
+            endpoint="taskResult",
+            direction="request",
+            pointer="/request_id",
+            expected=f"one taskResult with request_id {task.rid!r}",
+            actual="none",
+            device_id=state.device_id,
+        )
 
     def _facecmd_missing(self, state: DeviceState) -> Finding:
         assert state.facecmd is not None
         _, polls, index = state.facecmd
         state.facecmd = None
-        return self.make("FACECMD-CAPTURE", f"faceCmd (exchange #{index}) succeeded but {state.device_id} uploaded no "
-                         f"capture to /faceRecognition within {polls} further poll(s)", None, endpoint="faceRecognition",
-                         direction="request", expected="a faceRecognition capture", actual="none",
-                         device_id=state.device_id)
+        return self.make(
+            "FACECMD-CAPTURE",
+            f"faceCmd (exchange #{index}) succeeded but {state.device_id} uploaded no "
+            f"capture to /faceRecognition within {polls} further poll(s)",
+            None,
+            endpoint="faceRecognition",
+            direction="request",
+            expected="a faceRecognition capture",
+            actual="none",
+            device_id=state.device_id,
+        )
 
 
 class _Judge:
     """Judges one exchange; one instance per exchange keeps the code flat."""
 
-    def __init__(self, engine: Engine, exchange: Exchange, endpoint: Endpoint, judged: Judged,
-                 read: dict[str, tuple[bytes | None, Parsed]] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        exchange: Exchange,
+        endpoint: Endpoint,
+        judged: Judged,
+        read: dict[str, tuple[bytes | None, Parsed]] | None = None,
+    ) -> None:
         self.engine = engine
         self.ex = exchange
         self.endpoint = endpoint
@@ -289,11 +353,21 @@ class _Judge:
         ex, endpoint = self.ex, self.endpoint
         request = self.parse_request()
         if ex.method.upper() != "POST":
-            self.finding("HTTP-METHOD", f"{endpoint.path} was requested with {ex.method}; device messages are POSTed",
-                         "request", expected="POST", actual=ex.method)
+            self.finding(
+                "HTTP-METHOD",
+                f"{endpoint.path} was requested with {ex.method}; device messages are POSTed",
+                "request",
+                expected="POST",
+                actual=ex.method,
+            )
         if not since_ok(endpoint.since, self.version):
-            self.finding("ENDPOINT-NOT-IN-VERSION", f"{endpoint.path} exists from V{endpoint.since}; this session "
-                         f"judges protocol V{self.version}", "request", expected=f"V>={endpoint.since}", actual=self.version)
+            self.finding(
+                "ENDPOINT-NOT-IN-VERSION",
+                f"{endpoint.path} exists from V{endpoint.since}; this session judges protocol V{self.version}",
+                "request",
+                expected=f"V>={endpoint.since}",
+                actual=self.version,
+            )
         device_id = self.judged.device_id
         state = self.engine.devices.setdefault(device_id, DeviceState(device_id))
         task = None
@@ -329,23 +403,50 @@ class _Judge:
         return request
 
     # ---- building blocks ---------------------------------------------------
-    def finding(self, rule: str, message: str, direction: str, *, pointer: str = "", expected: Any = None,
-                actual: Any = None, ctx: Context | None = None) -> Finding:
-        made = self.engine.make(rule, message, self.ex, endpoint=self.endpoint.name, direction=direction,
-                                pointer=pointer, expected=expected, actual=actual, device_id=self.judged.device_id,
-                                ctx=ctx)
+    def finding(
+        self,
+        rule: str,
+        message: str,
+        direction: str,
+        *,
+        pointer: str = "",
+        expected: Any = None,
+        actual: Any = None,
+        ctx: Context | None = None,
+    ) -> Finding:
+        made = self.engine.make(
+            rule,
+            message,
+            self.ex,
+            endpoint=self.endpoint.name,
+            direction=direction,
+            pointer=pointer,
+            expected=expected,
+            actual=actual,
+            device_id=self.judged.device_id,
+            ctx=ctx,
+        )
         self.judged.findings.append(made)
         if direction == "request" and made.severity is Severity.ERROR:
             self.request_errors += 1
         return made
 
     def issue(self, issue: Issue, direction: str, ctx: Context | None = None) -> Finding:
-        return self.finding(issue.rule, issue.message, direction, pointer=issue.pointer, expected=issue.expected,
-                            actual=issue.actual, ctx=ctx)
+        return self.finding(
+            issue.rule,
+            issue.message,
+            direction,
+            pointer=issue.pointer,
+            expected=issue.expected,
+            actual=issue.actual,
+            ctx=ctx,
+        )
 
     def parse(self, raw: bytes | None, direction: str, what: str, schema: str = "") -> Any:
         parsed = self.parsed(raw, what)
-        self.report_parse(parsed, direction, Context(schema=schema, body=parsed.value, empty_body=not (raw or b"").strip()))
+        self.report_parse(
+            parsed, direction, Context(schema=schema, body=parsed.value, empty_body=not (raw or b"").strip())
+        )
         return parsed.value
 
     def parsed(self, raw: bytes | None, what: str) -> Parsed:
@@ -385,15 +486,25 @@ class _Judge:
     def judge_answer(self, request: Any, state: DeviceState) -> Any:
         ex, endpoint = self.ex, self.endpoint
         if ex.status is None:
-            self.finding("ANSWER-MISSING", f"no answer to {endpoint.path}: {ex.error or 'connection failed'}",
-                         "answer", expected="an HTTP answer", actual=ex.error or "none")
+            self.finding(
+                "ANSWER-MISSING",
+                f"no answer to {endpoint.path}: {ex.error or 'connection failed'}",
+                "answer",
+                expected="an HTTP answer",
+                actual=ex.error or "none",
+            )
             return None
         if not is_ok_status(ex):
             bad_request = self.request_errors > 0 and 400 <= ex.status < 500
             if not bad_request:
-                self.finding("ANSWER-HTTP-STATUS", f"{endpoint.path} answered HTTP {ex.status} to a "
-                             f"{'valid' if not self.request_errors else 'faulty'} request", "answer",
-                             expected="2xx" if not self.request_errors else "2xx or 4xx", actual=ex.status)
+                self.finding(
+                    "ANSWER-HTTP-STATUS",
+                    f"{endpoint.path} answered HTTP {ex.status} to a "
+                    f"{'valid' if not self.request_errors else 'faulty'} request",
+                    "answer",
+                    expected="2xx" if not self.request_errors else "2xx or 4xx",
+                    actual=ex.status,
+                )
             return None
         if endpoint.name == "taskRequest":
             return self.judge_task(request)
@@ -415,10 +526,21 @@ class _Judge:
         tasks = self.engine.contract.tasks(self.version)
         if name not in tasks:
             known = name in self.engine.contract.all_tasks
-            why = (f"{name} exists only from V{self.engine.contract.all_tasks[name].since}" if known
-                   else "request_type is missing" if name is None else f"{name!r} is not a task of the document")
-            self.finding("TASK-UNKNOWN", f"taskRequest answer: {why} (protocol V{self.version})", "answer",
-                         pointer="/request_type", expected=sorted(tasks), actual=name)
+            why = (
+                f"{name} exists only from V{self.engine.contract.all_tasks[name].since}"
+                if known
+                else "request_type is missing"
+                if name is None
+                else f"{name!r} is not a task of the document"
+            )
+            self.finding(
+                "TASK-UNKNOWN",
+                f"taskRequest answer: {why} (protocol V{self.version})",
+                "answer",
+                pointer="/request_type",
+                expected=sorted(tasks),
+                actual=name,
+            )
             return answer
         self.judged.task = name
         self.validate(tasks[name].schema, answer, "answer", f"{name} task")
@@ -448,8 +570,14 @@ class _Judge:
         elif isinstance(answer, dict) and rid_key(answer.get("request_id")) is not None:
             rid = self.issue_task(state, answer)  # TASK-UNKNOWN with an id: the device's refusal (code != 0) answers it
         faulty = any(f.direction == "answer" and f.severity is Severity.ERROR for f in self.judged.findings)
-        state.last_poll = PollState(ex.index, ex.ended if ex.ended is not None else ex.started, kind, rid,
-                                    away=self.judged.task in MOVES_AWAY, may_work=not faulty)
+        state.last_poll = PollState(
+            ex.index,
+            ex.ended if ex.ended is not None else ex.started,
+            kind,
+            rid,
+            away=self.judged.task in MOVES_AWAY,
+            may_work=not faulty,
+        )
 
     def issue_task(self, state: DeviceState, answer: dict[str, Any]) -> str | None:
         key = rid_key(answer.get("request_id"))
@@ -457,13 +585,25 @@ class _Judge:
             return None
         previous = self.engine.issued.get(key)
         if previous is not None:
-            self.finding("REQUEST-ID-DUPLICATE", f"request_id {answer.get('request_id')!r} was already used for "
-                         f"{previous.task} to {previous.device_id} (exchange #{previous.exchange}); ids must be unique",
-                         "answer", pointer="/request_id", expected="a request_id never used before",
-                         actual=answer.get("request_id"))
-        task = IssuedTask(task=self.judged.task or "?", rid=answer.get("request_id"), device_id=state.device_id,
-                          exchange=self.ex.index, issued_at=self.ex.ended or self.ex.started, payload=answer,
-                          downloads=list(getattr(self, "downloads", [])), signature=task_signature(answer))
+            self.finding(
+                "REQUEST-ID-DUPLICATE",
+                f"request_id {answer.get('request_id')!r} was already used for "
+                f"{previous.task} to {previous.device_id} (exchange #{previous.exchange}); ids must be unique",
+                "answer",
+                pointer="/request_id",
+                expected="a request_id never used before",
+                actual=answer.get("request_id"),
+            )
+        task = IssuedTask(
+            task=self.judged.task or "?",
+            rid=answer.get("request_id"),
+            device_id=state.device_id,
+            exchange=self.ex.index,
+            issued_at=self.ex.ended or self.ex.started,
+            payload=answer,
+            downloads=list(getattr(self, "downloads", [])),
+            signature=task_signature(answer),
+        )
         self.check_resent(state, task)
         self.engine.issued[key] = task
         if previous is not None and previous.device_id == state.device_id:
@@ -481,12 +621,17 @@ class _Judge:
         if len(failed.resent) <= RESEND_LIMIT or failed.reported:
             return
         failed.reported = True
-        self.finding("TASK-RESENT", f"the server sent {task.task} to {state.device_id} again (request_id {task.rid!r}): "
-                     f"{len(failed.resent)} times since the device failed it with code {failed.code!r} (request_id "
-                     f"{failed.rid!r}, exchange #{failed.exchange}); re-sent as request_ids {failed.resent}. A failed "
-                     f"task must not be re-sent forever: every later task waits behind it", "answer",
-                     pointer="/request_type", expected=f"at most {RESEND_LIMIT} re-sends of a failed task",
-                     actual=len(failed.resent))
+        self.finding(
+            "TASK-RESENT",
+            f"the server sent {task.task} to {state.device_id} again (request_id {task.rid!r}): "
+            f"{len(failed.resent)} times since the device failed it with code {failed.code!r} (request_id "
+            f"{failed.rid!r}, exchange #{failed.exchange}); re-sent as request_ids {failed.resent}. A failed "
+            f"task must not be re-sent forever: every later task waits behind it",
+            "answer",
+            pointer="/request_type",
+            expected=f"at most {RESEND_LIMIT} re-sends of a failed task",
+            actual=len(failed.resent),
+        )
 
     def check_cadence(self, state: DeviceState) -> None:
         last = state.last_poll
@@ -504,9 +649,14 @@ class _Judge:
             return
         rule = "CADENCE-IDLE" if idle else "CADENCE-TASK"
         after = "idleTime" if idle else "a task"
-        self.finding(rule, f"taskRequest came {gap:.3f} s after the answer with {after} (exchange #{last.exchange}); "
-                     f"expected {nominal:.3f} s (accepted {low:.3f}–{high:.3f} s)", "request",
-                     expected=f"{low:.3f}..{high:.3f} s", actual=round(gap, 3))
+        self.finding(
+            rule,
+            f"taskRequest came {gap:.3f} s after the answer with {after} (exchange #{last.exchange}); "
+            f"expected {nominal:.3f} s (accepted {low:.3f}–{high:.3f} s)",
+            "request",
+            expected=f"{low:.3f}..{high:.3f} s",
+            actual=round(gap, 3),
+        )
 
     def check_devtime(self, state: DeviceState, request: Any) -> None:
         if not state.devtime or not isinstance(request, dict):
@@ -519,9 +669,15 @@ class _Judge:
         expected = set_to + (self.ex.started - set_at)
         slack = self.engine.config.devtime_tolerance_s + 1.0  # +1: time_stamp has whole seconds
         if abs(stamp - expected) > slack:
-            self.finding("DEVTIME-APPLIED", f"setDevTime (exchange #{index}) set the clock to {set_to}; this "
-                         f"taskRequest should carry ~{expected:.0f} but carries {stamp} ({stamp - expected:+.0f} s)",
-                         "request", pointer="/time_stamp", expected=round(expected), actual=stamp)
+            self.finding(
+                "DEVTIME-APPLIED",
+                f"setDevTime (exchange #{index}) set the clock to {set_to}; this "
+                f"taskRequest should carry ~{expected:.0f} but carries {stamp} ({stamp - expected:+.0f} s)",
+                "request",
+                pointer="/time_stamp",
+                expected=round(expected),
+                actual=stamp,
+            )
 
     def on_taskResult(self, state: DeviceState, request: Any, answer: Any) -> None:
         if not isinstance(request, dict):
@@ -543,35 +699,63 @@ class _Judge:
         if key and key in state.finished:
             done = state.finished[key]
             done.results += 1
-            self.finding("RESULT-DUPLICATE", f"second taskResult for {done.task} request_id {request.get('request_id')!r} "
-                         f"(result #{done.results}); each task gets exactly one", "request", pointer="/request_id",
-                         expected="1 result", actual=done.results)
+            self.finding(
+                "RESULT-DUPLICATE",
+                f"second taskResult for {done.task} request_id {request.get('request_id')!r} "
+                f"(result #{done.results}); each task gets exactly one",
+                "request",
+                pointer="/request_id",
+                expected="1 result",
+                actual=done.results,
+            )
             return
         foreign = engine.issued.get(key) if key else None
         if foreign is not None and foreign.device_id != state.device_id:
-            self.finding("RESULT-UNKNOWN-ID", f"taskResult from {state.device_id} for request_id {request.get('request_id')!r}, "
-                         f"which was given to {foreign.device_id}", "request", pointer="/request_id",
-                         expected=f"an id given to {state.device_id}", actual=request.get("request_id"))
+            self.finding(
+                "RESULT-UNKNOWN-ID",
+                f"taskResult from {state.device_id} for request_id {request.get('request_id')!r}, "
+                f"which was given to {foreign.device_id}",
+                "request",
+                pointer="/request_id",
+                expected=f"an id given to {state.device_id}",
+                actual=request.get("request_id"),
+            )
             if self.accepted(answer):
-                self.finding("RESULT-FOREIGN-ACCEPTED", f"the server accepted {state.device_id}'s result for a task it gave "
-                             f"{foreign.device_id} (request_id {request.get('request_id')!r}); it must refuse it",
-                             "answer", expected="4xx or code != 0", actual=answer if answer is not None else ex.status)
+                self.finding(
+                    "RESULT-FOREIGN-ACCEPTED",
+                    f"the server accepted {state.device_id}'s result for a task it gave "
+                    f"{foreign.device_id} (request_id {request.get('request_id')!r}); it must refuse it",
+                    "answer",
+                    expected="4xx or code != 0",
+                    actual=answer if answer is not None else ex.status,
+                )
             return
         if state.polls == 0:
             return  # joined mid-conversation: the task was sent before the capture began
         if state.last_poll and state.last_poll.kind == "idle" and not state.outstanding:
-            self.finding("RESULT-FOR-IDLE", f"taskResult (request_id {request.get('request_id')!r}) after an idleTime "
-                         f"answer; idleTime has no request_id and gets no result", "request", pointer="/request_id",
-                         expected="no taskResult", actual=request.get("request_id"))
+            self.finding(
+                "RESULT-FOR-IDLE",
+                f"taskResult (request_id {request.get('request_id')!r}) after an idleTime "
+                f"answer; idleTime has no request_id and gets no result",
+                "request",
+                pointer="/request_id",
+                expected="no taskResult",
+                actual=request.get("request_id"),
+            )
             return
         expected = sorted(state.outstanding) or "an issued request_id"
         if len(state.outstanding) == 1:
             # the one open task was answered, under a wrong id: one fault, not two
             only = next(iter(state.outstanding.values()))
             only.missing_reported = True
-        self.finding("RESULT-UNKNOWN-ID", f"taskResult for request_id {request.get('request_id')!r}, which was never "
-                     f"given to {state.device_id}", "request", pointer="/request_id",
-                     expected=expected, actual=request.get("request_id"))
+        self.finding(
+            "RESULT-UNKNOWN-ID",
+            f"taskResult for request_id {request.get('request_id')!r}, which was never given to {state.device_id}",
+            "request",
+            pointer="/request_id",
+            expected=expected,
+            actual=request.get("request_id"),
+        )
 
     def accepted(self, answer: Any) -> bool:
         if not is_ok_status(self.ex):
@@ -585,11 +769,18 @@ class _Judge:
             state.facecmd = (self.ex.started, 0, task.exchange)
         if self.engine.config.check_downloads:
             for url in task.downloads:
-                if not any(task.issued_at - 1e-3 <= at <= self.ex.started and _same_url(url, got)
-                           for at, got in self.engine.fetched):
-                    self.finding("DOWNLOAD-FETCHED", f"{task.task} (request_id {task.rid!r}) reported success but "
-                                 f"{url} was never fetched", "request", pointer="/code", expected=f"GET {url}",
-                                 actual="no download")
+                if not any(
+                    task.issued_at - 1e-3 <= at <= self.ex.started and _same_url(url, got)
+                    for at, got in self.engine.fetched
+                ):
+                    self.finding(
+                        "DOWNLOAD-FETCHED",
+                        f"{task.task} (request_id {task.rid!r}) reported success but {url} was never fetched",
+                        "request",
+                        pointer="/code",
+                        expected=f"GET {url}",
+                        actual="no download",
+                    )
 
     def check_snap_time(self, request: dict[str, Any]) -> None:
         if not self.errors_at("/snap_time", "/snap_time_ms"):
@@ -606,13 +797,24 @@ class _Judge:
             return
         for name in ("snap_time", "frpic_name"):
             if name in answer and name in request and answer[name] != request[name]:
-                self.finding("ACK-ECHO", f"faceRecognition answer {name} is {answer[name]!r}; it must echo the "
-                             f"capture's {request[name]!r}", "answer", pointer=f"/{name}",
-                             expected=request[name], actual=answer[name])
+                self.finding(
+                    "ACK-ECHO",
+                    f"faceRecognition answer {name} is {answer[name]!r}; it must echo the capture's {request[name]!r}",
+                    "answer",
+                    pointer=f"/{name}",
+                    expected=request[name],
+                    actual=answer[name],
+                )
         code = answer.get("code")
         if self.request_errors == 0 and isinstance(code, int) and code != 0:
-            self.finding("ACK-CODE", f"faceRecognition answer code {code} for a capture with no errors; 0 means "
-                         "received", "answer", pointer="/code", expected=0, actual=code)
+            self.finding(
+                "ACK-CODE",
+                f"faceRecognition answer code {code} for a capture with no errors; 0 means received",
+                "answer",
+                pointer="/code",
+                expected=0,
+                actual=code,
+            )
 
     def check_path_names(self, request: dict[str, Any], answer: Any) -> None:
         """FRPIC-PATH-ACCEPTED: a file-name field (x-file-name) that broke its pattern is a path; a
@@ -624,12 +826,18 @@ class _Judge:
         names = self.engine.contract.file_name_pointers(self.endpoint.request, request, self.version)
         how = f"code {answer.get('code', 0)}" if isinstance(answer, dict) else f"HTTP {self.ex.status} with no refusal"
         for pointer, value in sorted({f.pointer: f.actual for f in broken if f.pointer in names}.items()):
-            self.finding("FRPIC-PATH-ACCEPTED", f"capture {pointer[1:]} {abbreviate(value, 60)} is a path, not a file "
-                         f"name, and the server acknowledged it as accepted ({how}): from outside nobody can tell "
-                         "whether it was neutralised. Check on the server by hand: where it writes capture images, "
-                         "that no file was created or overwritten outside that folder through this name, and that "
-                         "the capture was stored under a sanitised name", "answer", pointer=pointer,
-                         expected="a refusal: 4xx or code != 0", actual=answer if isinstance(answer, dict) else self.ex.status)
+            self.finding(
+                "FRPIC-PATH-ACCEPTED",
+                f"capture {pointer[1:]} {abbreviate(value, 60)} is a path, not a file "
+                f"name, and the server acknowledged it as accepted ({how}): from outside nobody can tell "
+                "whether it was neutralised. Check on the server by hand: where it writes capture images, "
+                "that no file was created or overwritten outside that folder through this name, and that "
+                "the capture was stored under a sanitised name",
+                "answer",
+                pointer=pointer,
+                expected="a refusal: 4xx or code != 0",
+                actual=answer if isinstance(answer, dict) else self.ex.status,
+            )
 
     def on_gpsReport(self, state: DeviceState, request: Any, answer: Any) -> None:
         if not isinstance(request, dict):
@@ -646,24 +854,33 @@ class _Judge:
         min_gap = self.engine._scaled("gps_min_interval_s") * (1 - cfg.tolerance)
         min_move = self.engine.timing["gps_min_distance_m"]
         if gap < min_gap and moved < min_move:
-            self.finding("GPS-CADENCE", f"gpsReport {gap:.3f} s after the previous one and only {moved:.1f} m away; "
-                         f"a report needs > {self.engine._scaled('gps_min_interval_s'):.3f} s or > {min_move:.0f} m",
-                         "request", expected=f">= {min_gap:.3f} s or >= {min_move:.0f} m",
-                         actual=f"{gap:.3f} s, {moved:.1f} m")
+            self.finding(
+                "GPS-CADENCE",
+                f"gpsReport {gap:.3f} s after the previous one and only {moved:.1f} m away; "
+                f"a report needs > {self.engine._scaled('gps_min_interval_s'):.3f} s or > {min_move:.0f} m",
+                "request",
+                expected=f">= {min_gap:.3f} s or >= {min_move:.0f} m",
+                actual=f"{gap:.3f} s, {moved:.1f} m",
+            )
         distance = request.get("distance")
         if isinstance(distance, (int, float)) and not isinstance(distance, bool):
             slack = max(cfg.gps_distance_tolerance_m, 0.1 * moved)
             if abs(distance - moved) > slack:
-                self.finding("GPS-DISTANCE", f"gpsReport distance {distance} m but the positions are {moved:.1f} m "
-                             f"apart (haversine)", "request", pointer="/distance", expected=round(moved, 1),
-                             actual=distance)
+                self.finding(
+                    "GPS-DISTANCE",
+                    f"gpsReport distance {distance} m but the positions are {moved:.1f} m apart (haversine)",
+                    "request",
+                    pointer="/distance",
+                    expected=round(moved, 1),
+                    actual=distance,
+                )
 
 
 def _same_url(wanted: str, got: str) -> bool:
     if wanted == got:
         return True
     tail = wanted.split("://", 1)[-1]
-    tail = tail[tail.find("/"):] if "/" in tail else "/"
+    tail = tail[tail.find("/") :] if "/" in tail else "/"
     return got == tail or got.endswith(tail)
 
 
@@ -687,8 +904,10 @@ def judge_message(engine: Engine, kind: str, raw: bytes) -> list[Finding]:
         endpoint, direction, schema = contract.all_endpoints["taskRequest"], "answer", "tasks"
     elif kind in contract.raw:
         direction, schema = ("request" if kind.startswith("device/") else "answer"), kind
-        endpoint = next((e for e in contract.all_endpoints.values() if kind in (e.request, e.answer)),
-                        contract.all_endpoints["taskResult" if kind.startswith("device/results/") else "taskRequest"])
+        endpoint = next(
+            (e for e in contract.all_endpoints.values() if kind in (e.request, e.answer)),
+            contract.all_endpoints["taskResult" if kind.startswith("device/results/") else "taskRequest"],
+        )
     else:
         raise ValueError(f"unknown message kind {kind!r}; one of: {', '.join(message_kinds(contract))}")
     with engine._lock:
@@ -704,7 +923,9 @@ def judge_message(engine: Engine, kind: str, raw: bytes) -> list[Finding]:
         body = judge.parse(raw, direction, f"{kind} message", schema)
         if isinstance(body, dict):
             judge.validate(schema, body, direction, f"{kind} message")
-            if schema == contract.all_endpoints["faceRecognition"].request and not judge.errors_at("/snap_time", "/snap_time_ms"):
+            if schema == contract.all_endpoints["faceRecognition"].request and not judge.errors_at(
+                "/snap_time", "/snap_time_ms"
+            ):
                 for item in snap_time_issues(body, f"{kind} message"):
                     judge.issue(item, direction)
         return judged.findings

@@ -32,8 +32,16 @@ def load_examples(root: Path | None = None) -> list[Example]:
 def _load(root: Path) -> tuple[Example, ...]:
     folder = root / "examples"
     index = yaml.safe_load((folder / "index.yaml").read_text(encoding="utf-8"))
-    return tuple(Example(item["file"], item["schema"], str(item.get("spec", "")), tuple(item.get("repairs") or ()),
-                    json.loads((folder / item["file"]).read_text(encoding="utf-8"))) for item in index)
+    return tuple(
+        Example(
+            item["file"],
+            item["schema"],
+            str(item.get("spec", "")),
+            tuple(item.get("repairs") or ()),
+            json.loads((folder / item["file"]).read_text(encoding="utf-8")),
+        )
+        for item in index
+    )
 
 
 def example_for(schema: str) -> Any:

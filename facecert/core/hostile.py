@@ -11,7 +11,8 @@ extra field is an info, MSG-UNKNOWN-FIELD, when the message is judged).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from facecert.core.contract import Limits, get_contract
 

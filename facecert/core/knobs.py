@@ -13,4 +13,3 @@ from __future__ import annotations
 def knob_name(name: str) -> str:
     """The table's spelling of a knob or misbehaviour name (underscores read as hyphens)."""
     return name.strip().replace("_", "-")
-

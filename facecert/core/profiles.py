@@ -84,8 +84,14 @@ def load_profile(name: str, root: Path | None = None) -> Profile:
     path = (root or schemas_dir()) / "profiles" / f"{name}.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     overrides = [
-        Override(rule=o["rule"], severity=Severity(o["severity"]), note=o.get("note", ""),
-                 schema=o.get("schema", "*"), pointer=o.get("pointer", "*"), when=o.get("when") or {})
+        Override(
+            rule=o["rule"],
+            severity=Severity(o["severity"]),
+            note=o.get("note", ""),
+            schema=o.get("schema", "*"),
+            pointer=o.get("pointer", "*"),
+            when=o.get("when") or {},
+        )
         for o in data.get("overrides") or []
     ]
     return Profile(name=name, description=data.get("description", ""), overrides=overrides)

@@ -43,20 +43,24 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from facecert.core.captures.files import NEW, replace_with
 from facecert.core.contract import Contract, get_contract
 from facecert.core.jsonsafe import dumps_strict
 from facecert.core.model import Exchange
-from facecert.core.rules.message import MAGIC, PLACEHOLDER_PREFIX as PREFIX, decoded_base64
+from facecert.core.rules.message import MAGIC, decoded_base64
+from facecert.core.rules.message import PLACEHOLDER_PREFIX as PREFIX
 
 SALT_ENV = "FACECERT_REDACTION_SALT"  # hex; certify hands its salt to the processes it starts
 KEEP_ENV = "FACECERT_KEEP_PERSONAL_DATA"  # "1": keep everything (--keep-personal-data)
-_IMAGE = re.compile(r"^(?P<media>[a-z0-9.+-]+/[a-z0-9.+-]+);bytes=(?P<bytes>\d{1,12});head=(?P<head>[0-9a-f]{0,16});"
-                    r"(?:px=(?P<w>\d{1,6})x(?P<h>\d{1,6})|pixels=(?P<pixels>\d{1,15})|px=\?);sha256=(?P<sha>[0-9a-f]{64})$")
+_IMAGE = re.compile(
+    r"^(?P<media>[a-z0-9.+-]+/[a-z0-9.+-]+);bytes=(?P<bytes>\d{1,12});head=(?P<head>[0-9a-f]{0,16});"
+    r"(?:px=(?P<w>\d{1,6})x(?P<h>\d{1,6})|pixels=(?P<pixels>\d{1,15})|px=\?);sha256=(?P<sha>[0-9a-f]{64})$"
+)
 _INVALID = re.compile(r"^invalid-base64;chars=(?P<chars>\d{1,12});sha256=(?P<sha>[0-9a-f]{64})$")
 B64_RUN = re.compile(rb"[A-Za-z0-9+/]{512,}={0,2}")  # a face in a body that is no JSON: 384 bytes and more
 _LOOKS_B64 = re.compile(r"^[A-Za-z0-9+/\s]{16,}={0,2}\s*$")
@@ -83,7 +87,7 @@ def is_placeholder(value: Any) -> bool:
 
 def parse_placeholder(value: str) -> Placeholder:
     """The placeholder's record; ValueError says what is wrong with one that was tampered with."""
-    body = value[len(PREFIX):] if value.startswith(PREFIX) else None
+    body = value[len(PREFIX) :] if value.startswith(PREFIX) else None
     if body is None:
         raise ValueError("does not start with " + PREFIX)
     invalid = _INVALID.match(body)
@@ -91,8 +95,9 @@ def parse_placeholder(value: str) -> Placeholder:
         return Placeholder(False, invalid["sha"], chars=int(invalid["chars"]))
     image = _IMAGE.match(body)
     if image is None:
-        raise ValueError("is not media;bytes=N;head=HEX;px=WxH|pixels=N|px=?;sha256=64 hex "
-                         "nor invalid-base64;chars=N;sha256=64 hex")
+        raise ValueError(
+            "is not media;bytes=N;head=HEX;px=WxH|pixels=N|px=?;sha256=64 hex nor invalid-base64;chars=N;sha256=64 hex"
+        )
     head = bytes.fromhex(image["head"]) if len(image["head"]) % 2 == 0 else None
     if head is None:
         raise ValueError("head is an odd number of hex digits")
@@ -109,14 +114,17 @@ def image_placeholder(value: str) -> str:
     if isinstance(data, Exception):
         digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{PREFIX}invalid-base64;chars={len(value)};sha256={digest}"
-    return (f"{PREFIX}{media_of(data)};bytes={len(data)};head={data[:8].hex()};{_pixel_size(data)};"
-            f"sha256={hashlib.sha256(data).hexdigest()}")
+    return (
+        f"{PREFIX}{media_of(data)};bytes={len(data)};head={data[:8].hex()};{_pixel_size(data)};"
+        f"sha256={hashlib.sha256(data).hexdigest()}"
+    )
 
 
 def media_of(data: bytes) -> str:
     """The media type the engine's magic numbers give these bytes."""
-    return next((media for media, magic in MAGIC.items() if any(data.startswith(m) for m in magic)),
-                "application/octet-stream")
+    return next(
+        (media for media, magic in MAGIC.items() if any(data.startswith(m) for m in magic)), "application/octet-stream"
+    )
 
 
 def _pixel_size(data: bytes) -> str:
@@ -128,7 +136,9 @@ def _pixel_size(data: bytes) -> str:
             width, height = image.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
-        return f"pixels={claimed.group(1)}" if claimed else f"pixels={int(Image.MAX_IMAGE_PIXELS or 89_478_485) * 2 + 1}"
+        return (
+            f"pixels={claimed.group(1)}" if claimed else f"pixels={int(Image.MAX_IMAGE_PIXELS or 89_478_485) * 2 + 1}"
+        )
     except Exception:  # noqa: BLE001 - no readable header: nothing to record, as the live check finds nothing
         return "px=?"
     return f"px={width}x{height}"
@@ -165,8 +175,9 @@ class Redactor:
     def _hex(self, value: str, count: int) -> str:
         out, block = "", 0
         while len(out) < count:
-            out += hmac.new(self.salt, value.encode("utf-8", "surrogatepass") + block.to_bytes(4, "big"),
-                            hashlib.sha256).hexdigest()
+            out += hmac.new(
+                self.salt, value.encode("utf-8", "surrogatepass") + block.to_bytes(4, "big"), hashlib.sha256
+            ).hexdigest()
             block += 1
         return out[:count]
 
@@ -185,8 +196,9 @@ class Redactor:
         try:
             text = raw.decode("utf-8")
             plain = json.loads(text)
-            kept = json.loads(text, object_pairs_hook=_Pairs, parse_float=_Literal, parse_int=_Literal,
-                              parse_constant=_Literal)
+            kept = json.loads(
+                text, object_pairs_hook=_Pairs, parse_float=_Literal, parse_int=_Literal, parse_constant=_Literal
+            )
         except (UnicodeDecodeError, ValueError, RecursionError):
             return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), raw)
         marks = self._marks(plain, schema)
@@ -239,9 +251,13 @@ class Redactor:
         if self.keep or ex.redacted:
             return ex
         request_schema, answer_schema = self._schemas(ex)
-        return dataclasses.replace(ex, request_body=self.body(ex.request_body, request_schema) or b"",
-                                   response_body=self.body(ex.response_body, answer_schema),
-                                   error=self.text(ex.error) if ex.error else ex.error, redacted=True)
+        return dataclasses.replace(
+            ex,
+            request_body=self.body(ex.request_body, request_schema) or b"",
+            response_body=self.body(ex.response_body, answer_schema),
+            error=self.text(ex.error) if ex.error else ex.error,
+            redacted=True,
+        )
 
     def exchanges(self, exchanges: Iterable[Exchange]) -> Iterable[Exchange]:
         return (self.exchange(ex) for ex in exchanges)
@@ -273,8 +289,11 @@ class Redactor:
             for key, item in data.items():
                 kind = names.get(key) if isinstance(key, str) else None
                 if kind and isinstance(item, str) and item:
-                    out[key] = self.biometric(item) if kind[0] == "biometric" else (
-                        self.identity(item) if kind[1] else self.text(item))
+                    out[key] = (
+                        self.biometric(item)
+                        if kind[0] == "biometric"
+                        else (self.identity(item) if kind[1] else self.text(item))
+                    )
                 else:
                     out[key] = self.value(item)
             return out
@@ -294,8 +313,9 @@ class Redactor:
         for original, token in self.seen_images.items():
             if original in text:
                 text = text.replace(original, token)
-        return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"),
-                           text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
+        return B64_RUN.sub(
+            lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), text.encode("utf-8", "surrogatepass")
+        ).decode("utf-8", "surrogatepass")
 
     def data(self, blob: bytes, runs: bool = True) -> bytes:
         """Bytes of any file we write (a SQLite page, a spilled body): every personal value seen, out;
@@ -412,7 +432,6 @@ def placeholder_problem(value: str) -> str | None:
     return None
 
 
-
 # ---- an existing capture (facecert redact IN OUT) -------------------------------
 def redact_capture(source: Path, target: Path, redactor: Redactor) -> tuple[str, int]:
     """Write ``source`` (HAR, mitmproxy flows, facecert JSONL) redacted to ``target`` in the same
@@ -433,7 +452,9 @@ def redact_capture(source: Path, target: Path, redactor: Redactor) -> tuple[str,
         text = dumps_strict(exchanges_to_har(exchanges, "facecert redact", read_judged_with(source)))
         replace_with(target, lambda out: out.write(text))
     else:
-        replace_with(target, lambda out: out.writelines(dumps_strict(exchange_to_record(ex)) + "\n" for ex in exchanges))
+        replace_with(
+            target, lambda out: out.writelines(dumps_strict(exchange_to_record(ex)) + "\n" for ex in exchanges)
+        )
     return fmt, len(exchanges)
 
 
@@ -531,8 +552,11 @@ def redact_sqlite(path: Path, redactor: Redactor) -> None:
             for row in conn.execute(f"SELECT rowid, * FROM {quoted}").fetchall():
                 values = dict(zip(columns, row[1:]))
                 schema = redactor._schemas(Exchange(method="POST", path=str(values.get("path") or "")))[0]
-                changes = {col: _redact_cell(value, redactor, schema if col == "request_body" else None)
-                           for col, value in values.items() if isinstance(value, (str, bytes))}
+                changes = {
+                    col: _redact_cell(value, redactor, schema if col == "request_body" else None)
+                    for col, value in values.items()
+                    if isinstance(value, (str, bytes))
+                }
                 changes = {col: value for col, value in changes.items() if value != values[col]}
                 if changes:
                     sets = ", ".join('"' + c.replace('"', '""') + '" = ?' for c in changes)
@@ -566,9 +590,15 @@ def tile_png(placeholder: str, size: tuple[int, int] = (320, 240)) -> bytes:
 
     try:
         held = parse_placeholder(placeholder)
-        lines = ["redacted picture", held.media or "not base64", f"{held.size:,} bytes",
-                 f"{held.pixels:,} pixels" if held.pixels is not None else "pixel size unknown",
-                 "sha256", held.sha256[:32], held.sha256[32:]]
+        lines = [
+            "redacted picture",
+            held.media or "not base64",
+            f"{held.size:,} bytes",
+            f"{held.pixels:,} pixels" if held.pixels is not None else "pixel size unknown",
+            "sha256",
+            held.sha256[:32],
+            held.sha256[32:],
+        ]
     except ValueError:
         lines = ["redacted picture", "(placeholder unreadable)"]
     image = Image.new("RGB", size, (160, 160, 160))

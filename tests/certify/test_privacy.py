@@ -23,8 +23,25 @@ TAGS = "captures or users"
 
 
 def certify(report: Path, *extra: str) -> dict:
-    done = subprocess.run([FACECERT, "certify", "device", "--demo", "--no-html", "--tags", TAGS, "--report", str(report),
-                           "--listen", "127.0.0.1:0", *extra], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            FACECERT,
+            "certify",
+            "device",
+            "--demo",
+            "--no-html",
+            "--tags",
+            TAGS,
+            "--report",
+            str(report),
+            "--listen",
+            "127.0.0.1:0",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return json.loads((report / "summary.json").read_text(encoding="utf-8"))
 
@@ -63,7 +80,7 @@ def forms(value: str) -> list[bytes]:
     try:
         raw = base64.b64decode(value, validate=True)
         if len(raw) >= 64:
-            out.append(raw[len(raw) // 2:len(raw) // 2 + 64])  # a run from the middle: the picture, not its header
+            out.append(raw[len(raw) // 2 : len(raw) // 2 + 64])  # a run from the middle: the picture, not its header
     except ValueError:
         pass
     return out

@@ -22,21 +22,38 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FACECERT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*FACECERT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL
+    )
 
 
 def finding(rule: str, pointer: str = "", severity: str = "error", endpoint: str = "taskRequest") -> dict[str, Any]:
-    return {"rule": rule, "party": "device", "endpoint": endpoint, "pointer": pointer, "severity": severity,
-            "message": f"{rule} at {pointer}"}
+    return {
+        "rule": rule,
+        "party": "device",
+        "endpoint": endpoint,
+        "pointer": pointer,
+        "severity": severity,
+        "message": f"{rule} at {pointer}",
+    }
 
 
 # ---- the comparison itself (pure) ---------------------------------------------------
 def test_new_fixed_unchanged_by_key_not_by_exchange() -> None:
-    before = {"findings": [finding("MSG-REQUIRED", "/device_name"), finding("MSG-REQUIRED", "/device_name"),
-                           finding("CADENCE-IDLE")]}
-    now = {"findings": [finding("MSG-REQUIRED", "/device_name"), finding("MSG-TYPE", "/time_stamp"),
-                        finding("MSG-UNKNOWN-FIELD", "/x", severity="info")]}
+    before = {
+        "findings": [
+            finding("MSG-REQUIRED", "/device_name"),
+            finding("MSG-REQUIRED", "/device_name"),
+            finding("CADENCE-IDLE"),
+        ]
+    }
+    now = {
+        "findings": [
+            finding("MSG-REQUIRED", "/device_name"),
+            finding("MSG-TYPE", "/time_stamp"),
+            finding("MSG-UNKNOWN-FIELD", "/x", severity="info"),
+        ]
+    }
     result = compare(before, now)
     assert [i.key for i in result.new] == [("MSG-TYPE", "device", "taskRequest", "/time_stamp")]
     assert [i.key[0] for i in result.fixed] == ["CADENCE-IDLE"]
@@ -57,10 +74,20 @@ def test_scenarios_new_when_they_passed_before_or_fail_on_a_new_rule() -> None:
     def scenario(name: str, verdict: str, rules: list[str]) -> dict[str, Any]:
         return {"feature": "Polling cadence", "name": name, "verdict": verdict, "rules": rules}
 
-    before = {"scenarios": [scenario("idle", "fail", ["CADENCE-IDLE"]), scenario("busy", "pass", []),
-                            scenario("tasks", "expected_fail", ["TASK-RESULT"])]}
-    now = {"scenarios": [scenario("idle", "fail", ["CADENCE-IDLE", "MSG-REQUIRED"]),
-                         scenario("busy", "error", ["POLL-STOPPED"]), scenario("tasks", "expected_fail", ["TASK-RESULT"])]}
+    before = {
+        "scenarios": [
+            scenario("idle", "fail", ["CADENCE-IDLE"]),
+            scenario("busy", "pass", []),
+            scenario("tasks", "expected_fail", ["TASK-RESULT"]),
+        ]
+    }
+    now = {
+        "scenarios": [
+            scenario("idle", "fail", ["CADENCE-IDLE", "MSG-REQUIRED"]),
+            scenario("busy", "error", ["POLL-STOPPED"]),
+            scenario("tasks", "expected_fail", ["TASK-RESULT"]),
+        ]
+    }
     result = compare(before, now)
     assert sorted(i.key[1:] for i in result.new) == [("busy", "POLL-STOPPED"), ("idle", "MSG-REQUIRED")]
     assert [i.key[1:] for i in result.unchanged] == [("idle", "CADENCE-IDLE")]
@@ -121,10 +148,16 @@ def flows_file(path: Path, builder: ConversationBuilder) -> Path:
     with path.open("wb") as handle:
         writer = io.FlowWriter(handle)
         for ex in builder.exchanges:
-            flow = tflow.tflow(req=tutils.treq(method=b"POST", path=ex.path.encode(), content=ex.request_body,
-                                               timestamp_start=ex.started, timestamp_end=ex.started),
-                               resp=tutils.tresp(content=ex.response_body, timestamp_start=ex.ended,
-                                                 timestamp_end=ex.ended))
+            flow = tflow.tflow(
+                req=tutils.treq(
+                    method=b"POST",
+                    path=ex.path.encode(),
+                    content=ex.request_body,
+                    timestamp_start=ex.started,
+                    timestamp_end=ex.started,
+                ),
+                resp=tutils.tresp(content=ex.response_body, timestamp_start=ex.ended, timestamp_end=ex.ended),
+            )
             writer.add(flow)
     return path
 
@@ -197,13 +230,24 @@ def test_certify_baseline_red_then_green_then_red_with_only_the_new_failure(tmp_
     assert green.returncode == 0, green.stdout[-2000:]
     assert second["exit_code"] == 0 and second["verdict"] == "not certified"  # still not certified: only gated
     assert second["baseline"]["counts"]["new"] == 0 and second["baseline"]["counts"]["unchanged"] >= 2
-    worse, third = certify(tmp_path / "worse", "--fault", "cadence-idle", "--fault", "missing-field",
-                           "--baseline", str(tmp_path / "red"))  # a report folder works as the baseline too
+    worse, third = certify(
+        tmp_path / "worse", "--fault", "cadence-idle", "--fault", "missing-field", "--baseline", str(tmp_path / "red")
+    )  # a report folder works as the baseline too
     assert worse.returncode == 1 and third["exit_code"] == 1
     new = third["baseline"]["new"]
     assert new and {i.get("rule") for i in new} == {"MSG-REQUIRED"}, new
     assert all("CADENCE-IDLE" not in json.dumps(i) for i in new)
     assert "Baseline" in worse.stdout and "new   MSG-REQUIRED" in worse.stdout
-    bad = run("certify", "device", "--demo", "--tags", "cadence", "--no-html", "--report", str(tmp_path / "bad"),
-              "--baseline", str(tmp_path / "missing.json"))
+    bad = run(
+        "certify",
+        "device",
+        "--demo",
+        "--tags",
+        "cadence",
+        "--no-html",
+        "--report",
+        str(tmp_path / "bad"),
+        "--baseline",
+        str(tmp_path / "missing.json"),
+    )
     assert bad.returncode == 2 and "no such file" in bad.stdout

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 
-from facecert.core.contract import Contract, schemas_dir
 from facecert.contract_diff import Side, diff_contracts
+from facecert.core.contract import Contract, schemas_dir
 
 
 def edited(tmp_path: Path, edit: Callable[[Path], None]) -> Path:
@@ -30,6 +31,7 @@ def schema_edit(name: str, change: Callable[[dict[str, Any]], None]) -> Callable
         data = json.loads(path.read_text(encoding="utf-8"))
         change(data)
         path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+
     return apply
 
 
@@ -39,6 +41,7 @@ def catalogue_edit(change: Callable[[dict[str, Any]], None]) -> Callable[[Path],
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         change(data)
         path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
     return apply
 
 
@@ -50,22 +53,36 @@ def prop(name: str, field: str, **values: Any) -> Callable[[dict[str, Any]], Non
                 node.pop(key, None)
             else:
                 node[key] = value
+
     return change
 
 
 def _add_field(data: dict[str, Any]) -> None:
-    data["properties"]["uptime_s"] = {"description": "Seconds since boot", "x-since": "0.9", "type": "integer",
-                                      "minimum": 0}
+    data["properties"]["uptime_s"] = {
+        "description": "Seconds since boot",
+        "x-since": "0.9",
+        "type": "integer",
+        "minimum": 0,
+    }
 
 
 def _new_task(data: dict[str, Any]) -> None:
-    data["tasks"]["reboot"] = {"since": "0.9", "spec": "§9", "schema": "server/tasks/getDevStatus",
-                               "result": "device/results/getDevStatus"}
+    data["tasks"]["reboot"] = {
+        "since": "0.9",
+        "spec": "§9",
+        "schema": "server/tasks/getDevStatus",
+        "result": "device/results/getDevStatus",
+    }
 
 
 def _new_endpoint(data: dict[str, Any]) -> None:
-    data["endpoints"]["heartbeat"] = {"path": "/heartbeat", "since": "0.9", "spec": "§9",
-                                      "request": "device/taskRequest", "answer": "server/ack"}
+    data["endpoints"]["heartbeat"] = {
+        "path": "/heartbeat",
+        "since": "0.9",
+        "spec": "§9",
+        "request": "device/taskRequest",
+        "answer": "server/ack",
+    }
 
 
 def _reword(data: dict[str, Any]) -> None:
@@ -76,48 +93,159 @@ MAC_COLON_ONLY = "^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"
 WIDER_TIME = "^([0-9]|[01][0-9]|2[0-3]):[0-5][0-9]-([0-9]|[01][0-9]|2[0-3]):[0-5][0-9]$"
 # (edit, message, kind, pointer, direction, who it breaks)
 EDITS = {
-    "field added": (schema_edit("device/taskRequest", _add_field), "device/taskRequest", "field added", "/uptime_s",
-                    "loosening", ["server"]),
-    "field removed": (schema_edit("server/tasks/setScreenSave", lambda d: d["properties"].pop("interval_time")),
-                      "server/tasks/setScreenSave", "field removed", "/interval_time", "tightening", ["server"]),
-    "required added": (schema_edit("device/taskRequest", lambda d: d["required"].append("lib_ai_version")),
-                       "device/taskRequest", "required added", "/lib_ai_version", "tightening", ["device"]),
-    "required dropped": (schema_edit("device/taskRequest", lambda d: d["required"].remove("device_name")),
-                         "device/taskRequest", "required dropped", "/device_name", "loosening", ["server"]),
-    "type narrowed": (schema_edit("server/tasks/SetFaceConfig", prop("", "LivenessThreshold", type="integer",
-                                                                     maximum=1)),
-                      "server/tasks/SetFaceConfig", "type", "/LivenessThreshold", "tightening", ["server"]),
-    "type replaced": (schema_edit("device/faceRecognition", prop("", "user_name", type="integer")),
-                      "device/faceRecognition", "type", "/user_name", "both", ["device", "server"]),
-    "enum value removed": (schema_edit("server/tasks/SetFaceConfig", prop("", "SnapMode", enum=[0, 1, 2, 3])),
-                           "server/tasks/SetFaceConfig", "enum", "/SnapMode", "tightening", ["server"]),
-    "enum value added": (schema_edit("device/faceRecognition", prop("", "mask", enum=[0, 6, 7])),
-                         "device/faceRecognition", "enum", "/mask", "loosening", ["server"]),
-    "range tightened": (schema_edit("server/tasks/setScreenSave", prop("", "start_time", minimum=20)),
-                        "server/tasks/setScreenSave", "range", "/start_time", "tightening", ["server"]),
-    "range loosened": (schema_edit("server/tasks/SetFaceConfig", prop("", "FaceQuality", maximum=20)),
-                       "server/tasks/SetFaceConfig", "range", "/FaceQuality", "loosening", ["device"]),
-    "length tightened": (schema_edit("device/gpsReport", prop("", "device_id", minLength=20)),
-                         "device/gpsReport", "length", "/device_id", "tightening", ["device"]),
+    "field added": (
+        schema_edit("device/taskRequest", _add_field),
+        "device/taskRequest",
+        "field added",
+        "/uptime_s",
+        "loosening",
+        ["server"],
+    ),
+    "field removed": (
+        schema_edit("server/tasks/setScreenSave", lambda d: d["properties"].pop("interval_time")),
+        "server/tasks/setScreenSave",
+        "field removed",
+        "/interval_time",
+        "tightening",
+        ["server"],
+    ),
+    "required added": (
+        schema_edit("device/taskRequest", lambda d: d["required"].append("lib_ai_version")),
+        "device/taskRequest",
+        "required added",
+        "/lib_ai_version",
+        "tightening",
+        ["device"],
+    ),
+    "required dropped": (
+        schema_edit("device/taskRequest", lambda d: d["required"].remove("device_name")),
+        "device/taskRequest",
+        "required dropped",
+        "/device_name",
+        "loosening",
+        ["server"],
+    ),
+    "type narrowed": (
+        schema_edit("server/tasks/SetFaceConfig", prop("", "LivenessThreshold", type="integer", maximum=1)),
+        "server/tasks/SetFaceConfig",
+        "type",
+        "/LivenessThreshold",
+        "tightening",
+        ["server"],
+    ),
+    "type replaced": (
+        schema_edit("device/faceRecognition", prop("", "user_name", type="integer")),
+        "device/faceRecognition",
+        "type",
+        "/user_name",
+        "both",
+        ["device", "server"],
+    ),
+    "enum value removed": (
+        schema_edit("server/tasks/SetFaceConfig", prop("", "SnapMode", enum=[0, 1, 2, 3])),
+        "server/tasks/SetFaceConfig",
+        "enum",
+        "/SnapMode",
+        "tightening",
+        ["server"],
+    ),
+    "enum value added": (
+        schema_edit("device/faceRecognition", prop("", "mask", enum=[0, 6, 7])),
+        "device/faceRecognition",
+        "enum",
+        "/mask",
+        "loosening",
+        ["server"],
+    ),
+    "range tightened": (
+        schema_edit("server/tasks/setScreenSave", prop("", "start_time", minimum=20)),
+        "server/tasks/setScreenSave",
+        "range",
+        "/start_time",
+        "tightening",
+        ["server"],
+    ),
+    "range loosened": (
+        schema_edit("server/tasks/SetFaceConfig", prop("", "FaceQuality", maximum=20)),
+        "server/tasks/SetFaceConfig",
+        "range",
+        "/FaceQuality",
+        "loosening",
+        ["device"],
+    ),
+    "length tightened": (
+        schema_edit("device/gpsReport", prop("", "device_id", minLength=20)),
+        "device/gpsReport",
+        "length",
+        "/device_id",
+        "tightening",
+        ["device"],
+    ),
     "pattern tightened (shared definition)": (
         schema_edit("common", prop("common", "deviceMac", pattern=MAC_COLON_ONLY)),
-        "device/deviceAlarm", "pattern", "/device_mac", "tightening", ["device"]),
+        "device/deviceAlarm",
+        "pattern",
+        "/device_mac",
+        "tightening",
+        ["device"],
+    ),
     # the regexes alone cannot say which way a replaced pattern goes: the messages do (one-digit hours now allowed)
     "pattern replaced by a wider one": (
         schema_edit("server/tasks/setScreenSave", prop("", "display_time", pattern=WIDER_TIME)),
-        "server/tasks/setScreenSave", "pattern", "/display_time", "loosening", ["device"]),
-    "closed object opened": (schema_edit("device/deviceAlarm", lambda d: d.pop("unevaluatedProperties")),
-                             "device/deviceAlarm", "opened", "/", "loosening", ["server"]),
-    "task added": (catalogue_edit(_new_task), "server/tasks/getDevStatus", "task added", "/request_type",
-                   "loosening", ["device"]),
-    "task removed": (catalogue_edit(lambda d: d["tasks"].pop("faceCmd")), "server/tasks/faceCmd", "task removed",
-                     "/request_type", "tightening", ["server"]),
-    "endpoint added": (catalogue_edit(_new_endpoint), "device/taskRequest", "endpoint added", "/heartbeat",
-                       "loosening", ["server"]),
-    "endpoint removed": (catalogue_edit(lambda d: d["endpoints"].pop("gpsReport")), "device/gpsReport",
-                         "endpoint removed", "/gpsReport", "tightening", ["device"]),
-    "description reworded": (schema_edit("device/taskRequest", _reword), "device/taskRequest", "annotation",
-                             "/device_name", "neutral", []),
+        "server/tasks/setScreenSave",
+        "pattern",
+        "/display_time",
+        "loosening",
+        ["device"],
+    ),
+    "closed object opened": (
+        schema_edit("device/deviceAlarm", lambda d: d.pop("unevaluatedProperties")),
+        "device/deviceAlarm",
+        "opened",
+        "/",
+        "loosening",
+        ["server"],
+    ),
+    "task added": (
+        catalogue_edit(_new_task),
+        "server/tasks/getDevStatus",
+        "task added",
+        "/request_type",
+        "loosening",
+        ["device"],
+    ),
+    "task removed": (
+        catalogue_edit(lambda d: d["tasks"].pop("faceCmd")),
+        "server/tasks/faceCmd",
+        "task removed",
+        "/request_type",
+        "tightening",
+        ["server"],
+    ),
+    "endpoint added": (
+        catalogue_edit(_new_endpoint),
+        "device/taskRequest",
+        "endpoint added",
+        "/heartbeat",
+        "loosening",
+        ["server"],
+    ),
+    "endpoint removed": (
+        catalogue_edit(lambda d: d["endpoints"].pop("gpsReport")),
+        "device/gpsReport",
+        "endpoint removed",
+        "/gpsReport",
+        "tightening",
+        ["device"],
+    ),
+    "description reworded": (
+        schema_edit("device/taskRequest", _reword),
+        "device/taskRequest",
+        "annotation",
+        "/device_name",
+        "neutral",
+        [],
+    ),
 }
 
 
@@ -136,7 +264,7 @@ def test_each_kind_of_edit_is_classified_and_shown(tmp_path: Path, name: str) ->
         wanted = {"tightening": ["tightening"], "loosening": ["loosening"], "both": ["loosening", "tightening"]}
         assert sorted(w.direction for w in change.witnesses) == wanted[direction]
         for witness in change.witnesses:
-            accepting, refusing = ((diff.old, diff.new) if witness.direction == "tightening" else (diff.new, diff.old))
+            accepting, refusing = (diff.old, diff.new) if witness.direction == "tightening" else (diff.new, diff.old)
             schema = _schema_of(accepting, change, witness)
             assert accepting.contract.errors(schema, witness.instance, accepting.version) == []
             if not change.kind.startswith(("task", "endpoint")):
@@ -219,7 +347,8 @@ def test_cli_outputs_and_fail_on(tmp_path: Path) -> None:
 
 
 def test_without_hypothesis_jsonschema_the_examples_and_the_builtin_generator_suffice(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from facecert.contract_diff import witness
 
     monkeypatch.setattr(witness, "_hypothesis", lambda: None)
@@ -229,7 +358,9 @@ def test_without_hypothesis_jsonschema_the_examples_and_the_builtin_generator_su
     for name in ("range tightened", "type replaced", "enum value removed", "description reworded"):
         edit, message, kind, pointer, direction, breaks = EDITS[name]
         root = edited(tmp_path / name.replace(" ", "-"), edit)
-        found = [c for c in diff_contracts(Side.load(None, None), Side.load(root, None)).changes if c.pointer == pointer]
+        found = [
+            c for c in diff_contracts(Side.load(None, None), Side.load(root, None)).changes if c.pointer == pointer
+        ]
         assert [(c.direction, c.breaks, c.confirmed) for c in found] == [(direction, breaks, True)], name
 
 

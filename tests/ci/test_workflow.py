@@ -13,8 +13,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -30,8 +31,12 @@ SKIP = "ci-local: skip"
 @pytest.fixture(scope="module")
 def staging() -> Iterator[str]:
     """Our reference platform server as the "staging" server, at time scale 0.05."""
-    proc = subprocess.Popen([str(BIN / "facecert"), "serve", "--port", "0", "--time-scale", "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "facecert"), "serve", "--port", "0", "--time-scale", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         seen = ""
         assert proc.stdout is not None
@@ -55,9 +60,20 @@ def workspace(folder: Path) -> Path:
     shutil.copytree(ROOT / "triggers", folder / "triggers")
 
     def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True, timeout=60,
-                       env={**os.environ, "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@localhost",
-                            "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@localhost"})
+        subprocess.run(
+            ["git", *args],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "GIT_AUTHOR_NAME": "ci",
+                "GIT_AUTHOR_EMAIL": "ci@localhost",
+                "GIT_COMMITTER_NAME": "ci",
+                "GIT_COMMITTER_EMAIL": "ci@localhost",
+            },
+        )
 
     git("init", "-q", "-b", "main")
     git("add", "schemas", "triggers")
@@ -73,9 +89,13 @@ def workspace(folder: Path) -> Path:
 
 def environment(staging_url: str, extra: dict[str, Any]) -> dict[str, str]:
     """What the runner would give the steps; `${{ … }}` values are what GitHub would fill in."""
-    github = {"${{ vars.STAGING_URL }}": staging_url, "${{ vars.FACECERT_TIME_SCALE }}": "0.05",
-              "origin/${{ github.base_ref }}": "main", "${{ github.token }}": "",
-              "${{ github.event.pull_request.number }}": "1"}
+    github = {
+        "${{ vars.STAGING_URL }}": staging_url,
+        "${{ vars.FACECERT_TIME_SCALE }}": "0.05",
+        "origin/${{ github.base_ref }}": "main",
+        "${{ github.token }}": "",
+        "${{ github.event.pull_request.number }}": "1",
+    }
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("GITHUB_OUTPUT", None)
     for key, value in extra.items():
@@ -99,8 +119,12 @@ def test_workflow_is_what_the_docs_say() -> None:
     triggers = workflow.get("on") or workflow.get(True)  # YAML 1.1 reads a bare `on` as true
     assert {"push", "pull_request"} <= set(triggers)
     used = [step.get("uses", "").split("@")[0] for _, _, step in steps(workflow)]
-    assert {"actions/checkout", "actions/setup-python", "actions/upload-artifact",
-            "mikepenz/action-junit-report"} <= set(used)
+    assert {
+        "actions/checkout",
+        "actions/setup-python",
+        "actions/upload-artifact",
+        "mikepenz/action-junit-report",
+    } <= set(used)
     for _, _, step in steps(workflow):
         if "run" in step and SKIP not in step["run"]:  # no expression inside a script: settings come by env
             assert "${{" not in step["run"], step["name"]
@@ -114,11 +138,22 @@ def test_workflow_steps_run_here(tmp_path: Path, staging: str) -> None:
         if "run" not in step or SKIP in step["run"]:
             continue
         env = environment(staging, {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})})
-        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=folder,
-                              env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
         assert done.returncode == 0, f"{job_name} › {step['name']}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         ran.append(step["name"])
-    assert ran == ["Self-test the reference peers", "Certify the staging server", "Contract diff against the base branch"]
+    assert ran == [
+        "Self-test the reference peers",
+        "Certify the staging server",
+        "Contract diff against the base branch",
+    ]
     for _, _, step in steps(workflow):  # what the upload and report steps pick up is there
         inputs = step.get("with") or {}
         for key in ("path", "report_paths"):
@@ -131,8 +166,15 @@ def test_workflow_steps_run_here(tmp_path: Path, staging: str) -> None:
 def test_shell_version_runs_here(tmp_path: Path, staging: str) -> None:
     folder = workspace(tmp_path / "repo")
     env = environment(staging, {"STAGING_URL": staging, "FACECERT_TIME_SCALE": "0.05", "BASE_REF": "main"})
-    done = subprocess.run(["bash", str(SCRIPT)], cwd=folder, env=env, capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["bash", str(SCRIPT)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "all gates passed" in done.stdout
     check_reports(folder / "reports")

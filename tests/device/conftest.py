@@ -4,8 +4,8 @@ that are always stopped, even when a test fails."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 

@@ -10,7 +10,6 @@ import time
 from facecert.mock_device import Device
 from facecert.mock_device.messages import alarm_types, image_alarm_type
 from facecert.mock_server import MockServer
-
 from tests.device.conftest import GOOD_FIRMWARE
 
 
@@ -87,6 +86,7 @@ def malformed_task(srv: MockServer, dev: Device) -> None:
 
     def stopped_or_polling() -> bool:
         return dev.stats.polls >= polls + 2 or any(f["rule"] == "POLL-STOPPED" for f in srv.findings(dev.cfg.device_id))
+
     srv.platform.wait_for(stopped_or_polling, deadline(dev), "a stop or two more polls")
     dev.capture_now("face")
 

@@ -16,8 +16,13 @@ FACECERT = [str(Path(sys.executable).parent / "facecert")]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FACECERT, "device", *args], capture_output=True, text=True, timeout=timeout,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [*FACECERT, "device", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_list_faults_names_every_knob() -> None:
@@ -28,19 +33,39 @@ def test_list_faults_names_every_knob() -> None:
 
 
 def test_short_run_against_the_mock_server(server: MockServer) -> None:
-    done = run("--server", server.url, "--count", "3", "--time-scale", "0.05", "--duration", "1.5",
-               "--captures-per-minute", "60", "--id", "CLI")
+    done = run(
+        "--server",
+        server.url,
+        "--count",
+        "3",
+        "--time-scale",
+        "0.05",
+        "--duration",
+        "1.5",
+        "--captures-per-minute",
+        "60",
+        "--id",
+        "CLI",
+    )
     assert done.returncode == 0, done.stderr
     assert "summary" in done.stdout and "CLI" in done.stdout
     assert {d["device_id"] for d in server.devices()} >= {"CLI00000000", "CLI00000001", "CLI00000002"}
 
 
-@pytest.mark.parametrize("args", [("--server", "http://127.0.0.1:1", "--fault", "no-such-knob"), (),
-                                  ("--server", "127.0.0.1:1", "--protocol-version", "7.7"),
-                                  ("--server", "http://"), ("--server", "ftp://127.0.0.1"),
-                                  ("--server", "127.0.0.1:99999"), ("--server", "127.0.0.1:1 /x"),
-                                  ("--server", "127.0.0.1:1", "--count", "0"),
-                                  ("--server", "127.0.0.1:1", "--persona", "vendor")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--server", "http://127.0.0.1:1", "--fault", "no-such-knob"),
+        (),
+        ("--server", "127.0.0.1:1", "--protocol-version", "7.7"),
+        ("--server", "http://"),
+        ("--server", "ftp://127.0.0.1"),
+        ("--server", "127.0.0.1:99999"),
+        ("--server", "127.0.0.1:1 /x"),
+        ("--server", "127.0.0.1:1", "--count", "0"),
+        ("--server", "127.0.0.1:1", "--persona", "vendor"),
+    ],
+)
 def test_bad_invocations_exit_2_without_traceback(args: tuple[str, ...]) -> None:
     done = run(*args)
     assert done.returncode == 2
@@ -54,15 +79,37 @@ def test_unreachable_server_is_survived() -> None:
 
 
 def test_judge_reports_the_device_fault_and_exits_1(server: MockServer) -> None:
-    done = run("--server", server.url, "--time-scale", "0.05", "--duration", "1.5", "--id", "CLIJUDGE",
-               "--fault", "missing-field", "--judge")
+    done = run(
+        "--server",
+        server.url,
+        "--time-scale",
+        "0.05",
+        "--duration",
+        "1.5",
+        "--id",
+        "CLIJUDGE",
+        "--fault",
+        "missing-field",
+        "--judge",
+    )
     assert done.returncode == 1, done.stdout
     assert "MSG-REQUIRED" in done.stdout
 
 
 def test_field_persona_sends_the_vendor_extras(server: MockServer) -> None:
-    done = run("--server", server.url, "--time-scale", "0.05", "--duration", "1.5", "--id", "CLIFIELD",
-               "--persona", "field", "--judge")
+    done = run(
+        "--server",
+        server.url,
+        "--time-scale",
+        "0.05",
+        "--duration",
+        "1.5",
+        "--id",
+        "CLIFIELD",
+        "--persona",
+        "field",
+        "--judge",
+    )
     assert done.returncode == 0, done.stdout
     assert "MSG-UNKNOWN-FIELD" in done.stdout  # info: reported, not failed
     polls = [e for e in server.exchanges("CLIFIELD") if e["endpoint"] == "taskRequest"]

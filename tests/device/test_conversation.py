@@ -14,22 +14,28 @@ from facecert.mock_device import Device
 from facecert.mock_device.judge import judge_device
 from facecert.mock_device.messages import alarm_types
 from facecert.mock_server import MockServer
-
 from tests.device.scenarios import wait
 
 
 def test_clean_device_has_no_findings(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
     dev: Device = make_device("clean", start=False, captures_per_minute=120)
     device_id = dev.cfg.device_id
-    for task in ({"request_type": "getDevStatus"}, {"request_type": "faceCmd"},
-                 {"request_type": "setDevTime", "time_stamp": 1_900_000_000}):
+    for task in (
+        {"request_type": "getDevStatus"},
+        {"request_type": "faceCmd"},
+        {"request_type": "setDevTime", "time_stamp": 1_900_000_000},
+    ):
         server.enqueue(device_id, task)
     dev.start()
     dev.gps_start()
     for alarm_type in alarm_types(dev.version):
         dev.alarm(alarm_type)
-    wait(dev, lambda: dev.stats.results >= 3 and dev.stats.idle >= 3 and dev.stats.gps >= 3, "tasks, idle polls, GPS",
-         intervals=8)
+    wait(
+        dev,
+        lambda: dev.stats.results >= 3 and dev.stats.idle >= 3 and dev.stats.gps >= 3,
+        "tasks, idle polls, GPS",
+        intervals=8,
+    )
     dev.stop()
 
     findings = judge_device(dev).findings

@@ -13,7 +13,6 @@ from facecert.mock_device import FAULTS, Device
 from facecert.mock_device.faults import EXEMPT_RULES
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_server import MockServer
-
 from tests.device.scenarios import STIMULUS_ERRORS, drive, prepare
 
 
@@ -50,8 +49,9 @@ def test_knob_breaks_exactly_its_rule(fault, server: MockServer, make_device) ->
         assert broken == set(), _explain(findings)
         assert fault.rule in {f.rule for f in findings if f.party == "device"}, _explain(findings)
     stimulus = STIMULUS_ERRORS.get(fault.scenario, set())  # what the scenario's server sends on purpose
-    server_errors = [f for f in findings if f.party == "server" and f.severity is Severity.ERROR
-                     and f.rule not in stimulus]
+    server_errors = [
+        f for f in findings if f.party == "server" and f.severity is Severity.ERROR and f.rule not in stimulus
+    ]
     assert not server_errors, _explain(server_errors)
 
 

@@ -6,7 +6,7 @@ log file by path (the device refuses it)."""
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,10 +16,8 @@ from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_device.persona import dress
 from facecert.mock_device.tasks import BAD_PARAMETER
 from facecert.mock_server import MockServer, ServerConfig
-
 from tests.device.conftest import SCALE, unique_id
 from tests.device.scenarios import more_polls, wait
-
 
 _raw_ids = itertools.count(883_000)
 
@@ -51,7 +49,8 @@ def test_the_field_persona_dresses_every_message_from_the_catalogue() -> None:
 
 
 def test_a_server_that_needs_vendor_fields_fails_the_spec_device_and_serves_the_field_one(
-        field_server: MockServer) -> None:
+    field_server: MockServer,
+) -> None:
     field_server.set_misbehaviour("require_vendor_field")
     spec, field = device(field_server, "spec"), device(field_server, "field", persona="field")
     with spec, field:
@@ -61,8 +60,11 @@ def test_a_server_that_needs_vendor_fields_fails_the_spec_device_and_serves_the_
         wait(spec, lambda: spec.stats.failures >= 2, "two refused polls of the spec device")
     assert errors(field_server, spec.cfg.device_id, "server") == {"ANSWER-HTTP-STATUS"}
     assert errors(field_server, field.cfg.device_id, "server") == set()
-    unknown = {(f["endpoint"], f["pointer"]) for f in field_server.findings(field.cfg.device_id)
-               if f["rule"] == "MSG-UNKNOWN-FIELD"}
+    unknown = {
+        (f["endpoint"], f["pointer"])
+        for f in field_server.findings(field.cfg.device_id)
+        if f["rule"] == "MSG-UNKNOWN-FIELD"
+    }
     for endpoint, fields in get_contract().vendor_extras.items():
         assert {(endpoint, f"/{name}") for name in fields} <= unknown, unknown  # info: reported, not failed
     results = [r for r in field_server.results(field.cfg.device_id)]

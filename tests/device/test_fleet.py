@@ -7,15 +7,17 @@ import asyncio
 
 from facecert.mock_device import DeviceConfig, Fleet
 from facecert.mock_server import MockServer
-
 from tests.device.conftest import SCALE
 
 COUNT = 20
 
 
 def test_fleet_of_twenty(server: MockServer) -> None:
-    fleet = Fleet(DeviceConfig(server=server.url, time_scale=SCALE, captures_per_minute=30, record=False), COUNT,
-                  id_prefix="FLEET")
+    fleet = Fleet(
+        DeviceConfig(server=server.url, time_scale=SCALE, captures_per_minute=30, record=False),
+        COUNT,
+        id_prefix="FLEET",
+    )
     ids = {d.cfg.device_id for d in fleet.devices}
     assert len(ids) == COUNT and len({d.cfg.device_mac for d in fleet.devices}) == COUNT
     summary = asyncio.run(fleet.run_for(3.0))

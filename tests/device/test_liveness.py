@@ -8,7 +8,6 @@ import time
 from facecert.mock_device import Device
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_server import MockServer
-
 from tests.device.scenarios import malformed_task, wait
 
 

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from facecert.mock_device import Device
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_server import MockServer, ServerConfig
-
 from tests.device.conftest import SCALE
 from tests.device.scenarios import deadline, wait
 
@@ -18,8 +17,9 @@ def test_device_moves_to_the_second_server(server: MockServer, make_device) -> N
         dev: Device = make_device("move", start=False)
         device_id = dev.cfg.device_id
         address = urlsplit(second.url)
-        rid = server.enqueue(device_id, {"request_type": "setPlatformServer",
-                                         "serverAddr": f"{address.netloc}{address.path}"})
+        rid = server.enqueue(
+            device_id, {"request_type": "setPlatformServer", "serverAddr": f"{address.netloc}{address.path}"}
+        )
         dev.start()
         result = server.wait_for_result(rid, deadline(dev))
         assert result["code"] == 0

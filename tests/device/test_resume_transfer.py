@@ -10,7 +10,6 @@ import pytest
 from facecert.mock_device import Device
 from facecert.mock_device.spool import Spool
 from facecert.mock_server import MockServer
-
 from tests.device.scenarios import outage, wait
 
 
@@ -74,4 +73,3 @@ def test_unreadable_spool_record_is_skipped(tmp_path: Path) -> None:
     assert spool.peek() == {"n": 2}
     more = Spool(tmp_path)
     assert len(more) == 1
-

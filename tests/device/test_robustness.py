@@ -11,12 +11,14 @@ from facecert.mock_device import Device
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_device.tasks import BAD_PARAMETER, COMMAND_UNKNOWN
 from facecert.mock_server import MockServer
-
 from tests.device.scenarios import wait
 
 SERVER_FAULTS: list[tuple[str, dict[str, Any]]] = [
-    ("outage", {"mode": "drop"}), ("outage", {"mode": "503"}), ("error", {"status": 500}),
-    ("malformed", {}), ("slow", {"delay": 0.6}),
+    ("outage", {"mode": "drop"}),
+    ("outage", {"mode": "503"}),
+    ("error", {"status": 500}),
+    ("malformed", {}),
+    ("slow", {"delay": 0.6}),
 ]
 
 

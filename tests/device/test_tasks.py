@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -16,10 +17,15 @@ from facecert.mock_device.device import idle_task_name
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_device.media import capture_jpeg, tiny_png
 from facecert.mock_device.tasks import (
-    BAD_PARAMETER, CURL_HTTP_RETURNED_ERROR, FACE_IMAGE_INVALID, FILE_INVALID, HANDLERS, USER_EXISTS,
-    USER_INFO_TOO_LONG)
+    BAD_PARAMETER,
+    CURL_HTTP_RETURNED_ERROR,
+    FACE_IMAGE_INVALID,
+    FILE_INVALID,
+    HANDLERS,
+    USER_EXISTS,
+    USER_INFO_TOO_LONG,
+)
 from facecert.mock_server import MockServer
-
 from tests.device.conftest import FIRMWARE_VERSION, GOOD_FIRMWARE
 from tests.device.scenarios import deadline, more_polls
 
@@ -71,8 +77,11 @@ def _check_del_list(dev: Device, srv: MockServer, result: dict[str, Any]) -> Non
 def _check_devtime(dev: Device, srv: MockServer, result: dict[str, Any]) -> None:
     assert abs(dev.clock() - (time.time() + DAY)) < 5
     more_polls(dev, 1)
-    stamps = [e["request_json"].get("time_stamp") for e in srv.exchanges(dev.cfg.device_id)
-              if e["endpoint"] == "taskRequest" and isinstance(e["request_json"], dict)]
+    stamps = [
+        e["request_json"].get("time_stamp")
+        for e in srv.exchanges(dev.cfg.device_id)
+        if e["endpoint"] == "taskRequest" and isinstance(e["request_json"], dict)
+    ]
     assert stamps[-1] > time.time() + DAY - 5, "the next poll carries the new clock"
 
 
@@ -130,57 +139,122 @@ def srv_asset(srv: MockServer, name: str) -> bytes:
 
 
 CASES: dict[str, Case] = {
-    "addUser": Case(lambda s: {"request_type": "addUser", "user_list": [
-        user("u1", image_type="URL", image_content=s.asset_url("face.jpg")),
-        user("u2", image_type="image", image_content=FACE_B64)]}, _check_add),
-    "addUser-existing": Case(lambda s: {"request_type": "addUser", "user_list": [user("u1"), user("u3")]},
-                             _check_add_existing, code=USER_EXISTS,
-                             setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}]),
-    "updateUser": Case(lambda s: {"request_type": "updateUser", "user_list": [
-        {**user("u1"), "user_info": {"name": "renamed"}}, user("u9")]}, _check_update,
-        setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}]),
-    "deleteUser": Case(lambda s: {"request_type": "deleteUser", "user_id": "u1"}, _check_delete,
-                       setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}]),
-    "delUserList": Case(lambda s: {"request_type": "delUserList", "user_list": 2}, _check_del_list,
-                        setup=[lambda s: {"request_type": "addUser",
-                                          "user_list": [user("w1"), user("black", 1), user("w2")]}]),
+    "addUser": Case(
+        lambda s: {
+            "request_type": "addUser",
+            "user_list": [
+                user("u1", image_type="URL", image_content=s.asset_url("face.jpg")),
+                user("u2", image_type="image", image_content=FACE_B64),
+            ],
+        },
+        _check_add,
+    ),
+    "addUser-existing": Case(
+        lambda s: {"request_type": "addUser", "user_list": [user("u1"), user("u3")]},
+        _check_add_existing,
+        code=USER_EXISTS,
+        setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}],
+    ),
+    "updateUser": Case(
+        lambda s: {
+            "request_type": "updateUser",
+            "user_list": [{**user("u1"), "user_info": {"name": "renamed"}}, user("u9")],
+        },
+        _check_update,
+        setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}],
+    ),
+    "deleteUser": Case(
+        lambda s: {"request_type": "deleteUser", "user_id": "u1"},
+        _check_delete,
+        setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}],
+    ),
+    "delUserList": Case(
+        lambda s: {"request_type": "delUserList", "user_list": 2},
+        _check_del_list,
+        setup=[lambda s: {"request_type": "addUser", "user_list": [user("w1"), user("black", 1), user("w2")]}],
+    ),
     "setDevTime": Case(lambda s: {"request_type": "setDevTime", "time_stamp": int(time.time()) + DAY}, _check_devtime),
-    "setScreenSave": Case(lambda s: {"request_type": "setScreenSave", "enable": 1, "start_time": 10,
-                                     "image_1": s.asset_url("screensaver.png"), "image_2": ""}, _check_screensave),
-    "setScreenSave-not-png": Case(lambda s: {"request_type": "setScreenSave", "enable": 1,
-                                             "image_1": s.asset_url("face.jpg")},
-                                  lambda d, s, r: None if not d.screen_savers else pytest.fail("kept a JPEG"),
-                                  code=FILE_INVALID),
+    "setScreenSave": Case(
+        lambda s: {
+            "request_type": "setScreenSave",
+            "enable": 1,
+            "start_time": 10,
+            "image_1": s.asset_url("screensaver.png"),
+            "image_2": "",
+        },
+        _check_screensave,
+    ),
+    "setScreenSave-not-png": Case(
+        lambda s: {"request_type": "setScreenSave", "enable": 1, "image_1": s.asset_url("face.jpg")},
+        lambda d, s, r: None if not d.screen_savers else pytest.fail("kept a JPEG"),
+        code=FILE_INVALID,
+    ),
     "upgrade": Case(lambda s: {"request_type": "upgrade", "URL": s.asset_url(GOOD_FIRMWARE)}, _check_upgrade),
-    "upgrade-bad-file": Case(lambda s: {"request_type": "upgrade", "URL": s.asset_url("firmware.bin")},
-                             _check_upgrade_refused, code=FILE_INVALID),
-    "upgrade-download-fails": Case(lambda s: {"request_type": "upgrade", "URL": s.asset_url("no-such-file.bin")},
-                                   lambda d, s, r: None, code=CURL_HTTP_RETURNED_ERROR),
-    "setScreenSave-start-time-8": Case(lambda s: {"request_type": "setScreenSave", "request_id": 990002, "enable": 1,
-                                                  "start_time": 8},  # the document's own example (errata #7)
-                                       lambda d, s, r: None if "/start_time" in r["log"] else pytest.fail(r["log"]),
-                                       code=BAD_PARAMETER, raw=True),
-    "addUser-image-not-jpeg": Case(lambda s: {"request_type": "addUser", "request_id": 990003, "user_list": [
-        user("png", image_type="image", image_content=base64.b64encode(tiny_png()).decode())]},
+    "upgrade-bad-file": Case(
+        lambda s: {"request_type": "upgrade", "URL": s.asset_url("firmware.bin")},
+        _check_upgrade_refused,
+        code=FILE_INVALID,
+    ),
+    "upgrade-download-fails": Case(
+        lambda s: {"request_type": "upgrade", "URL": s.asset_url("no-such-file.bin")},
+        lambda d, s, r: None,
+        code=CURL_HTTP_RETURNED_ERROR,
+    ),
+    "setScreenSave-start-time-8": Case(
+        lambda s: {
+            "request_type": "setScreenSave",
+            "request_id": 990002,
+            "enable": 1,
+            "start_time": 8,
+        },  # the document's own example (errata #7)
+        lambda d, s, r: None if "/start_time" in r["log"] else pytest.fail(r["log"]),
+        code=BAD_PARAMETER,
+        raw=True,
+    ),
+    "addUser-image-not-jpeg": Case(
+        lambda s: {
+            "request_type": "addUser",
+            "request_id": 990003,
+            "user_list": [user("png", image_type="image", image_content=base64.b64encode(tiny_png()).decode())],
+        },
         lambda d, s, r: None if "png" not in d.faces else pytest.fail("stored a PNG face"),
-        code=FACE_IMAGE_INVALID, raw=True),
-    "addUser-user-info-too-long": Case(lambda s: {"request_type": "addUser", "request_id": 990004, "user_list": [
-        {**user("long"), "user_info": {"other": "x" * 300}}, user("short")]},
-        lambda d, s, r: None if r["resp_list"] == [{"user_id": "long", "code": USER_INFO_TOO_LONG},
-                                                   {"user_id": "short", "code": 0}] else pytest.fail(str(r)),
-        code=USER_INFO_TOO_LONG, raw=True),
+        code=FACE_IMAGE_INVALID,
+        raw=True,
+    ),
+    "addUser-user-info-too-long": Case(
+        lambda s: {
+            "request_type": "addUser",
+            "request_id": 990004,
+            "user_list": [{**user("long"), "user_info": {"other": "x" * 300}}, user("short")],
+        },
+        lambda d, s, r: (
+            None
+            if r["resp_list"] == [{"user_id": "long", "code": USER_INFO_TOO_LONG}, {"user_id": "short", "code": 0}]
+            else pytest.fail(str(r))
+        ),
+        code=USER_INFO_TOO_LONG,
+        raw=True,
+    ),
     "getLogFile": Case(lambda s: {"request_type": "getLogFile", "log_name": "device.log"}, _check_log),
-    "getDevStatus": Case(lambda s: {"request_type": "getDevStatus"}, _check_status,
-                         setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}]),
+    "getDevStatus": Case(
+        lambda s: {"request_type": "getDevStatus"},
+        _check_status,
+        setup=[lambda s: {"request_type": "addUser", "user_list": [user("u1")]}],
+    ),
     "setResumeTransfer": Case(lambda s: {"request_type": "setResumeTransfer", "enable": 0}, _check_resume),
-    "setPlatformServer": Case(lambda s: {"request_type": "setPlatformServer", "wsServerAddr": "127.0.0.1:9"},
-                              _check_platform),
+    "setPlatformServer": Case(
+        lambda s: {"request_type": "setPlatformServer", "wsServerAddr": "127.0.0.1:9"}, _check_platform
+    ),
     "faceCmd": Case(lambda s: {"request_type": "faceCmd"}, _check_facecmd),
-    "SetFaceConfig": Case(lambda s: {"request_type": "SetFaceConfig", "FaceQuality": 5, "LivenessThreshold": 0.5},
-                          _check_faceconfig),
-    "SetFaceConfig-out-of-range": Case(lambda s: {"request_type": "SetFaceConfig", "request_id": 990001,
-                                                  "FaceQuality": 99}, _check_faceconfig_refused,
-                                       code=BAD_PARAMETER, raw=True),
+    "SetFaceConfig": Case(
+        lambda s: {"request_type": "SetFaceConfig", "FaceQuality": 5, "LivenessThreshold": 0.5}, _check_faceconfig
+    ),
+    "SetFaceConfig-out-of-range": Case(
+        lambda s: {"request_type": "SetFaceConfig", "request_id": 990001, "FaceQuality": 99},
+        _check_faceconfig_refused,
+        code=BAD_PARAMETER,
+        raw=True,
+    ),
 }
 
 

@@ -46,8 +46,10 @@ def test_messages_are_valid_in_every_version(version: str) -> None:
     cfg = DeviceConfig(server="127.0.0.1:1", protocol_version=version)
     rng = random.Random(1)
     bodies = [("taskRequest", poll_body(cfg, 1_700_000_000.5, version))]
-    bodies += [("faceRecognition", capture_body(cfg, 1_700_000_000.25, n, kind, None, version, rng))
-               for n, kind in enumerate(CAPTURE_KINDS)]
+    bodies += [
+        ("faceRecognition", capture_body(cfg, 1_700_000_000.25, n, kind, None, version, rng))
+        for n, kind in enumerate(CAPTURE_KINDS)
+    ]
     bodies += [("deviceAlarm", alarm_body(cfg, 1_700_000_000, t, 1, version)) for t in alarm_types(version)]
     for kind, body in bodies:
         found = [f for f in judge_message(engine, kind, encode(body)) if f.severity is not Severity.INFO]

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from facecert.certify.asgi import UvicornThread
-from facecert.core.captures import CaptureError, read_capture, sniff_format, write_har, write_jsonl
+from facecert.core.captures import read_capture, sniff_format, write_har, write_jsonl
 from facecert.samples import sample_conversation
 
 
@@ -30,6 +30,7 @@ def _keep_personal_data():
     configure(keep_personal_data=True)
     yield
     reset()
+
 
 ROOT = Path(__file__).resolve().parents[2]
 FACECERT = str(Path(sys.executable).parent / "facecert")
@@ -58,10 +59,29 @@ def recorded(tmp_path_factory, mitmdump) -> dict:
     app = canned_upstream()
     with UvicornThread(app) as upstream:
         flows, har = folder / "flows.mitm", folder / "session.har"
-        proc = subprocess.Popen([mitmdump, "--mode", f"reverse:{upstream.base}", "--listen-host", "127.0.0.1",
-                                 "--listen-port", "0", "--set", f"confdir={folder / 'conf'}", "-w", str(flows),
-                                 "--set", f"hardump={har}", "-q", "-s", str(ROOT / "tests" / "engine" / "port_reporter.py")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                mitmdump,
+                "--mode",
+                f"reverse:{upstream.base}",
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                "0",
+                "--set",
+                f"confdir={folder / 'conf'}",
+                "-w",
+                str(flows),
+                "--set",
+                f"hardump={har}",
+                "-q",
+                "-s",
+                str(ROOT / "tests" / "engine" / "port_reporter.py"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         port = int(proc.stdout.readline().strip().split()[-1])
         sent = []
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -97,8 +117,9 @@ def test_our_har_and_jsonl_round_trip_binary_bodies(tmp_path: Path, recorded) ->
     for path, writer in ((tmp_path / "x.har", write_har), (tmp_path / "x.jsonl", write_jsonl)):
         writer(exchanges, path)
         again = list(read_capture(path))
-        assert [(e.request_body, e.response_body, e.status, e.path) for e in again] == \
-               [(e.request_body, e.response_body, e.status, e.path) for e in exchanges]
+        assert [(e.request_body, e.response_body, e.status, e.path) for e in again] == [
+            (e.request_body, e.response_body, e.status, e.path) for e in exchanges
+        ]
         assert all(abs(a.started - b.started) < 1e-3 for a, b in zip(again, exchanges))
 
 
@@ -124,16 +145,19 @@ def test_validate_clean_capture_exits_0_and_writes_junit(tmp_path: Path) -> None
     assert 'failures="0"' in xml and "CADENCE-IDLE" in xml
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty file"),
-    (b"\x00\x01\x02binary", "not a capture"),
-    (b'{"log": {"entries": [{"request": 1}]}}', "malformed"),
-    (b'{"log": {"version": "1.2", "entries": [', "not a readable HAR"),
-    (b'{"log": "x", "version": 1}', "not HAR"),
-    (b"12:notatnetstring,", "not a readable mitmproxy flow file"),
-    (b'{"method": "POST", "path": "/taskRequest"}\n{"method": ', "not a facecert JSONL exchange"),
-    (b'{"device_id": "x"}', "--as"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"\x00\x01\x02binary", "not a capture"),
+        (b'{"log": {"entries": [{"request": 1}]}}', "malformed"),
+        (b'{"log": {"version": "1.2", "entries": [', "not a readable HAR"),
+        (b'{"log": "x", "version": 1}', "not HAR"),
+        (b"12:notatnetstring,", "not a readable mitmproxy flow file"),
+        (b'{"method": "POST", "path": "/taskRequest"}\n{"method": ', "not a facecert JSONL exchange"),
+        (b'{"device_id": "x"}', "--as"),
+    ],
+)
 def test_unusable_input_exits_2_with_a_message(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "input"
     path.write_bytes(content)
@@ -191,6 +215,8 @@ def test_jsonl_whose_first_record_is_longer_than_the_sniffed_head(tmp_path) -> N
     from facecert.core.captures import sniff_format
 
     path = tmp_path / "session.jsonl"
-    path.write_text(_json.dumps({"index": 0, "method": "POST", "path": "/faceRecognition", "request_body": "x" * 10_000})
-                    + "\n", encoding="utf-8")
+    path.write_text(
+        _json.dumps({"index": 0, "method": "POST", "path": "/faceRecognition", "request_body": "x" * 10_000}) + "\n",
+        encoding="utf-8",
+    )
     assert sniff_format(path) == "jsonl"

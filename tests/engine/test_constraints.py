@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,14 @@ from facecert.core.examples import load_examples
 from facecert.core.model import Severity
 
 CONTRACT = get_contract()
-WRONG_TYPE = {"integer": "not-a-number", "number": "not-a-number", "string": 12345, "object": 1, "array": 1, "boolean": "x"}
+WRONG_TYPE = {
+    "integer": "not-a-number",
+    "number": "not-a-number",
+    "string": 12345,
+    "object": 1,
+    "array": 1,
+    "boolean": "x",
+}
 PATTERN_CANDIDATES = ["!! not valid !!", "a/b", "../../x.php", "x", "99:99-99:99", "ftp://example.invalid/x", "-"]
 
 
@@ -74,6 +82,7 @@ def _walk(node: dict[str, Any], value: dict[str, Any], base: str, root) -> Itera
                 else:
                     target[name] = new
                 return body
+
             return apply
 
         if name not in value:
@@ -85,7 +94,11 @@ def _walk(node: dict[str, Any], value: dict[str, Any], base: str, root) -> Itera
             yield f"{pointer}:type", pointer, with_value(WRONG_TYPE[kind]), "MSG-TYPE"
         if "enum" in prop:
             options = prop["enum"]
-            bad = (max(o for o in options if isinstance(o, int)) + 1000) if any(isinstance(o, int) for o in options) else "zzz-not-an-option"
+            bad = (
+                (max(o for o in options if isinstance(o, int)) + 1000)
+                if any(isinstance(o, int) for o in options)
+                else "zzz-not-an-option"
+            )
             yield f"{pointer}:enum", pointer, with_value(bad), "MSG-ENUM"
         if "const" in prop and name != "request_type":
             bad = prop["const"] + 1000 if isinstance(prop["const"], int) else "zzz-not-the-constant"
@@ -100,14 +113,29 @@ def _walk(node: dict[str, Any], value: dict[str, Any], base: str, root) -> Itera
         if "maxLength" in prop:
             yield f"{pointer}:maxLength", pointer, with_value("x" * (prop["maxLength"] + 1)), "MSG-RANGE"
         if "pattern" in prop:
-            bad = next((c for c in PATTERN_CANDIDATES if len(c) >= prop.get("minLength", 0)
-                        and re.search(prop["pattern"], c) is None), None)
+            bad = next(
+                (
+                    c
+                    for c in PATTERN_CANDIDATES
+                    if len(c) >= prop.get("minLength", 0) and re.search(prop["pattern"], c) is None
+                ),
+                None,
+            )
             if bad is not None:
                 yield f"{pointer}:pattern", pointer, with_value(bad), "MSG-FORMAT"
         current = value.get(name)
-        if isinstance(current, dict) and prop.get("properties") is not None or (isinstance(current, dict) and "$ref" in prop):
+        if (
+            isinstance(current, dict)
+            and prop.get("properties") is not None
+            or (isinstance(current, dict) and "$ref" in prop)
+        ):
             yield from _walk(effective(prop), current, pointer, root)
-        if isinstance(current, list) and current and isinstance(current[0], dict) and isinstance(prop.get("items"), dict):
+        if (
+            isinstance(current, list)
+            and current
+            and isinstance(current[0], dict)
+            and isinstance(prop.get("items"), dict)
+        ):
             yield from _walk(effective(prop["items"]), current[0], f"{pointer}/0", root)
 
 

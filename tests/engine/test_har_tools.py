@@ -39,8 +39,11 @@ def chrome_har_params(value: dict[str, Any]) -> list[dict[str, Any]]:
     """chrome-har's toNameValuePairs: a member per pair, an array member as a pair per element."""
     pairs: list[dict[str, Any]] = []
     for name, member in value.items():
-        pairs += [{"name": name, "value": v} for v in member] if isinstance(member, list) else [{"name": name,
-                                                                                               "value": member}]
+        pairs += (
+            [{"name": name, "value": v} for v in member]
+            if isinstance(member, list)
+            else [{"name": name, "value": member}]
+        )
     return pairs
 
 
@@ -83,15 +86,35 @@ def test_chrome_har_params_are_read_as_the_json_bodies(tmp_path: Path) -> None:
 
 def test_params_arrays_and_forms_are_rebuilt(tmp_path: Path) -> None:
     """A name given more than once was an array member; form parameters become a form body."""
-    entry = {"startedDateTime": "2024-01-01T00:00:00+00:00", "time": 1,
-             "request": {"method": "POST", "url": "http://device.invalid/taskResult", "headers": [],
-                         "postData": {"mimeType": "application/json; charset=utf-8",
-                                      "params": [{"name": "device_id", "value": "ID1"},
-                                                 {"name": "ids", "value": 1}, {"name": "ids", "value": 2},
-                                                 {"name": "user", "value": {"user_id": "u1"}}]}},
-             "response": {"status": 200, "headers": [], "content": {"text": "{}", "mimeType": "application/json"}}}
-    form = {**entry, "request": {**entry["request"], "postData": {
-        "mimeType": "application/x-www-form-urlencoded", "params": [{"name": "a", "value": "1 2"}, {"name": "b"}]}}}
+    entry = {
+        "startedDateTime": "2024-01-01T00:00:00+00:00",
+        "time": 1,
+        "request": {
+            "method": "POST",
+            "url": "http://device.invalid/taskResult",
+            "headers": [],
+            "postData": {
+                "mimeType": "application/json; charset=utf-8",
+                "params": [
+                    {"name": "device_id", "value": "ID1"},
+                    {"name": "ids", "value": 1},
+                    {"name": "ids", "value": 2},
+                    {"name": "user", "value": {"user_id": "u1"}},
+                ],
+            },
+        },
+        "response": {"status": 200, "headers": [], "content": {"text": "{}", "mimeType": "application/json"}},
+    }
+    form = {
+        **entry,
+        "request": {
+            **entry["request"],
+            "postData": {
+                "mimeType": "application/x-www-form-urlencoded",
+                "params": [{"name": "a", "value": "1 2"}, {"name": "b"}],
+            },
+        },
+    }
     path = tmp_path / "params.har"
     path.write_text(json.dumps({"log": {"version": "1.2", "entries": [entry, form]}}), encoding="utf-8")
     rebuilt, posted = read_capture(path)

@@ -45,6 +45,7 @@ def poll_exchange(raw: bytes) -> Exchange:
 
 # ---- each bound: broken fires exactly its rule, at the bound passes -------------------
 
+
 @pytest.mark.parametrize("rule", sorted(BREAKERS))
 def test_breaking_one_bound_fires_exactly_its_rule(rule: str) -> None:
     findings = judge(break_body(rule, ALARM))
@@ -80,14 +81,24 @@ def test_a_message_at_the_bound_passes(case: str) -> None:
 BEYOND = {
     "items": (with_member("x_list", json.dumps([0] * (LIMITS.max_members + 1))), "MSG-TOO-MANY-MEMBERS", "/x_list"),
     "key": (with_member("k" * (LIMITS.max_string_chars + 1), "0"), "MSG-STRING-TOO-LONG", "/" + "k" * 20),
-    "string in an array": (with_member("x_list", json.dumps(["x" * (LIMITS.max_string_chars + 1)])),
-                           "MSG-STRING-TOO-LONG", "/x_list/0"),
+    "string in an array": (
+        with_member("x_list", json.dumps(["x" * (LIMITS.max_string_chars + 1)])),
+        "MSG-STRING-TOO-LONG",
+        "/x_list/0",
+    ),
     "negative integer": (with_member("x_big", str(-LIMITS.max_integer - 1)), "MSG-NUMBER-TOO-LARGE", "/x_big"),
     "2**70": (with_member("x_big", str(2**70)), "MSG-NUMBER-TOO-LARGE", "/x_big"),
-    "long integer literal": (with_member("x_big", "9" * (LIMITS.max_number_chars + 1)), "MSG-NUMBER-TOO-LARGE", "/x_big"),
+    "long integer literal": (
+        with_member("x_big", "9" * (LIMITS.max_number_chars + 1)),
+        "MSG-NUMBER-TOO-LARGE",
+        "/x_big",
+    ),
     "5000 digits": (with_member("x_big", "9" * 5000), "MSG-NUMBER-TOO-LARGE", "/x_big"),
-    "long float literal": (with_member("x_number", "0." + "1" * LIMITS.max_number_chars), "MSG-NUMBER-TOO-LARGE",
-                           "/x_number"),
+    "long float literal": (
+        with_member("x_number", "0." + "1" * LIMITS.max_number_chars),
+        "MSG-NUMBER-TOO-LARGE",
+        "/x_number",
+    ),
     "NaN": (with_member("x_number", "NaN"), "MSG-NOT-FINITE", "/x_number"),
     "Infinity": (with_member("x_number", "Infinity"), "MSG-NOT-FINITE", "/x_number"),
     "-Infinity": (with_member("x_number", "-Infinity"), "MSG-NOT-FINITE", "/x_number"),
@@ -97,12 +108,19 @@ BEYOND = {
     "lone high surrogate": (with_member("x_text", '"\\ud800b"'), "MSG-BAD-UNICODE", "/x_text"),
     "reversed pair": (with_member("x_text", '"\\udc00\\ud800"'), "MSG-BAD-UNICODE", "/x_text"),
     "surrogate in a key": (with_member("\udfff", "1"), "MSG-BAD-UNICODE", "/\\udfff"),
-    "surrogate in a known field": (json.dumps({**ALARM, "device_id": "\udfff"}).encode(), "MSG-BAD-UNICODE", "/device_id"),
+    "surrogate in a known field": (
+        json.dumps({**ALARM, "device_id": "\udfff"}).encode(),
+        "MSG-BAD-UNICODE",
+        "/device_id",
+    ),
     "deep as the whole body": (b"[" * 100_000 + b"]" * 100_000, "MSG-TOO-DEEP", ""),
     "deep and unclosed": (b"[" * 100_000, "MSG-TOO-DEEP", ""),
     "deep objects": (b'{"a":' * 50 + b"1" + b"}" * 50, "MSG-TOO-DEEP", "/a" * 32),
-    "duplicate, wrong value last": (json.dumps(ALARM).encode()[:-1] + b', "alarm_type": "x"}', "MSG-DUPLICATE-KEY",
-                                    "/alarm_type"),
+    "duplicate, wrong value last": (
+        json.dumps(ALARM).encode()[:-1] + b', "alarm_type": "x"}',
+        "MSG-DUPLICATE-KEY",
+        "/alarm_type",
+    ),
 }
 
 
@@ -141,12 +159,22 @@ def test_content_fields_are_bounded_by_the_body_only() -> None:
 def test_limits_are_configurable() -> None:
     longest = max(len(v) for v in ALARM.values() if isinstance(v, str))
     members = len(ALARM) + 1  # the alarm and one more member fit
-    small = LIMITS.with_changes(max_depth=3, max_members=members, max_string_chars=longest, max_integer=10**12,
-                                max_number_chars=14, max_values=members + 20)
+    small = LIMITS.with_changes(
+        max_depth=3,
+        max_members=members,
+        max_string_chars=longest,
+        max_integer=10**12,
+        max_number_chars=14,
+        max_values=members + 20,
+    )
     assert error_rules(judge(with_member("x", "[[1]]"), limits=small)) == set()
     assert error_rules(judge(with_member("x", "[[[1]]]"), limits=small)) == {"MSG-TOO-DEEP"}
-    assert error_rules(judge(with_member("x", json.dumps([0] * (members + 1))), limits=small)) == {"MSG-TOO-MANY-MEMBERS"}
-    assert error_rules(judge(with_member("x", json.dumps("y" * (longest + 1))), limits=small)) == {"MSG-STRING-TOO-LONG"}
+    assert error_rules(judge(with_member("x", json.dumps([0] * (members + 1))), limits=small)) == {
+        "MSG-TOO-MANY-MEMBERS"
+    }
+    assert error_rules(judge(with_member("x", json.dumps("y" * (longest + 1))), limits=small)) == {
+        "MSG-STRING-TOO-LONG"
+    }
     assert error_rules(judge(with_member("x", str(10**12 + 1)), limits=small)) == {"MSG-NUMBER-TOO-LARGE"}
     assert error_rules(judge(with_member("x", "0.123456789012345"), limits=small)) == {"MSG-NUMBER-TOO-LARGE"}
     many = with_member("x", json.dumps([[0, 0]] * 6))  # 19 values in one member
@@ -175,11 +203,14 @@ def test_unsafe_integers_are_kept_exact_and_quoted_as_text() -> None:
     assert error_rules(judged.findings) == {"MSG-NUMBER-TOO-LARGE"}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"a": "x,[{", "b": [1, 2]}', 5),  # commas and brackets in strings do not count
-    ('{"a": "\\",[{\\\\", "b": 1}', 3),  # nor after an escaped quote; an escaped backslash closes nothing
-    ('["\\\\\\"", ",", {}]', 5),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"a": "x,[{", "b": [1, 2]}', 5),  # commas and brackets in strings do not count
+        ('{"a": "\\",[{\\\\", "b": 1}', 3),  # nor after an escaped quote; an escaped backslash closes nothing
+        ('["\\\\\\"", ",", {}]', 5),
+    ],
+)
 def test_values_are_counted_from_the_structure(text: str, expected: int) -> None:
     assert count_structure(text.encode(), stop=10**9) == expected
 
@@ -187,7 +218,7 @@ def test_values_are_counted_from_the_structure(text: str, expected: int) -> None
 def test_values_are_counted_across_chunk_edges() -> None:
     """A run of backslashes or an escaped quote at the 256 KiB chunk edge keeps its meaning."""
     for pad in range(256 * 1024 - 6, 256 * 1024 + 2):
-        text = '["' + "a" * pad + '\\\\\\"' + ',,,[' + '", 1, 2]'
+        text = '["' + "a" * pad + '\\\\\\"' + ",,,[" + '", 1, 2]'
         assert count_structure(text.encode(), stop=10**9) == 4, pad
 
 
@@ -220,6 +251,7 @@ def test_each_body_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- the work is bounded ---------------------------------------------------------------
 
+
 def _timed(raw: bytes) -> tuple[float, list[Finding]]:
     engine = Engine(EngineConfig())
     engine.feed(poll_exchange(json.dumps(example_for("device/taskRequest")).encode()))  # compile the validators first
@@ -234,15 +266,30 @@ def _poll_with_keys(count: int) -> bytes:
 
 
 HOSTILE = {
-    "1.7 MB poll, 100,000 unknown keys": (lambda: _poll_with_keys(100_000) + b" " * 400_000, "MSG-TOO-MANY-MEMBERS", 0.5),
+    "1.7 MB poll, 100,000 unknown keys": (
+        lambda: _poll_with_keys(100_000) + b" " * 400_000,
+        "MSG-TOO-MANY-MEMBERS",
+        0.5,
+    ),
     "18.8 MB poll, 1,000,000 keys": (lambda: _poll_with_keys(1_000_000).ljust(18_800_000), "MSG-TOO-MANY-MEMBERS", 1.5),
     "1,000,000 nested arrays": (lambda: b"[" * 1_000_000 + b"]" * 1_000_000, "MSG-TOO-DEEP", 0.5),
-    "array of 1,000,000 objects": (lambda: b'{"x":[' + b",".join([b"{}"] * 1_000_000) + b"]}", "MSG-TOO-MANY-MEMBERS", 1.0),
-    "19 MB string of escapes and commas": (lambda: b'{"x":"' + b'\\\\,\\",' * 3_000_000 + b'"}', "MSG-STRING-TOO-LONG", 1.5),
+    "array of 1,000,000 objects": (
+        lambda: b'{"x":[' + b",".join([b"{}"] * 1_000_000) + b"]}",
+        "MSG-TOO-MANY-MEMBERS",
+        1.0,
+    ),
+    "19 MB string of escapes and commas": (
+        lambda: b'{"x":"' + b'\\\\,\\",' * 3_000_000 + b'"}',
+        "MSG-STRING-TOO-LONG",
+        1.5,
+    ),
     "10 objects of 9,000 keys (within the bounds)": (
-        lambda: json.dumps({**example_for("device/taskRequest"),
-                            **{f"v{j}": {f"k{i}": 1 for i in range(9000)} for j in range(10)}}).encode(),
-        "MSG-UNKNOWN-FIELD", 1.5),
+        lambda: json.dumps(
+            {**example_for("device/taskRequest"), **{f"v{j}": {f"k{i}": 1 for i in range(9000)} for j in range(10)}}
+        ).encode(),
+        "MSG-UNKNOWN-FIELD",
+        1.5,
+    ),
 }
 
 

@@ -161,8 +161,9 @@ def test_a_refused_task_then_silence_is_a_stop_measured_from_the_refusal() -> No
     b.wait("idle_interval_s")
     b._post("/taskRequest", b.poll_body(), {"request_type": "rebootEverything", "request_id": 77})
     b.now += 0.5
-    b._post("/taskResult", {"device_id": b.device_id, "request_id": 77, "code": 202, "log": "no such command"},
-            {"code": 0})
+    b._post(
+        "/taskResult", {"device_id": b.device_id, "request_id": 77, "code": 202, "log": "no such command"}, {"code": 0}
+    )
     eng = engine()
     for exchange in b.exchanges:
         eng.feed(exchange)
@@ -265,8 +266,19 @@ def test_different_tasks_after_a_failure_are_not_resends() -> None:
 
 
 # ---- file names: the contract, and FRPIC-PATH-ACCEPTED --------------------------------------
-PATHS = ["../../x.php", "/etc/passwd", "..", ".", "a\\b", "..\u2215..", "a\u2044b", "a\uff0fb", "\uff0e\uff0e",
-         "a\u0000b", "a\nb"]
+PATHS = [
+    "../../x.php",
+    "/etc/passwd",
+    "..",
+    ".",
+    "a\\b",
+    "..\u2215..",
+    "a\u2044b",
+    "a\uff0fb",
+    "\uff0e\uff0e",
+    "a\u0000b",
+    "a\nb",
+]
 NAMES = ["FACE_0_20230401120000123_7.jpg", "abc.log", "...", ".hidden", "日志.log"]
 
 
@@ -310,7 +322,9 @@ def test_an_accepted_path_is_a_warning_that_says_what_to_check(name: str) -> Non
     for status, answer in ((200, ack(name, 0)), (200, b""), (204, b"")):
         found = rules(capture_answered(name, status, answer), "FRPIC-PATH-ACCEPTED")
         assert len(found) == 1 and found[0].severity.value == "warning" and found[0].party == "server"
-        assert "Check on the server by hand" in found[0].message and "where it writes capture images" in found[0].message
+        assert (
+            "Check on the server by hand" in found[0].message and "where it writes capture images" in found[0].message
+        )
 
 
 @pytest.mark.parametrize(("status", "answer"), [(200, ack("../../x.php", 1)), (400, b'{"code": 400}'), (404, b"")])

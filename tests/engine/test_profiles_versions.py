@@ -30,17 +30,39 @@ def capture(**changes):
 
 FIELD_DEPARTURES = [
     # (case, kind, body, rule)
-    ("null optional capture fields", "faceRecognition", capture(user_id=None, user_name=None, comp_score=None), "MSG-TYPE"),
-    ("request_id echoed as a string", "taskResult", {**example_for("device/taskResult"), "request_id": "100002000"}, "MSG-TYPE"),
+    (
+        "null optional capture fields",
+        "faceRecognition",
+        capture(user_id=None, user_name=None, comp_score=None),
+        "MSG-TYPE",
+    ),
+    (
+        "request_id echoed as a string",
+        "taskResult",
+        {**example_for("device/taskResult"), "request_id": "100002000"},
+        "MSG-TYPE",
+    ),
     ("idleTime with timestamp", "task", {"request_type": "idleTime", "timestamp": 1577690264}, "MSG-REQUIRED"),
     ("capture answered with another shape", "faceRecognition-answer", {"message": "ok"}, "MSG-REQUIRED"),
-    ("capture answer without frpic_name", "faceRecognition-answer",
-     {k: v for k, v in example_for("server/faceRecognitionAnswer").items() if k != "frpic_name"}, "MSG-REQUIRED"),
+    (
+        "capture answer without frpic_name",
+        "faceRecognition-answer",
+        {k: v for k, v in example_for("server/faceRecognitionAnswer").items() if k != "frpic_name"},
+        "MSG-REQUIRED",
+    ),
     ("empty 200 instead of idleTime", "task", b"", "MSG-EMPTY-BODY"),
-    ("string request ids from servers", "task", {**example_for("server/tasks/deleteUser"), "request_id": "T_2"}, "MSG-TYPE"),
-    ("setPlatformServer reply without device_id", "device/results/setPlatformServer",
-     {"resp_type": "setPlatformServer", "request_id": 10002200, "code": 0, "log": "'setPlatformServer' success!"},
-     "MSG-REQUIRED"),
+    (
+        "string request ids from servers",
+        "task",
+        {**example_for("server/tasks/deleteUser"), "request_id": "T_2"},
+        "MSG-TYPE",
+    ),
+    (
+        "setPlatformServer reply without device_id",
+        "device/results/setPlatformServer",
+        {"resp_type": "setPlatformServer", "request_id": 10002200, "code": 0, "log": "'setPlatformServer' success!"},
+        "MSG-REQUIRED",
+    ),
 ]
 
 
@@ -73,8 +95,11 @@ def test_stranger_capture_with_user_list_0_passes_strict() -> None:
 
 
 def test_v13_device_is_not_failed_for_later_fields() -> None:
-    old = {k: v for k, v in example_for("device/faceRecognition").items()
-           if k not in ("car_label", "car_type", "car_color", "eva_age", "eva_sex")}
+    old = {
+        k: v
+        for k, v in example_for("device/faceRecognition").items()
+        if k not in ("car_label", "car_type", "car_color", "eva_age", "eva_sex")
+    }
     assert {f.rule for f in judge("faceRecognition", old)} == {"MSG-REQUIRED"}
     assert judge("faceRecognition", old, protocol_version="1.3") == []
 

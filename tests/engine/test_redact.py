@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from facecert.core.captures import read_capture, write_har, write_jsonl
 from facecert.cli import app
+from facecert.core.captures import read_capture, write_har, write_jsonl
 from facecert.core.contract import get_contract
 from facecert.core.engine import Engine, EngineConfig
 from facecert.core.examples import example_for
@@ -46,10 +46,16 @@ def png_b64() -> str:
 
 def bomb_png_b64() -> str:
     """A PNG whose header claims 65500×65500 pixels (a few hundred bytes)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 65500, 65500, 8, 2, 0, 0, 0)) + \
-        chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+    raw = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 65500, 65500, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
     return base64.b64encode(raw).decode()
 
 
@@ -69,10 +75,19 @@ def conversation() -> list[Exchange]:
     b.poll(task)
     for image in (jpeg_b64(), "@@not base64@@", png_b64(), bomb_png_b64()):
         body = example_for("device/faceRecognition")
-        body.update(device_id=b.device_id, image=image, user_name=NAME, user_name2=ALIAS, idcard_number=CARD,
-                    idcard_image=jpeg_b64((8, 8), "green"))
-        b._post("/faceRecognition", body, {"code": 0, "snap_time": body["snap_time"],
-                                           "frpic_name": body["frpic_name"], "log": "ok"})
+        body.update(
+            device_id=b.device_id,
+            image=image,
+            user_name=NAME,
+            user_name2=ALIAS,
+            idcard_number=CARD,
+            idcard_image=jpeg_b64((8, 8), "green"),
+        )
+        b._post(
+            "/faceRecognition",
+            body,
+            {"code": 0, "snap_time": body["snap_time"], "frpic_name": body["frpic_name"], "log": "ok"},
+        )
     big = example_for("server/tasks/addUser")
     big["user_list"][0]["user_info"].update(name=NAME, other="x" * 300)
     b.poll(big)
@@ -131,7 +146,7 @@ def test_the_schemas_say_which_fields_are_personal() -> None:
 
 def test_identity_hash_keeps_length_in_characters_and_bytes() -> None:
     redactor = Redactor(salt=b"s" * 32)
-    for name in (NAME, "a", "李", "𝔄𝔅", "quote\"and\\slash", "tab\tend", ""):
+    for name in (NAME, "a", "李", "𝔄𝔅", 'quote"and\\slash', "tab\tend", ""):
         token = redactor.identity(name)
         assert len(token) == len(name)
         assert len(json.dumps(token, ensure_ascii=False).encode()) == len(json.dumps(name, ensure_ascii=False).encode())
@@ -184,13 +199,16 @@ def test_a_placeholder_counts_only_in_a_redacted_record() -> None:
     assert "IMG-BASE64" not in {rule for rule, _ in verdict(b.exchanges)}
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda p: p.replace("sha256=", "sha256=zz")[:len(p)],  # hash not hex
-    lambda p: p.replace(";px=", ";pix="),  # malformed
-    lambda p: p.replace("bytes=", "bytes=x"),
-    lambda p: p[:-1],  # hash cut short
-    lambda p: "facecert-redacted:",
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda p: p.replace("sha256=", "sha256=zz")[: len(p)],  # hash not hex
+        lambda p: p.replace(";px=", ";pix="),  # malformed
+        lambda p: p.replace("bytes=", "bytes=x"),
+        lambda p: p[:-1],  # hash cut short
+        lambda p: "facecert-redacted:",
+    ],
+)
 def test_a_tampered_placeholder_is_a_finding(tamper) -> None:
     exchanges = conversation()[:2]  # the poll and the first, good capture
     redactor = Redactor()
@@ -205,8 +223,10 @@ def test_a_tampered_placeholder_is_a_finding(tamper) -> None:
 
 def test_bodies_keep_what_the_parse_rules_judge() -> None:
     """Duplicate keys, number literals and a lone surrogate survive redaction."""
-    raw = (b'{"device_id":"ID1","user_name":"Ann Lee","user_name":"Bo Li","comp_score":90.50,'
-           b'"snap_time_ms":1700000000000,"qr_string":"\\ud800","image":"' + jpeg_b64().encode() + b'"}')
+    raw = (
+        b'{"device_id":"ID1","user_name":"Ann Lee","user_name":"Bo Li","comp_score":90.50,'
+        b'"snap_time_ms":1700000000000,"qr_string":"\\ud800","image":"' + jpeg_b64().encode() + b'"}'
+    )
     out = Redactor().body(raw, "device/faceRecognition")
     assert out.count(b'"user_name"') == 2 and b"90.50" in out and b'"\\ud800"' in out
     assert b"Ann Lee" not in out and b"Bo Li" not in out and b"facecert-redacted:image/jpeg" in out

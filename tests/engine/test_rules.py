@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from PIL import Image
@@ -51,6 +51,7 @@ def png_b64() -> str:
 
 # ---- the cases: rule -> (broken, correct) ---------------------------------
 
+
 def good_task_then_idle(b: ConversationBuilder) -> None:
     b.cycle("server/tasks/getDevStatus")
     b.idle()
@@ -62,6 +63,7 @@ def raw_request(path: str, body: bytes, method: str = "POST") -> Build:
         b.poll(example_for("server/tasks/idleTime"))
         ex = b._post(path, body, {"code": 0, "log": "ok"})
         ex.method = method
+
     return build
 
 
@@ -79,6 +81,7 @@ def result_with(mutate: Callable[[dict], None]) -> Build:
         b._post("/taskResult", body, {"code": 0})
         b.wait("task_interval_s")
         b.poll(example_for("server/tasks/idleTime"))
+
     return build
 
 
@@ -90,23 +93,27 @@ def capture_with(mutate: Callable[[dict], None], answer: Callable[[dict], dict] 
         mutate(body)
         ack = {"code": 0, "snap_time": body.get("snap_time"), "frpic_name": body.get("frpic_name"), "log": "ok"}
         b._post("/faceRecognition", body, answer(ack) if answer else ack)
+
     return build
 
 
 def task_answer(task: dict | bytes, status: int = 200) -> Build:
     def build(b: ConversationBuilder) -> None:
         b._post("/taskRequest", b.poll_body(), task if isinstance(task, bytes) else task, status)
+
     return build
 
 
 def gps(points: list[tuple[float, float, float, float]]) -> Build:
     """(seconds after the previous report, latitude, longitude, reported distance)."""
+
     def build(b: ConversationBuilder) -> None:
         for wait, lat, lon, distance in points:
             b.now += wait
             body = example_for("device/gpsReport")
             body.update(device_id=b.device_id, latitude=lat, longitude=lon, distance=distance, time_stamp=int(b.now))
             b._post("/gpsReport", body, {"code": 0})
+
     return build
 
 
@@ -119,6 +126,7 @@ def devtime(applied: bool) -> Build:
         if applied:
             body["time_stamp"] = 1_600_000_000 + int(b.now - (b.exchanges[0].ended or 0))
         b._post("/taskRequest", body, {**example_for("server/tasks/idleTime"), "time_stamp": int(b.now)})
+
     return build
 
 
@@ -132,6 +140,7 @@ def facecmd(capture: bool) -> Build:
         b.poll(example_for("server/tasks/idleTime"))
         b.wait("idle_interval_s")
         b.poll(example_for("server/tasks/idleTime"))
+
     return build
 
 
@@ -142,6 +151,7 @@ def download(fetched: bool) -> Build:
             b.exchanges.append(Exchange("GET", "/test.img", b"", 200, b"\x00" * 10, started=b.now, ended=b.now + 0.01))
             b.now += 0.01
         b.result(task)
+
     return build
 
 
@@ -154,6 +164,7 @@ def cadence(rule_wait: float, after_task: bool) -> Build:
             b.poll(example_for("server/tasks/idleTime"))
         b.now += rule_wait
         b.poll(example_for("server/tasks/idleTime"))
+
     return build
 
 
@@ -172,10 +183,24 @@ def two_devices(result_device: str, accepted: bool) -> Build:
         other = ConversationBuilder("OTHER0000000001", start=b.now)
         other.poll(example_for("server/tasks/idleTime"))
         b.exchanges.extend(other.exchanges)
-        body = {"device_id": result_device, "request_id": task["request_id"], "code": 0, "log": "x",
-                **{k: v for k, v in example_for("device/results/getDevStatus").items() if k not in ("device_id", "request_id")}}
-        b._post("/taskResult", body, {"code": 0} if accepted else {"code": 1, "log": "not your task"},
-                200 if accepted else 200)
+        body = {
+            "device_id": result_device,
+            "request_id": task["request_id"],
+            "code": 0,
+            "log": "x",
+            **{
+                k: v
+                for k, v in example_for("device/results/getDevStatus").items()
+                if k not in ("device_id", "request_id")
+            },
+        }
+        b._post(
+            "/taskResult",
+            body,
+            {"code": 0} if accepted else {"code": 1, "log": "not your task"},
+            200 if accepted else 200,
+        )
+
     return build
 
 
@@ -202,12 +227,14 @@ def stopped(b: ConversationBuilder) -> None:
 
 def failed_task_resent(times: int) -> Build:
     """deleteUser fails on the device (code -102) and the server sends it again ``times`` times."""
+
     def build(b: ConversationBuilder) -> None:
         for _ in range(times + 1):
             task = b.poll(example_for("server/tasks/deleteUser"))
             b.result(task, {"code": -102, "log": "'deleteUser' failed: user_id not found"})
             b.wait("task_interval_s")
         b.poll(example_for("server/tasks/idleTime"))
+
     return build
 
 
@@ -217,6 +244,7 @@ def image_in(field_value: str) -> Build:
 
 def redacted_capture(tamper: Callable[[str], str]) -> Build:
     """A capture as a redacting writer stored it (facecert.core.redact), its placeholder then altered or not."""
+
     def build(b: ConversationBuilder) -> None:
         from facecert.core.redact import Redactor
 
@@ -225,6 +253,7 @@ def redacted_capture(tamper: Callable[[str], str]) -> Build:
         body = json.loads(b.exchanges[-1].request_body)
         body["image"] = tamper(body["image"])
         b.exchanges[-1].request_body = _json(body)
+
     return build
 
 
@@ -232,65 +261,147 @@ CASES: dict[str, tuple[Build, Build, dict]] = {
     "MSG-NOT-JSON": (raw_request("/deviceAlarm", b"{not json"), good_alarm, {}),
     "MSG-NOT-OBJECT": (raw_request("/deviceAlarm", b"[1, 2]"), good_alarm, {}),
     "MSG-EMPTY-BODY": (raw_request("/deviceAlarm", b""), good_alarm, {}),
-    "MSG-TOO-LARGE": (raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "pad": "x" * 3000})),
-                      good_alarm, {"max_body": 2000}),
-    **{rule: (raw_request("/deviceAlarm", break_body(rule, example_for("device/deviceAlarm"))), good_alarm, {})
-       for rule in BREAKERS},
+    "MSG-TOO-LARGE": (
+        raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "pad": "x" * 3000})),
+        good_alarm,
+        {"max_body": 2000},
+    ),
+    **{
+        rule: (raw_request("/deviceAlarm", break_body(rule, example_for("device/deviceAlarm"))), good_alarm, {})
+        for rule in BREAKERS
+    },
     "MSG-REQUIRED": (result_with(lambda r: r.pop("code")), result_with(lambda r: None), {}),
     "MSG-TYPE": (result_with(lambda r: r.update(code="0")), result_with(lambda r: None), {}),
     "MSG-ENUM": (capture_with(lambda c: c.update(mask=3)), capture_with(lambda c: c.update(mask=6)), {}),
     "MSG-RANGE": (capture_with(lambda c: c.update(face_yaw=101)), capture_with(lambda c: c.update(face_yaw=100)), {}),
     "MSG-FORMAT": (capture_with(lambda c: c.update(frpic_name="../../x.php")), capture_with(lambda c: None), {}),
-    "MSG-NOT-ALLOWED": (raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "alarm_type": 0,
-                                                          "image": example_for("device/faceRecognition")["image"]})),
-                        raw_request("/deviceAlarm", _json({**example_for("device/deviceAlarm"), "alarm_type": 12,
-                                                          "image": example_for("device/faceRecognition")["image"]})), {}),
-    "MSG-SCHEMA": (task_answer({**example_for("server/tasks/setScreenSave"), "image_2": "sc2.png"}),
-                   task_answer(example_for("server/tasks/setScreenSave")), {}),
+    "MSG-NOT-ALLOWED": (
+        raw_request(
+            "/deviceAlarm",
+            _json(
+                {
+                    **example_for("device/deviceAlarm"),
+                    "alarm_type": 0,
+                    "image": example_for("device/faceRecognition")["image"],
+                }
+            ),
+        ),
+        raw_request(
+            "/deviceAlarm",
+            _json(
+                {
+                    **example_for("device/deviceAlarm"),
+                    "alarm_type": 12,
+                    "image": example_for("device/faceRecognition")["image"],
+                }
+            ),
+        ),
+        {},
+    ),
+    "MSG-SCHEMA": (
+        task_answer({**example_for("server/tasks/setScreenSave"), "image_2": "sc2.png"}),
+        task_answer(example_for("server/tasks/setScreenSave")),
+        {},
+    ),
     "MSG-UNKNOWN-FIELD": (result_with(lambda r: r.update(sign_tby="0" * 32)), result_with(lambda r: None), {}),
-    "TASK-UNKNOWN": (task_answer({"request_type": "rebootDevice", "request_id": 5}),
-                     task_answer(example_for("server/tasks/getDevStatus")), {}),
-    "ENDPOINT-NOT-IN-VERSION": (gps([(0, 22.5, 114.0, 0)]), raw_request("/deviceAlarm", _json({
-        k: v for k, v in example_for("device/deviceAlarm").items() if k != "device_ip"})), {"protocol_version": "1.2"}),
+    "TASK-UNKNOWN": (
+        task_answer({"request_type": "rebootDevice", "request_id": 5}),
+        task_answer(example_for("server/tasks/getDevStatus")),
+        {},
+    ),
+    "ENDPOINT-NOT-IN-VERSION": (
+        gps([(0, 22.5, 114.0, 0)]),
+        raw_request(
+            "/deviceAlarm", _json({k: v for k, v in example_for("device/deviceAlarm").items() if k != "device_ip"})
+        ),
+        {"protocol_version": "1.2"},
+    ),
     "HTTP-METHOD": (raw_request("/deviceAlarm", _json(example_for("device/deviceAlarm")), "PUT"), good_alarm, {}),
-    "ANSWER-HTTP-STATUS": (task_answer(example_for("server/tasks/getDevStatus"), 500),
-                           task_answer(example_for("server/tasks/getDevStatus")), {}),
+    "ANSWER-HTTP-STATUS": (
+        task_answer(example_for("server/tasks/getDevStatus"), 500),
+        task_answer(example_for("server/tasks/getDevStatus")),
+        {},
+    ),
     "ANSWER-MISSING": (timed_out, task_answer(example_for("server/tasks/getDevStatus")), {}),
     "IMG-BASE64": (image_in("@@not base64@@"), capture_with(lambda c: None), {}),
     "IMG-FORMAT": (image_in(png_b64()), capture_with(lambda c: None), {}),
-    "REDACTED-PLACEHOLDER": (redacted_capture(lambda p: p.replace(";sha256=", ";sha256=not-hex")),
-                             redacted_capture(lambda p: p), {}),
+    "REDACTED-PLACEHOLDER": (
+        redacted_capture(lambda p: p.replace(";sha256=", ";sha256=not-hex")),
+        redacted_capture(lambda p: p),
+        {},
+    ),
     "USERINFO-SIZE": (big_user_info, task_answer(example_for("server/tasks/addUser")), {}),
-    "SNAPTIME-MS": (capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 5000)),
-                    capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 999)), {}),
-    "RESULT-MISSING": (lambda b: [b.poll(example_for("server/tasks/getDevStatus")), b.wait("task_interval_s"),
-                                  b.poll(example_for("server/tasks/idleTime")), b.wait("idle_interval_s"),
-                                  b.poll(example_for("server/tasks/idleTime"))], good_task_then_idle, {}),
-    "RESULT-DUPLICATE": (lambda b: [b.result(b.poll(example_for("server/tasks/getDevStatus")))
-                                    for _ in [0]] and b.result({**example_for("server/tasks/getDevStatus"), "request_id": b.rid}),
-                         good_task_then_idle, {}),
-    "RESULT-UNKNOWN-ID": (result_with(lambda r: r.update(request_id=r["request_id"] + 77)), result_with(lambda r: None), {}),
-    "RESULT-FOR-IDLE": (lambda b: [b.poll(example_for("server/tasks/idleTime")),
-                                   b._post("/taskResult", {"device_id": b.device_id, "request_id": 0, "code": 0}, {"code": 0})],
-                        good_task_then_idle, {}),
+    "SNAPTIME-MS": (
+        capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 5000)),
+        capture_with(lambda c: c.update(snap_time_ms=c["snap_time"] * 1000 + 999)),
+        {},
+    ),
+    "RESULT-MISSING": (
+        lambda b: [
+            b.poll(example_for("server/tasks/getDevStatus")),
+            b.wait("task_interval_s"),
+            b.poll(example_for("server/tasks/idleTime")),
+            b.wait("idle_interval_s"),
+            b.poll(example_for("server/tasks/idleTime")),
+        ],
+        good_task_then_idle,
+        {},
+    ),
+    "RESULT-DUPLICATE": (
+        lambda b: (
+            [b.result(b.poll(example_for("server/tasks/getDevStatus"))) for _ in [0]]
+            and b.result({**example_for("server/tasks/getDevStatus"), "request_id": b.rid})
+        ),
+        good_task_then_idle,
+        {},
+    ),
+    "RESULT-UNKNOWN-ID": (
+        result_with(lambda r: r.update(request_id=r["request_id"] + 77)),
+        result_with(lambda r: None),
+        {},
+    ),
+    "RESULT-FOR-IDLE": (
+        lambda b: [
+            b.poll(example_for("server/tasks/idleTime")),
+            b._post("/taskResult", {"device_id": b.device_id, "request_id": 0, "code": 0}, {"code": 0}),
+        ],
+        good_task_then_idle,
+        {},
+    ),
     "RESULT-FOREIGN-ACCEPTED": (two_devices("OTHER0000000001", True), two_devices("OTHER0000000001", False), {}),
     "REQUEST-ID-DUPLICATE": (duplicate_rid, good_task_then_idle, {}),
     "CADENCE-IDLE": (cadence(10.0, after_task=False), cadence(20.0, after_task=False), {}),
     "CADENCE-TASK": (cadence(12.0, after_task=True), cadence(5.0, after_task=True), {}),
-    "ACK-ECHO": (capture_with(lambda c: None, lambda a: {**a, "snap_time": a["snap_time"] - 3}), capture_with(lambda c: None), {}),
+    "ACK-ECHO": (
+        capture_with(lambda c: None, lambda a: {**a, "snap_time": a["snap_time"] - 3}),
+        capture_with(lambda c: None),
+        {},
+    ),
     "ACK-CODE": (capture_with(lambda c: None, lambda a: {**a, "code": 1}), capture_with(lambda c: None), {}),
-    "GPS-CADENCE": (gps([(0, 22.5, 114.0, 0), (1.0, 22.50001, 114.0, 1.1)]),
-                    gps([(0, 22.5, 114.0, 0), (1.0, 22.5003, 114.0, 33.4)]), {}),
-    "GPS-DISTANCE": (gps([(0, 22.5, 114.0, 0), (6.0, 22.5003, 114.0, 120)]),
-                     gps([(0, 22.5, 114.0, 0), (6.0, 22.5003, 114.0, 33.4)]), {}),
+    "GPS-CADENCE": (
+        gps([(0, 22.5, 114.0, 0), (1.0, 22.50001, 114.0, 1.1)]),
+        gps([(0, 22.5, 114.0, 0), (1.0, 22.5003, 114.0, 33.4)]),
+        {},
+    ),
+    "GPS-DISTANCE": (
+        gps([(0, 22.5, 114.0, 0), (6.0, 22.5003, 114.0, 120)]),
+        gps([(0, 22.5, 114.0, 0), (6.0, 22.5003, 114.0, 33.4)]),
+        {},
+    ),
     "DEVTIME-APPLIED": (devtime(False), devtime(True), {}),
     "FACECMD-CAPTURE": (facecmd(False), facecmd(True), {}),
     "DOWNLOAD-FETCHED": (download(False), download(True), {"check_downloads": True}),
-    "POLL-STOPPED": (stopped, lambda b: [b.idle(), b.idle(), b.poll(example_for("server/tasks/idleTime")),
-                                         b.capture()], {}),
+    "POLL-STOPPED": (
+        stopped,
+        lambda b: [b.idle(), b.idle(), b.poll(example_for("server/tasks/idleTime")), b.capture()],
+        {},
+    ),
     "TASK-RESENT": (failed_task_resent(3), failed_task_resent(2), {}),
-    "FRPIC-PATH-ACCEPTED": (capture_with(lambda c: c.update(frpic_name="../../x.php")),
-                            capture_with(lambda c: c.update(frpic_name="../../x.php"), lambda a: {**a, "code": 1}), {}),
+    "FRPIC-PATH-ACCEPTED": (
+        capture_with(lambda c: c.update(frpic_name="../../x.php")),
+        capture_with(lambda c: c.update(frpic_name="../../x.php"), lambda a: {**a, "code": 1}),
+        {},
+    ),
 }
 
 
@@ -322,8 +433,9 @@ def test_rule_is_silent_on_the_correct_conversation(rule: str) -> None:
     correct(builder)
     findings = judge(builder.exchanges, **config)
     assert not [f for f in findings if f.rule == rule], [f.line() for f in findings]
-    assert not [f for f in findings if f.severity is Severity.ERROR and f.rule not in COMPANIONS.get(rule, ())], \
-        [f.line() for f in findings]
+    assert not [f for f in findings if f.severity is Severity.ERROR and f.rule not in COMPANIONS.get(rule, ())], [
+        f.line() for f in findings
+    ]
 
 
 def test_sample_conversation_is_clean_for_many_devices() -> None:
@@ -339,5 +451,8 @@ def test_content_is_checked_even_when_the_schema_fails_elsewhere() -> None:
     from facecert.core.engine import judge_message
 
     found = judge_message(Engine(EngineConfig()), "faceRecognition", json.dumps(body).encode())
-    assert {(f.rule, f.pointer) for f in found} == {("MSG-REQUIRED", "/device_ip"), ("MSG-TYPE", "/user_id"),
-                                                    ("IMG-BASE64", "/image")}
+    assert {(f.rule, f.pointer) for f in found} == {
+        ("MSG-REQUIRED", "/device_ip"),
+        ("MSG-TYPE", "/user_id"),
+        ("IMG-BASE64", "/image"),
+    }

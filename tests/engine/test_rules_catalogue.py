@@ -25,8 +25,11 @@ def test_every_rule_has_an_example() -> None:
 
 def test_every_rule_a_peer_breaks_has_a_knob_or_misbehaviour() -> None:
     proved = {f.rule for f in FAULTS} | {m.rule for m in MISBEHAVIOURS.values()}
-    unproved = [rule.id for rule in RULES.values()
-                if rule.party != "harness" and rule.id not in EXEMPT_RULES and rule.id not in proved]
+    unproved = [
+        rule.id
+        for rule in RULES.values()
+        if rule.party != "harness" and rule.id not in EXEMPT_RULES and rule.id not in proved
+    ]
     assert unproved == []
     entries = {e.id: e for e in catalogue()}
     assert all(entries[r.id].proved_by() for r in RULES.values())  # a knob, or why there is none
@@ -41,13 +44,16 @@ def test_the_catalogue_is_the_registry_and_the_profiles() -> None:
             assert override.note in [o["note"] for o in entry.overrides[profile]]
             assert f"{override.severity.value} in" in entry.severities(profile)
     by_id = {e.id: e for e in entries}
-    assert by_id["CADENCE-IDLE"].knobs == ["cadence-idle"] and by_id["ACK-CODE"].misbehaviours == ["capture-code-nonzero"]
+    assert by_id["CADENCE-IDLE"].knobs == ["cadence-idle"] and by_id["ACK-CODE"].misbehaviours == [
+        "capture-code-nonzero"
+    ]
     assert [e.id for e in select(entries, ["cadence-*"])] == ["CADENCE-IDLE", "CADENCE-TASK"]
 
 
 def test_docs_rules_md_is_current() -> None:
-    assert DOC.read_text(encoding="utf-8") == to_markdown(catalogue()), \
+    assert DOC.read_text(encoding="utf-8") == to_markdown(catalogue()), (
         "docs/rules.md is stale: regenerate it with `facecert rules --markdown > docs/rules.md`"
+    )
 
 
 def test_the_command_prints_json_and_markdown() -> None:

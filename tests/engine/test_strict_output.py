@@ -26,9 +26,20 @@ from facecert.samples import ConversationBuilder
 from facecert.validate import run_validate
 
 HOSTILE: dict[str, Any] = {
-    "nan": math.nan, "inf": math.inf, "-inf": -math.inf, "big": 2**70, "-big": -(2**70), "safe": SAFE_INTEGER,
-    "lone": "a\udfffb", "\udc80key": 1, "pair": "😀", "control": "\x00\x1b[2J", "bytes": b"\xff", "tuple": (1, 2),
-    "nested": [{"deep": [math.nan, "\ud800"]}], 7: "int key",
+    "nan": math.nan,
+    "inf": math.inf,
+    "-inf": -math.inf,
+    "big": 2**70,
+    "-big": -(2**70),
+    "safe": SAFE_INTEGER,
+    "lone": "a\udfffb",
+    "\udc80key": 1,
+    "pair": "😀",
+    "control": "\x00\x1b[2J",
+    "bytes": b"\xff",
+    "tuple": (1, 2),
+    "nested": [{"deep": [math.nan, "\ud800"]}],
+    7: "int key",
 }
 
 
@@ -60,8 +71,9 @@ def test_plain_values_take_the_fast_path_unchanged() -> None:
     assert strict_value(value) == value
 
 
-@pytest.mark.parametrize("raw", [b'{"a": NaN}', b"[Infinity]", b"[-Infinity]", b"[1e400]", b'["\\udfff"]',
-                                 b'{"\\ud800": 1}'])
+@pytest.mark.parametrize(
+    "raw", [b'{"a": NaN}', b"[Infinity]", b"[-Infinity]", b"[1e400]", b'["\\udfff"]', b'{"\\ud800": 1}']
+)
 def test_loads_strict_refuses_what_json_refuses(raw: bytes) -> None:
     with pytest.raises(ValueError):
         loads_strict(raw)
@@ -73,8 +85,9 @@ def test_printable_escapes_controls_and_surrogates() -> None:
 
 
 def test_findings_are_strict_json() -> None:
-    finding = Finding("MSG-TYPE", Severity.ERROR, "got \udfff", pointer="/\udfff\x00", expected=math.inf,
-                      actual=HOSTILE)
+    finding = Finding(
+        "MSG-TYPE", Severity.ERROR, "got \udfff", pointer="/\udfff\x00", expected=math.inf, actual=HOSTILE
+    )
     back = strict_parse(json.dumps(finding.to_dict(), allow_nan=False, ensure_ascii=False))
     assert back["expected"] == "Infinity" and back["actual"]["big"] == str(2**70)
     assert finding.line().isprintable()  # no control character or lone surrogate reaches a terminal or a report
@@ -87,8 +100,12 @@ def hostile_exchanges() -> list[Exchange]:
     alarm = example_for("device/deviceAlarm")
     for rule in sorted(BREAKERS):
         builder._post("/deviceAlarm", break_body(rule, alarm), {"code": 0})
-    for raw in (b'{"device_id": NaN}', b'{"x": 1e400}', json.dumps({**alarm, "\x00\x1b[2J": 1}).encode(),
-                b"\xff\xfe not utf-8"):
+    for raw in (
+        b'{"device_id": NaN}',
+        b'{"x": 1e400}',
+        json.dumps({**alarm, "\x00\x1b[2J": 1}).encode(),
+        b"\xff\xfe not utf-8",
+    ):
         builder._post("/deviceAlarm", raw, {"code": 0})
     builder._post("/deviceAlarm", alarm, {"code": 0}).response_body = b'{"code": Infinity}'
     for exchange in builder.exchanges:
@@ -118,8 +135,18 @@ def test_validate_json_and_junit_are_strict_on_a_hostile_capture(tmp_path: Path)
     capture = write_jsonl(hostile_exchanges(), tmp_path / "hostile.jsonl")
     out = io.StringIO()
     junit = tmp_path / "junit.xml"
-    code = run_validate([capture], profile="strict", version=None, tolerance=0.25, time_scale=1.0, as_kind=None,
-                        json_out=True, junit=junit, show_info=True, console=Console(file=out, width=200))
+    code = run_validate(
+        [capture],
+        profile="strict",
+        version=None,
+        tolerance=0.25,
+        time_scale=1.0,
+        as_kind=None,
+        json_out=True,
+        junit=junit,
+        show_info=True,
+        console=Console(file=out, width=200),
+    )
     summary = strict_parse(out.getvalue())
     assert code == 1 and summary["verdict"] == "fail"
     assert set(BREAKERS) | {"MSG-NOT-FINITE", "MSG-NOT-JSON"} <= {f["rule"] for f in summary["findings"]}
@@ -134,14 +161,23 @@ def test_judging_a_hostile_message_quotes_it_strictly() -> None:
     assert {f.to_dict()["actual"] for f in findings if f.rule == "MSG-NUMBER-TOO-LARGE"} == {str(2**70)}
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'{"log": {"entries": [], "x": NaN}}', "not a readable HAR"),
-    (b'{"log": {"version": "1.2", "entries": [{"startedDateTime": "2024-01-01T00:00:00Z", "time": 1, '
-     b'"request": {"method": "POST", "url": "http://d/x", "headers": [{"name": 1, "value": 2}]}, '
-     b'"response": {"status": 200}}]}}', "malformed"),
-    (b'{"log": {"version": "1.2", "entries": [{"startedDateTime": "2024-01-01T00:00:00Z", "time": 1, '
-     b'"request": {"method": "POST", "url": "http://d/x"}, "response": {"status": "200"}}]}}', "malformed"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"log": {"entries": [], "x": NaN}}', "not a readable HAR"),
+        (
+            b'{"log": {"version": "1.2", "entries": [{"startedDateTime": "2024-01-01T00:00:00Z", "time": 1, '
+            b'"request": {"method": "POST", "url": "http://d/x", "headers": [{"name": 1, "value": 2}]}, '
+            b'"response": {"status": 200}}]}}',
+            "malformed",
+        ),
+        (
+            b'{"log": {"version": "1.2", "entries": [{"startedDateTime": "2024-01-01T00:00:00Z", "time": 1, '
+            b'"request": {"method": "POST", "url": "http://d/x"}, "response": {"status": "200"}}]}}',
+            "malformed",
+        ),
+    ],
+)
 def test_hostile_har_files_are_capture_errors(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "x.har"
     path.write_bytes(content)
@@ -149,12 +185,15 @@ def test_hostile_har_files_are_capture_errors(tmp_path: Path, content: bytes, me
         list(read_capture(path, "har"))
 
 
-@pytest.mark.parametrize("record", [
-    {"method": "POST", "path": "/taskRequest", "status": "200"},
-    {"method": "POST", "path": "/taskRequest", "started": "yesterday"},
-    {"method": "POST", "path": "/taskRequest", "request_headers": {"a": 1}},
-    {"method": 5, "path": "/taskRequest"},
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"method": "POST", "path": "/taskRequest", "status": "200"},
+        {"method": "POST", "path": "/taskRequest", "started": "yesterday"},
+        {"method": "POST", "path": "/taskRequest", "request_headers": {"a": 1}},
+        {"method": 5, "path": "/taskRequest"},
+    ],
+)
 def test_hostile_jsonl_records_are_capture_errors(tmp_path: Path, record: dict[str, Any]) -> None:
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps(record) + "\n")

@@ -13,19 +13,19 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from facecert.core.captures import write_har
 from facecert.certify import operator as operator_module
 from facecert.certify.operator import Operator
 from facecert.certify.rules_catalogue import catalogue
-from facecert.samples import ConversationBuilder
+from facecert.core.captures import write_har
 from facecert.mock_device.faults import FAULTS
+from facecert.samples import ConversationBuilder
 from tests.engine.test_rules import CASES
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
@@ -50,7 +50,7 @@ def assert_whole(output: str, texts: Iterable[str]) -> None:
     assert not missing, missing[:5]
     for text in sorted(set(texts), key=len, reverse=True):
         rest = rest.replace(flat(text), "")
-    assert "…" not in rest, rest[max(0, rest.index("…") - 120):rest.index("…") + 20]
+    assert "…" not in rest, rest[max(0, rest.index("…") - 120) : rest.index("…") + 20]
 
 
 def assert_width(output: str, columns: int) -> None:
@@ -99,8 +99,19 @@ def test_rules_at_80_columns() -> None:
 
 def test_certify_console_at_80_columns(tmp_path: Path) -> None:
     report = tmp_path / "report"
-    shown = run("certify", "device", "--demo", "--no-html", "--fault", "missing-field", "--tags", "first_contact",
-                "--report", str(report), timeout=300)
+    shown = run(
+        "certify",
+        "device",
+        "--demo",
+        "--no-html",
+        "--fault",
+        "missing-field",
+        "--tags",
+        "first_contact",
+        "--report",
+        str(report),
+        timeout=300,
+    )
     assert shown.returncode == 1, shown.stdout + shown.stderr
     summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
     failed = [s for s in summary["scenarios"] if s["verdict"] not in ("pass", "not_applicable")]
@@ -115,11 +126,35 @@ def test_device_summary_is_whole_at_80_and_120_columns() -> None:
 
     with MockServer(ServerConfig(port=0, time_scale=0.05)) as server:
         for columns in (80, 120):
-            shown = run("device", "--server", server.url, "--count", "3", "--duration", "1", "--time-scale", "0.05",
-                        "--id", "ID0000000000", columns=columns)
+            shown = run(
+                "device",
+                "--server",
+                server.url,
+                "--count",
+                "3",
+                "--duration",
+                "1",
+                "--time-scale",
+                "0.05",
+                "--id",
+                "ID0000000000",
+                columns=columns,
+            )
             assert shown.returncode == 0, shown.stderr
-            labels = ["polls", "idle", "tasks", "results", "task failures", "captures sent", "captures buffered",
-                      "captures dropped", "alarms", "gps", "latency p50 ms", "latency p95 ms"]
+            labels = [
+                "polls",
+                "idle",
+                "tasks",
+                "results",
+                "task failures",
+                "captures sent",
+                "captures buffered",
+                "captures dropped",
+                "alarms",
+                "gps",
+                "latency p50 ms",
+                "latency p95 ms",
+            ]
             ids = [f"ID0000000000{n:08d}" for n in range(3)]
             assert_whole(shown.stdout, labels + ids)
             assert all(label in shown.stdout for label in labels)  # each on one line, not folded
@@ -142,7 +177,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "Traceback" not in missing.stdout + missing.stderr
     assert missing.stdout.strip().startswith("error:") and "cannot read" in missing.stdout
     device = run("device", "--server", "http://127.0.0.1:9", "--fault", "no_such_knob")
-    certify = run("certify", "device", "--demo", "--no-html", "--fault", "no-such-knob", "--report", str(tmp_path / "r"))
+    certify = run(
+        "certify", "device", "--demo", "--no-html", "--fault", "no-such-knob", "--report", str(tmp_path / "r")
+    )
     for shown in (device, certify):
         assert shown.returncode == 2 and "unknown fault knob" in shown.stdout, shown.stdout + shown.stderr
         assert "cannot start" not in shown.stdout and "Traceback" not in shown.stdout + shown.stderr
@@ -155,8 +192,9 @@ def test_long_waits_print_progress_lines_without_a_terminal(monkeypatch) -> None
     out = io.StringIO()
     operator = Operator(Console(file=out, force_terminal=False, width=80), interactive=False)
     until = time.monotonic() + 0.55
-    found = operator.wait("the first taskRequest", lambda step: time.sleep(min(step, 0.05)) or
-                          (time.monotonic() >= until), timeout=5)
+    found = operator.wait(
+        "the first taskRequest", lambda step: time.sleep(min(step, 0.05)) or (time.monotonic() >= until), timeout=5
+    )
     assert found is True
     lines = [line for line in out.getvalue().splitlines() if line.startswith("waiting for the first taskRequest: ")]
     assert 3 <= len(lines) <= 7, out.getvalue()

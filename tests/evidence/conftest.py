@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -25,8 +25,13 @@ class Keys:
 
 
 def make_key(path: Path, passphrase: str = "") -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", path.name, "-f", str(path)],
-                   check=True, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", path.name, "-f", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     return path
 
 
@@ -43,8 +48,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FACECERT, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run([FACECERT, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def verify(report: Path, keys: Keys | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,17 +59,42 @@ def verify(report: Path, keys: Keys | None = None) -> subprocess.CompletedProces
 def ssh_verify(report: Path, keys: Keys) -> subprocess.CompletedProcess[bytes]:
     """The auditor's check with nothing but OpenSSH, exactly as the README shows it."""
     with (report / "manifest.json").open("rb") as manifest:
-        return subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(keys.allowed), "-I", keys.identity,
-                               "-n", "facecert-evidence", "-s", str(report / "manifest.json.sig")],
-                              stdin=manifest, capture_output=True, timeout=30)
+        return subprocess.run(
+            [
+                "ssh-keygen",
+                "-Y",
+                "verify",
+                "-f",
+                str(keys.allowed),
+                "-I",
+                keys.identity,
+                "-n",
+                "facecert-evidence",
+                "-s",
+                str(report / "manifest.json.sig"),
+            ],
+            stdin=manifest,
+            capture_output=True,
+            timeout=30,
+        )
 
 
 @pytest.fixture(scope="module")
 def signed_run(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One fast signed certification of our reference device (kept pristine: tests tamper with copies)."""
     report = tmp_path_factory.mktemp("signed") / "report"
-    done = run("certify", "device", "--demo", "--no-html", "--tags", "cadence", "--report", str(report),
-               "--sign", str(keys.lab))
+    done = run(
+        "certify",
+        "device",
+        "--demo",
+        "--no-html",
+        "--tags",
+        "cadence",
+        "--report",
+        str(report),
+        "--sign",
+        str(keys.lab),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "manifest.json signed by" in done.stdout, done.stdout
     return report
@@ -74,8 +103,10 @@ def signed_run(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def copy_of(tmp_path: Path) -> Callable[[Path], Path]:
     """A copy of a report folder to tamper with (links copied as links)."""
+
     def copy(report: Path) -> Path:
         target = tmp_path / "copy"
         shutil.copytree(report, target, symlinks=True)
         return target
+
     return copy

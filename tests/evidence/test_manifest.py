@@ -12,10 +12,18 @@ from pathlib import Path
 import pytest
 
 import facecert
-from facecert.evidence import (EvidenceError, check_signing_key, contract_digest, file_sha256, harness_identity,
-                               predicate_from_summary, seal, verify_report, write_manifest)
 from facecert.core.jsonsafe import loads_strict
-
+from facecert.evidence import (
+    EvidenceError,
+    check_signing_key,
+    contract_digest,
+    file_sha256,
+    harness_identity,
+    predicate_from_summary,
+    seal,
+    verify_report,
+    write_manifest,
+)
 from tests.evidence.conftest import Keys, make_key, run, ssh_verify, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +45,12 @@ def test_manifest_lists_every_file_by_relative_posix_path_with_its_sha256(tmp_pa
     path = write_manifest(report, PREDICATE)
     manifest = loads_strict(path.read_bytes())  # strict JSON: the NaN of the predicate is a string
     assert manifest["predicate"]["time_scale"] == "NaN"
-    assert [s["name"] for s in manifest["subject"]] == ["empty", "html/data/ünïcode name.json", "html/index.html",
-                                                        "summary.json"]
+    assert [s["name"] for s in manifest["subject"]] == [
+        "empty",
+        "html/data/ünïcode name.json",
+        "html/index.html",
+        "summary.json",
+    ]
     for subject in manifest["subject"]:
         assert subject["digest"] == {"sha256": hashlib.sha256((report / subject["name"]).read_bytes()).hexdigest()}
     assert not list(report.glob("*.tmp"))
@@ -93,8 +105,7 @@ def test_a_new_manifest_drops_the_old_signature(tmp_path: Path, keys: Keys) -> N
 
 
 def test_the_contract_digest_is_the_documented_sha256sum_recipe() -> None:
-    recipe = ("(cd schemas && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum)"
-              " | sha256sum")
+    recipe = "(cd schemas && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum) | sha256sum"
     done = subprocess.run(["bash", "-c", recipe], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.split()[0] == contract_digest()
 
@@ -116,10 +127,26 @@ def test_harness_identity_names_the_version_and_the_checkout() -> None:
 
 
 def test_the_predicate_from_a_summary() -> None:
-    summary = {"plan": "server", "verdict": "not certified", "profile": "field", "protocol_version": "2.0",
-               "time_scale": 0.05, "server_url": "http://127.0.0.1:1", "demo": False, "findings": [{"rule": "X"}],
-               "scenarios": [{"name": "n", "feature": "f", "verdict": "fail", "rules": ["TASK-UNKNOWN"],
-                              "message": "long", "seconds": 1.0}]}
+    summary = {
+        "plan": "server",
+        "verdict": "not certified",
+        "profile": "field",
+        "protocol_version": "2.0",
+        "time_scale": 0.05,
+        "server_url": "http://127.0.0.1:1",
+        "demo": False,
+        "findings": [{"rule": "X"}],
+        "scenarios": [
+            {
+                "name": "n",
+                "feature": "f",
+                "verdict": "fail",
+                "rules": ["TASK-UNKNOWN"],
+                "message": "long",
+                "seconds": 1.0,
+            }
+        ],
+    }
     predicate = predicate_from_summary(summary, plan="server", started=0.0, ended=1.5)
     assert predicate["scenarios"] == [{"name": "n", "feature": "f", "verdict": "fail", "rules": ["TASK-UNKNOWN"]}]
     assert predicate["peer"] == {"server_url": "http://127.0.0.1:1"}
@@ -128,6 +155,7 @@ def test_the_predicate_from_a_summary() -> None:
 
 
 # ---- keys that cannot sign ------------------------------------------------------------------------
+
 
 def test_a_key_with_a_passphrase_says_what_to_do(tmp_path: Path, keys: Keys) -> None:
     locked = make_key(tmp_path / "locked", passphrase="secret words")
@@ -156,14 +184,26 @@ def test_no_ssh_keygen_is_one_clear_error(tmp_path: Path, keys: Keys, monkeypatc
 
 def test_certify_refuses_an_unusable_key_before_the_run(tmp_path: Path) -> None:
     locked = make_key(tmp_path / "locked", passphrase="secret words")
-    done = run("certify", "device", "--demo", "--no-html", "--tags", "cadence", "--report", str(tmp_path / "r"),
-               "--sign", str(locked), timeout=60)
+    done = run(
+        "certify",
+        "device",
+        "--demo",
+        "--no-html",
+        "--tags",
+        "cadence",
+        "--report",
+        str(tmp_path / "r"),
+        "--sign",
+        str(locked),
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "protected by a passphrase" in done.stdout and "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "r").exists()  # said before anything ran
 
 
 # ---- facecert verify on input it cannot use: exit 2, one line ----------------------------------------
+
 
 def _verify_fails_with_2(report: Path, *extra: str) -> str:
     done = run("verify", str(report), *extra, timeout=60)
@@ -209,11 +249,13 @@ def test_verify_unusable_input_exits_2(tmp_path: Path, keys: Keys) -> None:
     assert "go together" in _verify_fails_with_2(report, "--allowed-signers", str(keys.allowed))
     assert "go together" in _verify_fails_with_2(report, "--identity", keys.identity)
     seal(report, PREDICATE, keys.lab)
-    assert "no such file" in _verify_fails_with_2(report, "--allowed-signers", str(tmp_path / "none"),
-                                                  "--identity", keys.identity)
+    assert "no such file" in _verify_fails_with_2(
+        report, "--allowed-signers", str(tmp_path / "none"), "--identity", keys.identity
+    )
 
 
 # ---- an unsigned run, with its HTML report -----------------------------------------------------------
+
 
 def test_an_unsigned_server_run_verifies_and_lists_its_html_report(tmp_path: Path) -> None:
     report = tmp_path / "report"

@@ -7,17 +7,16 @@ import json
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 from mitmproxy.test import taddons, tflow, tutils
 
-from facecert.evidence import verify_report
 from facecert.core.examples import example_for
+from facecert.evidence import verify_report
 from facecert.proxy_addons.addon import FacecertAddon
-
 from tests.evidence.conftest import FACECERT, verify
 from tests.proxy.conftest import Upstream, _serve
 from tests.proxy.test_cli import Output
@@ -35,8 +34,10 @@ def test_the_addon_writes_the_manifest_last_at_shutdown(tmp_path: Path) -> None:
     with taddons.context(addon) as tctx:
         tctx.configure(addon, facecert_report_dir=str(tmp_path), facecert_time_scale="0.05")
         poll = example_for("device/taskRequest")
-        flow = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/taskRequest", content=json.dumps(poll).encode()),
-                           resp=tutils.tresp(content=json.dumps(example_for("server/tasks/idleTime")).encode()))
+        flow = tflow.tflow(
+            req=tutils.treq(method=b"POST", path=b"/taskRequest", content=json.dumps(poll).encode()),
+            resp=tutils.tresp(content=json.dumps(example_for("server/tasks/idleTime")).encode()),
+        )
         addon.response(flow)
         addon.drain()
         tctx.master.commands.execute("facecert.report")
@@ -56,15 +57,30 @@ def test_the_addon_writes_the_manifest_last_at_shutdown(tmp_path: Path) -> None:
 
 def test_facecert_proxy_stopped_with_ctrl_c_leaves_a_verifiable_folder(upstream: Upstream, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    proc = subprocess.Popen([FACECERT, "proxy", "--upstream", upstream.url, "--listen", "127.0.0.1:0",
-                             "--report", str(report), "--time-scale", "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            FACECERT,
+            "proxy",
+            "--upstream",
+            upstream.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--report",
+            str(report),
+            "--time-scale",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = Output(proc)
     try:
         address = output.wait_for(_ADDRESS, timeout=30)
         assert address, output.text
-        answer = httpx.post(address.group(1) + "/taskRequest", content=json.dumps(example_for("device/taskRequest")),
-                            timeout=10)
+        answer = httpx.post(
+            address.group(1) + "/taskRequest", content=json.dumps(example_for("device/taskRequest")), timeout=10
+        )
         assert answer.status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)

@@ -8,14 +8,13 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 import facecert
 from facecert.evidence import PREDICATE_TYPE, STATEMENT_TYPE, contract_digest, folder_entries, verify_report
-
 from tests.evidence.conftest import Keys, ssh_verify, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,8 +63,9 @@ def test_manifest_lists_every_file_and_what_was_certified(signed_run: Path) -> N
     assert any(name.startswith("allure-results/") for name in listed)
     predicate = manifest["predicate"]
     assert predicate["plan"] == "device" and predicate["verdict"] == summary["verdict"] == "certified"
-    assert predicate["scenarios"] == [{k: s[k] for k in ("name", "feature", "verdict", "rules")}
-                                      for s in summary["scenarios"]]
+    assert predicate["scenarios"] == [
+        {k: s[k] for k in ("name", "feature", "verdict", "rules")} for s in summary["scenarios"]
+    ]
     assert len(predicate["scenarios"]) == 2
     assert predicate["harness"]["version"] == facecert.__version__
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
@@ -75,7 +75,10 @@ def test_manifest_lists_every_file_and_what_was_certified(signed_run: Path) -> N
     assert predicate["contract_sha256"] == contract_digest()
     assert predicate["capabilities_sha256"] is None and predicate["redaction_salt"] is None
     assert (predicate["profile"], predicate["protocol_version"], predicate["time_scale"]) == (
-        "strict", summary["protocol_version"], 0.05)
+        "strict",
+        summary["protocol_version"],
+        0.05,
+    )
     assert predicate["demo"] is True
     assert predicate["command"][1:4] == ["certify", "device", "--demo"] and "--sign" in predicate["command"]
     assert predicate["peer"] == {"device_id": summary["device_id"], "server_url": summary["server_url"]}
@@ -93,8 +96,9 @@ def _flip(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_one_changed_byte_in_any_file_fails_naming_it(signed_run: Path, keys: Keys,
-                                                      copy_of: Callable[[Path], Path]) -> None:
+def test_one_changed_byte_in_any_file_fails_naming_it(
+    signed_run: Path, keys: Keys, copy_of: Callable[[Path], Path]
+) -> None:
     report = copy_of(signed_run)
     names = [e.name for e in folder_entries(report) if e.name not in ("manifest.json", "manifest.json.sig")]
     assert len(names) > 10
@@ -147,8 +151,9 @@ def test_a_removed_file_fails_naming_it(signed_run: Path, keys: Keys, copy_of: C
     assert "missing: junit.xml" in checked.stdout.splitlines()
 
 
-def test_a_planted_link_fails_and_is_not_followed(signed_run: Path, keys: Keys,
-                                                  copy_of: Callable[[Path], Path]) -> None:
+def test_a_planted_link_fails_and_is_not_followed(
+    signed_run: Path, keys: Keys, copy_of: Callable[[Path], Path]
+) -> None:
     report = copy_of(signed_run)
     target = report / "summary.json"
     moved = report.parent / "summary.json"
@@ -163,12 +168,18 @@ def test_a_planted_link_fails_and_is_not_followed(signed_run: Path, keys: Keys,
 def test_a_signature_from_another_key_fails(signed_run: Path, keys: Keys, copy_of: Callable[[Path], Path]) -> None:
     report = copy_of(signed_run)
     (report / "manifest.json.sig").unlink()
-    subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(keys.other), "-n", "facecert-evidence",
-                    str(report / "manifest.json")], check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-f", str(keys.other), "-n", "facecert-evidence", str(report / "manifest.json")],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     checked = verify(report, keys)
     assert checked.returncode == 1
-    assert checked.stdout.startswith(f"bad signature: manifest.json.sig is not a good facecert-evidence signature "
-                                     f"of manifest.json by {keys.identity}"), checked.stdout
+    assert checked.stdout.startswith(
+        f"bad signature: manifest.json.sig is not a good facecert-evidence signature "
+        f"of manifest.json by {keys.identity}"
+    ), checked.stdout
     assert ssh_verify(report, keys).returncode != 0
     assert verify_report(report).code == 1  # signed, so a check without signers is not a pass either
 
@@ -179,8 +190,9 @@ def test_a_signed_run_checked_without_signers_says_how(signed_run: Path) -> None
     assert "give --allowed-signers FILE --identity ID" in checked.stdout
 
 
-def test_signers_asked_for_but_the_run_is_unsigned(signed_run: Path, keys: Keys,
-                                                   copy_of: Callable[[Path], Path]) -> None:
+def test_signers_asked_for_but_the_run_is_unsigned(
+    signed_run: Path, keys: Keys, copy_of: Callable[[Path], Path]
+) -> None:
     report = copy_of(signed_run)
     (report / "manifest.json.sig").unlink()
     checked = verify(report, keys)

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -37,13 +38,30 @@ class ServeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
-    def start(self, timeout: float = 30.0) -> "ServeProcess":
+    def start(self, timeout: float = 30.0) -> ServeProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
-        argv = [str(FACECERT), "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(self.port_file),
-                "--db", str(self.db), "--quiet", *self.args]
+        argv = [
+            str(FACECERT),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--port-file",
+            str(self.port_file),
+            "--db",
+            str(self.db),
+            "--quiet",
+            *self.args,
+        ]
         with self.stderr_path.open("wb") as err, self.stdout_path.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+            )
         deadline = time.monotonic() + timeout
         pause = threading.Event()
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -128,10 +146,13 @@ def tracebacks(text: str) -> list[str]:
     for i, line in enumerate(lines):
         if TRACEBACK in line:
             end = i + 1
-            while end < len(lines) and (lines[end].startswith((" ", "\t")) or lines[end].startswith(("During", "The ", "+"))
-                                        or not lines[end].strip()):
+            while end < len(lines) and (
+                lines[end].startswith((" ", "\t"))
+                or lines[end].startswith(("During", "The ", "+"))
+                or not lines[end].strip()
+            ):
                 end += 1
-            found.append("\n".join(lines[i:end + 1]))
+            found.append("\n".join(lines[i : end + 1]))
     return found
 
 
@@ -143,12 +164,19 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory, mitm_confdir: Path) -> Iterator[tuple[ServeProcess, Mitmdump, Path]]:
+def proxied(
+    tmp_path_factory: pytest.TempPathFactory, mitm_confdir: Path
+) -> Iterator[tuple[ServeProcess, Mitmdump, Path]]:
     """A mock server of its own and mitmdump + the addon in reverse mode in front of it."""
     server = ServeProcess(tmp_path_factory.mktemp("serve-behind-proxy"), "--time-scale", "0.05").start()
     report = tmp_path_factory.mktemp("proxy-report")
-    proxy = Mitmdump(MitmdumpConfig(upstream=server.url, confdir=mitm_confdir,
-                                    options={"facecert_report_dir": str(report), "facecert_time_scale": 0.05}))
+    proxy = Mitmdump(
+        MitmdumpConfig(
+            upstream=server.url,
+            confdir=mitm_confdir,
+            options={"facecert_report_dir": str(report), "facecert_time_scale": 0.05},
+        )
+    )
     try:
         proxy.start()
     except Exception:

@@ -27,8 +27,9 @@ import io
 import json
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from PIL import Image
 
@@ -89,14 +90,29 @@ class Case:
 
 # ---- building requests ---------------------------------------------------------------------------------------------
 
+
 def _const(data: bytes) -> Body:
     return lambda: (data,) if data else ()
 
 
-def request(klass: str, name: str, method: str, path: str, body: bytes | None = None, *,
-            headers: Iterable[tuple[str, str]] = (), content_type: str | None = "application/json",
-            length: str | None = "auto", version: str = "HTTP/1.1", host: bool = True, target: str | None = None,
-            stream: Body | None = None, size: int | None = None, uri: str | None = None, **options: Any) -> Case:
+def request(
+    klass: str,
+    name: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    content_type: str | None = "application/json",
+    length: str | None = "auto",
+    version: str = "HTTP/1.1",
+    host: bool = True,
+    target: str | None = None,
+    stream: Body | None = None,
+    size: int | None = None,
+    uri: str | None = None,
+    **options: Any,
+) -> Case:
     """A request line, the usual headers (each overridable: ``length=None``
     sends no Content-Length, a string sends that value) and a body. ``uri``
     is the request target when it is not the path (absolute form)."""
@@ -117,8 +133,17 @@ def request(klass: str, name: str, method: str, path: str, body: bytes | None = 
     elif length not in (None, "auto"):
         lines.append(f"Content-Length: {length}")
     lines.extend(f"{k}: {v}" for k, v in headers)
-    return Case(klass, name, method, path, target or target_of(path), "\r\n".join(lines),
-                stream or _const(data), size, **options)
+    return Case(
+        klass,
+        name,
+        method,
+        path,
+        target or target_of(path),
+        "\r\n".join(lines),
+        stream or _const(data),
+        size,
+        **options,
+    )
 
 
 def target_of(path: str) -> str:
@@ -140,8 +165,8 @@ def dumps(doc: Any) -> bytes:
     while f'"{_raw_marker()}' in text:
         start = text.index(f'"{_raw_marker()}')
         end = text.index(f'{_raw_marker()}"', start + 1)
-        token = json.loads(text[start:end + len(_raw_marker()) + 1])[len(RAW):-len(RAW)]
-        text = text[:start] + token + text[end + len(_raw_marker()) + 1:]
+        token = json.loads(text[start : end + len(_raw_marker()) + 1])[len(RAW) : -len(RAW)]
+        text = text[:start] + token + text[end + len(_raw_marker()) + 1 :]
     return text.encode()
 
 
@@ -155,6 +180,7 @@ def raw(token: str) -> str:
 
 
 # ---- the contract's messages ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Message:
@@ -265,8 +291,12 @@ def wrong_types() -> Iterator[Case]:
     for m in messages():
         for pointer, value in leaves(m.body):
             for wrong in WRONG_FOR[type(value)]:
-                yield post("wrong_types", f"{m.kind} {where(pointer)} = {json.dumps(wrong)}", m,
-                           dumps(with_value(m.body, pointer, wrong)))
+                yield post(
+                    "wrong_types",
+                    f"{m.kind} {where(pointer)} = {json.dumps(wrong)}",
+                    m,
+                    dumps(with_value(m.body, pointer, wrong)),
+                )
         for prop in sorted(schema_properties(m.kind) - set(m.body)):
             yield post("wrong_types", f"{m.kind} absent /{prop} = {{}}", m, dumps({**m.copy(), prop: {"x": [1]}}))
 
@@ -304,8 +334,18 @@ def malformed_json() -> Iterator[Case]:
             yield post("malformed_json", name, m, breaker(text))
 
 
-EMPTY_BODIES = {"no body": None, "zero length": b"", "whitespace": b" \r\n\t ", "{}": b"{}", "[]": b"[]",
-                "null": b"null", "0": b"0", '""': b'""', "true": b"true", "NUL": b"\x00"}
+EMPTY_BODIES = {
+    "no body": None,
+    "zero length": b"",
+    "whitespace": b" \r\n\t ",
+    "{}": b"{}",
+    "[]": b"[]",
+    "null": b"null",
+    "0": b"0",
+    '""': b'""',
+    "true": b"true",
+    "NUL": b"\x00",
+}
 
 
 def empty() -> Iterator[Case]:
@@ -315,12 +355,20 @@ def empty() -> Iterator[Case]:
                 yield request("empty", f"{m.endpoint}: no body, no Content-Length", "POST", m.path, length=None)
             else:
                 yield post("empty", name, m, body)
-        yield request("empty", f"{m.endpoint}: empty chunked body", "POST", m.path, b"0\r\n\r\n", length=None,
-                      headers=[("Transfer-Encoding", "chunked")])
+        yield request(
+            "empty",
+            f"{m.endpoint}: empty chunked body",
+            "POST",
+            m.path,
+            b"0\r\n\r\n",
+            length=None,
+            headers=[("Transfer-Encoding", "chunked")],
+        )
 
 
 def _repeat(prefix: bytes, filler: bytes, count: int, suffix: bytes, chunk: int = MiB) -> Body:
     """prefix + filler*count + suffix, streamed in ~1 MiB pieces."""
+
     def gen() -> Iterator[bytes]:
         yield prefix
         per = max(1, chunk // len(filler))
@@ -332,6 +380,7 @@ def _repeat(prefix: bytes, filler: bytes, count: int, suffix: bytes, chunk: int 
         if left:
             yield filler * left
         yield suffix
+
     return gen
 
 
@@ -341,18 +390,49 @@ def big_bodies(max_body: int = DEFAULT_MAX_BODY) -> Iterator[Case]:
     capture = next(m for m in endpoint_messages() if m.endpoint == "faceRecognition")
     head, _, tail = dumps({**capture.copy(), "image": "@FILL@"}).partition(b"@FILL@")
     under = max_body - len(head) - len(tail) - 1024
-    yield request("big_bodies", f"capture of {max_body - 1024:,} bytes (image not a JPEG)", "POST", capture.path,
-                  stream=_repeat(head, b"A", under, tail), size=len(head) + under + len(tail), timeout=30)
+    yield request(
+        "big_bodies",
+        f"capture of {max_body - 1024:,} bytes (image not a JPEG)",
+        "POST",
+        capture.path,
+        stream=_repeat(head, b"A", under, tail),
+        size=len(head) + under + len(tail),
+        timeout=30,
+    )
     over = max_body + 1 - len(head) - len(tail)
-    yield request("big_bodies", f"capture of {max_body + 1:,} bytes (max_body + 1)", "POST", capture.path,
-                  stream=_repeat(head, b"A", over, tail), size=max_body + 1, timeout=30, expect=status_is(413))
+    yield request(
+        "big_bodies",
+        f"capture of {max_body + 1:,} bytes (max_body + 1)",
+        "POST",
+        capture.path,
+        stream=_repeat(head, b"A", over, tail),
+        size=max_body + 1,
+        timeout=30,
+        expect=status_is(413),
+    )
     hundred = 100 * 1000 * 1000
-    yield request("big_bodies", "100 MB capture", "POST", capture.path, stream=_repeat(head, b"A", hundred, tail),
-                  size=len(head) + hundred + len(tail), timeout=30, expect=status_is(413))
+    yield request(
+        "big_bodies",
+        "100 MB capture",
+        "POST",
+        capture.path,
+        stream=_repeat(head, b"A", hundred, tail),
+        size=len(head) + hundred + len(tail),
+        timeout=30,
+        expect=status_is(413),
+    )
     chunked = _chunked(_repeat(head, b"A", 2 * max_body, tail))
-    yield request("big_bodies", f"chunked capture of {2 * max_body:,} bytes, no length", "POST", capture.path,
-                  stream=chunked, length=None, headers=[("Transfer-Encoding", "chunked")], timeout=30,
-                  expect=status_is(413))
+    yield request(
+        "big_bodies",
+        f"chunked capture of {2 * max_body:,} bytes, no length",
+        "POST",
+        capture.path,
+        stream=chunked,
+        length=None,
+        headers=[("Transfer-Encoding", "chunked")],
+        timeout=30,
+        expect=status_is(413),
+    )
 
 
 def _chunked(body: Body, trailers: bytes = b"") -> Body:
@@ -361,6 +441,7 @@ def _chunked(body: Body, trailers: bytes = b"") -> Body:
             if piece:
                 yield b"%x\r\n" % len(piece) + piece + b"\r\n"
         yield b"0\r\n" + trailers + b"\r\n"
+
     return gen
 
 
@@ -371,12 +452,18 @@ def deep_nesting() -> Iterator[Case]:
     result = next(m for m in endpoint_messages() if m.endpoint == "taskResult")
     for depth in (64, 1_000, 10_000, 100_000, 1_000_000):
         yield post("deep_nesting", f"array {depth:,} deep as body", poll, b"[" * depth + b"]" * depth, timeout=30)
-        yield post("deep_nesting", f"object {depth:,} deep as body", poll,
-                   b'{"a":' * depth + b"1" + b"}" * depth, timeout=30)
+        yield post(
+            "deep_nesting", f"object {depth:,} deep as body", poll, b'{"a":' * depth + b"1" + b"}" * depth, timeout=30
+        )
         for m, pointer in ((poll, "device_id"), (result, "resp_list")):
             head, _, tail = dumps({**m.copy(), pointer: raw("@")}).partition(b"@")
-            yield post("deep_nesting", f"/{pointer} an array {depth:,} deep", m,
-                       head + b"[" * depth + b"]" * depth + tail, timeout=30)
+            yield post(
+                "deep_nesting",
+                f"/{pointer} an array {depth:,} deep",
+                m,
+                head + b"[" * depth + b"]" * depth + tail,
+                timeout=30,
+            )
     yield post("deep_nesting", "unclosed 100,000 deep", poll, b"[" * 100_000, timeout=30)
 
 
@@ -400,22 +487,47 @@ def encodings() -> Iterator[Case]:
         }
         for name, body in variants.items():
             yield post("encodings", name, m, body)
-        yield post("encodings", "charset=utf-16 header, UTF-8 body", m, plain,
-                   content_type="application/json; charset=utf-16")
+        yield post(
+            "encodings", "charset=utf-16 header, UTF-8 body", m, plain, content_type="application/json; charset=utf-16"
+        )
         for pointer, value in leaves(m.body):
             if isinstance(value, str):
                 for lone in ("\udfff", "x\ud800"):
-                    yield post("encodings", f"lone surrogate {lone!r} at {where(pointer)}", m,
-                               dumps(with_value(m.body, pointer, lone)))
+                    yield post(
+                        "encodings",
+                        f"lone surrogate {lone!r} at {where(pointer)}",
+                        m,
+                        dumps(with_value(m.body, pointer, lone)),
+                    )
     poll = endpoint_messages()[0]
     yield post("encodings", "lone surrogate as a key", poll, dumps({**poll.copy(), "\udfff": 1}))
     yield post("encodings", "reversed surrogate pair", poll, dumps({**poll.copy(), "device_id": "\udc00\ud800"}))
 
 
-HOSTILE_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", str(2 ** 63), str(2 ** 64),
-                   str(-(2 ** 63) - 1), "9" * 5000]
-ODD_NUMBERS = ["1e-400", "-0", "1.7976931348623157e309", str(10 ** 30), "1" * 300 + ".5", "00012", "+1", ".5",
-               "1.", "0x1F", "1_000"]
+HOSTILE_NUMBERS = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e400",
+    "-1e400",
+    str(2**63),
+    str(2**64),
+    str(-(2**63) - 1),
+    "9" * 5000,
+]
+ODD_NUMBERS = [
+    "1e-400",
+    "-0",
+    "1.7976931348623157e309",
+    str(10**30),
+    "1" * 300 + ".5",
+    "00012",
+    "+1",
+    ".5",
+    "1.",
+    "0x1F",
+    "1_000",
+]
 
 
 def numbers() -> Iterator[Case]:
@@ -426,23 +538,33 @@ def numbers() -> Iterator[Case]:
         numeric = [(p, v) for p, v in leaves(m.body) if type(v) in (int, float)]
         for pointer, _ in numeric:
             for token in HOSTILE_NUMBERS:
-                yield post("numbers", f"{m.kind} {where(pointer)} = {token[:24]}", m,
-                           dumps(with_value(m.body, pointer, raw(token))))
+                yield post(
+                    "numbers",
+                    f"{m.kind} {where(pointer)} = {token[:24]}",
+                    m,
+                    dumps(with_value(m.body, pointer, raw(token))),
+                )
         if numeric and m.kind == get_contract().all_endpoints[m.endpoint].request:
             pointer = numeric[0][0]
             for token in ODD_NUMBERS:
-                yield post("numbers", f"{m.kind} {where(pointer)} = {token[:24]}", m,
-                           dumps(with_value(m.body, pointer, raw(token))))
-    for query in ("limit=1e20", f"limit={2 ** 64}", "limit=-1", "limit=NaN", "limit=" + "9" * 5000):
+                yield post(
+                    "numbers",
+                    f"{m.kind} {where(pointer)} = {token[:24]}",
+                    m,
+                    dumps(with_value(m.body, pointer, raw(token))),
+                )
+    for query in ("limit=1e20", f"limit={2**64}", "limit=-1", "limit=NaN", "limit=" + "9" * 5000):
         yield request("numbers", f"exchanges?{query[:30]}", "GET", f"/_admin/exchanges?{query}")
-    for capture in ("1e30", str(2 ** 64), str(2 ** 63), "-1", "NaN", "9" * 5000):
+    for capture in ("1e30", str(2**64), str(2**63), "-1", "NaN", "9" * 5000):
         yield request("numbers", f"captures/{capture[:24]}/image", "GET", f"/_admin/captures/{capture}/image")
-        yield request("numbers", f"captures/1/image?size={capture[:24]}", "GET",
-                      f"/_admin/captures/1/image?size={capture}")
-    for duration in ("1e400", str(2 ** 64), "-1", "NaN"):
+        yield request(
+            "numbers", f"captures/1/image?size={capture[:24]}", "GET", f"/_admin/captures/1/image?size={capture}"
+        )
+    for duration in ("1e400", str(2**64), "-1", "NaN"):
         body = dumps({"kind": "slow", "delay": 0, "device_id": XSITE_DEVICE, "duration": raw(duration)})
-        yield request("numbers", f"fault duration {duration[:24]}", "POST", "/_admin/faults", body,
-                      expect=control_refused)
+        yield request(
+            "numbers", f"fault duration {duration[:24]}", "POST", "/_admin/faults", body, expect=control_refused
+        )
 
 
 def duplicate_keys() -> Iterator[Case]:
@@ -462,8 +584,12 @@ def nul() -> Iterator[Case]:
     for m in endpoint_messages():
         for pointer, value in leaves(m.body):
             if isinstance(value, str) and len(pointer) == 1:
-                yield post("nul", f"\\u0000 in {where(pointer)}", m,
-                           dumps(with_value(m.body, pointer, value[:4] + "\u0000" + value[4:])))
+                yield post(
+                    "nul",
+                    f"\\u0000 in {where(pointer)}",
+                    m,
+                    dumps(with_value(m.body, pointer, value[:4] + "\u0000" + value[4:])),
+                )
         text = dumps(m.body)
         yield post("nul", "raw NUL inside a string", m, text.replace(b'": "', b'": "\x00', 1))
         yield post("nul", "raw NUL after the document", m, text + b"\x00")
@@ -480,38 +606,93 @@ def long_strings_many_keys() -> Iterator[Case]:
     poll = next(m for m in endpoint_messages() if m.endpoint == "taskRequest")
     for pointer, value in leaves(poll.body):
         if isinstance(value, str):
-            yield post("long_strings_many_keys", f"1 MiB {where(pointer)}", poll,
-                       dumps(with_value(poll.body, pointer, "x" * MiB)), timeout=30)
-    yield post("long_strings_many_keys", "10 MiB device_id", poll,
-               dumps(with_value(poll.body, ("device_id",), "D" * 10 * MiB)), timeout=30)
-    yield post("long_strings_many_keys", "1 MiB of escapes in device_id", poll,
-               dumps(with_value(poll.body, ("device_id",), "\u00e9" * (MiB // 6))), timeout=30)
+            yield post(
+                "long_strings_many_keys",
+                f"1 MiB {where(pointer)}",
+                poll,
+                dumps(with_value(poll.body, pointer, "x" * MiB)),
+                timeout=30,
+            )
+    yield post(
+        "long_strings_many_keys",
+        "10 MiB device_id",
+        poll,
+        dumps(with_value(poll.body, ("device_id",), "D" * 10 * MiB)),
+        timeout=30,
+    )
+    yield post(
+        "long_strings_many_keys",
+        "1 MiB of escapes in device_id",
+        poll,
+        dumps(with_value(poll.body, ("device_id",), "\u00e9" * (MiB // 6))),
+        timeout=30,
+    )
     for count in (1_000, 10_000, 100_000):
         for m in (poll, next(x for x in endpoint_messages() if x.endpoint == "faceRecognition")):
             extra = {f"k{i}": i for i in range(count)}
-            yield post("long_strings_many_keys", f"{count:,} unknown members", m, dumps({**m.copy(), **extra}),
-                       timeout=30)
+            yield post(
+                "long_strings_many_keys", f"{count:,} unknown members", m, dumps({**m.copy(), **extra}), timeout=30
+            )
     result = next(m for m in endpoint_messages() if m.endpoint == "taskResult")
-    yield post("long_strings_many_keys", "resp_list of 100,000 items", result,
-               dumps({**result.copy(), "resp_list": [{"user_id": str(i), "code": 0} for i in range(100_000)]}),
-               timeout=30)
-    yield post("long_strings_many_keys", "a 100,000-character key", poll, dumps({**poll.copy(), "k" * 100_000: 1}),
-               timeout=30)
+    yield post(
+        "long_strings_many_keys",
+        "resp_list of 100,000 items",
+        result,
+        dumps({**result.copy(), "resp_list": [{"user_id": str(i), "code": 0} for i in range(100_000)]}),
+        timeout=30,
+    )
+    yield post(
+        "long_strings_many_keys", "a 100,000-character key", poll, dumps({**poll.copy(), "k" * 100_000: 1}), timeout=30
+    )
 
 
-TRAVERSAL_NAMES = ["..", ".", "../../etc/passwd", "/etc/passwd", "..\u2215..\u2215etc\u2215passwd", "..\\..\\boot.ini",
-                   "C:\\Windows\\win.ini", "%2e%2e/%2e%2e/etc/passwd", "a/../../b",
-                   "\u2025/etc", "..\uff0f..\uff0fetc", "\u002e\u002e/x", "name\u0000.jpg", "~/.ssh/id_rsa",
-                   "\\\\server\\share\\x", "file:///etc/passwd", "..\u29f8..\u29f8x"]
-TRAVERSAL_PATHS = ["/assets/../../etc/passwd", "/assets/%2e%2e/%2e%2e/etc/passwd", "/assets/..%2f..%2fetc%2fpasswd",
-                   "/assets/%252e%252e/%252e%252e/etc/passwd", "/assets/..\u2215..\u2215etc\u2215passwd",
-                   "/assets//etc/passwd", "/assets/....//....//etc/passwd", "/assets/..\\..\\etc\\passwd",
-                   "/assets/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd", "/assets/..;/..;/etc/passwd",
-                   "/assets/face.jpg/../../../etc/passwd", "/assets/%2fetc%2fpasswd", "/assets/\u2025/etc/passwd",
-                   "/assets/.%00./etc/passwd", "/assets/face.jpg%00.png", "/assets/%2e", "/assets/.",
-                   "/assets/..", "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/taskRequest/../../etc/passwd",
-                   "/_admin/../../etc/passwd", "/_admin/%2e%2e/%2e%2e/etc/passwd", "/..\u2215etc\u2215passwd",
-                   "//etc/passwd", "/assets/\u0000"]
+TRAVERSAL_NAMES = [
+    "..",
+    ".",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "..\u2215..\u2215etc\u2215passwd",
+    "..\\..\\boot.ini",
+    "C:\\Windows\\win.ini",
+    "%2e%2e/%2e%2e/etc/passwd",
+    "a/../../b",
+    "\u2025/etc",
+    "..\uff0f..\uff0fetc",
+    "\u002e\u002e/x",
+    "name\u0000.jpg",
+    "~/.ssh/id_rsa",
+    "\\\\server\\share\\x",
+    "file:///etc/passwd",
+    "..\u29f8..\u29f8x",
+]
+TRAVERSAL_PATHS = [
+    "/assets/../../etc/passwd",
+    "/assets/%2e%2e/%2e%2e/etc/passwd",
+    "/assets/..%2f..%2fetc%2fpasswd",
+    "/assets/%252e%252e/%252e%252e/etc/passwd",
+    "/assets/..\u2215..\u2215etc\u2215passwd",
+    "/assets//etc/passwd",
+    "/assets/....//....//etc/passwd",
+    "/assets/..\\..\\etc\\passwd",
+    "/assets/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+    "/assets/..;/..;/etc/passwd",
+    "/assets/face.jpg/../../../etc/passwd",
+    "/assets/%2fetc%2fpasswd",
+    "/assets/\u2025/etc/passwd",
+    "/assets/.%00./etc/passwd",
+    "/assets/face.jpg%00.png",
+    "/assets/%2e",
+    "/assets/.",
+    "/assets/..",
+    "/../../etc/passwd",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/taskRequest/../../etc/passwd",
+    "/_admin/../../etc/passwd",
+    "/_admin/%2e%2e/%2e%2e/etc/passwd",
+    "/..\u2215etc\u2215passwd",
+    "//etc/passwd",
+    "/assets/\u0000",
+]
 
 
 def traversal() -> Iterator[Case]:
@@ -522,16 +703,34 @@ def traversal() -> Iterator[Case]:
     poll = next(m for m in endpoint_messages() if m.endpoint == "taskRequest")
     log_task = next(e.body for e in load_examples() if e.schema == get_contract().all_tasks["getLogFile"].schema)
     for name in TRAVERSAL_NAMES:
-        yield post("traversal", f"frpic_name {name!r}", capture, dumps({**capture.copy(), "frpic_name": name}),
-                   expect=upload_refused)
+        yield post(
+            "traversal",
+            f"frpic_name {name!r}",
+            capture,
+            dumps({**capture.copy(), "frpic_name": name}),
+            expect=upload_refused,
+        )
         yield post("traversal", f"device_id {name!r}", poll, dumps({**poll.copy(), "device_id": name}))
         body = dumps({"task": {**log_task, "log_name": name}, "raw": False})
-        yield request("traversal", f"getLogFile log_name {name!r}", "POST",
-                      f"/_admin/devices/{TRAVERSAL_DEVICE}/tasks", body, expect=control_refused)
+        yield request(
+            "traversal",
+            f"getLogFile log_name {name!r}",
+            "POST",
+            f"/_admin/devices/{TRAVERSAL_DEVICE}/tasks",
+            body,
+            expect=control_refused,
+        )
     for path in TRAVERSAL_PATHS:
         encoded = path.encode("utf-8").decode("latin-1")  # the request line carries UTF-8 bytes as they are
-        yield request("traversal", f"GET {path!r}", "GET", encoded, answer_optional="\u0000" in path,
-                      target=target_of(path), expect=no_file_leak)
+        yield request(
+            "traversal",
+            f"GET {path!r}",
+            "GET",
+            encoded,
+            answer_optional="\u0000" in path,
+            target=target_of(path),
+            expect=no_file_leak,
+        )
 
 
 def content_types() -> Iterator[Case]:
@@ -540,9 +739,19 @@ def content_types() -> Iterator[Case]:
     poll = next(m for m in endpoint_messages() if m.endpoint == "taskRequest")
     capture = next(m for m in endpoint_messages() if m.endpoint == "faceRecognition")
     body = dumps(poll.body)
-    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                  "application/xml", "image/jpeg", "application/json; charset=latin-1", "application/json;;;",
-                  "*/*", "", "application/json\u00e9", "a" * 10_000):
+    for ctype in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "image/jpeg",
+        "application/json; charset=latin-1",
+        "application/json;;;",
+        "*/*",
+        "",
+        "application/json\u00e9",
+        "a" * 10_000,
+    ):
         yield post("content_types", f"Content-Type {ctype[:40]!r}", poll, body, content_type=ctype)
     yield post("content_types", "no Content-Type", poll, body, content_type=None)
     yield post("content_types", "two Content-Types", poll, body, headers=[("Content-Type", "text/html")])
@@ -559,14 +768,34 @@ def content_types() -> Iterator[Case]:
     }
     for name, (coding, data) in encodings.items():
         yield post("content_types", f"Content-Encoding {name}", poll, data, headers=[("Content-Encoding", coding)])
-    yield post("content_types", "gzip bomb: 254 KiB -> 256 MiB of zeros", capture, b"",
-               headers=[("Content-Encoding", "gzip")], timeout=30, lazy=lambda: bomb("gzip", b"", b"\x00"))
+    yield post(
+        "content_types",
+        "gzip bomb: 254 KiB -> 256 MiB of zeros",
+        capture,
+        b"",
+        headers=[("Content-Encoding", "gzip")],
+        timeout=30,
+        lazy=lambda: bomb("gzip", b"", b"\x00"),
+    )
     text = dumps(capture.body)
-    yield post("content_types", "gzip bomb: a capture + 256 MiB of spaces", capture, b"",
-               headers=[("Content-Encoding", "gzip")], timeout=30, lazy=lambda: bomb("gzip", text, b" "))
-    yield post("content_types", "deflate bomb: 64 MiB of zeros", poll, b"",
-               headers=[("Content-Encoding", "deflate")], timeout=30,
-               lazy=lambda: bomb("deflate", b"", b"\x00", 64 * MiB))
+    yield post(
+        "content_types",
+        "gzip bomb: a capture + 256 MiB of spaces",
+        capture,
+        b"",
+        headers=[("Content-Encoding", "gzip")],
+        timeout=30,
+        lazy=lambda: bomb("gzip", text, b" "),
+    )
+    yield post(
+        "content_types",
+        "deflate bomb: 64 MiB of zeros",
+        poll,
+        b"",
+        headers=[("Content-Encoding", "deflate")],
+        timeout=30,
+        lazy=lambda: bomb("deflate", b"", b"\x00", 64 * MiB),
+    )
 
 
 @functools.cache
@@ -596,47 +825,94 @@ def framing() -> Iterator[Case]:
         return post("framing", name, poll, data, **kw)
 
     yield case("chunked", chunked, length=None, headers=te)
-    yield case("chunked with trailers", chunked[:-2] + b"X-Trailer: yes\r\nX-Other: 1\r\n\r\n", length=None,
-               headers=te + [("Trailer", "X-Trailer, X-Other")])
-    yield case("chunked with extensions", chunked.replace(b"\r\n", b";ext=1;q=\"x\"\r\n", 1), length=None, headers=te)
-    yield case("chunk size not hex", b"zz\r\n" + body + b"\r\n0\r\n\r\n", length=None, headers=te,
-               answer_optional=True)
-    yield case("chunk longer than said", b"4\r\n" + body + b"\r\n0\r\n\r\n", length=None, headers=te,
-               answer_optional=True)
-    yield case("chunk size overflows", b"ffffffffffffffffffff\r\n" + body, length=None, headers=te,
-               answer_optional=True, half_close=True)
-    yield case("chunked, never ends", b"%x\r\n%s\r\n" % (len(body), body), length=None, headers=te,
-               answer_optional=True, half_close=True, timeout=5)
+    yield case(
+        "chunked with trailers",
+        chunked[:-2] + b"X-Trailer: yes\r\nX-Other: 1\r\n\r\n",
+        length=None,
+        headers=te + [("Trailer", "X-Trailer, X-Other")],
+    )
+    yield case("chunked with extensions", chunked.replace(b"\r\n", b';ext=1;q="x"\r\n', 1), length=None, headers=te)
+    yield case("chunk size not hex", b"zz\r\n" + body + b"\r\n0\r\n\r\n", length=None, headers=te, answer_optional=True)
+    yield case(
+        "chunk longer than said", b"4\r\n" + body + b"\r\n0\r\n\r\n", length=None, headers=te, answer_optional=True
+    )
+    yield case(
+        "chunk size overflows",
+        b"ffffffffffffffffffff\r\n" + body,
+        length=None,
+        headers=te,
+        answer_optional=True,
+        half_close=True,
+    )
+    yield case(
+        "chunked, never ends",
+        b"%x\r\n%s\r\n" % (len(body), body),
+        length=None,
+        headers=te,
+        answer_optional=True,
+        half_close=True,
+        timeout=5,
+    )
     yield case("chunked and Content-Length", chunked, length="5", headers=te, answer_optional=True)
-    yield case("Transfer-Encoding: gzip, chunked", chunked, length=None,
-               headers=[("Transfer-Encoding", "gzip, chunked")], answer_optional=True)
-    yield case("Transfer-Encoding: chunked, identity", chunked, length=None,
-               headers=[("Transfer-Encoding", "chunked, identity")], answer_optional=True)
-    yield case("Transfer-Encoding: xchunked", chunked, length=None, headers=[("Transfer-Encoding", "xchunked")],
-               answer_optional=True)
-    yield case("two Transfer-Encoding headers", chunked, length=None, headers=te + [("Transfer-Encoding", "chunked")],
-               answer_optional=True)
+    yield case(
+        "Transfer-Encoding: gzip, chunked",
+        chunked,
+        length=None,
+        headers=[("Transfer-Encoding", "gzip, chunked")],
+        answer_optional=True,
+    )
+    yield case(
+        "Transfer-Encoding: chunked, identity",
+        chunked,
+        length=None,
+        headers=[("Transfer-Encoding", "chunked, identity")],
+        answer_optional=True,
+    )
+    yield case(
+        "Transfer-Encoding: xchunked",
+        chunked,
+        length=None,
+        headers=[("Transfer-Encoding", "xchunked")],
+        answer_optional=True,
+    )
+    yield case(
+        "two Transfer-Encoding headers",
+        chunked,
+        length=None,
+        headers=te + [("Transfer-Encoding", "chunked")],
+        answer_optional=True,
+    )
     for value in ("-1", "abc", "1e3", "+10", f" {len(body)} ", "99999999999999999999", ""):
-        yield case(f"Content-Length {value!r}", body, length=value, answer_optional=True, half_close=True,
-                   timeout=5)
-    yield case("Content-Length twice, equal", body, headers=[("Content-Length", str(len(body)))],
-               answer_optional=True)
+        yield case(f"Content-Length {value!r}", body, length=value, answer_optional=True, half_close=True, timeout=5)
+    yield case("Content-Length twice, equal", body, headers=[("Content-Length", str(len(body)))], answer_optional=True)
     yield case("Content-Length twice, different", body, headers=[("Content-Length", "3")], answer_optional=True)
     yield case("Content-Length: 0 with a body", body, length="0")
     yield case("Content-Length shorter than the body", body, length=str(half))
-    yield case("Content-Length longer, client goes quiet", body, length=str(len(body) + 100), half_close=True,
-               answer_optional=True, timeout=5)
+    yield case(
+        "Content-Length longer, client goes quiet",
+        body,
+        length=str(len(body) + 100),
+        half_close=True,
+        answer_optional=True,
+        timeout=5,
+    )
     second = f"POST {poll.path} HTTP/1.1\r\nHost: {{host}}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
     yield case("two pipelined requests", body + second + body)
     yield case("Expect: 100-continue", body, headers=[("Expect", "100-continue")])
     yield case("header folded (obs-fold)", body, headers=[("X-Folded", "one\r\n two")], answer_optional=True)
-    yield case("Upgrade: websocket", body, headers=[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
-                                                    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")])
+    yield case(
+        "Upgrade: websocket",
+        body,
+        headers=[
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    )
     yield case("Upgrade: h2c", body, headers=[("Upgrade", "h2c"), ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")])
 
 
-METHODS = ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "FOO", "get",
-           "M-SEARCH"]
+METHODS = ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "FOO", "get", "M-SEARCH"]
 
 
 def methods() -> Iterator[Case]:
@@ -654,21 +930,43 @@ def methods() -> Iterator[Case]:
         for path in targets:
             body = poll if method not in ("GET", "HEAD", "get") else None
             refused = status_is(400) if path in uploads and method != "CONNECT" else None
-            yield request("methods", f"{method} {path}", method, path, body, answer_optional=method == "CONNECT",
-                          expect=refused)
+            yield request(
+                "methods", f"{method} {path}", method, path, body, answer_optional=method == "CONNECT", expect=refused
+            )
 
 
 def long_urls_headers() -> Iterator[Case]:
     poll = next(m for m in endpoint_messages() if m.endpoint == "taskRequest")
     body = dumps(poll.body)
     for size in (8 * 1024, 64 * 1024, MiB):
-        yield request("long_urls_headers", f"URL of {size:,} bytes", "POST", poll.path + "?q=" + "a" * size, body,
-                      answer_optional=size >= MiB, timeout=15)
-        yield post("long_urls_headers", f"header value of {size:,} bytes", poll, body,
-                   headers=[("X-Long", "b" * size)], answer_optional=size >= MiB, timeout=15)
+        yield request(
+            "long_urls_headers",
+            f"URL of {size:,} bytes",
+            "POST",
+            poll.path + "?q=" + "a" * size,
+            body,
+            answer_optional=size >= MiB,
+            timeout=15,
+        )
+        yield post(
+            "long_urls_headers",
+            f"header value of {size:,} bytes",
+            poll,
+            body,
+            headers=[("X-Long", "b" * size)],
+            answer_optional=size >= MiB,
+            timeout=15,
+        )
     for count in (100, 1_000, 10_000):
-        yield post("long_urls_headers", f"{count:,} headers", poll, body,
-                   headers=[(f"X-H{i}", "v") for i in range(count)], answer_optional=count >= 10_000, timeout=15)
+        yield post(
+            "long_urls_headers",
+            f"{count:,} headers",
+            poll,
+            body,
+            headers=[(f"X-H{i}", "v") for i in range(count)],
+            answer_optional=count >= 10_000,
+            timeout=15,
+        )
     yield post("long_urls_headers", "header name of 10,000 bytes", poll, body, headers=[("X" * 10_000, "v")])
     yield post("long_urls_headers", "Cookie of 32 KiB", poll, body, headers=[("Cookie", "c=" + "d" * 32 * 1024)])
     yield request("long_urls_headers", "asset name of 64 KiB", "GET", "/assets/" + "n" * 64 * 1024)
@@ -680,20 +978,39 @@ def versions() -> Iterator[Case]:
     for m in endpoint_messages():
         body = dumps(m.body)
         yield post("versions", "HTTP/1.0", m, body, version="HTTP/1.0")
-        yield post("versions", "HTTP/1.0 keep-alive", m, body, version="HTTP/1.0",
-                   headers=[("Connection", "keep-alive")])
+        yield post(
+            "versions", "HTTP/1.0 keep-alive", m, body, version="HTTP/1.0", headers=[("Connection", "keep-alive")]
+        )
         yield post("versions", "HTTP/1.0 without Host", m, body, version="HTTP/1.0", host=False)
     poll = endpoint_messages()[0]
     body = dumps(poll.body)
     for version in ("HTTP/1.2", "HTTP/2.0", "HTTP/9.9", "http/1.1", "HTTP/1.1x", "HTTP/01.1", ""):
-        yield post("versions", f"version {version!r}", poll, body, version=version, answer_optional=True,
-                   half_close=True, timeout=5)
-    yield request("versions", "HTTP/0.9 request line", "GET", "/", version="", host=False, answer_optional=True,
-                  half_close=True, timeout=5)
+        yield post(
+            "versions",
+            f"version {version!r}",
+            poll,
+            body,
+            version=version,
+            answer_optional=True,
+            half_close=True,
+            timeout=5,
+        )
+    yield request(
+        "versions",
+        "HTTP/0.9 request line",
+        "GET",
+        "/",
+        version="",
+        host=False,
+        answer_optional=True,
+        half_close=True,
+        timeout=5,
+    )
     yield post("versions", "HTTP/1.1 without Host", poll, body, host=False, answer_optional=True)
     yield post("versions", "two Host headers", poll, body, headers=[("Host", "evil.example")], answer_optional=True)
-    yield post("versions", "foreign Host on a device endpoint", poll, body, host=False,
-               headers=[("Host", "evil.example")])
+    yield post(
+        "versions", "foreign Host on a device endpoint", poll, body, host=False, headers=[("Host", "evil.example")]
+    )
     yield post("versions", "absolute-form target", poll, body, uri="http://{host}" + poll.path)
 
 
@@ -713,13 +1030,18 @@ def images() -> Iterator[Case]:
         "GIF": b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
     }
     for name, data in variants.items():
-        yield post("images", name, capture, dumps({**capture.copy(), "image": base64.b64encode(data).decode()}),
-                   timeout=30)
+        yield post(
+            "images", name, capture, dumps({**capture.copy(), "image": base64.b64encode(data).decode()}), timeout=30
+        )
     text = base64.b64encode(jpeg).decode()
-    for name, image in {"base64 with newlines": "\n".join(text[i:i + 76] for i in range(0, len(text), 76)),
-                        "URL-safe base64": base64.urlsafe_b64encode(jpeg).decode(),
-                        "data: URI": "data:image/jpeg;base64," + text, "no padding": text.rstrip("="),
-                        "empty": "", "14 MiB of zeros as base64": base64.b64encode(b"\x00" * 14 * MiB).decode()}.items():
+    for name, image in {
+        "base64 with newlines": "\n".join(text[i : i + 76] for i in range(0, len(text), 76)),
+        "URL-safe base64": base64.urlsafe_b64encode(jpeg).decode(),
+        "data: URI": "data:image/jpeg;base64," + text,
+        "no padding": text.rstrip("="),
+        "empty": "",
+        "14 MiB of zeros as base64": base64.b64encode(b"\x00" * 14 * MiB).decode(),
+    }.items():
         yield post("images", name, capture, dumps({**capture.copy(), "image": image}), timeout=30)
 
 
@@ -730,10 +1052,10 @@ def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
     while i + 9 < len(data):
         if data[i] != 0xFF:
             break
-        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
         if marker in (0xC0, 0xC1, 0xC2):
-            data[i + 5:i + 7] = height.to_bytes(2, "big")
-            data[i + 7:i + 9] = width.to_bytes(2, "big")
+            data[i + 5 : i + 7] = height.to_bytes(2, "big")
+            data[i + 7 : i + 9] = width.to_bytes(2, "big")
             return bytes(data)
         i += 2 + length
     raise ValueError("no frame header in the example JPEG")
@@ -756,35 +1078,104 @@ def cross_site() -> Iterator[Case]:
     path = "/_admin/faults"
     evil = [("Origin", "http://evil.example")]
     yield request("cross_site", "POST with a foreign Origin", "POST", path, fault, headers=evil, expect=control_refused)
-    yield request("cross_site", "POST with Sec-Fetch-Site: cross-site", "POST", path, fault,
-                  headers=[("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "no-cors")], expect=control_refused)
-    yield request("cross_site", "POST as text/plain (no-cors simple request)", "POST", path, fault,
-                  content_type="text/plain", headers=evil, expect=control_refused)
-    yield request("cross_site", "POST as text/plain without Origin", "POST", path, fault, content_type="text/plain",
-                  expect=control_refused)
-    yield request("cross_site", "POST as a form", "POST", path, b"kind=slow", headers=evil,
-                  content_type="application/x-www-form-urlencoded", expect=control_refused)
-    yield request("cross_site", "POST with Origin: null", "POST", path, fault, headers=[("Origin", "null")],
-                  expect=control_refused)
-    yield request("cross_site", "enqueue from a foreign Origin", "POST", f"/_admin/devices/{XSITE_DEVICE}/tasks",
-                  dumps({"task": {"request_type": "getDevStatus"}}), headers=evil, expect=control_refused)
-    yield request("cross_site", "GET with a foreign Host (DNS rebinding)", "GET", "/_admin/devices", host=False,
-                  headers=[("Host", "evil.example")], expect=control_refused, via_proxy=False)
-    yield request("cross_site", "GET with a foreign Host and our port", "GET", "/_admin/overview", host=False,
-                  headers=[("Host", "rebind.evil.example:8080")], expect=control_refused, via_proxy=False)
+    yield request(
+        "cross_site",
+        "POST with Sec-Fetch-Site: cross-site",
+        "POST",
+        path,
+        fault,
+        headers=[("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "no-cors")],
+        expect=control_refused,
+    )
+    yield request(
+        "cross_site",
+        "POST as text/plain (no-cors simple request)",
+        "POST",
+        path,
+        fault,
+        content_type="text/plain",
+        headers=evil,
+        expect=control_refused,
+    )
+    yield request(
+        "cross_site",
+        "POST as text/plain without Origin",
+        "POST",
+        path,
+        fault,
+        content_type="text/plain",
+        expect=control_refused,
+    )
+    yield request(
+        "cross_site",
+        "POST as a form",
+        "POST",
+        path,
+        b"kind=slow",
+        headers=evil,
+        content_type="application/x-www-form-urlencoded",
+        expect=control_refused,
+    )
+    yield request(
+        "cross_site",
+        "POST with Origin: null",
+        "POST",
+        path,
+        fault,
+        headers=[("Origin", "null")],
+        expect=control_refused,
+    )
+    yield request(
+        "cross_site",
+        "enqueue from a foreign Origin",
+        "POST",
+        f"/_admin/devices/{XSITE_DEVICE}/tasks",
+        dumps({"task": {"request_type": "getDevStatus"}}),
+        headers=evil,
+        expect=control_refused,
+    )
+    yield request(
+        "cross_site",
+        "GET with a foreign Host (DNS rebinding)",
+        "GET",
+        "/_admin/devices",
+        host=False,
+        headers=[("Host", "evil.example")],
+        expect=control_refused,
+        via_proxy=False,
+    )
+    yield request(
+        "cross_site",
+        "GET with a foreign Host and our port",
+        "GET",
+        "/_admin/overview",
+        host=False,
+        headers=[("Host", "rebind.evil.example:8080")],
+        expect=control_refused,
+        via_proxy=False,
+    )
     # Through a reverse proxy the page's origin is the proxy's while the server sees its own Host: not same-origin.
-    yield request("cross_site", "same-origin POST (the live page)", "POST", path, fault,
-                  headers=[("Origin", "http://{host}"), ("Sec-Fetch-Site", "same-origin")], expect=status_is(201),
-                  via_proxy=False)
+    yield request(
+        "cross_site",
+        "same-origin POST (the live page)",
+        "POST",
+        path,
+        fault,
+        headers=[("Origin", "http://{host}"), ("Sec-Fetch-Site", "same-origin")],
+        expect=status_is(201),
+        via_proxy=False,
+    )
 
 
 # ---- expectations beyond the shared ones ---------------------------------------------------------------------------
+
 
 def status_is(*wanted: int) -> Check:
     def check(answer: Answer) -> str | None:
         if answer.status not in wanted:
             return f"expected HTTP {' or '.join(map(str, wanted))}, got {answer.status}"
         return None
+
     return check
 
 
@@ -817,11 +1208,24 @@ def no_file_leak(answer: Answer) -> str | None:
 # ---- the corpus ----------------------------------------------------------------------------------------------------
 
 CLASSES: dict[str, Callable[[], Iterator[Case]]] = {
-    "malformed_json": malformed_json, "wrong_types": wrong_types, "empty": empty, "big_bodies": big_bodies,
-    "deep_nesting": deep_nesting, "encodings": encodings, "numbers": numbers, "duplicate_keys": duplicate_keys,
-    "nul": nul, "long_strings_many_keys": long_strings_many_keys, "traversal": traversal, "images": images,
-    "content_types": content_types, "framing": framing, "methods": methods, "long_urls_headers": long_urls_headers,
-    "versions": versions, "cross_site": cross_site,
+    "malformed_json": malformed_json,
+    "wrong_types": wrong_types,
+    "empty": empty,
+    "big_bodies": big_bodies,
+    "deep_nesting": deep_nesting,
+    "encodings": encodings,
+    "numbers": numbers,
+    "duplicate_keys": duplicate_keys,
+    "nul": nul,
+    "long_strings_many_keys": long_strings_many_keys,
+    "traversal": traversal,
+    "images": images,
+    "content_types": content_types,
+    "framing": framing,
+    "methods": methods,
+    "long_urls_headers": long_urls_headers,
+    "versions": versions,
+    "cross_site": cross_site,
 }
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import selectors
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 MAX_HEAD = 1024 * 1024  # an answer's status line and headers larger than this are a server bug
 MAX_BODY_KEPT = 4 * 1024 * 1024  # answer bytes kept for inspection (the rest is counted, not kept)
@@ -189,8 +189,15 @@ def _read_body(conn: _Conn, answer: Answer, method: str) -> None:
         answer.body = bytes(kept)
 
 
-def exchange(host: str, port: int, chunks: Iterable[bytes], method: str = "POST", timeout: float = 10.0,
-             half_close: bool = False, pause: float = 0.0) -> Answer:
+def exchange(
+    host: str,
+    port: int,
+    chunks: Iterable[bytes],
+    method: str = "POST",
+    timeout: float = 10.0,
+    half_close: bool = False,
+    pause: float = 0.0,
+) -> Answer:
     """Send the request bytes on a new connection and read one answer.
 
     ``half_close`` shuts our side for writing once sent (a client that went

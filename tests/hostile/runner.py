@@ -15,13 +15,14 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from facecert.core.examples import example_for
 from facecert.mock_server.openapi import admin_openapi
-from tests.hostile.corpus import CASE_HEADER, MiB, UVICORN_OWN, Case, dumps
+from tests.hostile.corpus import CASE_HEADER, UVICORN_OWN, Case, MiB, dumps
 from tests.hostile.rawhttp import Answer, exchange
 
 HEAVY_BYTES = MiB  # cases with bodies from here on run one at a time, after the others
@@ -30,8 +31,10 @@ CANARY_DEVICE = "CANARY0000000001"
 
 def strict_json(data: bytes) -> Any:
     """Parse as RFC 8259 JSON: NaN, Infinity and invalid UTF-8 are errors."""
+
     def refuse(token: str) -> Any:
         raise ValueError(f"not strict JSON: {token}")
+
     return json.loads(data.decode("utf-8"), parse_constant=refuse)
 
 
@@ -44,11 +47,16 @@ class Outcome:
 
     def describe(self, host: str) -> str:
         head = next(iter(self.case.chunks(host)))[:300].decode("latin-1").replace("\r\n", " | ")
-        answer = (f"HTTP {self.answer.status} {self.answer.body[:300]!r}" if self.answer.status is not None
-                  else f"no answer ({self.answer.error})")
-        return (f"#{self.case.cid} [{self.case.klass}] {self.case.name[:120]}\n    request: {head}\n"
-                f"    answer:  {answer} after {self.answer.elapsed:.2f} s\n"
-                f"    problem: {'; '.join(self.problems.values())}")
+        answer = (
+            f"HTTP {self.answer.status} {self.answer.body[:300]!r}"
+            if self.answer.status is not None
+            else f"no answer ({self.answer.error})"
+        )
+        return (
+            f"#{self.case.cid} [{self.case.klass}] {self.case.name[:120]}\n    request: {head}\n"
+            f"    answer:  {answer} after {self.answer.elapsed:.2f} s\n"
+            f"    problem: {'; '.join(self.problems.values())}"
+        )
 
 
 def own_layer_answer(answer: Answer, via_proxy: bool) -> bool:
@@ -100,8 +108,10 @@ class Canary:
         body = example_for("device/taskRequest")
         body.update(device_id=CANARY_DEVICE, time_stamp=int(time.time()))
         data = dumps(body)
-        return (f"POST /taskRequest HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data
+        return (
+            f"POST /taskRequest HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+        ).encode() + data
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
@@ -112,7 +122,7 @@ class Canary:
             if answer.status != 200:
                 self.failures.append(f"canary poll: HTTP {answer.status} {answer.error} {answer.body[:200]!r}")
 
-    def __enter__(self) -> "Canary":
+    def __enter__(self) -> Canary:
         self._thread.start()
         return self
 
@@ -129,8 +139,9 @@ class Canary:
         return sorted(self.polls, key=lambda poll: -poll[1])[:count]
 
 
-def send_all(cases: Iterable[Case], host: str, port: int, workers: int = 6,
-             on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+def send_all(
+    cases: Iterable[Case], host: str, port: int, workers: int = 6, on_done: Callable[[Outcome], None] | None = None
+) -> list[Outcome]:
     """Light cases in parallel, then the heavy ones (1 MiB bodies and up)
     one at a time so the server's memory reflects one of them at once."""
     cases = list(cases)
@@ -139,8 +150,14 @@ def send_all(cases: Iterable[Case], host: str, port: int, workers: int = 6,
 
     def one(case: Case) -> Outcome:
         started = time.monotonic()
-        answer = exchange(host, port, case.chunks(f"{host}:{port}"), method=case.method, timeout=case.timeout,
-                          half_close=case.half_close)
+        answer = exchange(
+            host,
+            port,
+            case.chunks(f"{host}:{port}"),
+            method=case.method,
+            timeout=case.timeout,
+            half_close=case.half_close,
+        )
         outcome = Outcome(case, answer, started)
         if on_done:
             on_done(outcome)
@@ -154,6 +171,7 @@ def send_all(cases: Iterable[Case], host: str, port: int, workers: int = 6,
 
 # ---- specials: slow clients and many connections --------------------------------------------------------------------
 
+
 def slowloris(host: str, port: int, connections: int = 40, seconds: float = 4.0) -> dict[str, Any]:
     """Connections that trickle their headers (and one its body) a byte per
     100 ms for a few seconds: the server must keep serving others meanwhile.
@@ -161,8 +179,10 @@ def slowloris(host: str, port: int, connections: int = 40, seconds: float = 4.0)
     import socket
 
     body = dumps(example_for("device/taskRequest"))
-    data = (f"POST /taskRequest HTTP/1.1\r\nHost: {host}:{port}\r\n{CASE_HEADER}: slowloris\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    data = (
+        f"POST /taskRequest HTTP/1.1\r\nHost: {host}:{port}\r\n{CASE_HEADER}: slowloris\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     socks = []
     for _ in range(connections):
         sock = socket.create_connection((host, port), timeout=5)
@@ -174,7 +194,7 @@ def slowloris(host: str, port: int, connections: int = 40, seconds: float = 4.0)
     while time.monotonic() < deadline and position < len(data) - 1:
         for sock in socks:
             try:
-                sock.send(data[position:position + 1])
+                sock.send(data[position : position + 1])
                 sent += 1
             except OSError:
                 resets += 1
@@ -188,15 +208,17 @@ def slowloris(host: str, port: int, connections: int = 40, seconds: float = 4.0)
 def many_connections(host: str, port: int, count: int = 300, timeout: float = 30.0) -> list[Answer]:
     """``count`` connections open at once, each a correct poll of its own
     device sent only once all are connected; every one must be answered."""
+
     async def one(index: int, ready: asyncio.Event) -> Answer:
         answer = Answer()
         started = time.monotonic()
         body = example_for("device/taskRequest")
         body.update(device_id=f"MANY{index:012d}", time_stamp=int(time.time()))
         data = dumps(body)
-        request = (f"POST /taskRequest HTTP/1.1\r\nHost: {host}:{port}\r\n{CASE_HEADER}: many-{index}\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
-                   ).encode() + data
+        request = (
+            f"POST /taskRequest HTTP/1.1\r\nHost: {host}:{port}\r\n{CASE_HEADER}: many-{index}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+        ).encode() + data
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             await ready.wait()
@@ -207,7 +229,7 @@ def many_connections(host: str, port: int, count: int = 300, timeout: float = 30
             status_line = raw.split(b"\r\n", 1)[0].split()
             answer.status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else None
             answer.body = raw.partition(b"\r\n\r\n")[2]
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             answer.error = f"{type(exc).__name__}: {exc}"
         answer.elapsed = time.monotonic() - started
         return answer
@@ -223,6 +245,7 @@ def many_connections(host: str, port: int, count: int = 300, timeout: float = 30
 
 
 # ---- afterwards: the control API and the live page ------------------------------------------------------------------
+
 
 def admin_gets() -> list[str]:
     """Every GET of the control API without a path parameter, from its own
@@ -257,6 +280,8 @@ def control_api_still_answers(host: str, port: int, thumbnails: int = 40) -> lis
         for query in ("", "?size=96"):
             answer = get(f"/_admin/captures/{capture_id}/image{query}")
             if answer.status is None or answer.status >= 500:
-                problems.append(f"GET /_admin/captures/{capture_id}/image{query}: HTTP {answer.status} "
-                                f"{answer.error} {answer.body[:200]!r}")
+                problems.append(
+                    f"GET /_admin/captures/{capture_id}/image{query}: HTTP {answer.status} "
+                    f"{answer.error} {answer.body[:200]!r}"
+                )
     return problems

@@ -64,8 +64,11 @@ def test_every_case_answered_without_5xx(run: Run, serve: ServeProcess) -> None:
 
 def test_no_traceback_in_the_server_log(run: Run) -> None:
     if run.tracebacks:
-        pytest.fail(f"{len(run.tracebacks)} traceback(s) in the server's stderr:\n"
-                    + "\n\n".join(excerpt(t) for t in run.tracebacks[:5]), pytrace=False)
+        pytest.fail(
+            f"{len(run.tracebacks)} traceback(s) in the server's stderr:\n"
+            + "\n\n".join(excerpt(t) for t in run.tracebacks[:5]),
+            pytrace=False,
+        )
 
 
 def test_answers_are_strict_json(run: Run) -> None:
@@ -94,21 +97,28 @@ def test_other_devices_not_stalled(run: Run) -> None:
         pytest.fail("\n".join(run.canary.failures[:10]), pytrace=False)
     worst = max(run.canary.latencies)
     if run.canary.p99() > CANARY_P99_S or worst > CANARY_MAX_S:
-        pytest.fail(f"a correct device waited p99 {run.canary.p99():.2f} s, at worst {worst:.2f} s "
-                    f"({len(run.canary.latencies)} polls while the corpus ran; bounds {CANARY_P99_S} s and "
-                    f"{CANARY_MAX_S} s):\n{run.stalls()}", pytrace=False)
+        pytest.fail(
+            f"a correct device waited p99 {run.canary.p99():.2f} s, at worst {worst:.2f} s "
+            f"({len(run.canary.latencies)} polls while the corpus ran; bounds {CANARY_P99_S} s and "
+            f"{CANARY_MAX_S} s):\n{run.stalls()}",
+            pytrace=False,
+        )
 
 
 def test_slow_clients_and_many_connections(run: Run) -> None:
     answered = [a for a in run.many if a.status == 200]
     if len(answered) != CONNECTIONS:
-        pytest.fail(f"{CONNECTIONS - len(answered)} of {CONNECTIONS} concurrent polls not answered 200: "
-                    + "; ".join(f"{a.status} {a.error}" for a in run.many if a.status != 200)[:1500], pytrace=False)
+        pytest.fail(
+            f"{CONNECTIONS - len(answered)} of {CONNECTIONS} concurrent polls not answered 200: "
+            + "; ".join(f"{a.status} {a.error}" for a in run.many if a.status != 200)[:1500],
+            pytrace=False,
+        )
     assert run.many_stored == CONNECTIONS, f"{run.many_stored} of {CONNECTIONS} concurrent polls stored"
     assert run.slow["connections"] > 0
 
 
 def test_memory_after_the_run(run: Run) -> None:
-    assert run.rss_after <= RSS_LIMIT_MIB * 2 ** 20, (
-        f"server RSS {run.rss_after / 2 ** 20:.0f} MiB after the corpus (before: {run.rss_before / 2 ** 20:.0f} MiB; "
-        f"limit {RSS_LIMIT_MIB} MiB)")
+    assert run.rss_after <= RSS_LIMIT_MIB * 2**20, (
+        f"server RSS {run.rss_after / 2**20:.0f} MiB after the corpus (before: {run.rss_before / 2**20:.0f} MiB; "
+        f"limit {RSS_LIMIT_MIB} MiB)"
+    )

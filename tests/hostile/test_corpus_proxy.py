@@ -33,8 +33,7 @@ from tests.hostile.test_corpus import CANARY_MAX_S, CANARY_P99_S, RSS_LIMIT_MIB
 
 pytestmark = pytest.mark.timeout(420)
 
-WHOLE_CLASSES = {"big_bodies", "content_types", "framing", "versions", "images", "long_strings_many_keys",
-                 "cross_site"}
+WHOLE_CLASSES = {"big_bodies", "content_types", "framing", "versions", "images", "long_strings_many_keys", "cross_site"}
 EVERY = 10
 CONNECTIONS = 100
 PROXY_RSS_LIMIT_MIB = 1024
@@ -65,8 +64,17 @@ def proxy_run(proxied: tuple[ServeProcess, Mitmdump, Path], tmp_path_factory: py
     host, port = proxy.address or ("127.0.0.1", 0)
     pid = mitmdump_pid(proxy)
     report = Path(tmp_path_factory.mktemp("hostile-proxy-report")) / "hostile-report.json"
-    run = execute(proxy_subset(corpus()), server, host, port, report, via_proxy=True, connections=CONNECTIONS,
-                  rss_of=lambda: rss_of(pid), log=lambda: "\n".join(proxy.lines))
+    run = execute(
+        proxy_subset(corpus()),
+        server,
+        host,
+        port,
+        report,
+        via_proxy=True,
+        connections=CONNECTIONS,
+        rss_of=lambda: rss_of(pid),
+        log=lambda: "\n".join(proxy.lines),
+    )
     started = time.monotonic()
     code = proxy.stop(timeout=STOP_SECONDS + 30)
     return ProxyRun(run, server, time.monotonic() - started, code, report_dir)
@@ -85,8 +93,11 @@ def test_every_case_answered_without_5xx(proxy_run: ProxyRun) -> None:
 def test_no_traceback_in_either_log(proxy_run: ProxyRun) -> None:
     found = proxy_run.run.tracebacks + [f"(mock server) {t}" for t in tracebacks(proxy_run.server.stderr())]
     if found:
-        pytest.fail(f"{len(found)} traceback(s) in mitmdump's output or the server's stderr:\n"
-                    + "\n\n".join(excerpt(t) for t in found[:5]), pytrace=False)
+        pytest.fail(
+            f"{len(found)} traceback(s) in mitmdump's output or the server's stderr:\n"
+            + "\n\n".join(excerpt(t) for t in found[:5]),
+            pytrace=False,
+        )
 
 
 def test_answers_are_strict_json(proxy_run: ProxyRun) -> None:
@@ -113,26 +124,34 @@ def test_other_devices_not_stalled(proxy_run: ProxyRun) -> None:
         pytest.fail("\n".join(canary.failures[:10]), pytrace=False)
     worst = max(canary.latencies)
     if canary.p99() > CANARY_P99_S or worst > CANARY_MAX_S:
-        pytest.fail(f"a correct device waited p99 {canary.p99():.2f} s, at worst {worst:.2f} s through the proxy:\n"
-                    f"{proxy_run.run.stalls()}", pytrace=False)
+        pytest.fail(
+            f"a correct device waited p99 {canary.p99():.2f} s, at worst {worst:.2f} s through the proxy:\n"
+            f"{proxy_run.run.stalls()}",
+            pytrace=False,
+        )
 
 
 def test_many_connections_through_the_proxy(proxy_run: ProxyRun) -> None:
     run = proxy_run.run
     answered = [a for a in run.many if a.status == 200]
     if len(answered) != CONNECTIONS:
-        pytest.fail(f"{CONNECTIONS - len(answered)} of {CONNECTIONS} concurrent polls not answered 200: "
-                    + "; ".join(f"{a.status} {a.error}" for a in run.many if a.status != 200)[:1500], pytrace=False)
+        pytest.fail(
+            f"{CONNECTIONS - len(answered)} of {CONNECTIONS} concurrent polls not answered 200: "
+            + "; ".join(f"{a.status} {a.error}" for a in run.many if a.status != 200)[:1500],
+            pytrace=False,
+        )
     assert run.many_stored == CONNECTIONS, f"{run.many_stored} of {CONNECTIONS} concurrent polls stored upstream"
 
 
 def test_memory_after_the_run(proxy_run: ProxyRun) -> None:
     run = proxy_run.run
-    assert run.rss_after <= PROXY_RSS_LIMIT_MIB * 2 ** 20, (
-        f"mitmdump RSS {run.rss_after / 2 ** 20:.0f} MiB after the corpus (before {run.rss_before / 2 ** 20:.0f} MiB, "
-        f"limit {PROXY_RSS_LIMIT_MIB} MiB)")
-    assert proxy_run.server.rss() <= RSS_LIMIT_MIB * 2 ** 20, (
-        f"mock server RSS {proxy_run.server.rss() / 2 ** 20:.0f} MiB behind the proxy (limit {RSS_LIMIT_MIB} MiB)")
+    assert run.rss_after <= PROXY_RSS_LIMIT_MIB * 2**20, (
+        f"mitmdump RSS {run.rss_after / 2**20:.0f} MiB after the corpus (before {run.rss_before / 2**20:.0f} MiB, "
+        f"limit {PROXY_RSS_LIMIT_MIB} MiB)"
+    )
+    assert proxy_run.server.rss() <= RSS_LIMIT_MIB * 2**20, (
+        f"mock server RSS {proxy_run.server.rss() / 2**20:.0f} MiB behind the proxy (limit {RSS_LIMIT_MIB} MiB)"
+    )
 
 
 def test_ctrl_c_writes_the_reports(proxy_run: ProxyRun) -> None:
@@ -140,8 +159,10 @@ def test_ctrl_c_writes_the_reports(proxy_run: ProxyRun) -> None:
     written, and every JSON file among them is strict JSON."""
     assert proxy_run.stop_seconds <= STOP_SECONDS, f"mitmdump took {proxy_run.stop_seconds:.0f} s to stop"
     summary = proxy_run.report / "summary.json"
-    assert summary.is_file(), f"no summary.json after Ctrl-C (exit code {proxy_run.exit_code}); " \
-                              f"report folder holds {sorted(p.name for p in proxy_run.report.iterdir())}"
+    assert summary.is_file(), (
+        f"no summary.json after Ctrl-C (exit code {proxy_run.exit_code}); "
+        f"report folder holds {sorted(p.name for p in proxy_run.report.iterdir())}"
+    )
     bad: list[str] = []
     for path in sorted(proxy_run.report.rglob("*.json")) + sorted(proxy_run.report.rglob("*.har")):
         try:

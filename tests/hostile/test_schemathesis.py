@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -49,7 +49,9 @@ COMMON = """\
 [checks]
 enabled = true
 """
-DEVICE = COMMON + """\
+DEVICE = (
+    COMMON
+    + """\
 [checks.unsupported_method]
 enabled = false
 
@@ -58,6 +60,7 @@ include-path = "/taskRequest"
 include-method = "POST"
 checks.negative_data_rejection.enabled = false
 """
+)
 
 
 def openapi_document(folder: Path, *flags: str) -> Path:
@@ -70,19 +73,44 @@ def openapi_document(folder: Path, *flags: str) -> Path:
 def schemathesis(document: Path, url: str, folder: Path, seconds: int, config: str) -> subprocess.CompletedProcess[str]:
     path = folder / "schemathesis.toml"
     path.write_text(config, encoding="utf-8")
-    argv = [str(SCHEMATHESIS), "--config-file", str(path), "run", str(document), "--url", url,
-            "--max-examples", str(MAX_EXAMPLES), "--max-time", str(seconds), "--generation-database", "none",
-            "--no-color", "--request-timeout", "20", "--report", "junit",
-            "--report-junit-path", str(folder / f"{document.stem}-junit.xml")]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.hostile.schemathesis_hooks", "COLUMNS": "160",
-           "PYTHONPATH": str(ROOT)}
+    argv = [
+        str(SCHEMATHESIS),
+        "--config-file",
+        str(path),
+        "run",
+        str(document),
+        "--url",
+        url,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--max-time",
+        str(seconds),
+        "--generation-database",
+        "none",
+        "--no-color",
+        "--request-timeout",
+        "20",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(folder / f"{document.stem}-junit.xml"),
+    ]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.hostile.schemathesis_hooks",
+        "COLUMNS": "160",
+        "PYTHONPATH": str(ROOT),
+    }
     return subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, cwd=ROOT, env=env)
 
 
 def report(result: subprocess.CompletedProcess[str], server: ServeProcess) -> str:
     found = tracebacks(server.stderr())
-    log = f"\n\nserver tracebacks ({len(found)}), the first:\n" + "\n\n".join(t[-1500:] for t in found[:2]) \
-        if found else ""
+    log = (
+        f"\n\nserver tracebacks ({len(found)}), the first:\n" + "\n\n".join(t[-1500:] for t in found[:2])
+        if found
+        else ""
+    )
     return f"schemathesis exit code {result.returncode}\n{result.stdout[-60_000:]}\n{result.stderr[-5000:]}{log}"
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,9 +23,9 @@ from referencing.jsonschema import DRAFT202012
 from facecert.core.contract import get_contract
 from facecert.core.engine import Engine, judge_message
 from facecert.core.examples import example_for, load_examples
-from facecert.openapi import COMPONENT, VENDOR, VENDOR_LEVELS, build_openapi
 from facecert.mock_server import MockServer, ServerConfig
 from facecert.mock_server.openapi import admin_openapi
+from facecert.openapi import COMPONENT, VENDOR, VENDOR_LEVELS, build_openapi
 
 CONTRACT = get_contract()
 OPEN, CLOSED = build_openapi(), build_openapi(closed=True)
@@ -93,19 +94,24 @@ def test_vendor_fields_of_the_field_persona_are_accepted() -> None:
         assert errors(OPEN, request_schema(OPEN, endpoint), body) == [], endpoint
 
 
-@pytest.mark.parametrize(("value", "rule"), [
-    (CONTRACT.limits.max_integer + 1, "MSG-NUMBER-TOO-LARGE"),
-    (-CONTRACT.limits.max_integer - 1, "MSG-NUMBER-TOO-LARGE"),
-    ({"deep": [CONTRACT.limits.max_integer + 1]}, "MSG-NUMBER-TOO-LARGE"),
-    ("x" * (CONTRACT.limits.max_string_chars + 1), "MSG-STRING-TOO-LONG"),
-])
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (CONTRACT.limits.max_integer + 1, "MSG-NUMBER-TOO-LARGE"),
+        (-CONTRACT.limits.max_integer - 1, "MSG-NUMBER-TOO-LARGE"),
+        ({"deep": [CONTRACT.limits.max_integer + 1]}, "MSG-NUMBER-TOO-LARGE"),
+        ("x" * (CONTRACT.limits.max_string_chars + 1), "MSG-STRING-TOO-LONG"),
+    ],
+)
 def test_a_vendor_value_beyond_the_contracts_limits_is_an_error_in_both(value: Any, rule: str) -> None:
     body = {**example_for("device/gpsReport"), VENDOR_FIELD: value}
     assert rule in engine_errors("gpsReport", body)
     assert errors(OPEN, request_schema(OPEN, "gpsReport"), body) != []
 
 
-@pytest.mark.parametrize("value", [CONTRACT.limits.max_integer, -CONTRACT.limits.max_integer, 2.5, -1.5e-300, "x" * 100])
+@pytest.mark.parametrize(
+    "value", [CONTRACT.limits.max_integer, -CONTRACT.limits.max_integer, 2.5, -1.5e-300, "x" * 100]
+)
 def test_a_vendor_value_within_the_limits_is_accepted_in_both(value: Any) -> None:
     """(Not 2.5e300: JSON Schema reads an integral number as an integer whatever its spelling, and the
     integer bound then refuses what the engine reads as a float; docs/openapi.md.)"""
@@ -117,6 +123,7 @@ def test_a_vendor_value_within_the_limits_is_accepted_in_both(value: Any) -> Non
 def test_a_vendor_value_nests_as_deep_as_the_document_states() -> None:
     """VENDOR_LEVELS levels (Prism cannot read a schema that refers to itself, docs/openapi.md): one
     level more is accepted by the engine (up to max_depth) and refused by the document."""
+
     def nested(levels: int) -> Any:
         return 1 if levels == 1 else [nested(levels - 1)]
 

@@ -15,8 +15,9 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -35,8 +36,15 @@ TOOLS = ROOT / "tools" / "openapi"
 BIN = TOOLS / "node_modules" / ".bin"
 SCALE = 0.05  # protocol intervals × 0.05: idle 1 s, task 0.25 s
 FLAGS = {"device": (), "closed": ("--closed",), "admin": ("--admin",)}
-ENV = {**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true", "NO_UPDATE_NOTIFIER": "1",
-       "NO_COLOR": "1", "FORCE_COLOR": "0", "npm_config_cache": str(ROOT / ".cache" / "npm")}
+ENV = {
+    **os.environ,
+    "REDOCLY_TELEMETRY": "off",
+    "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true",
+    "NO_UPDATE_NOTIFIER": "1",
+    "NO_COLOR": "1",
+    "FORCE_COLOR": "0",
+    "npm_config_cache": str(ROOT / ".cache" / "npm"),
+}
 MARK = "/facecert-log-mark-"  # an undocumented path: where Prism's log is read up to
 LISTENING = re.compile(r"Prism is listening on (http://127\.0\.0\.1:\d+)")
 CONTRACT = get_contract()
@@ -49,8 +57,14 @@ def tools() -> Path:
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail("tools/openapi needs Node.js and npm (apt-get install nodejs npm)")
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOLS, env=ENV, check=True,
-                       timeout=600, capture_output=True)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=TOOLS,
+            env=ENV,
+            check=True,
+            timeout=600,
+            capture_output=True,
+        )
     return BIN
 
 
@@ -61,8 +75,9 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {}
     for name, flags in FLAGS.items():
         paths[name] = folder / f"{name}.json"
-        subprocess.run([str(FACECERT), "openapi", *flags, "-o", str(paths[name])], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            [str(FACECERT), "openapi", *flags, "-o", str(paths[name])], check=True, capture_output=True, timeout=120
+        )
     return paths
 
 
@@ -74,13 +89,20 @@ def test_openapi_spec_validator_accepts_every_document(documents: dict[str, Path
 
 def redocly(tools: Path, document: Path) -> dict[str, Any]:
     """Redocly's JSON report of one document (the recommended rules; tools/openapi/redocly.yaml)."""
-    result = subprocess.run([str(tools / "redocly"), "lint", "--config", str(TOOLS / "redocly.yaml"), "--format=json",
-                             str(document)], capture_output=True, text=True, timeout=180, env=ENV, cwd=TOOLS)
+    result = subprocess.run(
+        [str(tools / "redocly"), "lint", "--config", str(TOOLS / "redocly.yaml"), "--format=json", str(document)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=ENV,
+        cwd=TOOLS,
+    )
     try:
         return json.loads(result.stdout)
     except ValueError:
-        pytest.fail(f"redocly printed no report (exit {result.returncode}):\n{result.stdout[-2000:]}\n"
-                    f"{result.stderr[-2000:]}")
+        pytest.fail(
+            f"redocly printed no report (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
 
 
 @pytest.mark.parametrize("name", list(FLAGS))
@@ -115,10 +137,11 @@ class Prism:
         self.url = ""
         self._syncs = 0
 
-    def start(self, timeout: float = 90.0) -> "Prism":
+    def start(self, timeout: float = 90.0) -> Prism:
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=ENV, cwd=TOOLS)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=ENV, cwd=TOOLS
+            )
         found = wait_for(lambda: LISTENING.search(self.text()), timeout, "Prism listening", self.proc)
         self.url = found.group(1)
         return self
@@ -175,7 +198,9 @@ def wait_for(probe: Callable[[], Any], timeout: float, what: str, proc: subproce
 
 
 @pytest.fixture(scope="module")
-def stack(tools: Path, documents: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def stack(
+    tools: Path, documents: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """``facecert serve`` with a Prism proxy per document (open and closed) in front of it."""
     folder = tmp_path_factory.mktemp("prism")
     server = ServeProcess(folder / "serve", "--time-scale", str(SCALE)).start()
@@ -226,8 +251,11 @@ def test_prism_sees_no_violation_while_the_reference_device_runs_every_task(stac
             return tasks if tasks and all(t["state"] not in ("queued", "sent") for t in tasks) else None
 
         tasks = wait_for(finished, 120, "every task's result")
-        wait_for(lambda: httpx.get(f"{server.url}/_admin/gps", params={"device_id": device_id}, timeout=10).json(),
-                 30, "a gpsReport")
+        wait_for(
+            lambda: httpx.get(f"{server.url}/_admin/gps", params={"device_id": device_id}, timeout=10).json(),
+            30,
+            "a gpsReport",
+        )
     assert sorted(t["request_type"] for t in tasks) == sorted(queued)
     assert [(t["request_type"], t["state"]) for t in tasks if t["state"] != "done"] == []
     lines = prism.lines()
@@ -250,7 +278,6 @@ def test_prism_reports_a_broken_task_by_its_own_schema(stack: dict[str, Any]) ->
     answer = violations(prism.lines())[before:]
     assert answer and all("response.body" in line for line in answer) and len(answer) <= 3, answer
     assert any("time_stamp" in line for line in answer)
-
 
 
 @pytest.mark.parametrize("endpoint", list(CONTRACT.all_endpoints))

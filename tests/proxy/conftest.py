@@ -9,9 +9,10 @@ import re
 import socket
 import threading
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -99,8 +100,16 @@ def module_upstream() -> Iterator[Upstream]:
 
 def _serve() -> Iterator[Upstream]:
     double = Upstream()
-    server = uvicorn.Server(uvicorn.Config(double.app(), host="127.0.0.1", port=0, log_level="warning",
-                                           timeout_graceful_shutdown=1, limit_concurrency=64))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            double.app(),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+            limit_concurrency=64,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = threading.Event()

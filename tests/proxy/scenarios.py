@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -53,8 +54,12 @@ class Peer:
         return task
 
     def result(self, task: dict[str, Any], request_id: Any = None) -> httpx.Response:
-        body = {"device_id": self.device_id, "request_id": task["request_id"] if request_id is None else request_id,
-                "code": 0, "log": "ok"}
+        body = {
+            "device_id": self.device_id,
+            "request_id": task["request_id"] if request_id is None else request_id,
+            "code": 0,
+            "log": "ok",
+        }
         schema = get_contract().all_tasks[task["request_type"]].result
         try:
             body.update({k: v for k, v in example_for(schema).items() if k not in body and k != "resp_type"})

@@ -29,9 +29,11 @@ def test_bad_options_are_refused_clearly(tmp_path: Path) -> None:
     addon = FacecertAddon()
     with taddons.context(addon) as tctx:
         _options(tctx, addon, tmp_path)  # running: a bad change is refused and rolled back by mitmproxy
-        for name, value, why in (("facecert_protocol_version", "7.7", "facecert_protocol_version"),
-                                 ("facecert_time_scale", "fast", "not a number"),
-                                 ("facecert_tolerance", "3", "outside")):
+        for name, value, why in (
+            ("facecert_protocol_version", "7.7", "facecert_protocol_version"),
+            ("facecert_time_scale", "fast", "not a number"),
+            ("facecert_tolerance", "3", "outside"),
+        ):
             with pytest.raises(exceptions.OptionsError, match=why):
                 tctx.configure(addon, **{name: value})
         with pytest.raises(exceptions.OptionsError):
@@ -44,7 +46,9 @@ def test_flow_is_marked_commented_and_otherwise_untouched(tmp_path: Path) -> Non
         _options(tctx, addon, tmp_path)
         poll = example_for("device/taskRequest")
         del poll["device_mac"]
-        flow = _flow("/taskRequest", json.dumps(poll).encode(), json.dumps(example_for("server/tasks/idleTime")).encode())
+        flow = _flow(
+            "/taskRequest", json.dumps(poll).encode(), json.dumps(example_for("server/tasks/idleTime")).encode()
+        )
         before = flow.get_state()
         addon.response(flow)
         after = flow.get_state()
@@ -64,8 +68,10 @@ def test_clean_flow_stays_unmarked_and_non_protocol_is_logged(tmp_path: Path, ca
         answer = {"code": 0, "snap_time": capture["snap_time"], "frpic_name": capture["frpic_name"], "log": "ok"}
         clean = _flow("/faceRecognition", json.dumps(capture).encode(), json.dumps(answer).encode())
         addon.response(clean)
-        image = tflow.tflow(req=tutils.treq(method=b"GET", path=b"/faces/1.jpg", content=b""),
-                            resp=tutils.tresp(content=b"\xff\xd8\xff"))
+        image = tflow.tflow(
+            req=tutils.treq(method=b"GET", path=b"/faces/1.jpg", content=b""),
+            resp=tutils.tresp(content=b"\xff\xd8\xff"),
+        )
         addon.response(image)
     assert clean.marked == "" and clean.comment == ""
     assert "not protocol traffic, passed through: GET" in caplog.text
@@ -77,8 +83,9 @@ def test_report_command_writes_reports_on_demand(tmp_path: Path) -> None:
     with taddons.context(addon) as tctx:
         _options(tctx, addon, tmp_path)
         task = {**example_for("server/tasks/getDevStatus"), "request_id": 4242}
-        addon.response(_flow("/taskRequest", json.dumps(example_for("device/taskRequest")).encode(),
-                             json.dumps(task).encode()))
+        addon.response(
+            _flow("/taskRequest", json.dumps(example_for("device/taskRequest")).encode(), json.dumps(task).encode())
+        )
         written = tctx.master.commands.execute("facecert.report")
         on_demand = json.loads(Path(written).read_text())
         addon.done()

@@ -45,7 +45,10 @@ def zeros_compressed(coding: str, size: int) -> bytes:
 
 
 ENCODERS = {
-    "gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress, "zstd": zstd.compress,
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "br": brotli.compress,
+    "zstd": zstd.compress,
     "x-gzip": gzip.compress,
 }
 
@@ -118,8 +121,17 @@ def _session(tmp_path: Path, **options: object) -> ProxySession:
 
 def _poll(body: bytes, headers: dict[str, str] | None = None) -> Exchange:
     answer = json.dumps(example_for("server/tasks/idleTime")).encode()
-    return Exchange("POST", "/taskRequest", body, 200, answer, started=1_700_000_000.0, ended=1_700_000_000.1,
-                    request_headers=headers or {}, peer="10.0.0.9")
+    return Exchange(
+        "POST",
+        "/taskRequest",
+        body,
+        200,
+        answer,
+        started=1_700_000_000.0,
+        ended=1_700_000_000.1,
+        request_headers=headers or {},
+        peer="10.0.0.9",
+    )
 
 
 def test_a_bomb_is_one_finding_with_the_tap_note(tmp_path: Path) -> None:
@@ -175,9 +187,16 @@ HOSTILE = "dev\udfff\x00\x1b ice"
 
 
 def _hostile_finding() -> Finding:
-    return Finding(rule="MSG-FORMAT", severity=Severity.ERROR,
-                   message=f"device_id {HOSTILE!s} is odd", party="device", pointer="/device_id\udc80",
-                   expected=float("inf"), actual={"v": float("nan"), HOSTILE: 2**80}, device_id=HOSTILE)
+    return Finding(
+        rule="MSG-FORMAT",
+        severity=Severity.ERROR,
+        message=f"device_id {HOSTILE!s} is odd",
+        party="device",
+        pointer="/device_id\udc80",
+        expected=float("inf"),
+        actual={"v": float("nan"), HOSTILE: 2**80},
+        device_id=HOSTILE,
+    )
 
 
 def test_reports_are_strict_whatever_the_findings_hold(tmp_path: Path) -> None:

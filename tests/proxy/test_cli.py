@@ -48,10 +48,24 @@ class Output:
 
 def test_proxy_command_runs_reports_and_stops_on_sigint(upstream: Upstream, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    proc = subprocess.Popen([FACECERT, "proxy", "--upstream", upstream.url, "--listen", "127.0.0.1:0",
-                             "--report", str(report), "--time-scale", "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "MITMPROXY_CONFDIR": str(tmp_path / "conf")})
+    proc = subprocess.Popen(
+        [
+            FACECERT,
+            "proxy",
+            "--upstream",
+            upstream.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--report",
+            str(report),
+            "--time-scale",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MITMPROXY_CONFDIR": str(tmp_path / "conf")},
+    )
     output = Output(proc)
     try:
         address = output.wait_for(_ADDRESS, timeout=30)
@@ -75,8 +89,9 @@ def test_proxy_command_runs_reports_and_stops_on_sigint(upstream: Upstream, tmp_
 
 def test_proxy_command_refuses_bad_input_without_traceback(tmp_path: Path) -> None:
     for args in (["--upstream", "server:8080"], ["--upstream", "http://127.0.0.1:9", "--listen", "nowhere"]):
-        run = subprocess.run([FACECERT, "proxy", *args, "--report", str(tmp_path)], capture_output=True, text=True,
-                             timeout=60)
+        run = subprocess.run(
+            [FACECERT, "proxy", *args, "--report", str(tmp_path)], capture_output=True, text=True, timeout=60
+        )
         assert run.returncode == 2, run.stdout + run.stderr
         assert "error:" in run.stdout and "Traceback" not in run.stdout + run.stderr
 
@@ -84,8 +99,11 @@ def test_proxy_command_refuses_bad_input_without_traceback(tmp_path: Path) -> No
 def test_bad_addon_option_stops_mitmdump_with_one_clear_line(mitm_confdir: Path, tmp_path: Path) -> None:
     from facecert.proxy_addons.process import MitmdumpConfig
 
-    argv = MitmdumpConfig(upstream="http://127.0.0.1:9", confdir=mitm_confdir,
-                          options={"facecert_tolerance": "abc", "facecert_report_dir": str(tmp_path)}).argv()
+    argv = MitmdumpConfig(
+        upstream="http://127.0.0.1:9",
+        confdir=mitm_confdir,
+        options={"facecert_tolerance": "abc", "facecert_report_dir": str(tmp_path)},
+    ).argv()
     run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert "facecert: facecert_tolerance: 'abc' is not a number" in run.stdout

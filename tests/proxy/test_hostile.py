@@ -38,13 +38,20 @@ def _poll(device_id: str = "ID00000000000777") -> bytes:
 
 
 def test_bombs_are_findings_in_bounded_memory(upstream: Upstream, mitm_confdir: Path, tmp_path: Path) -> None:
-    bombs = {"gzip": zeros_compressed("gzip", 128 * MiB),  # ~130 KB, as the field report had it
-             "br": zeros_compressed("br", 2048 * MiB), "zstd": zeros_compressed("zstd", 1024 * MiB)}
+    bombs = {
+        "gzip": zeros_compressed("gzip", 128 * MiB),  # ~130 KB, as the field report had it
+        "br": zeros_compressed("br", 2048 * MiB),
+        "zstd": zeros_compressed("zstd", 1024 * MiB),
+    }
     dump = start_proxy(upstream.url, mitm_confdir, tmp_path)
     try:
         for coding, bomb in bombs.items():
-            answer = httpx.post(dump.url + "/taskRequest", content=bomb, timeout=60,
-                                headers={"Content-Encoding": coding, "Content-Type": "application/json"})
+            answer = httpx.post(
+                dump.url + "/taskRequest",
+                content=bomb,
+                timeout=60,
+                headers={"Content-Encoding": coding, "Content-Type": "application/json"},
+            )
             assert answer.status_code == 200 and upstream.seen[-1].request_sha == sha(bomb)  # passed unchanged
         peak = memory_of(dump.pid)["VmHWM"]
     finally:
@@ -60,8 +67,9 @@ def test_a_body_over_41_mb_gets_the_upstreams_own_answer(mitm_confdir: Path, tmp
     with MockServer(ServerConfig()) as server:  # refuses past max_body with 413, stops reading at ~41 MB
         dump = start_proxy(server.url, mitm_confdir, tmp_path)
         try:
-            answer = httpx.post(dump.url + "/faceRecognition", content=body, timeout=60,
-                                headers={"Content-Type": "application/json"})
+            answer = httpx.post(
+                dump.url + "/faceRecognition", content=body, timeout=60, headers={"Content-Type": "application/json"}
+            )
             peak = memory_of(dump.pid)["VmHWM"]
         finally:
             dump.stop()
@@ -93,24 +101,32 @@ def test_memory_stays_flat_over_a_long_session(upstream: Upstream, mitm_confdir:
 
 
 ALARM = b'{"device_id": "ID00000000000778", "alarm_type": 1}'
-CHUNKED_HEAD = (b"POST /deviceAlarm HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\n"
-                b"Transfer-Encoding: chunked\r\n")
+CHUNKED_HEAD = (
+    b"POST /deviceAlarm HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+)
 #: name -> (chunked body as sent, what must end the body the upstream gets)
 CHUNKED = {
     "plain": (b"%x\r\n%s\r\n0\r\n\r\n" % (len(ALARM), ALARM), b"\r\n0\r\n\r\n"),
-    "several chunks": (b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (ALARM[:10], ALARM[10:30], ALARM[30:]))
-                       + b"0\r\n\r\n", b"\r\n0\r\n\r\n"),
+    "several chunks": (
+        b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (ALARM[:10], ALARM[10:30], ALARM[30:])) + b"0\r\n\r\n",
+        b"\r\n0\r\n\r\n",
+    ),
     "empty": (b"0\r\n\r\n", b"0\r\n\r\n"),
-    "trailers": (b"%x\r\n%s\r\n0\r\nX-Checksum: abc123\r\n\r\n" % (len(ALARM), ALARM),
-                 b"0\r\nX-Checksum: abc123\r\n\r\n"),
+    "trailers": (
+        b"%x\r\n%s\r\n0\r\nX-Checksum: abc123\r\n\r\n" % (len(ALARM), ALARM),
+        b"0\r\nX-Checksum: abc123\r\n\r\n",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(CHUNKED))
 def test_chunked_request_is_answered(name: str, mitm_confdir: Path, tmp_path: Path) -> None:
     body, ending = CHUNKED[name]
-    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-              b"Trailer: X-Served\r\n\r\n" b"1b\r\n" + b'{"code": 0, "log": "ok"}   ' + b"\r\n0\r\nX-Served: yes\r\n\r\n")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        b"Trailer: X-Served\r\n\r\n"
+        b"1b\r\n" + b'{"code": 0, "log": "ok"}   ' + b"\r\n0\r\nX-Served: yes\r\n\r\n"
+    )
     upstream = RawUpstream(answer)
     dump = start_proxy(upstream.url, mitm_confdir, tmp_path)
     try:
@@ -134,8 +150,11 @@ def test_kill_9_loses_no_finished_flow(upstream: Upstream, mitm_confdir: Path, t
     with httpx.Client(base_url=dump.url, timeout=30) as client:
         for n in range(30):
             path = ("/taskRequest", "/gpsReport", f"/blob/{2 * MiB}", "/faceRecognition")[n % 4]
-            response = client.request("GET" if path.startswith("/blob") else "POST", path,
-                                      content=None if path.startswith("/blob") else _poll())
+            response = client.request(
+                "GET" if path.startswith("/blob") else "POST",
+                path,
+                content=None if path.startswith("/blob") else _poll(),
+            )
             assert response.status_code == 200
             sent.append(path)
     in_flight = raw_slow_upload(dump.address)  # type: ignore[arg-type]
@@ -152,14 +171,15 @@ def raw_slow_upload(address: tuple[str, int]) -> threading.Event:
     import socket
 
     conn = socket.create_connection(address, timeout=10)
-    conn.sendall(b"POST /faceRecognition HTTP/1.1\r\nHost: d\r\nContent-Length: 100000\r\n\r\n{\"device_id\": ")
+    conn.sendall(b'POST /faceRecognition HTTP/1.1\r\nHost: d\r\nContent-Length: 100000\r\n\r\n{"device_id": ')
     done = threading.Event()
     threading.Thread(target=lambda: (done.wait(10), conn.close()), daemon=True).start()
     return done
 
 
-def test_sigint_after_hostile_messages_writes_every_report(upstream: Upstream, mitm_confdir: Path,
-                                                           tmp_path: Path) -> None:
+def test_sigint_after_hostile_messages_writes_every_report(
+    upstream: Upstream, mitm_confdir: Path, tmp_path: Path
+) -> None:
     dump = start_proxy(upstream.url, mitm_confdir, tmp_path, facecert_test_raise="/deviceAlarm")
     hostile = [
         ("/taskRequest", _poll().replace(b'"device_id": "', b'"device_id": "\\udfff'), {}),
@@ -172,8 +192,11 @@ def test_sigint_after_hostile_messages_writes_every_report(upstream: Upstream, m
     try:
         for path, body, headers in hostile:
             assert httpx.post(dump.url + path, content=body, headers=headers, timeout=30).status_code == 200
-        odd = raw_exchange(dump.address, b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nX-Odd: \xff\xfe\x00\r\n"  # type: ignore[arg-type]
-                           b"Content-Length: 2\r\n\r\n{}")
+        odd = raw_exchange(
+            dump.address,
+            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nX-Odd: \xff\xfe\x00\r\n"  # type: ignore[arg-type]
+            b"Content-Length: 2\r\n\r\n{}",
+        )
         assert odd.startswith(b"HTTP/1.1 ")
         assert dump.wait_for_line("internal error while judging POST /deviceAlarm", timeout=10)
     finally:
@@ -191,8 +214,9 @@ def test_sigint_after_hostile_messages_writes_every_report(upstream: Upstream, m
 
 
 @pytest.mark.parametrize("where", ["device_id", "device_name"])
-def test_lone_surrogate_leaves_a_complete_summary(upstream: Upstream, mitm_confdir: Path, tmp_path: Path,
-                                                  where: str) -> None:
+def test_lone_surrogate_leaves_a_complete_summary(
+    upstream: Upstream, mitm_confdir: Path, tmp_path: Path, where: str
+) -> None:
     poll = _poll().replace(f'"{where}": "'.encode(), f'"{where}": "\\udfff'.encode())
     dump = start_proxy(upstream.url, mitm_confdir, tmp_path)
     try:
@@ -205,17 +229,26 @@ def test_lone_surrogate_leaves_a_complete_summary(upstream: Upstream, mitm_confd
     assert summary["addon_errors"] == 0
 
 
-def test_a_transfer_coding_besides_chunked_gets_a_400_not_a_502(upstream: Upstream, mitm_confdir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_a_transfer_coding_besides_chunked_gets_a_400_not_a_502(
+    upstream: Upstream, mitm_confdir: Path, tmp_path: Path
+) -> None:
     """``Transfer-Encoding: gzip, chunked`` reaches no upstream (mitmproxy alone answered 502): the
     device gets the 400 the server gives directly, and the flow is still recorded."""
     dump = start_proxy(upstream.url, mitm_confdir, tmp_path)
     try:
-        reply = raw_exchange(dump.address, b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
-                             b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
-        plain = raw_exchange(dump.address, b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
-                             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                             + f"{len(_poll()):x}\r\n".encode() + _poll() + b"\r\n0\r\n\r\n")
+        reply = raw_exchange(
+            dump.address,
+            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
+            b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        )
+        plain = raw_exchange(
+            dump.address,
+            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(_poll()):x}\r\n".encode()
+            + _poll()
+            + b"\r\n0\r\n\r\n",
+        )
     finally:
         dump.stop()
     assert reply.startswith(b"HTTP/1.1 400") and b"x-facecert-proxy: refused" in reply.lower(), reply[:300]

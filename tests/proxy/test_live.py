@@ -35,14 +35,20 @@ class Session:
 
     def findings(self, scenario: str) -> list[dict[str, Any]]:
         first, end, device = self.spans[scenario]
-        return [f for f in self.summary["findings"]
-                if first <= f["exchange"] < end or (f["exchange"] == -1 and f["device_id"] == device)]
+        return [
+            f
+            for f in self.summary["findings"]
+            if first <= f["exchange"] < end or (f["exchange"] == -1 and f["device_id"] == device)
+        ]
 
     def live(self, scenario: str) -> list[tuple[str, str]]:
         first, end, device = self.spans[scenario]
         found = (_LIVE.search(line) for line in self.lines)
-        return [(m.group(1), m.group(2)) for m in found
-                if m and (first <= int(m.group(3)) < end or (m.group(3) == "-1" and m.group(4) == device))]
+        return [
+            (m.group(1), m.group(2))
+            for m in found
+            if m and (first <= int(m.group(3)) < end or (m.group(3) == "-1" and m.group(4) == device))
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +99,25 @@ def test_reports_are_written(session: Session) -> None:
 
 
 def _key(finding: dict[str, Any]) -> tuple[Any, ...]:
-    return (finding["rule"], finding["severity"], finding["exchange"], finding["endpoint"], finding["direction"],
-            finding["pointer"], finding["device_id"])
+    return (
+        finding["rule"],
+        finding["severity"],
+        finding["exchange"],
+        finding["endpoint"],
+        finding["direction"],
+        finding["pointer"],
+        finding["device_id"],
+    )
 
 
 def test_offline_validation_of_the_har_gives_the_same_findings(session: Session) -> None:
     har = session.report / "session.har"
-    run = subprocess.run([str(Path(sys.executable).parent / "facecert"), "validate", str(har), "--json",
-                          "--time-scale", str(SCALE)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "facecert"), "validate", str(har), "--json", "--time-scale", str(SCALE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1, run.stderr  # the broken peers fail the session
     offline = json.loads(run.stdout)
     assert offline["exchanges"] == session.summary["flows"]

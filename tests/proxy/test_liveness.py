@@ -38,8 +38,9 @@ def test_server_that_does_not_answer(mitm_confdir: Path, tmp_path: Path) -> None
         port = closed.getsockname()[1]
     dump = start_proxy(f"http://127.0.0.1:{port}", mitm_confdir, tmp_path)
     try:
-        answer = httpx.post(dump.url + "/taskRequest", content=json.dumps(example_for("device/taskRequest")),
-                            timeout=10)
+        answer = httpx.post(
+            dump.url + "/taskRequest", content=json.dumps(example_for("device/taskRequest")), timeout=10
+        )
         assert answer.status_code == 502  # mitmproxy's own answer; the addon does not touch it
         assert dump.wait_for_line("ANSWER-MISSING", timeout=10)
     finally:
@@ -49,8 +50,9 @@ def test_server_that_does_not_answer(mitm_confdir: Path, tmp_path: Path) -> None
     assert summary["addon_errors"] == 0
 
 
-def test_a_device_that_stops_polling_is_reported_live_once(upstream: Upstream, mitm_confdir: Path,
-                                                            tmp_path: Path) -> None:
+def test_a_device_that_stops_polling_is_reported_live_once(
+    upstream: Upstream, mitm_confdir: Path, tmp_path: Path
+) -> None:
     """Two polls at the idle pace, then silence: POLL-STOPPED from the proxy's timer, with no traffic."""
     scale = 0.05
     idle = get_contract().timing["idle_interval_s"] * scale

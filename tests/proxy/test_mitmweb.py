@@ -38,11 +38,13 @@ def _flows_when(client: httpx.Client, ready, timeout: float) -> list[dict]:  # t
 
 def test_mitmweb_marks_and_comments_faulty_flows(upstream: Upstream, mitm_confdir: Path, tmp_path: Path) -> None:
     web_port = _free_port()
-    config = MitmdumpConfig(upstream=upstream.url, confdir=mitm_confdir,
-                            executable=Path(sys.executable).parent / "mitmweb",
-                            options={"facecert_report_dir": str(tmp_path)},
-                            extra_args=["--no-web-open-browser", "--web-host", "127.0.0.1",
-                                        "--web-port", str(web_port)])
+    config = MitmdumpConfig(
+        upstream=upstream.url,
+        confdir=mitm_confdir,
+        executable=Path(sys.executable).parent / "mitmweb",
+        options={"facecert_report_dir": str(tmp_path)},
+        extra_args=["--no-web-open-browser", "--web-host", "127.0.0.1", "--web-port", str(web_port)],
+    )
     web = Mitmdump(config).start()
     try:
         assert web.wait_for_line("token=", timeout=10)

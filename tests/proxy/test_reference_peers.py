@@ -12,10 +12,10 @@ here; the cadence knobs are far outside even that (40 % and 250 %).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -44,8 +44,7 @@ class Run:
         names no device when the body cannot be read, nor for method/version findings made before parsing)."""
         known = set(self.devices.values())
         hits = (_LIVE.search(line) for line in self.lines)
-        return {(m.group(1), m.group(2)) for m in hits
-                if m and (m.group(3) == device_id or m.group(3) not in known)}
+        return {(m.group(1), m.group(2)) for m in hits if m and (m.group(3) == device_id or m.group(3) not in known)}
 
 
 def _prepare(scenario: str, server: MockServer, proxy: Mitmdump, device_id: str) -> None:
@@ -63,9 +62,18 @@ def run(mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assets = make_assets(tmp_path_factory.mktemp("assets"))
     versions = sorted({fault.protocol_version or "" for fault in KNOBS})
     with MockServer(ServerConfig(time_scale=SCALE, assets=assets)) as server:
-        proxies = {v: start_proxy(server.url, mitm_confdir, tmp_path_factory.mktemp("ref"), facecert_time_scale=SCALE,
-                                  facecert_tolerance=0.5, facecert_check_downloads=True,
-                                  **({"facecert_protocol_version": v} if v else {})) for v in versions}
+        proxies = {
+            v: start_proxy(
+                server.url,
+                mitm_confdir,
+                tmp_path_factory.mktemp("ref"),
+                facecert_time_scale=SCALE,
+                facecert_tolerance=0.5,
+                facecert_check_downloads=True,
+                **({"facecert_protocol_version": v} if v else {}),
+            )
+            for v in versions
+        }
         plan: list[tuple[str, str, Fault | None]] = [(f.name, f.scenario, f) for f in KNOBS]
         plan += [(f"clean-{scenario}", scenario, None) for scenario in CLEAN]
         devices: list[tuple[str, Device]] = []
@@ -75,9 +83,15 @@ def run(mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 device_id = unique_id(label)
                 result.devices[label] = device_id
                 _prepare(scenario, server, proxy, device_id)
-                device = Device(DeviceConfig(server=proxy.url, device_id=device_id, time_scale=SCALE,
-                                             faults={fault.name} if fault else set(),
-                                             protocol_version=fault.protocol_version if fault else None))
+                device = Device(
+                    DeviceConfig(
+                        server=proxy.url,
+                        device_id=device_id,
+                        time_scale=SCALE,
+                        faults={fault.name} if fault else set(),
+                        protocol_version=fault.protocol_version if fault else None,
+                    )
+                )
                 devices.append((scenario, device))
             for _, device in devices:
                 device.start()
@@ -104,8 +118,9 @@ def test_knob_is_caught_live(run: Run, fault: Fault) -> None:
 @pytest.mark.parametrize("scenario", CLEAN)
 def test_fault_free_device_passes_live(run: Run, scenario: str) -> None:
     device_id = run.devices[f"clean-{scenario}"]
-    errors = [f for s in run.summaries for f in s["findings"]
-              if f["device_id"] == device_id and f["severity"] == "error"]
+    errors = [
+        f for s in run.summaries for f in s["findings"] if f["device_id"] == device_id and f["severity"] == "error"
+    ]
     assert errors == [], errors
 
 

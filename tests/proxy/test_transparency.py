@@ -4,8 +4,8 @@ exception inside the addon leaves the flow untouched."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -31,7 +31,9 @@ ANSWERS: list[tuple[str, str, bytes]] = [
 
 
 @pytest.fixture(scope="module")
-def proxied(module_upstream: Upstream, mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Upstream, str, Path]]:
+def proxied(
+    module_upstream: Upstream, mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Upstream, str, Path]]:
     report = tmp_path_factory.mktemp("transparency")
     dump = start_proxy(module_upstream.url, mitm_confdir, report)
     try:
@@ -52,7 +54,9 @@ def test_request_bytes_arrive_unchanged(proxied: tuple[Upstream, str, Path], nam
 
 
 @pytest.mark.parametrize("name,path,answer", ANSWERS, ids=[a[0] for a in ANSWERS])
-def test_answer_bytes_arrive_unchanged(proxied: tuple[Upstream, str, Path], name: str, path: str, answer: bytes) -> None:
+def test_answer_bytes_arrive_unchanged(
+    proxied: tuple[Upstream, str, Path], name: str, path: str, answer: bytes
+) -> None:
     upstream, url, _ = proxied
     upstream.enqueue(path, answer)
     response = httpx.post(url + path, content=b"{}", timeout=30)

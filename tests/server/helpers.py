@@ -14,7 +14,6 @@ from PIL import Image
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
 from facecert.core.rules.message import resolve_pointer
-
 from facecert.mock_server.assets import DEFAULT_FOR_KIND
 
 SCALE = 0.05  # protocol intervals x 0.05: result deadline 6 s, idle 1 s
@@ -40,8 +39,13 @@ def result_body(device_id: str, task: dict[str, Any], code: int = 0) -> dict[str
 def capture_body(device_id: str, serial: int = 0) -> dict[str, Any]:
     body = example_for("device/faceRecognition")
     snap = int(time.time())
-    body.update(device_id=device_id, timestamp=snap, snap_time=snap, snap_time_ms=snap * 1000 + 5,
-                frpic_name=f"FACE_0_{snap}_{serial}.jpg")
+    body.update(
+        device_id=device_id,
+        timestamp=snap,
+        snap_time=snap,
+        snap_time_ms=snap * 1000 + 5,
+        frpic_name=f"FACE_0_{snap}_{serial}.jpg",
+    )
     return body
 
 
@@ -79,6 +83,7 @@ def errors(findings: list[dict[str, Any]], party: str | None = None) -> set[str]
 
 def strict_json(raw: bytes) -> Any:
     """Parse as RFC 8259 JSON in valid UTF-8: no NaN/Infinity tokens, no lone surrogate escapes."""
+
     def refuse(name: str) -> Any:
         raise AssertionError(f"{name} is not strict JSON")
 
@@ -94,7 +99,7 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     Image.new("RGB", (8, 8), (200, 150, 120)).save(out, "JPEG")
     data = bytearray(out.getvalue())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
     return bytes(data)
 
 

@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 from openapi_spec_validator import validate
 
 from facecert.core import redact
-
 from facecert.core.engine import EngineConfig
 from facecert.core.examples import example_for
-from facecert.validate import judge_files
-
 from facecert.mock_server import MockServer, ServerConfig
 from facecert.mock_server.openapi import admin_openapi
+from facecert.validate import judge_files
 from tests.server.helpers import SCALE, capture_body, poll_body, report_body, result_body
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,16 +25,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def mock_server_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """``python -m mock_server`` runs the same commands ``facecert`` registers."""
-    return subprocess.run([sys.executable, "-m", "facecert.mock_server", *args], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "facecert.mock_server", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 def test_openapi_is_valid_and_covers_every_route(server: MockServer, client: httpx.Client) -> None:
     document = admin_openapi()
     validate(document)
     assert client.get("/_admin/openapi.json").json() == document
-    served = {route.path.removeprefix(server.platform.prefix) for route in server.app.routes
-              if route.path.startswith(f"{server.platform.prefix}/_admin")}
+    served = {
+        route.path.removeprefix(server.platform.prefix)
+        for route in server.app.routes
+        if route.path.startswith(f"{server.platform.prefix}/_admin")
+    }
     documented = {path for path in document["paths"]}
     assert served == documented
 
@@ -58,7 +60,13 @@ def test_every_read_call(server: MockServer, client: httpx.Client) -> None:
     assert client.get("/_admin/downloads").json()[0]["completed"] == 1
     exchanges = client.get("/_admin/exchanges", params={"device_id": "A"}).json()
     assert [e["endpoint"] or e["path"] for e in exchanges] == [
-        "taskRequest", "taskResult", "faceRecognition", "deviceAlarm", "gpsReport", "/assets/face.jpg"]
+        "taskRequest",
+        "taskResult",
+        "faceRecognition",
+        "deviceAlarm",
+        "gpsReport",
+        "/assets/face.jpg",
+    ]
     assert client.get("/_admin/downloads").json()[0]["device_id"] == "A"  # the only device seen from that address
     assert exchanges[0]["response_json"]["request_id"] == rid
     assert len(client.get("/_admin/exchanges", params={"limit": "2"}).json()) == 2
@@ -79,8 +87,9 @@ def one_salt(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     redact.reset()
 
 
-def test_har_export_over_http_and_cli_is_accepted_by_validate(server: MockServer, client: httpx.Client,
-                                                              tmp_path: Path, one_salt: None) -> None:
+def test_har_export_over_http_and_cli_is_accepted_by_validate(
+    server: MockServer, client: httpx.Client, tmp_path: Path, one_salt: None
+) -> None:
     server.enqueue("H", example_for("server/tasks/getDevStatus"))
     task = client.post("/taskRequest", json=poll_body("H")).json()
     client.post("/taskResult", json=result_body("H", task))
@@ -131,10 +140,16 @@ def test_console_line_per_exchange_highlights_findings() -> None:
 
     console = Console(record=True, width=200, color_system="truecolor")
     finding = {"severity": "error", "rule": "MSG-REQUIRED", "message": "[x] missing"}
-    console.print(exchange_line({"kind": "exchange", "endpoint": "taskRequest", "device_id": "D1", "status": 200,
-                                 "findings": [finding]}))
-    console.print(exchange_line({"kind": "exchange", "endpoint": "taskRequest", "device_id": "D2", "status": None,
-                                 "findings": []}))
+    console.print(
+        exchange_line(
+            {"kind": "exchange", "endpoint": "taskRequest", "device_id": "D1", "status": 200, "findings": [finding]}
+        )
+    )
+    console.print(
+        exchange_line(
+            {"kind": "exchange", "endpoint": "taskRequest", "device_id": "D2", "status": None, "findings": []}
+        )
+    )
     text = console.export_text(clear=False)
     assert "D1" in text and "MSG-REQUIRED" in text and "[x] missing" in text and "no answer" in text
     assert "\x1b[1;31m" in console.export_text(styles=True)  # errors in bold red
@@ -161,7 +176,11 @@ def test_commands_register_on_the_facecert_app() -> None:
 def test_serve_refuses_unusable_options_without_a_traceback(tmp_path: Path) -> None:
     not_a_db = tmp_path / "x.db"
     not_a_db.write_text("garbage")
-    for args in (["--db", str(tmp_path / "missing" / "x.db")], ["--db", str(not_a_db)],
-                 ["--firmware", str(tmp_path / "none.bin")], ["--profile", "lenient"]):
+    for args in (
+        ["--db", str(tmp_path / "missing" / "x.db")],
+        ["--db", str(not_a_db)],
+        ["--firmware", str(tmp_path / "none.bin")],
+        ["--profile", "lenient"],
+    ):
         made = mock_server_cli("serve", "--port", "0", *args)
         assert made.returncode == 2 and "Traceback" not in made.stdout + made.stderr, made.stdout + made.stderr

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, errors, local_downloads, poll_body, result_body
 
@@ -43,14 +42,29 @@ def test_download_log_says_who_what_when_bytes(server: MockServer, client: httpx
     entry = log[0]
     assert entry["device_id"] == "DL" and entry["peer"].startswith("127.0.0.1:")
     assert (entry["name"], entry["bytes"], entry["size"], entry["completed"], entry["state"]) == (
-        "face.jpg", size, size, 1, "completed")
+        "face.jpg",
+        size,
+        size,
+        1,
+        "completed",
+    )
     assert entry["started"] <= entry["ended"]
     assert server.engine.fetched and server.engine.fetched[-1][1].endswith("/assets/face.jpg")
 
 
-@pytest.mark.parametrize("target", ["/assets/../store.py", "/assets/..%2Fstore.py", "/assets/%2e%2e/%2e%2e/etc/passwd",
-                                    "/assets//etc/passwd", "/assets/%2Fetc%2Fpasswd", "/assets/sub/../../x",
-                                    "/assets/nothing.jpg", "/assets/"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/assets/../store.py",
+        "/assets/..%2Fstore.py",
+        "/assets/%2e%2e/%2e%2e/etc/passwd",
+        "/assets//etc/passwd",
+        "/assets/%2Fetc%2Fpasswd",
+        "/assets/sub/../../x",
+        "/assets/nothing.jpg",
+        "/assets/",
+    ],
+)
 def test_paths_are_confined(server: MockServer, target: str) -> None:
     assert raw_get(server, target) == 404
     assert server.downloads()[-1]["state"] == "refused"
@@ -87,8 +101,9 @@ def test_aborted_download_is_logged_as_aborted(tmp_path: Path) -> None:
     with MockServer(ServerConfig(time_scale=SCALE, assets=folder)) as srv:
         with httpx.stream("GET", srv.asset_url("big.bin")) as response:
             next(response.iter_bytes(65536))
-        entry = srv.platform.wait_for(lambda: [d for d in srv.downloads() if d["state"] != "started"], 10,
-                                      "the end of the download")[0]
+        entry = srv.platform.wait_for(
+            lambda: [d for d in srv.downloads() if d["state"] != "started"], 10, "the end of the download"
+        )[0]
         assert entry["state"] == "aborted" and entry["completed"] == 0 and entry["bytes"] < entry["size"]
         assert not srv.engine.fetched  # an aborted download does not count as fetched
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, capture_body, poll_body
 
@@ -93,8 +92,9 @@ def test_deep_but_parseable_object_is_judged_not_crashed(server: MockServer, cli
         node = node["x"]
     answer = client.post("/gpsReport", json={**poll_body("DEEP"), "extra": deep})
     assert answer.status_code == 400 and "MSG-TOO-DEEP" in {f["rule"] for f in answer.json()["findings"]}
-    refused = client.post("/_admin/devices/DEEP/tasks", json={"task": {**example_for("server/tasks/getDevStatus"),
-                                                                       "extra": deep}})
+    refused = client.post(
+        "/_admin/devices/DEEP/tasks", json={"task": {**example_for("server/tasks/getDevStatus"), "extra": deep}}
+    )
     assert refused.status_code == 422
     assert client.post("/taskRequest", json=poll_body("DEEP")).status_code == 200
 
@@ -103,8 +103,16 @@ JSON = {"content-type": "application/json"}
 
 
 def test_admin_bad_bodies_are_422_not_500(client: httpx.Client) -> None:
-    for raw in (b"[" * 100_000, b"\xff\xfe", b'{"task": ', b"[]", b'"text"', b'{"task": NaN}', b'{"task": 1e400}',
-                b'{"task": "\\udfff"}'):
+    for raw in (
+        b"[" * 100_000,
+        b"\xff\xfe",
+        b'{"task": ',
+        b"[]",
+        b'"text"',
+        b'{"task": NaN}',
+        b'{"task": 1e400}',
+        b'{"task": "\\udfff"}',
+    ):
         answer = client.post("/_admin/devices/X/tasks", content=raw, headers=JSON)
         assert answer.status_code == 422 and answer.json()["error"], raw[:10]
     assert client.post("/_admin/faults", content=b"{{", headers=JSON).status_code == 422

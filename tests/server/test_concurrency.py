@@ -10,7 +10,6 @@ import ssl
 import httpx
 
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer
 from tests.server.helpers import capture_body, poll_body
 
@@ -28,21 +27,26 @@ async def _device(url: str, tls: ssl.SSLContext, device: str) -> list[httpx.Resp
 async def _fleet(url: str) -> list[httpx.Response]:
     tls = ssl.create_default_context()  # shared: httpx would build one per client
     per_device = await asyncio.wait_for(
-        asyncio.gather(*(_device(url, tls, f"FLEET{n:04d}") for n in range(DEVICES))), timeout=60)
+        asyncio.gather(*(_device(url, tls, f"FLEET{n:04d}") for n in range(DEVICES))), timeout=60
+    )
     return [r for responses in per_device for r in responses]
 
 
 def test_two_hundred_devices_at_once(server: MockServer) -> None:
-    enqueued = [server.enqueue(f"FLEET{n:04d}", example_for("server/tasks/getDevStatus"))
-                for n in range(DEVICES) for _ in range(TASKS_EACH)]
+    enqueued = [
+        server.enqueue(f"FLEET{n:04d}", example_for("server/tasks/getDevStatus"))
+        for n in range(DEVICES)
+        for _ in range(TASKS_EACH)
+    ]
     responses = asyncio.run(_fleet(server.url))
     assert len(responses) == DEVICES * (TASKS_EACH + 2)
     assert all(r.status_code == 200 for r in responses)
     sent = [r.json() for r in responses if r.request.url.path.endswith("/taskRequest")]
     rids = [task["request_id"] for task in sent if "request_id" in task]
     assert len(rids) == len(set(rids)) == len(enqueued) and set(rids) == set(enqueued)
-    by_device = {n: [r.json() for r in responses[n * (TASKS_EACH + 2):(n + 1) * (TASKS_EACH + 2)]]
-                 for n in range(DEVICES)}
+    by_device = {
+        n: [r.json() for r in responses[n * (TASKS_EACH + 2) : (n + 1) * (TASKS_EACH + 2)]] for n in range(DEVICES)
+    }
     for n, answers in by_device.items():  # each device got its own tasks, in order, then idleTime
         mine = [t["request_id"] for t in server.tasks(f"FLEET{n:04d}")]
         assert [a.get("request_id") for a in answers[:TASKS_EACH]] == mine

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import http.server
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, poll_body
 from tests.server.test_page import ARGS
@@ -27,8 +26,19 @@ def refused_rows(server: MockServer, status: int) -> list[dict]:
     return [e for e in server.exchanges() if e["status"] == status and e["path"].startswith("/_admin")]
 
 
-@pytest.mark.parametrize("host", ["evil.example:{port}", "127.0.0.1.nip.io:{port}", "127.0.0.1:1", "localhost",
-                                  "[::1]:1", "", "a b", "127.0.0.1:{port}@evil.example"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example:{port}",
+        "127.0.0.1.nip.io:{port}",
+        "127.0.0.1:1",
+        "localhost",
+        "[::1]:1",
+        "",
+        "a b",
+        "127.0.0.1:{port}@evil.example",
+    ],
+)
 def test_foreign_host_is_refused(server: MockServer, client: httpx.Client, host: str) -> None:
     headers = {"host": host.format(port=server.port)}
     assert client.get("/_admin/devices", headers=headers).status_code == 403
@@ -48,15 +58,28 @@ def test_own_names_are_accepted(server: MockServer, client: httpx.Client, host: 
 def test_a_configured_public_name_is_accepted(tmp_path: Path) -> None:
     config = ServerConfig(time_scale=SCALE, public_names=("bench.lan", "proxy.lan:8443"))
     with MockServer(config) as srv:
-        for host, status in (("bench.lan", 200), (f"bench.lan:{srv.port}", 200), ("proxy.lan:8443", 200),
-                             ("proxy.lan:9", 403), ("other.lan", 403)):
+        for host, status in (
+            ("bench.lan", 200),
+            (f"bench.lan:{srv.port}", 200),
+            ("proxy.lan:8443", 200),
+            ("proxy.lan:9", 403),
+            ("other.lan", 403),
+        ):
             assert httpx.get(srv.url + "/_admin/devices", headers={"host": host}).status_code == status, host
 
 
-@pytest.mark.parametrize("headers", [
-    {"origin": "http://evil.example"}, {"origin": "null"}, {"origin": "http://127.0.0.1:1"},
-    {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"},
-    {"origin": "https://127.0.0.1:{port}"}, {"origin": "http://localhost:{port}"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://evil.example"},
+        {"origin": "null"},
+        {"origin": "http://127.0.0.1:1"},
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "https://127.0.0.1:{port}"},
+        {"origin": "http://localhost:{port}"},
+    ],
+)
 def test_cross_site_requests_are_refused(server: MockServer, client: httpx.Client, headers: dict[str, str]) -> None:
     headers = {k: v.format(port=server.port) for k, v in headers.items()}
     assert client.get("/_admin/overview", headers=headers).status_code == 403
@@ -72,8 +95,10 @@ def test_same_origin_browser_requests_pass(server: MockServer, client: httpx.Cli
     assert client.get("/", headers={"sec-fetch-site": "none"}).status_code == 200  # typed in the address bar
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", "application/jsonx"])
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"],
+)
 def test_writes_need_a_json_content_type(server: MockServer, client: httpx.Client, content_type: str | None) -> None:
     headers = {"content-type": content_type} if content_type else {}
     body = b'{"kind": "outage", "mode": "503"}'
@@ -81,8 +106,12 @@ def test_writes_need_a_json_content_type(server: MockServer, client: httpx.Clien
     assert client.put("/_admin/misbehaviours/no_answer", content=b'{"on": true}', headers=headers).status_code == 415
     assert server.platform.faults == [] and not server.platform.misbehaving
     assert refused_rows(server, 415)
-    assert client.post("/_admin/faults", content=body,
-                       headers={"content-type": "application/json; charset=utf-8"}).status_code == 201
+    assert (
+        client.post(
+            "/_admin/faults", content=body, headers={"content-type": "application/json; charset=utf-8"}
+        ).status_code
+        == 201
+    )
 
 
 def test_device_endpoints_stay_open(server: MockServer, client: httpx.Client) -> None:
@@ -131,8 +160,7 @@ Promise.all([
         thread.join(timeout=5)
 
 
-def test_a_web_page_on_another_origin_cannot_drive_the_server(server: MockServer, attacker: str,
-                                                              chromium: str) -> None:
+def test_a_web_page_on_another_origin_cannot_drive_the_server(server: MockServer, attacker: str, chromium: str) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as play:
         browser = play.chromium.launch(executable_path=chromium, args=ARGS)

@@ -8,7 +8,6 @@ import time
 import httpx
 
 from facecert.core.contract import get_contract
-
 from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, capture_body, errors, poll_body, report_body
 

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer
 from tests.server.helpers import capture_body, errors, poll_body
 
@@ -72,11 +71,19 @@ def test_malformed_answers(server: MockServer, client: httpx.Client) -> None:
     assert "MSG-NOT-JSON" in errors(server.findings("M"), "server")
 
 
-@pytest.mark.parametrize("bad", [{"kind": "earthquake"}, {"kind": "slow", "delay": -1},
-                                 {"kind": "error", "status": 404},
-                                 {"kind": "outage", "mode": "boom"}, {"kind": "slow", "colour": "red"},
-                                 {"kind": "outage", "endpoints": ["nowhere"]}, {"kind": "outage", "duration": 0},
-                                 {"device_id": "x"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "earthquake"},
+        {"kind": "slow", "delay": -1},
+        {"kind": "error", "status": 404},
+        {"kind": "outage", "mode": "boom"},
+        {"kind": "slow", "colour": "red"},
+        {"kind": "outage", "endpoints": ["nowhere"]},
+        {"kind": "outage", "duration": 0},
+        {"device_id": "x"},
+    ],
+)
 def test_bad_fault_requests_are_422(client: httpx.Client, bad: dict) -> None:
     answer = client.post("/_admin/faults", json=bad)
     assert answer.status_code == 422 and answer.json()["error"]

@@ -78,9 +78,24 @@ def test_serve_port_file_does_not_follow_a_link(tmp_path: Path) -> None:
     victim, port_file = tmp_path / "victim.txt", tmp_path / "port"
     victim.write_text("precious")
     port_file.symlink_to(victim)
-    proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server", "serve", "--port", "0", "--port-file",
-                             str(port_file), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facecert.mock_server",
+            "serve",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     try:
         _wait_for_line(proc, "listening", timeout=30)
         assert victim.read_text() == "precious"
@@ -110,6 +125,7 @@ def test_big_bodies_live_in_files_beside_the_database(tmp_path: Path) -> None:
     with MockServer(ServerConfig(time_scale=SCALE, db=db)) as again:  # read back after a restart
         assert again.platform.capture_image(capture["id"]) == image
     from facecert.mock_server.store import read_exchanges
+
     assert read_exchanges(db)[-1].request_body == sent.request.content
 
 

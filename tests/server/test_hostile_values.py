@@ -13,14 +13,30 @@ import pytest
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer
 from tests.server.helpers import (
-    capture_body, jpeg_claiming, poll_body, report_body, result_body, strict_json, with_capture_image)
+    capture_body,
+    jpeg_claiming,
+    poll_body,
+    report_body,
+    result_body,
+    strict_json,
+    with_capture_image,
+)
 
 ENDPOINTS = list(get_contract().all_endpoints)
-READS = ["/_admin/devices", "/_admin/overview", "/_admin/exchanges", "/_admin/results", "/_admin/captures",
-         "/_admin/findings", "/_admin/tasks", "/_admin/alarms", "/_admin/gps", "/_admin/export.har"]
+READS = [
+    "/_admin/devices",
+    "/_admin/overview",
+    "/_admin/exchanges",
+    "/_admin/results",
+    "/_admin/captures",
+    "/_admin/findings",
+    "/_admin/tasks",
+    "/_admin/alarms",
+    "/_admin/gps",
+    "/_admin/export.har",
+]
 
 
 def body_for(endpoint: str, device_id: str) -> dict[str, Any]:
@@ -36,8 +52,11 @@ def body_for(endpoint: str, device_id: str) -> dict[str, Any]:
 def with_raw(body: dict[str, Any], name: str, token: str) -> bytes:
     """The body as JSON text with one member's value replaced by a raw token (JSON cannot build these)."""
     marker = "\u2603MARK\u2603"
-    return json.dumps({**body, name: marker}, ensure_ascii=False).replace(json.dumps(marker, ensure_ascii=False),
-                                                                          token).encode("utf-8")
+    return (
+        json.dumps({**body, name: marker}, ensure_ascii=False)
+        .replace(json.dumps(marker, ensure_ascii=False), token)
+        .encode("utf-8")
+    )
 
 
 def stored_bodies(server: MockServer) -> list[bytes]:
@@ -59,8 +78,9 @@ def assert_no_5xx(answer: httpx.Response) -> None:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("field", ["device_id", "time_stamp"])
-def test_lone_surrogate_is_refused_stored_and_harmless(server: MockServer, client: httpx.Client, endpoint: str,
-                                                       field: str) -> None:
+def test_lone_surrogate_is_refused_stored_and_harmless(
+    server: MockServer, client: httpx.Client, endpoint: str, field: str
+) -> None:
     raw = with_raw(body_for(endpoint, "SURROGATE"), field, '"x\\udfffy"')
     answer = client.post(f"/{endpoint}", content=raw)
     assert_no_5xx(answer)
@@ -73,8 +93,9 @@ def test_lone_surrogate_is_refused_stored_and_harmless(server: MockServer, clien
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("token", ["1180591620717411303424", "-99999999999999999999999", "1e400", "-1e400"])
-def test_huge_numbers_everywhere_are_stored_and_readable(server: MockServer, client: httpx.Client, endpoint: str,
-                                                         token: str) -> None:
+def test_huge_numbers_everywhere_are_stored_and_readable(
+    server: MockServer, client: httpx.Client, endpoint: str, token: str
+) -> None:
     body = body_for(endpoint, "HUGE")
     numbers = [k for k, v in body.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     for name in numbers:
@@ -84,8 +105,9 @@ def test_huge_numbers_everywhere_are_stored_and_readable(server: MockServer, cli
     assert_reads_are_strict(client)
 
 
-def test_result_code_and_snap_time_beyond_64_bits_reach_sqlite_as_text(server: MockServer,
-                                                                       client: httpx.Client) -> None:
+def test_result_code_and_snap_time_beyond_64_bits_reach_sqlite_as_text(
+    server: MockServer, client: httpx.Client
+) -> None:
     rid = server.enqueue("BIG", example_for("server/tasks/getDevStatus"))
     task = client.post("/taskRequest", json=poll_body("BIG")).json()
     assert task["request_id"] == rid
@@ -116,8 +138,9 @@ def test_gps_1e400_does_not_break_the_next_valid_report(server: MockServer, clie
     assert client.post("/gpsReport", json=later).status_code == 200
 
 
-@pytest.mark.parametrize("query", ["limit=1e20", "limit=99999999999999999999", "limit=-5", "limit=0", "limit=abc",
-                                   "limit=\u0661\u0662"])
+@pytest.mark.parametrize(
+    "query", ["limit=1e20", "limit=99999999999999999999", "limit=-5", "limit=0", "limit=abc", "limit=\u0661\u0662"]
+)
 @pytest.mark.parametrize("path", ["/_admin/exchanges", "/_admin/findings", "/_admin/captures", "/_admin/downloads"])
 def test_nonsense_query_parameters_are_422(client: httpx.Client, path: str, query: str) -> None:
     answer = client.get(f"{path}?{query}")
@@ -131,8 +154,9 @@ def test_nonsense_capture_ids_are_404(client: httpx.Client, capture_id: str) -> 
 
 
 @pytest.mark.parametrize("duration", ["1e400", "-1e400", "1e300", "0", "-1", "true", '"10"', "NaN", "Infinity"])
-def test_fault_with_absurd_duration_is_refused_and_not_installed(server: MockServer, client: httpx.Client,
-                                                                 duration: str) -> None:
+def test_fault_with_absurd_duration_is_refused_and_not_installed(
+    server: MockServer, client: httpx.Client, duration: str
+) -> None:
     raw = f'{{"kind": "outage", "mode": "503", "duration": {duration}}}'.encode()
     answer = client.post("/_admin/faults", content=raw, headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
@@ -148,8 +172,9 @@ def test_python_api_refuses_infinite_duration_too(server: MockServer) -> None:
     assert server.platform.faults == []
 
 
-def test_decompression_bomb_jpeg_is_a_finding_and_its_thumbnail_a_clean_422(server: MockServer,
-                                                                            client: httpx.Client) -> None:
+def test_decompression_bomb_jpeg_is_a_finding_and_its_thumbnail_a_clean_422(
+    server: MockServer, client: httpx.Client
+) -> None:
     body = with_capture_image(capture_body("BOMB"), jpeg_claiming(65500, 65500))
     answer = client.post("/faceRecognition", json=body)
     assert_no_5xx(answer)
@@ -163,8 +188,9 @@ def test_decompression_bomb_jpeg_is_a_finding_and_its_thumbnail_a_clean_422(serv
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's notice; the image is refused
-def test_an_image_beyond_the_decode_bound_gets_no_thumbnail_but_a_clean_422(server: MockServer,
-                                                                           client: httpx.Client) -> None:
+def test_an_image_beyond_the_decode_bound_gets_no_thumbnail_but_a_clean_422(
+    server: MockServer, client: httpx.Client
+) -> None:
     body = with_capture_image(capture_body("WIDE"), jpeg_claiming(12000, 9000))  # Pillow warns, we refuse
     client.post("/faceRecognition", json=body)
     capture = server.captures("WIDE")[-1]

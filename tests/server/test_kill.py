@@ -38,10 +38,31 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> 
 
 def test_kill_minus_nine_keeps_every_answered_exchange(tmp_path: Path) -> None:
     db, port_file = tmp_path / "session.db", tmp_path / "port"
-    command = [sys.executable, "-m", "facecert.mock_server", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--port-file", str(port_file), "--db", str(db), "--time-scale", "0.05", "--quiet"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"}, cwd=Path(__file__).resolve().parents[2])
+    command = [
+        sys.executable,
+        "-m",
+        "facecert.mock_server",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--db",
+        str(db),
+        "--time-scale",
+        "0.05",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         _wait_for_line(proc, "listening", timeout=30)
         url = f"http://127.0.0.1:{port_file.read_text().strip()}"

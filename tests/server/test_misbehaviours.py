@@ -7,7 +7,7 @@ here and proven through the plan in tests/suites/test_plan_rules.py."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,7 +15,6 @@ import pytest
 from facecert.core.examples import example_for
 from facecert.core.model import Severity
 from facecert.core.rules.registry import RULES
-
 from facecert.mock_server import MockServer, ServerConfig
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS
 from tests.server.helpers import SCALE, capture_body, errors, local_downloads, poll_body, result_body

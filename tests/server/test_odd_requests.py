@@ -19,8 +19,9 @@ def raw(server: MockServer, request: bytes) -> bytes:
 
 
 def test_connect_to_a_device_endpoint_is_refused_and_stored(server: MockServer) -> None:
-    answer = raw(server, b"CONNECT /taskRequest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
-                         b"Connection: close\r\n\r\n{}")
+    answer = raw(
+        server, b"CONNECT /taskRequest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
     assert answer.startswith(b"HTTP/1.1 405"), answer[:200]
     stored = [e for e in server.exchanges() if e["method"] == "CONNECT"]
     assert stored and stored[-1]["status"] == 405

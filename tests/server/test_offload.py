@@ -7,7 +7,6 @@ import json
 
 from facecert.core.contract import get_contract
 from facecert.core.rules.message import parse_message
-
 from facecert.mock_server.offload import OFFLOAD_BYTES, Reader
 from tests.server.helpers import capture_body
 

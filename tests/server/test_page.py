@@ -10,13 +10,19 @@ import pytest
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
-from facecert.reports.cadence_svg import cadence_windows
 from facecert.mock_device import Device, DeviceConfig
 from facecert.mock_server import MockServer
+from facecert.reports.cadence_svg import cadence_windows
 from tests.server.helpers import SCALE, capture_body, poll_body, report_body, result_body
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def test_live_page_shows_devices_findings_and_thumbnails(server: MockServer, chromium: str, tmp_path: Path) -> None:
@@ -51,8 +57,9 @@ def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromiu
     assert windows == cadence_windows(server.engine)
     device_id = "PAGE-LATE-POLLER"
     config = DeviceConfig(server=server.url, device_id=device_id, time_scale=SCALE, faults={"cadence-idle"})
-    on_time = DeviceConfig(server=server.url, device_id="PAGE-ON-TIME", device_mac="02-00-00-00-00-02",
-                           time_scale=SCALE)
+    on_time = DeviceConfig(
+        server=server.url, device_id="PAGE-ON-TIME", device_mac="02-00-00-00-00-02", time_scale=SCALE
+    )
     with Device(config), Device(on_time), sync_api.sync_playwright() as play:
         browser = play.chromium.launch(executable_path=chromium, args=ARGS)
         try:
@@ -69,9 +76,11 @@ def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromiu
             assert box.locator("svg.cadence rect.band.idle").count() == 1
             assert box.locator("svg.cadence rect.band.task").count() == 1
             row = page.locator("#findings tbody tr", has=page.locator("td", has_text="CADENCE-IDLE"))
-            page.wait_for_function("() => [...document.querySelectorAll('#findings tbody tr')].some(tr => "
-                                   "tr.cells[1].textContent === 'CADENCE-IDLE' && +tr.cells[3].textContent >= 2)",
-                                   timeout=10_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#findings tbody tr')].some(tr => "
+                "tr.cells[1].textContent === 'CADENCE-IDLE' && +tr.cells[3].textContent >= 2)",
+                timeout=10_000,
+            )
             assert row.count() == 1  # grouped: one row however many findings
             assert device_id in row.inner_text() and "accepted" in row.inner_text()  # the latest example
             assert box.locator(".timeline li.poll").count() >= 3
@@ -84,8 +93,10 @@ def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromiu
             for shot in ("cadence.png", "device.png", "findings.png"):
                 assert (tmp_path / shot).stat().st_size > 1000
             # headless Chromium asks for no icon by itself: the page's own icon link, fetched as a browser would
-            icon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href).then(r => [r.status, "
-                                 "r.headers.get('content-type')])")
+            icon = page.evaluate(
+                "fetch(document.querySelector('link[rel=icon]').href).then(r => [r.status, "
+                "r.headers.get('content-type')])"
+            )
             assert icon[0] == 200 and icon[1].startswith("image/"), icon
         finally:
             browser.close()

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer, ServerConfig
 from tests.server.helpers import SCALE, errors, poll_body, result_body
 from tests.server.test_kill import _wait_for_line
@@ -28,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def post_then_leave(srv: MockServer, path: str, body: bytes, send: int | None = None, wait: float = 0.1) -> None:
     """POST ``body`` (only ``send`` bytes of it when given), then close the socket before any answer."""
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
-        head = (f"POST {srv.platform.prefix}{path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"POST {srv.platform.prefix}{path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
         sock.sendall(head + body[:send])
         time.sleep(wait)  # the request is in; the answer is not (slow fault, or the body never completes)
 
@@ -38,8 +39,9 @@ def unanswered(srv: MockServer, device_id: str) -> list[dict]:
     return [e for e in srv.exchanges() if e["status"] is None and e["device_id"] == device_id]
 
 
-def test_client_gone_before_the_answer_is_stored_unanswered_and_keeps_its_task(server: MockServer,
-                                                                               client: httpx.Client) -> None:
+def test_client_gone_before_the_answer_is_stored_unanswered_and_keeps_its_task(
+    server: MockServer, client: httpx.Client
+) -> None:
     rid = server.enqueue("LEAVER", example_for("server/tasks/getDevStatus"))
     server.set_fault("slow", device_id="LEAVER", delay=1.0)
     started = time.monotonic()
@@ -58,8 +60,9 @@ def test_body_cut_short_is_stored_unanswered_and_changes_nothing(server: MockSer
     rid = server.enqueue("CUT", example_for("server/tasks/getDevStatus"))
     body = json.dumps(poll_body("CUT")).encode()
     post_then_leave(server, "/taskRequest", body, send=len(body) // 2)
-    stored = server.platform.wait_for(lambda: [e for e in server.exchanges() if e["status"] is None], 5,
-                                      "the cut-short request")
+    stored = server.platform.wait_for(
+        lambda: [e for e in server.exchanges() if e["status"] is None], 5, "the cut-short request"
+    )
     assert stored[0]["request_bytes"] == len(body) // 2
     assert server.queue("CUT")[0]["state"] == "queued"
     assert client.post("/taskRequest", json=poll_body("CUT")).json()["request_id"] == rid
@@ -74,8 +77,12 @@ def test_router_refusals_and_odd_methods_are_stored(server: MockServer, client: 
     empty = client.request("BREW", "/taskRequest")
     assert empty.status_code == 400 and "HTTP-METHOD" in {f["rule"] for f in empty.json()["findings"]}
     rows = {(e["method"], e["path"], e["status"]) for e in server.exchanges()}
-    assert {("BREW", "/coffee", 404), ("DELETE", "/_admin/devices", 405), ("PROPFIND", "/taskRequest", 200),
-            ("BREW", "/taskRequest", 400)} <= rows
+    assert {
+        ("BREW", "/coffee", 404),
+        ("DELETE", "/_admin/devices", 405),
+        ("PROPFIND", "/taskRequest", 200),
+        ("BREW", "/taskRequest", 400),
+    } <= rows
 
 
 def test_restart_on_the_same_db_keeps_queued_and_awaited_tasks(tmp_path: Path) -> None:
@@ -86,8 +93,7 @@ def test_restart_on_the_same_db_keeps_queued_and_awaited_tasks(tmp_path: Path) -
         task = httpx.post(first.url + "/taskRequest", json=poll_body("DEV")).json()
         assert task["request_id"] == sent
     with MockServer(ServerConfig(time_scale=SCALE, db=db)) as second:
-        assert [(q["state"], q["request_id"]) for q in second.queue("DEV")] == [("queued", waiting),
-                                                                               ("awaiting", sent)]
+        assert [(q["state"], q["request_id"]) for q in second.queue("DEV")] == [("queued", waiting), ("awaiting", sent)]
         assert second.devices()[0]["device_id"] == "DEV" and second.devices()[0]["polls"] == 1
         answer = httpx.post(second.url + "/taskResult", json=result_body("DEV", task))
         assert answer.status_code == 200 and answer.json()["code"] == 0, answer.text
@@ -109,10 +115,28 @@ def test_kill_minus_nine_keeps_the_queue(tmp_path: Path) -> None:
     def serve() -> tuple[subprocess.Popen[str], str]:
         port_file = tmp_path / "port"
         port_file.unlink(missing_ok=True)
-        proc = subprocess.Popen([sys.executable, "-m", "facecert.mock_server", "serve", "--port", "0", "--port-file",
-                                 str(port_file), "--db", str(db), "--time-scale", str(SCALE), "--quiet"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                                env={**os.environ, "COLUMNS": "200"})
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "facecert.mock_server",
+                "serve",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--db",
+                str(db),
+                "--time-scale",
+                str(SCALE),
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         _wait_for_line(proc, "listening", timeout=30)
         return proc, f"http://127.0.0.1:{port_file.read_text().strip()}"
 

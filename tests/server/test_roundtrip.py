@@ -8,7 +8,6 @@ import pytest
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
-
 from facecert.mock_server import MockServer
 from tests.server.helpers import errors, local_downloads, poll_body, result_body
 
@@ -63,8 +62,12 @@ def test_enqueue_rejects_contract_errors_with_findings(server: MockServer, clien
     assert client.post("/_admin/devices/D/tasks", json={"task": {"request_type": "reboot"}}).status_code == 422
     idle = example_for("server/tasks/idleTime")
     assert client.post("/_admin/devices/D/tasks", json={"task": idle}).status_code == 422
-    assert client.post("/_admin/devices/D/tasks", content=b"{not json",
-                       headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        client.post(
+            "/_admin/devices/D/tasks", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
     assert server.queue("D") == []
 
 
@@ -77,7 +80,8 @@ def test_raw_task_is_sent_verbatim(server: MockServer, client: httpx.Client) -> 
 
 
 def test_tasks_queued_before_first_poll_and_results_refused_from_other_devices(
-        server: MockServer, client: httpx.Client) -> None:
+    server: MockServer, client: httpx.Client
+) -> None:
     rid = server.enqueue("OWNER", example_for("server/tasks/getDevStatus"))
     task = client.post("/taskRequest", json=poll_body("OWNER")).json()
     foreign = client.post("/taskResult", json=result_body("THIEF", task))
@@ -97,8 +101,9 @@ def test_result_deadline_is_a_finding(tmp_path) -> None:
         rid = srv.enqueue("SLOW", example_for("server/tasks/getDevStatus"))
         httpx.post(srv.url + "/taskRequest", json=poll_body("SLOW"))
         deadline = srv.platform.result_timeout() * 10 + 1
-        srv.platform.wait_for(lambda: [f for f in srv.findings("SLOW") if f["rule"] == "RESULT-MISSING"], deadline,
-                              "RESULT-MISSING")
+        srv.platform.wait_for(
+            lambda: [f for f in srv.findings("SLOW") if f["rule"] == "RESULT-MISSING"], deadline, "RESULT-MISSING"
+        )
         assert srv.queue("SLOW")[0]["state"] == "expired"
         assert srv.tasks("SLOW")[0]["state"] == "expired" and srv.tasks("SLOW")[0]["request_id"] == rid
 

@@ -57,8 +57,18 @@ class Run:
 
 def _run(case: Case, folder: Path) -> Run:
     report = folder / case.name
-    command = [*FACECERT, "certify", case.party, "--demo", "--no-html", "--tags", case.tags, "--report", str(report),
-               *case.extra]
+    command = [
+        *FACECERT,
+        "certify",
+        case.party,
+        "--demo",
+        "--no-html",
+        "--tags",
+        case.tags,
+        "--report",
+        str(report),
+        *case.extra,
+    ]
     statement = None
     if case.statement is not None:
         statement = folder / f"{case.name}.yaml"
@@ -166,25 +176,43 @@ def test_a_server_statement_makes_undeclared_tasks_not_applicable(runs: dict[str
     assert all("task=" in s["message"] for s in outline.values() if s["verdict"] == "not_applicable")
 
 
-@pytest.mark.parametrize(("party", "body", "says"), [
-    ("device", {"statement": "server", "protocol_version": "2.0", "tasks": []}, "is a server statement"),
-    ("device", {"statement": "device", "protocol_version": "2.0", "tasks": ["rebootDevice"]}, "rebootDevice"),
-    ("device", {"statement": "device", "protocol_version": "2.0", "tasks": [], "alarm_types": [99]}, "alarm_types"),
-    ("server", "- not a mapping", "/"),
-])
+@pytest.mark.parametrize(
+    ("party", "body", "says"),
+    [
+        ("device", {"statement": "server", "protocol_version": "2.0", "tasks": []}, "is a server statement"),
+        ("device", {"statement": "device", "protocol_version": "2.0", "tasks": ["rebootDevice"]}, "rebootDevice"),
+        ("device", {"statement": "device", "protocol_version": "2.0", "tasks": [], "alarm_types": [99]}, "alarm_types"),
+        ("server", "- not a mapping", "/"),
+    ],
+)
 def test_an_unusable_statement_is_one_line_and_exit_2(party: str, body: Any, says: str, tmp_path: Path) -> None:
     path = tmp_path / "caps.yaml"
     path.write_text(yaml.safe_dump(body) if isinstance(body, dict) else body, encoding="utf-8")
-    done = subprocess.run([*FACECERT, "certify", party, "--demo", "--no-html", "--capabilities", str(path),
-                           "--report", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            *FACECERT,
+            "certify",
+            party,
+            "--demo",
+            "--no-html",
+            "--capabilities",
+            str(path),
+            "--report",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and says in done.stdout and "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "r").exists()
 
 
 def test_the_template_is_a_statement_declaring_the_whole_contract(tmp_path: Path) -> None:
     for party in ("device", "server"):
-        done = subprocess.run([*FACECERT, "capabilities", "template", f"--{party}"], capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(
+            [*FACECERT, "capabilities", "template", f"--{party}"], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         path = tmp_path / f"{party}.yaml"
         path.write_text(done.stdout, encoding="utf-8")

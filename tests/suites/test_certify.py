@@ -15,8 +15,9 @@ FACECERT = [sys.executable, "-m", "facecert.cli"]
 
 
 def certify(*args: str, report: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    done = subprocess.run([*FACECERT, "certify", *args, "--demo", "--report", str(report)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [*FACECERT, "certify", *args, "--demo", "--report", str(report)], capture_output=True, text=True, timeout=600
+    )
     summary_path = report / "summary.json"
     assert summary_path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return done, json.loads(summary_path.read_text(encoding="utf-8"))
@@ -72,8 +73,12 @@ def test_plan_pace_is_measured_against_the_protocol_floor(device_run) -> None:
 
 def test_session_har_is_accepted_by_validate(device_run) -> None:
     _, summary, report = device_run
-    done = subprocess.run([*FACECERT, "validate", str(report / "session.har"), "--json", "--time-scale",
-                           str(summary["time_scale"])], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*FACECERT, "validate", str(report / "session.har"), "--json", "--time-scale", str(summary["time_scale"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
     offline = json.loads(done.stdout)
     assert offline["exchanges"] > 50
@@ -91,8 +96,10 @@ def test_html_report_shows_the_scenarios_and_verdicts(device_run, chromium: str)
         leaves = page.get_by_test_id("tree-leaf")
         page.screenshot(path=report / "report.png")
         titles = [leaves.nth(i).get_by_test_id("tree-leaf-title").inner_text() for i in range(leaves.count())]
-        statuses = {leaves.nth(i).locator("[data-testid^='tree-leaf-status-']").get_attribute("data-testid")
-                    for i in range(leaves.count())}
+        statuses = {
+            leaves.nth(i).locator("[data-testid^='tree-leaf-status-']").get_attribute("data-testid")
+            for i in range(leaves.count())
+        }
     assert outside == []
     assert any("faceCmd yields a capture" in t for t in titles), titles[:10]
     assert statuses == {"tree-leaf-status-passed"}, statuses
@@ -111,12 +118,19 @@ def _expand_tree(page) -> None:
         for node in todo:
             opened.add(node)
             page.locator(f'[data-tree-node-id="{node}"] [data-testid="tree-arrow"]').first.click()
-        page.wait_for_function("n => document.querySelectorAll('[data-testid=tree-section], [data-testid=tree-leaf]')"
-                               ".length > n", arg=shown, timeout=10_000)
+        page.wait_for_function(
+            "n => document.querySelectorAll('[data-testid=tree-section], [data-testid=tree-leaf]').length > n",
+            arg=shown,
+            timeout=10_000,
+        )
 
 
 def test_unreachable_setup_is_a_clear_error(tmp_path: Path) -> None:
-    done = subprocess.run([*FACECERT, "certify", "server", "--url", "http://127.0.0.1:9", "--report", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*FACECERT, "certify", "server", "--url", "http://127.0.0.1:9", "--report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "does not answer" in done.stdout  # checked before anything else
     assert "Traceback" not in done.stdout + done.stderr

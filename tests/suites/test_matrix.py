@@ -30,14 +30,15 @@ def test_every_rule_a_peer_can_break_is_in_the_matrix() -> None:
     covered = {r.rule for r in rows()}
     # no knob: MSG-SCHEMA (see docs/mutation-matrix.md) and the harness's own rules (no peer breaks them)
     # and the capability rules, which a capability statement breaks (mock_device.faults.EXEMPT_RULES says where)
-    breakable = {rule.id for rule in RULES.values() if rule.party != "harness"} - {"MSG-SCHEMA"} \
-        - set(EXEMPT_RULES)
+    breakable = {rule.id for rule in RULES.values() if rule.party != "harness"} - {"MSG-SCHEMA"} - set(EXEMPT_RULES)
     assert breakable - covered == set(), sorted(breakable - covered)
 
 
 def test_the_generated_document_lists_every_row() -> None:
     text = DOC.read_text(encoding="utf-8")
     for row in rows():
-        assert f"`{row.knob}`" in text, f"docs/mutation-matrix.md lacks {row.knob}: regenerate it with " \
-                                        "`facecert certify matrix --write docs/mutation-matrix.md`"
+        assert f"`{row.knob}`" in text, (
+            f"docs/mutation-matrix.md lacks {row.knob}: regenerate it with "
+            "`facecert certify matrix --write docs/mutation-matrix.md`"
+        )
     assert "**NO**" not in text

@@ -42,14 +42,31 @@ class Breaker:
 
     def command(self, report: Path) -> list[str]:
         option = "--fault" if self.peer == "device" else "--misbehave"
-        return [*FACECERT, "certify", self.peer, "--demo", "--no-html", option, self.name, "--tags", self.tags,
-                "--report", str(report)]
+        return [
+            *FACECERT,
+            "certify",
+            self.peer,
+            "--demo",
+            "--no-html",
+            option,
+            self.name,
+            "--tags",
+            self.tags,
+            "--report",
+            str(report),
+        ]
 
 
-BREAKERS = [Breaker("device", f.name, f.rule, TAGS_FOR_SCENARIO[f.scenario]) for f in FAULTS
-            if f.rule and RULES[f.rule].origin == "plan"]
-BREAKERS += [Breaker("server", m.name, m.rule, SERVER_TAGS[m.rule]) for m in MISBEHAVIOURS.values()
-             if RULES[m.rule].origin == "plan"]
+BREAKERS = [
+    Breaker("device", f.name, f.rule, TAGS_FOR_SCENARIO[f.scenario])
+    for f in FAULTS
+    if f.rule and RULES[f.rule].origin == "plan"
+]
+BREAKERS += [
+    Breaker("server", m.name, m.rule, SERVER_TAGS[m.rule])
+    for m in MISBEHAVIOURS.values()
+    if RULES[m.rule].origin == "plan"
+]
 
 
 @dataclass

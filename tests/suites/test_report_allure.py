@@ -15,8 +15,8 @@ import pytest
 
 from facecert import __version__
 from facecert.core.engine import Engine, EngineConfig
-from facecert.reports.cadence_svg import cadence_svg, cadence_windows
 from facecert.core.rules.conversation import cadence_window
+from facecert.reports.cadence_svg import cadence_svg, cadence_windows
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -24,8 +24,23 @@ SVG = "{http://www.w3.org/2000/svg}"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = tmp_path_factory.mktemp("allure") / "device"
-    done = subprocess.run([sys.executable, "-m", "facecert.cli", "certify", "device", "--demo", "--tags",
-                           "cadence or captures", "--report", str(report)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facecert.cli",
+            "certify",
+            "device",
+            "--demo",
+            "--tags",
+            "cadence or captures",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return report
 
@@ -86,11 +101,17 @@ def test_chart_windows_are_the_engines() -> None:
 def test_chart_marks_a_gap_outside_its_window() -> None:
     windows = cadence_windows(Engine(EngineConfig(time_scale=0.05)))
     idle, task = windows["idle"], windows["task"]
-    gaps = [{"after": idle["after"], "gap_s": idle["nominal_s"]},
-            {"after": idle["after"], "gap_s": idle["high_s"] * 2},  # too late after idleTime
-            {"after": "getDevStatus", "gap_s": task["high_s"] + 0.5, "busy_s": 0.6},  # late, but busy that long
-            {"after": "getDevStatus", "gap_s": task["low_s"] / 2}]  # too early after a task
+    gaps = [
+        {"after": idle["after"], "gap_s": idle["nominal_s"]},
+        {"after": idle["after"], "gap_s": idle["high_s"] * 2},  # too late after idleTime
+        {"after": "getDevStatus", "gap_s": task["high_s"] + 0.5, "busy_s": 0.6},  # late, but busy that long
+        {"after": "getDevStatus", "gap_s": task["low_s"] / 2},
+    ]  # too early after a task
     root = ET.fromstring(cadence_svg(gaps, windows))
-    assert [c.get("class") for c in root.iter(f"{SVG}circle")] == \
-        ["gap idle ok", "gap idle out", "gap task ok", "gap task out"]
+    assert [c.get("class") for c in root.iter(f"{SVG}circle")] == [
+        "gap idle ok",
+        "gap idle out",
+        "gap task ok",
+        "gap task out",
+    ]
     assert len([line for line in root.iter(f"{SVG}line") if line.get("class") == "busy"]) == 1

@@ -11,9 +11,10 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -69,10 +70,16 @@ def fails():
     assert False, "{FAILURE_MESSAGE}"
 '''
 
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run",
-                # belt and braces: even a request the route missed cannot resolve a host
-                "--host-resolver-rules=MAP * ~NOTFOUND"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # belt and braces: even a request the route missed cannot resolve a host
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 
 
@@ -90,11 +97,30 @@ def allure_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "test_report_feature.py").write_text(STEPS, encoding="utf-8")
     results = work / "allure-results"
     env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}
-    run = subprocess.run([sys.executable, "-m", "pytest", str(work / "test_report_feature.py"), "--alluredir",
-                          str(results), "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(work),
-                          "--basetemp", str(work / "tmp"), "-q"],
-                         cwd=work, env={**env, "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(work / "test_report_feature.py"),
+            "--alluredir",
+            str(results),
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            os.devnull,
+            "--rootdir",
+            str(work),
+            "--basetemp",
+            str(work / "tmp"),
+            "-q",
+        ],
+        cwd=work,
+        env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 1, run.stdout + run.stderr  # exactly the failing scenario failed
     assert len(list(results.glob("*-result.json"))) == 2, run.stdout
     return results
@@ -110,12 +136,19 @@ def raw_report(allure_results: Path, tmp_path_factory: pytest.TempPathFactory) -
     """Allure's page exactly as the CLI writes it, before we make it offline."""
     cli = allure_html.ensure_allure(allure_html.ROOT)
     out = tmp_path_factory.mktemp("raw")
-    subprocess.run(["node", str(cli), "awesome", "--single-file", "-o", str(out), str(allure_results)],
-                   cwd=out, capture_output=True, timeout=120, check=True, env={**os.environ, "NO_COLOR": "1"})
+    subprocess.run(
+        ["node", str(cli), "awesome", "--single-file", "-o", str(out), str(allure_results)],
+        cwd=out,
+        capture_output=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     return out / "index.html"
 
 
 # ---- the file ------------------------------------------------------------------------------
+
 
 def test_render_writes_one_offline_file(report: Path) -> None:
     assert report.name == "index.html" and report.is_file()
@@ -174,6 +207,7 @@ def test_ensure_allure_is_quick_and_idempotent() -> None:
 
 # ---- in the browser ------------------------------------------------------------------------
 
+
 def test_report_opens_from_file_and_shows_verdicts(report: Path, chromium: str) -> None:
     with _browser(chromium) as (page, outside):
         page.goto(report.as_uri())
@@ -190,8 +224,9 @@ def test_report_opens_from_file_and_shows_verdicts(report: Path, chromium: str) 
         page.get_by_text(IMAGE_NAME).first.click()
         image = page.locator("img[src^='blob:'], img[src^='data:']").first
         image.wait_for(timeout=10_000)
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
-                               timeout=10_000)
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=10_000
+        )
         assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [64, 48]
     assert outside == []
 
@@ -229,8 +264,10 @@ def _browser(chromium: str) -> Iterator[tuple[Any, list[str]]]:
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             context.route("**/*", guard)
             page = context.new_page()
-            page.on("request", lambda request: None if request.url.startswith(LOCAL_SCHEMES)
-                    else outside.append(request.url))
+            page.on(
+                "request",
+                lambda request: None if request.url.startswith(LOCAL_SCHEMES) else outside.append(request.url),
+            )
             yield page, outside
         finally:
             browser.close()
@@ -278,19 +315,27 @@ def test_outside_references_fire_on_remote_loads() -> None:
 def test_strip_leaves_local_content_and_nothing_remote() -> None:
     stripped = strip_outside_references(ANALYTICS_PAGE)
     assert outside_references(stripped) == []
-    for kept in ("data:image/svg+xml", "data:text/javascript", "window.allure = {}", "https://allurereport.org",
-                 'href="https://example.org/docs"', 'xmlns="http://www.w3.org/2000/svg"'):
+    for kept in (
+        "data:image/svg+xml",
+        "data:text/javascript",
+        "window.allure = {}",
+        "https://allurereport.org",
+        'href="https://example.org/docs"',
+        'xmlns="http://www.w3.org/2000/svg"',
+    ):
         assert kept in stripped
     assert "gtag" not in stripped and "cdn.example.com/a.css" not in stripped and "x.png" not in stripped
 
 
 def test_a_clean_page_passes() -> None:
-    page = ('<html><body><svg xmlns="http://www.w3.org/2000/svg"></svg>'
-            '<img src="data:image/png;base64,AA=="></body></html>')
+    page = (
+        '<html><body><svg xmlns="http://www.w3.org/2000/svg"></svg><img src="data:image/png;base64,AA=="></body></html>'
+    )
     assert outside_references(page) == [] and strip_outside_references(page) == page
 
 
 # ---- failures are clear, never a traceback or a hang -------------------------------------
+
 
 def test_missing_results_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AllureError, match="no allure-results folder"):

@@ -39,8 +39,14 @@ class Run:
 
 def certify(report: Path, *args: str, timeout: float = 300) -> Run:
     started = time.monotonic()
-    done = subprocess.run([*FACECERT, "certify", *args, "--no-html", "--report", str(report)], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT)
+    done = subprocess.run(
+        [*FACECERT, "certify", *args, "--no-html", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     return Run(done, report, time.monotonic() - started)
 
 
@@ -84,7 +90,14 @@ def test_every_failure_names_registry_rules_and_one_verdict(runs: dict[str, Run]
 
     for run in runs.values():
         for scenario in run.summary["scenarios"]:
-            assert scenario["verdict"] in ("pass", "fail", "error", "not_applicable", "expected_fail", "unexpected_pass")
+            assert scenario["verdict"] in (
+                "pass",
+                "fail",
+                "error",
+                "not_applicable",
+                "expected_fail",
+                "unexpected_pass",
+            )
             if scenario["verdict"] in ("fail", "error"):
                 assert scenario["rules"] and set(scenario["rules"]) <= RULES.keys(), scenario
 
@@ -123,8 +136,11 @@ def test_messages_keep_their_brackets_on_the_console(runs: dict[str, Run]) -> No
 
 def test_junit_and_allure_map_verdicts(runs: dict[str, Run]) -> None:
     run = runs["cadence"]
-    case = next(c for c in ET.parse(run.report / "junit.xml").getroot().iter("testcase")
-                if c.get("name") == "Idle back-off is 20 seconds")
+    case = next(
+        c
+        for c in ET.parse(run.report / "junit.xml").getroot().iter("testcase")
+        if c.get("name") == "Idle back-off is 20 seconds"
+    )
     failure = case.find("failure")
     assert failure is not None and "CADENCE-IDLE" in failure.get("message", "")
     categories = json.loads((run.report / "allure-results" / "categories.json").read_text(encoding="utf-8"))
@@ -134,9 +150,12 @@ def test_junit_and_allure_map_verdicts(runs: dict[str, Run]) -> None:
 
 def test_expected_failure_does_not_fail_the_run_but_is_not_certified(tmp_path: Path) -> None:
     expect = tmp_path / "expect.yaml"
-    expect.write_text('expected_failures:\n  - rule: CADENCE-IDLE\n    reason: "firmware 1.2 waits 8 s; fixed in 1.3"\n')
-    run = certify(tmp_path / "r", "device", "--demo", "--fault", "cadence-idle", "--tags", "cadence", "--expect",
-                  str(expect))
+    expect.write_text(
+        'expected_failures:\n  - rule: CADENCE-IDLE\n    reason: "firmware 1.2 waits 8 s; fixed in 1.3"\n'
+    )
+    run = certify(
+        tmp_path / "r", "device", "--demo", "--fault", "cadence-idle", "--tags", "cadence", "--expect", str(expect)
+    )
     assert run.done.returncode == 0, run.out[-2000:]
     assert run.summary["verdict"] == "not certified"
     idle = run.scenario("Idle back-off is 20 seconds")
@@ -146,8 +165,10 @@ def test_expected_failure_does_not_fail_the_run_but_is_not_certified(tmp_path: P
 
 def test_declared_failure_that_is_fixed_is_an_unexpected_pass(tmp_path: Path) -> None:
     expect = tmp_path / "expect.yaml"
-    expect.write_text('expected_failures:\n  - rule: CADENCE-IDLE\n    reason: "firmware 1.2"\n'
-                      '  - scenario: "Busy cadence is 5 seconds"\n    reason: "firmware 1.2"\n')
+    expect.write_text(
+        'expected_failures:\n  - rule: CADENCE-IDLE\n    reason: "firmware 1.2"\n'
+        '  - scenario: "Busy cadence is 5 seconds"\n    reason: "firmware 1.2"\n'
+    )
     run = certify(tmp_path / "r", "device", "--demo", "--tags", "cadence", "--expect", str(expect))
     assert run.done.returncode == 1, run.out[-2000:]
     verdicts = run.verdicts()
@@ -164,8 +185,14 @@ def test_bad_expectations_file_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_unreachable_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    run = certify(tmp_path / "r", "server", "--url", "http://127.0.0.1:9", "--triggers",
-                  str(ROOT / "triggers" / "mock_server.yaml"))
+    run = certify(
+        tmp_path / "r",
+        "server",
+        "--url",
+        "http://127.0.0.1:9",
+        "--triggers",
+        str(ROOT / "triggers" / "mock_server.yaml"),
+    )
     assert run.done.returncode == 2, run.out
     assert "does not answer" in run.done.stdout and len(run.done.stdout.strip().splitlines()) == 1
     assert "Traceback" not in run.out and "NOT CERTIFIED" not in run.out
@@ -186,19 +213,31 @@ def test_manual_trigger_without_an_operator_is_an_error_not_a_fail(tmp_path: Pat
 
 def test_offline_validation_of_the_har_equals_the_live_verdict(runs: dict[str, Run]) -> None:
     run = runs["cadence"]
-    done = subprocess.run([*FACECERT, "validate", str(run.report / "session.har"), "--json"], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [*FACECERT, "validate", str(run.report / "session.har"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     offline = json.loads(done.stdout)
     live = {(f["rule"], f.get("pointer", "")) for f in run.summary["findings"] if f["severity"] == "error"}
     assert offline["judged_with"]["time_scale"] == 0.05 and offline["judged_with"]["party"] == "device"
     assert {(f["rule"], f.get("pointer", "")) for f in offline["findings"] if f["severity"] == "error"} == live
     clean = runs["clean_cadence"]  # the same on a clean run (a poll late under load is late both ways)
-    again = subprocess.run([*FACECERT, "validate", str(clean.report / "session.har"), "--json"],
-                           capture_output=True, text=True, timeout=120, cwd=ROOT)
-    offline_clean = {(f["rule"], f.get("pointer", "")) for f in json.loads(again.stdout)["findings"]
-                     if f["severity"] == "error"}
-    assert offline_clean == {(f["rule"], f.get("pointer", "")) for f in clean.summary["findings"]
-                             if f["severity"] == "error"}
+    again = subprocess.run(
+        [*FACECERT, "validate", str(clean.report / "session.har"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    offline_clean = {
+        (f["rule"], f.get("pointer", "")) for f in json.loads(again.stdout)["findings"] if f["severity"] == "error"
+    }
+    assert offline_clean == {
+        (f["rule"], f.get("pointer", "")) for f in clean.summary["findings"] if f["severity"] == "error"
+    }
     assert again.returncode == (0 if not offline_clean else 1)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from facecert.core.captures.errors import CaptureError
 from facecert.core.captures.flows import read_flows
@@ -44,7 +44,9 @@ def sniff_format(path: Path) -> str:
         return "flows"  # tnetstring: "<length>:<payload>"
     if stripped[:1] == b"[":
         return "message"
-    raise CaptureError(f"{path}: not a capture facecert can read (expected HAR, mitmproxy flows, facecert JSONL or a JSON message)")
+    raise CaptureError(
+        f"{path}: not a capture facecert can read (expected HAR, mitmproxy flows, facecert JSONL or a JSON message)"
+    )
 
 
 def read_capture(path: Path, fmt: str | None = None) -> Iterator[Exchange]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from facecert.core.captures.errors import CaptureError
 from facecert.core.model import Exchange
@@ -21,7 +21,9 @@ def flow_to_exchange(flow: object) -> Exchange | None:
     client = getattr(flow, "client_conn", None)
     peer = client.peername[0] if client is not None and getattr(client, "peername", None) else ""
     return Exchange(
-        method=request.method, path=request.path, url=request.pretty_url,
+        method=request.method,
+        path=request.path,
+        url=request.pretty_url,
         request_body=_body(request),
         status=response.status_code if response is not None else None,
         response_body=_body(response) if response is not None else None,
@@ -29,7 +31,8 @@ def flow_to_exchange(flow: object) -> Exchange | None:
         ended=(response.timestamp_end if response is not None and response.timestamp_end else request.timestamp_end),
         request_headers=dict(request.headers.items()),
         response_headers=dict(response.headers.items()) if response is not None else {},
-        peer=peer, error=error.msg if error is not None else None,
+        peer=peer,
+        error=error.msg if error is not None else None,
         redacted=bool((getattr(flow, "metadata", None) or {}).get(REDACTED_KEY)),
     )
 

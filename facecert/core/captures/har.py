@@ -21,9 +21,10 @@ import base64
 import json
 import math
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from facecert import __version__
@@ -37,10 +38,14 @@ PAGE_ID = "facecert"  # the one page every entry we write belongs to
 
 def read_har(path: Path) -> Iterator[Exchange]:
     try:
-        data = loads_strict(path.read_bytes(), allow_surrogates=True)  # a lone surrogate in a header is kept, cleaned on write
+        data = loads_strict(
+            path.read_bytes(), allow_surrogates=True
+        )  # a lone surrogate in a header is kept, cleaned on write
     except (UnicodeDecodeError, ValueError) as exc:
         raise CaptureError(f"{path}: not a readable HAR file ({exc.__class__.__name__}: {str(exc)[:120]})") from None
-    entries = data.get("log", {}).get("entries") if isinstance(data, dict) and isinstance(data.get("log"), dict) else None
+    entries = (
+        data.get("log", {}).get("entries") if isinstance(data, dict) and isinstance(data.get("log"), dict) else None
+    )
     if not isinstance(entries, list):
         raise CaptureError(f"{path}: JSON but not HAR (no log.entries array)")
     for number, entry in enumerate(entries):
@@ -125,44 +130,82 @@ def _body(data: bytes) -> dict[str, str]:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def exchange_to_entry(ex: Exchange, base_url: str = "http://device.invalid") -> dict[str, Any]:
     url = ex.url or (base_url.rstrip("/") + ex.path)
     ended = ex.ended if ex.ended is not None else ex.started
     request = {
-        "method": ex.method, "url": url, "httpVersion": "HTTP/1.1", "cookies": [],
+        "method": ex.method,
+        "url": url,
+        "httpVersion": "HTTP/1.1",
+        "cookies": [],
         "headers": [{"name": k, "value": v} for k, v in ex.request_headers.items()],
-        "queryString": [], "headersSize": -1, "bodySize": len(ex.request_body),
+        "queryString": [],
+        "headersSize": -1,
+        "bodySize": len(ex.request_body),
     }
     if ex.request_body or ex.method.upper() == "POST":
         request["postData"] = {"mimeType": ex.request_content_type or "application/json", **_body(ex.request_body)}
     if ex.status is None:
-        response: dict[str, Any] = {"status": 0, "statusText": "", "httpVersion": "", "cookies": [], "headers": [],
-                                    "content": {"size": 0, "mimeType": ""}, "redirectURL": "", "headersSize": -1,
-                                    "bodySize": -1, "_error": ex.error or "no answer"}
+        response: dict[str, Any] = {
+            "status": 0,
+            "statusText": "",
+            "httpVersion": "",
+            "cookies": [],
+            "headers": [],
+            "content": {"size": 0, "mimeType": ""},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": -1,
+            "_error": ex.error or "no answer",
+        }
     else:
         body = ex.response_body or b""
-        response = {"status": ex.status, "statusText": "", "httpVersion": "HTTP/1.1", "cookies": [],
-                    "headers": [{"name": k, "value": v} for k, v in ex.response_headers.items()],
-                    "content": {"size": len(body), "mimeType": ex.response_content_type, **_body(body)},
-                    "redirectURL": "", "headersSize": -1, "bodySize": len(body)}
-    return {"startedDateTime": _iso(ex.started), "time": round((ended - ex.started) * 1000.0, 3),
-            "request": request, "response": response, "cache": {},
-            "timings": {"send": 0, "wait": round((ended - ex.started) * 1000.0, 3), "receive": 0},
-            "pageref": PAGE_ID, "_peer": ex.peer, **({"_redacted": True} if ex.redacted else {})}
+        response = {
+            "status": ex.status,
+            "statusText": "",
+            "httpVersion": "HTTP/1.1",
+            "cookies": [],
+            "headers": [{"name": k, "value": v} for k, v in ex.response_headers.items()],
+            "content": {"size": len(body), "mimeType": ex.response_content_type, **_body(body)},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": len(body),
+        }
+    return {
+        "startedDateTime": _iso(ex.started),
+        "time": round((ended - ex.started) * 1000.0, 3),
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": {"send": 0, "wait": round((ended - ex.started) * 1000.0, 3), "receive": 0},
+        "pageref": PAGE_ID,
+        "_peer": ex.peer,
+        **({"_redacted": True} if ex.redacted else {}),
+    }
 
 
-def exchanges_to_har(exchanges: Iterable[Exchange], creator: str = "facecert",
-                     judged_with: dict[str, Any] | None = None) -> dict[str, Any]:
+def exchanges_to_har(
+    exchanges: Iterable[Exchange], creator: str = "facecert", judged_with: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``judged_with`` (profile, protocol version, time scale, tolerance) is kept in the
     log's ``_facecert`` member, so ``facecert validate`` judges the file as it was judged live."""
     entries = [exchange_to_entry(ex) for ex in exchanges]
-    page = {"startedDateTime": entries[0]["startedDateTime"] if entries else _iso(time.time()), "id": PAGE_ID,
-            "title": creator, "pageTimings": {"onContentLoad": -1, "onLoad": -1}}
-    log: dict[str, Any] = {"version": "1.2", "creator": {"name": creator, "version": __version__},
-                           "browser": {"name": creator, "version": __version__}, "pages": [page], "entries": entries}
+    page = {
+        "startedDateTime": entries[0]["startedDateTime"] if entries else _iso(time.time()),
+        "id": PAGE_ID,
+        "title": creator,
+        "pageTimings": {"onContentLoad": -1, "onLoad": -1},
+    }
+    log: dict[str, Any] = {
+        "version": "1.2",
+        "creator": {"name": creator, "version": __version__},
+        "browser": {"name": creator, "version": __version__},
+        "pages": [page],
+        "entries": entries,
+    }
     if judged_with:
         log["_facecert"] = {"judged_with": judged_with}
     return {"log": log}
@@ -180,8 +223,9 @@ def read_judged_with(path: Path) -> dict[str, Any] | None:
     return settings if isinstance(settings, dict) else None
 
 
-def write_har(exchanges: Iterable[Exchange], path: Path, creator: str = "facecert",
-              judged_with: dict[str, Any] | None = None) -> Path:
+def write_har(
+    exchanges: Iterable[Exchange], path: Path, creator: str = "facecert", judged_with: dict[str, Any] | None = None
+) -> Path:
     """The HAR as strict JSON (facecert.core.jsonsafe), never written through a symlink; redacted
     unless the run keeps personal data (facecert.core.redact: ``_redacted`` on each entry)."""
     from facecert.core.redact import current

@@ -1,16 +1,17 @@
 """Our JSONL exchange format: one exchange per line, bodies base64 (exact bytes).
 
-    {"method": "POST", "path": "/taskRequest", "url": "...", "status": 200,
-     "started": 1700000000.1, "ended": 1700000000.2, "peer": "10.0.0.5",
-     "request_headers": {...}, "response_headers": {...},
-     "request_b64": "...", "response_b64": "...", "error": null}
+{"method": "POST", "path": "/taskRequest", "url": "...", "status": 200,
+ "started": 1700000000.1, "ended": 1700000000.2, "peer": "10.0.0.5",
+ "request_headers": {...}, "response_headers": {...},
+ "request_b64": "...", "response_b64": "...", "error": null}
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from facecert.core.captures.errors import CaptureError
 from facecert.core.captures.files import replace_with
@@ -20,9 +21,16 @@ from facecert.core.model import Exchange
 
 def exchange_to_record(ex: Exchange) -> dict[str, Any]:
     return {
-        "index": ex.index, "method": ex.method, "path": ex.path, "url": ex.url, "status": ex.status,
-        "started": ex.started, "ended": ex.ended, "peer": ex.peer,
-        "request_headers": ex.request_headers, "response_headers": ex.response_headers,
+        "index": ex.index,
+        "method": ex.method,
+        "path": ex.path,
+        "url": ex.url,
+        "status": ex.status,
+        "started": ex.started,
+        "ended": ex.ended,
+        "peer": ex.peer,
+        "request_headers": ex.request_headers,
+        "response_headers": ex.response_headers,
         "request_b64": base64.b64encode(ex.request_body).decode("ascii"),
         "response_b64": None if ex.response_body is None else base64.b64encode(ex.response_body).decode("ascii"),
         "error": ex.error,
@@ -35,20 +43,36 @@ def record_to_exchange(record: dict[str, Any]) -> Exchange:
     _check(record)
     response = record.get("response_b64")
     return Exchange(
-        method=record["method"], path=record["path"], url=record.get("url", ""), status=record.get("status"),
+        method=record["method"],
+        path=record["path"],
+        url=record.get("url", ""),
+        status=record.get("status"),
         request_body=base64.b64decode(record.get("request_b64") or ""),
         response_body=None if response is None else base64.b64decode(response),
-        started=float(record.get("started") or 0.0), ended=record.get("ended"), peer=record.get("peer", ""),
-        request_headers=record.get("request_headers") or {}, response_headers=record.get("response_headers") or {},
-        error=record.get("error"), redacted=record.get("redacted") is True,
+        started=float(record.get("started") or 0.0),
+        ended=record.get("ended"),
+        peer=record.get("peer", ""),
+        request_headers=record.get("request_headers") or {},
+        response_headers=record.get("response_headers") or {},
+        error=record.get("error"),
+        redacted=record.get("redacted") is True,
     )
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "method": (str,), "path": (str,), "url": (str,), "status": (int, type(None)), "started": (int, float, type(None)),
-    "ended": (int, float, type(None)), "peer": (str,), "request_headers": (dict, type(None)),
-    "response_headers": (dict, type(None)), "request_b64": (str, type(None)), "response_b64": (str, type(None)),
-    "error": (str, type(None)), "redacted": (bool,),
+    "method": (str,),
+    "path": (str,),
+    "url": (str,),
+    "status": (int, type(None)),
+    "started": (int, float, type(None)),
+    "ended": (int, float, type(None)),
+    "peer": (str,),
+    "request_headers": (dict, type(None)),
+    "response_headers": (dict, type(None)),
+    "request_b64": (str, type(None)),
+    "response_b64": (str, type(None)),
+    "error": (str, type(None)),
+    "redacted": (bool,),
 }
 
 
@@ -71,8 +95,9 @@ def read_jsonl(path: Path) -> Iterator[Exchange]:
             try:
                 yield record_to_exchange(loads_strict(line, allow_surrogates=True))
             except (ValueError, KeyError, TypeError) as exc:
-                raise CaptureError(f"{path}:{number}: not a facecert JSONL exchange ({exc.__class__.__name__}: "
-                                   f"{str(exc)[:100]})") from None
+                raise CaptureError(
+                    f"{path}:{number}: not a facecert JSONL exchange ({exc.__class__.__name__}: {str(exc)[:100]})"
+                ) from None
 
 
 def write_jsonl(exchanges: Iterable[Exchange], path: Path) -> Path:
@@ -83,4 +108,5 @@ def write_jsonl(exchanges: Iterable[Exchange], path: Path) -> Path:
     def lines(out: Any) -> None:
         for ex in current().exchanges(exchanges):
             out.write(dumps_strict(exchange_to_record(ex)) + "\n")
+
     return replace_with(Path(path), lines)

@@ -104,47 +104,98 @@ def parse_message(raw: bytes | None, limits: Limits, what: str, content_fields: 
         text = _text_within_bounds(raw, limits, what)
         duplicates: dict[int, list[str]] = {}
         try:
-            value = json.loads(text, object_pairs_hook=_pairs_hook(duplicates), parse_constant=_odd_constant,
-                               parse_float=_float_reader(limits), parse_int=_int_reader(limits))
+            value = json.loads(
+                text,
+                object_pairs_hook=_pairs_hook(duplicates),
+                parse_constant=_odd_constant,
+                parse_float=_float_reader(limits),
+                parse_int=_int_reader(limits),
+            )
         except RecursionError:
-            raise ParseFailure(Issue("MSG-TOO-DEEP", f"{what} body nests deeper than the parser can follow; the limit "
-                                     f"is {limits.max_depth}", expected=f"<= {limits.max_depth} levels",
-                                     actual="deeper than the interpreter's recursion limit")) from None
+            raise ParseFailure(
+                Issue(
+                    "MSG-TOO-DEEP",
+                    f"{what} body nests deeper than the parser can follow; the limit is {limits.max_depth}",
+                    expected=f"<= {limits.max_depth} levels",
+                    actual="deeper than the interpreter's recursion limit",
+                )
+            ) from None
         except ValueError as exc:
-            raise ParseFailure(Issue("MSG-NOT-JSON", f"{what} body is not JSON: {exc}",
-                                     expected="JSON object", actual=abbreviate(text, 60))) from None
+            raise ParseFailure(
+                Issue(
+                    "MSG-NOT-JSON",
+                    f"{what} body is not JSON: {exc}",
+                    expected="JSON object",
+                    actual=abbreviate(text, 60),
+                )
+            ) from None
         issues = _Walk(limits, what, content_fields, duplicates, surrogates="\\u" in text).run(value)
     except ParseFailure as failure:
         return Parsed(failure=failure.issue)
     if not isinstance(value, dict):
-        return Parsed(failure=Issue("MSG-NOT-OBJECT", f"{what} body is JSON {type(value).__name__}, not an object",
-                                    expected="JSON object", actual=abbreviate(value)))
+        return Parsed(
+            failure=Issue(
+                "MSG-NOT-OBJECT",
+                f"{what} body is JSON {type(value).__name__}, not an object",
+                expected="JSON object",
+                actual=abbreviate(value),
+            )
+        )
     return Parsed(value, None, fold(issues, limits.max_findings_per_rule, what))
 
 
 def _text_within_bounds(raw: bytes | None, limits: Limits, what: str) -> str:
     """The body as text, once its size and its count of values are within bounds."""
     if raw is None or len(raw.strip()) == 0:
-        raise ParseFailure(Issue("MSG-EMPTY-BODY", f"{what} has an empty body; a JSON object is required",
-                                 expected="JSON object", actual="empty body"))
+        raise ParseFailure(
+            Issue(
+                "MSG-EMPTY-BODY",
+                f"{what} has an empty body; a JSON object is required",
+                expected="JSON object",
+                actual="empty body",
+            )
+        )
     limit = limits.max_body_bytes
     if len(raw) > limit:
-        raise ParseFailure(Issue("MSG-TOO-LARGE", f"{what} body is {len(raw):,} bytes, above the limit of {limit:,}",
-                                 expected=f"<= {limit} bytes", actual=len(raw)))
+        raise ParseFailure(
+            Issue(
+                "MSG-TOO-LARGE",
+                f"{what} body is {len(raw):,} bytes, above the limit of {limit:,}",
+                expected=f"<= {limit} bytes",
+                actual=len(raw),
+            )
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ParseFailure(Issue("MSG-NOT-JSON", f"{what} body is not UTF-8 text (byte {exc.start}: "
-                                 f"{raw[exc.start:exc.start + 1]!r})", expected="UTF-8 JSON", actual="undecodable bytes")) from None
+        raise ParseFailure(
+            Issue(
+                "MSG-NOT-JSON",
+                f"{what} body is not UTF-8 text (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})",
+                expected="UTF-8 JSON",
+                actual="undecodable bytes",
+            )
+        ) from None
     counted = count_values(raw, limits.max_values)
     if counted > limits.max_values and _opening_depth(raw) > limits.max_depth:
-        raise ParseFailure(Issue("MSG-TOO-DEEP", f"{what} body nests more than {limits.max_depth} levels deep; "
-                                 "refused before parsing", expected=f"<= {limits.max_depth} levels",
-                                 actual=f"> {limits.max_depth}"))
+        raise ParseFailure(
+            Issue(
+                "MSG-TOO-DEEP",
+                f"{what} body nests more than {limits.max_depth} levels deep; refused before parsing",
+                expected=f"<= {limits.max_depth} levels",
+                actual=f"> {limits.max_depth}",
+            )
+        )
     if counted > limits.max_values:
-        raise ParseFailure(Issue("MSG-TOO-MANY-MEMBERS", f"{what} body holds more than {limits.max_values:,} values "
-                                 f"(at least {counted:,}); refused before parsing", expected=f"<= {limits.max_values} values",
-                                 actual=counted))
+        raise ParseFailure(
+            Issue(
+                "MSG-TOO-MANY-MEMBERS",
+                f"{what} body holds more than {limits.max_values:,} values "
+                f"(at least {counted:,}); refused before parsing",
+                expected=f"<= {limits.max_values} values",
+                actual=counted,
+            )
+        )
     return text
 
 
@@ -192,12 +243,14 @@ def _without_escapes(chunk: bytes) -> bytes:
 
 def _pairs_hook(duplicates: dict[int, list[str]]) -> Any:
     """Objects as dicts, remembering the keys an object repeats (the walk reports them)."""
+
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         made = dict(pairs)
         if len(made) < len(pairs):
             counts = Counter(key for key, _ in pairs)
             duplicates[id(made)] = sorted(key for key, times in counts.items() if times > 1)
         return made
+
     return hook
 
 
@@ -211,12 +264,14 @@ def _float_reader(limits: Limits) -> Any:
             return _Odd("MSG-NUMBER-TOO-LARGE", literal)
         number = float(literal)
         return number if math.isfinite(number) else _Odd("MSG-NOT-FINITE", literal)
+
     return read
 
 
 def _int_reader(limits: Limits) -> Any:
     def read(literal: str) -> int | _Odd:
         return _Odd("MSG-NUMBER-TOO-LARGE", literal) if len(literal) > limits.max_number_chars else int(literal)
+
     return read
 
 
@@ -225,8 +280,14 @@ class _Walk:
     message (ParseFailure, with the pointer); duplicate keys and unsafe
     integers are collected. Iterative, so depth costs no stack."""
 
-    def __init__(self, limits: Limits, what: str, content_fields: frozenset[str], duplicates: dict[int, list[str]],
-                 surrogates: bool) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        what: str,
+        content_fields: frozenset[str],
+        duplicates: dict[int, list[str]],
+        surrogates: bool,
+    ) -> None:
         self.limits = limits
         self.what = what
         self.content_fields = content_fields
@@ -245,8 +306,13 @@ class _Walk:
             self.container(node, pointer, depth)
             values += len(node)
             if values > limits.max_values:
-                self.refuse("MSG-TOO-MANY-MEMBERS", pointer, f"brings the message past {limits.max_values:,} values",
-                            f"<= {limits.max_values} values", values)
+                self.refuse(
+                    "MSG-TOO-MANY-MEMBERS",
+                    pointer,
+                    f"brings the message past {limits.max_values:,} values",
+                    f"<= {limits.max_values} values",
+                    values,
+                )
             if isinstance(node, dict):
                 for key in node:
                     if len(key) > limits.max_string_chars or (self.surrogates and not key.isascii()):
@@ -278,12 +344,22 @@ class _Walk:
     def container(self, node: dict[str, Any] | list[Any], pointer: str, depth: int) -> None:
         limits = self.limits
         if depth > limits.max_depth:
-            self.refuse("MSG-TOO-DEEP", pointer, f"nests {depth} levels deep here; the limit is {limits.max_depth}",
-                        f"<= {limits.max_depth} levels", depth)
+            self.refuse(
+                "MSG-TOO-DEEP",
+                pointer,
+                f"nests {depth} levels deep here; the limit is {limits.max_depth}",
+                f"<= {limits.max_depth} levels",
+                depth,
+            )
         if len(node) > limits.max_members:
             kind = "members" if isinstance(node, dict) else "items"
-            self.refuse("MSG-TOO-MANY-MEMBERS", pointer, f"has {len(node):,} {kind}; the limit is {limits.max_members:,}",
-                        f"<= {limits.max_members} {kind}", len(node))
+            self.refuse(
+                "MSG-TOO-MANY-MEMBERS",
+                pointer,
+                f"has {len(node):,} {kind}; the limit is {limits.max_members:,}",
+                f"<= {limits.max_members} {kind}",
+                len(node),
+            )
         if isinstance(node, dict) and id(node) in self.duplicates:
             self.duplicate_keys(node, pointer)
 
@@ -292,39 +368,73 @@ class _Walk:
             self.text(value, pointer, name)
         elif isinstance(value, _Odd):
             if value.rule == "MSG-NOT-FINITE":
-                self.refuse(value.rule, pointer, f"is {value.literal[:40]}, which is no finite number "
-                            "(RFC 8259 has no NaN or Infinity; a 64-bit float cannot hold it)", "a finite number",
-                            value.literal[:40])
-            self.refuse(value.rule, pointer, f"is a number of {len(value.literal):,} characters; the limit is "
-                        f"{self.limits.max_number_chars}", f"<= {self.limits.max_number_chars} characters",
-                        value.literal[:40] + "…")
+                self.refuse(
+                    value.rule,
+                    pointer,
+                    f"is {value.literal[:40]}, which is no finite number "
+                    "(RFC 8259 has no NaN or Infinity; a 64-bit float cannot hold it)",
+                    "a finite number",
+                    value.literal[:40],
+                )
+            self.refuse(
+                value.rule,
+                pointer,
+                f"is a number of {len(value.literal):,} characters; the limit is {self.limits.max_number_chars}",
+                f"<= {self.limits.max_number_chars} characters",
+                value.literal[:40] + "…",
+            )
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > self.limits.max_integer:
-            self.issues.append(Issue("MSG-NUMBER-TOO-LARGE", f"{self.what}: {pointer or '/'} is {value}, beyond "
-                                     f"±{self.limits.max_integer} (2**53-1): many JSON readers cannot hold it exactly",
-                                     pointer, expected=f"|n| <= {self.limits.max_integer}", actual=value))
+            self.issues.append(
+                Issue(
+                    "MSG-NUMBER-TOO-LARGE",
+                    f"{self.what}: {pointer or '/'} is {value}, beyond "
+                    f"±{self.limits.max_integer} (2**53-1): many JSON readers cannot hold it exactly",
+                    pointer,
+                    expected=f"|n| <= {self.limits.max_integer}",
+                    actual=value,
+                )
+            )
 
     def text(self, value: str, pointer: str, name: str, key: bool = False) -> None:
         limit = self.limits.max_string_chars
         if len(value) > limit and (key or name not in self.content_fields):
             what = "a key" if key else "a string"
-            self.refuse("MSG-STRING-TOO-LONG", pointer, f"holds {what} of {len(value):,} characters; the limit is {limit:,}",
-                        f"<= {limit} characters", len(value))
+            self.refuse(
+                "MSG-STRING-TOO-LONG",
+                pointer,
+                f"holds {what} of {len(value):,} characters; the limit is {limit:,}",
+                f"<= {limit} characters",
+                len(value),
+            )
         if self.surrogates and not value.isascii() and _SURROGATE.search(value):
             where = "a key" if key else "a string"
-            self.refuse("MSG-BAD-UNICODE", pointer, f"holds {where} with a lone surrogate escape (\\ud800-\\udfff "
-                        "without its pair), which is no Unicode character", "paired surrogates only",
-                        printable(value)[:60])
+            self.refuse(
+                "MSG-BAD-UNICODE",
+                pointer,
+                f"holds {where} with a lone surrogate escape (\\ud800-\\udfff "
+                "without its pair), which is no Unicode character",
+                "paired surrogates only",
+                printable(value)[:60],
+            )
 
     def duplicate_keys(self, node: dict[str, Any], pointer: str) -> None:
         for key in self.duplicates[id(node)]:
-            self.issues.append(Issue("MSG-DUPLICATE-KEY", f"{self.what}: {pointer or 'the body'} names {key!r} more than once; "
-                                     "readers disagree on which value counts (this engine judges the last)",
-                                     f"{pointer}/{_escape(key)}", expected="each key once", actual=key))
+            self.issues.append(
+                Issue(
+                    "MSG-DUPLICATE-KEY",
+                    f"{self.what}: {pointer or 'the body'} names {key!r} more than once; "
+                    "readers disagree on which value counts (this engine judges the last)",
+                    f"{pointer}/{_escape(key)}",
+                    expected="each key once",
+                    actual=key,
+                )
+            )
 
     def refuse(self, rule: str, pointer: str, detail: str, expected: Any, actual: Any) -> None:
         pointer = printable(pointer)
-        raise ParseFailure(Issue(rule, f"{self.what}: {pointer or 'the body'} {detail}", pointer,
-                                 expected=expected, actual=actual))
+        raise ParseFailure(
+            Issue(rule, f"{self.what}: {pointer or 'the body'} {detail}", pointer, expected=expected, actual=actual)
+        )
 
 
 def _escape(part: str) -> str:
@@ -346,13 +456,21 @@ def fold(issues: list[Issue], limit: int, what: str, counted_all: bool = True) -
             extra[item.rule] = extra.get(item.rule, 0) + 1
     for rule, count in extra.items():
         more = f"{count:,} more" if counted_all else f"at least {count:,} more"
-        kept.append(Issue(rule, f"{what}: {more} findings of {rule} ({RULES[rule].title}), not listed one by one",
-                          "", expected=f"<= {limit} listed", actual=count))
+        kept.append(
+            Issue(
+                rule,
+                f"{what}: {more} findings of {rule} ({RULES[rule].title}), not listed one by one",
+                "",
+                expected=f"<= {limit} listed",
+                actual=count,
+            )
+        )
     return kept
 
 
-def schema_issues(contract: Contract, schema: str, body: Any, version: str, what: str,
-                  limits: Limits | None = None) -> list[Issue]:
+def schema_issues(
+    contract: Contract, schema: str, body: Any, version: str, what: str, limits: Limits | None = None
+) -> list[Issue]:
     """The schema's violations, at most ``max_schema_errors`` looked at and
     ``max_findings_per_rule`` listed per rule (the rest counted)."""
     limits = limits or contract.limits
@@ -431,8 +549,9 @@ def _child(contract: Contract, node: dict[str, Any], part: str, version: str) ->
     return None
 
 
-def content_issues(contract: Contract, schema: str, body: Any, version: str, what: str,
-                   redacted: bool = False) -> tuple[list[Issue], list[str]]:
+def content_issues(
+    contract: Contract, schema: str, body: Any, version: str, what: str, redacted: bool = False
+) -> tuple[list[Issue], list[str]]:
     """Images that must decode, size limits on serialised objects; also the
     download URLs the message carries (second value). In a ``redacted`` record (a
     capture facecert wrote, facecert.core.redact) an image is judged by its placeholder."""
@@ -450,8 +569,16 @@ def content_issues(contract: Contract, schema: str, body: Any, version: str, wha
         if limit is not None and value is not None:
             size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
             if size > int(limit):
-                issues.append(Issue("USERINFO-SIZE", f"{what}: {pointer} is {size} bytes as compact UTF-8 JSON; "
-                                    f"the document allows {limit} (长度 {limit}B)", pointer, expected=f"<= {limit} bytes", actual=size))
+                issues.append(
+                    Issue(
+                        "USERINFO-SIZE",
+                        f"{what}: {pointer} is {size} bytes as compact UTF-8 JSON; "
+                        f"the document allows {limit} (长度 {limit}B)",
+                        pointer,
+                        expected=f"<= {limit} bytes",
+                        actual=size,
+                    )
+                )
         if notes.get("x-download") and isinstance(value, str) and value:
             downloads.append(value)
     return issues, downloads
@@ -473,7 +600,7 @@ def decoded_base64(value: str) -> bytes | Exception:
     try:
         pieces = []
         for start in range(0, len(value), _B64_PIECE):
-            piece = value[start:start + _B64_PIECE]
+            piece = value[start : start + _B64_PIECE]
             if "=" in piece and start + _B64_PIECE < len(value):
                 raise binascii.Error("Discontinuous padding not allowed")  # padding only ends the data
             pieces.append(base64.b64decode(piece, validate=True))
@@ -488,12 +615,26 @@ def _image_issues(value: str, media: str, pointer: str, what: str) -> list[Issue
     data = decoded_base64(value)
     if isinstance(data, Exception):
         exc = data
-        return [Issue("IMG-BASE64", f"{what}: {pointer} is not valid base64 ({exc}); starts {abbreviate(value, 40)}",
-                      pointer, expected="base64", actual=abbreviate(value, 40))]
+        return [
+            Issue(
+                "IMG-BASE64",
+                f"{what}: {pointer} is not valid base64 ({exc}); starts {abbreviate(value, 40)}",
+                pointer,
+                expected="base64",
+                actual=abbreviate(value, 40),
+            )
+        ]
     magic = MAGIC.get(media, ())
     if magic and not any(data.startswith(m) for m in magic):
-        return [Issue("IMG-FORMAT", f"{what}: {pointer} decodes to {len(data)} bytes that are not {media} "
-                      f"(starts {data[:8].hex(' ')})", pointer, expected=media, actual=data[:8].hex(" "))]
+        return [
+            Issue(
+                "IMG-FORMAT",
+                f"{what}: {pointer} decodes to {len(data)} bytes that are not {media} (starts {data[:8].hex(' ')})",
+                pointer,
+                expected=media,
+                actual=data[:8].hex(" "),
+            )
+        ]
     return _pixel_issues(data, media, pointer, what)
 
 
@@ -507,21 +648,49 @@ def _placeholder_issues(value: str, media: str, pointer: str, what: str) -> list
     try:
         held = parse_placeholder(value)
     except ValueError as exc:
-        return [Issue("REDACTED-PLACEHOLDER", f"{what}: {pointer} is a redaction placeholder that was altered: {exc}; "
-                      f"starts {abbreviate(value, 60)}", pointer, expected="facecert-redacted:media;bytes=N;head=HEX;"
-                      "px=WxH;sha256=HEX", actual=abbreviate(value, 60))]
+        return [
+            Issue(
+                "REDACTED-PLACEHOLDER",
+                f"{what}: {pointer} is a redaction placeholder that was altered: {exc}; starts {abbreviate(value, 60)}",
+                pointer,
+                expected="facecert-redacted:media;bytes=N;head=HEX;px=WxH;sha256=HEX",
+                actual=abbreviate(value, 60),
+            )
+        ]
     if not held.valid_base64:
-        return [Issue("IMG-BASE64", f"{what}: {pointer} was not valid base64 ({held.chars} characters, redacted)",
-                      pointer, expected="base64", actual=f"{held.chars} characters, not base64")]
+        return [
+            Issue(
+                "IMG-BASE64",
+                f"{what}: {pointer} was not valid base64 ({held.chars} characters, redacted)",
+                pointer,
+                expected="base64",
+                actual=f"{held.chars} characters, not base64",
+            )
+        ]
     magic = MAGIC.get(media, ())
     if magic and not any(held.head.startswith(m) for m in magic):
-        return [Issue("IMG-FORMAT", f"{what}: {pointer} decoded to {held.size} bytes that are not {media} "
-                      f"(starts {held.head.hex(' ')}, redacted)", pointer, expected=media, actual=held.head.hex(" "))]
+        return [
+            Issue(
+                "IMG-FORMAT",
+                f"{what}: {pointer} decoded to {held.size} bytes that are not {media} "
+                f"(starts {held.head.hex(' ')}, redacted)",
+                pointer,
+                expected=media,
+                actual=held.head.hex(" "),
+            )
+        ]
     bound = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
     if held.pixels is not None and held.pixels > bound:
-        return [Issue("IMG-FORMAT", f"{what}: {pointer} is a {media} whose header claimed {held.pixels:,} pixels, "
-                      f"beyond the decompression-bomb bound of {bound:,} (redacted)", pointer,
-                      expected=f"<= {bound} pixels", actual=held.pixels)]
+        return [
+            Issue(
+                "IMG-FORMAT",
+                f"{what}: {pointer} is a {media} whose header claimed {held.pixels:,} pixels, "
+                f"beyond the decompression-bomb bound of {bound:,} (redacted)",
+                pointer,
+                expected=f"<= {bound} pixels",
+                actual=held.pixels,
+            )
+        ]
     return []
 
 
@@ -544,20 +713,38 @@ def _pixel_issues(data: bytes, media: str, pointer: str, what: str) -> list[Issu
         pixels = width * height
         if pixels <= bound:
             return []
-    return [Issue("IMG-FORMAT", f"{what}: {pointer} is a {media} whose header claims {pixels:,} pixels, beyond the "
-                  f"decompression-bomb bound of {bound:,}: no decoder should allocate that", pointer,
-                  expected=f"<= {bound} pixels", actual=pixels)]
+    return [
+        Issue(
+            "IMG-FORMAT",
+            f"{what}: {pointer} is a {media} whose header claims {pixels:,} pixels, beyond the "
+            f"decompression-bomb bound of {bound:,}: no decoder should allocate that",
+            pointer,
+            expected=f"<= {bound} pixels",
+            actual=pixels,
+        )
+    ]
 
 
 def snap_time_issues(body: dict[str, Any], what: str) -> list[Issue]:
     """snap_time (s) and snap_time_ms (ms) name the same instant (errata #25)."""
     seconds, millis = body.get("snap_time"), body.get("snap_time_ms")
-    if not (isinstance(seconds, int) and isinstance(millis, int)) or isinstance(seconds, bool) or isinstance(millis, bool):
+    if (
+        not (isinstance(seconds, int) and isinstance(millis, int))
+        or isinstance(seconds, bool)
+        or isinstance(millis, bool)
+    ):
         return []
     if abs(millis / 1000.0 - seconds) >= 1.0 + 1e-9:
-        return [Issue("SNAPTIME-MS", f"{what}: snap_time_ms {millis} is {millis / 1000.0 - seconds:+.3f} s away from "
-                      f"snap_time {seconds}; they must name the same second", "/snap_time_ms",
-                      expected=f"{seconds * 1000}..{seconds * 1000 + 999}", actual=millis)]
+        return [
+            Issue(
+                "SNAPTIME-MS",
+                f"{what}: snap_time_ms {millis} is {millis / 1000.0 - seconds:+.3f} s away from "
+                f"snap_time {seconds}; they must name the same second",
+                "/snap_time_ms",
+                expected=f"{seconds * 1000}..{seconds * 1000 + 999}",
+                actual=millis,
+            )
+        ]
     return []
 
 
