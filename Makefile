@@ -43,11 +43,15 @@ test: venv
 # folders), so those are listed; mypy and lint-imports do follow them.
 LINT_PATHS := facecert mock_server mock_device proxy_addons steps tests benchmarks
 
+CHECKS := "$(VENV)/bin/ruff check $(LINT_PATHS)" \
+	"$(VENV)/bin/ruff format --check $(LINT_PATHS)" \
+	"$(VENV)/bin/mypy -p facecert --cache-dir .cache/mypy" \
+	"$(VENV)/bin/lint-imports --no-logo --cache-dir .cache/import-linter"
+
+# every check runs (one failing does not hide the others); the target fails if any did
 check: venv
-	$(VENV)/bin/ruff check $(LINT_PATHS)
-	$(VENV)/bin/ruff format --check $(LINT_PATHS)
-	$(VENV)/bin/mypy -p facecert --cache-dir .cache/mypy
-	$(VENV)/bin/lint-imports --no-logo --cache-dir .cache/import-linter
+	@failed=(); for cmd in $(CHECKS); do echo "$$cmd"; $$cmd || failed+=("$$cmd"); done; \
+	if (( $${#failed[@]} )); then printf 'make check: FAILED: %s\n' "$${failed[@]}"; exit 1; fi
 
 bench: venv
 	$(PY) benchmarks/validate.py
