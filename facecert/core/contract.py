@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ CONTENT_ANNOTATIONS = frozenset({"contentMediaType", "x-download", "x-max-serial
 # what the writers redact (facecert/core/redact.py); judging ignores it, it always sees the real bytes.
 PERSONAL_ANNOTATION = "x-personal"
 PERSONAL_KINDS = frozenset({"biometric", "identity"})
+# x-echo: true on a property of an answer schema: the answer repeats the request's value of that name
+# (faceRecognition's snap_time and frpic_name, errata #19): the engine's ACK-ECHO and the server's answer read it.
+ECHO_ANNOTATION = "x-echo"
 _KIND_TO_KEYWORD = {
     "Constant": "const",
     "FalseSchema": "false",
@@ -42,10 +46,12 @@ _KIND_TO_KEYWORD = {
 
 
 def schemas_dir() -> Path:
+    """The contract's folder: ``FACECERT_SCHEMAS`` when set (judge with another contract, e.g. an older
+    checkout's ``schemas/``), else the schemas packaged with facecert (``facecert/schemas``)."""
     env = os.environ.get("FACECERT_SCHEMAS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "schemas"
+    return Path(str(resources.files("facecert") / "schemas"))
 
 
 @dataclass
@@ -97,6 +103,8 @@ class Task:
     spec: str
     schema: str
     result: str | None
+    idle: bool = False  # catalogue `idle: true`: the answer meaning "nothing to do" (idleTime)
+    moves_device: bool = False  # catalogue `moves_device: true`: the device polls another server after it
 
 
 class Contract:
@@ -121,10 +129,22 @@ class Contract:
         }
         self.all_tasks = {
             name: Task(
-                name=name, since=str(t["since"]), spec=t.get("spec", ""), schema=t["schema"], result=t.get("result")
+                name=name,
+                since=str(t["since"]),
+                spec=t.get("spec", ""),
+                schema=t["schema"],
+                result=t.get("result"),
+                idle=bool(t.get("idle", False)),
+                moves_device=bool(t.get("moves_device", False)),
             )
             for name, t in catalogue["tasks"].items()
         }
+        idle = [t for t in self.all_tasks.values() if t.idle]
+        if len(idle) != 1 or idle[0].result is not None:
+            raise ValueError(
+                f"{self.root / 'catalogue.yaml'}: exactly one task must be `idle: true`, with `result: null` "
+                f"(found {[t.name for t in idle]})"
+            )
         self.timing: dict[str, float] = {k: float(v) for k, v in (catalogue.get("timing") or {}).items()}
         self.limits = Limits(**{k: int(v) for k, v in catalogue["limits"].items()})
         # endpoint -> vendor field -> how its value is made (catalogue `vendor_extras`, NOTES.md field traffic)
@@ -164,10 +184,75 @@ class Contract:
                 return endpoint
         return None
 
+    # ---- protocol facts the peers act on (docs/architecture.md, "Adding a field, a task or a rule") ----
     @property
     def idle_task(self) -> str:
-        """The answer that means "nothing to do" (idleTime): the one task that gets no result."""
-        return next(name for name, task in self.all_tasks.items() if task.result is None)
+        """The answer that means "nothing to do" (catalogue `idle: true`: idleTime); it gets no result."""
+        return next(name for name, task in self.all_tasks.items() if task.idle)
+
+    def idle_fields(self, version: str | None = None) -> tuple[str, ...]:
+        """The idle task's required fields besides ``request_type`` (idleTime: ``time_stamp``, the server time)."""
+        schema = self.all_tasks[self.idle_task].schema
+        return tuple(sorted(self.required_fields(schema, version) - {"request_type"}))
+
+    @functools.cached_property
+    def moves_away(self) -> frozenset[str]:
+        """Tasks after which the device polls another server (catalogue `moves_device: true`:
+        setPlatformServer, errata #22): this server cannot time its next poll."""
+        return frozenset(name for name, task in self.all_tasks.items() if task.moves_device)
+
+    def interval_key(self, task: str | None) -> str:
+        """The catalogue ``timing`` key of the wait after an answer carrying ``task``."""
+        return "idle_interval_s" if task == self.idle_task else "task_interval_s"
+
+    @property
+    def result_deadline_s(self) -> float:
+        """How long a device may take to post a task's result, at time scale 1 (timing.result_timeout_s)."""
+        return self.timing["result_timeout_s"]
+
+    def echo_fields(self, endpoint: str, version: str | None = None) -> tuple[str, ...]:
+        """Fields the answer to ``endpoint`` must echo from its request (schema mark ``x-echo``:
+        faceRecognition's snap_time and frpic_name, errata #19), in schema order."""
+        schema = self.schema(self.all_endpoints[endpoint].answer, version)
+        return tuple(name for name, prop in (schema.get("properties") or {}).items() if prop.get(ECHO_ANNOTATION))
+
+    def enum_values(self, schema: str, pointer: str, version: str | None = None) -> list[Any]:
+        """The ``enum`` of the property at ``pointer`` (``/a/b``: properties a, then b) of a message schema,
+        following ``$ref`` and ``allOf``; [] when it has none."""
+        node = self.property_schema(schema, pointer, version)
+        return list(node.get("enum") or ([node["const"]] if "const" in node else []))
+
+    def property_schema(self, schema: str, pointer: str, version: str | None = None) -> dict[str, Any]:
+        """The schema of the property at ``pointer`` (``/a/b``; ``/a/*``: the items of array a) of a message
+        schema, its ``$ref`` chain and ``allOf`` parts merged; {} when the schema has no such property."""
+        node: dict[str, Any] = self.schema(schema, version)
+        for part in [p for p in pointer.split("/") if p]:
+            node = self._merged(node, version)
+            node = (node.get("items") if part == "*" else (node.get("properties") or {}).get(part)) or {}
+        return self._merged(node, version)
+
+    def _merged(self, node: dict[str, Any], version: str | None) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for _ in range(10):  # a $ref chain is short; a cycle must not loop
+            for part in node.get("allOf", []):
+                for key, value in self._merged(part, version).items():
+                    if key == "properties":
+                        merged.setdefault("properties", {}).update(value)
+                    elif key == "required":
+                        merged["required"] = sorted(set(merged.get("required", [])) | set(value))
+                    else:
+                        merged.setdefault(key, value)
+            for key, value in node.items():
+                if key == "properties":
+                    merged["properties"] = {**merged.get("properties", {}), **value}
+                elif key == "required":
+                    merged["required"] = sorted(set(merged.get("required", [])) | set(value))
+                elif key not in ("$ref", "allOf"):
+                    merged.setdefault(key, value)
+            if "$ref" not in node:
+                break
+            node = self._resolve(node["$ref"], version)
+        return merged
 
     def result_schema(self, task: str | None) -> str:
         if task and task in self.all_tasks and self.all_tasks[task].result:

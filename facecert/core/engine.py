@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facecert.core.contract import Contract, Endpoint, Limits, get_contract
+from facecert.core.defaults import CADENCE_ALLOWANCE_S, CADENCE_TOLERANCE
 from facecert.core.model import Exchange, Finding, Severity, abbreviate
 from facecert.core.profiles import Context, Profile, load_profile
 from facecert.core.rules.conversation import (
@@ -33,11 +34,6 @@ from facecert.core.rules.message import Issue, Parsed, content_issues, parse_mes
 from facecert.core.rules.registry import RULES
 from facecert.core.versions import since_ok
 
-DEFAULT_TOLERANCE = 0.25
-DEFAULT_ALLOWANCE_S = 0.05
-# After these tasks the device's next poll goes elsewhere (errata #22): this
-# server cannot time it, so no cadence is expected after them.
-MOVES_AWAY = frozenset({"setPlatformServer"})
 # POLL-STOPPED is judged once a device has polled this often: one poll does not show a polling
 # device (a test client, curl), and a device that never polls twice gets RESULT-MISSING instead.
 POLLS_FOR_RHYTHM = 2
@@ -50,8 +46,8 @@ RESEND_LIMIT = 2
 class EngineConfig:
     profile: str = "strict"
     protocol_version: str | None = None  # None: the latest the catalogue knows
-    tolerance: float = DEFAULT_TOLERANCE  # relative, on cadence intervals
-    allowance_s: float = DEFAULT_ALLOWANCE_S  # absolute network allowance on cadence, seconds
+    tolerance: float = CADENCE_TOLERANCE  # relative, on cadence intervals
+    allowance_s: float = CADENCE_ALLOWANCE_S  # absolute network allowance on cadence, seconds
     time_scale: float = 1.0  # protocol intervals are multiplied by this
     max_body: int | None = None  # bytes; None: the contract's limits.max_body_bytes (a shorthand for --max-body)
     limits: Limits | None = None  # None: the contract's bounds on one message (catalogue.yaml `limits:`)
@@ -563,8 +559,11 @@ class _Judge:
         state.polls += 1
         state.left = False
         kind, rid = "none", None
-        if isinstance(answer, dict) and self.judged.task and self.judged.task not in MOVES_AWAY:
-            kind = "idle" if self.judged.task == "idleTime" else "task"
+        # after a task that sends the device elsewhere (contract.moves_away, errata #22) this server
+        # cannot time its next poll, so no cadence is expected
+        moves_away = self.judged.task in engine.contract.moves_away
+        if isinstance(answer, dict) and self.judged.task and not moves_away:
+            kind = "idle" if self.judged.task == engine.contract.idle_task else "task"
             if kind == "task":
                 rid = self.issue_task(state, answer)
         elif isinstance(answer, dict) and rid_key(answer.get("request_id")) is not None:
@@ -575,7 +574,7 @@ class _Judge:
             ex.ended if ex.ended is not None else ex.started,
             kind,
             rid,
-            away=self.judged.task in MOVES_AWAY,
+            away=moves_away,
             may_work=not faulty,
         )
 
@@ -648,7 +647,7 @@ class _Judge:
         if low <= gap <= high:
             return
         rule = "CADENCE-IDLE" if idle else "CADENCE-TASK"
-        after = "idleTime" if idle else "a task"
+        after = self.engine.contract.idle_task if idle else "a task"
         self.finding(
             rule,
             f"taskRequest came {gap:.3f} s after the answer with {after} (exchange #{last.exchange}); "
@@ -735,8 +734,8 @@ class _Judge:
         if state.last_poll and state.last_poll.kind == "idle" and not state.outstanding:
             self.finding(
                 "RESULT-FOR-IDLE",
-                f"taskResult (request_id {request.get('request_id')!r}) after an idleTime "
-                f"answer; idleTime has no request_id and gets no result",
+                f"taskResult (request_id {request.get('request_id')!r}) after an {self.engine.contract.idle_task} "
+                f"answer; {self.engine.contract.idle_task} has no request_id and gets no result",
                 "request",
                 pointer="/request_id",
                 expected="no taskResult",
@@ -795,7 +794,7 @@ class _Judge:
         self.check_path_names(request, answer)
         if not isinstance(answer, dict):
             return
-        for name in ("snap_time", "frpic_name"):
+        for name in self.engine.contract.echo_fields(self.endpoint.name, self.version):
             if name in answer and name in request and answer[name] != request[name]:
                 self.finding(
                     "ACK-ECHO",

@@ -1,0 +1,59 @@
+"""The harness's defaults: every number facecert assumes that the protocol does not fix, in one place.
+
+Protocol facts (intervals, the result deadline, bounds on one message, task names and fields) are
+not here: they live in ``schemas/`` (catalogue.yaml and the schemas) and are read through
+:class:`facecert.core.contract.Contract`. What is here are the harness's own choices (how much
+cadence slack a conforming device gets, which time scales a session accepts, where a server
+listens), used alike by the engine, both reference peers, the proxy, the steps and the CLI help
+texts. The bounds on one message (catalogue ``limits:``) are exposed from the contract by
+:func:`limits` and :func:`max_body_bytes`, never copied.
+
+Imports nothing above the contract (engine-core level).
+"""
+
+from __future__ import annotations
+
+from facecert.core.contract import Limits, get_contract
+
+# Cadence: a gap between polls is accepted from nominal × (1 − tolerance) to
+# nominal × (1 + tolerance) + allowance + busy (docs/architecture.md, Cadence; errata #26).
+CADENCE_TOLERANCE = 0.25  # relative, on the 20 s / 5 s intervals: ±25 %
+CADENCE_ALLOWANCE_S = 0.05  # absolute network allowance on top, seconds
+TOLERANCE_MIN, TOLERANCE_MAX = 0.0, 1.0  # a relative tolerance: 1 accepts any early poll
+
+# Time scale: protocol intervals and deadlines are multiplied by it (simulators run faster than real time).
+TIME_SCALE = 1.0  # real time: what a device in the field does
+DEMO_TIME_SCALE = 0.05  # `certify --demo`: both reference peers at 1/20 of real time (idle 1 s, task 0.25 s)
+# Accepted by every command, peer and the proxy alike. Below 1e-4 the task interval (5 s) is under half a
+# millisecond, less than the network allowance by a hundred times: nothing about the cadence is judged any more.
+# Above 100 an idle interval lasts more than half an hour.
+TIME_SCALE_MIN, TIME_SCALE_MAX = 0.0001, 100.0
+
+# Where a reference server or the proxy listens unless told otherwise (127.0.0.1 only: never off the machine).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_LISTEN = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
+def limits() -> Limits:
+    """The bounds on one message: the contract's (catalogue.yaml ``limits:``), not a copy."""
+    return get_contract().limits
+
+
+def max_body_bytes() -> int:
+    """The largest body judged (catalogue.yaml ``limits.max_body_bytes``, 20 MiB)."""
+    return get_contract().limits.max_body_bytes
+
+
+def check_time_scale(value: float, what: str = "time_scale") -> float:
+    """``value`` when it lies within TIME_SCALE_MIN..TIME_SCALE_MAX; ValueError otherwise."""
+    if not TIME_SCALE_MIN <= value <= TIME_SCALE_MAX:
+        raise ValueError(f"{what} {value!r} is outside {TIME_SCALE_MIN:g}..{TIME_SCALE_MAX:g}")
+    return value
+
+
+def check_tolerance(value: float, what: str = "tolerance") -> float:
+    """``value`` when it lies within TOLERANCE_MIN..TOLERANCE_MAX; ValueError otherwise."""
+    if not TOLERANCE_MIN <= value <= TOLERANCE_MAX:
+        raise ValueError(f"{what} {value!r} is outside {TOLERANCE_MIN:g}..{TOLERANCE_MAX:g}")
+    return value
