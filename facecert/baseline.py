@@ -195,7 +195,7 @@ def load_baseline(path: Path) -> dict[str, Any]:
 
 def write_baseline(summary: dict[str, Any], path: Path, command: str) -> Path:
     """Save the current state; never through a symlink (a fresh file renamed into place)."""
-    from facecert.core.captures.files import replace_with
+    from facecert.core.files import replace_with
 
     document = baseline_document(summary, command)
     return replace_with(

@@ -194,7 +194,8 @@ def redact(
     from rich.markup import escape
 
     from facecert.core.captures import CaptureError
-    from facecert.core.redact import Redactor, redact_capture
+    from facecert.core.captures.redacted import redact_capture
+    from facecert.core.redact import Redactor
 
     try:
         fmt, count = redact_capture(source, target, Redactor())

@@ -19,7 +19,7 @@ Links are never followed: a symbolic link in the folder is refused when the
 manifest is written and reported when it is verified (what it points to is
 not part of the run). Files are opened with ``O_NOFOLLOW``; the signature
 and the manifest are written fresh and renamed into place
-(:func:`facecert.core.captures.files.replace_with`), and ``ssh-keygen`` only ever
+(:func:`facecert.core.files.replace_with`), and ``ssh-keygen`` only ever
 reads and writes copies in a private temporary folder, because it follows
 links when it writes ``FILE.sig``.
 """
@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from facecert.core.captures.files import replace_with
 from facecert.core.contract import schemas_dir
+from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict, loads_strict, printable
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from facecert.core.captures.files import replace_with
+from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict
 from facecert.core.model import Finding, Severity
 from facecert.core.rules.registry import RULES, Rule

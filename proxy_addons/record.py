@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from facecert.core.captures.files import NEW, replace_with
 from facecert.core.captures.har import exchange_to_entry, exchanges_to_har
 from facecert.core.captures.jsonl import exchange_to_record, record_to_exchange
+from facecert.core.files import NEW, replace_with
 from facecert.core.jsonsafe import dumps_strict, loads_strict
 from facecert.core.model import Exchange
 from facecert.core.redact import current as redactor

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facecert.core.captures.files import replace_with
+from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict, loads_strict
 from facecert.core.model import Finding
 from facecert.evidence import predicate_from_summary, write_manifest

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.markup import escape
 
-from facecert.core.captures.files import replace_with
+from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict
 from facecert.core.model import Finding, Severity
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError

@@ -94,7 +94,7 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    from facecert.core.captures.files import replace_with
+    from facecert.core.files import replace_with
 
     replace_with(output, lambda out: out.write(text))
 

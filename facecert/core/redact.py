@@ -44,68 +44,21 @@ import os
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facecert.core.captures.files import NEW, replace_with
 from facecert.core.contract import Contract, get_contract
-from facecert.core.jsonsafe import dumps_strict
+from facecert.core.files import NEW
 from facecert.core.model import Exchange
+from facecert.core.placeholder import PREFIX, is_placeholder, parse_placeholder
 from facecert.core.rules.message import MAGIC, decoded_base64
-from facecert.core.rules.message import PLACEHOLDER_PREFIX as PREFIX
 
 SALT_ENV = "FACECERT_REDACTION_SALT"  # hex; certify hands its salt to the processes it starts
 KEEP_ENV = "FACECERT_KEEP_PERSONAL_DATA"  # "1": keep everything (--keep-personal-data)
-_IMAGE = re.compile(
-    r"^(?P<media>[a-z0-9.+-]+/[a-z0-9.+-]+);bytes=(?P<bytes>\d{1,12});head=(?P<head>[0-9a-f]{0,16});"
-    r"(?:px=(?P<w>\d{1,6})x(?P<h>\d{1,6})|pixels=(?P<pixels>\d{1,15})|px=\?);sha256=(?P<sha>[0-9a-f]{64})$"
-)
-_INVALID = re.compile(r"^invalid-base64;chars=(?P<chars>\d{1,12});sha256=(?P<sha>[0-9a-f]{64})$")
 B64_RUN = re.compile(rb"[A-Za-z0-9+/]{512,}={0,2}")  # a face in a body that is no JSON: 384 bytes and more
 _LOOKS_B64 = re.compile(r"^[A-Za-z0-9+/\s]{16,}={0,2}\s*$")
 _FILLER = {2: "\u00b7", 3: "\u203b", 4: "\U0001d525"}  # ·, ※, 𝔥: one character of that many UTF-8 bytes
 SCRUB_MIN_CHARS = 3  # identity values shorter than this are not searched for in free text (they would hit words)
-
-
-@dataclass(frozen=True)
-class Placeholder:
-    """What a biometric placeholder records: enough for IMG-BASE64 and IMG-FORMAT."""
-
-    valid_base64: bool
-    sha256: str
-    media: str = ""  # what the decoded bytes are: a MAGIC media type, or application/octet-stream
-    size: int = 0  # decoded bytes
-    head: bytes = b""  # the first 8 decoded bytes (a header, not a face)
-    pixels: int | None = None  # None: Pillow could not read the header
-    chars: int = 0  # length of the text that was no base64
-
-
-def is_placeholder(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(PREFIX)
-
-
-def parse_placeholder(value: str) -> Placeholder:
-    """The placeholder's record; ValueError says what is wrong with one that was tampered with."""
-    body = value[len(PREFIX) :] if value.startswith(PREFIX) else None
-    if body is None:
-        raise ValueError("does not start with " + PREFIX)
-    invalid = _INVALID.match(body)
-    if invalid:
-        return Placeholder(False, invalid["sha"], chars=int(invalid["chars"]))
-    image = _IMAGE.match(body)
-    if image is None:
-        raise ValueError(
-            "is not media;bytes=N;head=HEX;px=WxH|pixels=N|px=?;sha256=64 hex nor invalid-base64;chars=N;sha256=64 hex"
-        )
-    head = bytes.fromhex(image["head"]) if len(image["head"]) % 2 == 0 else None
-    if head is None:
-        raise ValueError("head is an odd number of hex digits")
-    size = int(image["bytes"])
-    if len(head) > size or (size >= 8 and len(head) != 8):
-        raise ValueError(f"head holds {len(head)} bytes of a {size}-byte image")
-    pixels = int(image["w"]) * int(image["h"]) if image["w"] else int(image["pixels"]) if image["pixels"] else None
-    return Placeholder(True, image["sha"], media=image["media"], size=size, head=head, pixels=pixels)
 
 
 def image_placeholder(value: str) -> str:
@@ -421,76 +374,6 @@ def reset() -> None:
     _CURRENT = None
     os.environ.pop(SALT_ENV, None)
     os.environ.pop(KEEP_ENV, None)
-
-
-def placeholder_problem(value: str) -> str | None:
-    """Why a redacted value is no placeholder we wrote (None: it is one)."""
-    try:
-        parse_placeholder(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-# ---- an existing capture (facecert redact IN OUT) -------------------------------
-def redact_capture(source: Path, target: Path, redactor: Redactor) -> tuple[str, int]:
-    """Write ``source`` (HAR, mitmproxy flows, facecert JSONL) redacted to ``target`` in the same
-    format; (format, exchanges written). A HAR keeps how it was judged live (``_facecert``)."""
-    from facecert.core.captures import CaptureError, read_capture, read_judged_with, sniff_format
-    from facecert.core.captures.har import exchanges_to_har
-    from facecert.core.captures.jsonl import exchange_to_record
-
-    fmt = sniff_format(source)
-    if Path(source).resolve() == Path(target).resolve():
-        raise CaptureError(f"{target}: write the redacted copy beside the capture, not over it")
-    if fmt == "flows":
-        return fmt, _redact_flows(source, target, redactor)
-    if fmt not in ("har", "jsonl"):
-        raise CaptureError(f"{source}: a single message, not a capture: facecert redact takes HAR, flows or JSONL")
-    exchanges = [redactor.exchange(ex) for ex in read_capture(source, fmt)]
-    if fmt == "har":
-        text = dumps_strict(exchanges_to_har(exchanges, "facecert redact", read_judged_with(source)))
-        replace_with(target, lambda out: out.write(text))
-    else:
-        replace_with(
-            target, lambda out: out.writelines(dumps_strict(exchange_to_record(ex)) + "\n" for ex in exchanges)
-        )
-    return fmt, len(exchanges)
-
-
-def _redact_flows(source: Path, target: Path, redactor: Redactor) -> int:
-    """Flows stay flows: each body redacted in place, the flow marked in its metadata."""
-    from mitmproxy import io as mitm_io
-    from mitmproxy.exceptions import FlowReadException
-
-    from facecert.core.captures import CaptureError
-    from facecert.core.captures.flows import REDACTED_KEY, flow_to_exchange
-
-    count = 0
-    tmp = Path(target).with_name(Path(target).name + ".tmp")
-    if os.path.lexists(tmp):
-        tmp.unlink()
-    try:
-        with open(source, "rb") as handle, os.fdopen(os.open(tmp, NEW, 0o644), "wb") as out:
-            writer = mitm_io.FlowWriter(out)
-            try:
-                for flow in mitm_io.FlowReader(handle).stream():
-                    exchange = flow_to_exchange(flow)
-                    if exchange is not None and not exchange.redacted:
-                        done = redactor.exchange(exchange)
-                        flow.request.content = done.request_body  # type: ignore[attr-defined]
-                        if getattr(flow, "response", None) is not None and done.response_body is not None:
-                            flow.response.content = done.response_body  # type: ignore[attr-defined]
-                        flow.metadata[REDACTED_KEY] = True
-                    writer.add(flow)
-                    count += 1
-            except (FlowReadException, ValueError, KeyError, TypeError) as exc:
-                raise CaptureError(f"{source}: not a readable mitmproxy flow file ({str(exc)[:120]})") from None
-        os.replace(tmp, target)
-    finally:
-        if os.path.lexists(tmp):
-            tmp.unlink()
-    return count
 
 
 # ---- a report folder, after the run -------------------------------------------------

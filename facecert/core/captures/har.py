@@ -29,7 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 from facecert import __version__
 from facecert.core.captures.errors import CaptureError
-from facecert.core.captures.files import replace_with
+from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict, loads_strict
 from facecert.core.model import Exchange
 

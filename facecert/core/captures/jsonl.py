@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from facecert.core.captures.errors import CaptureError
-from facecert.core.captures.files import replace_with
+from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict, loads_strict
 from facecert.core.model import Exchange
 

@@ -18,6 +18,8 @@ from typing import Any
 from facecert.core.contract import Contract, Limits, SchemaError, get_contract
 from facecert.core.jsonsafe import printable
 from facecert.core.model import abbreviate
+from facecert.core.placeholder import PREFIX as PLACEHOLDER_PREFIX
+from facecert.core.placeholder import parse_placeholder
 from facecert.core.rules.registry import RULES
 
 _RULE_BY_KEYWORD = {
@@ -39,7 +41,6 @@ _RULE_BY_KEYWORD = {
     "not": "MSG-NOT-ALLOWED",  # `"not": {}` excludes a field (deviceAlarm image unless alarm_type 12)
     "unevaluatedProperties": "MSG-UNKNOWN-FIELD",
 }
-PLACEHOLDER_PREFIX = "facecert-redacted:"  # facecert.core.redact.PREFIX (that module imports this one)
 MAGIC = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",)}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BACKSLASH = ord("\\")
@@ -642,8 +643,6 @@ def _placeholder_issues(value: str, media: str, pointer: str, what: str) -> list
     """IMG-BASE64 and IMG-FORMAT from what the placeholder records (the bytes are gone);
     a placeholder we did not write as it is now is REDACTED-PLACEHOLDER."""
     from PIL import Image
-
-    from facecert.core.redact import parse_placeholder
 
     try:
         held = parse_placeholder(value)
