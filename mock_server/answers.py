@@ -69,12 +69,9 @@ def plan_fault(fault: Fault) -> Plan:
 # ---- /taskRequest ------------------------------------------------------------
 @functools.cache
 def idle_shape(version: str) -> tuple[str, tuple[str, ...]]:
-    """The task that carries no work (the one with no result in the
-    catalogue) and its required fields besides request_type."""
+    """The task that carries no work (catalogue `idle: true`) and its required fields besides request_type."""
     contract = get_contract()
-    name = next(n for n, task in contract.tasks(version).items() if task.result is None)
-    others = contract.required_fields(contract.tasks(version)[name].schema, version) - {"request_type"}
-    return name, tuple(sorted(others))
+    return contract.idle_task, contract.idle_fields(version)
 
 
 def idle_answer(platform: Platform, now: float) -> dict[str, Any]:
@@ -261,10 +258,9 @@ def capture_image(platform: Platform, request: dict[str, Any]) -> bytes | None:
 
 
 def echo_answer(platform: Platform, request: dict[str, Any]) -> dict[str, Any]:
-    """The capture answer: code plus an echo of every other required field (errata #19)."""
-    schema = platform.contract.all_endpoints["faceRecognition"].answer
+    """The capture answer: code plus an echo of the fields its schema marks x-echo (errata #19)."""
     answer: dict[str, Any] = {"code": 1 if platform.misbehaves("capture-code-nonzero") else 0}
-    for name in sorted(platform.contract.required_fields(schema, platform.version) - {"code"}):
+    for name in platform.contract.echo_fields("faceRecognition", platform.version):
         if name in request:
             answer[name] = request[name]
             if platform.misbehaves("capture-no-echo"):

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
+from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, TIME_SCALE
 
 console = Console(highlight=False)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -50,15 +51,15 @@ def admin_token_for(host: str, token: str | None) -> tuple[str | None, bool]:
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="address to bind (beyond 127.0.0.1 the control API needs a token)"),
-    port: int = typer.Option(8080, min=0, max=65535, help="port (0: any free port)"),
+    host: str = typer.Option(DEFAULT_HOST, help="address to bind (beyond 127.0.0.1 the control API needs a token)"),
+    port: int = typer.Option(DEFAULT_PORT, min=0, max=65535, help="port (0: any free port)"),
     prefix: str = typer.Option("", help="path prefix of server_url, e.g. /test"),
     db: Path | None = typer.Option(None, help="SQLite file for the session (default: in memory)"),
     assets: Path | None = typer.Option(None, help="folder of downloadable files (default: generated)"),
     firmware: Path | None = typer.Option(None, help="serve this file as firmware.bin"),
     profile: ProfileOpt = "strict",
     protocol_version: VersionOpt = None,
-    time_scale: TimeScaleOpt = 1.0,
+    time_scale: TimeScaleOpt = TIME_SCALE,
     max_body: int | None = typer.Option(
         None, min=1024, help="largest accepted body in bytes (default: the contract's limits.max_body_bytes, 20 MiB)"
     ),
@@ -76,7 +77,8 @@ def serve(
     # A thread waiting for the interpreter gets it after 1 ms, not 5: while one device's 20 MB message is
     # judged, the others' exchanges (which give it up at every SQLite call) are not held up behind it.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    from facecert.mock_server.config import ServerConfig, contract_max_body
+    from facecert.core.defaults import max_body_bytes
+    from facecert.mock_server.config import ServerConfig
     from facecert.mock_server.safefiles import replace_file
     from facecert.mock_server.server import MockServer
 
@@ -96,7 +98,7 @@ def serve(
         profile=profile,
         protocol_version=protocol_version,
         time_scale=time_scale,
-        max_body=max_body or contract_max_body(),
+        max_body=max_body or max_body_bytes(),
         admin_token=admin_token,
         firmware=firmware,
         public_names=tuple(public_name or ()),

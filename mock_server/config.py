@@ -5,15 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facecert.core.contract import get_contract
-
-
-def contract_max_body() -> int:
-    """The body bound of the contract (catalogue.yaml ``limits.max_body_bytes``, 20 MiB)."""
-    return get_contract().limits.max_body_bytes
-
-
-DEFAULT_MAX_BODY = contract_max_body()  # the same value, for callers that import a constant
+from facecert.core.defaults import CADENCE_TOLERANCE, DEFAULT_HOST, TIME_SCALE, max_body_bytes
 
 
 @dataclass
@@ -28,17 +20,17 @@ class ServerConfig:
     names the control API answers to (reverse proxy, bench DNS name).
     """
 
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     port: int = 0
     prefix: str = ""
     db: str | Path | None = None
     assets: str | Path | None = None
     profile: str = "strict"
     protocol_version: str | None = None
-    time_scale: float = 1.0
-    max_body: int = field(default_factory=contract_max_body)
+    time_scale: float = TIME_SCALE
+    max_body: int = field(default_factory=max_body_bytes)  # the contract's limits.max_body_bytes
     admin_token: str | None = None
-    tolerance: float = 0.25  # cadence tolerance handed to the engine (errata #26)
+    tolerance: float = CADENCE_TOLERANCE  # cadence tolerance handed to the engine (errata #26)
     firmware: str | Path | None = None  # a user-provided firmware image served as firmware.bin
     # names the control API answers to besides 127.0.0.1/localhost/[::1] and the bound address
     # ("bench.lan" any port, "bench.lan:8080" that port): the Host check against DNS rebinding

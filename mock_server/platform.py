@@ -145,7 +145,7 @@ class Platform:
         return [f for f in findings if f.severity is Severity.ERROR and (not direction or f.direction == direction)]
 
     def result_timeout(self) -> float:
-        return self.contract.timing["result_timeout_s"] * self.config.time_scale
+        return self.contract.result_deadline_s * self.config.time_scale
 
     # ---- tasks -------------------------------------------------------------
     def enqueue(self, device_id: str, task: Any, raw: bool = False) -> Any:
@@ -165,11 +165,11 @@ class Platform:
                 raise Rejected("a task is a JSON object (send raw: true to queue anything else)")
             name = task.get("request_type")
             tasks = self.contract.tasks(self.version)
-            if name not in tasks or tasks[name].result is None:
-                sendable = sorted(n for n, t in tasks.items() if t.result is not None)
+            if name not in tasks or tasks[name].idle:
+                sendable = sorted(n for n, t in tasks.items() if not t.idle)
                 raise Rejected(
                     f"request_type {name!r} is not a task that can be queued (protocol "
-                    f"V{self.version}): one of {', '.join(sendable)}; idleTime is answered when the "
+                    f"V{self.version}): one of {', '.join(sendable)}; {self.contract.idle_task} is answered when the "
                     "queue is empty"
                 )
             body = {**task, "request_id": self._next_rid}

@@ -34,9 +34,9 @@ from typing import Any
 from PIL import Image
 
 from facecert.core.contract import get_contract
+from facecert.core.defaults import max_body_bytes
 from facecert.core.examples import load_examples
 from facecert.mock_server.assets import DEFAULT_FOR_KIND
-from facecert.mock_server.config import DEFAULT_MAX_BODY
 from tests.hostile.rawhttp import Answer
 
 CASE_HEADER = "X-Hostile-Case"
@@ -384,9 +384,10 @@ def _repeat(prefix: bytes, filler: bytes, count: int, suffix: bytes, chunk: int 
     return gen
 
 
-def big_bodies(max_body: int = DEFAULT_MAX_BODY) -> Iterator[Case]:
-    """A capture just under max_body, just over it, 100 MB, and an over-size
+def big_bodies(max_body: int | None = None) -> Iterator[Case]:
+    """A capture just under max_body (default: the contract's), just over it, 100 MB, and an over-size
     chunked body without a length: each read bounded, the big ones 413."""
+    max_body = max_body or max_body_bytes()
     capture = next(m for m in endpoint_messages() if m.endpoint == "faceRecognition")
     head, _, tail = dumps({**capture.copy(), "image": "@FILL@"}).partition(b"@FILL@")
     under = max_body - len(head) - len(tail) - 1024
