@@ -2,9 +2,12 @@
 declared protocol version through the contract, with the fault knobs applied
 at the one place each message is made.
 
-Nothing here lists a field of the protocol: bodies start from
-``facecert.core.examples.example_for`` and keep only what the contract's schema
-(cut to the version) defines; the identity and the clock fill the values.
+Nothing here lists a field, an enum value or a range of the protocol: bodies
+start from ``facecert.core.examples.example_for`` and keep only what the
+contract's schema (cut to the version) defines; the identity and the clock fill
+the values, bounded numbers are drawn within the schema's range, enum values are
+picked by the names the schema gives them (``x-enum-names``) and a stranger's
+capture drops the fields marked ``x-identification``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_device.media import b64, capture_jpeg, tiny_png
 from facecert.mock_device.persona import dress
 
+# The kinds of capture the device makes; a structured one (pedestrian, vehicle) is the car_label value of that
+# name (schema x-enum-names, §4 结构化抓拍类型), the others carry the value named "none" (errata #5).
 CAPTURE_KINDS = ("face", "stranger", "pedestrian", "vehicle")
-# car_label values of the document (§4 结构化抓拍类型): 2 pedestrian, 4 motor vehicle; 0 = not structured (errata #5)
-_CAR_LABEL = {"pedestrian": 2, "vehicle": 4}
+STRUCTURED_KINDS = ("pedestrian", "vehicle")
 
 
 @functools.cache
@@ -64,6 +68,44 @@ def keep_known(body: dict[str, Any], schema: str, version: str) -> dict[str, Any
 
 def enum_of(schema: str, field: str, version: str) -> list[Any]:
     return list(schema_properties(schema, version).get(field, {}).get("enum") or [])
+
+
+@functools.cache
+def not_structured(schema: str, version: str) -> dict[str, Any]:
+    """Field -> its value named "none" (x-enum-names): car_label, car_type and car_color of a capture that is
+    not a structured one."""
+    contract = get_contract()
+    found = {}
+    for name in schema_properties(schema, version):
+        if "none" in contract.enum_names(schema, f"/{name}", version).values():
+            found[name] = contract.enum_value(schema, f"/{name}", "none", version)
+    return found
+
+
+@functools.cache
+def bounded_numbers(schema: str, version: str) -> dict[str, tuple[float, float, bool]]:
+    """Field -> (minimum, maximum, integer?) of every number the schema bounds on both sides (face angles,
+    quality, score, age)."""
+    contract = get_contract()
+    found = {}
+    for name in schema_properties(schema, version):
+        prop = contract.property_schema(schema, f"/{name}", version)
+        if prop.get("type") in ("integer", "number") and "minimum" in prop and "maximum" in prop:
+            found[name] = (prop["minimum"], prop["maximum"], prop["type"] == "integer")
+    return found
+
+
+def within(bounds: tuple[float, float, bool], rng: random.Random, low: float = 0.0, high: float = 1.0) -> float:
+    """A random value within ``bounds`` (a field's schema range), in its ``low``..``high`` share of it."""
+    lo, hi, integer = bounds
+    a, b = lo + (hi - lo) * low, lo + (hi - lo) * high
+    return rng.randint(int(a), int(b)) if integer else round(rng.uniform(a, b), 2)
+
+
+def not_in_enum(schema: str, field: str, version: str) -> int:
+    """The smallest non-negative integer the field's enum lacks (the bad-enum knob's value)."""
+    values = set(enum_of(schema, field, version))
+    return next(v for v in range(len(values) + 1) if v not in values)
 
 
 def _endpoint_schema(name: str) -> str:
@@ -153,32 +195,33 @@ def capture_body(
         frpic_name=frpic_name(0, now, face_id),
         face_id=face_id,
         image=b64(capture_jpeg(face_id % 8)),
-        user_temperature=round(36.2 + rng.random(), 1),
-        face_quality=rng.randint(60, 99),
+        user_temperature=round(36.2 + rng.random(), 1),  # no range in the schema: a plausible body temperature
     )
-    for angle in ("face_yaw", "face_pitch", "face_roll"):
-        body[angle] = rng.randint(-20, 20)
-    for field in ("car_label", "car_type", "car_color"):
-        body[field] = 0
+    bounded = bounded_numbers(schema, version)
+    for field in bounded.keys() & body.keys():  # face angles, quality, age: anywhere in the schema's range
+        body[field] = within(bounded[field], rng)
+    body.update(not_structured(schema, version))
     if kind == "face" and user is not None:
         body.update(
             user_id=user.user_id,
             user_name=str(user.user_info.get("name", user.user_id)),
             user_list=user.user_list,
-            comp_score=round(80 + rng.random() * 19, 2),
         )
+        if "comp_score" in bounded:
+            body["comp_score"] = within(bounded["comp_score"], rng, 0.8, 0.99)  # a match scores high
         body["group"] = user.group if user.group is not None else 0
         if user.access_card is not None:
             body["access_card"] = user.access_card
     else:
-        for field in ("user_id", "user_name", "comp_score", "access_card", "group", "qr_string", "idcard_number"):
+        for field in get_contract().marked_fields(schema, "x-identification", version):
             body.pop(field, None)
-        body["user_list"] = 0
-    if kind in _CAR_LABEL:
-        body["car_label"] = _CAR_LABEL[kind]
-        if kind == "vehicle":
-            body["car_type"] = rng.choice([v for v in enum_of(schema, "car_type", version) if v] or [0])
-            body["car_color"] = rng.choice([v for v in enum_of(schema, "car_color", version) if v] or [0])
+        body["user_list"] = get_contract().enum_value(schema, "/user_list", "stranger", version)
+    if kind in STRUCTURED_KINDS and "car_label" in schema_properties(schema, version):
+        body["car_label"] = get_contract().enum_value(schema, "/car_label", kind, version)
+        if kind == "vehicle":  # a vehicle has every structured field (car_type, car_color): some value but "none"
+            for field, none in not_structured(schema, version).items():
+                if field != "car_label":
+                    body[field] = rng.choice([v for v in enum_of(schema, field, version) if v != none] or [none])
             body["car_number"] = f"SIM{face_id % 100000:05d}"
         body["body_image"] = body["image"]
     body = dress("faceRecognition", keep_known(body, schema, version), cfg.persona, cfg.device_ip)
@@ -187,10 +230,12 @@ def capture_body(
 
 def apply_capture_faults(cfg: DeviceConfig, body: dict[str, Any]) -> dict[str, Any]:
     faults = cfg.faults
+    schema = _endpoint_schema("faceRecognition")
+    version = get_contract().latest
     if "bad-enum" in faults:
-        body["mask"] = 3
+        body["mask"] = not_in_enum(schema, "mask", version)
     if "out-of-range" in faults:
-        body["comp_score"] = 150.0
+        body["comp_score"] = bounded_numbers(schema, version)["comp_score"][1] + 50.0
     if "capture-bad-base64" in faults:
         body["image"] = "not base64 at all!"
     if "capture-not-jpeg" in faults:
