@@ -16,6 +16,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from facecert.core.engine import Engine, EngineConfig
 from facecert.core.examples import example_for
@@ -85,7 +86,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---|")
     for name, make in CASES.items():
         raw = make()
-        loads = best(args.repeat, lambda: plain_loads(raw))
+        loads = best(args.repeat, partial(plain_loads, raw))
         seconds, rules = judge_best(args.repeat, raw)
         print(
             f"| {name} | {len(raw):,} | {loads:.3f} | {seconds:.3f} | "

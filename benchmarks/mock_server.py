@@ -28,8 +28,8 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facecert.core.examples import example_for  # noqa: E402
-from facecert.mock_server import MockServer, ServerConfig  # noqa: E402
+from facecert.core.examples import example_for
+from facecert.mock_server import MockServer, ServerConfig
 
 TIME_LIMIT_S = 120.0
 
@@ -93,7 +93,7 @@ async def _run(url: str, devices: int, polls: int) -> tuple[float, list[float]]:
 
     try:
         # warm-up: one poll per device opens its connection
-        await asyncio.gather(*(c.post("/taskRequest", json=b) for c, b in zip(clients, bodies)))
+        await asyncio.gather(*(c.post("/taskRequest", json=b) for c, b in zip(clients, bodies, strict=True)))
         start = time.perf_counter()
         await asyncio.gather(*(device(n) for n in range(devices)))
         return time.perf_counter() - start, latencies

@@ -141,7 +141,7 @@ def interleaved_latencies(urls: dict[str, str], path: str, body: bytes, count: i
     clients = {name: httpx.Client(base_url=url, timeout=30) for name, url in urls.items()}
     names = list(urls)
     try:
-        for name, client in clients.items():  # warm the connections and the caches
+        for client in clients.values():  # warm the connections and the caches
             for _ in range(min(10, count)):
                 client.post(path, content=body, headers=HEADERS).raise_for_status()
         for turn in range(count):

@@ -90,7 +90,7 @@ def send_hostile(url: str, seconds: float, max_body: int, only: str = "") -> Non
     deadline, sent, worst = time.monotonic() + seconds, 0, 0
     with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_S) as client:
         while time.monotonic() < deadline:
-            for what, endpoint, body in bodies:
+            for _, endpoint, body in bodies:
                 if time.monotonic() >= deadline:
                     break
                 try:

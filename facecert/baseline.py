@@ -52,7 +52,7 @@ class Item:
 
     def to_dict(self) -> dict[str, Any]:
         names = FINDING_KEY if self.kind == "finding" else SCENARIO_KEY
-        return {"kind": self.kind, **dict(zip(names, self.key)), **self.detail}
+        return {"kind": self.kind, **dict(zip(names, self.key, strict=True)), **self.detail}
 
     def line(self) -> str:
         """One printable line for the console."""
@@ -150,7 +150,7 @@ def baseline_document(summary: dict[str, Any], command: str) -> dict[str, Any]:
     (much smaller than the summary, stable to review in a pull request)."""
     state = items(summary)
     findings = [
-        {**dict(zip(FINDING_KEY, i.key)), "severity": "error", **i.detail}
+        {**dict(zip(FINDING_KEY, i.key, strict=True)), "severity": "error", **i.detail}
         for i in _sorted(state)
         if i.kind == "finding"
     ]

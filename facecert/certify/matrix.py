@@ -117,7 +117,7 @@ def run_matrix(selected: list[Row] | None = None, workers: int = 4) -> list[Row]
         # server rows run the whole server plan: start them first, so none is left running alone at the end
         first = sorted(chosen, key=lambda r: r.peer != "server")
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            done = dict(zip(map(id, first), pool.map(lambda r: run_row(r, Path(folder)), first)))
+            done = dict(zip(map(id, first), pool.map(lambda r: run_row(r, Path(folder)), first), strict=True))
         return [done[id(row)] for row in chosen]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from facecert.core.rules.registry import RULES
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     PASS = "pass"
     FAIL = "fail"
     ERROR = "error"

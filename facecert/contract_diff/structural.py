@@ -253,7 +253,7 @@ def _alternatives(
         if _canon(before) == _canon(after):
             continue
         if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-            for number, (a, b) in enumerate(zip(before, after)):
+            for number, (a, b) in enumerate(zip(before, after, strict=True)):
                 yield from _diff(message, sender, a, b, at, _join(cond, f"{key} alternative {number + 1}"))
             continue
         known_old, known_new = {_canon(x) for x in before or []}, {_canon(x) for x in after or []}

@@ -508,7 +508,7 @@ def _put(instance: Any, pointer: str, value: Any) -> Any | None:
     if not parts:
         return None if value is _DELETE else copy.deepcopy(value)
     node = out
-    for part, following in zip(parts[:-1], parts[1:]):
+    for part, following in zip(parts[:-1], parts[1:], strict=True):
         made: Any = [] if following.isdigit() else {}
         if isinstance(node, dict):
             node = node.setdefault(part, made)

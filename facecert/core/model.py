@@ -12,7 +12,7 @@ from facecert.core.jsonsafe import printable, strict_value
 PARTIES = ("device", "server")  # who can break a rule (Finding.party)
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     ERROR = "error"
     WARNING = "warning"
     INFO = "info"

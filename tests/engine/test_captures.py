@@ -120,7 +120,7 @@ def test_our_har_and_jsonl_round_trip_binary_bodies(tmp_path: Path, recorded) ->
         assert [(e.request_body, e.response_body, e.status, e.path) for e in again] == [
             (e.request_body, e.response_body, e.status, e.path) for e in exchanges
         ]
-        assert all(abs(a.started - b.started) < 1e-3 for a, b in zip(again, exchanges))
+        assert all(abs(a.started - b.started) < 1e-3 for a, b in zip(again, exchanges, strict=True))
 
 
 def run_validate(*args: str) -> subprocess.CompletedProcess:

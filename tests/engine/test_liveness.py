@@ -46,7 +46,7 @@ def test_a_device_polling_correctly_is_never_judged_stopped_live() -> None:
     idle(b)
     eng = engine()
     found: list[Finding] = []
-    for exchange, following in zip(b.exchanges, [*b.exchanges[1:], None]):
+    for exchange, following in zip(b.exchanges, [*b.exchanges[1:], None], strict=True):
         found += eng.feed(exchange).findings
         tick = exchange.ended or exchange.started
         until = following.started if following else tick + 0.9 * eng.longest_wait()

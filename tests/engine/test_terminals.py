@@ -62,7 +62,7 @@ def assert_width(output: str, columns: int) -> None:
 def many_findings(tmp_path_factory) -> Path:
     """One HAR of every breaking conversation of tests/engine/test_rules.py (default config)."""
     exchanges = []
-    for number, (rule, (broken, _, config)) in enumerate(sorted(CASES.items())):
+    for number, (_rule, (broken, _, config)) in enumerate(sorted(CASES.items())):
         if config:
             continue
         builder = ConversationBuilder(f"ID{number:014d}", start=1_700_000_000 + number * 1000)

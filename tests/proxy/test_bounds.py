@@ -147,7 +147,7 @@ def test_a_bomb_is_one_finding_with_the_tap_note(tmp_path: Path) -> None:
 
 def test_record_is_appended_per_exchange_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
     session = _session(tmp_path)
-    for n in range(5):
+    for _ in range(5):
         session.keep(_poll(BODY), {})
     session.keep(_poll(Truncated(b"{", 9_000_000)), {"request": 9_000_000})
     session.sync()

@@ -123,7 +123,7 @@ def test_device_endpoints_stay_open(server: MockServer, client: httpx.Client) ->
 class _AttackerPage(http.server.BaseHTTPRequestHandler):
     html = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:  # the http.server API names it
         self.send_response(200)
         self.send_header("content-type", "text/html")
         self.send_header("content-length", str(len(self.html)))

@@ -84,7 +84,7 @@ def _run(case: Case, folder: Path) -> Run:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     folder = tmp_path_factory.mktemp("capabilities")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        return dict(zip((c.name for c in CASES), pool.map(lambda c: _run(c, folder), CASES)))
+        return dict(zip((c.name for c in CASES), pool.map(lambda c: _run(c, folder), CASES), strict=True))
 
 
 def _scenarios(run: Run) -> dict[str, dict[str, Any]]:

@@ -89,7 +89,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """Every breaker's certification, three at a time (the plans mostly wait on protocol time)."""
     folder = tmp_path_factory.mktemp("plan-rules")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        return dict(zip((b.name for b in BREAKERS), pool.map(lambda b: _run(b, folder), BREAKERS)))
+        return dict(zip((b.name for b in BREAKERS), pool.map(lambda b: _run(b, folder), BREAKERS), strict=True))
 
 
 def test_every_plan_rule_a_peer_can_break_has_a_breaker() -> None:

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from facecert.core.model import Severity
 
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -30,7 +28,7 @@ _TABLE: list[Rule] = [
     # --- one message against its schema (party: whoever sent it) ---
     Rule(
         "MSG-NOT-JSON",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式",
         "body is not a JSON document (or not UTF-8)",
@@ -41,7 +39,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-NOT-OBJECT",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式",
         "body is JSON but not an object",
@@ -49,7 +47,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-EMPTY-BODY",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式",
         "body is empty where a message is required",
@@ -57,7 +55,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-TOO-LARGE",
-        E,
+        Severity.ERROR,
         "sender",
         "errata #26",
         "body larger than the configured limit",
@@ -66,7 +64,7 @@ _TABLE: list[Rule] = [
     # bounds of catalogue.yaml `limits:` and strict JSON (RFC 8259, I-JSON RFC 7493): refused before judging
     Rule(
         "MSG-TOO-DEEP",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式; limits (RFC 8259 §9)",
         "objects/arrays nested deeper than the limit",
@@ -77,7 +75,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-TOO-MANY-MEMBERS",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式; limits (RFC 8259 §9)",
         "an object, an array or the whole message holds more values than the limit",
@@ -85,7 +83,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-STRING-TOO-LONG",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式; limits (RFC 8259 §9)",
         "a string or key longer than the limit (content fields excepted)",
@@ -93,7 +91,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-NUMBER-TOO-LARGE",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式; I-JSON (RFC 7493 §2.2)",
         "an integer beyond ±(2**53-1), or a number literal longer than the limit",
@@ -104,7 +102,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-NOT-FINITE",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式; RFC 8259 §6",
         "NaN, Infinity, or a number no 64-bit float holds (1e400)",
@@ -115,7 +113,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-BAD-UNICODE",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式; RFC 8259 §8.2, I-JSON (RFC 7493 §2.1)",
         "a string with a lone surrogate escape (\\ud800-\\udfff unpaired)",
@@ -126,7 +124,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-DUPLICATE-KEY",
-        E,
+        Severity.ERROR,
         "sender",
         "§1–§4 JSON 格式; RFC 8259 §4, I-JSON (RFC 7493 §2.3)",
         "an object names the same key twice",
@@ -137,7 +135,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-REQUIRED",
-        E,
+        Severity.ERROR,
         "sender",
         "parameter tables (必须 = Y)",
         "a required field is missing",
@@ -148,7 +146,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-TYPE",
-        E,
+        Severity.ERROR,
         "sender",
         "parameter tables (备注)",
         "a field has the wrong JSON type",
@@ -159,7 +157,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-ENUM",
-        E,
+        Severity.ERROR,
         "sender",
         "parameter tables (备注)",
         "a field's value is not one the document defines",
@@ -170,7 +168,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-RANGE",
-        E,
+        Severity.ERROR,
         "sender",
         "parameter tables (max/min, 范围)",
         "a value or length is out of range",
@@ -181,7 +179,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-FORMAT",
-        E,
+        Severity.ERROR,
         "sender",
         "parameter tables (备注)",
         "a string does not have the required form",
@@ -192,7 +190,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-NOT-ALLOWED",
-        E,
+        Severity.ERROR,
         "sender",
         "parameter tables (备注)",
         "a field is present where the document excludes it",
@@ -203,7 +201,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-SCHEMA",
-        E,
+        Severity.ERROR,
         "sender",
         "parameter tables",
         "the message breaks a combined constraint of its schema",
@@ -214,7 +212,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "MSG-UNKNOWN-FIELD",
-        I,
+        Severity.INFO,
         "sender",
         "parameter tables",
         "a field the document does not define (vendor extension)",
@@ -222,7 +220,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "TASK-UNKNOWN",
-        E,
+        Severity.ERROR,
         "server",
         "§2 服务器返回的任务",
         "the taskRequest answer names no task of this protocol version",
@@ -230,7 +228,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "ENDPOINT-NOT-IN-VERSION",
-        E,
+        Severity.ERROR,
         "device",
         "更新说明 (revision table)",
         "an endpoint used that the declared protocol version does not have",
@@ -238,7 +236,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "HTTP-METHOD",
-        E,
+        Severity.ERROR,
         "device",
         "§1 方法 URL (POST)",
         "device messages are POSTed",
@@ -246,7 +244,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "ANSWER-HTTP-STATUS",
-        E,
+        Severity.ERROR,
         "server",
         "errata #18",
         "the server answered with a non-2xx status",
@@ -254,7 +252,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "ANSWER-MISSING",
-        E,
+        Severity.ERROR,
         "server",
         "errata #18",
         "the server gave no answer (connection failed or timed out)",
@@ -263,7 +261,7 @@ _TABLE: list[Rule] = [
     # --- content the schema can only annotate ---
     Rule(
         "IMG-BASE64",
-        E,
+        Severity.ERROR,
         "sender",
         "§4 image (Base64 编码)",
         "an image field is not valid base64",
@@ -273,7 +271,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "IMG-FORMAT",
-        E,
+        Severity.ERROR,
         "sender",
         "§4 image, §2.5 png",
         "an image is not of the stated format (JPEG/PNG)",
@@ -284,7 +282,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "USERINFO-SIZE",
-        E,
+        Severity.ERROR,
         "server",
         "§2.1 user_info (长度 256B)",
         "user_info longer than 256 bytes",
@@ -295,7 +293,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "REDACTED-PLACEHOLDER",
-        E,
+        Severity.ERROR,
         "sender",
         "facecert redact (docs/reports.md, privacy)",
         "a redacted capture holds an image placeholder that facecert did not write so (altered after redaction)",
@@ -307,7 +305,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "SNAPTIME-MS",
-        E,
+        Severity.ERROR,
         "device",
         "§4 snap_time / snap_time_ms",
         "snap_time_ms disagrees with snap_time",
@@ -319,7 +317,7 @@ _TABLE: list[Rule] = [
     # --- across messages of one conversation ---
     Rule(
         "RESULT-MISSING",
-        E,
+        Severity.ERROR,
         "device",
         "工作流程, §3",
         "a task got no taskResult",
@@ -330,7 +328,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "RESULT-DUPLICATE",
-        E,
+        Severity.ERROR,
         "device",
         "§3",
         "a task got more than one taskResult",
@@ -338,7 +336,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "RESULT-UNKNOWN-ID",
-        E,
+        Severity.ERROR,
         "device",
         "§3 request_id",
         "a taskResult for a request_id this device was never given",
@@ -346,7 +344,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "RESULT-FOR-IDLE",
-        E,
+        Severity.ERROR,
         "device",
         "§2.4 idleTime, errata #17",
         "a taskResult sent for idleTime, which has no request_id",
@@ -354,7 +352,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "RESULT-FOREIGN-ACCEPTED",
-        E,
+        Severity.ERROR,
         "server",
         "§3 request_id, field failures",
         "the server accepted a result for a task it gave another device",
@@ -365,7 +363,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "REQUEST-ID-DUPLICATE",
-        E,
+        Severity.ERROR,
         "server",
         "§2 request_id (唯一 id)",
         "the server reused a request_id",
@@ -375,7 +373,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "CADENCE-IDLE",
-        E,
+        Severity.ERROR,
         "device",
         "工作流程 (等 20 秒)",
         "next taskRequest not ~20 s after idleTime",
@@ -386,7 +384,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "CADENCE-TASK",
-        E,
+        Severity.ERROR,
         "device",
         "工作流程 (5 秒)",
         "next taskRequest not ~5 s after a task",
@@ -397,7 +395,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "ACK-ECHO",
-        E,
+        Severity.ERROR,
         "server",
         "§4 服务器返回, errata #19",
         "capture answer does not echo snap_time / frpic_name",
@@ -405,7 +403,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "ACK-CODE",
-        E,
+        Severity.ERROR,
         "server",
         "§4 服务器返回",
         "capture answer code is not 0 for a valid capture",
@@ -413,7 +411,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "GPS-CADENCE",
-        E,
+        Severity.ERROR,
         "device",
         "§1.2 (5 秒 / 20 米)",
         "GPS report sooner than 5 s without moving 20 m",
@@ -421,7 +419,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "GPS-DISTANCE",
-        E,
+        Severity.ERROR,
         "device",
         "§1.2 distance",
         "reported distance disagrees with the positions",
@@ -429,7 +427,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "DEVTIME-APPLIED",
-        E,
+        Severity.ERROR,
         "device",
         "§2.3 setDevTime, errata #21",
         "clock not moved by setDevTime",
@@ -440,7 +438,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "FACECMD-CAPTURE",
-        E,
+        Severity.ERROR,
         "device",
         "§2.12 faceCmd, errata #23",
         "no capture uploaded after faceCmd",
@@ -451,7 +449,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "DOWNLOAD-FETCHED",
-        E,
+        Severity.ERROR,
         "device",
         "§2.1/§2.5/§2.6, errata #24",
         "task reported success without fetching its URL",
@@ -462,7 +460,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "POLL-STOPPED",
-        E,
+        Severity.ERROR,
         "device",
         "工作流程, errata #26",
         "no taskRequest for longer than the longest wait the device may make: it stopped polling",
@@ -473,7 +471,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "TASK-RESENT",
-        E,
+        Severity.ERROR,
         "server",
         "§3 code (失败代码), errata #29",
         "the server kept re-sending a task the device had failed (more than twice)",
@@ -486,7 +484,7 @@ _TABLE: list[Rule] = [
     ),
     Rule(
         "FRPIC-PATH-ACCEPTED",
-        W,
+        Severity.WARNING,
         "server",
         "§4 frpic_name, errata #28",
         "a capture whose frpic_name is a path was acknowledged as accepted: check the server by hand",
@@ -505,7 +503,7 @@ _TABLE: list[Rule] = [
 _PLAN: list[Rule] = [
     Rule(
         "TASK-NOT-SENT",
-        E,
+        Severity.ERROR,
         "server",
         "§2 服务器返回的任务",
         "the platform was made to queue a task and did not send it",
@@ -514,7 +512,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "TASK-NOT-DONE",
-        E,
+        Severity.ERROR,
         "device",
         "§2 tasks, §3 code (0 = success)",
         "a task a conforming device carries out was reported with a non-zero code",
@@ -526,7 +524,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "TASK-NOT-REFUSED",
-        E,
+        Severity.ERROR,
         "device",
         "§2 tasks, §3 code (0 = success)",
         "a task a conforming device must refuse was reported with code 0",
@@ -535,7 +533,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "FACEDB-COUNT",
-        E,
+        Severity.ERROR,
         "device",
         "§2.1/§2.2/§2.9, getDevStatus total_face",
         "the face count did not change as the task implies",
@@ -544,7 +542,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "RESULT-FIELD-EMPTY",
-        E,
+        Severity.ERROR,
         "device",
         "§2.7 log_info, §2.8 getDevStatus",
         "a result field the task exists to return is empty",
@@ -553,7 +551,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "CAPTURE-MISSING",
-        E,
+        Severity.ERROR,
         "device",
         "§4 抓拍记录",
         "no capture arrived when one was made",
@@ -562,7 +560,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "ALARM-MISSING",
-        E,
+        Severity.ERROR,
         "device",
         "§1.3 alarmReport",
         "no alarm arrived when one was raised",
@@ -571,7 +569,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "GPS-MISSING",
-        E,
+        Severity.ERROR,
         "device",
         "§1.2 gpsReport",
         "fewer GPS reports arrived than the 5 s rule implies",
@@ -580,7 +578,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "RESUME-REPLAY",
-        E,
+        Severity.ERROR,
         "device",
         "§2.10 setResumeTransfer (断网续传)",
         "captures made during an outage were not replayed once each, in order",
@@ -589,7 +587,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "PLATFORM-MOVED",
-        E,
+        Severity.ERROR,
         "device",
         "§2.11 setPlatformServer, errata #22",
         "the device did not poll the server it was told to use",
@@ -599,7 +597,7 @@ _PLAN: list[Rule] = [
     # a capability statement (--capabilities, facecert/certify/capabilities.py) checked against what the peer did
     Rule(
         "CAP-DECLARED-MISSING",
-        E,
+        Severity.ERROR,
         "sender",
         "capability statement (--capabilities)",
         "the peer's capability statement declares what a scenario needed, and the peer did not deliver it",
@@ -612,7 +610,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "CAP-UNDECLARED",
-        W,
+        Severity.WARNING,
         "sender",
         "capability statement (--capabilities)",
         "the peer did something its capability statement does not declare",
@@ -621,7 +619,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "HARNESS-TRIGGER",
-        E,
+        Severity.ERROR,
         "harness",
         "trigger file",
         "the trigger file's call to the platform failed",
@@ -630,7 +628,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "HARNESS-OPERATOR",
-        E,
+        Severity.ERROR,
         "harness",
         "operator",
         "the step needs a person at the console and none answered",
@@ -642,7 +640,7 @@ _PLAN: list[Rule] = [
     ),
     Rule(
         "HARNESS-ERROR",
-        E,
+        Severity.ERROR,
         "harness",
         "facecert",
         "the harness itself failed (a bug of facecert: please report it)",
