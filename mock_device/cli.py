@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
+from facecert.core.defaults import TIME_SCALE
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.faults import FAULTS, check_faults
 from facecert.mock_device.fleet import Fleet
@@ -165,7 +166,7 @@ def register(app: typer.Typer) -> None:
             "ID00000000000001", "--id", help="device_id (with --count: the prefix of numbered ids)"
         ),
         count: int = typer.Option(1, "--count", min=1, max=100_000, help="run this many devices in one process"),
-        time_scale: TimeScaleOpt = 1.0,
+        time_scale: TimeScaleOpt = TIME_SCALE,
         fault: list[str] = typer.Option(
             [], "--fault", help="break one rule on purpose (repeatable; see --list-faults)"
         ),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from facecert.core.defaults import TIME_SCALE, check_time_scale
 from facecert.mock_device.faults import check_faults
 from facecert.mock_device.persona import DEFAULT_DEVICE_IP, check_persona
 
@@ -31,7 +32,7 @@ class DeviceConfig:
     lib_platform_version: str = "platform_sim v1.0"
     lib_ai_version: str = "ai_sim v1.0"
     web_version: str = "web_sim v1.0"
-    time_scale: float = 1.0
+    time_scale: float = TIME_SCALE
     faults: set[str] = field(default_factory=set)
     protocol_version: str | None = None
     captures_per_minute: float = 0.0
@@ -40,6 +41,7 @@ class DeviceConfig:
     request_timeout_s: float = 10.0
     record: bool = True  # keep every exchange (device's view) for judging; fleets turn it off
     log_lines: int = 500  # the log getLogFile returns is the last this many lines
+    latency_samples: int = 500  # latencies kept for the summary's percentiles (a Locust fleet keeps none: Locust does)
     seed: int = 0
     persona: str = "spec"
 
@@ -47,8 +49,7 @@ class DeviceConfig:
         self.faults = check_faults(set(self.faults))
         self.persona = check_persona(self.persona)
         self.server = server_url(self.server)
-        if self.time_scale <= 0:
-            raise ValueError("time_scale must be positive")
+        check_time_scale(self.time_scale)
         if self.spool_dir is not None:
             self.spool_dir = Path(self.spool_dir)
 
