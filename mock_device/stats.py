@@ -13,6 +13,7 @@ _LATENCY_SAMPLES = 500  # per device: a fleet of thousands keeps this many each
 
 @dataclass
 class DeviceStats:
+    latency_samples: int = _LATENCY_SAMPLES  # how many latencies this device keeps (a Locust fleet: none)
     polls: int = 0
     idle: int = 0
     tasks: int = 0
@@ -26,8 +27,11 @@ class DeviceStats:
     alarms: int = 0
     gps: int = 0
     downloads: int = 0
-    latencies: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=_LATENCY_SAMPLES))
+    latencies: collections.deque[float] = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.latencies = collections.deque(maxlen=self.latency_samples)
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -37,7 +41,7 @@ class DeviceStats:
         self.latencies.append(seconds)
 
     def counters(self) -> dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, int) and k != "latency_samples"}
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = self.counters()

@@ -6,6 +6,11 @@ handler) and returns an :class:`Outcome`: the taskResult's code, log and
 per-task extras, and what to do once the result is posted (setPlatformServer
 moves to the new server, faceCmd uploads its capture).
 
+Handlers are sans-I/O (mock_device.flow): one that needs the network (a download, faceCmd's
+capture) is a generator that ``yield from``s the device's steps and returns its Outcome; one
+that does not simply returns it. Handlers see the device through :class:`TaskHost` (what the
+device core offers them), so this module imports no driver and no core.
+
 Result codes follow what devices in the field send (NOTES.md): 0 success,
 1..100 libcurl codes when a download failed, -101..-124 face-library errors,
 201..210 device errors. The ones used here are listed below and in
@@ -16,17 +21,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from facecert.mock_device.config import server_url
-from facecert.mock_device.facedb import FaceUser
+from facecert.core.contract import get_contract
+from facecert.core.rules.message import Issue
+from facecert.mock_device.config import DeviceConfig, server_url
+from facecert.mock_device.facedb import FaceDB, FaceUser
 from facecert.mock_device.firmware import FirmwareError, verify_firmware
+from facecert.mock_device.flow import Flow
 from facecert.mock_device.media import check_image
-
-if TYPE_CHECKING:
-    from facecert.mock_device.device import Device
 
 OK = 0
 CURL_COULDNT_CONNECT = 7  # libcurl CURLE_COULDNT_CONNECT
@@ -60,7 +65,31 @@ class Outcome:
     code: int
     log: str
     extras: dict[str, Any] = field(default_factory=dict)
-    after: Callable[[], Awaitable[None]] | None = None  # runs once the taskResult is posted
+    after: Callable[[], Flow[Any] | None] | None = None  # runs once the taskResult is posted (a flow, or plain)
+
+
+class TaskHost(Protocol):
+    """What a handler may use of the device (mock_device.core.DeviceCore is one)."""
+
+    cfg: DeviceConfig
+    faces: FaceDB
+    server: str
+    resume_transfer: bool
+    screen_savers: dict[str, bytes]
+    screen_saver_settings: dict[str, Any]
+    face_config: dict[str, Any]
+    first_face_count: int | None
+    ws_server: str | None
+
+    def log(self, message: str) -> None: ...
+    def log_text(self) -> str: ...
+    def set_clock(self, epoch_s: float) -> None: ...
+    def move_to(self, url: str) -> None: ...
+    def download(self, url: str) -> Flow[bytes]: ...
+    def capture(self, kind: str = "face") -> Flow[dict[str, Any]]: ...
+    def content_problems(self, name: str, task: dict[str, Any]) -> list[Issue]: ...
+    def user_defaults(self, name: str) -> dict[str, Any]: ...
+    def task_properties(self, name: str) -> dict[str, Any]: ...
 
 
 class DownloadFailed(Exception):
@@ -78,13 +107,13 @@ def failed(name: str, code: int, why: str, extras: dict[str, Any] | None = None)
 
 
 # ---- users ----------------------------------------------------------------------
-async def _face_image(dev: Device, user: dict[str, Any]) -> bytes | None:
+def _face_image(dev: TaskHost, user: dict[str, Any]) -> Flow[bytes | None]:
     """The user's picture: downloaded (URL) or decoded (image); None when none was given."""
     kind, content = user.get("image_type"), user.get("image_content")
     if not content:
         return None
     if kind == "URL" or (kind is None and str(content).startswith(("http://", "https://"))):
-        data = await dev.download(content)
+        data = yield from dev.download(content)
     else:
         try:
             data = base64.b64decode(content, validate=True)
@@ -99,7 +128,7 @@ async def _face_image(dev: Device, user: dict[str, Any]) -> bytes | None:
 def _face_user(user: dict[str, Any], image: bytes | None, schema_defaults: dict[str, Any]) -> FaceUser:
     return FaceUser(
         user_id=user["user_id"],
-        user_list=user.get("user_list", schema_defaults.get("user_list", 2)),
+        user_list=user.get("user_list", schema_defaults["user_list"]),  # the schema's default: the whitelist
         user_info=dict(user.get("user_info") or {}),
         user_type=user.get("user_type", 0),
         access_card=user.get("access_card"),
@@ -108,7 +137,7 @@ def _face_user(user: dict[str, Any], image: bytes | None, schema_defaults: dict[
     )
 
 
-async def _users(dev: Device, task: dict[str, Any], upsert: bool) -> Outcome:
+def _users(dev: TaskHost, task: dict[str, Any], upsert: bool) -> Flow[Outcome]:
     name = task["request_type"]
     defaults = dev.user_defaults(name)
     refused = _refused_users(dev.content_problems(name, task))
@@ -121,7 +150,7 @@ async def _users(dev: Device, task: dict[str, Any], upsert: bool) -> Outcome:
             code = USER_EXISTS
         else:
             try:
-                image = await _face_image(dev, user)
+                image = yield from _face_image(dev, user)
             except DownloadFailed as exc:
                 dev.log(f"{name}: user {user['user_id']}: {exc}")
                 code = exc.code
@@ -149,33 +178,33 @@ def _refused_users(problems: list[Any]) -> dict[int, int]:
     return refused
 
 
-async def add_user(dev: Device, task: dict[str, Any]) -> Outcome:
-    return await _users(dev, task, upsert=False)
+def add_user(dev: TaskHost, task: dict[str, Any]) -> Flow[Outcome]:
+    return (yield from _users(dev, task, upsert=False))
 
 
-async def update_user(dev: Device, task: dict[str, Any]) -> Outcome:
-    return await _users(dev, task, upsert=True)
+def update_user(dev: TaskHost, task: dict[str, Any]) -> Flow[Outcome]:
+    return (yield from _users(dev, task, upsert=True))
 
 
-async def delete_user(dev: Device, task: dict[str, Any]) -> Outcome:
+def delete_user(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     if dev.faces.delete(task["user_id"]):
         return done("deleteUser")
     return failed("deleteUser", USER_NOT_FOUND, f"user {task['user_id']} not found")
 
 
-async def del_user_list(dev: Device, task: dict[str, Any]) -> Outcome:
+def del_user_list(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     gone = dev.faces.delete_list(task["user_list"])
     return done("delUserList", {"resp_list": [{"user_id": uid, "code": OK} for uid in gone]})
 
 
 # ---- device settings --------------------------------------------------------------
-async def set_dev_time(dev: Device, task: dict[str, Any]) -> Outcome:
+def set_dev_time(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     if "ignore-devtime" not in dev.cfg.faults:
         dev.set_clock(task["time_stamp"])
     return done("setDevTime")
 
 
-async def set_screen_save(dev: Device, task: dict[str, Any]) -> Outcome:
+def set_screen_save(dev: TaskHost, task: dict[str, Any]) -> Flow[Outcome]:
     slots = [key for key in dev.task_properties("setScreenSave") if key.startswith("image_")]
     fetched: dict[str, bytes | None] = {}
     for slot in slots:
@@ -185,7 +214,7 @@ async def set_screen_save(dev: Device, task: dict[str, Any]) -> Outcome:
             fetched[slot] = None  # errata #24: an empty image_N deletes that screen saver
             continue
         try:
-            data = await dev.download(task[slot])
+            data = yield from dev.download(task[slot])
         except DownloadFailed as exc:
             return failed("setScreenSave", exc.code, f"{slot}: {exc}")
         why = check_image(data, "image/png")
@@ -201,9 +230,9 @@ async def set_screen_save(dev: Device, task: dict[str, Any]) -> Outcome:
     return done("setScreenSave")
 
 
-async def upgrade(dev: Device, task: dict[str, Any]) -> Outcome:
+def upgrade(dev: TaskHost, task: dict[str, Any]) -> Flow[Outcome]:
     try:
-        data = await dev.download(task["URL"])
+        data = yield from dev.download(task["URL"])
     except DownloadFailed as exc:
         return failed("upgrade", exc.code, str(exc))
     try:
@@ -215,11 +244,11 @@ async def upgrade(dev: Device, task: dict[str, Any]) -> Outcome:
     return done("upgrade")
 
 
-async def get_log_file(dev: Device, task: dict[str, Any]) -> Outcome:
+def get_log_file(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     return done("getLogFile", {"log_info": "" if "empty-log" in dev.cfg.faults else dev.log_text()})
 
 
-async def get_dev_status(dev: Device, task: dict[str, Any]) -> Outcome:
+def get_dev_status(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     cfg = dev.cfg
     if "refuse-dev-status" in cfg.faults:
         return failed("getDevStatus", COMMAND_UNKNOWN, "command does not exist")
@@ -228,24 +257,21 @@ async def get_dev_status(dev: Device, task: dict[str, Any]) -> Outcome:
         if dev.first_face_count is None:
             dev.first_face_count = total
         total = dev.first_face_count
+    # each result field names what it reports (schema mark x-device-value): the face count or a DeviceConfig field
+    contract = get_contract()
+    reported = contract.marked_fields(contract.result_schema("getDevStatus"), "x-device-value")
     return done(
         "getDevStatus",
-        {
-            "total_face": total,
-            "main_ver": cfg.software_version,
-            "platform_ver": cfg.lib_platform_version,
-            "web_ver": cfg.web_version,
-            "ai_version": cfg.lib_ai_version,
-        },
+        {name: total if what == "face_count" else getattr(cfg, what) for name, what in reported.items()},
     )
 
 
-async def set_resume_transfer(dev: Device, task: dict[str, Any]) -> Outcome:
+def set_resume_transfer(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     dev.resume_transfer = bool(task["enable"])
     return done("setResumeTransfer")
 
 
-async def set_platform_server(dev: Device, task: dict[str, Any]) -> Outcome:
+def set_platform_server(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     address = task.get("serverAddr")
     if "wsServerAddr" in task:
         dev.ws_server = task["wsServerAddr"]
@@ -260,30 +286,31 @@ async def set_platform_server(dev: Device, task: dict[str, Any]) -> Outcome:
         dev.log(f"setPlatformServer {target}: reported done, staying on {dev.server}")
         return outcome
 
-    async def move() -> None:
+    def move() -> None:
         dev.move_to(target)
 
     outcome.after = move
     return outcome
 
 
-async def face_cmd(dev: Device, task: dict[str, Any]) -> Outcome:
+def face_cmd(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     outcome = done("faceCmd")
     if "facecmd-no-capture" not in dev.cfg.faults:
 
-        async def capture() -> None:
-            await dev.capture("face")
+        def capture() -> Flow[dict[str, Any]]:
+            return (yield from dev.capture("face"))
 
         outcome.after = capture
     return outcome
 
 
-async def set_face_config(dev: Device, task: dict[str, Any]) -> Outcome:
+def set_face_config(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     dev.face_config.update({k: v for k, v in task.items() if not k.startswith("request_")})
     return done("SetFaceConfig")
 
 
-HANDLERS: dict[str, Callable[[Device, dict[str, Any]], Awaitable[Outcome]]] = {
+# a handler returns its Outcome, or is a flow that returns it (it needs the network)
+HANDLERS: dict[str, Callable[[TaskHost, dict[str, Any]], Outcome | Flow[Outcome]]] = {
     "addUser": add_user,
     "updateUser": update_user,
     "deleteUser": delete_user,
