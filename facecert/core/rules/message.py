@@ -102,16 +102,10 @@ def parse_message(raw: bytes | None, limits: Limits, what: str, content_fields: 
     ``limits``, with work proportional to the bounds, never to what a hostile
     peer sends (the structure is counted before anything is built)."""
     try:
-        text = _text_within_bounds(raw, limits, what)
-        duplicates: dict[int, list[str]] = {}
+        text, small = _text_within_bounds(raw, limits, what)
+        reader = _reader(limits)
         try:
-            value = json.loads(
-                text,
-                object_pairs_hook=_pairs_hook(duplicates),
-                parse_constant=_odd_constant,
-                parse_float=_float_reader(limits),
-                parse_int=_int_reader(limits),
-            )
+            value = reader.read(text)
         except RecursionError:
             raise ParseFailure(
                 Issue(
@@ -130,7 +124,11 @@ def parse_message(raw: bytes | None, limits: Limits, what: str, content_fields: 
                     actual=abbreviate(text, 60),
                 )
             ) from None
-        issues = _Walk(limits, what, content_fields, duplicates, surrogates="\\u" in text).run(value)
+        surrogates = "\\u" in text
+        if reader.flagged or surrogates or not small:
+            issues = _Walk(limits, what, content_fields, reader.duplicates, surrogates).run(value)
+        else:
+            issues = []  # nothing in the body can break a bound or need a finding: no walk needed
     except ParseFailure as failure:
         return Parsed(failure=failure.issue)
     if not isinstance(value, dict):
@@ -142,12 +140,16 @@ def parse_message(raw: bytes | None, limits: Limits, what: str, content_fields: 
                 actual=abbreviate(value),
             )
         )
-    return Parsed(value, None, fold(issues, limits.max_findings_per_rule, what))
+    return Parsed(value, None, fold(issues, limits.max_findings_per_rule, what) if issues else [])
 
 
-def _text_within_bounds(raw: bytes | None, limits: Limits, what: str) -> str:
-    """The body as text, once its size and its count of values are within bounds."""
-    if raw is None or len(raw.strip()) == 0:
+def _text_within_bounds(raw: bytes | None, limits: Limits, what: str) -> tuple[str, bool]:
+    """The body as text, once its size and its count of values are within bounds; and whether
+    the body is small enough that no string, key, object, array or nesting in it can break a bound
+    (then, unless the parser's hooks flagged a number or a repeated key, no walk is needed): the
+    count (at least the number of values) bounds every container's length, the brackets bound the
+    depth, the characters bound every string."""
+    if raw is None or not raw or raw.isspace():  # bytes.isspace: the ASCII whitespace bytes.strip removes
         raise ParseFailure(
             Issue(
                 "MSG-EMPTY-BODY",
@@ -197,7 +199,12 @@ def _text_within_bounds(raw: bytes | None, limits: Limits, what: str) -> str:
                 actual=counted,
             )
         )
-    return text
+    small = (
+        len(text) <= limits.max_string_chars
+        and counted <= limits.max_members
+        and raw.count(b"[") + raw.count(b"{") <= limits.max_depth
+    )
+    return text, small
 
 
 def count_values(raw: bytes, stop: int) -> int:
@@ -242,38 +249,82 @@ def _without_escapes(chunk: bytes) -> bytes:
     return chunk.replace(b"\\\\", b"").replace(b'\\"', b"")
 
 
-def _pairs_hook(duplicates: dict[int, list[str]]) -> Any:
-    """Objects as dicts, remembering the keys an object repeats (the walk reports them)."""
+class _Reader:
+    """A JSON decoder with this module's hooks, built once per thread and limits (building one
+    per body cost as much as parsing the body). The hooks note what the walk must look at:
+    ``duplicates`` (keys an object repeats, by the id of the dict) and ``flagged`` (a repeated key,
+    a number literal that became an ``_Odd``, an integer beyond ``max_integer``)."""
 
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.max_chars = limits.max_number_chars
+        self.max_integer = limits.max_integer
+        self.duplicates: dict[int, list[str]] = {}
+        self.flagged = False
+        self.decoder = json.JSONDecoder(
+            object_pairs_hook=self.pairs,
+            parse_constant=self.read_constant,
+            parse_float=self.read_float,
+            parse_int=self.read_int,
+        )
+
+    def read(self, text: str) -> Any:
+        """``json.loads(text)`` with the hooks (and, as json.loads, no byte order mark)."""
+        self.duplicates, self.flagged = {}, False
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return self.decoder.decode(text)
+
+    def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """Objects as dicts, remembering the keys an object repeats (the walk reports them)."""
         made = dict(pairs)
         if len(made) < len(pairs):
             counts = Counter(key for key, _ in pairs)
-            duplicates[id(made)] = sorted(key for key, times in counts.items() if times > 1)
+            self.duplicates[id(made)] = sorted(key for key, times in counts.items() if times > 1)
+            self.flagged = True
         return made
 
-    return hook
+    def read_constant(self, name: str) -> _Odd:
+        self.flagged = True
+        return _Odd("MSG-NOT-FINITE", name)
 
-
-def _odd_constant(name: str) -> _Odd:
-    return _Odd("MSG-NOT-FINITE", name)
-
-
-def _float_reader(limits: Limits) -> Any:
-    def read(literal: str) -> float | _Odd:
-        if len(literal) > limits.max_number_chars:
+    def read_float(self, literal: str) -> float | _Odd:
+        if len(literal) > self.max_chars:
+            self.flagged = True
             return _Odd("MSG-NUMBER-TOO-LARGE", literal)
         number = float(literal)
-        return number if math.isfinite(number) else _Odd("MSG-NOT-FINITE", literal)
+        if math.isfinite(number):
+            return number
+        self.flagged = True
+        return _Odd("MSG-NOT-FINITE", literal)
 
-    return read
+    def read_int(self, literal: str) -> int | _Odd:
+        if len(literal) > self.max_chars:
+            self.flagged = True
+            return _Odd("MSG-NUMBER-TOO-LARGE", literal)
+        number = int(literal)
+        if not -self.max_integer <= number <= self.max_integer:
+            self.flagged = True
+        return number
 
 
-def _int_reader(limits: Limits) -> Any:
-    def read(literal: str) -> int | _Odd:
-        return _Odd("MSG-NUMBER-TOO-LARGE", literal) if len(literal) > limits.max_number_chars else int(literal)
+_READERS = threading.local()  # per thread: the readers by limits (the hooks keep per-body state)
 
-    return read
+
+def _reader(limits: Limits) -> _Reader:
+    last: _Reader | None = getattr(_READERS, "last", None)
+    if last is not None and last.limits is limits:  # the common case: no hashing of the limits
+        return last
+    readers: dict[Limits, _Reader] | None = getattr(_READERS, "by_limits", None)
+    if readers is None:
+        readers = _READERS.by_limits = {}
+    reader = readers.get(limits)
+    if reader is None:
+        if len(readers) >= 16:  # a tap makes its limits once; a test may make many
+            readers.clear()
+        reader = readers[limits] = _Reader(limits)
+    _READERS.last = reader
+    return reader
 
 
 class _Walk:
