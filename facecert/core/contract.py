@@ -15,6 +15,7 @@ import functools
 import itertools
 import json
 import os
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +35,9 @@ CONTENT_ANNOTATIONS = frozenset({"contentMediaType", "x-download", "x-max-serial
 # what the writers redact (facecert/core/redact.py); judging ignores it, it always sees the real bytes.
 PERSONAL_ANNOTATION = "x-personal"
 PERSONAL_KINDS = frozenset({"biometric", "identity"})
+# The annotations the engine and the peers read from ``Contract.annotations``: asked only for these,
+# it evaluates a lean copy of the schema that carries no other annotation (descriptions, titles…).
+LEAN_ANNOTATIONS = CONTENT_ANNOTATIONS | {"contentEncoding", PERSONAL_ANNOTATION}
 # x-echo: true on a property of an answer schema: the answer repeats the request's value of that name
 # (faceRecognition's snap_time and frpic_name, errata #19): the engine's ACK-ECHO and the server's answer read it.
 ECHO_ANNOTATION = "x-echo"
@@ -157,24 +161,40 @@ class Contract:
         self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
         self._registries: dict[str, Any] = {}
         self._structure_registries: dict[str, Any] = {}
+        # per version and per schema, computed once (the engine asks for every message it judges)
+        self._checked_versions: set[str] = set()
+        self._tasks_by_version: dict[str, dict[str, Task]] = {}
+        self._endpoints_by_version: dict[str, dict[str, Endpoint]] = {}
+        self._required: dict[tuple[str, str], frozenset[str]] = {}
+        self._annotated: dict[tuple[str, frozenset[str]], bool] = {}
 
     # ---- catalogue -------------------------------------------------------
     def check_version(self, version: str | None) -> str:
         version = version or self.latest
+        if isinstance(version, str) and version in self._checked_versions:
+            return version
         parse_version(version)
         if parse_version(version) > parse_version(self.latest) or parse_version(version) < parse_version(
             self.versions[0]
         ):
             raise ValueError(f"protocol version {version} is outside {self.versions[0]}..{self.latest}")
+        if isinstance(version, str):
+            self._checked_versions.add(version)
         return version
 
     def endpoints(self, version: str | None = None) -> dict[str, Endpoint]:
         version = self.check_version(version)
-        return {n: e for n, e in self.all_endpoints.items() if since_ok(e.since, version)}
+        if version not in self._endpoints_by_version:
+            self._endpoints_by_version[version] = {
+                n: e for n, e in self.all_endpoints.items() if since_ok(e.since, version)
+            }
+        return dict(self._endpoints_by_version[version])  # a copy: the caller may change it
 
     def tasks(self, version: str | None = None) -> dict[str, Task]:
         version = self.check_version(version)
-        return {n: t for n, t in self.all_tasks.items() if since_ok(t.since, version)}
+        if version not in self._tasks_by_version:
+            self._tasks_by_version[version] = {n: t for n, t in self.all_tasks.items() if since_ok(t.since, version)}
+        return dict(self._tasks_by_version[version])  # a copy: the caller may change it
 
     def endpoint_for_path(self, path: str) -> Endpoint | None:
         """Match a request path (with any server_url prefix and query) to an endpoint."""
@@ -349,7 +369,7 @@ class Contract:
         """
         if not self._has_annotations(name, keys):
             return
-        validator = self._annotation_validator(name, self.check_version(version))
+        validator = self._annotation_validator(name, self.check_version(version), lean=keys <= LEAN_ANNOTATIONS)
         merged: dict[str, dict[str, Any]] = {}
         for unit in validator.evaluate(instance).annotations():
             value = unit["annotations"]
@@ -380,37 +400,91 @@ class Contract:
         there that breaks its pattern is a path, which the peer must refuse (errata #28)."""
         return {pointer for pointer, notes in self.annotations(name, instance, version) if notes.get("x-file-name")}
 
-    def _annotation_validator(self, name: str, version: str) -> Any:
+    def _annotation_validator(self, name: str, version: str, lean: bool = False) -> Any:
         """A validator over the structure only (assertions stripped): a schema
         drops its annotations when it fails, and an image must still be checked
-        in a message that lacks a field or has a wrong type elsewhere."""
-        key = ("annotations:" + name, version)
+        in a message that lacks a field or has a wrong type elsewhere. ``lean``: only
+        the annotations of LEAN_ANNOTATIONS kept (no descriptions, titles, x-since…),
+        which makes evaluating a capture several times cheaper."""
+        key = (("lean-annotations:" if lean else "annotations:") + name, version)
         if key not in self._validators:
-            if version not in self._structure_registries:
-                self._structure_registries[version] = jsonschema_rs.Registry(
-                    [(self.schema_id(n), _structure_only(self.schema(n, version))) for n in self.raw]
+            registry_key = ("lean:" if lean else "") + version
+            if registry_key not in self._structure_registries:
+                self._structure_registries[registry_key] = jsonschema_rs.Registry(
+                    [(self.schema_id(n), _structure_only(self.schema(n, version), lean=lean)) for n in self.raw]
                 )
             self._validators[key] = jsonschema_rs.validator_for(
-                _structure_only(self.schema(name, version)), registry=self._structure_registries[version]
+                _structure_only(self.schema(name, version), lean=lean),
+                registry=self._structure_registries[registry_key],
             )
         return self._validators[key]
 
-    @functools.cache
     def _has_annotations(self, name: str, keys: frozenset[str]) -> bool:
-        text = json.dumps(self.raw[name])
-        if any(k in text for k in keys):
-            return True
-        refs = [ref.split("#")[0] for ref in _refs(self.raw[name])]
-        return any(self._has_annotations(n, keys) for n in self.raw if self.schema_id(n) in refs and n != name)
+        """Whether validating a message against ``name`` can meet one of ``keys``: a subschema reachable
+        from its root carries one, following each ``$ref`` to the node it names (in any schema file),
+        not into ``$defs`` nobody refers to: every schema refers to common.schema.json, whose image and
+        file-name definitions only a few use. A ``$ref`` or ``$id`` this cannot follow counts as yes."""
+        if (name, keys) not in self._annotated:
+            self._annotated[name, keys] = self._reaches(name, keys)
+        return self._annotated[name, keys]
+
+    def _reaches(self, name: str, keys: frozenset[str]) -> bool:
+        by_id = {self.schema_id(n): n for n in self.raw}
+        stack: list[tuple[Any, str]] = [(self.raw[name], name)]
+        seen: set[int] = set()
+        while stack:
+            node, owner = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, list):
+                stack.extend((item, owner) for item in node)
+                continue
+            if not isinstance(node, dict):
+                continue
+            if keys & node.keys() or ("$id" in node and node is not self.raw[owner]):
+                return True
+            for key, value in node.items():
+                if key == "$ref":
+                    target = self._raw_target(value, owner, by_id)
+                    if target is None:
+                        return True
+                    stack.append(target)
+                elif key not in _NOT_SUBSCHEMAS:
+                    stack.append((value, owner))
+        return False
+
+    def _raw_target(self, ref: Any, owner: str, by_id: dict[str, str]) -> tuple[Any, str] | None:
+        """The raw node a ``$ref`` in schema ``owner`` names, with the schema holding it; None if unknown."""
+        if not isinstance(ref, str):
+            return None
+        base, _, fragment = urllib.parse.urljoin(self.schema_id(owner), ref).partition("#")
+        target = by_id.get(base)
+        if target is None:
+            return None
+        node: Any = self.raw[target]
+        for part in [p for p in fragment.split("/") if p]:
+            part = urllib.parse.unquote(part).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node, target
 
     def required_fields(self, name: str, version: str | None = None) -> set[str]:
         """Top-level required fields of a message schema (including allOf parts)."""
-        schema = self.schema(name, version)
-        found = set(schema.get("required", []))
-        for part in schema.get("allOf", []):
-            target = self._resolve(part.get("$ref"), version) if "$ref" in part else part
-            found |= set(target.get("required", []))
-        return found
+        version = self.check_version(version)
+        key = (name, version)
+        if key not in self._required:
+            schema = self.schema(name, version)
+            found = set(schema.get("required", []))
+            for part in schema.get("allOf", []):
+                target = self._resolve(part.get("$ref"), version) if "$ref" in part else part
+                found |= set(target.get("required", []))
+            self._required[key] = frozenset(found)
+        return set(self._required[key])  # a copy: the caller may change it
 
     def _resolve(self, ref: str | None, version: str | None) -> dict[str, Any]:
         if not ref:
@@ -425,16 +499,9 @@ class Contract:
         return {}
 
 
-def _refs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            else:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
+# Members whose values are data or definitions, not subschemas evaluated in place: a walk for what
+# validation can meet skips them ($defs are reached through the $ref that names them).
+_NOT_SUBSCHEMAS = frozenset({"$defs", "definitions", "enum", "const", "examples", "default"})
 
 
 def _cut_to_version(schema: dict[str, Any], version: str) -> dict[str, Any]:
@@ -490,18 +557,28 @@ _ASSERTIONS = frozenset(
 )
 
 
-def _structure_only(schema: Any, in_condition: bool = False) -> Any:
+# What a lean structure-only schema drops besides the assertions: the annotations nobody reads from
+# ``Contract.annotations`` (every x- mark but those of LEAN_ANNOTATIONS is dropped too).
+_UNREAD_ANNOTATIONS = frozenset(
+    {"description", "title", "examples", "default", "$comment", "deprecated", "readOnly", "writeOnly"}
+)
+
+
+def _structure_only(schema: Any, in_condition: bool = False, lean: bool = False) -> Any:
     """The schema with its assertions removed (kept inside `if`, which must still
-    choose a branch): evaluating it never fails, so every annotation survives."""
+    choose a branch): evaluating it never fails, so every annotation survives
+    (``lean``: only those of LEAN_ANNOTATIONS)."""
     if schema is False:
         return True
     if isinstance(schema, list):
-        return [_structure_only(item, in_condition) for item in schema]
+        return [_structure_only(item, in_condition, lean) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {}
     for key, value in schema.items():
         if key in _ASSERTIONS and not in_condition:
+            continue
+        if lean and (key in _UNREAD_ANNOTATIONS or (key.startswith("x-") and key not in LEAN_ANNOTATIONS)):
             continue
         if (
             key in ("enum", "const", "required", "x-enum-since")
@@ -510,11 +587,11 @@ def _structure_only(schema: Any, in_condition: bool = False) -> Any:
         ):
             out[key] = value
         elif key == "properties" and isinstance(value, dict):
-            out[key] = {k: _structure_only(v, in_condition) for k, v in value.items()}
+            out[key] = {k: _structure_only(v, in_condition, lean) for k, v in value.items()}
         elif key == "oneOf" and not in_condition:
-            out["anyOf"] = _structure_only(value, in_condition)  # stripped branches all match: oneOf would fail
+            out["anyOf"] = _structure_only(value, in_condition, lean)  # stripped branches all match: oneOf would fail
         else:
-            out[key] = _structure_only(value, in_condition or key == "if")
+            out[key] = _structure_only(value, in_condition or key == "if", lean)
     return out
 
 
