@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
-from facecert.core.defaults import TIME_SCALE
+from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_LISTEN, TIME_SCALE
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.faults import FAULTS, check_faults
 from facecert.mock_device.fleet import Fleet
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
             help="base URL of the platform server (server_url, may carry a path prefix; http:// is implied)",
         ),
         device_id: str = typer.Option(
-            "ID00000000000001", "--id", help="device_id (with --count: the prefix of numbered ids)"
+            DEFAULT_DEVICE_ID, "--id", help="device_id (with --count: the prefix of numbered ids)"
         ),
         count: int = typer.Option(1, "--count", min=1, max=100_000, help="run this many devices in one process"),
         time_scale: TimeScaleOpt = TIME_SCALE,
@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
             console.print(faults_table())
             raise typer.Exit(0)
         if not server:
-            fail(console, "--server URL is required (e.g. --server http://127.0.0.1:8080)")
+            fail(console, f"--server URL is required (e.g. --server http://{DEFAULT_LISTEN})")
         try:
             template = DeviceConfig(
                 server=server,

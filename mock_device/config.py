@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from facecert.core.defaults import TIME_SCALE, check_time_scale
+from facecert.core.defaults import DEFAULT_DEVICE_ID, TIME_SCALE, check_time_scale
 from facecert.mock_device.faults import check_faults
 from facecert.mock_device.persona import DEFAULT_DEVICE_IP, check_persona
 
@@ -24,7 +24,7 @@ class DeviceConfig:
     """
 
     server: str
-    device_id: str = "ID00000000000001"
+    device_id: str = DEFAULT_DEVICE_ID
     device_mac: str = "02-00-00-00-00-01"
     device_name: str = "facecert-sim"
     device_ip: str = DEFAULT_DEVICE_IP

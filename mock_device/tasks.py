@@ -276,12 +276,12 @@ def set_platform_server(dev: TaskHost, task: dict[str, Any]) -> Outcome:
     if "wsServerAddr" in task:
         dev.ws_server = task["wsServerAddr"]
     if not address:
-        return done("setPlatformServer", {"resp_type": "setPlatformServer"})
+        return done("setPlatformServer", {"resp_type": task["request_type"]})  # the task it answers (schema const)
     try:
         target = server_url(address)  # no scheme in serverAddr: http:// is implied
     except ValueError as exc:
         return failed("setPlatformServer", BAD_PARAMETER, str(exc))
-    outcome = done("setPlatformServer", {"resp_type": "setPlatformServer"})
+    outcome = done("setPlatformServer", {"resp_type": task["request_type"]})
     if "ignore-platform-server" in dev.cfg.faults:
         dev.log(f"setPlatformServer {target}: reported done, staying on {dev.server}")
         return outcome
