@@ -41,6 +41,9 @@ LEAN_ANNOTATIONS = CONTENT_ANNOTATIONS | {"contentEncoding", PERSONAL_ANNOTATION
 # x-echo: true on a property of an answer schema: the answer repeats the request's value of that name
 # (faceRecognition's snap_time and frpic_name, errata #19): the engine's ACK-ECHO and the server's answer read it.
 ECHO_ANNOTATION = "x-echo"
+# x-enum-names: {"<value>": "<name>"} on an enum property: what each value means, for a peer that must pick one
+# by meaning (the device's car_label for a pedestrian capture); judging never reads it.
+ENUM_NAMES_ANNOTATION = "x-enum-names"
 _KIND_TO_KEYWORD = {
     "Constant": "const",
     "FalseSchema": "false",
@@ -241,6 +244,26 @@ class Contract:
         following ``$ref`` and ``allOf``; [] when it has none."""
         node = self.property_schema(schema, pointer, version)
         return list(node.get("enum") or ([node["const"]] if "const" in node else []))
+
+    def enum_names(self, schema: str, pointer: str, version: str | None = None) -> dict[Any, str]:
+        """Value -> name of the property's ``enum`` (schema mark ``x-enum-names``, e.g. car_label 2 -> "pedestrian"),
+        for the values the version has."""
+        node = self.property_schema(schema, pointer, version)
+        names = node.get(ENUM_NAMES_ANNOTATION) or {}
+        return {value: names[str(value)] for value in node.get("enum") or [] if str(value) in names}
+
+    def enum_value(self, schema: str, pointer: str, name: str, version: str | None = None) -> Any:
+        """The value ``x-enum-names`` calls ``name`` (car_label "vehicle" -> 4); KeyError when none is."""
+        for value, value_name in self.enum_names(schema, pointer, version).items():
+            if value_name == name:
+                return value
+        raise KeyError(f"{schema}#{pointer}: no enum value named {name!r}")
+
+    def marked_fields(self, schema: str, mark: str, version: str | None = None) -> dict[str, Any]:
+        """Top-level properties of a message schema (allOf parts included) carrying the annotation ``mark``,
+        with its value, in schema order: e.g. ``x-identification`` (who a capture's person is)."""
+        props = self.property_schema(schema, "", version).get("properties") or {}
+        return {name: prop[mark] for name, prop in props.items() if isinstance(prop, dict) and mark in prop}
 
     def property_schema(self, schema: str, pointer: str, version: str | None = None) -> dict[str, Any]:
         """The schema of the property at ``pointer`` (``/a/b``; ``/a/*``: the items of array a) of a message
