@@ -4,7 +4,7 @@ No external resources, so it works on an isolated bench."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,7 +14,7 @@ from facecert.mock_server.control_guard import ControlGuard, Refusal
 from facecert.mock_server.http_admin import authorised, read_capped, store_refusal
 from facecert.mock_server.platform import Platform
 
-_TEMPLATE = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
+_TEMPLATE = files("facecert.mock_server").joinpath("page.html").read_text(encoding="utf-8")
 
 
 # The page is never framed by another site, and loads nothing from elsewhere.

@@ -40,11 +40,15 @@ class PlanPlugin:
         self.order: list[str] = []
         self.total = 0
         self.progress = progress
+        self.config: pytest.Config | None = None
+        self.markers: set[str] = set()
 
     def pytest_configure(self, config: pytest.Config) -> None:
         # pytest's long failure report parses the source of every frame (~0.3 s a failure): nobody
         # reads it here (the record carries the message, --debug the trace), so keep it cheap
         config.option.tbstyle = "native"
+        self.config = config
+        config.addinivalue_line("markers", "needs: what a scenario needs of the peer (@needs:task=getLogFile)")
 
     # ---- fixtures the steps use ----------------------------------------------------------
     @pytest.fixture
@@ -62,10 +66,15 @@ class PlanPlugin:
     # ---- collection and scenario identity ---------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_bdd_apply_tag(self, tag: str, function: Any) -> Any:
-        """``@needs:...`` tags become one ``needs`` mark (their values are not marker names)."""
-        if not tag.startswith(NEEDS_TAG):
-            return None
-        return pytest.mark.needs(tag[len(NEEDS_TAG) :])(function)
+        """``@needs:...`` tags become one ``needs`` mark (their values are not marker names); every
+        other tag of the features is a marker (``--tags``), registered here as pytest-bdd meets it, so
+        --strict-markers needs no list of them in any configuration file."""
+        if tag.startswith(NEEDS_TAG):
+            return pytest.mark.needs(tag[len(NEEDS_TAG) :])(function)
+        if self.config is not None and tag not in self.markers:
+            self.markers.add(tag)
+            self.config.addinivalue_line("markers", f"{tag}: a tag of the certification features")
+        return None
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         self.total = len(items)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,13 @@ from facecert.core.redact import current as current_redactor
 from facecert.core.redact import privacy_fields, scrub, scrub_folder
 from facecert.core.rules.registry import RULES
 
-ROOT = Path(__file__).resolve().parents[2]
+# what a plan run reads, packaged with facecert (an installed wheel and a checkout alike): the plan
+# modules and their step definitions (facecert.steps), the Gherkin features and pytest's settings for a
+# plan; nothing of the working directory or of a checkout's pyproject.toml
+PACKAGE = Path(str(files("facecert")))
+FEATURES = PACKAGE / "features"
+PLAN_INI = PACKAGE / "certify" / "plan.ini"
+STEPS_PLUGIN = "facecert.steps.plugin"
 
 
 @dataclass
@@ -48,19 +56,21 @@ def run_plan(
 ) -> PlanOutcome:
     results = report / "allure-results"
     args = [
-        str(ROOT / "steps" / f"plan_{plan}.py"),
+        str(PACKAGE / "steps" / f"plan_{plan}.py"),
+        # the package: Allure names each scenario's place by its feature file's path under the rootdir
         "--rootdir",
-        str(ROOT),
+        str(PACKAGE),
         "-c",
-        str(ROOT / "pyproject.toml"),
+        str(PLAN_INI),
+        "-o",
+        f"bdd_features_base_dir={FEATURES}",
+        "--noconftest",
         "--alluredir",
         str(results),
         "--clean-alluredir",
         "-p",
         "no:cacheprovider",
         "-s",
-        "-o",
-        "addopts=--strict-markers",
         "--basetemp",
         str(report / ".pytest"),
         "-p",
@@ -70,19 +80,37 @@ def run_plan(
     ]
     if tags:
         args += ["-m", tags]
-    # plugins named, not auto-loaded: anyio's would warn that httpx imported it first
-    args += ["-p", "pytest_bdd.plugin", "-p", "allure_pytest_bdd.plugin", "-p", "pytest_timeout"]
+    # plugins named, not auto-loaded (_PLAN_ENVIRON); the step definitions are one plugin too
+    # (no conftest.py is looked for: --noconftest)
+    args += ["-p", "pytest_bdd.plugin", "-p", "allure_pytest_bdd.plugin", "-p", "pytest_timeout", "-p", STEPS_PLUGIN]
     plugin = PlanPlugin(session, progress, capabilities)
-    autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
-    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    try:
+    with _plan_environ():
         code = int(pytest.main(args, plugins=[plugin]))
-    finally:
-        if autoload is None:
-            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-        else:
-            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
     return PlanOutcome(code, plugin.scenarios)
+
+
+# The plan's pytest is configured by its arguments alone: no plugin auto-loaded (anyio's would warn that
+# httpx imported it first), none named by PYTEST_PLUGINS, no option of a PYTEST_ADDOPTS meant for the
+# caller's own tests (a CI job that sets it for its suite and then runs `facecert certify`).
+_PLAN_ENVIRON = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": None, "PYTEST_PLUGINS": None}
+
+
+@contextmanager
+def _plan_environ() -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in _PLAN_ENVIRON}
+    try:
+        for name, value in _PLAN_ENVIRON.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def exit_code(records: list[ScenarioRecord], declarations: list[dict[str, Any]]) -> int:

@@ -8,6 +8,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ class ServerSession:
                 self.demo_server.set_misbehaviour(name)
             self.url = self.demo_server.url
             if self.triggers is None:
-                self.triggers = Triggers.load(Path(__file__).resolve().parents[2] / "triggers" / "mock_server.yaml")
+                self.triggers = Triggers.load(Path(str(files("facecert") / "triggers" / "mock_server.yaml")))
         if self.triggers is None:
             raise ValueError("--triggers FILE is required to certify a server (see triggers/mock_server.yaml)")
         self.device = self.new_device(self.device_id).start()

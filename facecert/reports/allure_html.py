@@ -8,9 +8,12 @@ image or frame that points at a remote host and every analytics snippet, and
 then check the result: a report that still refers outside is an error, not a
 warning.
 
-Allure is a pure-Node tool installed locally under ``tools/allure`` from the
-committed ``package.json``/``package-lock.json``; installing needs the npm
-registry once, rendering needs no network at all.
+Allure is a pure-Node tool. Which one renders (:func:`find_allure`):
+``FACECERT_ALLURE`` when set; else, in a source checkout, the copy under
+``tools/allure`` installed from the committed ``package.json``/``package-lock.json``
+(installing needs the npm registry once); else an Allure 3 ``allure`` on PATH.
+An installed facecert without any of them says how to get one. Rendering
+needs no network at all.
 """
 
 from __future__ import annotations
@@ -23,18 +26,42 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Iterator
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the source checkout when facecert runs from one (tools/allure)
+ALLURE_ENV = "FACECERT_ALLURE"
+ALLURE_MAJOR = "3"
+HOW_TO_GET = (
+    "the HTML report needs the Allure 3 CLI (npm package `allure`) and Node.js 20+: "
+    "`npm install --prefix DIR allure@3` and then set FACECERT_ALLURE=DIR (or put DIR/node_modules/.bin "
+    "on PATH); the JSON summary, JUnit XML and HAR are written without it, and --no-html skips the HTML"
+)
 INSTALL_TIMEOUT = 600.0
 RENDER_TIMEOUT = 180.0
 
 #: Attributes whose URL the browser fetches by itself (no click needed).
-FETCHING_ATTRS = frozenset({"src", "href", "srcset", "poster", "data", "action", "formaction", "background",
-                            "imagesrcset", "ping", "manifest", "codebase", "longdesc", "lowsrc", "dynsrc"})
+FETCHING_ATTRS = frozenset(
+    {
+        "src",
+        "href",
+        "srcset",
+        "poster",
+        "data",
+        "action",
+        "formaction",
+        "background",
+        "imagesrcset",
+        "ping",
+        "manifest",
+        "codebase",
+        "longdesc",
+        "lowsrc",
+        "dynsrc",
+    }
+)
 #: Elements whose ``href`` is only followed when a reader clicks it.
 NAVIGATION_ONLY = frozenset({"a", "area"})
 #: Inline scripts with any of these are analytics, whatever else they do.
@@ -44,8 +71,11 @@ _REMOTE = re.compile(r"^\s*(?:[a-z][a-z0-9+.\-]*:)?//", re.IGNORECASE)
 _LOCAL_SCHEMES = ("data:", "blob:", "file:", "about:", "javascript:", "#", "mailto:")
 _CSS_URL = re.compile(r"""(?:url\(\s*['"]?|@import\s+['"])\s*((?:[a-z][a-z0-9+.\-]*:)?//[^'")\s]+)""", re.IGNORECASE)
 _SCRIPT = re.compile(r"<script\b(?P<attrs>[^>]*)>(?P<body>.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
-_VOID_TAG = re.compile(r"<(?P<tag>link|img|iframe|source|embed|object|audio|video)\b(?P<attrs>[^>]*)>"
-                       r"(?:\s*</(?P=tag)\s*>)?", re.IGNORECASE)
+_VOID_TAG = re.compile(
+    r"<(?P<tag>link|img|iframe|source|embed|object|audio|video)\b(?P<attrs>[^>]*)>"
+    r"(?:\s*</(?P=tag)\s*>)?",
+    re.IGNORECASE,
+)
 _GLOB_MAGIC = re.compile(r"[*?\[\]{}()!+@\\]")
 _STYLE = re.compile(r"<style\b[^>]*>.*?</style\s*>", re.IGNORECASE | re.DOTALL)
 _STYLE_ATTR = re.compile(r"""\bstyle\s*=\s*(?:"[^"]*"|'[^']*')""", re.IGNORECASE)
@@ -56,7 +86,55 @@ class AllureError(RuntimeError):
     """The HTML report could not be made; the message says why and what to do."""
 
 
-# ---- install -------------------------------------------------------------------------------
+# ---- find or install -----------------------------------------------------------------------
+
+
+def find_allure(root: Path = ROOT) -> Path:
+    """Path of the Allure 3 ``cli.js`` that renders: ``FACECERT_ALLURE`` (a folder where
+    ``npm install allure@3`` ran, the package folder, its ``cli.js`` or the ``allure`` command npm
+    linked to it), else ``root/tools/allure`` when facecert runs from its checkout (installed by
+    :func:`ensure_allure` on first use), else an ``allure`` on PATH that is Allure 3 (Allure 2, the
+    Java one, is not). Raises :class:`AllureError` saying how to get it."""
+    given = os.environ.get(ALLURE_ENV)
+    if given:
+        cli = _allure_cli(Path(given).expanduser().resolve())
+        if cli is None:
+            raise AllureError(
+                f"{ALLURE_ENV}={given} is not the Allure 3 CLI: give the folder where "
+                "`npm install allure@3` ran, or its node_modules/allure/cli.js"
+            )
+        return cli
+    if (Path(root) / "tools" / "allure" / "package.json").is_file():
+        return ensure_allure(root)
+    on_path = shutil.which("allure")
+    cli = _allure_cli(Path(on_path)) if on_path else None
+    if cli is not None:
+        return cli
+    other = f" (the `allure` on PATH, {on_path}, is not Allure 3)" if on_path else ""
+    raise AllureError(HOW_TO_GET + other)
+
+
+def _allure_cli(path: Path) -> Path | None:
+    """The ``cli.js`` of an Allure 3 package at or under ``path``, or None."""
+    if path.is_dir():
+        candidates = [path / "node_modules" / "allure" / "cli.js", path / "cli.js"]
+    else:
+        candidates = [path.resolve()]  # npm's bin/allure is a link to the package's cli.js
+    for cli in candidates:
+        if cli.is_file() and cli.name == "cli.js" and _allure_version(cli).startswith(ALLURE_MAJOR + "."):
+            return cli
+    return None
+
+
+def _allure_version(cli: Path) -> str:
+    try:
+        meta = json.loads((cli.parent / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(meta, dict) or meta.get("name") != "allure":
+        return ""
+    return str(meta.get("version", ""))
+
 
 def ensure_allure(root: Path = ROOT) -> Path:
     """Path of Allure 3's ``cli.js`` under ``root/tools/allure``, installing it first if needed.
@@ -70,12 +148,16 @@ def ensure_allure(root: Path = ROOT) -> Path:
     if _installed(tools, cli):
         return cli
     if not (tools / "package.json").is_file():
-        raise AllureError(f"{tools / 'package.json'} is missing: run facecert from its source checkout "
-                          "(the HTML report needs tools/allure)")
+        raise AllureError(
+            f"{tools / 'package.json'} is missing: run facecert from its source checkout "
+            "(the HTML report needs tools/allure)"
+        )
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
-        raise AllureError("the HTML report needs Node.js 20+ and npm (e.g. apt-get install nodejs npm); "
-                          "the JSON summary, JUnit XML and HAR are written without them")
+        raise AllureError(
+            "the HTML report needs Node.js 20+ and npm (e.g. apt-get install nodejs npm); "
+            "the JSON summary, JUnit XML and HAR are written without them"
+        )
     with _install_lock(Path(root) / ".cache"):
         if not _installed(tools, cli):
             _npm_install(npm, tools, Path(root))
@@ -120,28 +202,37 @@ def _install_lock(cache: Path) -> Iterator[None]:
 
 def _npm_install(npm: str, tools: Path, root: Path) -> None:
     command = "ci" if (tools / "package-lock.json").is_file() else "install"
-    env = {**os.environ, "npm_config_cache": str(root / ".cache" / "npm"), "npm_config_audit": "false",
-           "npm_config_fund": "false", "npm_config_update_notifier": "false", "npm_config_loglevel": "error"}
+    env = {
+        **os.environ,
+        "npm_config_cache": str(root / ".cache" / "npm"),
+        "npm_config_audit": "false",
+        "npm_config_fund": "false",
+        "npm_config_update_notifier": "false",
+        "npm_config_loglevel": "error",
+    }
     code, out = _run([npm, command, "--no-audit", "--no-fund"], cwd=tools, env=env, timeout=INSTALL_TIMEOUT)
     if code != 0:
-        raise AllureError(f"`npm {command}` in {tools} failed (exit {code}); it needs the npm registry once.\n"
-                          + _tail(out))
+        raise AllureError(
+            f"`npm {command}` in {tools} failed (exit {code}); it needs the npm registry once.\n" + _tail(out)
+        )
 
 
 # ---- render --------------------------------------------------------------------------------
 
-def render_report(results_dir: Path, out_dir: Path, title: str, *, root: Path = ROOT,
-                  timeout: float = RENDER_TIMEOUT) -> Path:
+
+def render_report(
+    results_dir: Path, out_dir: Path, title: str, *, root: Path = ROOT, timeout: float = RENDER_TIMEOUT
+) -> Path:
     """Render ``results_dir`` (allure-results) into ``out_dir/index.html``, offline.
 
-    Runs ``allure awesome --single-file``, strips outside references and
-    verifies none is left. Returns the path of ``index.html``; raises
-    :class:`AllureError` with a readable reason on any failure or timeout.
+    Runs ``allure awesome --single-file`` (the CLI :func:`find_allure` finds), strips
+    outside references and verifies none is left. Returns the path of ``index.html``;
+    raises :class:`AllureError` with a readable reason on any failure or timeout.
     """
     results_dir, out_dir = Path(results_dir).resolve(), Path(out_dir).resolve()
     if not results_dir.is_dir():
         raise AllureError(f"no allure-results folder at {results_dir}")
-    cli = ensure_allure(root)
+    cli = find_allure(root)
     node = shutil.which("node")
     if node is None:
         raise AllureError("the HTML report needs Node.js 20+ (node is not on PATH)")
@@ -159,8 +250,19 @@ def _render_offline(node: str, cli: Path, results_dir: Path, title: str, timeout
         # half-made page that still calls out ever lands in the report folder.
         raw = Path(work) / "out" / "index.html"
         results = _allure_input(results_dir, Path(work) / "allure-results")
-        command = [node, str(cli), "awesome", "--single-file", "--report-name", title or "facecert",
-                   "--report-language", "en", "-o", str(raw.parent), str(results)]
+        command = [
+            node,
+            str(cli),
+            "awesome",
+            "--single-file",
+            "--report-name",
+            title or "facecert",
+            "--report-language",
+            "en",
+            "-o",
+            str(raw.parent),
+            str(results),
+        ]
         code, out = _run(command, cwd=Path(work), env=_render_env(), timeout=timeout)
         if code != 0 or not raw.is_file():
             raise AllureError(f"allure could not render {results_dir} (exit {code}):\n" + _tail(out))
@@ -211,16 +313,33 @@ def _write_atomically(path: Path, text: str) -> Path:
 def _render_env() -> dict[str, str]:
     """Everything Allure or Node might read to phone home or colour output, turned off."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ALLURE_", "NODE_OPTIONS"))}
-    env.update({"ALLURE_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1", "NO_COLOR": "1", "FORCE_COLOR": "0",
-                "NO_UPDATE_NOTIFIER": "1", "npm_config_update_notifier": "false"})
+    env.update(
+        {
+            "ALLURE_NO_ANALYTICS": "1",
+            "DO_NOT_TRACK": "1",
+            "NO_COLOR": "1",
+            "FORCE_COLOR": "0",
+            "NO_UPDATE_NOTIFIER": "1",
+            "npm_config_update_notifier": "false",
+        }
+    )
     return env
 
 
 def _run(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
     """Run a child in its own process group; on timeout kill the whole group and say so."""
     try:
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
     except OSError as exc:
         raise AllureError(f"could not start {command[0]}: {exc}") from None
     try:
@@ -248,6 +367,7 @@ def _tail(text: str, lines: int = 15) -> str:
 
 # ---- offline -------------------------------------------------------------------------------
 
+
 def is_remote(url: str) -> bool:
     """True for URLs the browser would fetch from a host (http, https, ws, protocol-relative)."""
     value = url.strip()
@@ -259,6 +379,7 @@ def is_remote(url: str) -> bool:
 def strip_outside_references(html: str) -> str:
     """Remove analytics snippets and every script/link/img/frame that loads from a remote host,
     and blank remote ``url()`` in styles."""
+
     def script(match: re.Match[str]) -> str:
         if _has_remote_url(match["attrs"]) or any(marker in match["body"] for marker in ANALYTICS_MARKERS):
             return ""
@@ -326,5 +447,6 @@ class _ReferenceFinder(HTMLParser):
         if self._in == "style":
             self.found += [f"<style> {url}" for url in _CSS_URL.findall(data)]
         elif self._in == "script":
-            self.found += [f"<script> analytics snippet ({marker})" for marker in ANALYTICS_MARKERS
-                           if marker in data][:1]
+            self.found += [f"<script> analytics snippet ({marker})" for marker in ANALYTICS_MARKERS if marker in data][
+                :1
+            ]

@@ -1,9 +1,0 @@
-"""pytest-bdd wiring for the certification plans. The live session (``cert``)
-and the per-scenario state (``scn``) come from the plugin the runner hands to
-pytest (facecert/certify/plugin.py); step definitions live in the modules
-imported here."""
-
-from facecert.steps.common import *  # noqa: F401,F403 - step definitions are fixtures
-from facecert.steps.device_steps import *  # noqa: F401,F403
-from facecert.steps.security_steps import *  # noqa: F401,F403
-from facecert.steps.server_steps import *  # noqa: F401,F403
