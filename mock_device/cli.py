@@ -21,6 +21,7 @@ from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_LISTEN, TIME_SCALE
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.faults import FAULTS, check_faults
 from facecert.mock_device.fleet import Fleet
+from facecert.mock_device.fleet_cli import register as register_fleet
 from facecert.mock_device.judge import judge_device
 
 console = Console()
@@ -155,6 +156,8 @@ async def _run(fleet: Fleet, duration: float | None, live: Live, started: float)
 
 
 def register(app: typer.Typer) -> None:
+    register_fleet(app)  # facecert fleet: the devices on Locust (mock_device/fleet_cli.py)
+
     @app.command()
     def device(
         server: str | None = typer.Option(
