@@ -1,14 +1,23 @@
-"""A fleet of reference devices against the mock server, both on 127.0.0.1.
+"""Fleets of reference devices against the mock server, all on 127.0.0.1: the asyncio fleet against the
+Locust fleet (docs/performance.md, Fleet).
 
-The server runs as its own process (MockServer, as ``facecert serve`` runs it), the fleet in this
-one (one asyncio loop, one httpx pool), so they do not share a GIL. Records
-polls/s against the nominal rate (devices / scaled idle interval), latency,
-transport failures, and the error findings both ways: the server's engine
-(live) and a fresh engine fed each device's own recording.
+The server runs as its own process (MockServer, as ``facecert serve`` runs it) and is started afresh for
+every run. Three sets, all in one invocation so their ratios come from the same machine state:
 
-    .venv/bin/python benchmarks/fleet.py [--devices 1000] [--duration 60] [--time-scale 0.05] [--json FILE]
+- ``compare``: 1,000 devices at time scale 0.05 (nominal 1,000 polls/s) for the asyncio fleet (one
+  process, one loop, one httpx pool; ``facecert device --count``) and the Locust fleet with 1 and 2
+  workers (``facecert fleet``): polls/s against nominal, CPU per poll of the load generator and of the
+  server, and the error findings: the device's own view (asyncio: a fresh engine on each recording;
+  Locust: fleet.json, judged on the devices' own clocks) and the server's (its live engine);
+- ``capacity``: one Locust worker at real cadence (time scale 1, a poll every 20 s) with 2,000, 5,000
+  and 10,000 devices: device-side cadence findings, devices whose driver lagged, the server's cadence
+  findings, and the worker's memory (max RSS; per device from the slope between runs).
 
-Bounded: at most 5,000 devices and 300 s; traffic goes to 127.0.0.1 only.
+    .venv/bin/python benchmarks/fleet.py [--quick] [--only compare|capacity|asyncio|locust]
+        [--devices 1000] [--duration 60] [--time-scale 0.05] [--workers 2] [--json FILE]
+
+``--quick`` shortens every run (about 3 minutes in all instead of about 10). Bounded: at most 10,000
+devices per Locust worker (5,000 for the asyncio fleet) and 300 s per run.
 """
 
 from __future__ import annotations
@@ -30,12 +39,16 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from facecert.core.contract import get_contract  # noqa: E402
 from facecert.core.model import Severity  # noqa: E402
 from facecert.mock_device import DeviceConfig, Fleet  # noqa: E402
+from facecert.mock_device.fleet_cli import free_port, locust_command, master_args, worker_args  # noqa: E402
 from facecert.mock_device.judge import judge_device  # noqa: E402
 
-MAX_DEVICES = 5_000
+MAX_DEVICES = 5_000  # the asyncio fleet
+MAX_DEVICES_PER_WORKER = 10_000  # the Locust fleet
 MAX_DURATION_S = 300.0
+IDLE_S = get_contract().timing["idle_interval_s"]
 
 
 _SERVER = """
@@ -102,7 +115,8 @@ def device_findings(fleet: Fleet) -> dict[str, int]:
     return dict(counts)
 
 
-def run(devices: int, duration: float, time_scale: float, captures_per_minute: float) -> dict[str, Any]:
+def run_asyncio(devices: int, duration: float, time_scale: float, captures_per_minute: float = 0.0) -> dict[str, Any]:
+    """Today's fleet: ``devices`` asyncio devices in this process (one loop, one httpx pool)."""
     with tempfile.TemporaryDirectory(prefix="facecert-fleet-") as tmp:
         process, url = start_server(time_scale, Path(tmp))
         try:
@@ -118,45 +132,220 @@ def run(devices: int, duration: float, time_scale: float, captures_per_minute: f
             wall = time.perf_counter() - started
             cpu_fleet = time.process_time() - cpu_fleet
             cpu_server = cpu_seconds(process.pid) - cpu_server
-            nominal = devices / fleet.devices[0].scaled("idle_interval_s")
             judged_at = time.perf_counter()
             on_devices = device_findings(fleet)
             judge_s = time.perf_counter() - judged_at
             on_server = server_findings(url)
         finally:
             stop_server(process)
+    idle = IDLE_S * time_scale
+    polls = summary["polls"]
     return {
+        "driver": "asyncio",
         "devices": devices,
+        "workers": 0,
         "duration_s": duration,
         "time_scale": time_scale,
         "wall_s": round(wall, 1),
-        "nominal_polls_per_s": round(nominal, 1),
-        "summary": summary,
-        "cpu_s": {"fleet": round(cpu_fleet, 1), "server": round(cpu_server, 1)},
+        **rate(polls, devices, idle, summary["elapsed_s"], ramp_s=idle),
+        "latency_ms": {k: summary[f"latency_{k}_ms"] for k in ("p50", "p95", "max")},
+        "transport_failures": summary["failures"],
+        "cpu_s": {"generator": round(cpu_fleet, 1), "server": round(cpu_server, 1)},
         "cpu_ms_per_poll": {
-            "fleet": round(1000 * cpu_fleet / max(1, summary["polls"]), 2),
-            "server": round(1000 * cpu_server / max(1, summary["polls"]), 2),
+            "generator": round(1000 * cpu_fleet / max(1, polls), 3),
+            "server": round(1000 * cpu_server / max(1, polls), 3),
         },
-        "load_before": os.getloadavg()[0],
         "errors_device_view": on_devices,
         "errors_server_view": on_server,
         "judge_recordings_s": round(judge_s, 1),
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
     }
+
+
+def rate(polls: int, devices: int, idle_s: float, elapsed_s: float, ramp_s: float) -> dict[str, Any]:
+    """Polls/s against nominal (every device once per idle interval), over the run less half the ramp (the
+    devices start spread over ``ramp_s``, so on average each polled that much less)."""
+    nominal = devices / idle_s
+    effective = max(1e-9, elapsed_s - ramp_s / 2)
+    achieved = polls / effective
+    return {
+        "polls": polls,
+        "nominal_polls_per_s": round(nominal, 1),
+        "polls_per_s": round(achieved, 1),
+        "of_nominal": round(achieved / nominal, 3),
+    }
+
+
+def run_locust(
+    devices: int, workers: int, duration: float, time_scale: float, folder: Path, captures_per_minute: float = 0.0
+) -> dict[str, Any]:
+    """The Locust fleet as ``facecert fleet`` runs it: a master and ``workers`` local workers (the same command
+    lines), their CPU sampled from /proc while they run; fleet.json read back."""
+    report = folder / f"locust-{devices}x{workers}-s{time_scale:g}"
+    report.mkdir(parents=True, exist_ok=True)
+    idle = IDLE_S * time_scale
+    spawn_rate = max(1.0, devices / idle)
+    with tempfile.TemporaryDirectory(prefix="facecert-fleet-") as tmp:
+        server, url = start_server(time_scale, Path(tmp))
+        port = free_port()
+        cmd = locust_command(
+            *master_args(
+                server=url,
+                devices=devices,
+                spawn_rate=spawn_rate,
+                duration=duration,
+                report=report,
+                bind="127.0.0.1",
+                port=port,
+                workers=workers,
+                time_scale=time_scale,
+                faults=[],
+                fault_share=0.0,
+                captures_per_minute=captures_per_minute,
+                gps=False,
+                protocol_version=None,
+                id_prefix="LB",
+            )
+        )
+        logs = [open(report / "master.log", "wb")]  # closed below
+        cpu_server = cpu_seconds(server.pid)
+        try:
+            master = subprocess.Popen(cmd, stdout=logs[0], stderr=subprocess.STDOUT, cwd=ROOT)
+            procs = []
+            for number in range(workers):
+                logs.append(open(report / f"worker-{number}.log", "wb"))
+                procs.append(
+                    subprocess.Popen(
+                        locust_command(*worker_args("127.0.0.1", port)),
+                        stdout=logs[-1],
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                    )
+                )
+            cpu_master = 0.0
+            deadline = time.monotonic() + duration + devices / spawn_rate + 180
+            while master.poll() is None and time.monotonic() < deadline:
+                try:
+                    cpu_master = cpu_seconds(master.pid)
+                except (OSError, IndexError, ValueError):
+                    pass
+                time.sleep(0.5)
+            if master.poll() is None:
+                master.kill()
+            master.wait(30)
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            cpu_server = cpu_seconds(server.pid) - cpu_server
+            on_server = server_findings(url)
+        finally:
+            for log in logs:
+                log.close()
+            stop_server(server)
+    data = json.loads((report / "fleet.json").read_text(encoding="utf-8"))
+    meta, summary = data["meta"], data["summary"]
+    polls = summary["totals"]["polls"]
+    elapsed = (meta["cutoff"] or meta["ended"]) - (meta["test_started"] or meta["started"])
+    cpu_workers = sum(w["cpu_s"] for w in meta["workers"].values())
+    device_view: collections.Counter[str] = collections.Counter()
+    for rule, entry in data["by_rule"].items():
+        for party in entry["parties"] or ["info"]:
+            device_view[f"{party}:{rule}"] += entry["findings"]
+    return {
+        "driver": "locust",
+        "devices": devices,
+        "workers": workers,
+        "duration_s": duration,
+        "time_scale": time_scale,
+        **rate(polls, devices, idle, elapsed, ramp_s=devices / spawn_rate),
+        "verdicts": summary["verdicts"],
+        "devices_late": summary["devices_late"],
+        "lag_max_ms": summary["lag_max_ms"],
+        "late_after_ms": meta["late_after_ms"],
+        "transport_failures": summary["totals"]["failures"],
+        "cpu_s": {"generator": round(cpu_workers, 1), "master": round(cpu_master, 1), "server": round(cpu_server, 1)},
+        "cpu_ms_per_poll": {
+            "generator": round(1000 * cpu_workers / max(1, polls), 3),
+            "master": round(1000 * cpu_master / max(1, polls), 3),
+            "server": round(1000 * cpu_server / max(1, polls), 3),
+        },
+        "worker_max_rss_mb": [w["max_rss_mb"] for w in meta["workers"].values()],
+        "errors_device_view": dict(device_view),
+        "errors_server_view": on_server,
+        "report": str(report),
+    }
+
+
+def compare(devices: int, duration: float, time_scale: float, workers: list[int], folder: Path) -> dict[str, Any]:
+    runs = [run_asyncio(devices, duration, time_scale)]
+    runs += [run_locust(devices, k, duration, time_scale, folder) for k in workers]
+    base = runs[0]["cpu_ms_per_poll"]["generator"]
+    for entry in runs:
+        entry["cpu_per_poll_vs_asyncio"] = round(entry["cpu_ms_per_poll"]["generator"] / base, 2) if base else None
+    return {"devices": devices, "duration_s": duration, "time_scale": time_scale, "runs": runs}
+
+
+def capacity(counts: list[int], duration: float, folder: Path) -> dict[str, Any]:
+    """One worker at real cadence (time scale 1): the most devices it carries with no lag past the cadence
+    slack, and its memory per device (the slope of max RSS between the runs)."""
+    runs = [run_locust(count, 1, duration, 1.0, folder) for count in counts]
+    slope = None
+    if len(runs) >= 2:
+        first, last = runs[0], runs[-1]
+        slope = (
+            (last["worker_max_rss_mb"][0] - first["worker_max_rss_mb"][0]) * 1024 / (last["devices"] - first["devices"])
+        )
+    carried = [r["devices"] for r in runs if r["devices_late"] == 0 and not _cadence(r["errors_device_view"])]
+    return {
+        "time_scale": 1.0,
+        "duration_s": duration,
+        "runs": runs,
+        "memory_kib_per_device": round(slope, 1) if slope is not None else None,
+        "most_devices_without_lag": max(carried, default=0),
+    }
+
+
+def _cadence(counts: dict[str, int]) -> int:
+    return sum(n for key, n in counts.items() if "CADENCE" in key)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("compare", "capacity", "asyncio", "locust"), help="one set or one run")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about 3 minutes in all)")
     parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run (default 60; 20 with --quick)")
     parser.add_argument("--time-scale", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, default=2, help="--only locust: Locust workers")
+    parser.add_argument("--capacity", default=None, help="devices per capacity run (default 2000,5000,10000)")
     parser.add_argument("--captures-per-minute", type=float, default=0.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--folder", type=Path, default=ROOT / ".cache" / "bench-fleet", help="Locust's reports")
     args = parser.parse_args()
-    if not 1 <= args.devices <= MAX_DEVICES or not 0 < args.duration <= MAX_DURATION_S:
+    duration = args.duration or (20.0 if args.quick else 60.0)
+    counts = [int(c) for c in (args.capacity or ("2000,5000" if args.quick else "2000,5000,10000")).split(",")]
+    if not 0 < duration <= MAX_DURATION_S or not 1 <= args.devices <= MAX_DEVICES:
         parser.error(f"--devices 1..{MAX_DEVICES}, --duration up to {MAX_DURATION_S:.0f} s")
-    figures = run(args.devices, args.duration, args.time_scale, args.captures_per_minute)
+    if any(not 1 <= c <= MAX_DEVICES_PER_WORKER for c in counts) or not 1 <= args.workers <= 8:
+        parser.error(f"capacity runs 1..{MAX_DEVICES_PER_WORKER} devices, --workers 1..8")
+    figures: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_before": round(os.getloadavg()[0], 2),
+    }
+    if args.only == "asyncio":
+        figures["asyncio"] = run_asyncio(args.devices, duration, args.time_scale, args.captures_per_minute)
+    elif args.only == "locust":
+        figures["locust"] = run_locust(
+            args.devices, args.workers, duration, args.time_scale, args.folder, args.captures_per_minute
+        )
+    else:
+        if args.only in (None, "compare"):
+            figures["compare"] = compare(args.devices, duration, args.time_scale, [1, 2], args.folder)
+        if args.only in (None, "capacity"):
+            figures["capacity"] = capacity(counts, duration if args.quick else max(duration, 60.0), args.folder)
+    figures["load_after"] = round(os.getloadavg()[0], 2)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:

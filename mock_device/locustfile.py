@@ -339,6 +339,8 @@ class _Gather:
         self.report = Path(report) if report else None
         self.phase = "waiting"
         self.started = time.time()
+        self.test_started: float | None = None  # the first devices were spawned
+        self.cutoff: float | None = None  # the verdicts were asked for
         self.live: dict[str, dict[str, Any]] = {}  # latest counters per worker (from its reports)
         self.summaries: dict[str, dict[str, Any]] = {}  # each worker's summary, with its verdicts
         self.devices: dict[str, dict[str, Any]] = {}
@@ -385,7 +387,8 @@ class _Gather:
             self.waiting = {c.id for c in runner.clients.all if c.state != STATE_MISSING}
         else:
             self.waiting = {"local"}
-        runner.send_message(FINISH, {"cutoff": time.time()})
+        self.cutoff = time.time()
+        runner.send_message(FINISH, {"cutoff": self.cutoff})
         deadline = time.monotonic() + GATHER_TIMEOUT_S
         while self.waiting and time.monotonic() < deadline:
             gevent.sleep(0.1)
@@ -417,6 +420,8 @@ class _Gather:
             "gps": bool(getattr(options, "facecert_gps", False)),
             "late_after_ms": round(late_after(scale) * 1000, 1),
             "started": self.started,
+            "test_started": self.test_started,
+            "cutoff": self.cutoff,
             "ended": time.time(),
             "workers": self.summaries,
             "missing_workers": sorted(self.waiting),
@@ -469,6 +474,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     gatherer = _GATHER.get(id(environment))
     if gatherer is not None:
         gatherer.phase = "running"
+        gatherer.test_started = time.time()
         gatherer.progress()
         if not _is_master(environment.runner):
             gevent.spawn(_local_progress, environment, gatherer)

@@ -1,0 +1,113 @@
+"""Fixtures of the fleet tests: a mock server on 127.0.0.1 and a way to play one device scenario with
+either driver (asyncio here; Locust in a process of its own)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facecert.mock_device import Device
+from facecert.mock_device.firmware import build_firmware
+from facecert.mock_server import MockServer, ServerConfig
+from tests.fleet.scenario import Recording, config, exchange_from_json, play
+
+ROOT = Path(__file__).resolve().parents[2]
+SCALE = 0.05  # every protocol interval × 0.05: idle 1 s, task 0.25 s
+DRIVERS = ("asyncio", "locust")
+_ids = itertools.count(1)
+
+
+def unique_id(label: str) -> str:
+    return f"F{next(_ids):04d}{label.upper().replace('-', '')[:10]}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
+    assets = tmp_path_factory.mktemp("assets")
+    (assets / "sim-firmware.bin").write_bytes(build_firmware("2.0.0_SIM_V2.0(fleet)", b"payload" * 10))
+    with MockServer(ServerConfig(time_scale=SCALE, assets=assets)) as srv:
+        yield srv
+
+
+class AsyncioDriven:
+    def __init__(self, device: Device) -> None:
+        self.device = device
+
+    def counters(self) -> dict[str, int]:
+        return self.device.stats.counters()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        return self.device.wait_until(predicate, timeout)
+
+    def capture(self, kind: str) -> dict[str, Any]:
+        return self.device.capture_now(kind)
+
+    def alarm(self, alarm_type: int) -> Any:
+        return self.device.alarm(alarm_type)
+
+    def gps_on(self) -> None:
+        self.device.gps_start()
+
+
+def play_asyncio(spec: dict[str, Any]) -> Recording:
+    device = Device(config(spec))
+    with device:
+        missed = play(spec["steps"], AsyncioDriven(device), spec["timeout"])
+    return Recording(
+        "asyncio",
+        device.cfg,
+        device.version,
+        list(device.exchanges),
+        list(device.results),
+        device.stats.counters(),
+        list(device.captures_made),
+        missed,
+    )
+
+
+def play_locust(spec: dict[str, Any], folder: Path) -> Recording:
+    spec_file, out_file = folder / "spec.json", folder / "out.json"
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.fleet.locust_harness", str(spec_file), str(out_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=spec["timeout"] * (len(spec["steps"]) + 1) + 60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(out_file.read_text(encoding="utf-8"))
+    return Recording(
+        "locust",
+        config(spec),
+        out["version"],
+        [exchange_from_json(e) for e in out["exchanges"]],
+        out["results"],
+        out["stats"],
+        out["captures_made"],
+        out["missed"],
+    )
+
+
+@pytest.fixture(params=DRIVERS)
+def drive(request: pytest.FixtureRequest, server: MockServer, tmp_path: Path) -> Callable[..., Recording]:
+    """``drive(label, steps, **config)``: the scenario played by this test's driver against ``server``."""
+
+    def run(label: str, steps: list[dict[str, Any]], timeout: float = 8.0, **options: Any) -> Recording:
+        options.setdefault("time_scale", SCALE)
+        options.setdefault("device_id", unique_id(f"{request.param[0]}{label}"))
+        options["faults"] = sorted(options.get("faults", []))
+        spec = {"server": server.url, "config": options, "steps": steps, "timeout": timeout}
+        recording = play_asyncio(spec) if request.param == "asyncio" else play_locust(spec, tmp_path)
+        assert not recording.missed, f"{recording.driver}: timed out waiting for {recording.missed}"
+        return recording
+
+    run.driver = request.param  # type: ignore[attr-defined]
+    return run

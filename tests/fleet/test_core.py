@@ -1,0 +1,155 @@
+"""The sans-I/O device core on its own: fed events on a virtual clock, no socket, no sleep, no driver.
+And the fleet's verdicts from it: the device judged on its own clock, the driver's lag kept apart."""
+
+from __future__ import annotations
+
+import json
+
+from facecert.core.contract import get_contract
+from facecert.core.examples import example_for
+from facecert.mock_device.config import DeviceConfig
+from facecert.mock_device.core import DeviceCore, Finished, Send, Wait
+from facecert.mock_device.flow import Reply
+from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after
+
+SCALE = 0.05
+T0 = 1_900_000_000.0
+CONTRACT = get_contract()
+IDLE = json.dumps(example_for(CONTRACT.all_tasks[CONTRACT.idle_task].schema)).encode()
+IDLE_S = CONTRACT.timing["idle_interval_s"] * SCALE
+
+
+def core(device_id: str = "CORE1", **options: object) -> DeviceCore:
+    return DeviceCore(DeviceConfig(server="http://127.0.0.1:9", device_id=device_id, time_scale=SCALE, **options))  # type: ignore[arg-type]
+
+
+def only(actions: list, kind: type):  # type: ignore[no-untyped-def]
+    found = [a for a in actions if isinstance(a, kind)]
+    assert len(found) == 1, actions
+    return found[0]
+
+
+def answer(send: Send, status: int | None = 200, body: bytes | None = IDLE, at: float | None = None) -> Reply:
+    started = send.due if at is None else at
+    return Reply(status, body, {"content-type": "application/json"}, started, started + 0.005)
+
+
+class Clock:
+    """Plays the core with a virtual clock: answers every poll idle, fires each timer ``lag`` late."""
+
+    def __init__(self, dev: DeviceCore, lag: float = 0.0, status: int = 200) -> None:
+        self.dev, self.lag, self.status = dev, lag, status
+        self.sent: list[Send] = []
+        self.pending = dev.start(T0)
+
+    def run(self, polls: int) -> None:
+        while sum(1 for s in self.sent if s.endpoint == "taskRequest") < polls:
+            action = self.pending.pop(0)
+            if isinstance(action, Send):
+                self.sent.append(action)
+                at = action.due + (self.lag if len(self.sent) > 1 else 0.0)
+                self.pending += self.dev.receive(action.ticket, answer(action, self.status, at=at))
+            elif isinstance(action, Wait):
+                self.pending += self.dev.timer_fired(action.ticket, action.until + self.lag)
+
+
+def test_the_core_asks_for_a_poll_and_then_a_wait() -> None:
+    dev = core()
+    first = only(dev.start(T0), Send)
+    assert first.endpoint == "taskRequest" and first.method == "POST" and first.due == T0
+    assert first.url == "http://127.0.0.1:9" + CONTRACT.all_endpoints["taskRequest"].path
+    assert json.loads(first.body)["device_id"] == "CORE1"
+    wait = only(dev.receive(first.ticket, answer(first)), Wait)
+    assert wait.until == T0 + 0.005 + IDLE_S  # the idle interval after the answer ended
+    again = only(dev.timer_fired(wait.ticket, wait.until + 0.3), Send)
+    assert again.due == wait.until, "the device's own clock reads when the timer was due"
+    assert dev.stats.polls == 1 and dev.stats.idle == 1
+
+
+def test_a_failed_poll_backs_off_doubling_up_to_the_idle_interval() -> None:
+    dev = core()
+    send = only(dev.start(T0), Send)
+    waits = []
+    for _ in range(5):
+        wait = only(dev.receive(send.ticket, answer(send, None, None)), Wait)
+        waits.append(round(wait.until - (send.due + 0.005), 4))
+        send = only(dev.timer_fired(wait.ticket, wait.until), Send)
+    task = CONTRACT.timing["task_interval_s"] * SCALE
+    assert waits == [task, 2 * task, 4 * task, IDLE_S, IDLE_S]
+    assert dev.stats.failures == 5
+
+
+def test_a_capture_command_finishes_with_its_body_once_acknowledged() -> None:
+    dev = core()
+    dev.start(T0)
+    ticket, actions = dev.capture_command("face", T0 + 0.1)
+    upload = only(actions, Send)
+    body = json.loads(upload.body)
+    ack = {"code": 0, "snap_time": body["snap_time"], "frpic_name": body["frpic_name"], "log": "ok"}
+    done = only(dev.receive(upload.ticket, answer(upload, 200, json.dumps(ack).encode())), Finished)
+    assert done.ticket == ticket and done.value["frpic_name"] == body["frpic_name"] and done.error is None
+    assert dev.stats.captures_sent == 1 and len(dev.spool) == 0
+
+
+def test_an_unacknowledged_capture_is_spooled_and_the_sender_wakes() -> None:
+    dev = core()
+    dev.start(T0)
+    ticket, actions = dev.capture_command("face", T0 + 0.1)
+    upload = only(actions, Send)
+    actions = dev.receive(upload.ticket, answer(upload, 503, b""))
+    assert len(dev.spool) == 1 and only(actions, Finished).ticket == ticket
+    replay = only(actions, Send)  # the resume-transfer sender replays at once
+    assert replay.endpoint == "faceRecognition" and replay.body == upload.body
+
+
+def test_stop_ends_every_activity() -> None:
+    dev = core()
+    send = only(dev.start(T0), Send)
+    dev.stop()
+    assert dev.receive(send.ticket, answer(send)) == [] and dev.poll_due() is None
+
+
+def judged(lag: float, status: int = 200, **options: object) -> dict:  # type: ignore[type-arg]
+    dev = core(f"V{lag}{status}{sorted(options)}", **options)
+    judge = FleetJudge(SCALE)
+    judge.watch(dev, next(iter(options.get("faults", [])), None))  # type: ignore[call-overload]
+    clock = Clock(dev, lag, status)
+    clock.run(polls=5)
+    judge.finish(clock.sent[-1].due + 0.01)
+    return judge.record(dev.cfg.device_id)
+
+
+def test_a_clean_device_on_time_is_clean() -> None:
+    record = judged(lag=0.0)
+    assert record["verdict"] == "clean" and record["as_expected"] and record["polls"] == 5
+
+
+def test_a_late_driver_is_the_generators_fault_not_the_devices() -> None:
+    late = late_after(SCALE) * 2  # every timer fires this late: on the server's clock, every poll is late
+    record = judged(lag=late)
+    assert record["errors"] == {}, "judged on its own clock, the device polled on time"
+    assert record["verdict"] == "generator-overloaded" and not record["as_expected"]
+    assert record["late"] >= 3 and record["lag_max_ms"] >= late * 1000 - 1
+
+
+def test_a_knob_fails_the_device_even_with_a_late_driver() -> None:
+    record = judged(lag=late_after(SCALE) * 2, faults={"cadence-idle"})
+    assert record["verdict"] == "failed" and record["errors"] == {"CADENCE-IDLE": 4} and record["as_expected"]
+
+
+def test_a_server_error_is_served_badly() -> None:
+    record = judged(lag=0.0, status=503)
+    assert record["errors"] == {} and record["server_errors"] == {"ANSWER-HTTP-STATUS": 5}
+    assert record["verdict"] == "served-badly" and not record["as_expected"]
+
+
+def test_fleet_report_groups_devices_by_verdict_and_rule() -> None:
+    devices = {"A": judged(0.0), "B": judged(0.0, faults={"missing-field"}), "C": judged(0.0, status=503)}
+    report = fleet_report(devices, {"time_scale": SCALE})
+    assert report["by_verdict"]["clean"] == ["A"] and report["by_verdict"]["failed"] == ["B"]
+    assert report["by_verdict"]["served-badly"] == ["C"]
+    assert report["by_rule"]["MSG-REQUIRED"]["devices"] == ["B"] and report["by_rule"]["MSG-REQUIRED"]["parties"] == [
+        "device"
+    ]
+    assert report["summary"]["unexpected"] == ["C"]
+    assert report["summary"]["faults"]["missing-field"] == {"rule": "MSG-REQUIRED", "devices": 1, "as_expected": 1}

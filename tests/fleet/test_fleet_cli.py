@@ -1,0 +1,134 @@
+"""``facecert fleet``: Locust master and workers in processes of their own, a verdict per device in
+fleet.json, Locust's CSV/HTML reports beside it, clear errors, and no Locust in the CLI's process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facecert.mock_device.faults import FAULTS_BY_NAME
+from facecert.mock_device.fleet_cli import LOCUSTFILE, free_port
+from facecert.mock_server import MockServer
+
+FACECERT = str(Path(sys.executable).parent / "facecert")
+
+
+def fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FACECERT, "fleet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_the_cli_process_never_imports_locust_or_gevent() -> None:
+    code = "import sys, facecert.cli; sys.exit(sorted(m for m in ('locust', 'gevent') if m in sys.modules) != [])"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_locustfile_is_packaged_for_locust_f() -> None:
+    done = fleet("--locustfile")
+    assert done.returncode == 0 and Path(done.stdout.strip()) == LOCUSTFILE and LOCUSTFILE.is_file()
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    done = fleet("--server", f"127.0.0.1:{free_port()}", "--devices", "2", "--duration", "2")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not reachable" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--fault", "lose-buffered"), "certification step"),  # a plan rule: the engine cannot see it
+        (("--fault", "snaptime-ms"), "--captures-per-minute"),  # needs captures the fleet was not asked for
+        (("--fault", "no-such-knob"), "unknown fault knob"),
+        (("--master", "--worker"), "exclude each other"),
+        (("--server", "ftp://127.0.0.1"), "only http"),
+    ],
+)
+def test_bad_invocations_exit_2_without_traceback(args: tuple[str, ...], says: str) -> None:
+    done = fleet(*(args if "--server" in args else ("--server", "127.0.0.1:9", *args)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+def read_report(folder: Path) -> dict:  # type: ignore[type-arg]
+    assert (folder / "locust.html").stat().st_size > 1000, "Locust's HTML report"
+    with (folder / "locust_stats.csv").open(encoding="utf-8") as handle:
+        names = {row["Name"] for row in csv.DictReader(handle)}
+    assert {"taskRequest", "Aggregated"} <= names, names
+    assert (folder / "locust_stats_history.csv").is_file() and (folder / "locust_failures.csv").is_file()
+    return json.loads((folder / "fleet.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_a_fleet_on_two_workers_gives_every_device_its_verdict(server: MockServer, tmp_path: Path) -> None:
+    """The issue's "done when": master + 2 workers, 300 devices at time scale 0.05 for 30 s, 10 % with a
+    fault knob (two knobs in turn: a message fault and a timing fault): every clean device is clean, every
+    faulty one names its knob's rule, and Locust's report is in the folder."""
+    report = tmp_path / "fleet"
+    knobs = ("missing-field", "cadence-idle")
+    done = fleet(
+        "--server", server.url, "--devices", "300", "--workers", "2", "--time-scale", "0.05", "--duration", "30",
+        "--fault", knobs[0], "--fault", knobs[1], "--fault-share", "0.1", "--report", str(report), "--id-prefix", "DW",
+        timeout=150,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "verdicts of 300 device(s)" in done.stdout
+    data = read_report(report)
+    devices = data["devices"]
+    assert len(devices) == 300 and data["summary"]["devices"] == 300
+    faulty = {d: r for d, r in devices.items() if r["fault"]}
+    assert len(faulty) == 30 and {r["fault"] for r in faulty.values()} == set(knobs)
+    for device_id, record in devices.items():
+        if record["fault"] is None:
+            assert record["verdict"] == "clean", (device_id, record)
+        else:
+            rule = FAULTS_BY_NAME[record["fault"]].rule
+            assert record["verdict"] == "failed" and set(record["errors"]) == {rule}, (device_id, record)
+        assert record["polls"] >= 20, (device_id, record)  # 30 s at one poll a second (faster with cadence-idle)
+    assert data["summary"]["unexpected"] == [] and data["summary"]["devices_late"] == 0
+    assert sorted(data["meta"]["workers"]) == ["worker-0", "worker-1"]
+    assert [w["devices"] for w in data["meta"]["workers"].values()] == [150, 150]
+    for knob in knobs:  # what the server saw agrees with the devices' own verdicts
+        rule = FAULTS_BY_NAME[knob].rule
+        named = [d for d in data["by_rule"][rule]["devices"]]
+        assert len(named) == 15
+        seen = {f["device_id"] for f in server.findings(party="device") if f["rule"] == rule}
+        assert set(named) <= seen
+
+
+@pytest.mark.slow
+def test_master_and_worker_started_apart_as_on_two_machines(server: MockServer, tmp_path: Path) -> None:
+    """``facecert fleet --master`` waits for its workers; ``facecert fleet --worker --master-host`` joins it."""
+    port = free_port()
+    report = tmp_path / "apart"
+    master = subprocess.Popen(
+        [FACECERT, "fleet", "--master", "--master-port", str(port), "--workers", "1", "--server", server.url,
+         "--devices", "20", "--time-scale", "0.05", "--duration", "5", "--report", str(report), "--id-prefix", "AP"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [FACECERT, "fleet", "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        out, _ = master.communicate(timeout=120)
+        worker.communicate(timeout=60)
+    finally:
+        for process in (master, worker):
+            if process.poll() is None:
+                process.kill()
+    assert master.returncode == 0, out[-3000:]
+    assert f"--master-port {port}" in out, "the master says how workers join it"
+    assert worker.returncode == 0
+    data = read_report(report)
+    assert data["summary"]["verdicts"]["clean"] == 20 and list(data["meta"]["workers"]) == ["worker-0"]
