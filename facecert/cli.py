@@ -14,6 +14,14 @@ from rich.console import Console
 
 from facecert import __version__
 from facecert.clicommon import BaselineOpt, VersionOpt, WriteBaselineOpt, conventional_help_types, fail
+from facecert.core.defaults import (
+    CADENCE_TOLERANCE,
+    TIME_SCALE,
+    TIME_SCALE_MAX,
+    TIME_SCALE_MIN,
+    TOLERANCE_MAX,
+    TOLERANCE_MIN,
+)
 from facecert.core.profiles import PROFILES
 from facecert.validate import run_validate
 
@@ -54,10 +62,18 @@ def validate(
     ),
     protocol_version: VersionOpt = None,
     tolerance: float | None = typer.Option(
-        None, "--tolerance", min=0.0, max=1.0, help="relative cadence tolerance (default: as judged live, else 0.25)"
+        None,
+        "--tolerance",
+        min=TOLERANCE_MIN,
+        max=TOLERANCE_MAX,
+        help=f"relative cadence tolerance (default: as judged live, else {CADENCE_TOLERANCE:g})",
     ),
     time_scale: float | None = typer.Option(
-        None, "--time-scale", min=0.00001, max=100.0, help="protocol intervals × this (default: as judged live, else 1)"
+        None,
+        "--time-scale",
+        min=TIME_SCALE_MIN,
+        max=TIME_SCALE_MAX,
+        help=f"protocol intervals × this (default: as judged live, else {TIME_SCALE:g})",
     ),
     party: str | None = typer.Option(
         None, "--party", help="judge one side only: device or server; all: both (default: as judged live, else all)"

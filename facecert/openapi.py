@@ -25,6 +25,7 @@ import importlib.metadata
 from typing import Any
 
 from facecert.core.contract import Contract, get_contract
+from facecert.core.defaults import DEFAULT_LISTEN
 from facecert.core.examples import Example, load_examples
 
 # the keywords that close an object; the open document drops them (vendor fields are info, not errors)
@@ -380,7 +381,7 @@ def build_openapi(contract: Contract | None = None, closed: bool = False) -> dic
             {
                 "url": "http://{server_url}",
                 "description": "the platform server (server_url)",
-                "variables": {"server_url": {"default": "127.0.0.1:8080"}},
+                "variables": {"server_url": {"default": DEFAULT_LISTEN}},
             }
         ],
         "tags": [{"name": "device", "description": "what the device sends, and the server's answers"}],

@@ -54,7 +54,7 @@ class ConversationBuilder:
         return body
 
     def poll(self, task: dict[str, Any]) -> dict[str, Any]:
-        if task.get("request_type") != "idleTime":
+        if task.get("request_type") != get_contract().idle_task:
             self.rid += 1
             task = {**task, "request_id": self.rid}
         else:
@@ -104,7 +104,8 @@ class ConversationBuilder:
         self.wait("task_interval_s")
 
     def idle(self) -> None:
-        self.poll(example_for("server/tasks/idleTime"))
+        contract = get_contract()
+        self.poll(example_for(contract.all_tasks[contract.idle_task].schema))
         self.capture()
         self.wait("idle_interval_s")
 

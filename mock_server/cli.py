@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
-from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, TIME_SCALE
+from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_MIN, TIME_SCALE
 
 console = Console(highlight=False)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -61,7 +61,7 @@ def serve(
     protocol_version: VersionOpt = None,
     time_scale: TimeScaleOpt = TIME_SCALE,
     max_body: int | None = typer.Option(
-        None, min=1024, help="largest accepted body in bytes (default: the contract's limits.max_body_bytes, 20 MiB)"
+        None, min=MAX_BODY_MIN, help="largest accepted body in bytes (default: the contract's limits.max_body_bytes)"
     ),
     admin_token: str | None = typer.Option(None, help="token for /_admin (generated when binding beyond localhost)"),
     port_file: Path | None = typer.Option(None, help="write the bound port here once listening"),

@@ -10,6 +10,7 @@ import importlib.metadata
 from typing import Any
 
 from facecert.core.contract import get_contract
+from facecert.core.defaults import DEFAULT_LISTEN
 from facecert.core.model import PARTIES
 from facecert.mock_server.faults import ERROR_STATUSES, FAULT_KINDS, MAX_DELAY_S, MAX_DURATION_S, OUTAGE_MODES
 from facecert.mock_server.http_admin import MAX_LIMIT, MAX_THUMBNAIL
@@ -283,7 +284,7 @@ def admin_openapi() -> dict[str, Any]:
             "it as `Authorization: Bearer TOKEN`, `X-Admin-Token` or `?token=`. A browser's cross-site request "
             "or a foreign Host is refused (403), a write needs a JSON Content-Type (415).",
         ),
-        "servers": [{"url": "http://127.0.0.1:8080", "description": "facecert serve (its --host and --port)"}],
+        "servers": [{"url": f"http://{DEFAULT_LISTEN}", "description": "facecert serve (its --host and --port)"}],
         "tags": [{"name": "admin", "description": "queue tasks, set faults, read what the server saw"}],
         "paths": _paths(),
         "components": {

@@ -30,6 +30,16 @@ from typing import Any
 from mitmproxy import command, ctx, exceptions, hooks, http
 
 from facecert.core.contract import get_contract
+from facecert.core.defaults import (
+    CADENCE_TOLERANCE,
+    MAX_BODY_MIN,
+    TIME_SCALE,
+    TIME_SCALE_MAX,
+    TIME_SCALE_MIN,
+    TOLERANCE_MAX,
+    TOLERANCE_MIN,
+    max_body_bytes,
+)
 from facecert.core.engine import Judged
 from facecert.core.model import Finding
 from facecert.core.profiles import PROFILES
@@ -94,10 +104,17 @@ class FacecertAddon:
         loader.add_option(
             "facecert_time_scale",
             str,
-            "1.0",
-            "facecert: protocol intervals are multiplied by this (simulators run at e.g. 0.05).",
+            str(TIME_SCALE),
+            f"facecert: protocol intervals are multiplied by this, {TIME_SCALE_MIN:g} to {TIME_SCALE_MAX:g} "
+            "(simulators run at e.g. 0.05).",
         )
-        loader.add_option("facecert_tolerance", str, "0.25", "facecert: relative tolerance on the 20 s / 5 s cadence.")
+        loader.add_option(
+            "facecert_tolerance",
+            str,
+            str(CADENCE_TOLERANCE),
+            f"facecert: relative tolerance on the poll cadence (idle and task intervals), {TOLERANCE_MIN:g} to "
+            f"{TOLERANCE_MAX:g}.",
+        )
         loader.add_option(
             "facecert_report_dir",
             str,
@@ -114,7 +131,7 @@ class FacecertAddon:
         loader.add_option(
             "facecert_max_body",
             int,
-            get_contract().limits.max_body_bytes,
+            max_body_bytes(),
             "facecert: bodies are judged from at most this many bytes (decoded); a larger body, or one "
             "that inflates past it, is MSG-TOO-LARGE. It still passes through whole, streamed.",
         )
@@ -233,10 +250,10 @@ class FacecertAddon:
             version = get_contract().check_version(version)
         except ValueError as exc:
             raise exceptions.OptionsError(f"facecert_protocol_version: {exc}") from None
-        time_scale = _number("facecert_time_scale", opts.facecert_time_scale, 0.001, 100.0)
-        tolerance = _number("facecert_tolerance", opts.facecert_tolerance, 0.0, 1.0)
-        if opts.facecert_max_body < 1024:
-            raise exceptions.OptionsError(f"facecert_max_body: {opts.facecert_max_body} is below 1024 bytes")
+        time_scale = _number("facecert_time_scale", opts.facecert_time_scale, TIME_SCALE_MIN, TIME_SCALE_MAX)
+        tolerance = _number("facecert_tolerance", opts.facecert_tolerance, TOLERANCE_MIN, TOLERANCE_MAX)
+        if opts.facecert_max_body < MAX_BODY_MIN:
+            raise exceptions.OptionsError(f"facecert_max_body: {opts.facecert_max_body} is below {MAX_BODY_MIN} bytes")
         return SessionOptions(
             profile=opts.facecert_profile,
             protocol_version=version,
@@ -319,7 +336,7 @@ class FacecertAddon:
         """Report tasks past their result deadline and devices that stopped polling (POLL-STOPPED)
         while the proxy runs."""
         session = self._require()
-        timeout = session.engine.timing["result_timeout_s"] * session.options.time_scale
+        timeout = session.engine.contract.result_deadline_s * session.options.time_scale
         every = min(5.0, max(0.05, min(timeout, session.engine.longest_wait()) / 4))
         while True:
             await asyncio.sleep(every)

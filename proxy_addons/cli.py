@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from facecert.clicommon import BaselineOpt, ProfileOpt, TimeScaleOpt, ToleranceOpt, VersionOpt, WriteBaselineOpt
+from facecert.core.defaults import CADENCE_TOLERANCE, DEFAULT_LISTEN, DEFAULT_PORT, MAX_BODY_MIN, TIME_SCALE
 
 
 def register(app: typer.Typer) -> None:
@@ -15,9 +16,9 @@ def register(app: typer.Typer) -> None:
     def proxy(
         upstream: str = typer.Option(..., "--upstream", help="the real server's base URL, e.g. http://10.0.0.5:8080"),
         listen: str = typer.Option(
-            "127.0.0.1:8080",
+            DEFAULT_LISTEN,
             "--listen",
-            help="HOST:PORT the device connects to (0.0.0.0:8080 for a device on the network)",
+            help=f"HOST:PORT the device connects to (0.0.0.0:{DEFAULT_PORT} for a device on the network)",
         ),
         report: Path = typer.Option(
             Path("reports/proxy"),
@@ -26,8 +27,8 @@ def register(app: typer.Typer) -> None:
         ),
         profile: ProfileOpt = "strict",
         protocol_version: VersionOpt = None,
-        tolerance: ToleranceOpt = 0.25,
-        time_scale: TimeScaleOpt = 1.0,
+        tolerance: ToleranceOpt = CADENCE_TOLERANCE,
+        time_scale: TimeScaleOpt = TIME_SCALE,
         check_downloads: bool = typer.Option(
             False,
             "--check-downloads",
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
         max_body: int | None = typer.Option(
             None,
             "--max-body",
-            min=1024,
+            min=MAX_BODY_MIN,
             help="judge bodies from at most this many "
             "bytes (decoded); larger ones are MSG-TOO-LARGE and still pass whole "
             "[default: the contract's limits.max_body_bytes]",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facecert.core.defaults import CADENCE_TOLERANCE, TIME_SCALE
 from facecert.core.engine import Engine, EngineConfig, Judged
 from facecert.core.model import Exchange, Finding
 from facecert.proxy_addons.bodies import Body
@@ -35,8 +36,8 @@ class SessionOptions:
 
     profile: str = "strict"
     protocol_version: str | None = None
-    time_scale: float = 1.0
-    tolerance: float = 0.25
+    time_scale: float = TIME_SCALE
+    tolerance: float = CADENCE_TOLERANCE
     check_downloads: bool = False
     max_body: int | None = None  # bytes; None: the contract's limits.max_body_bytes
     test_raise: str = ""  # test hook: judging an exchange whose path contains this raises

@@ -33,6 +33,12 @@ TIME_SCALE_MIN, TIME_SCALE_MAX = 0.0001, 100.0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_LISTEN = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+# The device_id the reference device sends and `certify device` expects unless told otherwise.
+DEFAULT_DEVICE_ID = "ID00000000000001"
+
+
+# The smallest body bound a command accepts (--max-body): below it not even a poll fits.
+MAX_BODY_MIN = 1024
 
 
 def limits() -> Limits:

@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 
 from facecert.core.captures import CaptureError, read_capture, write_har, write_jsonl
+from facecert.core.defaults import CADENCE_TOLERANCE, TIME_SCALE
 from facecert.core.engine import Engine, EngineConfig, judge_message
 from facecert.core.examples import example_for
 from facecert.core.hostile import BREAKERS, break_body
@@ -139,8 +140,8 @@ def test_validate_json_and_junit_are_strict_on_a_hostile_capture(tmp_path: Path)
         [capture],
         profile="strict",
         version=None,
-        tolerance=0.25,
-        time_scale=1.0,
+        tolerance=CADENCE_TOLERANCE,
+        time_scale=TIME_SCALE,
         as_kind=None,
         json_out=True,
         junit=junit,
