@@ -383,9 +383,10 @@ class _Judge:
     # ---- making findings ----------------------------------------------------
     def report(self, issues: Iterable[Issue | None], direction: Direction, ctx: Context | None = None) -> None:
         """What the rules found, as this exchange's findings (None: a rule that found nothing)."""
-        where = Where(self.ex.index, self.endpoint.name, self.device_id)
+        where: Where | None = None  # made for the first issue: most messages have none
         for issue in issues:
             if issue is not None:
+                where = where or Where(self.ex.index, self.endpoint.name, self.device_id)
                 self.found.append(self.engine.finding(issue, where, direction, ctx))
 
     def adopt(self, findings: Iterable[Finding]) -> None:
@@ -402,19 +403,23 @@ class _Judge:
 
     def report_read(self, parsed: Parsed, raw: bytes | None, direction: Direction, schema: str) -> None:
         """The refusal, or the findings of a message that is still judged (duplicate keys, unsafe integers)."""
-        ctx = Context(schema=schema, body=parsed.value, empty_body=not (raw or b"").strip())
-        self.report([parsed.failure] if parsed.failure is not None else parsed.issues, direction, ctx)
+        items = [parsed.failure] if parsed.failure is not None else parsed.issues
+        if items:
+            ctx = Context(schema=schema, body=parsed.value, empty_body=not (raw or b"").strip())
+            self.report(items, direction, ctx)
 
     def judge_body(self, schema: str, body: dict[str, Any], direction: Direction, what: str) -> list[str]:
         """Schema, content annotations and (a capture) snap_time; returns the URLs the body names
         for download."""
         contract = self.engine.contract
-        required = contract.required_fields(schema, self.version)
-        for item in schema_issues(contract, schema, body, self.version, what, self.engine.limits):
+        violations = schema_issues(contract, schema, body, self.version, what, self.engine.limits)
+        required = contract.required_fields(schema, self.version) if violations else set()
+        for item in violations:
             top = item.pointer.split("/")[1] if item.pointer.count("/") >= 1 else ""
             self.report([item], direction, Context(schema=schema, body=body, optional=top not in required))
         issues, downloads = content_issues(contract, schema, body, self.version, what, redacted=self.ex.redacted)
-        self.report(issues, direction, Context(schema=schema, body=body))
+        if issues:
+            self.report(issues, direction, Context(schema=schema, body=body))
         capture = contract.all_endpoints["faceRecognition"].request
         if direction is Direction.REQUEST and schema == capture and not self.errors_at("/snap_time", "/snap_time_ms"):
             self.report(snap_time_issues(body, what), direction)  # a request error: judged before the answer
@@ -495,7 +500,9 @@ class _Judge:
         self.found = list(heard.findings)
         self.request_errors = sum(1 for f in heard.findings if f.severity is Severity.ERROR)
         engine = self.engine
-        state = engine.devices.setdefault(self.device_id, DeviceState(self.device_id))
+        state = engine.devices.get(self.device_id)
+        if state is None:  # not setdefault: a DeviceState made for every exchange costs more than judging it
+            state = engine.devices[self.device_id] = DeviceState(self.device_id)
         answer = self.judge_answer(heard.body)
         getattr(self, f"on_{self.endpoint.name}", _no_rules)(state, heard.body, answer)
         if self.endpoint.name != "taskRequest" and self.device_id:
