@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from facecert.core.profiles import PROFILES
+
+if TYPE_CHECKING:
+    from typer._click.core import Context  # typer 0.2x carries its own click
+    from typer.core import _TyperParameter
 
 
 def _profile(value: str) -> str:
@@ -103,14 +107,14 @@ def conventional_help_types() -> None:
             label = label[5:-1]
         return _HELP_TYPES.get(label, label.upper())
 
-    def option_type(self: TyperOption, ctx: Any) -> str | None:
+    def option_type(self: TyperOption, ctx: Context) -> str | None:
         if self.metavar is not None:
             return self.metavar
         if self.is_flag or self.count:
             return None
         return plain(self.display_type(ctx))
 
-    def argument_type(self: TyperArgument, ctx: Any) -> str | None:
+    def argument_type(self: _TyperParameter, ctx: Context) -> str | None:  # the method TyperArgument inherits
         return self.metavar or plain(self.display_type(ctx))
 
     def usage_name(self: TyperArgument) -> str:

@@ -19,7 +19,6 @@ class UvicornThread:
         config.setdefault("timeout_graceful_shutdown", 2)
         config.setdefault("lifespan", "on")
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **config))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{host}:{port}", daemon=True)
         self.host = host
 

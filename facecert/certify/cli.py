@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -225,7 +225,9 @@ def certify_device(
         session.server.check_deadlines()
         findings = session.timed_findings()
         version = session.server.engine.version
-        declared = next((d["versions"] for d in session.server.devices() if d["device_id"] == device_id), {})
+        declared: dict[str, Any] = next(
+            (d["versions"] for d in session.server.devices() if d["device_id"] == device_id), {}
+        )
     finally:
         session.stop()
     _check_ran(outcome)

@@ -39,7 +39,7 @@ def root_causes(records: list[ScenarioRecord], findings: list[dict[str, Any]]) -
         if record.verdict in BLOCKING:
             for rule in record.rules:
                 scenarios.setdefault(rule, []).append(record)
-    causes = []
+    causes: list[dict[str, Any]] = []
     for rule, hit in scenarios.items():
         found = [f for f in findings if f.get("rule") == rule]
         timed = sorted(found, key=lambda f: (f.get("time") is None, f.get("time") or 0.0, f.get("exchange", -1)))

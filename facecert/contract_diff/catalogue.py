@@ -108,31 +108,31 @@ def catalogue_changes(old: Side, new: Side) -> list[Change]:
                     Change(b, sender, f"{role} schema", "/", a, b, BOTH, f"the {name} {role} is now {b} (was {a})")
                 )
     for name in sorted(tasks_old.keys() & tasks_new.keys()):
-        before, after = tasks_old[name], tasks_new[name]
-        if before.schema != after.schema:
+        was, now = tasks_old[name], tasks_new[name]
+        if was.schema != now.schema:
             changes.append(
                 Change(
-                    after.schema,
+                    now.schema,
                     "server",
                     "task schema",
                     "/",
-                    before.schema,
-                    after.schema,
+                    was.schema,
+                    now.schema,
                     BOTH,
-                    f"the {name} task is now {after.schema} (was {before.schema})",
+                    f"the {name} task is now {now.schema} (was {was.schema})",
                 )
             )
-        if before.result != after.result:
+        if was.result != now.result:
             changes.append(
                 Change(
-                    after.result or before.result or "",
+                    now.result or was.result or "",
                     "device",
                     "result schema",
                     "/",
-                    before.result,
-                    after.result,
+                    was.result,
+                    now.result,
                     BOTH,
-                    f"the result of {name} is now {after.result} (was {before.result})",
+                    f"the result of {name} is now {now.result} (was {was.result})",
                 )
             )
     return changes

@@ -61,7 +61,7 @@ def print_diff(console: Console, diff: ContractDiff) -> None:
     console.print("Counterexamples (a message one side accepts and the other refuses; --json has them whole):")
     for number, change in enumerate(diff.changes, start=1):
         console.print(
-            Text(f"  #{number} {counterexample_text(change)}", style=None if change.confirmed else "yellow"),
+            Text(f"  #{number} {counterexample_text(change)}", style="" if change.confirmed else "yellow"),
             soft_wrap=True,
         )
 

@@ -366,8 +366,9 @@ def _builtin(schema: Any, depth: int) -> Iterator[Any]:
     kinds = sorted(_types(schema)) if "type" in schema else ["string", "integer"]
     for kind in kinds:
         if kind in ("integer", "number"):
-            low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
-            high = schema.get("maximum", schema.get("exclusiveMaximum", low + 10))
+            bounds: dict[str, Any] = schema  # (a dict of Any: mypy reads the nested get as Any | None)
+            low = bounds.get("minimum", bounds.get("exclusiveMinimum", 0))
+            high = bounds.get("maximum", bounds.get("exclusiveMaximum", low + 10))
             yield from _unique(
                 [
                     v

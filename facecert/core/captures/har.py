@@ -86,6 +86,8 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
     request, response = entry["request"], entry.get("response") or {}
     started = datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
     total_ms = entry.get("time")
+    if not isinstance(total_ms, (int, float)) or isinstance(total_ms, bool) or not 0 <= total_ms < math.inf:
+        total_ms = 0  # no usable duration: the exchange ended when it started
     post = request.get("postData") or {}
     content = response.get("content") or {}
     status = response.get("status") or None
@@ -102,7 +104,7 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
         status=status,
         response_body=_decode(content.get("text"), content.get("encoding")) if status else None,
         started=started,
-        ended=started + (total_ms / 1000.0 if type(total_ms) in (int, float) and 0 <= total_ms < math.inf else 0.0),
+        ended=started + total_ms / 1000.0,
         request_headers=_headers(request.get("headers")),
         response_headers=_headers(response.get("headers")),
         peer=_text(entry.get("_peer", ""), "_peer"),
