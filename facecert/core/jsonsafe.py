@@ -130,7 +130,7 @@ def loads_strict(raw: bytes | str, *, allow_surrogates: bool = False) -> Any:
     """Parse JSON that facecert accepts from a file or a person: no
     NaN/Infinity tokens, no number that overflows a float (``1e400``) and,
     unless allowed, no lone surrogate. ValueError says what is wrong."""
-    value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    value = _strict_loads(raw)
     escapes = isinstance(raw, str) or b"\\u" in raw  # UTF-8 bytes hold a surrogate only as an escape
     if not allow_surrogates and escapes and _has_surrogate(value):
         raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot carry")
@@ -161,3 +161,18 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"the number {text[:40]} does not fit a 64-bit float")
     return number
+
+
+# built once: json.loads with hooks builds a decoder per call, which cost as much as reading a capture line
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _strict_loads(raw: bytes | str) -> Any:
+    """``json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)``, same errors."""
+    if isinstance(raw, str):
+        if raw.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
+        return _STRICT_DECODER.decode(raw)
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TypeError(f"the JSON object must be str, bytes or bytearray, not {raw.__class__.__name__}")
+    return _STRICT_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
