@@ -113,7 +113,7 @@ def broken_session(path: Path, *, drop: tuple[str, ...] = ("device_name",), devi
             body.pop(name, None)
         return body
 
-    builder.poll_body = poll_body  # type: ignore[method-assign]
+    builder.poll_body = poll_body
     builder.cycle("server/tasks/getDevStatus")
     builder.idle()
     return write_har(builder.exchanges, path, creator="test")

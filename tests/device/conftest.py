@@ -45,7 +45,7 @@ def make_device(server: MockServer) -> Iterator[Callable[..., Device]]:
         options.setdefault("server", server.url)
         options.setdefault("time_scale", SCALE)
         options.setdefault("device_id", unique_id(label))
-        device = Device(DeviceConfig(**options))  # type: ignore[arg-type]
+        device = Device(DeviceConfig(**options))
         started.append(device)  # stopped at teardown, whether the test started it or not
         if start:
             device.start()

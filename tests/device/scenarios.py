@@ -18,7 +18,7 @@ def deadline(dev: Device, intervals: float = 6) -> float:
     return max(3.0, intervals * dev.scaled("idle_interval_s"))
 
 
-def wait(dev: Device, predicate, what: str, intervals: float = 6) -> None:  # type: ignore[no-untyped-def]
+def wait(dev: Device, predicate, what: str, intervals: float = 6) -> None:
     assert dev.wait_until(predicate, deadline(dev, intervals)), f"timed out waiting for {what}: {dev.stats}"
 
 
@@ -91,7 +91,7 @@ def malformed_task(srv: MockServer, dev: Device) -> None:
     dev.capture_now("face")
 
 
-def outage(srv: MockServer, dev: Device, captures: int) -> list[dict]:  # type: ignore[type-arg]
+def outage(srv: MockServer, dev: Device, captures: int) -> list[dict]:
     """Captures made while the server refuses everything, then the server comes back."""
     srv.set_fault("outage", device_id=dev.cfg.device_id)
     made = [dev.capture_now("face") for _ in range(captures)]

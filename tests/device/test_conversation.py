@@ -17,7 +17,7 @@ from facecert.mock_server import MockServer
 from tests.device.scenarios import wait
 
 
-def test_clean_device_has_no_findings(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_clean_device_has_no_findings(server: MockServer, make_device) -> None:
     dev: Device = make_device("clean", start=False, captures_per_minute=120)
     device_id = dev.cfg.device_id
     for task in (
@@ -47,7 +47,7 @@ def test_clean_device_has_no_findings(server: MockServer, make_device) -> None: 
     assert dev.stats.captures_sent >= 1 and len(server.alarms()) >= len(alarm_types(dev.version))
 
 
-def test_cadence_measured_within_tolerance(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_cadence_measured_within_tolerance(server: MockServer, make_device) -> None:
     dev: Device = make_device("cadence", start=False)
     for _ in range(3):
         server.enqueue(dev.cfg.device_id, {"request_type": "getDevStatus"})
@@ -60,17 +60,17 @@ def test_cadence_measured_within_tolerance(server: MockServer, make_device) -> N
     for before, after in itertools.pairwise(polls):
         kind = (before.response_body or b"").decode()
         if "idleTime" in kind:
-            idle_gaps.append(after.started - before.ended)  # type: ignore[operator]
+            idle_gaps.append(after.started - before.ended)
         else:
-            done = max(ex.ended for at, ex in results.items() if before.ended <= at <= after.started)  # type: ignore
-            task_gaps.append(after.started - done)  # type: ignore[operator]
+            done = max(ex.ended for at, ex in results.items() if before.ended <= at <= after.started)
+            task_gaps.append(after.started - done)
     assert statistics.mean(idle_gaps) == pytest.approx(dev.scaled("idle_interval_s"), rel=0.1)
     assert statistics.mean(task_gaps) == pytest.approx(dev.scaled("task_interval_s"), rel=0.15)
     assert not [f for f in judge_device(dev).findings if f.rule.startswith("CADENCE")]
 
 
 @pytest.mark.parametrize("version", ["1.0", "1.2.3", "1.8"])
-def test_older_protocol_versions_are_clean(version: str, server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_older_protocol_versions_are_clean(version: str, server: MockServer, make_device) -> None:
     dev: Device = make_device(f"v{version}", protocol_version=version)
     wait(dev, lambda: dev.stats.polls >= 1, "a poll")
     dev.capture_now("vehicle")

@@ -34,7 +34,7 @@ ENGINE_KNOBS = [f for f in FAULTS if f.rule and RULES[f.rule].origin == "engine"
 
 
 @pytest.mark.parametrize("fault", ENGINE_KNOBS, ids=lambda f: f.name)
-def test_knob_breaks_exactly_its_rule(fault, server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_knob_breaks_exactly_its_rule(fault, server: MockServer, make_device) -> None:
     dev: Device = make_device(fault.name, start=False, faults={fault.name}, protocol_version=fault.protocol_version)
     prepare(fault.scenario, server, dev.cfg.device_id)
     dev.start()
@@ -55,7 +55,7 @@ def test_knob_breaks_exactly_its_rule(fault, server: MockServer, make_device) ->
     assert not server_errors, _explain(server_errors)
 
 
-def test_lose_buffered_is_invisible_to_the_engine(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_lose_buffered_is_invisible_to_the_engine(server: MockServer, make_device) -> None:
     """The engine sees nothing wrong; the plan's count (RESUME-REPLAY) is what catches it."""
     dev: Device = make_device("lose", faults={"lose-buffered"})
     drive("outage", server, dev)
@@ -66,6 +66,6 @@ def test_lose_buffered_is_invisible_to_the_engine(server: MockServer, make_devic
     assert not device_errors(judge_device(dev).findings)
 
 
-def _explain(findings) -> str:  # type: ignore[no-untyped-def]
+def _explain(findings) -> str:
     lines = [f.line() for f in findings if f.severity is not Severity.INFO]
     return "\n" + ("\n".join(lines) or "(no findings)")

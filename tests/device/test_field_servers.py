@@ -30,7 +30,7 @@ def field_server() -> Iterator[MockServer]:
 
 
 def device(srv: MockServer, label: str, **options: object) -> Device:
-    return Device(DeviceConfig(server=srv.url, time_scale=SCALE, device_id=unique_id(label), **options))  # type: ignore[arg-type]
+    return Device(DeviceConfig(server=srv.url, time_scale=SCALE, device_id=unique_id(label), **options))
 
 
 def errors(srv: MockServer, device_id: str, party: str) -> set[str]:
@@ -84,7 +84,7 @@ def test_a_failed_task_resent_forever_is_task_resent(field_server: MockServer) -
     assert {f.rule for f in judged if f.severity.value == "error"} == {"TASK-RESENT"}
 
 
-def test_a_failed_task_retried_once_is_fine(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_task_retried_once_is_fine(server: MockServer, make_device) -> None:
     dev: Device = make_device("retry", start=False)
     for _ in range(2):
         server.enqueue(dev.cfg.device_id, {"request_type": "deleteUser", "user_id": "nobody-here"})
@@ -97,7 +97,7 @@ def test_a_failed_task_retried_once_is_fine(server: MockServer, make_device) -> 
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..\u2215..\u2215etc\u2215passwd"])
-def test_the_device_refuses_a_log_file_named_by_a_path(name: str, server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_the_device_refuses_a_log_file_named_by_a_path(name: str, server: MockServer, make_device) -> None:
     dev: Device = make_device("logpath", start=False)
     rid = next(_raw_ids)
     server.enqueue(dev.cfg.device_id, {"request_type": "getLogFile", "request_id": rid, "log_name": name}, raw=True)

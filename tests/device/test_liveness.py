@@ -11,11 +11,11 @@ from facecert.mock_server import MockServer
 from tests.device.scenarios import malformed_task, wait
 
 
-def stops(server: MockServer, device_id: str) -> list[dict]:  # type: ignore[type-arg]
+def stops(server: MockServer, device_id: str) -> list[dict]:
     return [f for f in server.findings(device_id) if f["rule"] == "POLL-STOPPED"]
 
 
-def test_a_correct_device_is_never_judged_stopped(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_a_correct_device_is_never_judged_stopped(server: MockServer, make_device) -> None:
     """Idle cycles and a task at time scale 0.05, with the server's timer looking all along."""
     dev: Device = make_device("alive")
     wait(dev, lambda: dev.stats.idle >= 2, "two idleTime answers")
@@ -30,7 +30,7 @@ def test_a_correct_device_is_never_judged_stopped(server: MockServer, make_devic
     assert not device_errors(judge_device(dev).findings)
 
 
-def test_a_device_that_stops_after_a_malformed_task_is_reported_once_live(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_a_device_that_stops_after_a_malformed_task_is_reported_once_live(server: MockServer, make_device) -> None:
     dev: Device = make_device("stops", faults={"stop-after-malformed-task"})
     malformed_task(server, dev)
     found = stops(server, dev.cfg.device_id)

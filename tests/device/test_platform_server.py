@@ -12,7 +12,7 @@ from tests.device.conftest import SCALE
 from tests.device.scenarios import deadline, wait
 
 
-def test_device_moves_to_the_second_server(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_device_moves_to_the_second_server(server: MockServer, make_device) -> None:
     with MockServer(ServerConfig(time_scale=SCALE, prefix="/platform/v2")) as second:
         dev: Device = make_device("move", start=False)
         device_id = dev.cfg.device_id

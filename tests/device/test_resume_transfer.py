@@ -14,7 +14,7 @@ from tests.device.scenarios import outage, wait
 
 
 @pytest.mark.parametrize("mode", ["drop", "503"])
-def test_outage_buffers_then_delivers_in_order(mode: str, server: MockServer, make_device, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_outage_buffers_then_delivers_in_order(mode: str, server: MockServer, make_device, tmp_path: Path) -> None:
     dev: Device = make_device(f"resume-{mode}", spool_dir=tmp_path)
     wait(dev, lambda: dev.stats.polls >= 1, "the first poll")
     before = dev.capture_now("face")
@@ -32,7 +32,7 @@ def test_outage_buffers_then_delivers_in_order(mode: str, server: MockServer, ma
     assert dev.stats.captures_sent == 6 and dev.stats.captures_dropped == 0
 
 
-def test_disabled_resume_transfer_drops_and_counts(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_disabled_resume_transfer_drops_and_counts(server: MockServer, make_device) -> None:
     dev: Device = make_device("noresume", resume_transfer=False)
     made = outage(server, dev, captures=3)
     dev.stop()
@@ -41,7 +41,7 @@ def test_disabled_resume_transfer_drops_and_counts(server: MockServer, make_devi
     assert not delivered & {c["frpic_name"] for c in made}
 
 
-def test_set_resume_transfer_task_switches_it(server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_set_resume_transfer_task_switches_it(server: MockServer, make_device) -> None:
     dev: Device = make_device("switch", start=False)
     server.enqueue(dev.cfg.device_id, {"request_type": "setResumeTransfer", "enable": 0})
     dev.start()

@@ -23,7 +23,7 @@ SERVER_FAULTS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("kind", "params"), SERVER_FAULTS, ids=[f"{k}-{list(p.values())}" for k, p in SERVER_FAULTS])
-def test_device_survives_server_faults(kind: str, params: dict[str, Any], server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_device_survives_server_faults(kind: str, params: dict[str, Any], server: MockServer, make_device) -> None:
     dev: Device = make_device(kind, request_timeout_s=0.3)
     wait(dev, lambda: dev.stats.polls >= 1, "the first poll")
     server.set_fault(kind, device_id=dev.cfg.device_id, **params)
@@ -47,7 +47,7 @@ RAW_TASKS: list[tuple[str, Any, int | None]] = [
 
 
 @pytest.mark.parametrize(("label", "task", "code"), RAW_TASKS, ids=[t[0] for t in RAW_TASKS])
-def test_odd_tasks(label: str, task: Any, code: int | None, server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_odd_tasks(label: str, task: Any, code: int | None, server: MockServer, make_device) -> None:
     dev: Device = make_device(label, start=False)
     server.enqueue(dev.cfg.device_id, task, raw=True)
     dev.start()

@@ -48,20 +48,20 @@ class Case:
 
 def _check_add(dev: Device, srv: MockServer, result: dict[str, Any]) -> None:
     assert {u.user_id for u in dev.faces} == {"u1", "u2"}
-    assert dev.faces.get("u1").image == srv_asset(srv, "face.jpg")  # type: ignore[union-attr]
-    assert dev.faces.get("u2").image == capture_jpeg(3)  # type: ignore[union-attr]
+    assert dev.faces.get("u1").image == srv_asset(srv, "face.jpg")
+    assert dev.faces.get("u2").image == capture_jpeg(3)
     assert result["resp_list"] == [{"user_id": "u1", "code": 0}, {"user_id": "u2", "code": 0}]
     assert any(d["name"] == "face.jpg" for d in srv.downloads())
 
 
 def _check_add_existing(dev: Device, srv: MockServer, result: dict[str, Any]) -> None:
     assert result["resp_list"] == [{"user_id": "u1", "code": USER_EXISTS}, {"user_id": "u3", "code": 0}]
-    assert dev.faces.get("u1").user_info["name"] == "user u1"  # type: ignore[union-attr]  # unchanged
+    assert dev.faces.get("u1").user_info["name"] == "user u1"  # unchanged
     assert "u3" in dev.faces
 
 
 def _check_update(dev: Device, srv: MockServer, result: dict[str, Any]) -> None:
-    assert dev.faces.get("u1").user_info["name"] == "renamed"  # type: ignore[union-attr]
+    assert dev.faces.get("u1").user_info["name"] == "renamed"
     assert "u9" in dev.faces  # updateUser adds a missing user
 
 
@@ -265,7 +265,7 @@ def test_every_catalogue_task_has_a_handler_and_a_case() -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_task_effect_on_both_sides(name: str, server: MockServer, make_device) -> None:  # type: ignore[no-untyped-def]
+def test_task_effect_on_both_sides(name: str, server: MockServer, make_device) -> None:
     case = CASES[name]
     dev: Device = make_device(name, start=False)
     device_id = dev.cfg.device_id

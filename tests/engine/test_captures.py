@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import subprocess
@@ -205,10 +204,7 @@ def test_openapi_document_is_valid() -> None:
     assert len(document["components"]["schemas"]["TaskAnswer"]["discriminator"]["mapping"]) == 14  # every task
 
 
-_ = base64
-
-
-def test_jsonl_whose_first_record_is_longer_than_the_sniffed_head(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_jsonl_whose_first_record_is_longer_than_the_sniffed_head(tmp_path) -> None:
     """A proxy record starting with a big capture is still JSONL, not a single message."""
     import json as _json
 

@@ -164,7 +164,7 @@ def test_every_command_takes_the_same_time_scale_range() -> None:
     for path in (("validate",), ("serve",), ("device",), ("proxy",), ("certify", "device"), ("certify", "server")):
         command: Any = root
         for part in path:
-            command = command.commands[part]  # type: ignore[attr-defined]
+            command = command.commands[part]
         option = next(p for p in command.params if "--time-scale" in p.opts)
         found[path] = (option.min, option.max)
     assert set(found.values()) == {(defaults.TIME_SCALE_MIN, defaults.TIME_SCALE_MAX)}, found

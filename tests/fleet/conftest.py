@@ -109,5 +109,5 @@ def drive(request: pytest.FixtureRequest, server: MockServer, tmp_path: Path) ->
         assert not recording.missed, f"{recording.driver}: timed out waiting for {recording.missed}"
         return recording
 
-    run.driver = request.param  # type: ignore[attr-defined]
+    run.driver = request.param
     return run

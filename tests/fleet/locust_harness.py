@@ -36,7 +36,7 @@ class GeventDriven:
         return poll_until(predicate, timeout, gevent.sleep)
 
     def capture(self, kind: str) -> dict[str, Any]:
-        return self.device.command(lambda now: self.core.capture_command(kind, now))  # type: ignore[no-any-return]
+        return self.device.command(lambda now: self.core.capture_command(kind, now))
 
     def alarm(self, alarm_type: int) -> Any:
         return self.device.command(lambda now: self.core.alarm_command(alarm_type, 1, now))

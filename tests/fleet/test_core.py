@@ -20,10 +20,10 @@ IDLE_S = CONTRACT.timing["idle_interval_s"] * SCALE
 
 
 def core(device_id: str = "CORE1", **options: object) -> DeviceCore:
-    return DeviceCore(DeviceConfig(server="http://127.0.0.1:9", device_id=device_id, time_scale=SCALE, **options))  # type: ignore[arg-type]
+    return DeviceCore(DeviceConfig(server="http://127.0.0.1:9", device_id=device_id, time_scale=SCALE, **options))
 
 
-def only(actions: list, kind: type):  # type: ignore[no-untyped-def]
+def only(actions: list, kind: type):
     found = [a for a in actions if isinstance(a, kind)]
     assert len(found) == 1, actions
     return found[0]
@@ -109,10 +109,10 @@ def test_stop_ends_every_activity() -> None:
     assert dev.receive(send.ticket, answer(send)) == [] and dev.poll_due() is None
 
 
-def judged(lag: float, status: int = 200, **options: object) -> dict:  # type: ignore[type-arg]
+def judged(lag: float, status: int = 200, **options: object) -> dict:
     dev = core(f"V{lag}{status}{sorted(options)}", **options)
     judge = FleetJudge(SCALE)
-    judge.watch(dev, next(iter(options.get("faults", [])), None))  # type: ignore[call-overload]
+    judge.watch(dev, next(iter(options.get("faults", [])), None))
     clock = Clock(dev, lag, status)
     clock.run(polls=5)
     judge.finish(clock.sent[-1].due + 0.01)

@@ -18,11 +18,11 @@ from facecert.mock_server import MockServer
 from tests.fleet.conftest import SCALE
 
 
-def polls_of(recording):  # type: ignore[no-untyped-def]
+def polls_of(recording):
     return [e for e in recording.exchanges if e.path.endswith("/taskRequest")]
 
 
-def test_poll_body_and_cadence(drive, server: MockServer) -> None:  # type: ignore[no-untyped-def]
+def test_poll_body_and_cadence(drive, server: MockServer) -> None:
     rec = drive("poll", [{"wait": "idle", "at_least": 3}])
     polls = polls_of(rec)
     assert len(polls) >= 3
@@ -34,14 +34,14 @@ def test_poll_body_and_cadence(drive, server: MockServer) -> None:  # type: igno
     assert polls[0].method == "POST" and polls[0].request_content_type.startswith("application/json")
     stored = [e for e in server.exchanges(rec.cfg.device_id) if e["endpoint"] == "taskRequest"]
     assert stored and stored[0]["request_json"]["device_mac"] == rec.cfg.device_mac
-    gaps = [b.started - a.ended for a, b in itertools.pairwise(polls)]  # type: ignore[operator]
+    gaps = [b.started - a.ended for a, b in itertools.pairwise(polls)]
     assert statistics.mean(gaps) == pytest.approx(20 * SCALE, rel=0.1), gaps
     findings = judge_device(rec).findings
     assert not [f for f in findings if f.severity is not Severity.INFO], [f.line() for f in findings]
     assert not [f for f in server.findings(rec.cfg.device_id) if f["severity"] == "error"]
 
 
-def test_a_task_carried_out_and_reported(drive, server: MockServer) -> None:  # type: ignore[no-untyped-def]
+def test_a_task_carried_out_and_reported(drive, server: MockServer) -> None:
     label = f"task{drive.driver}"
     device_id = f"FT{label.upper()}"
     add = server.enqueue(
@@ -76,7 +76,7 @@ KNOBS = [
 
 
 @pytest.mark.parametrize(("knob", "steps"), KNOBS, ids=[k for k, _ in KNOBS])
-def test_a_fault_knob_breaks_exactly_its_rule(knob: str, steps: list, drive) -> None:  # type: ignore[no-untyped-def]
+def test_a_fault_knob_breaks_exactly_its_rule(knob: str, steps: list, drive) -> None:
     rec = drive(knob, [{"wait": "polls", "at_least": 2}, *steps, {"wait": "polls", "at_least": 3}], faults=[knob])
     rule = FAULTS_BY_NAME[knob].rule
     assert rule is not None and RULES[rule].severity is Severity.ERROR
@@ -84,7 +84,7 @@ def test_a_fault_knob_breaks_exactly_its_rule(knob: str, steps: list, drive) -> 
     assert broken == {rule}
 
 
-def test_gps_reports_along_the_route(drive) -> None:  # type: ignore[no-untyped-def]
+def test_gps_reports_along_the_route(drive) -> None:
     rec = drive("gps", [{"wait": "polls", "at_least": 1}, {"gps": True}, {"wait": "gps", "at_least": 3}])
     assert rec.stats["gps"] >= 3
     assert not device_errors(judge_device(rec).findings)

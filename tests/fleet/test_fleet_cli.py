@@ -60,13 +60,13 @@ def test_bad_invocations_exit_2_without_traceback(args: tuple[str, ...], says: s
     assert says in done.stdout and "Traceback" not in done.stdout + done.stderr
 
 
-def read_report(folder: Path) -> dict:  # type: ignore[type-arg]
+def read_report(folder: Path) -> dict:
     assert (folder / "locust.html").stat().st_size > 1000, "Locust's HTML report"
     with (folder / "locust_stats.csv").open(encoding="utf-8") as handle:
         names = {row["Name"] for row in csv.DictReader(handle)}
     assert {"taskRequest", "Aggregated"} <= names, names
     assert (folder / "locust_stats_history.csv").is_file() and (folder / "locust_failures.csv").is_file()
-    return json.loads((folder / "fleet.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return json.loads((folder / "fleet.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.slow

@@ -102,8 +102,8 @@ def test_broken_flow_object_is_contained(tmp_path: Path) -> None:
     with taddons.context(addon) as tctx:
         _options(tctx, addon, tmp_path)
         flow = _flow("/taskRequest", b"{}", b"{}")
-        flow.request.timestamp_start = None  # type: ignore[assignment]  # an Exchange cannot be built sanely
-        flow.response.headers = None  # type: ignore[assignment]
+        flow.request.timestamp_start = None  # an Exchange cannot be built sanely
+        flow.response.headers = None
         addon.response(flow)
         addon.error(tflow.tflow(err=True))
     assert addon.session is not None and len(addon.session.errors) == 1

@@ -23,7 +23,7 @@ from facecert.proxy_addons.record import RECORD, FlowRecord, read_records, write
 from facecert.proxy_addons.session import ProxySession, SessionOptions
 
 try:
-    from compression import zstd  # type: ignore[import-not-found]
+    from compression import zstd
 except ImportError:
     from backports import zstd
 
@@ -114,7 +114,7 @@ def test_judged_body_notes_what_only_the_tap_knows() -> None:
 
 
 def _session(tmp_path: Path, **options: object) -> ProxySession:
-    session = ProxySession(SessionOptions(time_scale=0.05, max_body=LIMIT, **options))  # type: ignore[arg-type]
+    session = ProxySession(SessionOptions(time_scale=0.05, max_body=LIMIT, **options))
     session.open_record(tmp_path)
     return session
 

@@ -131,8 +131,8 @@ def test_chunked_request_is_answered(name: str, mitm_confdir: Path, tmp_path: Pa
     dump = start_proxy(upstream.url, mitm_confdir, tmp_path)
     try:
         head = CHUNKED_HEAD + (b"Trailer: X-Checksum\r\n" if name == "trailers" else b"") + b"\r\n"
-        got = raw_exchange(dump.address, head + body)  # type: ignore[arg-type]
-        again = raw_exchange(dump.address, CHUNKED_HEAD + b"\r\n" + CHUNKED["plain"][0])  # type: ignore[arg-type]
+        got = raw_exchange(dump.address, head + body)
+        again = raw_exchange(dump.address, CHUNKED_HEAD + b"\r\n" + CHUNKED["plain"][0])
     finally:
         dump.stop()
         upstream.close()
@@ -157,7 +157,7 @@ def test_kill_9_loses_no_finished_flow(upstream: Upstream, mitm_confdir: Path, t
             )
             assert response.status_code == 200
             sent.append(path)
-    in_flight = raw_slow_upload(dump.address)  # type: ignore[arg-type]
+    in_flight = raw_slow_upload(dump.address)
     assert dump.kill() == -signal.SIGKILL
     in_flight.set()
     recorded = list(read_jsonl(tmp_path / RECORD))
@@ -194,8 +194,7 @@ def test_sigint_after_hostile_messages_writes_every_report(
             assert httpx.post(dump.url + path, content=body, headers=headers, timeout=30).status_code == 200
         odd = raw_exchange(
             dump.address,
-            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nX-Odd: \xff\xfe\x00\r\n"  # type: ignore[arg-type]
-            b"Content-Length: 2\r\n\r\n{}",
+            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nX-Odd: \xff\xfe\x00\r\nContent-Length: 2\r\n\r\n{}",
         )
         assert odd.startswith(b"HTTP/1.1 ")
         assert dump.wait_for_line("internal error while judging POST /deviceAlarm", timeout=10)
@@ -238,12 +237,12 @@ def test_a_transfer_coding_besides_chunked_gets_a_400_not_a_502(
     try:
         reply = raw_exchange(
             dump.address,
-            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
+            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         )
         plain = raw_exchange(
             dump.address,
-            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"  # type: ignore[arg-type]
+            b"POST /taskRequest HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             + f"{len(_poll()):x}\r\n".encode()
             + _poll()

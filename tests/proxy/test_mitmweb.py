@@ -26,7 +26,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _flows_when(client: httpx.Client, ready, timeout: float) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+def _flows_when(client: httpx.Client, ready, timeout: float) -> list[dict]:
     """mitmweb's flow list once ``ready(flows)`` holds (judging runs just after the answer)."""
     deadline, pause = time.monotonic() + timeout, threading.Event()
     while True:

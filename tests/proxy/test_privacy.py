@@ -25,7 +25,7 @@ def _send_capture(proxy_url: str) -> tuple[str, str]:
 
 def test_the_record_and_har_hold_no_face_and_no_name(
     upstream: Upstream, mitm_confdir: Path, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     for name in ("FACECERT_REDACTION_SALT", "FACECERT_KEEP_PERSONAL_DATA"):
         monkeypatch.delenv(name, raising=False)
     reset()

@@ -36,7 +36,7 @@ _LIVE = re.compile(r"facecert (ERROR|WARNING|INFO)\s+(\S+)\s+\[.*?(?: device=(\S
 @dataclass
 class Run:
     lines: list[str] = field(default_factory=list)
-    summaries: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    summaries: list[dict] = field(default_factory=list)
     devices: dict[str, str] = field(default_factory=dict)  # knob or clean-<scenario> -> device id
 
     def live(self, device_id: str) -> set[tuple[str, str]]:
@@ -110,7 +110,7 @@ def run(mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.mark.parametrize("fault", KNOBS, ids=lambda f: f.name)
 def test_knob_is_caught_live(run: Run, fault: Fault) -> None:
-    severity = RULES[fault.rule].severity.value.upper()  # type: ignore[index]
+    severity = RULES[fault.rule].severity.value.upper()
     seen = run.live(run.devices[fault.name])
     assert (severity, fault.rule) in seen, f"{fault.name}: {fault.rule} not reported live; saw {sorted(seen)}"
 

@@ -127,7 +127,7 @@ def test_a_failed_task_is_resent_on_every_poll_under_new_request_ids() -> None:
         assert {t["request_type"] for t in sent} == {"deleteUser"} and srv.queue("FAIL")
 
 
-def test_a_path_frpic_name_is_refused_and_never_names_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_path_frpic_name_is_refused_and_never_names_a_file(tmp_path) -> None:
     """The correct server refuses it (4xx, never 5xx); misbehaving, it only stores the row."""
     with MockServer(ServerConfig(time_scale=SCALE, db=tmp_path / "s.db", assets=tmp_path / "assets")) as srv:
         for name in ("../../x.php", "/etc/passwd", "..", "..\u2215..", "a\u0000b"):
