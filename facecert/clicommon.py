@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from facecert.core.defaults import CADENCE_TOLERANCE, TIME_SCALE_MAX, TIME_SCALE_MIN, TOLERANCE_MAX, TOLERANCE_MIN
 from facecert.core.profiles import PROFILES
 
 if TYPE_CHECKING:
@@ -49,15 +50,19 @@ VersionOpt = Annotated[
 ToleranceOpt = Annotated[
     float,
     typer.Option(
-        "--tolerance", min=0.0, max=1.0, help="relative tolerance on the 20 s / 5 s cadence (default 0.25 = ±25 %)"
+        "--tolerance",
+        min=TOLERANCE_MIN,
+        max=TOLERANCE_MAX,
+        help=f"relative tolerance on the poll cadence: the idle and task intervals (default {CADENCE_TOLERANCE:g} = "
+        f"±{CADENCE_TOLERANCE:.0%})",
     ),
 ]
 TimeScaleOpt = Annotated[
     float,
     typer.Option(
         "--time-scale",
-        min=0.00001,
-        max=100.0,
+        min=TIME_SCALE_MIN,
+        max=TIME_SCALE_MAX,
         help="protocol intervals are multiplied by this (simulators run at e.g. 0.05)",
     ),
 ]

@@ -12,6 +12,15 @@ from rich.markup import escape
 
 from facecert.certify.console import progress_printer
 from facecert.clicommon import BaselineOpt, ProfileOpt, VersionOpt, WriteBaselineOpt, fail
+from facecert.core.defaults import (
+    DEFAULT_DEVICE_ID,
+    DEFAULT_HOST,
+    DEFAULT_LISTEN,
+    DEMO_TIME_SCALE,
+    TIME_SCALE,
+    TIME_SCALE_MAX,
+    TIME_SCALE_MIN,
+)
 
 if TYPE_CHECKING:
     from facecert.certify.runner import PlanOutcome
@@ -19,13 +28,13 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 certify_app = typer.Typer(no_args_is_help=True, help="Certify a device or a platform server.")
-DEMO_TIME_SCALE = 0.05
-
-
 TimeScaleOpt = Annotated[
     float | None,
     typer.Option(
-        "--time-scale", min=0.001, max=1.0, help="for simulators only: shrink protocol intervals (demo: 0.05)"
+        "--time-scale",
+        min=TIME_SCALE_MIN,
+        max=TIME_SCALE_MAX,
+        help=f"for simulators only: protocol intervals × this (default {TIME_SCALE:g}; demo: {DEMO_TIME_SCALE:g})",
     ),
 ]
 TagsOpt = Annotated[str | None, typer.Option(help="select flows by tag expression, e.g. 'tasks or cadence'")]
@@ -139,16 +148,16 @@ def _report_dir(report: Path | None, plan: str) -> Path:
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     try:
-        return host or "127.0.0.1", int(port)
+        return host or DEFAULT_HOST, int(port)
     except ValueError:
-        raise typer.BadParameter("give HOST:PORT, e.g. 127.0.0.1:8080") from None
+        raise typer.BadParameter(f"give HOST:PORT, e.g. {DEFAULT_LISTEN}") from None
 
 
 @certify_app.command("device")
 def certify_device(
-    listen: str = typer.Option("127.0.0.1:8080", help="where the reference server listens (HOST:PORT; port 0: any)"),
+    listen: str = typer.Option(DEFAULT_LISTEN, help="where the reference server listens (HOST:PORT; port 0: any)"),
     prefix: str = typer.Option("", help="path prefix of server_url, e.g. /test"),
-    device_id: str = typer.Option("ID00000000000001", "--device-id", help="the device_id the device under test sends"),
+    device_id: str = typer.Option(DEFAULT_DEVICE_ID, "--device-id", help="the device_id the device under test sends"),
     profile: ProfileOpt = "strict",
     protocol_version: VersionOpt = None,
     time_scale: TimeScaleOpt = None,
@@ -186,12 +195,12 @@ def certify_device(
     fault = _known_faults(fault)
     cfg = DeviceRunConfig(
         host=host,
-        port=0 if demo and listen == "127.0.0.1:8080" else port,
+        port=0 if demo and listen == DEFAULT_LISTEN else port,
         prefix=prefix,
         device_id=device_id,
         profile=profile,
         protocol_version=protocol_version,
-        time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
+        time_scale=time_scale or (DEMO_TIME_SCALE if demo else TIME_SCALE),
         report=_report_dir(report, "device"),
         demo=demo,
         faults=set(fault),
@@ -324,7 +333,7 @@ def certify_server(
         triggers=triggers,
         profile=profile,
         protocol_version=protocol_version,
-        time_scale=time_scale or (DEMO_TIME_SCALE if demo else 1.0),
+        time_scale=time_scale or (DEMO_TIME_SCALE if demo else TIME_SCALE),
         report=_report_dir(report, "server"),
         demo=demo,
         misbehaviours=set(misbehave),

@@ -11,17 +11,18 @@ from typing import Any
 from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
 from facecert.core.contract import get_contract
+from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_HOST, DEFAULT_PORT, TIME_SCALE
 
 
 @dataclass
 class DeviceRunConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     prefix: str = ""
-    device_id: str = "ID00000000000001"
+    device_id: str = DEFAULT_DEVICE_ID
     profile: str = "strict"
     protocol_version: str | None = None
-    time_scale: float = 1.0
+    time_scale: float = TIME_SCALE
     report: Path = Path("reports/device")
     demo: bool = False
     faults: set[str] = field(default_factory=set)  # for --demo: break the simulator on purpose
@@ -101,7 +102,7 @@ class DeviceSession:
     @property
     def result_deadline(self) -> float:
         """How long a task's result may take: the catalogue's result deadline, scaled."""
-        return self.scaled("result_timeout_s")
+        return get_contract().result_deadline_s * self.time_scale
 
     def timed_findings(self) -> list[dict[str, Any]]:
         """The device's findings, each with the time of its exchange (for the root causes)."""
@@ -153,17 +154,33 @@ class DeviceSession:
 
     # ---- the plan's pace ---------------------------------------------------------------
     def floor_and_wall(self) -> tuple[float, float]:
-        """Protocol floor (sum of the intervals the plan's polls had to wait) and wall time."""
-        polls = [
-            e
-            for e in self.server.exchanges(self.device_id)
-            if e["endpoint"] == "taskRequest" and self.plan_started <= e["started"] <= self.plan_ended
-        ]
+        """Protocol floor and wall time of the plan.
+
+        The floor is the waiting the device's own intervals impose during the plan: after each poll
+        the device waits the interval its answer sets (idleTime: the idle interval, a task: the task
+        interval, times the time scale) before it polls again, on whichever of our servers it polls
+        (setPlatformServer sends it to the second one and back). Its wait after the last poll before
+        the plan counts for the part that falls in the plan: nothing can make the device poll sooner."""
+        contract = get_contract()
+        polls = sorted(
+            (
+                e
+                for server in (self.server, self.second)
+                for e in server.exchanges(self.device_id)
+                if e["endpoint"] == "taskRequest" and e["started"] <= self.plan_ended
+            ),
+            key=lambda e: e["started"],
+        )
+        before = [p for p in polls if p["started"] < self.plan_started][-1:]
+        counted = before + [p for p in polls if p["started"] >= self.plan_started]
         floor = 0.0
-        for poll in polls[:-1]:
+        for poll in counted[:-1]:  # the last poll's wait is not over within the plan
             answer = poll.get("response_json")
-            idle = isinstance(answer, dict) and answer.get("request_type") == "idleTime"
-            floor += self.scaled("idle_interval_s" if idle else "task_interval_s")
+            task = answer.get("request_type") if isinstance(answer, dict) else None
+            wait = self.scaled(contract.interval_key(task))
+            if poll["started"] < self.plan_started:
+                wait = max(0.0, wait - (self.plan_started - (poll["ended"] or poll["started"])))
+            floor += wait
         return floor, max(0.0, self.plan_ended - self.plan_started)
 
 
