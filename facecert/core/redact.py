@@ -433,7 +433,7 @@ def redact_sqlite(path: Path, redactor: Redactor) -> None:
             quoted = '"' + table.replace('"', '""') + '"'
             columns = [row[1] for row in conn.execute(f"PRAGMA table_info({quoted})")]
             for row in conn.execute(f"SELECT rowid, * FROM {quoted}").fetchall():
-                values = dict(zip(columns, row[1:]))
+                values = dict(zip(columns, row[1:], strict=True))  # rowid, then one per column
                 schema = redactor._schemas(Exchange(method="POST", path=str(values.get("path") or "")))[0]
                 changes = {
                     col: _redact_cell(value, redactor, schema if col == "request_body" else None)
