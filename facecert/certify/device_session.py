@@ -4,6 +4,7 @@ talks to it."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,18 +45,20 @@ class DeviceSession:
         self.time_scale = cfg.time_scale
         self.timing = get_contract().timing
         cfg.report.mkdir(parents=True, exist_ok=True)
-        common = dict(profile=cfg.profile, protocol_version=cfg.protocol_version, time_scale=cfg.time_scale)
         self.db = cfg.report / "session.db"
         if self.db.exists():
             self.db.unlink()
-        self.server = MockServer(
-            ServerConfig(
-                host=cfg.host, port=cfg.port, prefix=cfg.prefix, db=self.db, admin_token=cfg.admin_token, **common
-            )
+        # the main server (the session's database) and the second one setPlatformServer sends the device to
+        common = ServerConfig(
+            host=cfg.host,
+            prefix=cfg.prefix,
+            admin_token=cfg.admin_token,
+            profile=cfg.profile,
+            protocol_version=cfg.protocol_version,
+            time_scale=cfg.time_scale,
         )
-        self.second = MockServer(
-            ServerConfig(host=cfg.host, port=0, prefix=cfg.prefix, admin_token=cfg.admin_token, **common)
-        )
+        self.server = MockServer(dataclasses.replace(common, port=cfg.port, db=self.db))
+        self.second = MockServer(dataclasses.replace(common, port=0))
         self.simulator: Any = None
         self.plan_started = 0.0
         self.plan_ended = 0.0
