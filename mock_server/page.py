@@ -4,6 +4,7 @@ No external resources, so it works on an isolated bench."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
 from starlette.concurrency import run_in_threadpool
@@ -44,7 +45,8 @@ async def favicon(request: Request) -> Response:
     )
 
 
-def page_handler(platform: Platform, guard: ControlGuard):  # noqa: ANN201 - a Starlette endpoint
+def page_handler(platform: Platform, guard: ControlGuard) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint of the page."""
     html = _TEMPLATE.replace("__PREFIX__", json.dumps(platform.prefix))
 
     async def page(request: Request) -> Response:

@@ -17,6 +17,6 @@ try:
 except ModuleNotFoundError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facecert.proxy_addons.addon import FacecertAddon  # noqa: E402
+from facecert.proxy_addons.addon import FacecertAddon
 
 addons = [FacecertAddon()]

@@ -38,7 +38,7 @@ def parse_upstream(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--upstream {text!r}: give the server's base URL, e.g. http://192.168.1.10:8080")
     try:
-        parts.port
+        parts.port  # noqa: B018 - reading it raises ValueError for a port that is no number in range
     except ValueError:
         raise UsageError(f"--upstream {text!r}: the port is not a number") from None
     return text.rstrip("/")
