@@ -12,7 +12,7 @@ from typing import Any
 from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
 from facecert.core.contract import get_contract
-from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_HOST, DEFAULT_PORT, TIME_SCALE
+from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_HOST, DEFAULT_PORT, OPERATOR_WAIT_S, TIME_SCALE
 
 
 @dataclass
@@ -153,7 +153,7 @@ class DeviceSession:
         with nobody at the console, a short wait (the step then ends as an error)."""
         if self.simulator is not None:
             return 2.0
-        return 120.0 if self.operator.interactive else self.scaled("idle_interval_s") + 5.0
+        return OPERATOR_WAIT_S if self.operator.interactive else self.scaled("idle_interval_s") + 5.0
 
     # ---- the plan's pace ---------------------------------------------------------------
     def floor_and_wall(self) -> tuple[float, float]:

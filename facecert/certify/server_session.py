@@ -18,6 +18,7 @@ from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
 from facecert.certify.triggers import Triggers
 from facecert.core.contract import get_contract
+from facecert.core.defaults import OPERATOR_WAIT_S
 from facecert.core.engine import Engine, EngineConfig
 from facecert.core.examples import example_for
 from facecert.core.model import Exchange, Finding
@@ -122,7 +123,7 @@ class ServerSession:
     def operator_wait(self) -> float:
         """How long a person at the platform gets to queue a task by hand (manual triggers);
         with nobody at the console, a short wait (the scenario then ends as an error)."""
-        return 120.0 if self.operator.interactive else self.scaled("idle_interval_s") + 1.0
+        return OPERATOR_WAIT_S if self.operator.interactive else self.scaled("idle_interval_s") + 1.0
 
     def judge(self) -> Engine:
         """The server's behaviour as our device saw it, plus the probes, judged afresh

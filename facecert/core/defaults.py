@@ -37,6 +37,9 @@ DEFAULT_LISTEN = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 DEFAULT_DEVICE_ID = "ID00000000000001"
 
 
+# How long a person at the console gets for something only they can do (present a face, queue a task by hand).
+OPERATOR_WAIT_S = 120.0
+
 # The smallest body bound a command accepts (--max-body): below it not even a poll fits.
 MAX_BODY_MIN = 1024
 
