@@ -281,6 +281,7 @@ FORMER = {
     r"_CAR_LABEL|\"car_label\", \"car_type\", \"car_color\"": "car_label values: schema x-enum-names",
     r"\"total_face\"|\"main_ver\"": "getDevStatus result fields: schema x-device-value",
     r"\[\"user_list\"\] = 2\b|\"x\" \* 4096": "user_list values and user_info bound: the addUser schema",
+    r"\b120(\.0)? if self\.operator": "the operator's wait: defaults.OPERATOR_WAIT_S",
 }
 
 
@@ -319,6 +320,7 @@ def test_the_former_literals_are_gone_from_the_code() -> None:
         '_CAR_LABEL = {"pedestrian": 2, "vehicle": 4}',
         '"total_face": total,',
         'body["user_list"][0]["user_list"] = 2',
+        "return 120.0 if self.operator.interactive else 1.0",
     ],
 )
 def test_the_guard_sees_each_former_literal(line: str) -> None:
