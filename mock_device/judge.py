@@ -16,16 +16,10 @@ from facecert.mock_device.device import Device
 
 def judge_device(device: Device, profile: str = "strict", tolerance: float | None = None) -> Engine:
     """A fresh engine fed the device's exchanges and finished; read ``.findings``."""
-    options = {"tolerance": tolerance} if tolerance is not None else {}
-    engine = Engine(
-        EngineConfig(
-            profile=profile,
-            protocol_version=device.version,
-            time_scale=device.cfg.time_scale,
-            check_downloads=True,
-            **options,
-        )
+    config = EngineConfig(
+        profile=profile, protocol_version=device.version, time_scale=device.cfg.time_scale, check_downloads=True
     )
+    engine = Engine(config if tolerance is None else dataclasses.replace(config, tolerance=tolerance))
     for exchange in sorted(device.exchanges, key=lambda ex: ex.started):
         engine.feed(dataclasses.replace(exchange, index=-1))
     engine.finish()

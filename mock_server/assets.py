@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -72,7 +73,11 @@ class Assets:
         self._write_defaults()
 
     def _write_defaults(self) -> None:
-        makers = {"face.jpg": face_jpeg, "screensaver.png": screensaver_png, "firmware.bin": firmware_image}
+        makers: dict[str, Callable[[], bytes]] = {
+            "face.jpg": face_jpeg,
+            "screensaver.png": screensaver_png,
+            "firmware.bin": firmware_image,
+        }
         for name, make in makers.items():
             if name == "firmware.bin" and self.firmware is not None:
                 continue

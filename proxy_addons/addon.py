@@ -186,10 +186,9 @@ class FacecertAddon:
             self._guard("deciding how to carry a request body", lambda: self._stream(flow.request, flow.request))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
-            self._guard(
-                "deciding how to carry an answer body", lambda: self._stream(flow.response, flow.request, flow.response)
-            )
+        response = flow.response
+        if response is not None:
+            self._guard("deciding how to carry an answer body", lambda: self._stream(response, flow.request, response))
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._guard("reading a flow", lambda: self._take(flow))
@@ -264,8 +263,9 @@ class FacecertAddon:
             test_raise=opts.facecert_test_raise,
         )
 
-    def _guard(self, where: str, work: Callable[[], None]) -> None:
-        """Run one hook's work; an exception is ours, so it is contained and the flow passes as it came."""
+    def _guard(self, where: str, work: Callable[[], object]) -> None:
+        """Run one hook's work (its return value unused); an exception is ours, so it is contained and the
+        flow passes as it came."""
         try:
             work()
         except Exception as exc:  # noqa: BLE001 - mitmproxy would log our traceback and the flow could stall

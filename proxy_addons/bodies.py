@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Buffer, Callable
 from dataclasses import dataclass
 
 import brotli
@@ -95,7 +95,7 @@ class Truncated(bytes):
     def __len__(self) -> int:
         return self.size
 
-    def strip(self, chars: bytes | None = None) -> Truncated:
+    def strip(self, chars: Buffer | None = None) -> Truncated:
         return self
 
     @property

@@ -100,7 +100,9 @@ def _read_body(original: Callable[..., Commands]) -> Callable[..., Commands]:
     return read_body
 
 
-def _send(original: Callable[..., Commands], held: type) -> Callable[..., Commands]:
+def _send(
+    original: Callable[..., Commands], held: type[RequestTrailers] | type[ResponseTrailers]
+) -> Callable[..., Commands]:
     def send(self: Any, event: Any) -> Commands:
         if isinstance(event, held):
             setattr(self, _HELD, event.trailers)  # written with the last chunk

@@ -151,6 +151,8 @@ def second_device_polls(cert: Any, scn: dict[str, Any]) -> None:
 @when("the reference device reports a result for that task")
 def wrong_device_reports(cert: Any, scn: dict[str, Any]) -> None:
     result = get_contract().all_tasks[scn["task"]].result
+    if result is None:
+        error("HARNESS-ERROR", f"{scn['task']} has no result schema: the harness cannot report its result")
     body = cert.persona_body(
         "taskResult", {**example_for(result), "device_id": cert.device_id, "request_id": scn["foreign_rid"]}
     )  # valid, but foreign
