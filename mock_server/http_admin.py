@@ -96,7 +96,7 @@ def store_refusal(platform: Platform, request: Request, body: bytes, refusal: Re
         request.url.path,
         body,
         refusal.status,
-        answer.body,
+        bytes(answer.body),  # Starlette types a body as bytes | memoryview
         started=started,
         ended=time.time(),
         request_headers=dict(request.headers),

@@ -105,7 +105,7 @@ def _fault_shapes() -> dict[str, Any]:
             "description": "seconds; null or absent: until cleared",
         },
     }
-    own = {
+    own: dict[str, dict[str, Any]] = {
         "mode": {"enum": list(OUTAGE_MODES)},
         "delay": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_S, "description": "seconds (not scaled)"},
         "status": {"type": "integer", "minimum": ERROR_STATUSES[0], "maximum": ERROR_STATUSES[1]},
