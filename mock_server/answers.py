@@ -1,58 +1,43 @@
 """What the platform answers to each device message (docs/mock-server.md,
 "Answers"), including the fault modes and the misbehaviours.
 
-Each ``plan_*`` decides status and body and says what to write to the
-database; :class:`mock_server.platform.Platform` judges and commits it.
+Each ``plan_*`` decides status and body from the engine's judgement of the
+request (:class:`facecert.core.engine.Request`: its body, device and errors,
+judged once) and the server's state (:class:`mock_server.state.ServerState`),
+and says what to write with the exchange and what to change in memory;
+:class:`mock_server.platform.Platform` completes the judgement and commits it.
 Field and task names come from the contract, never from lists here.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from facecert.core.contract import get_contract
+from facecert.core.contract import Contract
+from facecert.core.engine import Request
+from facecert.core.model import Finding
 from facecert.core.rules.conversation import rid_key
-from facecert.core.rules.message import ParseFailure, decoded_base64, resolve_pointer
+from facecert.core.rules.message import decoded_base64, resolve_pointer
 from facecert.mock_server.faults import Fault
-from facecert.mock_server.messages import Incoming, Plan
+from facecert.mock_server.messages import THIS_EXCHANGE, Incoming, Plan, Write
 from facecert.mock_server.messages import to_json as _json
-from facecert.mock_server.state import Pending, Queued
-
-if TYPE_CHECKING:
-    from facecert.mock_server.platform import Platform
+from facecert.mock_server.state import Pending, Queued, ServerState, TaskState
 
 UNKNOWN_TASK = "facecertUnknownTask"  # a request_type the document does not define (misbehaviour unknown-task)
 
 
-def plan_for(
-    platform: Platform, incoming: Incoming, request: Any, failure: ParseFailure | None, device_id: str
-) -> Plan:
-    fault = platform.fault_for(device_id, incoming.endpoint)
-    plan = None
+def plan_for(state: ServerState, incoming: Incoming, heard: Request, fault: Fault | None) -> Plan:
+    """The answer to one device message (``fault``: the one in force for its device and endpoint)."""
     if fault is not None and fault.kind != "slow":
-        plan = plan_fault(fault)
-    elif incoming.method.upper() == "CONNECT":  # a 2xx would switch the connection to a tunnel (RFC 9110 §9.3.6)
-        plan = Plan(405, {"code": 405, "log": "CONNECT is not a device message: devices POST (HTTP-METHOD)"})
-    elif failure is not None:
-        too_large = failure.issue.rule == "MSG-TOO-LARGE"
-        plan = Plan(413 if too_large else 400, None, log=f"refused: {failure.issue.message}")
-    else:
-        handler = _HANDLERS[incoming.endpoint]
-        plan = handler(platform, incoming, request, device_id)
-    if incoming.endpoint == "taskRequest":
-        info = platform.devices_seen[device_id]
-        previous = plan.after
-
-        def polled() -> None:
-            if previous is not None:
-                previous()
-            info.polled(incoming.started, request)
-
-        plan.after = polled
-    return plan
+        return plan_fault(fault)
+    if incoming.method.upper() == "CONNECT":  # a 2xx would switch the connection to a tunnel (RFC 9110 §9.3.6)
+        return Plan(405, {"code": 405, "log": "CONNECT is not a device message: devices POST (HTTP-METHOD)"})
+    if heard.failure is not None:
+        too_large = heard.failure.rule == "MSG-TOO-LARGE"
+        return Plan(413 if too_large else 400, None, log=f"refused: {heard.failure.message}")
+    return _PLANNERS[incoming.endpoint](state, incoming, heard)
 
 
 def plan_fault(fault: Fault) -> Plan:
@@ -66,19 +51,20 @@ def plan_fault(fault: Fault) -> Plan:
     return Plan(200, fault.params["body"].encode("utf-8"))  # malformed
 
 
+def refused_body(plan: Plan, findings: list[Finding]) -> bytes:
+    """The body of a refusal the planner left open (``plan.answer`` None): its status and log, and
+    what the engine found in the request."""
+    shown = [f.to_dict() for f in findings if f.direction == "request" and f.severity.value != "info"]
+    return _json({"code": plan.status, "log": plan.log, "findings": shown})
+
+
 # ---- /taskRequest ------------------------------------------------------------
-@functools.cache
-def idle_shape(version: str) -> tuple[str, tuple[str, ...]]:
-    """The task that carries no work (catalogue `idle: true`) and its required fields besides request_type."""
-    contract = get_contract()
-    return contract.idle_task, contract.idle_fields(version)
-
-
-def idle_answer(platform: Platform, now: float) -> dict[str, Any]:
-    name, others = idle_shape(platform.version)
-    answer: dict[str, Any] = {"request_type": name}
-    if not platform.misbehaves("idle-without-time-stamp"):
-        for key in others:
+def idle_answer(state: ServerState, now: float) -> dict[str, Any]:
+    """The answer that means "nothing to do" (the contract's idle task) with the server time."""
+    contract = state.contract
+    answer: dict[str, Any] = {"request_type": contract.idle_task}
+    if not state.misbehaves("idle-without-time-stamp"):
+        for key in contract.idle_fields(state.version):
             answer[key] = int(now)  # the idle task's only other field is the server time
     return answer
 
@@ -87,78 +73,73 @@ def not_json(wire: bytes) -> bytes:
     return b"<task>" + wire + b"</task>"
 
 
-def missing_vendor_fields(platform: Platform, endpoint: str, request: Any) -> list[str]:
+def missing_vendor_fields(contract: Contract, endpoint: str, request: Any) -> list[str]:
     """The catalogue's vendor extras of ``endpoint`` the message lacks (misbehaviour require-vendor-field)."""
     present = request if isinstance(request, dict) else {}
-    return [name for name in platform.contract.vendor_extras.get(endpoint, {}) if name not in present]
+    return [name for name in contract.vendor_extras.get(endpoint, {}) if name not in present]
 
 
-def plan_task_request(platform: Platform, incoming: Incoming, request: Any, device_id: str) -> Plan:
-    if platform.misbehaves("no-answer"):
+def plan_task_request(state: ServerState, incoming: Incoming, heard: Request) -> Plan:
+    if state.misbehaves("no-answer"):
         return Plan(None, error="connection closed without an answer (misbehaviour no-answer)")
-    missing = (
-        missing_vendor_fields(platform, incoming.endpoint, request)
-        if platform.misbehaves("require-vendor-field")
-        else []
-    )
-    if missing:
-        return Plan(
-            500,
-            {"code": 500, "log": f"internal error: {', '.join(missing)} missing (misbehaviour require-vendor-field)"},
-        )
-    item = platform.queues.peek(device_id)
-    if item is not None and not platform.misbehaves("ignore-queued-tasks"):  # misbehaving: queued, never sent
-        return plan_send_task(platform, device_id, item)
-    now = time.time()
-    if platform.misbehaves("idle-empty-body"):
+    if state.misbehaves("require-vendor-field"):
+        missing = missing_vendor_fields(state.contract, incoming.endpoint, heard.body)
+        if missing:
+            log = f"internal error: {', '.join(missing)} missing (misbehaviour require-vendor-field)"
+            return Plan(500, {"code": 500, "log": log})
+    item = state.queues.peek(heard.device_id)
+    if item is not None and not state.misbehaves("ignore-queued-tasks"):  # misbehaving: queued, never sent
+        return plan_send_task(state, heard.device_id, item)
+    if state.misbehaves("idle-empty-body"):
         return Plan(200, b"")
     answer: dict[str, Any]
-    if platform.misbehaves("unknown-task"):
-        answer = {"request_type": UNKNOWN_TASK, "request_id": platform.next_rid()}
+    if state.misbehaves("unknown-task"):
+        answer = {"request_type": UNKNOWN_TASK, "request_id": state.take_rid()}
     else:
-        answer = idle_answer(platform, now)
+        answer = idle_answer(state, time.time())
     wire = _json(answer)
-    return Plan(200, not_json(wire) if platform.misbehaves("task-not-json") else wire)
+    return Plan(200, not_json(wire) if state.misbehaves("task-not-json") else wire)
 
 
-def plan_send_task(platform: Platform, device_id: str, item: Queued) -> Plan:
+def plan_send_task(state: ServerState, device_id: str, item: Queued) -> Plan:
     body, rid = item.body, item.request_id
     if isinstance(body, dict) and not item.raw:
         body = json.loads(json.dumps(body))
-        if platform.misbehaves("duplicate-request-id") and platform.last_rid is not None:
-            body["request_id"] = rid = platform.last_rid
-        if platform.misbehaves("oversized-user-info"):
-            pad_serialised_limits(platform, body)
+        if state.misbehaves("duplicate-request-id") and state.last_rid is not None:
+            body["request_id"] = rid = state.last_rid
+        if state.misbehaves("oversized-user-info"):
+            pad_serialised_limits(state, body)
     wire = body if isinstance(body, bytes) else _json(body)
-    if platform.misbehaves("task-not-json"):
+    if state.misbehaves("task-not-json"):
         wire = not_json(wire)
     now = time.time()
-    deadline = now + platform.result_timeout()
+    deadline = now + state.result_timeout_s
+    sent = Write(
+        "tasks",
+        {"state": TaskState.SENT, "sent_at": now, "deadline": deadline, "sent_exchange": THIS_EXCHANGE},
+        where={"id": item.task_id},
+    )
 
-    def write(conn: Any, exchange_id: int) -> None:
-        platform.store.update(
-            conn, "tasks", {"id": item.task_id}, state="sent", sent_at=now, deadline=deadline, sent_exchange=exchange_id
-        )
-
-    def after() -> None:
-        platform.queues.pop(device_id)
+    def taken() -> None:
+        state.queues.pop(device_id)
         key = rid_key(rid)
         if key is not None:
-            platform.queues.pending[key] = Pending(item.task_id, rid, item.request_type, device_id, now, deadline)
+            state.queues.pending[key] = Pending(item.task_id, rid, item.request_type, device_id, now, deadline)
         if isinstance(rid, int) and not isinstance(rid, bool):
-            platform.last_rid = rid
+            state.last_rid = rid
 
-    return Plan(200, wire, write=write, after=after)
+    return Plan(200, wire, writes=[sent], after=taken)
 
 
-def pad_serialised_limits(platform: Platform, body: dict[str, Any]) -> None:
+def pad_serialised_limits(state: ServerState, body: dict[str, Any]) -> None:
     """Grow every object with a serialised size limit past it (misbehaviour
     oversized_user_info): its first string member is padded."""
+    contract = state.contract
     name = body.get("request_type")
-    schema = platform.contract.all_tasks[name].schema if name in platform.contract.all_tasks else None
+    schema = contract.all_tasks[name].schema if name in contract.all_tasks else None
     if schema is None:
         return
-    for pointer, notes in platform.contract.annotations(schema, body, platform.version):
+    for pointer, notes in contract.annotations(schema, body, state.version):
         limit = notes.get("x-max-serialized-bytes")
         target = resolve_pointer(body, pointer)
         if limit is None or not isinstance(target, dict):
@@ -169,87 +150,64 @@ def pad_serialised_limits(platform: Platform, body: dict[str, Any]) -> None:
 
 
 # ---- /taskResult -----------------------------------------------------------------
-def plan_task_result(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
+def plan_task_result(state: ServerState, incoming: Incoming, heard: Request) -> Plan:
+    request, device_id = heard.body, heard.device_id
     key = rid_key(request.get("request_id"))
-    pending = platform.queues.pending.get(key) if key else None
-    schema = platform.contract.result_schema(pending.request_type if pending else None)
-    errors = platform.errors_of(platform.prejudge(schema, incoming.body), "request")
+    pending = state.queues.pending.get(key) if key else None
+    errors = heard.errors(framing=False)
     now = time.time()
-    rid_text = key or ""
+    code = request.get("code") if isinstance(request.get("code"), int) else None
 
-    def store_result(accepted: bool, state: str | None = None):
-        def write(conn: Any, exchange_id: int) -> None:
-            code = request.get("code") if isinstance(request.get("code"), int) else None
-            platform.store.insert(
-                conn,
-                "results",
-                exchange_id=exchange_id,
-                device_id=device_id,
-                request_id=rid_text,
-                request_type=pending.request_type if pending else None,
-                code=code,
-                accepted=int(accepted),
-                received=now,
-                body=json.dumps(request, ensure_ascii=False),
-            )
-            if state and pending is not None:
-                platform.store.update(
-                    conn, "tasks", {"id": pending.task_id}, state=state, result_code=code, done_at=now
-                )
-
-        return write
+    def stored(accepted: bool, done: TaskState | None = None) -> list[Write]:
+        result = Write(
+            "results",
+            {
+                "exchange_id": THIS_EXCHANGE,
+                "device_id": device_id,
+                "request_id": key or "",
+                "request_type": pending.request_type if pending else None,
+                "code": code,
+                "accepted": int(accepted),
+                "received": now,
+                "body": json.dumps(request, ensure_ascii=False),
+            },
+        )
+        if done is None or pending is None:
+            return [result]
+        task = Write("tasks", {"state": done, "result_code": code, "done_at": now}, where={"id": pending.task_id})
+        return [result, task]
 
     if errors:
-        return Plan(400, None, log=f"result refused: {len(errors)} error(s)", write=store_result(False))
+        return Plan(400, None, log=f"result refused: {len(errors)} error(s)", writes=stored(False))
     if pending is None:
-        return Plan(
-            200,
-            {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was never given to {device_id}"},
-            write=store_result(False),
-        )
+        log = f"refused: request_id {request.get('request_id')!r} was never given to {device_id}"
+        return Plan(200, {"code": 1, "log": log}, writes=stored(False))
     foreign = pending.device_id != device_id
-    if foreign and not platform.misbehaves("accept-foreign-result"):
-        return Plan(
-            200,
-            {"code": 1, "log": f"refused: request_id {request.get('request_id')!r} was given to another device"},
-            write=store_result(False),
-        )
+    if foreign and not state.misbehaves("accept-foreign-result"):
+        log = f"refused: request_id {request.get('request_id')!r} was given to another device"
+        return Plan(200, {"code": 1, "log": log}, writes=stored(False))
     if pending.done:
-        return Plan(
-            200,
-            {"code": 0, "log": f"duplicate result for request_id {request.get('request_id')!r} ignored"},
-            write=store_result(False),
-        )
+        log = f"duplicate result for request_id {request.get('request_id')!r} ignored"
+        return Plan(200, {"code": 0, "log": log}, writes=stored(False))
 
-    code = request.get("code")
-
-    def after() -> None:
+    def answered() -> None:
         pending.done = True
-        if platform.misbehaves("resend-failed-task") and isinstance(code, int) and code != 0:
-            resend(platform, pending)
 
-    state = "late" if pending.expired else "done"
+    failed = isinstance(request.get("code"), int) and request.get("code") != 0
     return Plan(
         200,
         {"code": 0, "log": f"result for {pending.request_type} {request.get('request_id')!r} recorded"},
-        write=store_result(True, state),
-        after=after,
+        writes=stored(True, TaskState.LATE if pending.expired else TaskState.DONE),
+        after=answered,
+        resend=pending if failed and state.misbehaves("resend-failed-task") else None,
     )
 
 
-def resend(platform: Platform, pending: Pending) -> None:
-    """Misbehaviour resend_failed_task: the failed task goes back in the queue as it was sent, under a
-    new request_id (raw tasks are not re-sent: their ids are the caller's)."""
-    rows = platform.store.rows("SELECT body FROM tasks WHERE id = ? AND raw = 0", (pending.task_id,))
-    if rows:
-        platform.enqueue(pending.device_id, json.loads(rows[0]["body"]))
-
-
 # ---- uploads ---------------------------------------------------------------------
-def capture_image(platform: Platform, request: dict[str, Any]) -> bytes | None:
+def capture_image(contract: Contract, version: str, request: dict[str, Any]) -> bytes | None:
     """The first JPEG the capture carries (for thumbnails), decoded."""
-    schema = platform.contract.all_endpoints["faceRecognition"].request
-    for pointer, notes in platform.contract.annotations(schema, request, platform.version):
+    schema = contract.all_endpoints["faceRecognition"].request
+    for pointer, notes in contract.annotations(schema, request, version):
         value = resolve_pointer(request, pointer)
         if notes.get("contentMediaType") == "image/jpeg" and isinstance(value, str):
             data = decoded_base64(value)  # decoded once for the engine's image check and for this
@@ -257,77 +215,69 @@ def capture_image(platform: Platform, request: dict[str, Any]) -> bytes | None:
     return None
 
 
-def echo_answer(platform: Platform, request: dict[str, Any]) -> dict[str, Any]:
+def echo_answer(state: ServerState, request: dict[str, Any]) -> dict[str, Any]:
     """The capture answer: code plus an echo of the fields its schema marks x-echo (errata #19)."""
-    answer: dict[str, Any] = {"code": 1 if platform.misbehaves("capture-code-nonzero") else 0}
-    for name in platform.contract.echo_fields("faceRecognition", platform.version):
+    answer: dict[str, Any] = {"code": 1 if state.misbehaves("capture-code-nonzero") else 0}
+    for name in state.contract.echo_fields("faceRecognition", state.version):
         if name in request:
             answer[name] = request[name]
-            if platform.misbehaves("capture-no-echo"):
+            if state.misbehaves("capture-no-echo"):
                 answer[name] = answer[name] + 1 if isinstance(answer[name], int) else f"{answer[name]}-not-echoed"
     answer["log"] = "'faceRecognition' received"
     return answer
 
 
-def only_path_names(platform: Platform, request: dict[str, Any], errors: list[Any]) -> bool:
+def only_path_names(state: ServerState, request: dict[str, Any], errors: list[Finding]) -> bool:
     """Every error is a file-name field (x-file-name) that is a path (misbehaviour accept-path-frpic)."""
-    schema = platform.contract.all_endpoints["faceRecognition"].request
-    names = platform.contract.file_name_pointers(schema, request, platform.version)
+    schema = state.contract.all_endpoints["faceRecognition"].request
+    names = state.contract.file_name_pointers(schema, request, state.version)
     return all(f.rule == "MSG-FORMAT" and f.pointer in names for f in errors)
 
 
-def plan_capture(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
-    errors = platform.errors_of(platform.prejudge(incoming.endpoint, incoming.body), "request")
-    if errors and platform.misbehaves("accept-path-frpic") and only_path_names(platform, request, errors):
+def plan_capture(state: ServerState, incoming: Incoming, heard: Request) -> Plan:
+    request = heard.body
+    errors = heard.errors(framing=False)
+    if errors and state.misbehaves("accept-path-frpic") and only_path_names(state, request, errors):
         errors = []  # misbehaving: the path is taken as a name (and only stored in the database)
-    image = capture_image(platform, request)
-    now = time.time()
-
-    def write(conn: Any, exchange_id: int) -> None:
-        snap = request.get("snap_time") if isinstance(request.get("snap_time"), int) else None
-        name = request.get("frpic_name") if isinstance(request.get("frpic_name"), str) else None
-        platform.store.insert(
-            conn,
-            "captures",
-            exchange_id=exchange_id,
-            device_id=device_id,
-            snap_time=snap,
-            frpic_name=name,
-            accepted=int(not errors),
-            received=now,
-            image=image,
-        )
-
+    snap, name = request.get("snap_time"), request.get("frpic_name")
+    capture = Write(
+        "captures",
+        {
+            "exchange_id": THIS_EXCHANGE,
+            "device_id": heard.device_id,
+            "snap_time": snap if isinstance(snap, int) else None,
+            "frpic_name": name if isinstance(name, str) else None,
+            "accepted": int(not errors),
+            "received": time.time(),
+            "image": capture_image(state.contract, state.version, request),
+        },
+    )
     if errors:
-        return Plan(400, None, log=f"capture refused: {len(errors)} error(s)", write=write)
-    if platform.misbehaves("capture-5xx"):
-        return Plan(500, {"code": 500, "log": "internal error (misbehaviour capture-5xx)"}, write=write)
-    return Plan(200, echo_answer(platform, request), write=write)
+        return Plan(400, None, log=f"capture refused: {len(errors)} error(s)", writes=[capture])
+    if state.misbehaves("capture-5xx"):
+        return Plan(500, {"code": 500, "log": "internal error (misbehaviour capture-5xx)"}, writes=[capture])
+    return Plan(200, echo_answer(state, request), writes=[capture])
 
 
-def plan_report(platform: Platform, incoming: Incoming, request: dict[str, Any], device_id: str) -> Plan:
+def plan_report(state: ServerState, incoming: Incoming, heard: Request) -> Plan:
     """deviceAlarm and gpsReport: stored, acknowledged with {code: 0, log} (errata #18)."""
-    errors = platform.errors_of(platform.prejudge(incoming.endpoint, incoming.body), "request")
-    table = "alarms" if incoming.endpoint == "deviceAlarm" else "gps"
-    now = time.time()
-
-    def write(conn: Any, exchange_id: int) -> None:
-        platform.store.insert(
-            conn,
-            table,
-            exchange_id=exchange_id,
-            device_id=device_id,
-            accepted=int(not errors),
-            received=now,
-            body=json.dumps(request, ensure_ascii=False),
-        )
-
+    errors = heard.errors(framing=False)
+    report = Write(
+        "alarms" if incoming.endpoint == "deviceAlarm" else "gps",
+        {
+            "exchange_id": THIS_EXCHANGE,
+            "device_id": heard.device_id,
+            "accepted": int(not errors),
+            "received": time.time(),
+            "body": json.dumps(heard.body, ensure_ascii=False),
+        },
+    )
     if errors:
-        return Plan(400, None, log=f"{incoming.endpoint} refused: {len(errors)} error(s)", write=write)
-    return Plan(200, {"code": 0, "log": f"'{incoming.endpoint}' received"}, write=write)
+        return Plan(400, None, log=f"{incoming.endpoint} refused: {len(errors)} error(s)", writes=[report])
+    return Plan(200, {"code": 0, "log": f"'{incoming.endpoint}' received"}, writes=[report])
 
 
-_HANDLERS = {
+_PLANNERS = {
     "taskRequest": plan_task_request,
     "taskResult": plan_task_result,
     "faceRecognition": plan_capture,

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from facecert.core.captures.har import exchanges_to_har
 from facecert.core.jsonsafe import loads_strict
 from facecert.core.model import PARTIES, Exchange
+from facecert.mock_server.bounds import MAX_LIMIT, MAX_THUMBNAIL
 from facecert.mock_server.control_guard import ControlGuard, Refusal
 from facecert.mock_server.faults import FAULT_KINDS, FaultError
 from facecert.mock_server.http_device import peer_of, read_capped
@@ -30,12 +31,11 @@ from facecert.mock_server.images import ImageRefused, thumbnail
 from facecert.mock_server.live import live_view
 from facecert.mock_server.messages import to_json
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
+from facecert.mock_server.openapi import admin_openapi
 from facecert.mock_server.platform import Platform, Rejected
 from facecert.mock_server.store import SQLITE_INT, row_to_exchange
 
 Handler = Callable[[Request], Awaitable[Response]]
-MAX_LIMIT = 100_000  # ?limit= of list calls
-MAX_THUMBNAIL = 100_000  # ?size= of a capture image: the thumbnail's longest edge, pixels
 
 
 class StrictJSONResponse(Response):
@@ -311,8 +311,6 @@ def overview(p: Platform, r: Request, body: Any) -> Any:
 
 
 def openapi_document(p: Platform, r: Request, body: Any) -> Any:
-    from facecert.mock_server.openapi import admin_openapi
-
     return admin_openapi()
 
 

@@ -1,7 +1,10 @@
 """The device side over HTTP: the five protocol endpoints and the asset
 downloads. Bodies are read with a size cap; everything else happens in
-:meth:`mock_server.platform.Platform.process`, in a worker thread so the
-event loop keeps reading and answering other devices meanwhile.
+:class:`mock_server.platform.Platform`. A small message (up to INLINE_BYTES)
+is judged, decided and committed here on the event loop, with the others of
+the same turn (:class:`mock_server.platform.Batch`): that work is shorter than
+a hop to a worker thread and back. A bigger one goes to a worker thread, so
+the loop keeps reading and answering other devices meanwhile.
 
 A device endpoint takes every method (an odd one is judged, HTTP-METHOD,
 and answered 400). After the body is read, a watcher listens for the
@@ -26,10 +29,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from facecert.core.model import Exchange
-from facecert.mock_server.messages import Incoming, to_json
+from facecert.mock_server.messages import Incoming, Reply, to_json
 from facecert.mock_server.platform import Platform
 
 CHUNK = 64 * 1024
+# Bodies up to this are judged on the event loop: reading and judging one (a poll, a result, an alarm) takes
+# well under a millisecond, less than handing it to a worker thread; a capture with its image goes to a thread.
+INLINE_BYTES = 64 * 1024
 
 
 class DropConnection(Exception):
@@ -90,8 +96,11 @@ async def read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
 
 
 def peer_of(request: Request) -> str:
+    """``host:port`` of the client (``[host]:port`` for IPv6: the host stays readable, facecert.core's peer_host)."""
     client = request.client
-    return f"{client.host}:{client.port}" if client else ""
+    if not client:
+        return ""
+    return f"[{client.host}]:{client.port}" if ":" in client.host else f"{client.host}:{client.port}"
 
 
 class Departure:
@@ -140,7 +149,8 @@ class DeviceEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         started = time.time()
-        body, too_large, disconnected = await read_body(request, self.platform.config.max_body)
+        platform = self.platform
+        body, too_large, disconnected = await read_body(request, platform.config.max_body)
         incoming = Incoming(
             self.endpoint,
             request.method,
@@ -151,30 +161,61 @@ class DeviceEndpoint:
             dict(request.headers),
             body,
             too_large,
+            gone=lambda: disconnected,
         )
-        departure = Departure(receive, gone=disconnected)
-        incoming.gone = departure.gone
-        try:
-            if self.platform.faults:
-                await _maybe_slow(self.platform, incoming, departure)
-            reply = await run_in_threadpool(self.platform.process_safely, incoming)
-        finally:
-            departure.stop()
+        if len(body) <= INLINE_BYTES:
+            reply = await self._inline(incoming, receive, disconnected)
+        else:
+            reply = await self._in_thread(incoming, receive, disconnected)
         if reply.status is None:
             await DropResponse()(scope, receive, send)
             return
         await Response(reply.body, status_code=reply.status, headers=reply.headers)(scope, receive, send)
 
+    async def _inline(self, incoming: Incoming, receive: Receive, disconnected: bool) -> Reply:
+        """Judged and decided on the loop; answered once committed with this turn's other exchanges."""
+        platform = self.platform
+        try:
+            ex, heard = platform.hear(incoming)
+            delay = platform.slow_delay(incoming, heard)
+        except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
+            return platform.failed(incoming, exc)
+        if delay:
+            await _slowly(incoming, receive, disconnected, delay)
+        return await platform.batch.answer(incoming, ex, heard)
+
+    async def _in_thread(self, incoming: Incoming, receive: Receive, disconnected: bool) -> Reply:
+        """A big message: judged, decided and committed in a worker thread (the loop serves others)."""
+        platform = self.platform
+        departure = Departure(receive, gone=disconnected)
+        incoming.gone = departure.gone
+        try:
+            if not platform.faults:
+                return await run_in_threadpool(platform.answer_safely, incoming)
+            try:
+                ex, heard = await run_in_threadpool(platform.hear, incoming)
+                delay = platform.slow_delay(incoming, heard)
+            except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
+                return await run_in_threadpool(platform.failed, incoming, exc)
+            if delay:
+                await departure.wait(delay)
+            return await run_in_threadpool(platform.answer_safely, incoming, ex, heard)
+        finally:
+            departure.stop()
+
+
+async def _slowly(incoming: Incoming, receive: Receive, disconnected: bool, delay: float) -> None:
+    """A slow fault's delay, ended early when the client leaves (then it is stored unanswered)."""
+    departure = Departure(receive, gone=disconnected)
+    incoming.gone = departure.gone
+    try:
+        await departure.wait(delay)
+    finally:
+        departure.stop()
+
 
 def device_handler(platform: Platform, endpoint: str) -> DeviceEndpoint:
     return DeviceEndpoint(platform, endpoint)
-
-
-async def _maybe_slow(platform: Platform, incoming: Incoming, departure: Departure) -> None:
-    request, _ = await run_in_threadpool(platform.parse, incoming)
-    fault = await run_in_threadpool(platform.fault_for, platform.device_of(request, incoming), incoming.endpoint)
-    if fault is not None and fault.kind == "slow":
-        await departure.wait(float(fault.params["delay"]))
 
 
 async def router_refusal(request: Request, exc: Exception) -> Response:

@@ -35,16 +35,40 @@ class Reply:
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
 
 
+class _ThisExchange:
+    """Stands for the row id of the exchange a write goes with (known once it is inserted)."""
+
+    def __repr__(self) -> str:
+        return "THIS_EXCHANGE"
+
+
+THIS_EXCHANGE: Any = _ThisExchange()
+
+
+@dataclass
+class Write:
+    """A row an answer writes in its exchange's transaction: inserted, or (``where``) updated.
+    A value THIS_EXCHANGE becomes the exchange's row id."""
+
+    table: str
+    values: dict[str, Any]
+    where: dict[str, Any] | None = None
+
+    def bound(self, exchange_id: int) -> dict[str, Any]:
+        return {k: exchange_id if v is THIS_EXCHANGE else v for k, v in self.values.items()}
+
+
 @dataclass
 class Plan:
-    """An answer decided by an endpoint handler, with its database writes."""
+    """An answer decided by an endpoint planner, with its database writes."""
 
     status: int | None
     answer: Any = None  # dict (JSON-encoded), bytes (sent verbatim) or None (error body built after judging)
     log: str = ""
-    write: Callable[[Any, int], None] | None = None  # (connection, exchange row id)
-    after: Callable[[], None] | None = None  # in-memory changes once committed
+    writes: list[Write] = field(default_factory=list)  # stored with the exchange, before it is answered
+    after: Callable[[], None] | None = None  # in-memory changes the next answers depend on (under the lock)
     error: str | None = None  # why the connection was dropped
+    resend: Any = None  # a failed task (state.Pending) to queue again (misbehaviour resend-failed-task)
 
 
 def to_json(value: Any) -> bytes:

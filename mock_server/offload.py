@@ -65,9 +65,10 @@ class Reader:
             )
         return self._proc
 
-    def read(self, raw: bytes, limits: Limits, what: str, content_fields: frozenset[str]) -> Parsed:
-        """``parse_message`` of ``raw``: in the worker when it is big, else (or should the worker fail) here."""
-        if len(raw) > OFFLOAD_BYTES:
+    def read(self, raw: bytes | None, limits: Limits, what: str, content_fields: frozenset[str]) -> Parsed:
+        """``parse_message`` of ``raw``: in the worker when it is big, else (or should the worker fail) here.
+        A body beyond the limit is refused here at once, for its size alone."""
+        if raw is not None and OFFLOAD_BYTES < len(raw) <= limits.max_body_bytes:
             with self._lock:
                 proc = self._worker()
                 if proc is not None and proc.stdin is not None and proc.stdout is not None:

@@ -12,8 +12,8 @@ from typing import Any
 from facecert.core.contract import get_contract
 from facecert.core.defaults import DEFAULT_LISTEN
 from facecert.core.model import PARTIES
+from facecert.mock_server.bounds import MAX_LIMIT, MAX_THUMBNAIL
 from facecert.mock_server.faults import ERROR_STATUSES, FAULT_KINDS, MAX_DELAY_S, MAX_DURATION_S, OUTAGE_MODES
-from facecert.mock_server.http_admin import MAX_LIMIT, MAX_THUMBNAIL
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS
 from facecert.mock_server.store import SQLITE_INT
 from facecert.openapi import PACKAGE, project_info, queued_task_components

@@ -1,33 +1,44 @@
 """The platform: one place where device messages are judged, answered and
 recorded, and where the Python API and the HTTP control API do their work.
 
-Every device exchange runs through :meth:`Platform.process` synchronously,
-in a worker thread (parse, decide the answer, feed the engine, commit to
-SQLite, wake waiters); the HTTP layer only reads bodies and writes answers.
-Waiting helpers use one ``threading.Condition`` that every change notifies.
+A device exchange goes through three steps, each done once:
 
-The condition's lock is held only where the answer depends on the queues: a
-poll or a result that parsed. An upload, or any message that cannot be read,
-is answered from the message alone, so its heavy part (judging a 20 MB
+1. :meth:`Platform.hear`: the engine judges the request (body read within
+   the limits, device named, findings made: :meth:`Engine.judge_request`);
+   needs no lock;
+2. :meth:`Platform.decide`: the answer is planned from that judgement and
+   the server state (:mod:`mock_server.answers`), the engine completes its
+   judgement with the answer (:meth:`Engine.feed`), the rows are built and
+   what the next answers depend on (a task taken off its queue) is applied;
+3. the rows are committed: on their own (:meth:`Platform.answer`, in a worker
+   thread) or with the other exchanges decided in the same turn of the event
+   loop (:class:`Batch`). Either way before the answer is sent.
+
+The platform's lock (``cond``, whose condition every change notifies) is held
+from 2 to 3 where the answer depends on the queues (a poll, a result), so no
+one sees a decision before its commit. An upload, or a message that cannot be
+read, is answered from the message alone: its heavy part (judging a 20 MB
 capture, storing it) runs beside the other devices' exchanges instead of in
-front of them; the engine and the store keep their own locks.
+front of them. The engine and the store keep their own locks; the order is
+always platform, engine, store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from facecert.core.contract import get_contract
-from facecert.core.engine import Engine, EngineConfig, judge_message
-from facecert.core.knobs import knob_name
+from facecert.core.engine import Engine, EngineConfig, Judged, Request
 from facecert.core.model import Exchange, Finding, Severity
-from facecert.core.rules.conversation import rid_key
-from facecert.core.rules.message import Parsed, ParseFailure
-from facecert.mock_server.answers import capture_image, plan_for
+from facecert.core.rules.conversation import peer_host
+from facecert.mock_server.answers import capture_image, plan_for, refused_body
 from facecert.mock_server.assets import Assets
 from facecert.mock_server.config import ServerConfig
 from facecert.mock_server.faults import Fault, make_fault
@@ -36,36 +47,21 @@ from facecert.mock_server.messages import to_json as _json
 from facecert.mock_server.misbehaviours import misbehaviour_name
 from facecert.mock_server.offload import Reader
 from facecert.mock_server.restore import restore
-from facecert.mock_server.state import CLIENT_GONE, DeviceInfo, Queued, Queues
+from facecert.mock_server.state import (
+    CLIENT_GONE,
+    DeviceInfo,
+    DownloadState,
+    Pending,
+    Queued,
+    Queues,
+    ServerState,
+    TaskState,
+)
 from facecert.mock_server.store import Store, bindable, decode_json_columns
-
-_READ = threading.local()  # per thread: the body the platform read last, for the engines to reuse
-
-
-class ReadOnce(Engine):
-    """The engine, reading a body the platform has read already only once: a 20 MB
-    capture is parsed one time, not three (platform, own judgement, conversation)."""
-
-    def read(self, raw: bytes | None, what: str) -> Parsed:
-        last = getattr(_READ, "last", None)
-        if last is not None and last[0] is raw and raw is not None:
-            return last[1]  # same bytes, same limits; the label of the first reading is kept
-        return super().read(raw, what)
-
-
-def read_once(engine: Engine, reader: Reader, raw: bytes, what: str) -> Parsed:
-    """Read ``raw`` (a big body in the reader's process) and keep it for the engines of
-    this thread until the next message."""
-    if len(raw) > engine.limits.max_body_bytes:
-        parsed = engine.read(raw, what)  # refused for its size alone, at once
-    else:
-        parsed = reader.read(raw, engine.limits, what, engine.contract.content_fields)
-    _READ.last = (raw, parsed)
-    return parsed
-
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 class Rejected(ValueError):
@@ -74,6 +70,22 @@ class Rejected(ValueError):
     def __init__(self, message: str, findings: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.findings = findings or []
+
+
+@dataclass
+class Decided:
+    """One device exchange answered and judged, its rows built, not yet committed."""
+
+    ex: Exchange
+    endpoint: str | None
+    device_id: str
+    reply: Reply
+    judged: Judged | None = None  # None: stored unjudged (the client left, or judging failed)
+    plan: Plan | None = None
+    device_row: list[Any] | None = None  # the devices row as it stood when the exchange was decided
+    request_json: str | None = None  # the request's stored JSON copy (made before any lock)
+    findings: list[Finding] = field(default_factory=list)
+    exchange_id: int = 0  # its row, once written
 
 
 class Platform:
@@ -91,61 +103,53 @@ class Platform:
             max_body=config.max_body,
             check_downloads=True,
         )
-        self.engine = ReadOnce(self.engine_config)
-        self.version = self.engine.version
-        self._checkers = threading.local()  # per thread: judges single messages (enqueue, uploads), no conversation
-        self._ahead = threading.local()  # per thread: a message judged on its own before the lock was taken
-        self.store = Store(config.db)
         self.reader = Reader()  # big bodies are read in a worker process
+        self.engine = Engine(self.engine_config, reader=self.reader.read)
+        self.version = self.engine.version
+        self.store = Store(config.db)
         self.assets = Assets(config.assets, config.firmware)
         self.cond = threading.Condition(threading.RLock())
-        self.queues = Queues()
-        self.devices_seen: dict[str, DeviceInfo] = {}
-        self.faults: list[Fault] = []
-        self.misbehaving: set[str] = set()
+        self.state = ServerState(self.contract, self.version, self.contract.result_deadline_s * config.time_scale)
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.base = ""  # http://host:port, set when the server listens
         self.listening = True
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop, once it runs
         self.pause_listening: Callable[[float], None] | None = None  # set by MockServer (outage mode "refuse")
-        # generated ids only: a raw task may carry any request_id (even one beyond 64 bits, stored as text)
-        last = self.store.scalar("SELECT MAX(request_id) FROM tasks WHERE raw = 0 AND typeof(request_id) = 'integer'")
-        self._next_rid = int(last or 0) + 1
-        self.last_rid: int | None = None
-        restore(self)  # a restart on the same --db: queues, awaited tasks, devices
+        self.batch = Batch(self)
+        restore(self.store, self.state, self.engine)  # a restart on the same --db: queues, awaited tasks, devices
 
     def close(self) -> None:
         self.reader.close()
         self.store.close()
         self.assets.close()
 
-    # ---- judging helpers -----------------------------------------------------
-    def prejudge(self, kind: str, raw: bytes) -> list[Finding]:
-        """Findings of one message on its own (same engine code, no conversation). Each thread
-        has its own checker engine, so no lock is taken; a message judged ahead is not judged twice."""
-        ahead = getattr(self._ahead, "done", None)
-        if ahead is not None and ahead[0] == kind and ahead[1] is raw:
-            return list(ahead[2])
-        checker = getattr(self._checkers, "engine", None)
-        if checker is None:
-            checker = self._checkers.engine = ReadOnce(self.engine_config)
-        found = judge_message(checker, kind, raw)
-        checker.findings.clear()
-        return found
+    # ---- the server state, for readers ---------------------------------------
+    @property
+    def queues(self) -> Queues:
+        return self.state.queues
 
-    def _judge_ahead(self, incoming: Incoming, request: Any) -> None:
-        """A taskResult's own judgement, made before the lock (its answer needs the lock, its
-        schema check does not); the task it answers is looked up again under the lock."""
-        pending = self.queues.pending.get(rid_key(request.get("request_id")) or "")
-        schema = self.contract.result_schema(pending.request_type if pending else None)
-        self._ahead.done = (schema, incoming.body, self.prejudge(schema, incoming.body))
+    @property
+    def devices_seen(self) -> dict[str, DeviceInfo]:
+        return self.state.devices
+
+    @property
+    def faults(self) -> list[Fault]:
+        return self.state.faults
+
+    @property
+    def misbehaving(self) -> set[str]:
+        return self.state.misbehaving
+
+    @property
+    def last_rid(self) -> int | None:
+        return self.state.last_rid
 
     @staticmethod
     def errors_of(findings: list[Finding], direction: str = "") -> list[Finding]:
         return [f for f in findings if f.severity is Severity.ERROR and (not direction or f.direction == direction)]
 
     def result_timeout(self) -> float:
-        return self.contract.result_deadline_s * self.config.time_scale
+        return self.state.result_timeout_s
 
     # ---- tasks -------------------------------------------------------------
     def enqueue(self, device_id: str, task: Any, raw: bool = False) -> Any:
@@ -172,11 +176,11 @@ class Platform:
                     f"V{self.version}): one of {', '.join(sendable)}; {self.contract.idle_task} is answered when the "
                     "queue is empty"
                 )
-            body = {**task, "request_id": self._next_rid}
-            errors = self.errors_of(self.prejudge(tasks[name].schema, _json(body)))
+            body = {**task, "request_id": self.state.next_rid}
+            errors = self.errors_of(self.engine.check_message(tasks[name].schema, _json(body)))
             if errors:
                 raise Rejected(f"{name} breaks the contract ({len(errors)} error(s))", [f.to_dict() for f in errors])
-            self._next_rid += 1
+            self.state.take_rid()
             return self._push(device_id, body["request_id"], name, body, raw=False)
 
     def _enqueue_raw(self, device_id: str, task: Any) -> Any:
@@ -197,45 +201,53 @@ class Platform:
                 request_type=name,
                 body=stored,
                 raw=int(raw),
-                state="queued",
+                state=TaskState.QUEUED,
                 queued_at=time.time(),
             )
-        self.queues.push(device_id, Queued(task_id, rid, name, body, raw))
+        self.state.queues.push(device_id, Queued(task_id, rid, name, body, raw))
         self.cond.notify_all()
         return rid
+
+    def _resend(self, pending: Pending) -> None:
+        """Misbehaviour resend-failed-task: the failed task goes back in the queue as it was sent, under a
+        new request_id (raw tasks are not re-sent: their ids are the caller's)."""
+        rows = self.store.rows("SELECT body FROM tasks WHERE id = ? AND raw = 0", (pending.task_id,))
+        if rows:
+            self.enqueue(pending.device_id, json.loads(rows[0]["body"]))
 
     def queue(self, device_id: str) -> list[dict[str, Any]]:
         """Queued (not yet sent) and awaiting-result tasks of a device."""
         with self.cond:
             queued = [
                 {
-                    "state": "queued",
+                    "state": TaskState.QUEUED.value,
                     "request_id": q.request_id,
                     "request_type": q.request_type,
                     "raw": q.raw,
                     "task_id": q.task_id,
                 }
-                for q in self.queues.by_device.get(device_id, ())
+                for q in self.state.queues.by_device.get(device_id, ())
             ]
             awaiting = [
                 {
-                    "state": "expired" if p.expired else "awaiting",
+                    "state": TaskState.EXPIRED.value if p.expired else "awaiting",
                     "request_id": p.request_id,
                     "request_type": p.request_type,
                     "sent_at": p.sent_at,
                     "deadline": p.deadline,
                     "task_id": p.task_id,
                 }
-                for p in self.queues.awaiting(device_id)
+                for p in self.state.queues.awaiting(device_id)
             ]
             return queued + awaiting
 
     # ---- reads ---------------------------------------------------------------
     def devices(self) -> list[dict[str, Any]]:
         with self.cond:
+            queues = self.state.queues
             return [
-                info.to_dict(len(self.queues.by_device.get(d, ())), len(self.queues.awaiting(d)))
-                for d, info in sorted(self.devices_seen.items())
+                info.to_dict(len(queues.by_device.get(d, ())), len(queues.awaiting(d)))
+                for d, info in sorted(self.state.devices.items())
             ]
 
     def _select(
@@ -279,7 +291,7 @@ class Platform:
     def _image_of_exchange(self, exchange_id: int) -> bytes | None:
         """A big capture's image, read from the capture itself (it is not stored twice)."""
         parsed = self.engine.read(self.store.request_body(exchange_id), "faceRecognition request")
-        return capture_image(self, parsed.value) if isinstance(parsed.value, dict) else None
+        return capture_image(self.contract, self.version, parsed.value) if isinstance(parsed.value, dict) else None
 
     def alarms(self, device_id: str | None = None) -> list[dict[str, Any]]:
         return self._select("alarms", device_id)
@@ -323,7 +335,7 @@ class Platform:
         if refuse and self.pause_listening is None:
             raise Rejected("outage mode 'refuse' needs the server's listener (MockServer)")
         with self.cond:
-            self.faults.append(fault)
+            self.state.faults.append(fault)
         if refuse:
             self.pause_listening(float(duration or 0))  # type: ignore[misc]
         return fault.to_dict()
@@ -336,13 +348,11 @@ class Platform:
 
     def clear_faults(self, device_id: str | None = None) -> None:
         with self.cond:
-            self.faults = [f for f in self.faults if device_id is not None and f.device_id != device_id]
+            self.state.faults = [f for f in self.state.faults if device_id is not None and f.device_id != device_id]
 
     def fault_for(self, device_id: str, endpoint: str, now: float | None = None) -> Fault | None:
-        now = time.time() if now is None else now
         with self.cond:
-            self.faults = [f for f in self.faults if f.until is None or f.until > now]
-            return next((f for f in reversed(self.faults) if f.applies(device_id, endpoint, now)), None)
+            return self.state.fault_for(device_id, endpoint, now)
 
     def set_misbehaviour(self, name: str, on: bool = True) -> None:
         """Switch one on or off (old underscore spellings accepted: ``capture_5xx``)."""
@@ -351,10 +361,10 @@ class Platform:
         except ValueError as exc:
             raise Rejected(str(exc)) from None
         with self.cond:
-            (self.misbehaving.add if on else self.misbehaving.discard)(name)
+            (self.state.misbehaving.add if on else self.state.misbehaving.discard)(name)
 
     def misbehaves(self, name: str) -> bool:
-        return knob_name(name) in self.misbehaving
+        return self.state.misbehaves(name)
 
     # ---- assets --------------------------------------------------------------
     def asset_url(self, name: str) -> str:
@@ -372,7 +382,7 @@ class Platform:
         """Until the device polls (after ``after``, epoch seconds, when given)."""
 
         def polled() -> Any:
-            info = self.devices_seen.get(device_id)
+            info = self.state.devices.get(device_id)
             if info and info.polls and (after is None or info.last_poll > after):
                 return info.to_dict()
             return None
@@ -408,28 +418,184 @@ class Platform:
         now = time.time() if now is None else now
         with self.cond:
             made = self.engine.check_deadlines(now, in_flight=self.slowed_polls(now))
-            late = [p for p in self.queues.pending.values() if not p.done and not p.expired and now >= p.deadline]
+            pending = self.state.queues.pending.values()
+            late = [p for p in pending if not p.done and not p.expired and now >= p.deadline]
             if not made and not late:
                 return []
             with self.store.tx() as conn:
                 self._insert_findings(conn, None, made)
-                for pending in late:
-                    pending.expired = True
-                    self.store.update(conn, "tasks", {"id": pending.task_id}, state="expired")
+                for task in late:
+                    task.expired = True
+                    self.store.update(conn, "tasks", {"id": task.task_id}, state=TaskState.EXPIRED)
             self.cond.notify_all()
         for finding in made:
-            self._announce({"kind": "deadline", "device_id": finding.device_id, "findings": [finding.to_dict()]})
+            self._announce(functools.partial(_deadline_event, finding))
         return made
 
     def slowed_polls(self, now: float) -> set[str]:
         """Devices whose polls a slow fault holds unanswered: the engine sees a poll only once it is
         answered, so these are not judged stopped meanwhile."""
         slowed = set()
-        for device_id in self.devices_seen:
-            fault = self.fault_for(device_id, "taskRequest", now)
+        for device_id in self.state.devices:
+            fault = self.state.fault_for(device_id, "taskRequest", now)
             if fault is not None and fault.kind == "slow":
                 slowed.add(device_id)
         return slowed
+
+    # ---- device exchanges --------------------------------------------------------
+    def hear(self, incoming: Incoming) -> tuple[Exchange, Request]:
+        """Step 1: the exchange as it came in, and the engine's judgement of its request (outside
+        every lock: other devices are answered meanwhile)."""
+        ex = Exchange(
+            incoming.method,
+            incoming.path,
+            incoming.body,
+            None,
+            None,
+            started=incoming.started,
+            request_headers=incoming.headers,
+            peer=incoming.peer,
+            url=incoming.url,
+        )
+        return ex, self.engine.judge_request(ex)
+
+    def slow_delay(self, incoming: Incoming, heard: Request) -> float:
+        """The delay a slow fault puts on this message's answer (0: none)."""
+        if not self.state.faults:
+            return 0.0
+        fault = self.fault_for(heard.device_id, incoming.endpoint)
+        return float(fault.params["delay"]) if fault is not None and fault.kind == "slow" else 0.0
+
+    def holds_lock(self, incoming: Incoming, heard: Request) -> bool:
+        """Whether the answer depends on the queues: decided and committed under the platform's lock."""
+        return heard.failure is None and incoming.endpoint in CONVERSATION
+
+    def answer(self, incoming: Incoming, ex: Exchange, heard: Request) -> Reply:
+        """Steps 2 and 3 on their own (a worker thread): decided, judged, committed, then answered."""
+        # before any lock, what costs in proportion to the body: its stored JSON copy, its file when it is big
+        body_json = self.store.json_copy(heard.body, incoming.body)
+        self.store.spill_ahead(ex.request_body)
+        if self.holds_lock(incoming, heard):
+            with self.cond:
+                decided = self.decide(incoming, ex, heard, body_json)
+                self._commit([decided])
+                self.cond.notify_all()
+        else:
+            decided = self.decide(incoming, ex, heard, body_json)
+            self._commit([decided])
+            with self.cond:
+                self.cond.notify_all()
+        self._committed(decided)
+        return decided.reply
+
+    def answer_safely(self, incoming: Incoming, ex: Exchange | None = None, heard: Request | None = None) -> Reply:
+        """:meth:`answer` (hearing the request first when not done), and should it fail (a bug of ours),
+        the exchange is still stored and answered 500 with a JSON body, without a traceback."""
+        try:
+            if ex is None or heard is None:
+                ex, heard = self.hear(incoming)
+            return self.answer(incoming, ex, heard)
+        except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
+            return self.failed(incoming, exc)
+
+    process_safely = answer_safely  # the name the HTTP layer and the tests used
+
+    def failed(self, incoming: Incoming, exc: BaseException) -> Reply:
+        """The exchange stored unjudged with a 500 that says what went wrong."""
+        reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
+        answer = _json({"code": 500, "log": reason})
+        ex = Exchange(
+            incoming.method,
+            incoming.path,
+            incoming.body,
+            500,
+            answer,
+            started=incoming.started,
+            ended=time.time(),
+            request_headers=incoming.headers,
+            response_headers=dict(JSON_HEADERS),
+            peer=incoming.peer,
+            url=incoming.url,
+            error=reason,
+        )
+        self.store_unjudged(ex, incoming.endpoint, peer_host(incoming.peer) or "?")
+        return Reply(500, answer)
+
+    def decide(self, incoming: Incoming, ex: Exchange, heard: Request, body_json: str | None) -> Decided:
+        """Step 2: the answer planned, the engine's judgement completed with it, the rows built, and what
+        the next answers depend on applied (the platform's lock is held where the answer needs it)."""
+        device_id = heard.device_id
+        with self.cond:
+            info = self.state.device(device_id, incoming.started, incoming.peer)
+            fault = self.state.fault_for(device_id, incoming.endpoint)
+        plan = plan_for(self.state, incoming, heard, fault)
+        ex.ended = time.time()
+        if incoming.gone():
+            # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
+            ex.error = CLIENT_GONE
+            return Decided(ex, incoming.endpoint, device_id, Reply(None))
+        body = plan.answer if isinstance(plan.answer, bytes) else b"" if plan.answer is None else _json(plan.answer)
+        ex.status, ex.error = plan.status, plan.error
+        ex.response_body = body if plan.status is not None else None
+        ex.response_headers = dict(JSON_HEADERS) if plan.status is not None else {}
+        judged = self.engine.feed(ex, heard)
+        if plan.answer is None and plan.status is not None:
+            ex.response_body = refused_body(plan, judged.findings)
+        row = self._device_row(device_id)
+        with self.cond:
+            if plan.after is not None:
+                plan.after()
+            if incoming.endpoint == "taskRequest":
+                info.polled(incoming.started, heard.body)
+        reply = Reply(plan.status, ex.response_body or b"", dict(JSON_HEADERS))
+        return Decided(ex, incoming.endpoint, device_id, reply, judged, plan, row, body_json, judged.findings)
+
+    def _device_row(self, device_id: str) -> list[Any] | None:
+        info = self.state.devices.get(device_id)
+        if info is None:
+            return None
+        versions = _json({"versions": info.versions}).decode()
+        return [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls, versions)]
+
+    def _commit(self, batch: list[Decided]) -> None:
+        """Step 3: the exchanges and everything they caused, in one transaction."""
+        with self.store.tx() as conn:
+            for decided in batch:
+                self._write(conn, decided)
+
+    def _write(self, conn: Any, decided: Decided) -> None:
+        judged = decided.judged
+        request, answer = (judged.request, judged.answer) if judged else (None, None)
+        exchange_id = decided.exchange_id = self.store.insert_exchange(
+            conn, decided.ex, decided.device_id, decided.endpoint, request, answer, decided.request_json
+        )
+        self._insert_findings(conn, exchange_id, decided.findings)
+        if decided.plan is not None:
+            for write in decided.plan.writes:
+                if write.where is None:
+                    self.store.insert(conn, write.table, **write.bound(exchange_id))
+                else:
+                    self.store.update(conn, write.table, write.where, **write.bound(exchange_id))
+        if decided.device_row is not None:
+            conn.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)", decided.device_row)
+
+    def _committed(self, decided: Decided) -> None:
+        """After the commit: what a misbehaviour queues again, and the live display."""
+        if decided.plan is not None and decided.plan.resend is not None:
+            self._resend(decided.plan.resend)
+        ex = decided.ex
+        self._announce(
+            lambda: {
+                "kind": "exchange",
+                "id": decided.exchange_id,
+                "endpoint": decided.endpoint,
+                "method": ex.method,
+                "path": ex.path,
+                "device_id": decided.device_id,
+                "status": ex.status,
+                "findings": [f.to_dict() for f in decided.findings],
+            }
+        )
 
     # ---- recording -------------------------------------------------------------
     def _insert_findings(self, conn: Any, exchange_id: int | None, findings: list[Finding]) -> None:
@@ -447,141 +613,16 @@ class Platform:
                 data=_json(f.to_dict()).decode(),
             )
 
-    def device(self, device_id: str, now: float, peer: str) -> DeviceInfo:
-        info = self.devices_seen.get(device_id)
-        if info is None:
-            info = self.devices_seen[device_id] = DeviceInfo(device_id, first_seen=now)
-        info.saw(now, peer)
-        return info
-
-    def record(
-        self,
-        ex: Exchange,
-        endpoint: str | None,
-        device_id: str,
-        plan: Plan | None = None,
-        build_error: Callable[[list[Finding]], bytes] | None = None,
-    ) -> tuple[int, list[Finding]]:
-        """Judge an exchange and commit it with everything it caused (before it is answered)."""
-        judged = self.engine.feed(ex)
-        if build_error is not None:
-            ex.response_body = build_error(judged.findings)
-        device_id = judged.device_id or device_id
-        self.store.spill_ahead(ex.request_body)  # a big body is written before the lock, not while others wait
-        with self.store.tx() as conn:
-            exchange_id = self.store.insert_exchange(conn, ex, device_id, endpoint, judged.request, judged.answer)
-            self._insert_findings(conn, exchange_id, judged.findings)
-            if plan is not None and plan.write is not None:
-                plan.write(conn, exchange_id)
-            info = self.devices_seen.get(device_id)
-            if info is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        bindable(v)
-                        for v in (
-                            device_id,
-                            info.first_seen,
-                            info.last_seen,
-                            info.peer,
-                            info.polls,
-                            _json({"versions": info.versions}).decode(),
-                        )
-                    ],
-                )
-        with self.cond:
-            if plan is not None and plan.after is not None:
-                plan.after()
-            self.cond.notify_all()
-        self._announce(
-            {
-                "kind": "exchange",
-                "id": exchange_id,
-                "endpoint": endpoint,
-                "method": ex.method,
-                "path": ex.path,
-                "device_id": device_id,
-                "status": ex.status,
-                "findings": [f.to_dict() for f in judged.findings],
-            }
-        )
-        return exchange_id, judged.findings
-
-    def _announce(self, event: dict[str, Any]) -> None:
+    def _announce(self, event: Callable[[], dict[str, Any]]) -> None:
+        """Show an event to the listeners (built only when someone listens)."""
+        if not self.listeners:
+            return
+        shown = event()
         for listener in list(self.listeners):
             try:
-                listener(event)
+                listener(shown)
             except Exception:  # noqa: BLE001 - a display problem must not stop the server
                 pass
-
-    def next_rid(self) -> int:
-        rid = self._next_rid
-        self._next_rid += 1
-        return rid
-
-    # ---- device exchanges ------------------------------------------------------
-    def process(self, incoming: Incoming) -> Reply:
-        """Answer one device message; everything is stored before this returns."""
-        request, failure = self.parse(incoming)  # outside the lock: other devices are answered meanwhile
-        try:
-            if failure is None and incoming.endpoint in CONVERSATION:
-                if incoming.endpoint == "taskResult":
-                    self._judge_ahead(incoming, request)
-                with self.cond:  # the answer depends on the queues: decided, stored and applied at once
-                    device_id = self.device_of(request, incoming)
-                    self.device(device_id, incoming.started, incoming.peer)
-                    plan = plan_for(self, incoming, request, failure, device_id)
-                    return self._finish(incoming, device_id, plan)
-            with self.cond:
-                device_id = self.device_of(request, incoming)
-                self.device(device_id, incoming.started, incoming.peer)
-            plan = plan_for(self, incoming, request, failure, device_id)
-            return self._finish(incoming, device_id, plan)
-        finally:
-            self._ahead.done = None
-            _READ.last = None
-
-    def parse(self, incoming: Incoming) -> tuple[Any, ParseFailure | None]:
-        """The request as the engine reads it (within the contract's limits and ``max_body``)."""
-        parsed = read_once(self.engine, self.reader, incoming.body, f"{incoming.endpoint} request")
-        return (None, ParseFailure(parsed.failure)) if parsed.failure is not None else (parsed.value, None)
-
-    def device_of(self, request: Any, incoming: Incoming) -> str:
-        """The device a message is from: its device_id, else the owner of its
-        request_id, else its peer address (what the engine does too)."""
-        if isinstance(request, dict):
-            device_id = request.get("device_id")
-            if isinstance(device_id, str) and device_id:
-                return device_id
-            pending = self.queues.pending.get(rid_key(request.get("request_id")) or "")
-            if pending is not None:
-                return pending.device_id
-        return incoming.peer.rsplit(":", 1)[0] or "?"
-
-    def process_safely(self, incoming: Incoming) -> Reply:
-        """:meth:`process`, and should it fail (a bug of ours), the exchange is
-        still stored and answered 500 with a JSON body, without a traceback."""
-        try:
-            return self.process(incoming)
-        except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
-            reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
-            answer = _json({"code": 500, "log": reason})
-            ex = Exchange(
-                incoming.method,
-                incoming.path,
-                incoming.body,
-                500,
-                answer,
-                started=incoming.started,
-                ended=time.time(),
-                request_headers=incoming.headers,
-                response_headers={"content-type": "application/json"},
-                peer=incoming.peer,
-                url=incoming.url,
-                error=reason,
-            )
-            self.store_unjudged(ex, incoming.endpoint, incoming.peer.rsplit(":", 1)[0] or "?")
-            return Reply(500, answer)
 
     def store_unjudged(self, ex: Exchange, endpoint: str | None, device_id: str) -> int:
         """Store an exchange the engine is not shown (the client left, or judging failed)."""
@@ -590,7 +631,7 @@ class Platform:
                 exchange_id = self.store.insert_exchange(conn, ex, device_id, endpoint, None, None)
             self.cond.notify_all()
         self._announce(
-            {
+            lambda: {
                 "kind": "exchange",
                 "id": exchange_id,
                 "endpoint": endpoint,
@@ -607,53 +648,15 @@ class Platform:
         """A request that is no device message (router 404/405, a refused control
         call): stored, and shown to the engine as other traffic."""
         with self.cond:
-            exchange_id, _ = self.record(ex, None, self.device_by_peer(ex.peer))
-        return exchange_id
-
-    def _finish(self, incoming: Incoming, device_id: str, plan: Plan) -> Reply:
-        ended = time.time()
-        if incoming.gone():
-            # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
-            ex = Exchange(
-                incoming.method,
-                incoming.path,
-                incoming.body,
-                None,
-                None,
-                started=incoming.started,
-                ended=ended,
-                request_headers=incoming.headers,
-                peer=incoming.peer,
-                url=incoming.url,
-                error=CLIENT_GONE,
-            )
-            self.store_unjudged(ex, incoming.endpoint, device_id)
-            return Reply(None)
-        headers = {"content-type": "application/json"}
-        body = plan.answer if isinstance(plan.answer, bytes) else b"" if plan.answer is None else _json(plan.answer)
-        ex = Exchange(
-            incoming.method,
-            incoming.path,
-            incoming.body,
-            plan.status,
-            body if plan.status is not None else None,
-            started=incoming.started,
-            ended=ended,
-            request_headers=incoming.headers,
-            response_headers=headers if plan.status is not None else {},
-            peer=incoming.peer,
-            url=incoming.url,
-            error=plan.error,
-        )
-        build_error = None
-        if plan.answer is None and plan.status is not None:
-
-            def build_error(findings: list[Finding]) -> bytes:
-                shown = [f.to_dict() for f in findings if f.direction == "request" and f.severity is not Severity.INFO]
-                return _json({"code": plan.status, "log": plan.log, "findings": shown})
-
-        self.record(ex, incoming.endpoint, device_id, plan, build_error)
-        return Reply(plan.status, ex.response_body or b"", headers)
+            judged = self.engine.feed(ex)
+            device_id = self.device_by_peer(ex.peer)
+            reply = Reply(ex.status, ex.response_body or b"")
+            row = self._device_row(device_id)
+            decided = Decided(ex, None, device_id, reply, judged, device_row=row, findings=judged.findings)
+            self._commit([decided])
+            self.cond.notify_all()
+        self._committed(decided)
+        return decided.exchange_id
 
     # ---- downloads -------------------------------------------------------------
     def download_started(self, peer: str, name: str, path: str, size: int, status: int) -> int:
@@ -671,7 +674,7 @@ class Platform:
                     size=size,
                     bytes=0,
                     completed=0,
-                    state="started" if status == 200 else "refused",
+                    state=DownloadState.STARTED if status == 200 else DownloadState.REFUSED,
                     started=time.time(),
                 )
             self.cond.notify_all()
@@ -684,21 +687,18 @@ class Platform:
             if not completed and not refused:
                 ex.status, ex.error = None, f"download aborted after {sent} bytes"
             judged = self.engine.feed(ex)
+            state = DownloadState.ABORTED
+            if completed or refused:
+                state = DownloadState.COMPLETED if completed else DownloadState.REFUSED
             with self.store.tx() as conn:
                 self.store.update(
-                    conn,
-                    "downloads",
-                    {"id": row},
-                    bytes=sent,
-                    completed=int(completed),
-                    state="completed" if completed else "refused" if refused else "aborted",
-                    ended=ex.ended,
+                    conn, "downloads", {"id": row}, bytes=sent, completed=int(completed), state=state, ended=ex.ended
                 )
                 exchange_id = self.store.insert_exchange(conn, ex, device_id, None, None, None)
                 self._insert_findings(conn, exchange_id, judged.findings)
             self.cond.notify_all()
         self._announce(
-            {
+            lambda: {
                 "kind": "download",
                 "path": ex.path,
                 "device_id": device_id,
@@ -710,7 +710,73 @@ class Platform:
         )
 
     def device_by_peer(self, peer: str) -> str:
-        """The device last seen from the peer's address, when exactly one was."""
-        host = peer.rsplit(":", 1)[0]
-        matches = [d for d, info in self.devices_seen.items() if info.peer.rsplit(":", 1)[0] == host]
+        """The device last seen from the peer's host, when exactly one was."""
+        host = peer_host(peer)
+        matches = [d for d, info in self.state.devices.items() if peer_host(info.peer) == host]
         return matches[0] if len(matches) == 1 else ""
+
+
+def _deadline_event(finding: Finding) -> dict[str, Any]:
+    return {"kind": "deadline", "device_id": finding.device_id, "findings": [finding.to_dict()]}
+
+
+class Batch:
+    """Exchanges decided on the event loop in one turn, committed together before any is answered.
+
+    The first exchange of a turn takes the platform's lock and schedules the commit for the loop's
+    next turn; the exchanges decided meanwhile join it. The commit is one transaction (the WAL pages
+    are written once for all of them, not once each); then the lock is let go and every answer is
+    sent. Nothing is answered before it is stored."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.open: list[tuple[Decided, asyncio.Future[Reply]]] = []
+        self.scheduled = False
+
+    def answer(self, incoming: Incoming, ex: Exchange, heard: Request) -> asyncio.Future[Reply]:
+        """Decide now (on the loop); the future gives the reply once it is committed."""
+        platform, loop = self.platform, asyncio.get_running_loop()
+        if not self.scheduled:
+            platform.cond.acquire()  # held to the commit: nobody sees a decision before it is stored
+            self.scheduled = True
+            loop.call_soon(self.commit)
+        future: asyncio.Future[Reply] = loop.create_future()
+        try:
+            decided = platform.decide(incoming, ex, heard, platform.store.json_copy(heard.body, incoming.body))
+        except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
+            future.set_result(platform.failed(incoming, exc))
+        else:
+            self.open.append((decided, future))
+        return future
+
+    def commit(self) -> None:
+        platform, batch = self.platform, self.open
+        self.open, self.scheduled = [], False
+        error: Exception | None = None
+        try:
+            if batch:
+                platform._commit([decided for decided, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - each exchange is answered 500 below, stored unjudged
+            error = exc
+        finally:
+            platform.cond.notify_all()
+            platform.cond.release()
+        for decided, future in batch:
+            if error is not None:
+                reply = platform.failed(_incoming_of(decided), error)
+                if not future.done():
+                    future.set_result(reply)
+            else:
+                if not future.done():  # a handler cancelled meanwhile (shutdown) has nobody to answer
+                    future.set_result(decided.reply)
+                try:
+                    platform._committed(decided)  # before the answer leaves: it goes at the loop's next turn
+                except Exception:  # noqa: BLE001 - stored and answered already; a resend or display failing changes neither
+                    pass
+
+
+def _incoming_of(decided: Decided) -> Incoming:
+    ex = decided.ex
+    return Incoming(
+        decided.endpoint or "", ex.method, ex.path, ex.url, ex.peer, ex.started, ex.request_headers, ex.request_body
+    )

@@ -13,16 +13,22 @@ as fetched.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from facecert.core.engine import Engine
 from facecert.core.rules.conversation import DeviceState, IssuedTask, rid_key
 from facecert.core.rules.message import content_issues
-from facecert.mock_server.state import CLIENT_GONE, DeviceInfo, Pending, Queued
-
-if TYPE_CHECKING:
-    from facecert.mock_server.platform import Platform
-
-SENT_STATES = ("sent", "expired", "done", "late")
+from facecert.mock_server.state import (
+    ANSWERED_STATES,
+    CLIENT_GONE,
+    SENT_STATES,
+    DeviceInfo,
+    Pending,
+    Queued,
+    ServerState,
+    TaskState,
+)
+from facecert.mock_server.store import Store
 
 
 def _body(row: dict[str, Any]) -> Any:
@@ -46,9 +52,9 @@ def _request_id(row: dict[str, Any], body: Any) -> Any:
     return parsed.get("request_id") if isinstance(parsed, dict) else None
 
 
-def restore(platform: Platform) -> None:
+def restore(store: Store, state: ServerState, engine: Engine) -> None:
     """Rebuild queues, awaited tasks, devices and the engine's view from the database."""
-    for row in platform.store.rows("SELECT * FROM devices ORDER BY device_id"):
+    for row in store.rows("SELECT * FROM devices ORDER BY device_id"):
         info = DeviceInfo(
             row["device_id"],
             first_seen=row["first_seen"] or 0.0,
@@ -60,41 +66,43 @@ def restore(platform: Platform) -> None:
             info.versions = dict(json.loads(row["data"] or "{}").get("versions") or {})
         except (ValueError, AttributeError):
             pass
-        platform.devices_seen[info.device_id] = info
-    _restore_polls(platform)
-    for row in platform.store.rows("SELECT * FROM tasks ORDER BY id"):
+        state.devices[info.device_id] = info
+    _restore_polls(store, state)
+    for row in store.rows("SELECT * FROM tasks ORDER BY id"):
         body = _body(row)
         rid = _request_id(row, body)
-        if row["state"] == "queued":
-            platform.queues.push(row["device_id"], Queued(row["id"], rid, row["request_type"], body, bool(row["raw"])))
+        if row["state"] == TaskState.QUEUED:
+            state.queues.push(row["device_id"], Queued(row["id"], rid, row["request_type"], body, bool(row["raw"])))
         elif row["state"] in SENT_STATES and rid_key(rid) is not None:
-            _restore_sent(platform, row, rid, body)
-    for row in platform.store.rows("SELECT started, path FROM downloads WHERE completed = 1 ORDER BY id"):
-        platform.engine.fetched.append((row["started"], row["path"]))
+            _restore_sent(state, engine, row, rid, body)
+    for row in store.rows("SELECT started, path FROM downloads WHERE completed = 1 ORDER BY id"):
+        engine.fetched.append((row["started"], row["path"]))
+    last = store.scalar("SELECT MAX(request_id) FROM tasks WHERE raw = 0 AND typeof(request_id) = 'integer'")
+    state.next_rid = int(last or 0) + 1  # generated ids only: a raw task may carry any request_id
 
 
-def _restore_polls(platform: Platform) -> None:
+def _restore_polls(store: Store, state: ServerState) -> None:
     """Poll counts and the recent poll times (cadence) from the exchanges, the authoritative record."""
-    rows = platform.store.rows(
+    rows = store.rows(
         "SELECT device_id, started FROM exchanges WHERE endpoint = 'taskRequest' AND "
         "(error IS NULL OR error != ?) ORDER BY id",
         (CLIENT_GONE,),
     )
     counts: dict[str, int] = {}
     for row in rows:
-        info = platform.devices_seen.get(row["device_id"])
+        info = state.devices.get(row["device_id"])
         if info is not None:
             counts[info.device_id] = counts.get(info.device_id, 0) + 1
             info.poll_starts.append(row["started"])
             info.last_poll = row["started"]
     for device_id, polls in counts.items():
-        platform.devices_seen[device_id].polls = polls
+        state.devices[device_id].polls = polls
 
 
-def _restore_sent(platform: Platform, row: dict[str, Any], rid: Any, body: Any) -> None:
+def _restore_sent(state: ServerState, engine: Engine, row: dict[str, Any], rid: Any, body: Any) -> None:
     key = rid_key(rid)
     assert key is not None
-    done = row["state"] in ("done", "late")
+    done = row["state"] in ANSWERED_STATES
     pending = Pending(
         row["id"],
         rid,
@@ -102,13 +110,12 @@ def _restore_sent(platform: Platform, row: dict[str, Any], rid: Any, body: Any) 
         row["device_id"],
         row["sent_at"] or 0.0,
         row["deadline"] or 0.0,
-        expired=row["state"] in ("expired", "late"),
+        expired=row["state"] in (TaskState.EXPIRED, TaskState.LATE),
         done=done,
     )
-    platform.queues.pending[key] = pending
+    state.queues.pending[key] = pending
     if not isinstance(body, dict):
         return  # a raw task that is not an object: the engine never knew it as a task either
-    engine = platform.engine
     schema = (
         engine.contract.all_tasks[row["request_type"]].schema
         if row["request_type"] in engine.contract.all_tasks
@@ -127,5 +134,5 @@ def _restore_sent(platform: Platform, row: dict[str, Any], rid: Any, body: Any) 
         result_code=row["result_code"],
     )
     engine.issued[key] = task
-    state = engine.devices.setdefault(row["device_id"], DeviceState(row["device_id"]))
-    (state.finished if done else state.outstanding)[key] = task
+    device = engine.devices.setdefault(row["device_id"], DeviceState(row["device_id"]))
+    (device.finished if done else device.outstanding)[key] = task

@@ -1,15 +1,46 @@
 """In-memory bookkeeping of the platform: queued tasks, tasks awaiting a
-result, and what each device has shown of itself. The database holds the
-record; these hold what the next answer depends on."""
+result, what each device has shown of itself, the faults and misbehaviours
+switched on. The database holds the record; :class:`ServerState` holds what
+the next answer depends on (the answer planners of :mod:`mock_server.answers`
+read and change it, under the platform's lock)."""
 
 from __future__ import annotations
 
+import enum
 import statistics
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from facecert.core.contract import Contract
+from facecert.core.knobs import knob_name
+from facecert.mock_server.faults import Fault
+
 CLIENT_GONE = "the client disconnected before the answer"  # error of an exchange stored unanswered
+
+
+class TaskState(enum.StrEnum):
+    """A task's life (the tasks table's ``state`` column)."""
+
+    QUEUED = "queued"  # waiting for its device's next poll
+    SENT = "sent"  # given to the device, awaiting its result
+    EXPIRED = "expired"  # sent, and past the result deadline without a result
+    DONE = "done"  # its result came in time
+    LATE = "late"  # its result came after the deadline
+
+
+SENT_STATES = (TaskState.SENT, TaskState.EXPIRED, TaskState.DONE, TaskState.LATE)
+ANSWERED_STATES = (TaskState.DONE, TaskState.LATE)
+
+
+class DownloadState(enum.StrEnum):
+    """How an asset download went (the downloads table's ``state`` column)."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+    ABORTED = "aborted"  # the client left before the last byte
+    REFUSED = "refused"  # no such asset, or a method other than GET
 
 
 @dataclass
@@ -63,7 +94,7 @@ class DeviceInfo:
     def cadence(self) -> float | None:
         """Median seconds between consecutive polls (the device's measured rhythm)."""
         starts = list(self.poll_starts)
-        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
         return round(statistics.median(gaps), 3) if gaps else None
 
     def to_dict(self, queued: int = 0, awaiting: int = 0) -> dict[str, Any]:
@@ -100,3 +131,43 @@ class Queues:
 
     def awaiting(self, device_id: str) -> list[Pending]:
         return [p for p in self.pending.values() if p.device_id == device_id and not p.done]
+
+
+@dataclass
+class ServerState:
+    """What the next answer depends on: the queues and awaited tasks, the devices seen, the faults
+    and misbehaviours on, the request-id counter; and the contract the answers are built from.
+    Guarded by the platform's lock."""
+
+    contract: Contract
+    version: str
+    result_timeout_s: float  # a task's result deadline at the server's time scale
+    queues: Queues = field(default_factory=Queues)
+    devices: dict[str, DeviceInfo] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    misbehaving: set[str] = field(default_factory=set)
+    next_rid: int = 1  # the next generated request_id (unique and increasing for the database's life)
+    last_rid: int | None = None  # the request_id of the task sent last (misbehaviour duplicate-request-id)
+
+    def misbehaves(self, name: str) -> bool:
+        return knob_name(name) in self.misbehaving
+
+    def take_rid(self) -> int:
+        rid = self.next_rid
+        self.next_rid += 1
+        return rid
+
+    def fault_for(self, device_id: str, endpoint: str, now: float | None = None) -> Fault | None:
+        """The fault in force for this device and endpoint (the latest set wins); expired ones are dropped."""
+        now = time.time() if now is None else now
+        if self.faults:
+            self.faults = [f for f in self.faults if f.until is None or f.until > now]
+        return next((f for f in reversed(self.faults) if f.applies(device_id, endpoint, now)), None)
+
+    def device(self, device_id: str, now: float, peer: str) -> DeviceInfo:
+        """The device, seen now from ``peer`` (first seen now when new)."""
+        info = self.devices.get(device_id)
+        if info is None:
+            info = self.devices[device_id] = DeviceInfo(device_id, first_seen=now)
+        info.saw(now, peer)
+        return info

@@ -84,6 +84,9 @@ _SPILL_NAME = re.compile(r"[0-9a-f]{32}\.bin")
 _MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "captures": ("image_in_request INTEGER",)}
 
 
+_UNMADE = object()  # insert_exchange: the request's JSON copy is to be made there
+
+
 def _dumps(value: Any) -> str | None:
     return None if value is None else dumps_strict(value, default=repr)
 
@@ -236,9 +239,25 @@ class Store:
             f"UPDATE {table} SET {sets} WHERE {cond}", [bindable(v) for v in (*values.values(), *where.values())]
         )
 
+    @staticmethod
+    def json_copy(value: Any, raw: bytes | None) -> str | None:
+        """The parsed copy of a body as stored (None for a body above PARSED_COPY_MAX): made
+        before a transaction, since a big one costs."""
+        return _dumps(value) if len(raw or b"") <= PARSED_COPY_MAX else None
+
     def insert_exchange(
-        self, conn: sqlite3.Connection, ex: Exchange, device_id: str, endpoint: str | None, request: Any, answer: Any
+        self,
+        conn: sqlite3.Connection,
+        ex: Exchange,
+        device_id: str,
+        endpoint: str | None,
+        request: Any,
+        answer: Any,
+        request_json: str | None | object = _UNMADE,
     ) -> int:
+        """The exchange's row (``request_json``: :meth:`json_copy` of ``request`` made earlier)."""
+        if request_json is _UNMADE:
+            request_json = self.json_copy(request, ex.request_body)
         return self.insert(
             conn,
             "exchanges",
@@ -257,8 +276,8 @@ class Store:
             request_body=ex.request_body,
             response_headers=_dumps(ex.response_headers),
             response_body=ex.response_body,
-            request_json=_dumps(request) if len(ex.request_body or b"") <= PARSED_COPY_MAX else None,
-            response_json=_dumps(answer) if len(ex.response_body or b"") <= PARSED_COPY_MAX else None,
+            request_json=request_json,
+            response_json=self.json_copy(answer, ex.response_body),
         )
 
     # ---- reads -------------------------------------------------------------
