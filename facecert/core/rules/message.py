@@ -13,6 +13,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from facecert.core.contract import Contract, Limits, SchemaError, get_contract
@@ -267,7 +268,8 @@ class _Reader:
             parse_float=self.read_float,
             parse_int=self.read_int,
         )
-        self.scan_once = self.decoder.scan_once
+        # the scanner JSONDecoder.__init__ makes: an instance attribute the type stubs do not declare
+        self.scan_once: Callable[[str, int], tuple[Any, int]] = vars(self.decoder)["scan_once"]
 
     def read(self, text: str) -> Any:
         """``json.loads(text)`` with the hooks (and, as json.loads, no byte order mark)."""
@@ -317,7 +319,7 @@ class _Reader:
         return number
 
 
-_WHITESPACE = json.decoder.WHITESPACE.match
+_WHITESPACE = re.compile(r"[ \t\n\r]*").match  # json.decoder.WHITESPACE (not in the type stubs)
 _READERS = threading.local()  # per thread: the readers by limits (the hooks keep per-body state)
 
 
