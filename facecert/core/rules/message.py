@@ -12,8 +12,8 @@ import math
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from facecert.core.contract import Contract, Limits, SchemaError, get_contract
@@ -319,7 +319,8 @@ class _Reader:
         return number
 
 
-_WHITESPACE = re.compile(r"[ \t\n\r]*").match  # json.decoder.WHITESPACE (not in the type stubs)
+# json.decoder.WHITESPACE (not in the type stubs); its pattern matches everywhere, so always a Match
+_WHITESPACE: Callable[[str, int], re.Match[str]] = vars(json.decoder)["WHITESPACE"].match
 _READERS = threading.local()  # per thread: the readers by limits (the hooks keep per-body state)
 
 
