@@ -332,12 +332,13 @@ class Platform:
     ) -> dict[str, Any]:
         fault = make_fault(kind, device_id, endpoints, list(self.contract.all_endpoints), duration, **params)
         refuse = fault.kind == "outage" and fault.params["mode"] == "refuse"
-        if refuse and self.pause_listening is None:
+        pause = self.pause_listening if refuse else None
+        if refuse and pause is None:
             raise Rejected("outage mode 'refuse' needs the server's listener (MockServer)")
         with self.cond:
             self.state.faults.append(fault)
-        if refuse:
-            self.pause_listening(float(duration or 0))  # type: ignore[misc]
+        if pause is not None:
+            pause(float(duration or 0))
         return fault.to_dict()
 
     def set_listening(self, on: bool) -> None:

@@ -298,9 +298,8 @@ class Contract:
         return merged
 
     def result_schema(self, task: str | None) -> str:
-        if task and task in self.all_tasks and self.all_tasks[task].result:
-            return self.all_tasks[task].result  # type: ignore[return-value]
-        return self.all_endpoints["taskResult"].request
+        result = self.all_tasks[task].result if task and task in self.all_tasks else None
+        return result or self.all_endpoints["taskResult"].request
 
     # ---- schemas ---------------------------------------------------------
     def schema(self, name: str, version: str | None = None) -> dict[str, Any]:
