@@ -4,6 +4,7 @@ API and the engine's findings, and wait with protocol-derived deadlines."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import PurePosixPath
@@ -122,12 +123,19 @@ def _result(cert: Any, scn: dict[str, Any], server: Any = None) -> dict[str, Any
     return row
 
 
+def _face_count_field() -> str:
+    """The getDevStatus result field that reports the face count (schema mark x-device-value: total_face)."""
+    contract = get_contract()
+    reported = contract.marked_fields(contract.result_schema("getDevStatus"), "x-device-value")
+    return next(name for name, what in reported.items() if what == "face_count")
+
+
 def _face_count(cert: Any, scn: dict[str, Any]) -> int:
     _queue(cert, scn, task_body("getDevStatus", cert.server.asset_url))
     row = _result(cert, scn)
     if row["code"] != 0:
         fail("TASK-NOT-DONE", f"getDevStatus (to count faces) failed with code {row['code']}")
-    return int(row["body"]["total_face"])
+    return int(row["body"][_face_count_field()])
 
 
 def _raw_task(cert: Any, name: str, **fields: Any) -> dict[str, Any]:
@@ -162,8 +170,9 @@ def face_count_known(cert: Any, scn: dict[str, Any]) -> None:
 def user_exists(cert: Any, scn: dict[str, Any], whitelist: str | None) -> None:
     body = task_body("addUser", cert.server.asset_url)
     body["user_list"] = body["user_list"][:1]
-    if whitelist:
-        body["user_list"][0]["user_list"] = 2  # the list number inside a user (NOTES #3)
+    if whitelist:  # the list number inside a user (NOTES #3), the value the schema names "whitelist"
+        schema = get_contract().all_tasks["addUser"].schema
+        body["user_list"][0]["user_list"] = get_contract().enum_value(schema, "/user_list/*/user_list", "whitelist")
     _queue(cert, scn, body)
     row = _result(cert, scn)
     if row["code"] != 0:
@@ -199,7 +208,10 @@ def server_queues_bad(cert: Any, scn: dict[str, Any], kind: str) -> None:
         body = {"request_type": "rebootEverything", "request_id": next(_raw_ids)}
     elif kind == "oversized":
         body = _raw_task(cert, "addUser")
-        body["user_list"][0]["user_info"]["other"] = "x" * 4096  # user_info is 256 B at most (§2.1)
+        # sixteen times the bound the schema sets on user_info (x-max-serialized-bytes: 256 B, §2.1)
+        schema = get_contract().all_tasks["addUser"].schema
+        limit = get_contract().property_schema(schema, "/user_list/*/user_info")["x-max-serialized-bytes"]
+        body["user_list"][0]["user_info"]["other"] = "x" * (16 * limit)
     else:
         raise ValueError(f"unknown kind of bad task {kind!r}")
     _queue(cert, scn, body, raw=True)
@@ -254,12 +266,18 @@ def move_to_second(cert: Any, scn: dict[str, Any]) -> None:
     _queue(cert, scn, body)
 
 
-@when("the second server tells the device to move back")
-def move_back(cert: Any, scn: dict[str, Any]) -> None:
+@when("the second server has the move back queued")
+def move_back_queued(cert: Any, scn: dict[str, Any]) -> None:
+    """Queued before the device gets there: its first poll on the second server carries the task, instead of
+    an idleTime that would keep it there a whole idle interval."""
     body = task_body("setPlatformServer", cert.server.asset_url)
     body["serverAddr"] = _address(cert.server)
-    _queue(cert, scn, body, server=cert.second)
-    row = _result(cert, scn, server=cert.second)
+    scn["back"] = {"rid": cert.second.enqueue(cert.device_id, body), "body": body}
+
+
+@then("the device reports the move back with code 0")
+def moved_back(cert: Any, scn: dict[str, Any]) -> None:
+    row = _result(cert, {**scn, **scn["back"]}, server=cert.second)  # scn's own task stays the first move's
     if row["code"] != 0:
         fail("TASK-NOT-DONE", f"setPlatformServer (back) failed with code {row['code']}")
     scn["moved_back_at"] = time.time()
@@ -270,14 +288,18 @@ def move_back(cert: Any, scn: dict[str, Any]) -> None:
 def answered_idle_twice(cert: Any, scn: dict[str, Any]) -> None:
     if cert.server.queue(cert.device_id):
         error("HARNESS-ERROR", f"the queue is not empty: {cert.server.queue(cert.device_id)}")
-    after = time.time()
+    # the device's latest poll counts when it was answered idleTime: after a scenario that ended on an
+    # observed poll the device is already in its idle back-off, and waiting out a third one costs 20 s
+    latest = [e for e in cert.server.platform.exchanges(cert.device_id, limit=4) if e["endpoint"] == "taskRequest"][-1:]
+    reused = bool(latest) and (latest[0].get("response_json") or {}).get("request_type") == get_contract().idle_task
+    after = latest[0]["started"] if reused else time.time()
     deadline = 2 * cert.scaled("idle_interval_s") + 5.0
-    for _ in range(3):
+    for _ in range(2 if reused else 3):
         info = _wait(
             cert,
             scn,
             "an idle poll",
-            lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after),
+            lambda t, after=after: cert.server.wait_for_poll(cert.device_id, t, after=after),
             deadline,
             ["POLL-STOPPED"],
         )
@@ -334,7 +356,7 @@ def server_answers_garbage(cert: Any, scn: dict[str, Any]) -> None:
             cert,
             scn,
             "a poll during the garbage answers",
-            lambda t: cert.server.wait_for_poll(cert.device_id, t, after=after),
+            lambda t, after=after: cert.server.wait_for_poll(cert.device_id, t, after=after),
             cert.result_deadline,
             ["POLL-STOPPED"],
         )
@@ -440,7 +462,7 @@ def _gaps_evidence(cert: Any, scn: dict[str, Any]) -> None:
     done = {
         str(r["request_id"]): ended.get(r["exchange_id"]) or r["received"] for r in cert.server.results(cert.device_id)
     }
-    gaps = [_gap(p, n, done) for p, n in zip(polls, polls[1:])]
+    gaps = [_gap(p, n, done) for p, n in itertools.pairwise(polls)]
     attach_json("measured gaps between polls", gaps)
     chart = cadence_svg(gaps, cadence_windows(cert.server.engine), f"poll gaps of {cert.device_id}")
     allure.attach(chart, name="cadence chart", attachment_type=allure.attachment_type.SVG)
