@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facecert.core.captures.errors import CaptureError
 from facecert.core.model import Exchange
+
+if TYPE_CHECKING:
+    from mitmproxy import http  # imported when a flow file is read: mitmproxy is slow to import
 
 REDACTED_KEY = "facecert_redacted"  # flow.metadata: facecert redact replaced this flow's personal fields
 
@@ -37,11 +41,11 @@ def flow_to_exchange(flow: object) -> Exchange | None:
     )
 
 
-def _body(message: object) -> bytes:
+def _body(message: http.Message) -> bytes:
     """Exact bytes unless the sender compressed them (then the decoded JSON)."""
-    if message.headers.get("content-encoding"):  # type: ignore[attr-defined]
-        return message.get_content(strict=False) or b""  # type: ignore[attr-defined]
-    return message.raw_content or b""  # type: ignore[attr-defined]
+    if message.headers.get("content-encoding"):
+        return message.get_content(strict=False) or b""
+    return message.raw_content or b""
 
 
 def read_flows(path: Path) -> Iterator[Exchange]:
