@@ -14,7 +14,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+# the plan's pytest plugins are imported with the runner, before the peers start: importing them (~1 s,
+# pytest-bdd's code generation pulls in Mako and Pygments) once the device polls would delay the first scenario
+import allure_pytest_bdd.plugin  # noqa: F401
 import pytest
+import pytest_bdd.plugin  # noqa: F401
 
 from facecert.baseline import compare, rebased_exit_code
 from facecert.certify.expectations import Expectation, apply_expectations
