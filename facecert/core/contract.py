@@ -35,9 +35,6 @@ CONTENT_ANNOTATIONS = frozenset({"contentMediaType", "x-download", "x-max-serial
 # what the writers redact (facecert/core/redact.py); judging ignores it, it always sees the real bytes.
 PERSONAL_ANNOTATION = "x-personal"
 PERSONAL_KINDS = frozenset({"biometric", "identity"})
-# The annotations the engine and the peers read from ``Contract.annotations``: asked only for these,
-# it evaluates a lean copy of the schema that carries no other annotation (descriptions, titles…).
-LEAN_ANNOTATIONS = CONTENT_ANNOTATIONS | {"contentEncoding", PERSONAL_ANNOTATION}
 # x-echo: true on a property of an answer schema: the answer repeats the request's value of that name
 # (faceRecognition's snap_time and frpic_name, errata #19): the engine's ACK-ECHO and the server's answer read it.
 ECHO_ANNOTATION = "x-echo"
@@ -170,6 +167,7 @@ class Contract:
         self._endpoints_by_version: dict[str, dict[str, Endpoint]] = {}
         self._required: dict[tuple[str, str], frozenset[str]] = {}
         self._annotated: dict[tuple[str, frozenset[str]], bool] = {}
+        self._annotation_memo: dict[tuple[Any, ...], list[tuple[str, dict[str, Any]]]] = {}
 
     # ---- catalogue -------------------------------------------------------
     def check_version(self, version: str | None) -> str:
@@ -391,20 +389,32 @@ class Contract:
         """
         if not self._has_annotations(name, keys):
             return
-        validator = self._annotation_validator(name, self.check_version(version), lean=keys <= LEAN_ANNOTATIONS)
-        merged: dict[str, dict[str, Any]] = {}
-        for unit in validator.evaluate(instance).annotations():
-            value = unit["annotations"]
-            location = unit["schemaLocation"]
-            pointer = unit["instanceLocation"]
-            if isinstance(value, dict):
-                merged.setdefault(pointer, {}).update(value)
-            else:
-                keyword = location.rsplit("/", 1)[-1]
-                merged.setdefault(pointer, {})[keyword] = value
-        for pointer, notes in merged.items():
-            if keys & notes.keys():
-                yield pointer, notes
+        version = self.check_version(version)
+        # Without an `if` (the one keyword whose assertions the structure-only schema keeps) what the
+        # evaluation finds depends on the message's shape alone: keys, nesting, scalar types. Messages of
+        # one shape (every capture of a device, say) are then evaluated once.
+        shape = None if self._has_annotations(name, _CONDITIONS) else _shape(instance)
+        memo_key = (name, version, keys, shape)
+        found = self._annotation_memo.get(memo_key) if shape is not None else None
+        if found is None:
+            validator = self._annotation_validator(name, version)
+            merged: dict[str, dict[str, Any]] = {}
+            for unit in validator.evaluate(instance).annotations():
+                value = unit["annotations"]
+                location = unit["schemaLocation"]
+                pointer = unit["instanceLocation"]
+                if isinstance(value, dict):
+                    merged.setdefault(pointer, {}).update(value)
+                else:
+                    keyword = location.rsplit("/", 1)[-1]
+                    merged.setdefault(pointer, {})[keyword] = value
+            found = [(pointer, notes) for pointer, notes in merged.items() if keys & notes.keys()]
+            if shape is not None:
+                if len(self._annotation_memo) >= _ANNOTATION_MEMO:
+                    self._annotation_memo.clear()
+                self._annotation_memo[memo_key] = found
+        for pointer, notes in found:
+            yield pointer, dict(notes)  # a copy: the memo's own must not change
 
     def personal_fields(self, name: str, instance: Any, version: str | None = None) -> dict[str, str]:
         """Pointer -> "biometric" | "identity" for the fields of this message that the schema
@@ -422,22 +432,18 @@ class Contract:
         there that breaks its pattern is a path, which the peer must refuse (errata #28)."""
         return {pointer for pointer, notes in self.annotations(name, instance, version) if notes.get("x-file-name")}
 
-    def _annotation_validator(self, name: str, version: str, lean: bool = False) -> Any:
+    def _annotation_validator(self, name: str, version: str) -> Any:
         """A validator over the structure only (assertions stripped): a schema
         drops its annotations when it fails, and an image must still be checked
-        in a message that lacks a field or has a wrong type elsewhere. ``lean``: only
-        the annotations of LEAN_ANNOTATIONS kept (no descriptions, titles, x-since…),
-        which makes evaluating a capture several times cheaper."""
-        key = (("lean-annotations:" if lean else "annotations:") + name, version)
+        in a message that lacks a field or has a wrong type elsewhere."""
+        key = ("annotations:" + name, version)
         if key not in self._validators:
-            registry_key = ("lean:" if lean else "") + version
-            if registry_key not in self._structure_registries:
-                self._structure_registries[registry_key] = jsonschema_rs.Registry(
-                    [(self.schema_id(n), _structure_only(self.schema(n, version), lean=lean)) for n in self.raw]
+            if version not in self._structure_registries:
+                self._structure_registries[version] = jsonschema_rs.Registry(
+                    [(self.schema_id(n), _structure_only(self.schema(n, version))) for n in self.raw]
                 )
             self._validators[key] = jsonschema_rs.validator_for(
-                _structure_only(self.schema(name, version), lean=lean),
-                registry=self._structure_registries[registry_key],
+                _structure_only(self.schema(name, version)), registry=self._structure_registries[version]
             )
         return self._validators[key]
 
@@ -521,6 +527,40 @@ class Contract:
         return {}
 
 
+_CONDITIONS = frozenset({"if"})
+_ANNOTATION_MEMO = 4096  # shapes remembered per contract (then forgotten all at once)
+_SHAPE_VALUES = 512  # a message with more values is evaluated each time (its shape costs as much)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _shape(value: Any) -> Any:
+    """What an evaluation without conditions can see of a message: its keys in order, its nesting and
+    the type of each scalar (None past _SHAPE_VALUES values or 32 levels)."""
+    seen = 0
+
+    def walk(node: Any, depth: int) -> Any:
+        nonlocal seen
+        items = node.values() if type(node) is dict else node
+        types = tuple(map(type, items))  # the common case, flat: no Python call per member
+        seen += len(types)
+        if seen > _SHAPE_VALUES or depth > 32:
+            raise _TooBig
+        if dict in types or list in types:
+            types = tuple(walk(item, depth + 1) if type(item) in (dict, list) else type(item) for item in items)
+        return (dict, tuple(node), types) if type(node) is dict else (list, types)
+
+    if type(value) not in (dict, list):
+        return type(value)
+
+    try:
+        return walk(value, 0)
+    except _TooBig:
+        return None
+
+
 # Members whose values are data or definitions, not subschemas evaluated in place: a walk for what
 # validation can meet skips them ($defs are reached through the $ref that names them).
 _NOT_SUBSCHEMAS = frozenset({"$defs", "definitions", "enum", "const", "examples", "default"})
@@ -579,28 +619,18 @@ _ASSERTIONS = frozenset(
 )
 
 
-# What a lean structure-only schema drops besides the assertions: the annotations nobody reads from
-# ``Contract.annotations`` (every x- mark but those of LEAN_ANNOTATIONS is dropped too).
-_UNREAD_ANNOTATIONS = frozenset(
-    {"description", "title", "examples", "default", "$comment", "deprecated", "readOnly", "writeOnly"}
-)
-
-
-def _structure_only(schema: Any, in_condition: bool = False, lean: bool = False) -> Any:
+def _structure_only(schema: Any, in_condition: bool = False) -> Any:
     """The schema with its assertions removed (kept inside `if`, which must still
-    choose a branch): evaluating it never fails, so every annotation survives
-    (``lean``: only those of LEAN_ANNOTATIONS)."""
+    choose a branch): evaluating it never fails, so every annotation survives."""
     if schema is False:
         return True
     if isinstance(schema, list):
-        return [_structure_only(item, in_condition, lean) for item in schema]
+        return [_structure_only(item, in_condition) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {}
     for key, value in schema.items():
         if key in _ASSERTIONS and not in_condition:
-            continue
-        if lean and (key in _UNREAD_ANNOTATIONS or (key.startswith("x-") and key not in LEAN_ANNOTATIONS)):
             continue
         if (
             key in ("enum", "const", "required", "x-enum-since")
@@ -609,11 +639,11 @@ def _structure_only(schema: Any, in_condition: bool = False, lean: bool = False)
         ):
             out[key] = value
         elif key == "properties" and isinstance(value, dict):
-            out[key] = {k: _structure_only(v, in_condition, lean) for k, v in value.items()}
+            out[key] = {k: _structure_only(v, in_condition) for k, v in value.items()}
         elif key == "oneOf" and not in_condition:
-            out["anyOf"] = _structure_only(value, in_condition, lean)  # stripped branches all match: oneOf would fail
+            out["anyOf"] = _structure_only(value, in_condition)  # stripped branches all match: oneOf would fail
         else:
-            out[key] = _structure_only(value, in_condition or key == "if", lean)
+            out[key] = _structure_only(value, in_condition or key == "if")
     return out
 
 
