@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import itertools
 import json
@@ -705,11 +706,18 @@ def _image_issues(value: str, media: str, pointer: str, what: str) -> list[Issue
     return _pixel_issues(data, media, pointer, what)
 
 
+@functools.cache
+def _pil_image() -> Any:
+    """PIL.Image, imported once (an import statement per image cost a microsecond or two each time)."""
+    from PIL import Image
+
+    return Image
+
+
 def _placeholder_issues(value: str, media: str, pointer: str, what: str) -> list[Issue]:
     """IMG-BASE64 and IMG-FORMAT from what the placeholder records (the bytes are gone);
     a placeholder we did not write as it is now is REDACTED-PLACEHOLDER."""
-    from PIL import Image
-
+    Image = _pil_image()
     try:
         held = parse_placeholder(value)
     except ValueError as exc:
@@ -763,7 +771,7 @@ def _pixel_issues(data: bytes, media: str, pointer: str, what: str) -> list[Issu
     """An image whose header claims more pixels than Pillow's decompression-bomb
     bound (a few hundred bytes can claim 65500×65500) is no usable image: any
     decoder that trusts it allocates gigabytes. Only the header is read."""
-    from PIL import Image  # the header parser; imported here, as most messages carry no image
+    Image = _pil_image()  # the header parser; imported on first use, as most messages carry no image
 
     bound = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
     try:
