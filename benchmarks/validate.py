@@ -1,31 +1,43 @@
-"""Throughput of `facecert validate` against plain JSON parsing of the same capture.
+"""Throughput of `facecert validate` against plain JSON parsing of the same capture, in one run.
 
-    .venv/bin/python benchmarks/validate.py [--exchanges 10000] [--repeat 3]
+    .venv/bin/python benchmarks/validate.py [--exchanges 10000] [--repeat 5] [--jobs 2] [--python-slice 0]
 
-Writes a JSONL capture of N exchanges (the clean sample conversation over
-N/80 devices, one 300-byte-to-1 KB body each way, captures with a small JPEG),
-then times, in the same run and best of --repeat:
-  baseline   read the file, json-decode every line, base64-decode and
-             json-decode both bodies (what any reader must do);
-  facecert   read_capture + Engine.feed for every exchange + finish
-             (schemas via jsonschema-rs, the default);
-  python     the same with the pure-Python jsonschema backend, on a slice.
-Prints exchanges/s and each as a ratio to the baseline.
+Writes a JSONL capture of N exchanges (the clean sample conversation over N/80 devices, one
+300-byte-to-1 KB body each way, captures with a small JPEG, redacted as facecert writes it), then
+times, in the same run, each round in turn (so that a busy machine slows all of them alike):
+
+  baseline   read the capture: json-decode every line, base64-decode both bodies, and
+             json.loads every request and answer body (what any reader must do);
+  validate   what `facecert validate capture.jsonl` judges with: facecert.validate.judge_files
+             (read_capture, Engine.feed for every exchange, finish), one process;
+  jobs N     the same split by device over N processes: facecert.validate.judge_split
+             (`facecert validate --jobs N`), startup of the processes included;
+  python     (--python-slice K) validate with the pure-Python jsonschema backend, on K exchanges.
+
+Wall-clock seconds, best of --repeat rounds. Prints exchanges/s and the ratios: validate's
+throughput ÷ the baseline's, and jobs N's ÷ validate's (the speed-up; `nproc` cores).
+The findings of every run are checked to be the same (none: the capture is clean).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import json
+import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from facecert.core.captures import read_capture, write_jsonl
-from facecert.core.contract import Contract
+from facecert.core.contract import Contract, get_contract
 from facecert.core.engine import Engine, EngineConfig
+from facecert.core.model import Finding
 from facecert.samples import iter_large
+from facecert.validate import judge_files, judge_split
 
 
 def baseline(path: Path) -> int:
@@ -41,53 +53,90 @@ def baseline(path: Path) -> int:
     return count
 
 
-def facecert_run(path: Path, backend: str, limit: int | None = None) -> int:
-    engine = Engine(EngineConfig(), contract=Contract(backend=backend))
+def validate(path: Path) -> tuple[int, list[Finding]]:
+    _, findings, count = judge_files([path], EngineConfig())
+    return count, findings
+
+
+def jobs_run(path: Path, jobs: int) -> tuple[int, list[Finding]]:
+    findings, count, _ = judge_split([path], EngineConfig(), jobs)
+    return count, findings
+
+
+def python_run(path: Path, limit: int) -> int:
+    engine = Engine(EngineConfig(), contract=Contract(backend="py"))
     count = 0
     for exchange in read_capture(path):
         engine.feed(exchange)
         count += 1
-        if limit and count >= limit:
+        if count >= limit:
             break
     engine.finish()
     assert not engine.errors(), [f.line() for f in engine.errors()[:5]]
     return count
 
 
-def best(fn, repeat: int) -> tuple[float, int]:
-    times, count = [], 0
-    for _ in range(repeat):
-        started = time.perf_counter()
-        count = fn()
-        times.append(time.perf_counter() - started)
-    return min(times), count
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exchanges", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--python-slice", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--python-slice", type=int, default=0, help="exchanges for the pure-Python backend (0: skip)")
     args = parser.parse_args()
+    get_contract().validator("device/taskRequest")  # the contract loaded before timing, as in a long run
     with tempfile.TemporaryDirectory() as folder:
         path = write_jsonl(iter_large(args.exchanges), Path(folder) / "capture.jsonl")
         size = path.stat().st_size
-        base_s, n = best(lambda: baseline(path), args.repeat)
-        rs_s, n_rs = best(lambda: facecert_run(path, "rs"), args.repeat)
-        py_s, n_py = best(lambda: facecert_run(path, "py", args.python_slice), 1)
-        base_slice_s = base_s * n_py / n
-    rows = [
-        ("baseline (json parse)", n, base_s),
-        ("facecert, jsonschema-rs", n_rs, rs_s),
-        (f"facecert, python jsonschema (first {n_py})", n_py, py_s),
-    ]
-    print(f"capture: {n} exchanges, {size / 1e6:.1f} MB")
-    print("| run | exchanges | seconds | exchanges/s | time ratio to baseline |")
-    print("|---|---:|---:|---:|---:|")
-    for name, count, seconds in rows:
-        reference = base_s if count == n else base_slice_s
-        print(f"| {name} | {count} | {seconds:.3f} | {count / seconds:,.0f} | {seconds / reference:.1f}x |")
-    print(f"jsonschema-rs engine is {py_s / n_py / (rs_s / n_rs):.1f}x faster per exchange than python-jsonschema")
+        times: dict[str, list[float]] = {"baseline": [], "validate": [], "jobs": []}
+        expected: list[dict[str, object]] | None = None
+        n = 0
+        for _ in range(args.repeat):
+            seconds, n = timed(lambda: baseline(path))  # type: ignore[assignment]
+            times["baseline"].append(seconds)
+            for name, run in (("validate", lambda: validate(path)), ("jobs", lambda: jobs_run(path, args.jobs))):
+                seconds, (count, findings) = timed(run)  # type: ignore[misc]
+                assert count == n, (name, count, n)
+                found = [f.to_dict() for f in findings]
+                expected = found if expected is None else expected
+                assert found == expected, f"{name}: other findings than the first run"
+                times[name].append(seconds)
+        python = None
+        if args.python_slice:
+            python = timed(lambda: python_run(path, args.python_slice))
+    best = {name: min(values) for name, values in times.items()}
+    # ratios round by round too: their median says how steady the best-of figures are
+    per_round = [b / v for b, v in zip(times["baseline"], times["validate"], strict=True)]
+    speedups = [v / j for v, j in zip(times["validate"], times["jobs"], strict=True)]
+    print(f"capture: {n} exchanges, {size / 1e6:.1f} MB; {os.cpu_count()} cores; best of {args.repeat} rounds")
+    print(f"date: {datetime.date.today().isoformat()}")
+    print("| run | seconds | exchanges/s | throughput ÷ baseline |")
+    print("|---|---:|---:|---:|")
+    for name, label in (
+        ("baseline", "baseline: read + json.loads of every body"),
+        ("validate", "facecert validate, one process"),
+        ("jobs", f"facecert validate --jobs {args.jobs}"),
+    ):
+        print(f"| {label} | {best[name]:.3f} | {n / best[name]:,.0f} | {best['baseline'] / best[name]:.2f}× |")
+    if python is not None:
+        seconds, count = python
+        print(
+            f"| validate, python jsonschema backend (first {count}) | {seconds:.3f} | {count / seconds:,.0f} | "
+            f"{best['baseline'] / n * count / seconds:.2f}× |"
+        )
+    print(
+        f"validate ÷ plain parse: {best['baseline'] / best['validate']:.2f}× "
+        f"(median of rounds {statistics.median(per_round):.2f}×)"
+    )
+    print(
+        f"--jobs {args.jobs} ÷ --jobs 1 speed-up: {best['validate'] / best['jobs']:.2f}× "
+        f"(median of rounds {statistics.median(speedups):.2f}×)"
+    )
 
 
 if __name__ == "__main__":

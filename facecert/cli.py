@@ -89,6 +89,13 @@ def validate(
     show_info: bool = typer.Option(False, "--info", help="list info findings in the table too"),
     baseline: BaselineOpt = None,
     write_baseline: WriteBaselineOpt = None,
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        min=1,
+        max=64,
+        help="processes judging each capture, split by device (the same findings as one; worth it on big captures)",
+    ),
 ) -> None:
     """Validate captures or messages offline. Exit 0 clean, 1 errors, 2 unusable input.
 
@@ -124,6 +131,7 @@ def validate(
         party=None if settings["party"] == "all" else settings["party"],
         baseline=baseline,
         write_baseline=write_baseline,
+        jobs=jobs,
     )
     raise typer.Exit(code)
 

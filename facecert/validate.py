@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Iterable
+import re
+import threading
+import traceback
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +15,11 @@ from typing import Any
 from rich.console import Console
 
 from facecert.core.captures import CaptureError, read_capture, read_judged_with, sniff_format
+from facecert.core.contract import get_contract
 from facecert.core.engine import Engine, EngineConfig, judge_message, message_kinds
 from facecert.core.jsonsafe import dumps_strict
-from facecert.core.model import Finding, Severity
+from facecert.core.model import Exchange, Finding, Severity
+from facecert.core.rules.conversation import peer_host, rid_key
 from facecert.reports import summarize, write_junit
 from facecert.reports.console import findings_table, print_verdict
 
@@ -58,6 +64,191 @@ def judge_files(
     return engine, list(engine.findings), total
 
 
+# ---- --jobs: one conversation split by device across processes ---------------------------------
+#
+# The main process reads the captures (as one conversation, like judge_files), numbers the exchanges
+# as one engine would, and sends each to the job of its device: the request's device_id, else the
+# host it came from (where the engine files a device-less message), so every exchange of a device is
+# judged by one engine, in order. Exchanges that are no protocol message go to job 0. Each job judges
+# with its own Engine and returns its findings keyed by where one engine would have made them; the
+# merge sorts them back into that order. Two things one engine shares between devices are checked
+# afterwards, not assumed: the device each engine filed an exchange under, and the request_ids (a
+# result for another device's task, an id given to two devices). When a device or a request_id shows
+# up in two jobs, the split would not judge as one engine does, and the captures are judged again in
+# one process.
+
+JOB_BATCH = 256  # exchanges sent to a job at a time
+_DEVICE_ID = re.compile(rb'"device_id"\s*:\s*"([^"\\]+)"')  # where to send it; the engine's own reading is checked
+
+
+class JobError(RuntimeError):
+    """A job of ``--jobs`` failed: its traceback, or how it ended."""
+
+
+@dataclass
+class _JobOutcome:
+    """What one job returns: its findings keyed by where one engine would have made them, and what
+    the merge checks (each device and request_id it met, with the position it first met it at)."""
+
+    keyed: list[tuple[tuple[int, int, int], Finding]]
+    devices: dict[str, int]
+    request_ids: set[str]
+    other_traffic: int
+
+
+def _job(conn: Any, config: EngineConfig) -> None:
+    """One job (a process of its own; a top-level function, so any start method can run it)."""
+    try:
+        engine = Engine(config)
+        keyed: list[tuple[tuple[int, int, int], Finding]] = []
+        devices: dict[str, int] = {}
+        request_ids: set[str] = set()
+        while True:
+            kind, payload = conn.recv()
+            if kind == "batch":
+                for position, exchange in payload:
+                    before = len(engine.findings)
+                    judged = engine.feed(exchange)
+                    keyed.extend(((0, position, n), f) for n, f in enumerate(engine.findings[before:]))
+                    if judged.endpoint is None:
+                        continue
+                    devices.setdefault(judged.device_id, position)
+                    for body in (judged.request, judged.answer):
+                        key = rid_key(body.get("request_id")) if isinstance(body, dict) else None
+                        if key is not None:
+                            request_ids.add(key)
+            else:  # "end": the conversation's last moment, as one engine would have seen it
+                engine.last_time = max(engine.last_time, payload)
+                before = len(engine.findings)
+                engine.finish()
+                # one engine ends device by device, in the order it first met them
+                keyed.extend(((1, devices[f.device_id], n), f) for n, f in enumerate(engine.findings[before:]))
+                conn.send(("done", _JobOutcome(keyed, devices, request_ids, engine.other_traffic)))
+                return
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the main process, which raises it
+        try:
+            conn.send(("error", (type(exc).__name__, traceback.format_exc())))
+        except Exception:  # noqa: BLE001 - the main process then sees the job end without an answer
+            pass
+
+
+def _start_method() -> str:
+    """fork where it is safe (a single thread: the contract, already loaded, is inherited), else
+    spawn (each job loads the contract itself; nothing a job needs is inherited)."""
+    methods = multiprocessing.get_all_start_methods()
+    return "fork" if "fork" in methods and threading.active_count() == 1 else "spawn"
+
+
+class _Jobs:
+    """N job processes and the pipes to them; closed (processes ended) whatever happens."""
+
+    def __init__(self, count: int, config: EngineConfig, start_method: str | None) -> None:
+        # typeshed's BaseContext lacks Process (each concrete context has it): typed by what is used
+        context: Any = multiprocessing.get_context(start_method or _start_method())
+        self.conns: list[Any] = []
+        self.processes: list[Any] = []
+        for number in range(count):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_job, args=(theirs, config), name=f"facecert-job-{number}", daemon=True)
+            process.start()
+            theirs.close()
+            self.conns.append(mine)
+            self.processes.append(process)
+
+    def send(self, number: int, message: tuple[str, Any]) -> None:
+        try:
+            self.conns[number].send(message)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            self.receive(number)  # the job ended: say why
+            raise JobError(f"--jobs: job {number} stopped taking exchanges") from None
+
+    def receive(self, number: int) -> _JobOutcome:
+        try:
+            kind, payload = self.conns[number].recv()
+        except (EOFError, ConnectionResetError):
+            self.processes[number].join(5)
+            code = self.processes[number].exitcode
+            raise JobError(f"--jobs: job {number} ended without its findings (exit code {code})") from None
+        if kind == "error":
+            name, text = payload
+            if name == "MemoryError":
+                raise MemoryError(f"--jobs: job {number} ran out of memory")
+            raise JobError(f"--jobs: job {number} failed:\n{text.rstrip()}")
+        outcome: _JobOutcome = payload
+        return outcome
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        for process in self.processes:
+            process.join(5)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+
+
+def _numbered(paths: Iterable[Path]) -> Iterator[tuple[int, Exchange]]:
+    """The exchanges of the captures, one conversation, with the index one engine gives each."""
+    position = 0
+    for path in paths:
+        for exchange in read_capture(Path(path), sniff_format(Path(path))):
+            exchange.index = position if exchange.index < 0 else exchange.index
+            yield position, exchange
+            position += 1
+
+
+def judge_split(
+    paths: Iterable[Path], config: EngineConfig, jobs: int, start_method: str | None = None
+) -> tuple[list[Finding], int, int]:
+    """The captures judged as one conversation, as :func:`judge_files` does, by ``jobs`` processes
+    (split by device, see above): (findings in one engine's order, exchanges, other traffic)."""
+    paths = [Path(p) for p in paths]
+    contract = get_contract()
+    job_of: dict[str, int] = {}
+    batches: list[list[tuple[int, Exchange]]] = [[] for _ in range(jobs)]
+    last_time, total = 0.0, 0
+    workers = _Jobs(jobs, config, start_method)
+    try:
+        for position, exchange in _numbered(paths):
+            total += 1
+            last_time = max(last_time, exchange.ended or exchange.started)
+            if contract.endpoint_for_path(exchange.path) is None:
+                number = 0  # not a protocol message: no device to follow
+            else:
+                found = _DEVICE_ID.search(exchange.request_body or b"")
+                key = found.group(1).decode("utf-8", "replace") if found else peer_host(exchange.peer) or "?"
+                number = job_of.setdefault(key, len(job_of) % jobs)  # devices dealt out as they first appear
+            batch = batches[number]
+            batch.append((position, exchange))
+            if len(batch) >= JOB_BATCH:
+                workers.send(number, ("batch", batch))
+                batches[number] = []
+        for number, batch in enumerate(batches):
+            if batch:
+                workers.send(number, ("batch", batch))
+            workers.send(number, ("end", last_time))
+        outcomes = [workers.receive(number) for number in range(jobs)]
+    finally:
+        workers.close()
+    if _shared(outcomes):
+        _, findings, total = judge_files(paths, config)  # a device or request_id in two jobs: as one engine
+        return findings, total, sum(o.other_traffic for o in outcomes)
+    keyed = sorted((pair for outcome in outcomes for pair in outcome.keyed), key=lambda pair: pair[0])
+    return [finding for _, finding in keyed], total, sum(o.other_traffic for o in outcomes)
+
+
+def _shared(outcomes: list[_JobOutcome]) -> bool:
+    """True when a device or a request_id was met by more than one job."""
+    devices: set[str] = set()
+    request_ids: set[str] = set()
+    for outcome in outcomes:
+        if devices & outcome.devices.keys() or request_ids & outcome.request_ids:
+            return True
+        devices |= outcome.devices.keys()
+        request_ids |= outcome.request_ids
+    return False
+
+
 CAPTURE_FORMATS = ("har", "flows", "jsonl")
 
 
@@ -96,15 +287,16 @@ def corpus_files(folder: Path) -> tuple[list[Path], list[str]]:
     return captures, skipped
 
 
-def judge_inputs(files: Iterable[Path], config: EngineConfig, as_kind: str | None = None) -> Judgement:
+def judge_inputs(files: Iterable[Path], config: EngineConfig, as_kind: str | None = None, jobs: int = 1) -> Judgement:
     """Files named on the command line are one conversation (split captures of one session, as
     before); every capture found in a folder is a conversation of its own (a corpus of sessions),
-    so cadence and outstanding tasks never run from one capture into the next."""
+    so cadence and outstanding tasks never run from one capture into the next. ``jobs`` > 1: each
+    conversation judged by that many processes (:func:`judge_split`), with the same findings."""
     given = [Path(f) for f in files]
     named = [f for f in given if not f.is_dir()]
     judgement = Judgement(version=Engine(config).version)
     if named:
-        _add(judgement, *judge_files(named, config, as_kind), origin="")
+        _add(judgement, *_judge_conversation(named, config, as_kind, jobs), origin="")
     for folder in (f for f in given if f.is_dir()):
         captures, skipped = corpus_files(folder)
         judgement.captures.extend(str(c) for c in captures)
@@ -112,15 +304,33 @@ def judge_inputs(files: Iterable[Path], config: EngineConfig, as_kind: str | Non
         if not captures:  # a wrong path must not pass a CI gate as "nothing wrong"
             raise CaptureError(f"{folder}: no captures (HAR, mitmproxy flows, facecert JSONL) in this folder")
         for capture in captures:
-            _add(judgement, *judge_files([capture], config), origin=str(capture))
+            _add(judgement, *_judge_conversation([capture], config, None, jobs), origin=str(capture))
     return judgement
 
 
-def _add(judgement: Judgement, engine: Engine, findings: list[Finding], total: int, origin: str) -> None:
+def _judge_conversation(
+    paths: list[Path], config: EngineConfig, as_kind: str | None, jobs: int
+) -> tuple[list[Finding], int, int]:
+    """(findings, exchanges, other traffic) of one conversation: by ``jobs`` processes when they
+    are captures (a single message is judged here), else by one engine."""
+    if jobs > 1 and not as_kind and all(_is_capture(p) for p in paths):
+        return judge_split(paths, config, jobs)
+    engine, findings, total = judge_files(paths, config, as_kind)
+    return findings, total, engine.other_traffic
+
+
+def _is_capture(path: Path) -> bool:
+    try:
+        return sniff_format(path) in CAPTURE_FORMATS
+    except CaptureError:
+        return False  # judge_files says what is wrong with it
+
+
+def _add(judgement: Judgement, findings: list[Finding], total: int, other_traffic: int, origin: str) -> None:
     judgement.findings.extend(findings)
     judgement.origins.extend([origin] * len(findings))
     judgement.exchanges += total
-    judgement.other_traffic += engine.other_traffic
+    judgement.other_traffic += other_traffic
 
 
 def first_capture(files: Iterable[Path]) -> list[Path]:
@@ -172,6 +382,7 @@ def run_validate(
     party: str | None = None,
     baseline: Path | None = None,
     write_baseline: Path | None = None,
+    jobs: int = 1,
 ) -> int:
     from facecert.baseline import BaselineError, compare, load_baseline, print_comparison
     from facecert.baseline import write_baseline as save_baseline
@@ -179,7 +390,7 @@ def run_validate(
     config = EngineConfig(profile=profile, protocol_version=version, tolerance=tolerance, time_scale=time_scale)
     try:
         previous = load_baseline(baseline) if baseline is not None else None
-        judgement = judge_inputs(files, config, as_kind)
+        judgement = judge_inputs(files, config, as_kind, jobs)
         kept = [i for i, f in enumerate(judgement.findings) if party is None or f.party == party]
         # one side only (a certify-server HAR holds the harness's own bad messages)
         findings = [judgement.findings[i] for i in kept]
@@ -213,7 +424,7 @@ def run_validate(
     if judgement.captures or judgement.skipped:  # a folder was given: say what was read in it
         summary["captures"] = judgement.captures
         summary["skipped"] = judgement.skipped
-        for entry, origin in zip(summary["findings"], origins):
+        for entry, origin in zip(summary["findings"], origins, strict=True):
             if origin:
                 entry["file"] = origin
     code = 1 if summary["verdict"] == "fail" else 0
