@@ -118,13 +118,14 @@ Action = Send | Wait | Finished
 class _Activity:
     """One running generator and what it waits for."""
 
-    __slots__ = ("command", "due", "gen", "name")
+    __slots__ = ("command", "due", "gen", "name", "timed")
 
     def __init__(self, gen: Flow[Any], name: str, command: int | None) -> None:
         self.gen = gen
         self.name = name
         self.command = command  # the ticket a Finished reports to, for commands
         self.due: float | None = None  # own clock of the step it waits on (a Sleep's until, a Request's due)
+        self.timed = False  # resumed by its timer: what it sends now ends a wait the protocol times
 
 
 class DeviceCore:
@@ -152,8 +153,10 @@ class DeviceCore:
         self.gps_enabled = False
         self.polling = True  # False once the stop-after-malformed-task knob has ended the poll loop
         self.now = 0.0  # the device's own clock, as the last event set it (epoch s, before setDevTime)
-        # every exchange, with when the device meant to send it (its own clock): the fleet's streaming judge
-        self.on_exchange: Callable[[Exchange, float], None] | None = None
+        # every exchange, with when the device meant to send it (its own clock) and whether it ended a timed
+        # wait (a poll after its interval, a report after its GPS wait): the fleet's streaming judge
+        self.on_exchange: Callable[[Exchange, float, bool], None] | None = None
+        self._timed = False  # the activity being resumed was woken by its timer
         self._clock_offset = 0.0
         self._log: collections.deque[str] = collections.deque(maxlen=cfg.log_lines)
         self._rng = random.Random(cfg.seed ^ zlib.crc32(cfg.device_id.encode()))
@@ -228,6 +231,7 @@ class DeviceCore:
         if activity is None:
             return []
         self.now = activity.due if activity.due is not None else now
+        activity.timed = True
         self._ready.append((activity, self.now))
         return self._pump()
 
@@ -300,6 +304,7 @@ class DeviceCore:
         return actions
 
     def _advance(self, activity: _Activity, value: Any, actions: list[Action]) -> None:
+        self._timed, activity.timed = activity.timed, False
         try:
             step: Step = activity.gen.send(value)
         except StopIteration as end:
@@ -355,7 +360,7 @@ class DeviceCore:
         self, method: str, url: str, raw: bytes = b"", json_body: bool = True, endpoint: str = ""
     ) -> Flow[Exchange]:
         """One request, recorded as the device saw it; transport errors become status None."""
-        due = self.now
+        due, timed = self.now, self._timed
         reply: Reply = yield Request(method, url, raw, json_body, endpoint)
         if reply.status is not None:
             self.stats.latency(reply.ended - reply.started)
@@ -375,7 +380,7 @@ class DeviceCore:
         if self.cfg.record:
             self.exchanges.append(exchange)
         if self.on_exchange is not None:
-            self.on_exchange(exchange, due)
+            self.on_exchange(exchange, due, timed)
         return exchange
 
     def endpoint_url(self, name: str) -> str:

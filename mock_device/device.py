@@ -144,11 +144,11 @@ class Device:
 
     async def capture(self, kind: str = "face") -> dict[str, Any]:
         """The camera makes a capture and delivers it (or spools it); the capture made."""
-        return await self._command(lambda now: self.core.capture_command(kind, now))  # type: ignore[no-any-return]
+        return await self._command(lambda now: self.core.capture_command(kind, now))
 
     async def send_alarm(self, alarm_type: int, status: int = 1) -> Exchange | None:
         """Report an alarm; None when the no-alarm knob swallows it."""
-        return await self._command(lambda now: self.core.alarm_command(alarm_type, status, now))  # type: ignore[no-any-return]
+        return await self._command(lambda now: self.core.alarm_command(alarm_type, status, now))
 
     # ---- running -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

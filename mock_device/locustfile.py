@@ -26,17 +26,18 @@ import json
 import logging
 import math
 import os
+import random
 import resource
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-import gevent
-import gevent.event
-from gevent.lock import BoundedSemaphore
+import gevent  # type: ignore[import-untyped]
+import gevent.event  # type: ignore[import-untyped]
+from gevent.lock import BoundedSemaphore  # type: ignore[import-untyped]
 from geventhttpclient.client import HTTPClient
 from locust import User, constant, events, task
 from locust.env import Environment
@@ -53,6 +54,9 @@ FINISH, RESULTS = "facecert_finish", "facecert_results"
 CHUNK = 500  # device records per message to the master
 GATHER_TIMEOUT_S = 60.0  # how long the master waits for the workers' verdicts
 MAX_DEVICE_INDEX = 10_000_000  # devices per worker (ids and MAC addresses are numbered per worker)
+# Locust's master dispatches a second's worth of users at once; each device powers up at a random moment of
+# that second, so the fleet's polls do not come in one burst a second (real fleets power up spread out).
+SPAWN_SPREAD_S = 1.0
 
 
 @events.init_command_line_parser.add_listener
@@ -79,9 +83,10 @@ class RequestFailed(Exception):
 class GeventDevice:
     """One device's driver on gevent: performs the core's actions, holds no protocol logic."""
 
-    def __init__(self, core: DeviceCore, process: DeviceProcess) -> None:
+    def __init__(self, core: DeviceCore, process: DeviceProcess, start_delay: float = 0.0) -> None:
         self.core = core
         self.process = process
+        self.start_delay = start_delay  # power-on spread: Locust starts a second's worth of users at once
         self.loop = gevent.get_hub().loop
         self.timers: dict[int, Any] = {}
         self.requests: set[gevent.Greenlet] = set()
@@ -90,6 +95,8 @@ class GeventDevice:
 
     def run(self) -> None:
         """Switch the device on and live until :meth:`stop` (the Locust user's one task)."""
+        if self.start_delay > 0 and self.stopped.wait(self.start_delay):
+            return
         self._apply(self.core.start(time.time()))
         self.stopped.wait()
 
@@ -146,7 +153,7 @@ class GeventDevice:
         except Exception:
             logger.exception("device %s: request %s", self.core.cfg.device_id, send.url)
         finally:
-            self.requests.discard(gevent.getcurrent())  # type: ignore[arg-type]
+            self.requests.discard(gevent.getcurrent())
 
 
 class DeviceProcess:
@@ -208,7 +215,7 @@ class DeviceProcess:
         if self.gps:
             core.gps_on()
         self.judge.watch(core, fault)
-        device = GeventDevice(core, self)
+        device = GeventDevice(core, self, random.Random(cfg.seed).uniform(0.0, SPAWN_SPREAD_S))
         self.devices.append(device)
         return device
 
@@ -383,6 +390,7 @@ class _Gather:
         self.phase = "gathering"
         self.progress()
         runner = self.environment.runner
+        assert runner is not None
         if _is_master(runner):
             self.waiting = {c.id for c in runner.clients.all if c.state != STATE_MISSING}
         else:
@@ -428,7 +436,7 @@ class _Gather:
         }
 
 
-def _is_master(runner: Any) -> bool:
+def _is_master(runner: Any) -> TypeGuard[MasterRunner]:
     return isinstance(runner, MasterRunner)
 
 

@@ -221,11 +221,11 @@ def set_screen_save(dev: TaskHost, task: dict[str, Any]) -> Flow[Outcome]:
         if why:
             return failed("setScreenSave", FILE_INVALID, f"{slot} is {why}")
         fetched[slot] = data
-    for slot, data in fetched.items():
-        if data is None:
+    for slot, image in fetched.items():
+        if image is None:
             dev.screen_savers.pop(slot, None)
         else:
-            dev.screen_savers[slot] = data
+            dev.screen_savers[slot] = image
     dev.screen_saver_settings = {k: v for k, v in task.items() if not k.startswith(("image_", "request_"))}
     return done("setScreenSave")
 

@@ -9,7 +9,9 @@ Two clocks are kept apart. The engine judges each device **on its own clock**: a
 timed when the device meant to send it (the core's ``due``), so a load generator too busy to
 keep its timers does not make a conforming device look late. How late the driver really was
 (the bytes left at ``started``, ``started - due`` after the device wanted) is the device's
-**lag**; a device whose driver lagged by more than :func:`late_after` was not presented to the
+**lag**, counted on the requests that end a wait the protocol times (a poll after its interval, a GPS
+report after its wait: not the first poll after power-on, which nobody can time); a device whose driver
+lagged by more than :func:`late_after` was not presented to the
 server as a nominal device would be, and its verdict says ``generator-overloaded`` unless the
 device broke a rule itself. What the server made of the traffic is its own view (the mock
 server's findings; Locust's statistics), reported beside, never blamed on the device.
@@ -58,6 +60,7 @@ class DeviceTally:
     exchanges: int = 0
     late: int = 0  # requests sent more than late_after behind the device's own clock
     lag_max_s: float = 0.0
+    lag_max_at: float = 0.0  # when (the device's own clock) the request with the largest lag was due
     findings: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)  # (party, rule)
 
 
@@ -84,18 +87,22 @@ class FleetJudge:
         self.tallies[tally.device_id] = tally
         self.cores[tally.device_id] = core
 
-        def on_exchange(exchange: Exchange, due: float) -> None:
-            self.feed(tally, exchange, due)
+        def on_exchange(exchange: Exchange, due: float, timed: bool) -> None:
+            self.feed(tally, exchange, due, timed)
 
         core.on_exchange = on_exchange
         return tally
 
-    def feed(self, tally: DeviceTally, exchange: Exchange, due: float) -> None:
+    def feed(self, tally: DeviceTally, exchange: Exchange, due: float, timed: bool = True) -> None:
+        """One exchange of ``tally``'s device, meant for ``due``; ``timed``: it ended a wait the protocol times
+        (the lag of a request nobody can time, such as the first poll after power-on, is not held against the
+        generator)."""
         if self.frozen:
             return
-        lag = max(0.0, exchange.started - due)
         tally.exchanges += 1
-        tally.lag_max_s = max(tally.lag_max_s, lag)
+        lag = max(0.0, exchange.started - due) if timed else 0.0
+        if lag > tally.lag_max_s:
+            tally.lag_max_s, tally.lag_max_at = lag, due
         if lag > self.late_after_s:
             tally.late += 1
         self._current = tally
@@ -195,6 +202,7 @@ def device_record(tally: DeviceTally, core: DeviceCore, late_after_s: float, wor
         "requests": tally.exchanges,
         "late": tally.late,
         "lag_max_ms": round(tally.lag_max_s * 1000, 1),
+        "lag_max_at": round(tally.lag_max_at, 3),
         "verdict": verdict,
         "as_expected": as_expected(tally.fault, verdict, device_errors, notes),
     }

@@ -98,12 +98,12 @@ def test_a_fleet_on_two_workers_gives_every_device_its_verdict(server: MockServe
     assert data["summary"]["unexpected"] == [] and data["summary"]["devices_late"] == 0
     assert sorted(data["meta"]["workers"]) == ["worker-0", "worker-1"]
     assert [w["devices"] for w in data["meta"]["workers"].values()] == [150, 150]
-    for knob in knobs:  # what the server saw agrees with the devices' own verdicts
+    for knob in knobs:  # the devices a rule names are those given its knob, and the server saw them break it
         rule = FAULTS_BY_NAME[knob].rule
-        named = [d for d in data["by_rule"][rule]["devices"]]
-        assert len(named) == 15
+        named = set(data["by_rule"][rule]["devices"])
+        assert named == {d for d, r in faulty.items() if r["fault"] == knob} and len(named) >= 10
         seen = {f["device_id"] for f in server.findings(party="device") if f["rule"] == rule}
-        assert set(named) <= seen
+        assert named <= seen
 
 
 @pytest.mark.slow
