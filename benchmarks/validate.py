@@ -15,7 +15,8 @@ times, in the same run, each round in turn (so that a busy machine slows all of 
   python     (--python-slice K) validate with the pure-Python jsonschema backend, on K exchanges.
 
 Wall-clock seconds, best of --repeat rounds. Prints exchanges/s and the ratios: validate's
-throughput ÷ the baseline's, and jobs N's ÷ validate's (the speed-up; `nproc` cores).
+throughput ÷ the baseline's, and jobs N's ÷ validate's (the speed-up; `nproc` cores); and the CPU
+seconds of each (the main process's and the jobs'), which bound the speed-up on idle cores.
 The findings of every run are checked to be the same (none: the capture is clean).
 """
 
@@ -26,6 +27,7 @@ import base64
 import datetime
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -76,10 +78,21 @@ def python_run(path: Path, limit: int) -> int:
     return count
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
+CPU: dict[str, list[tuple[float, float]]] = {}  # run -> (this process's CPU s, its children's CPU s) per round
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn: Callable[[], object], name: str = "") -> tuple[float, object]:
+    cpu, children = time.process_time(), _children_cpu()
     started = time.perf_counter()
     result = fn()
-    return time.perf_counter() - started, result
+    seconds = time.perf_counter() - started
+    CPU.setdefault(name, []).append((time.process_time() - cpu, _children_cpu() - children))
+    return seconds, result
 
 
 def main() -> None:
@@ -100,7 +113,7 @@ def main() -> None:
             seconds, n = timed(lambda: baseline(path))  # type: ignore[assignment]
             times["baseline"].append(seconds)
             for name, run in (("validate", lambda: validate(path)), ("jobs", lambda: jobs_run(path, args.jobs))):
-                seconds, (count, findings) = timed(run)  # type: ignore[misc]
+                seconds, (count, findings) = timed(run, name)  # type: ignore[misc]
                 assert count == n, (name, count, n)
                 found = [f.to_dict() for f in findings]
                 expected = found if expected is None else expected
@@ -136,6 +149,17 @@ def main() -> None:
     print(
         f"--jobs {args.jobs} ÷ --jobs 1 speed-up: {best['validate'] / best['jobs']:.2f}× "
         f"(median of rounds {statistics.median(speedups):.2f}×)"
+    )
+    # CPU seconds say what the wall clock cannot on a shared machine: the main process reads and deals
+    # out the exchanges while the jobs judge them, so the longer of the two bounds the wall time
+    single = min(cpu for cpu, _ in CPU["validate"])
+    main_cpu, jobs_cpu = min(CPU["jobs"], key=sum)
+    cores = os.cpu_count() or 1
+    bound = single / max(main_cpu, jobs_cpu / args.jobs, (main_cpu + jobs_cpu) / cores)
+    print(
+        f"CPU: validate {single:.2f} s; --jobs {args.jobs}: main process {main_cpu:.2f} s, jobs {jobs_cpu:.2f} s "
+        f"together; speed-up on {cores} idle cores at most {bound:.2f}× "
+        f"(load average now {os.getloadavg()[0]:.1f})"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import re
 import threading
 import traceback
@@ -140,7 +141,12 @@ def _start_method() -> str:
 
 
 class _Jobs:
-    """N job processes and the pipes to them; closed (processes ended) whatever happens."""
+    """N job processes, the pipes to them and a sender thread for each: the main process hands a batch
+    to a job's thread and reads on (a pipe takes a batch only as fast as its job judges, so sending from
+    the reading loop would make every job wait for the slowest). Closed (threads and processes ended)
+    whatever happens."""
+
+    AHEAD = 8  # batches a job may have waiting before the reader waits for it
 
     def __init__(self, count: int, config: EngineConfig, start_method: str | None) -> None:
         # typeshed's BaseContext lacks Process (each concrete context has it): typed by what is used
@@ -154,18 +160,41 @@ class _Jobs:
             theirs.close()
             self.conns.append(mine)
             self.processes.append(process)
+        self.queues: list[queue.Queue[tuple[str, Any] | None]] = [queue.Queue(self.AHEAD) for _ in range(count)]
+        self.broken = [False] * count  # the job stopped taking batches (it failed or ended)
+        self.senders = [
+            threading.Thread(target=self._sender, args=(number,), name=f"facecert-job-{number}-sender", daemon=True)
+            for number in range(count)
+        ]
+        for sender in self.senders:
+            sender.start()
+
+    def _sender(self, number: int) -> None:
+        while (message := self.queues[number].get()) is not None:
+            if self.broken[number]:
+                continue  # keep emptying the queue: the reader must never wait on a job that is gone
+            try:
+                self.conns[number].send(message)
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                self.broken[number] = True
 
     def send(self, number: int, message: tuple[str, Any]) -> None:
-        try:
-            self.conns[number].send(message)
-        except (BrokenPipeError, ConnectionResetError, EOFError):
+        if self.broken[number]:
             self.receive(number)  # the job ended: say why
-            raise JobError(f"--jobs: job {number} stopped taking exchanges") from None
+            raise JobError(f"--jobs: job {number} stopped taking exchanges")
+        self.queues[number].put(message)
+
+    def flush(self) -> None:
+        """Every batch handed over has been sent (or its job is gone): the sender threads end."""
+        for number, sender in enumerate(self.senders):
+            if sender.is_alive():
+                self.queues[number].put(None)
+                sender.join()
 
     def receive(self, number: int) -> _JobOutcome:
         try:
             kind, payload = self.conns[number].recv()
-        except (EOFError, ConnectionResetError):
+        except (EOFError, ConnectionResetError, OSError):
             self.processes[number].join(5)
             code = self.processes[number].exitcode
             raise JobError(f"--jobs: job {number} ended without its findings (exit code {code})") from None
@@ -178,6 +207,8 @@ class _Jobs:
         return outcome
 
     def close(self) -> None:
+        self.broken = [True] * len(self.broken)  # what is still queued is dropped
+        self.flush()
         for conn in self.conns:
             conn.close()
         for process in self.processes:
@@ -227,6 +258,7 @@ def judge_split(
             if batch:
                 workers.send(number, ("batch", batch))
             workers.send(number, ("end", last_time))
+        workers.flush()
         outcomes = [workers.receive(number) for number in range(jobs)]
     finally:
         workers.close()
