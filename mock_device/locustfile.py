@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-import gevent  # type: ignore[import-untyped]
-import gevent.event  # type: ignore[import-untyped]
-from gevent.lock import BoundedSemaphore  # type: ignore[import-untyped]
+import gevent
+import gevent.event
+from gevent.lock import BoundedSemaphore
 from geventhttpclient.client import HTTPClient
 from locust import User, constant, events, task
 from locust.env import Environment
@@ -113,7 +113,7 @@ class GeventDevice:
     def command(self, give: Any, timeout: float = 30.0) -> Any:
         """Give the core a command (``core.capture_command`` …) and wait for its value."""
         ticket, actions = give(time.time())
-        result = gevent.event.AsyncResult()
+        result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
         self.commands[ticket] = result
         self._apply(actions)
         return result.get(timeout=timeout)
