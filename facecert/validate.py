@@ -137,7 +137,15 @@ def _start_method() -> str:
     """fork where it is safe (a single thread: the contract, already loaded, is inherited), else
     spawn (each job loads the contract itself; nothing a job needs is inherited)."""
     methods = multiprocessing.get_all_start_methods()
-    return "fork" if "fork" in methods and threading.active_count() == 1 else "spawn"
+    return "fork" if "fork" in methods and _threads() == 1 else "spawn"
+
+
+def _threads() -> int:
+    """Threads of this process, those Python's threading module did not start too (pytest-xdist's)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 class _Jobs:
