@@ -123,9 +123,7 @@ class GeventDevice:
             if isinstance(action, Send):
                 self.requests.add(gevent.spawn(self._request, action))
             elif isinstance(action, Wait):
-                timer = self.loop.timer(max(0.0, action.until - time.time()))
-                self.timers[action.ticket] = timer
-                timer.start(self._fire, action.ticket)
+                self._arm(action.ticket, action.until)
             else:
                 result = self.commands.pop(action.ticket, None)
                 if result is not None:
@@ -134,13 +132,24 @@ class GeventDevice:
                     else:
                         result.set(action.value)
 
-    def _fire(self, ticket: int) -> None:
+    def _arm(self, ticket: int, until: float) -> None:
+        timer = self.loop.timer(max(0.0, until - time.time()))
+        self.timers[ticket] = timer
+        # update=True: libev times a new timer from the loop's cached "now", which is as old as the loop's
+        # current iteration; a busy loop would fire it that much early (an early poll, on every clock)
+        timer.start(self._fire, ticket, until, update=True)
+
+    def _fire(self, ticket: int, until: float) -> None:
         """A timer fired (runs in the gevent hub: must not block; it only spawns and schedules)."""
         timer = self.timers.pop(ticket, None)
         if timer is not None:
             timer.close()
+        now = time.time()
+        if now < until - 0.0005:  # never early, whatever the loop's idea of the time
+            self._arm(ticket, until)
+            return
         try:
-            self._apply(self.core.timer_fired(ticket, time.time()))
+            self._apply(self.core.timer_fired(ticket, now))
         except Exception:
             logger.exception("device %s: timer %s", self.core.cfg.device_id, ticket)
 
