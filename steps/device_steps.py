@@ -21,6 +21,7 @@ from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
 from facecert.core.redact import current as current_redactor
 from facecert.core.redact import picture_for_report
+from facecert.core.rules.conversation import peer_host
 from facecert.reports.cadence_svg import cadence_svg, cadence_windows
 from facecert.steps.common import attach_json, checks, describe, error, fail, fail_on, rules_of, shorten
 
@@ -30,8 +31,9 @@ _raw_ids = iter(range(900_000_000, 999_999_999))
 # ---- helpers over the session -------------------------------------------------------------
 def _device_findings(cert: Any, party: str = "device") -> list[dict[str, Any]]:
     """The device's findings, with those of messages too broken to name their device
-    (not JSON, empty): only the device under test talks to this server."""
-    known = {d["device_id"] for d in cert.server.devices()} - {cert.device_id}
+    (not JSON, empty; filed under the sender's host): only the device under test talks to this server."""
+    named = (d for d in cert.server.devices() if d["device_id"] != peer_host(d.get("peer") or ""))
+    known = {d["device_id"] for d in named} - {cert.device_id}
     return [f for f in cert.server.findings(party=party) if f.get("device_id") not in known]
 
 
