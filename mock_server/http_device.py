@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -75,24 +75,38 @@ async def read_body(request: Request, limit: int) -> tuple[bytes, bool, bool]:
     the client, or a proxy still streaming it, can read the 413: closing on
     unread data resets the connection and can lose the answer on its way);
     third value: the client went away before the body was complete."""
+    receive = request.receive  # the ASGI messages themselves (Request.stream() is the same loop, slower)
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body = message.get("body", b"")  # the whole body in one message: a poll, almost always
+        return (body[: limit + 1], True, False) if len(body) > limit else (body, False, False)
     kept = bytearray()
     total = 0
     drain_limit = DRAIN_FACTOR * limit + 1024 * 1024
-    try:
-        async for chunk in request.stream():
+    while True:
+        if message["type"] == "http.disconnect":
+            return bytes(kept), total > limit, True
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
             total += len(chunk)
             if len(kept) <= limit:
                 kept += chunk[: limit + 1 - len(kept)]
-            if total > drain_limit:
-                break
-    except ClientDisconnect:
-        return bytes(kept), total > limit, True
-    return bytes(kept), total > limit, False
+            if total > drain_limit or not message.get("more_body", False):
+                return bytes(kept), total > limit, False
+        message = await receive()
 
 
 async def read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
     body, too_large, _ = await read_body(request, limit)
     return body, too_large
+
+
+def headers_of(scope: Scope) -> dict[str, str]:
+    """``dict(request.headers)`` (a repeated header keeps its first value), read from the scope directly."""
+    headers: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+    return headers
 
 
 def peer_of(request: Request) -> str:
@@ -158,7 +172,7 @@ class DeviceEndpoint:
             str(request.url),
             peer_of(request),
             started,
-            dict(request.headers),
+            headers_of(scope),
             body,
             too_large,
             gone=lambda: disconnected,

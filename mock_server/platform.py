@@ -26,8 +26,11 @@ always platform, engine, store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +39,7 @@ from typing import Any
 
 from facecert.core.contract import get_contract
 from facecert.core.engine import Engine, EngineConfig, Judged, Request
+from facecert.core.jsonsafe import SAFE_INTEGER
 from facecert.core.model import Exchange, Finding, Severity
 from facecert.core.rules.conversation import peer_host
 from facecert.mock_server.answers import capture_image, plan_for, refused_body
@@ -116,6 +120,7 @@ class Platform:
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop, once it runs
         self.pause_listening: Callable[[float], None] | None = None  # set by MockServer (outage mode "refuse")
         self.batch = Batch(self)
+        self._versions_text: dict[str, tuple[dict[str, Any], str]] = {}  # per device: its versions, as stored
         restore(self.store, self.state, self.engine)  # a restart on the same --db: queues, awaited tasks, devices
 
     def close(self) -> None:
@@ -555,8 +560,10 @@ class Platform:
         info = self.state.devices.get(device_id)
         if info is None:
             return None
-        versions = _json({"versions": info.versions}).decode()
-        return [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls, versions)]
+        made = self._versions_text.get(device_id)
+        if made is None or made[0] is not info.versions:  # DeviceInfo keeps its versions while they stay the same
+            made = self._versions_text[device_id] = (info.versions, _json({"versions": info.versions}).decode())
+        return [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls, made[1])]
 
     def _commit(self, batch: list[Decided]) -> None:
         """Step 3: the exchanges and everything they caused, in one transaction."""
@@ -611,7 +618,7 @@ class Platform:
                 severity=f.severity.value,
                 party=f.party,
                 created=now,
-                data=_json(f.to_dict()).decode(),
+                data=finding_json(f),
             )
 
     def _announce(self, event: Callable[[], dict[str, Any]]) -> None:
@@ -715,6 +722,39 @@ class Platform:
         host = peer_host(peer)
         matches = [d for d, info in self.state.devices.items() if peer_host(info.peer) == host]
         return matches[0] if len(matches) == 1 else ""
+
+
+_FINDING_FIELDS = tuple(item.name for item in dataclasses.fields(Finding))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def finding_json(finding: Finding) -> str:
+    """The finding as stored: the text of ``to_json(finding.to_dict())``, without the strict copy
+    ``to_dict`` makes when nothing in the finding needs one (no lone surrogate, no integer beyond
+    ±(2**53-1), no non-finite number: then the copy is the finding's own data)."""
+    data = {name: getattr(finding, name) for name in _FINDING_FIELDS}
+    data["severity"] = finding.severity.value
+    if all(_plain(value) for value in data.values()):
+        return json.dumps(data, ensure_ascii=False, allow_nan=False)
+    return _json(finding.to_dict()).decode()
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """JSON data that facecert.core.jsonsafe.strict_value would copy unchanged."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is str:
+        return value.isascii() or _SURROGATE.search(value) is None
+    if kind is int:
+        return -SAFE_INTEGER <= value <= SAFE_INTEGER
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list and depth < 4:
+        return all(_plain(item, depth + 1) for item in value)
+    if kind is dict and depth < 4:
+        return all(type(key) is str and _plain(key) and _plain(item, depth + 1) for key, item in value.items())
+    return False
 
 
 def _deadline_event(finding: Finding) -> dict[str, Any]:

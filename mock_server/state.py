@@ -89,7 +89,9 @@ class DeviceInfo:
         self.poll_starts.append(now)
         if isinstance(request, dict):
             # Versions the device declares: every *version* field of its poll (contract names vary by release).
-            self.versions = {k: v for k, v in request.items() if "version" in k and isinstance(v, (str, int, float))}
+            versions = {k: v for k, v in request.items() if "version" in k and isinstance(v, (str, int, float))}
+            if not _same(versions, self.versions):  # kept when the same: its stored text is made once (platform)
+                self.versions = versions
 
     def cadence(self) -> float | None:
         """Median seconds between consecutive polls (the device's measured rhythm)."""
@@ -110,6 +112,11 @@ class DeviceInfo:
             "queued": queued,
             "awaiting": awaiting,
         }
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same members in the same order with values of the same types (what makes the same JSON)."""
+    return list(a.items()) == list(b.items()) and all(type(v) is type(b[k]) for k, v in a.items())
 
 
 @dataclass
@@ -150,7 +157,7 @@ class ServerState:
     last_rid: int | None = None  # the request_id of the task sent last (misbehaviour duplicate-request-id)
 
     def misbehaves(self, name: str) -> bool:
-        return knob_name(name) in self.misbehaving
+        return bool(self.misbehaving) and knob_name(name) in self.misbehaving  # asked several times an exchange
 
     def take_rid(self) -> int:
         rid = self.next_rid

@@ -150,6 +150,7 @@ class Engine:
         self.profile: Profile = load_profile(self.config.profile)
         self.timing = self.contract.timing
         self.pace = self._pace()
+        self.idle_task = self.contract.idle_task  # asked at every poll: looked up once
         self.reader: BodyReader = reader or parse_message
         self.findings: list[Finding] = []
         self.devices: dict[str, DeviceState] = {}
@@ -585,7 +586,7 @@ class _Judge:
     # ---- stage 3: the conversation rules of each endpoint ----------------------------
     def on_taskRequest(self, state: DeviceState, request: Any, answer: Any) -> None:
         engine, ex, pace = self.engine, self.ex, self.engine.pace
-        self.report([rules.cadence(state, ex.started, pace, engine.contract.idle_task)], Direction.REQUEST)
+        self.report([rules.cadence(state, ex.started, pace, engine.idle_task)], Direction.REQUEST)
         self.report([rules.devtime_applied(state, request, ex.started, pace)], Direction.REQUEST)
         missing = rules.results_missing_at_poll(state, ex.started)
         self.adopt(engine.finding(i, _missing_where(state), Direction.REQUEST) for i in missing)
@@ -604,7 +605,7 @@ class _Judge:
         moves_away = self.task in contract.moves_away
         kind, rid = AnswerKind.NONE, None
         if isinstance(answer, dict) and self.task and not moves_away:
-            kind = AnswerKind.IDLE if self.task == contract.idle_task else AnswerKind.TASK
+            kind = AnswerKind.IDLE if self.task == self.engine.idle_task else AnswerKind.TASK
             if kind is AnswerKind.TASK:
                 rid = self.issue_task(state, answer)
         elif isinstance(answer, dict) and rid_key(answer.get("request_id")) is not None:
@@ -668,7 +669,7 @@ class _Judge:
         """Joined mid-conversation: the task was sent before the capture began; nothing to judge."""
 
     def result_for_idle(self, state: DeviceState, key: str | None, request: dict[str, Any], answer: Any) -> None:
-        self.report([rules.result_for_idle(request, self.engine.contract.idle_task)], Direction.REQUEST)
+        self.report([rules.result_for_idle(request, self.engine.idle_task)], Direction.REQUEST)
 
     def result_for_unknown(self, state: DeviceState, key: str | None, request: dict[str, Any], answer: Any) -> None:
         issue = rules.result_unknown_id(state, request)  # names the open tasks, before one is excused
