@@ -298,11 +298,25 @@ def run_fleet(
     if summary["devices_late"]:
         console.print(
             f"[yellow]{summary['devices_late']} device(s) were driven late (load generator overloaded): "
-            "add workers or machines[/]"
+            f"{_why_late(fleet['meta'].get('workers') or {})}[/]"
         )
     if interrupted or summary["unexpected"] or not summary["devices"]:
         return 1
     return 0
+
+
+def _why_late(workers: dict[str, dict[str, Any]]) -> str:
+    """Whether the workers were busy with their devices (add workers) or got no CPU (other load here)."""
+    starved = [
+        w for w in workers.values() if w.get("stall_max_ms", 0) and w.get("stall_cpu_ms", 0) < w["stall_max_ms"] / 4
+    ]
+    if starved:
+        worst = max(starved, key=lambda w: w["stall_max_ms"])
+        return (
+            f"{len(starved)} worker(s) did not run for up to {worst['stall_max_ms']:.0f} ms while using "
+            f"{worst['stall_cpu_ms']:.0f} ms of CPU: other programs took this machine's CPU"
+        )
+    return "the workers were busy with their devices: add workers or machines"
 
 
 def register(app: typer.Typer) -> None:

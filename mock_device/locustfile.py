@@ -22,6 +22,7 @@ flight per process), ``--facecert-request-timeout`` and ``--facecert-report DIR`
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -191,9 +192,30 @@ class DeviceProcess:
         self.gate = BoundedSemaphore(self.in_flight)
         self.clients: dict[tuple[str, str, int], HTTPClient] = {}
         self.judge = FleetJudge(self.time_scale, self.protocol_version)
+        # what is loaded now (Locust, the contract, its schemas and validators) lives as long as the process:
+        # out of the collector's sight, a full collection scans only the devices' own objects (a 50 ms pause
+        # otherwise, which is lag for every device whose timer falls into it)
+        gc.freeze()
         self.count = 0
         self.faulty = 0
         self.devices: list[GeventDevice] = []
+        self.stalls = 0  # times this process did not run for longer than half the cadence slack
+        self.stall_max_s = 0.0
+        self.stall_cpu_s = 0.0  # CPU it used during its longest stall: ~0 means the machine gave it none
+        gevent.spawn(self._watchdog)
+
+    def _watchdog(self) -> None:
+        """How long this process went without running: what a device's lag owes to the machine (another
+        program took the CPU) rather than to the devices this process carries (it was busy with them)."""
+        tick, threshold = 0.02, self.judge.late_after_s / 2
+        while True:
+            wall, cpu = time.monotonic(), time.process_time()
+            gevent.sleep(tick)
+            over = time.monotonic() - wall - tick
+            if over > threshold:
+                self.stalls += 1
+                if over > self.stall_max_s:
+                    self.stall_max_s, self.stall_cpu_s = over, time.process_time() - cpu
 
     # ---- devices -----------------------------------------------------------------------------
     def new_device(self) -> GeventDevice:
@@ -293,6 +315,9 @@ class DeviceProcess:
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
             "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "rss_mb": _rss_mb(),
+            "stalls": self.stalls,
+            "stall_max_ms": round(self.stall_max_s * 1000, 1),
+            "stall_cpu_ms": round(self.stall_cpu_s * 1000, 1),
             **self.judge.counters(),
         }
 
