@@ -184,7 +184,7 @@ class DeviceEndpoint:
         if reply.status is None:
             await DropResponse()(scope, receive, send)
             return
-        await Response(reply.body, status_code=reply.status, headers=reply.headers)(scope, receive, send)
+        await send_reply(send, reply)
 
     async def _inline(self, incoming: Incoming, receive: Receive, disconnected: bool) -> Reply:
         """Judged and decided on the loop; answered once committed with this turn's other exchanges."""
@@ -226,6 +226,16 @@ async def _slowly(incoming: Incoming, receive: Receive, disconnected: bool, dela
         await departure.wait(delay)
     finally:
         departure.stop()
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    """What ``Response(reply.body, reply.status, reply.headers)`` sends, without building one."""
+    assert reply.status is not None
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if not any(k == b"content-length" for k, _ in headers) and not (reply.status < 200 or reply.status in (204, 304)):
+        headers.append((b"content-length", str(len(reply.body)).encode("latin-1")))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
 
 
 def device_handler(platform: Platform, endpoint: str) -> DeviceEndpoint:
