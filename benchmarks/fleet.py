@@ -16,7 +16,7 @@ every run. Three sets, all in one invocation so their ratios come from the same 
     .venv/bin/python benchmarks/fleet.py [--quick] [--only compare|capacity|asyncio|locust]
         [--devices 1000] [--duration 60] [--time-scale 0.05] [--workers 2] [--json FILE]
 
-``--quick`` shortens every run (about 3 minutes in all instead of about 10). Bounded: at most 10,000
+``--quick`` shortens every run (about 4 minutes in all instead of about 10). Bounded: at most 10,000
 devices per Locust worker (5,000 for the asyncio fleet) and 300 s per run.
 """
 
@@ -162,11 +162,12 @@ def run_asyncio(devices: int, duration: float, time_scale: float, captures_per_m
 
 
 def rate(polls: int, devices: int, idle_s: float, elapsed_s: float, ramp_s: float) -> dict[str, Any]:
-    """Polls/s against nominal (every device once per idle interval), over the run less half the ramp (the
-    devices start spread over ``ramp_s``, so on average each polled that much less)."""
+    """Polls/s against nominal (every device once per idle interval): the intervals the devices completed (each
+    device's polls but its first, made at power-on) over the run less half the ramp (the devices start spread
+    over ``ramp_s``, so on average each ran that much less)."""
     nominal = devices / idle_s
     effective = max(1e-9, elapsed_s - ramp_s / 2)
-    achieved = polls / effective
+    achieved = max(0, polls - devices) / effective
     return {
         "polls": polls,
         "nominal_polls_per_s": round(nominal, 1),
@@ -182,6 +183,8 @@ def run_locust(
     lines), their CPU sampled from /proc while they run; fleet.json read back."""
     report = folder / f"locust-{devices}x{workers}-s{time_scale:g}"
     report.mkdir(parents=True, exist_ok=True)
+    for stale in ("fleet.json", "progress.json"):  # an earlier run's, which would end this one's wait at once
+        (report / stale).unlink(missing_ok=True)
     idle = IDLE_S * time_scale
     spawn_rate = max(1.0, devices / idle)
     with tempfile.TemporaryDirectory(prefix="facecert-fleet-") as tmp:
@@ -222,13 +225,18 @@ def run_locust(
                     )
                 )
             cpu_master = 0.0
+            on_server: dict[str, int] | None = None
             deadline = time.monotonic() + duration + devices / spawn_rate + 180
             while master.poll() is None and time.monotonic() < deadline:
                 try:
                     cpu_master = cpu_seconds(master.pid)
                 except (OSError, IndexError, ValueError):
                     pass
-                time.sleep(0.5)
+                phase = (read_progress(report) or {}).get("phase")
+                if on_server is None and phase in ("gathering", "done"):  # the server's view at the cutoff
+                    cpu_server = cpu_seconds(server.pid) - cpu_server
+                    on_server = server_findings(url)
+                time.sleep(0.25)
             if master.poll() is None:
                 master.kill()
             master.wait(30)
@@ -237,8 +245,9 @@ def run_locust(
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-            cpu_server = cpu_seconds(server.pid) - cpu_server
-            on_server = server_findings(url)
+            if on_server is None:
+                cpu_server = cpu_seconds(server.pid) - cpu_server
+                on_server = server_findings(url)
         finally:
             for log in logs:
                 log.close()
@@ -275,6 +284,13 @@ def run_locust(
         "errors_server_view": on_server,
         "report": str(report),
     }
+
+
+def read_progress(report: Path) -> Any:
+    try:
+        return json.loads((report / "progress.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def compare(devices: int, duration: float, time_scale: float, workers: list[int], folder: Path) -> dict[str, Any]:
@@ -344,7 +360,8 @@ def main() -> None:
         if args.only in (None, "compare"):
             figures["compare"] = compare(args.devices, duration, args.time_scale, [1, 2], args.folder)
         if args.only in (None, "capacity"):
-            figures["capacity"] = capacity(counts, duration if args.quick else max(duration, 60.0), args.folder)
+            # at time scale 1 a device polls every 20 s: a run needs several idle intervals after its 20 s ramp
+            figures["capacity"] = capacity(counts, 45.0 if args.quick else max(duration, 60.0), args.folder)
     figures["load_after"] = round(os.getloadavg()[0], 2)
     text = json.dumps(figures, indent=2)
     print(text)
