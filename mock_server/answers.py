@@ -20,7 +20,7 @@ from facecert.core.engine import Request
 from facecert.core.model import Finding
 from facecert.core.rules.conversation import rid_key
 from facecert.core.rules.message import decoded_base64, resolve_pointer
-from facecert.mock_server.faults import Fault
+from facecert.mock_server.faults import Fault, FaultKind, OutageMode
 from facecert.mock_server.messages import THIS_EXCHANGE, Incoming, Plan, Write
 from facecert.mock_server.messages import to_json as _json
 from facecert.mock_server.state import Pending, Queued, ServerState, TaskState
@@ -30,7 +30,7 @@ UNKNOWN_TASK = "facecertUnknownTask"  # a request_type the document does not def
 
 def plan_for(state: ServerState, incoming: Incoming, heard: Request, fault: Fault | None) -> Plan:
     """The answer to one device message (``fault``: the one in force for its device and endpoint)."""
-    if fault is not None and fault.kind != "slow":
+    if fault is not None and fault.kind is not FaultKind.SLOW:
         return plan_fault(fault)
     if incoming.method.upper() == "CONNECT":  # a 2xx would switch the connection to a tunnel (RFC 9110 §9.3.6)
         return Plan(405, {"code": 405, "log": "CONNECT is not a device message: devices POST (HTTP-METHOD)"})
@@ -41,11 +41,14 @@ def plan_for(state: ServerState, incoming: Incoming, heard: Request, fault: Faul
 
 
 def plan_fault(fault: Fault) -> Plan:
-    if fault.kind == "outage" and fault.params["mode"] in ("drop", "refuse"):  # refuse: kept-alive connections
+    if fault.kind is FaultKind.OUTAGE and fault.params["mode"] in (
+        OutageMode.DROP,
+        OutageMode.REFUSE,
+    ):  # refuse: kept-alive
         return Plan(None, error="connection closed without an answer (outage fault)")
-    if fault.kind == "outage":
+    if fault.kind is FaultKind.OUTAGE:
         return Plan(503, {"code": 503, "log": "service unavailable (outage fault)"})
-    if fault.kind == "error":
+    if fault.kind is FaultKind.ERROR:
         status = fault.params["status"]
         return Plan(status, {"code": status, "log": f"server error {status} (error fault)"})
     return Plan(200, fault.params["body"].encode("utf-8"))  # malformed

@@ -45,7 +45,7 @@ from facecert.core.rules.conversation import peer_host
 from facecert.mock_server.answers import capture_image, plan_for, refused_body
 from facecert.mock_server.assets import Assets
 from facecert.mock_server.config import ServerConfig
-from facecert.mock_server.faults import Fault, make_fault
+from facecert.mock_server.faults import Fault, FaultKind, OutageMode, make_fault
 from facecert.mock_server.messages import Incoming, Plan, Reply
 from facecert.mock_server.messages import to_json as _json
 from facecert.mock_server.misbehaviours import misbehaviour_name
@@ -336,7 +336,7 @@ class Platform:
         **params: Any,
     ) -> dict[str, Any]:
         fault = make_fault(kind, device_id, endpoints, list(self.contract.all_endpoints), duration, **params)
-        refuse = fault.kind == "outage" and fault.params["mode"] == "refuse"
+        refuse = fault.kind is FaultKind.OUTAGE and fault.params["mode"] == OutageMode.REFUSE
         pause = self.pause_listening if refuse else None
         if refuse and pause is None:
             raise Rejected("outage mode 'refuse' needs the server's listener (MockServer)")
@@ -444,7 +444,7 @@ class Platform:
         slowed = set()
         for device_id in self.state.devices:
             fault = self.state.fault_for(device_id, "taskRequest", now)
-            if fault is not None and fault.kind == "slow":
+            if fault is not None and fault.kind is FaultKind.SLOW:
                 slowed.add(device_id)
         return slowed
 
@@ -470,7 +470,7 @@ class Platform:
         if not self.state.faults:
             return 0.0
         fault = self.fault_for(heard.device_id, incoming.endpoint)
-        return float(fault.params["delay"]) if fault is not None and fault.kind == "slow" else 0.0
+        return float(fault.params["delay"]) if fault is not None and fault.kind is FaultKind.SLOW else 0.0
 
     def holds_lock(self, incoming: Incoming, heard: Request) -> bool:
         """Whether the answer depends on the queues: decided and committed under the platform's lock."""
