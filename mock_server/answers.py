@@ -64,10 +64,9 @@ def refused_body(plan: Plan, findings: list[Finding]) -> bytes:
 # ---- /taskRequest ------------------------------------------------------------
 def idle_answer(state: ServerState, now: float) -> dict[str, Any]:
     """The answer that means "nothing to do" (the contract's idle task) with the server time."""
-    contract = state.contract
-    answer: dict[str, Any] = {"request_type": contract.idle_task}
+    answer: dict[str, Any] = {"request_type": state.idle_task}
     if not state.misbehaves("idle-without-time-stamp"):
-        for key in contract.idle_fields(state.version):
+        for key in state.idle_fields:
             answer[key] = int(now)  # the idle task's only other field is the server time
     return answer
 
@@ -100,8 +99,7 @@ def plan_task_request(state: ServerState, incoming: Incoming, heard: Request) ->
         answer = {"request_type": UNKNOWN_TASK, "request_id": state.take_rid()}
     else:
         answer = idle_answer(state, time.time())
-    wire = _json(answer)
-    return Plan(200, not_json(wire) if state.misbehaves("task-not-json") else wire)
+    return Plan(200, not_json(_json(answer)) if state.misbehaves("task-not-json") else answer)
 
 
 def plan_send_task(state: ServerState, device_id: str, item: Queued) -> Plan:
@@ -112,9 +110,9 @@ def plan_send_task(state: ServerState, device_id: str, item: Queued) -> Plan:
             body["request_id"] = rid = state.last_rid
         if state.misbehaves("oversized-user-info"):
             pad_serialised_limits(state, body)
-    wire = body if isinstance(body, bytes) else _json(body)
+    wire: Any = body  # a dict is encoded by the platform
     if state.misbehaves("task-not-json"):
-        wire = not_json(wire)
+        wire = not_json(body if isinstance(body, bytes) else _json(body))
     now = time.time()
     deadline = now + state.result_timeout_s
     sent = Write(

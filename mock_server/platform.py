@@ -29,7 +29,6 @@ import asyncio
 import dataclasses
 import functools
 import json
-import math
 import re
 import threading
 import time
@@ -39,7 +38,6 @@ from typing import Any
 
 from facecert.core.contract import get_contract
 from facecert.core.engine import Engine, EngineConfig, Judged, Request
-from facecert.core.jsonsafe import SAFE_INTEGER
 from facecert.core.model import Exchange, Finding, Severity
 from facecert.core.rules.conversation import peer_host
 from facecert.mock_server.answers import capture_image, plan_for, refused_body
@@ -61,7 +59,7 @@ from facecert.mock_server.state import (
     ServerState,
     TaskState,
 )
-from facecert.mock_server.store import Store, bindable, decode_json_columns
+from facecert.mock_server.store import PARSED_COPY_MAX, UNMADE, Store, bindable, decode_json_columns
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
@@ -87,7 +85,8 @@ class Decided:
     judged: Judged | None = None  # None: stored unjudged (the client left, or judging failed)
     plan: Plan | None = None
     device_row: list[Any] | None = None  # the devices row as it stood when the exchange was decided
-    request_json: str | None = None  # the request's stored JSON copy (made before any lock)
+    request_json: Any = UNMADE  # the request's stored JSON copy, made before any lock (UNMADE: at the write)
+    answer_json: Any = UNMADE  # the answer's stored JSON copy when known already
     findings: list[Finding] = field(default_factory=list)
     exchange_id: int = 0  # its row, once written
 
@@ -539,7 +538,7 @@ class Platform:
         if incoming.gone():
             # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
             ex.error = CLIENT_GONE
-            return Decided(ex, incoming.endpoint, device_id, Reply(None))
+            return Decided(ex, incoming.endpoint, device_id, Reply(None), request_json=None)
         body = plan.answer if isinstance(plan.answer, bytes) else b"" if plan.answer is None else _json(plan.answer)
         ex.status, ex.error = plan.status, plan.error
         ex.response_body = body if plan.status is not None else None
@@ -547,6 +546,10 @@ class Platform:
         judged = self.engine.feed(ex, heard)
         if plan.answer is None and plan.status is not None:
             ex.response_body = refused_body(plan, judged.findings)
+        answer_json: Any = UNMADE
+        if isinstance(plan.answer, dict) and judged.answer is not None:
+            # an answer of ours that the engine read back whole: its stored copy is the text we sent
+            answer_json = body.decode("utf-8") if len(body) <= PARSED_COPY_MAX else None
         row = self._device_row(device_id)
         with self.cond:
             if plan.after is not None:
@@ -554,7 +557,9 @@ class Platform:
             if incoming.endpoint == "taskRequest":
                 info.polled(incoming.started, heard.body)
         reply = Reply(plan.status, ex.response_body or b"", dict(JSON_HEADERS))
-        return Decided(ex, incoming.endpoint, device_id, reply, judged, plan, row, body_json, judged.findings)
+        return Decided(
+            ex, incoming.endpoint, device_id, reply, judged, plan, row, body_json, answer_json, judged.findings
+        )
 
     def _device_row(self, device_id: str) -> list[Any] | None:
         info = self.state.devices.get(device_id)
@@ -575,7 +580,14 @@ class Platform:
         judged = decided.judged
         request, answer = (judged.request, judged.answer) if judged else (None, None)
         exchange_id = decided.exchange_id = self.store.insert_exchange(
-            conn, decided.ex, decided.device_id, decided.endpoint, request, answer, decided.request_json
+            conn,
+            decided.ex,
+            decided.device_id,
+            decided.endpoint,
+            request,
+            answer,
+            decided.request_json,
+            decided.answer_json,
         )
         self._insert_findings(conn, exchange_id, decided.findings)
         if decided.plan is not None:
@@ -607,19 +619,14 @@ class Platform:
 
     # ---- recording -------------------------------------------------------------
     def _insert_findings(self, conn: Any, exchange_id: int | None, findings: list[Finding]) -> None:
+        if not findings:
+            return
         now = time.time()
-        for f in findings:
-            self.store.insert(
-                conn,
-                "findings",
-                exchange_id=exchange_id,
-                device_id=f.device_id,
-                rule=f.rule,
-                severity=f.severity.value,
-                party=f.party,
-                created=now,
-                data=finding_json(f),
-            )
+        rows = [
+            [bindable(v) for v in (exchange_id, f.device_id, f.rule, f.severity.value, f.party, now, finding_json(f))]
+            for f in findings
+        ]
+        conn.executemany(_FINDING_ROW, rows)
 
     def _announce(self, event: Callable[[], dict[str, Any]]) -> None:
         """Show an event to the listeners (built only when someone listens)."""
@@ -725,36 +732,27 @@ class Platform:
 
 
 _FINDING_FIELDS = tuple(item.name for item in dataclasses.fields(Finding))
+_FINDING_ROW = (
+    "INSERT INTO findings (exchange_id, device_id, rule, severity, party, created, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_LONG_DIGITS = re.compile("[0-9]{16}")
 
 
 def finding_json(finding: Finding) -> str:
     """The finding as stored: the text of ``to_json(finding.to_dict())``, without the strict copy
-    ``to_dict`` makes when nothing in the finding needs one (no lone surrogate, no integer beyond
-    ±(2**53-1), no non-finite number: then the copy is the finding's own data)."""
+    ``to_dict`` makes when nothing in the finding needs one: the plain encoding is taken when it
+    succeeds (no NaN, nothing but JSON types) and shows no lone surrogate and no run of 16 digits
+    (an integer beyond ±(2**53-1) has one; a false alarm only costs the strict way)."""
     data = {name: getattr(finding, name) for name in _FINDING_FIELDS}
     data["severity"] = finding.severity.value
-    if all(_plain(value) for value in data.values()):
-        return json.dumps(data, ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return _json(finding.to_dict()).decode()
+    if (text.isascii() or _SURROGATE.search(text) is None) and _LONG_DIGITS.search(text) is None:
+        return text
     return _json(finding.to_dict()).decode()
-
-
-def _plain(value: Any, depth: int = 0) -> bool:
-    """JSON data that facecert.core.jsonsafe.strict_value would copy unchanged."""
-    kind = type(value)
-    if value is None or kind is bool:
-        return True
-    if kind is str:
-        return value.isascii() or _SURROGATE.search(value) is None
-    if kind is int:
-        return -SAFE_INTEGER <= value <= SAFE_INTEGER
-    if kind is float:
-        return math.isfinite(value)
-    if kind is list and depth < 4:
-        return all(_plain(item, depth + 1) for item in value)
-    if kind is dict and depth < 4:
-        return all(type(key) is str and _plain(key) and _plain(item, depth + 1) for key, item in value.items())
-    return False
 
 
 def _deadline_event(finding: Finding) -> dict[str, Any]:

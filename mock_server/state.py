@@ -155,6 +155,12 @@ class ServerState:
     misbehaving: set[str] = field(default_factory=set)
     next_rid: int = 1  # the next generated request_id (unique and increasing for the database's life)
     last_rid: int | None = None  # the request_id of the task sent last (misbehaviour duplicate-request-id)
+    idle_task: str = field(init=False)  # the contract's idle task and its fields: asked at every idle poll
+    idle_fields: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idle_task = self.contract.idle_task
+        self.idle_fields = self.contract.idle_fields(self.version)
 
     def misbehaves(self, name: str) -> bool:
         return bool(self.misbehaving) and knob_name(name) in self.misbehaving  # asked several times an exchange

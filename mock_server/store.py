@@ -88,7 +88,7 @@ _SPILL_NAME = re.compile(r"[0-9a-f]{32}\.bin")
 _MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "captures": ("image_in_request INTEGER",)}
 
 
-_UNMADE = object()  # insert_exchange: the request's JSON copy is to be made there
+UNMADE = object()  # insert_exchange: a JSON copy to be made there
 
 
 def _dumps(value: Any) -> str | None:
@@ -284,11 +284,15 @@ class Store:
         endpoint: str | None,
         request: Any,
         answer: Any,
-        request_json: str | None | object = _UNMADE,
+        request_json: str | None | object = UNMADE,
+        answer_json: str | None | object = UNMADE,
     ) -> int:
-        """The exchange's row (``request_json``: :meth:`json_copy` of ``request`` made earlier)."""
-        if request_json is _UNMADE:
+        """The exchange's row (``request_json``, ``answer_json``: the :meth:`json_copy` of ``request``
+        and ``answer``, when known already)."""
+        if request_json is UNMADE:
             request_json = self.json_copy(request, ex.request_body)
+        if answer_json is UNMADE:
+            answer_json = self.json_copy(answer, ex.response_body)
         return self.insert(
             conn,
             "exchanges",
@@ -308,7 +312,7 @@ class Store:
             response_headers=headers_json(ex.response_headers),
             response_body=ex.response_body,
             request_json=request_json,
-            response_json=self.json_copy(answer, ex.response_body),
+            response_json=answer_json,
         )
 
     # ---- reads -------------------------------------------------------------

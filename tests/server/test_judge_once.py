@@ -5,6 +5,7 @@ the exchanges decided in one turn of the event loop together, before any of them
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import math
 import time
@@ -138,9 +139,17 @@ def test_many_devices_share_commits_and_every_exchange_is_stored() -> None:
         assert srv.platform.store.commits - commits < 100, "the exchanges of a turn share one transaction"
 
 
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
 @pytest.mark.parametrize(
     "value",
-    [None, 7, 2**60, -(2**60), 1.5, math.nan, math.inf, "a\ud800b", "é – 中", [1, 2**54], {"k": [1, {"x": "\udfff"}]}],
+    [
+        *(None, 7, 2**60, -(2**60), 2**53 - 1, -(2**53), 1.5, 1e25, math.nan, math.inf, "a\ud800b", "é – 中"),
+        *([1, 2**54], {"k": [1, {"x": "\udfff"}]}, {1: 2}, {1.5: "x"}, {True: 1}, {2**60: 1}, (1, 2), {1, 2}),
+        *(b"bytes", _Level.HIGH, "x" * 20 + "1234567890123456"),
+    ],
     ids=repr,
 )
 def test_a_finding_is_stored_as_its_strict_json(value: Any) -> None:
