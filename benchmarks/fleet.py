@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import csv
 import json
 import os
 import subprocess
@@ -261,6 +262,7 @@ def run_locust(
     for rule, entry in data["by_rule"].items():
         for party in entry["parties"] or ["info"]:
             device_view[f"{party}:{rule}"] += entry["findings"]
+    steady = steady_rate(report, meta, devices / spawn_rate + idle, devices / idle)
     return {
         "driver": "locust",
         "devices": devices,
@@ -268,6 +270,7 @@ def run_locust(
         "duration_s": duration,
         "time_scale": time_scale,
         **rate(polls, devices, idle, elapsed, ramp_s=devices / spawn_rate),
+        **steady,
         "verdicts": summary["verdicts"],
         "devices_late": summary["devices_late"],
         "lag_max_ms": summary["lag_max_ms"],
@@ -280,10 +283,27 @@ def run_locust(
             "server": round(1000 * cpu_server / max(1, polls), 3),
         },
         "worker_max_rss_mb": [w["max_rss_mb"] for w in meta["workers"].values()],
+        "worker_rss_mb": [w["rss_mb"] for w in meta["workers"].values()],
+        "worker_stalls": [(w["stalls"], w["stall_max_ms"], w["stall_cpu_ms"]) for w in meta["workers"].values()],
         "errors_device_view": dict(device_view),
         "errors_server_view": on_server,
         "report": str(report),
     }
+
+
+def steady_rate(report: Path, meta: dict[str, Any], settle_s: float, nominal: float) -> dict[str, Any]:
+    """taskRequests per second once every device runs (from ``settle_s`` after the start to the cutoff), from
+    Locust's per-second history (its cumulative count per endpoint): free of the start's ramp."""
+    start, end = (meta["test_started"] or meta["started"]) + settle_s, (meta["cutoff"] or meta["ended"]) - 1
+    points = []
+    with (report / "locust_stats_history.csv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["Name"] == "taskRequest" and start <= float(row["Timestamp"]) <= end:
+                points.append((float(row["Timestamp"]), int(row["Total Request Count"])))
+    if len(points) < 2 or points[-1][0] - points[0][0] < 5:
+        return {"steady_polls_per_s": None, "steady_of_nominal": None}
+    achieved = (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+    return {"steady_polls_per_s": round(achieved, 1), "steady_of_nominal": round(achieved / nominal, 3)}
 
 
 def read_progress(report: Path) -> Any:
@@ -304,14 +324,12 @@ def compare(devices: int, duration: float, time_scale: float, workers: list[int]
 
 def capacity(counts: list[int], duration: float, folder: Path) -> dict[str, Any]:
     """One worker at real cadence (time scale 1): the most devices it carries with no lag past the cadence
-    slack, and its memory per device (the slope of max RSS between the runs)."""
+    slack, and its memory per device (the slope of its resident set, at the end of each run, between the runs)."""
     runs = [run_locust(count, 1, duration, 1.0, folder) for count in counts]
     slope = None
     if len(runs) >= 2:
         first, last = runs[0], runs[-1]
-        slope = (
-            (last["worker_max_rss_mb"][0] - first["worker_max_rss_mb"][0]) * 1024 / (last["devices"] - first["devices"])
-        )
+        slope = (last["worker_rss_mb"][0] - first["worker_rss_mb"][0]) * 1024 / (last["devices"] - first["devices"])
     carried = [r["devices"] for r in runs if r["devices_late"] == 0 and not _cadence(r["errors_device_view"])]
     return {
         "time_scale": 1.0,

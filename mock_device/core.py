@@ -159,7 +159,7 @@ class DeviceCore:
         self._timed = False  # the activity being resumed was woken by its timer
         self._clock_offset = 0.0
         self._log: collections.deque[str] = collections.deque(maxlen=cfg.log_lines)
-        self._rng = random.Random(cfg.seed ^ zlib.crc32(cfg.device_id.encode()))
+        self._random: random.Random | None = None  # made when first needed: 2.5 KB a device, a fleet has thousands
         self._face_seq = 0
         self._first_poll = True
         self._rejections: dict[str, int] = {}
@@ -196,6 +196,13 @@ class DeviceCore:
 
     def scaled(self, key: str) -> float:
         return self.timing[key] * self.cfg.time_scale
+
+    @property
+    def rng(self) -> random.Random:
+        """The device's own random source (captures, its route), seeded by its seed and id."""
+        if self._random is None:
+            self._random = random.Random(self.cfg.seed ^ zlib.crc32(self.cfg.device_id.encode()))
+        return self._random
 
     # ---- events in, actions out ------------------------------------------------------------------
     def start(self, now: float) -> list[Action]:
@@ -558,7 +565,7 @@ class DeviceCore:
     def make_capture(self, kind: str = "face") -> dict[str, Any]:
         self._face_seq += 1
         users = list(self.faces) if kind == "face" else []
-        user = self._rng.choice(users) if users else None
+        user = self.rng.choice(users) if users else None
         body = messages.capture_body(
             self.cfg,
             self.clock(),
@@ -566,7 +573,7 @@ class DeviceCore:
             kind if user or kind != "face" else "stranger",
             user,
             self.version,
-            self._rng,
+            self.rng,
         )
         self.captures_made.append({"snap_time": body.get("snap_time"), "frpic_name": body.get("frpic_name")})
         self.stats.add("captures_made")
@@ -662,9 +669,9 @@ class DeviceCore:
 
     def _capture_loop(self) -> Flow[None]:
         every = 60.0 / self.cfg.captures_per_minute * self.cfg.time_scale
-        yield Sleep(self.now + self._rng.uniform(0, every))
+        yield Sleep(self.now + self.rng.uniform(0, every))
         while True:
-            kind = self._rng.choices(messages.CAPTURE_KINDS, weights=(6, 2, 1, 1))[0]
+            kind = self.rng.choices(messages.CAPTURE_KINDS, weights=(6, 2, 1, 1))[0]
             try:
                 yield from self._camera_capture(kind)
             except Exception as exc:  # noqa: BLE001 - the next capture is due anyway
@@ -689,7 +696,7 @@ class DeviceCore:
         """Walk the route ahead, one simulated second at a time, to the next position a report is due at
         (more than 5 s or 20 m since the last one, contract timing); sleep that long; report."""
         tick = self.cfg.time_scale  # one simulated second
-        route = Route(seed=self._rng.randrange(1 << 30))
+        route = Route(seed=self.rng.randrange(1 << 30))
         standing = "gps-too-often" in self.cfg.faults
         every, far = self.timing["gps_min_interval_s"], self.timing["gps_min_distance_m"]
         last: tuple[float, float] | None = None  # position of the last report

@@ -313,7 +313,7 @@ class DeviceProcess:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-            "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "max_rss_mb": _peak_rss_mb(),
             "rss_mb": _rss_mb(),
             "stalls": self.stalls,
             "stall_max_ms": round(self.stall_max_s * 1000, 1),
@@ -328,6 +328,17 @@ def _discard(response: Any) -> None:
     if sock is not None and pool is not None:
         response._sock = None
         pool.release_socket(sock)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; getrusage's maxrss survives exec: it would be the parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def _rss_mb() -> float:
