@@ -503,8 +503,6 @@ class Platform:
         except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
             return self.failed(incoming, exc)
 
-    process_safely = answer_safely  # the name the HTTP layer and the tests used
-
     def failed(self, incoming: Incoming, exc: BaseException) -> Reply:
         """The exchange stored unjudged with a 500 that says what went wrong."""
         reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
