@@ -167,7 +167,7 @@ class DeviceCore:
         self._waiting: dict[int, _Activity] = {}  # ticket -> the activity a Send or a Wait will resume
         self._parked: dict[str, list[_Activity]] = {}
         self._signals: set[str] = set()  # sticky events: set until an activity waits on them
-        self._ready: collections.deque[tuple[_Activity, Any]] = collections.deque()
+        self._ready: list[tuple[_Activity, Any]] = []  # a list: a deque's first block is 760 bytes, a device
         self._alive: set[_Activity] = set()
         self._poller: _Activity | None = None
         self._capture_locked = False
@@ -305,7 +305,7 @@ class DeviceCore:
     def _pump(self) -> list[Action]:
         actions: list[Action] = []
         while self._ready:
-            activity, value = self._ready.popleft()
+            activity, value = self._ready.pop(0)
             if activity in self._alive:
                 self._advance(activity, value, actions)
         return actions
@@ -696,7 +696,7 @@ class DeviceCore:
         """Walk the route ahead, one simulated second at a time, to the next position a report is due at
         (more than 5 s or 20 m since the last one, contract timing); sleep that long; report."""
         tick = self.cfg.time_scale  # one simulated second
-        route = Route(seed=self.rng.randrange(1 << 30))
+        route: Route | None = None  # made when GPS first goes on (two random sources: 5 KB a device)
         standing = "gps-too-often" in self.cfg.faults
         every, far = self.timing["gps_min_interval_s"], self.timing["gps_min_distance_m"]
         last: tuple[float, float] | None = None  # position of the last report
@@ -704,6 +704,8 @@ class DeviceCore:
             if not self.gps_enabled:
                 self._signals.discard(_GPS)
                 yield from self._wait_signal(_GPS)  # nothing scheduled while GPS is off: a fleet has thousands
+            if route is None:
+                route = Route(seed=self.rng.randrange(1 << 30))
             seconds, moved = 0, 0.0
             lat, lon = route.lat, route.lon
             while last is not None:

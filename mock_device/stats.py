@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _LATENCY_SAMPLES = 500  # per device: a fleet of thousands keeps this many each
+_NONE_KEPT: collections.deque[float] = collections.deque(maxlen=0)
 
 
 @dataclass
@@ -31,7 +32,8 @@ class DeviceStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self.latencies = collections.deque(maxlen=self.latency_samples)
+        # none kept: one shared deque that keeps nothing (appending to it is a no-op), not an empty one each
+        self.latencies = collections.deque(maxlen=self.latency_samples) if self.latency_samples else _NONE_KEPT
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
