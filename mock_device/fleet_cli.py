@@ -37,7 +37,8 @@ from facecert.mock_device.verdict import VERDICTS, check_fleet_faults
 
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
 console = Console()
-STARTUP_S = 60.0  # for Locust to start and the workers to connect
+STARTUP_S = 60.0  # for Locust to start and local workers to connect
+REMOTE_STARTUP_S = 900.0  # --master: for someone to start the workers on the other machines
 GATHER_S = 90.0  # for the master to gather the verdicts and write its reports
 LOCAL = "127.0.0.1"
 
@@ -81,6 +82,7 @@ def master_args(
     gps: bool,
     protocol_version: str | None,
     id_prefix: str,
+    wait_workers_s: float = STARTUP_S,
 ) -> list[str]:
     """The master's command line: headless, expecting ``workers``, Locust's CSV and HTML into ``report``."""
     args = [
@@ -93,7 +95,7 @@ def master_args(
         "--expect-workers",
         str(workers),
         "--expect-workers-max-wait",
-        str(int(STARTUP_S)),
+        str(int(wait_workers_s)),
         "--users",
         str(devices),
         "--spawn-rate",
@@ -394,6 +396,7 @@ def register(app: typer.Typer) -> None:
                 gps=gps,
                 protocol_version=protocol_version,
                 id_prefix=id_prefix,
+                wait_workers_s=REMOTE_STARTUP_S if master else STARTUP_S,
             )
         )
         local = [] if master else [locust_command(*worker_args(LOCAL, port)) for _ in range(workers)]
@@ -403,7 +406,7 @@ def register(app: typer.Typer) -> None:
                 f"[bold]facecert fleet --worker --master-host <this machine> --master-port {port}[/]"
             )
         nominal = devices / idle
-        budget = STARTUP_S + devices / rate + duration + GATHER_S
+        budget = (REMOTE_STARTUP_S if master else STARTUP_S) + devices / rate + duration + GATHER_S
         raise typer.Exit(run_fleet(cmd, local, report, Progress(devices, workers, duration, nominal), budget))
 
 
