@@ -7,8 +7,10 @@ import json
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
+from facecert.core.rules.registry import RULES
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.core import DeviceCore, Finished, Send, Wait
+from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_device.flow import Reply
 from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after
 
@@ -134,12 +136,14 @@ def test_a_late_driver_is_the_generators_fault_not_the_devices() -> None:
 
 def test_a_knob_fails_the_device_even_with_a_late_driver() -> None:
     record = judged(lag=late_after(SCALE) * 2, faults={"cadence-idle"})
-    assert record["verdict"] == "failed" and record["errors"] == {"CADENCE-IDLE": 4} and record["as_expected"]
+    rule = FAULTS_BY_NAME["cadence-idle"].rule
+    assert record["verdict"] == "failed" and record["errors"] == {rule: 4} and record["as_expected"]
 
 
 def test_a_server_error_is_served_badly() -> None:
     record = judged(lag=0.0, status=503)
-    assert record["errors"] == {} and record["server_errors"] == {"ANSWER-HTTP-STATUS": 5}
+    assert record["errors"] == {} and list(record["server_errors"].values()) == [5]  # one rule, every poll
+    assert [RULES[rule].party for rule in record["server_errors"]] == ["server"]
     assert record["verdict"] == "served-badly" and not record["as_expected"]
 
 
@@ -148,8 +152,7 @@ def test_fleet_report_groups_devices_by_verdict_and_rule() -> None:
     report = fleet_report(devices, {"time_scale": SCALE})
     assert report["by_verdict"]["clean"] == ["A"] and report["by_verdict"]["failed"] == ["B"]
     assert report["by_verdict"]["served-badly"] == ["C"]
-    assert report["by_rule"]["MSG-REQUIRED"]["devices"] == ["B"] and report["by_rule"]["MSG-REQUIRED"]["parties"] == [
-        "device"
-    ]
+    rule = FAULTS_BY_NAME["missing-field"].rule
+    assert report["by_rule"][rule]["devices"] == ["B"] and report["by_rule"][rule]["parties"] == ["device"]
     assert report["summary"]["unexpected"] == ["C"]
-    assert report["summary"]["faults"]["missing-field"] == {"rule": "MSG-REQUIRED", "devices": 1, "as_expected": 1}
+    assert report["summary"]["faults"]["missing-field"] == {"rule": rule, "devices": 1, "as_expected": 1}
