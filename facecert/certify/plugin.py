@@ -15,6 +15,8 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +51,10 @@ class PlanPlugin:
         config.option.tbstyle = "native"
         self.config = config
         config.addinivalue_line("markers", "needs: what a scenario needs of the peer (@needs:task=getLogFile)")
+        # every tag of both plans up front: `--tags` naming the other plan's tag selects nothing here
+        # (one --tags for both plans, as CI passes it) instead of being a usage error under --strict-markers
+        for tag in sorted(feature_tags()):
+            self._register(tag)
 
     # ---- fixtures the steps use ----------------------------------------------------------
     @pytest.fixture
@@ -71,10 +77,13 @@ class PlanPlugin:
         --strict-markers needs no list of them in any configuration file."""
         if tag.startswith(NEEDS_TAG):
             return pytest.mark.needs(tag[len(NEEDS_TAG) :])(function)
+        self._register(tag)
+        return None
+
+    def _register(self, tag: str) -> None:
         if self.config is not None and tag not in self.markers:
             self.markers.add(tag)
             self.config.addinivalue_line("markers", f"{tag}: a tag of the certification features")
-        return None
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         self.total = len(items)
@@ -172,3 +181,15 @@ def plain_progress(stream: Any = None) -> Callable[[ScenarioRecord, int, int], N
         out.flush()
 
     return show
+
+
+def feature_tags() -> set[str]:
+    """The marker names the packaged features' tags give (``@needs:...`` values are not marker names)."""
+    tags: set[str] = set()
+    for feature in (Path(str(files("facecert"))) / "features").rglob("*.feature"):
+        for line in feature.read_text(encoding="utf-8").splitlines():
+            words = line.strip().split()
+            if words and words[0].startswith("@"):
+                names = (w[1:] for w in words if w.startswith("@"))
+                tags.update(name for name in names if not name.startswith(NEEDS_TAG))
+    return tags

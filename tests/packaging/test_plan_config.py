@@ -45,7 +45,7 @@ def test_plan_ignores_the_callers_pytest_environment(plan: str, tmp_path: Path) 
 
 
 def test_a_tag_of_no_feature_of_the_plan_is_refused(tmp_path: Path) -> None:
-    """--tags names the plan's own feature tags; a typo (or another plan's tag) is pytest's usage error
+    """--tags names feature tags (either plan's: CI passes one --tags to both); a typo is pytest's usage error
     (exit 4: the CLI says to check --tags), not an empty run that looks like a pass."""
     script = _COLLECT_ONLY.replace('tags="not " + sys.argv[1]', 'tags="cadense"')
     run = subprocess.run(
