@@ -15,7 +15,7 @@ export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export npm_config_cache := $(CURDIR)/.cache/npm
 export MITMPROXY_CONFDIR := $(CURDIR)/.cache/mitmproxy
 
-.PHONY: demo test venv clean bench check
+.PHONY: demo test test-fast venv clean bench check chromium
 
 venv: $(STAMP) $(ALLURE) $(OPENAPI_TOOLS)
 
@@ -36,8 +36,29 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/facecert demo
 
-test: venv
-	$(PY) -m pytest -q -n 2 --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
+# Chromium for the browser tests: Debian's package, installed with apt when we are root and it is missing;
+# nothing when it is there. Where apt cannot install it the browser tests say why (skip off Debian/root).
+CHROMIUM := command -v chromium || command -v chromium-browser || command -v google-chrome
+chromium:
+	@if ! ($(CHROMIUM)) >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null; then \
+	    echo "make chromium: installing Debian's chromium (apt-get)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    mkdir -p .cache; { apt-get update -qq && apt-get install -y -qq chromium; } >.cache/apt-chromium.log 2>&1 \
+	      || echo "make chromium: apt-get failed (.cache/apt-chromium.log): the browser tests will fail"; \
+	  else echo "make chromium: no Chromium and no root apt on Debian: the browser tests will skip"; fi; \
+	fi
+
+# Everything CI runs, on two workers (more workers than cores made the cadence tests flake on a busy machine);
+# a module's tests share one worker (its module fixtures are built once: tests/conftest.py), long ones first.
+TEST_WORKERS ?= 2
+test: venv chromium
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --basetemp=.cache/pytest $(PYTEST_ARGS)
+
+# The edit-test loop: no browser, fuzzing, wheel, slow or benchmark-like tests (pyproject markers).
+test-fast: venv
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not (browser or fuzz or wheel or slow)" \
+	  --basetemp=.cache/pytest-fast $(PYTEST_ARGS)
 
 # ruff does not follow the links inside facecert/ (the peers' and steps' real files are in their top-level
 # folders), so those are listed; mypy and lint-imports do follow them.
@@ -53,8 +74,12 @@ check: venv
 	@failed=(); for cmd in $(CHECKS); do echo "$$cmd"; $$cmd || failed+=("$$cmd"); done; \
 	if (( $${#failed[@]} )); then printf 'make check: FAILED: %s\n' "$${failed[@]}"; exit 1; fi
 
+# Every benchmark (quick where it has a --quick mode), one after the other: each prints its ratios.
 bench: venv
-	$(PY) benchmarks/validate.py
+	@for bench in benchmarks/*.py; do \
+	  quick=$$(grep -q -- '"--quick"' $$bench && echo --quick); \
+	  echo "== $$bench $$quick"; $(PY) $$bench $$quick || exit 1; echo; \
+	done
 
 clean:
 	rm -rf $(VENV) .cache reports/*

@@ -17,30 +17,25 @@ from facecert.core.contract import get_contract
 from facecert.core.redact import Redactor
 from facecert.core.rules.message import resolve_pointer
 from facecert.mock_device.media import b64, capture_jpeg, tiny_png
+from tests.support import facecert
 
 FACECERT = str(Path(sys.executable).with_name("facecert"))
 TAGS = "captures or users"
 
 
 def certify(report: Path, *extra: str) -> dict:
-    done = subprocess.run(
-        [
-            FACECERT,
-            "certify",
-            "device",
-            "--demo",
-            "--no-html",
-            "--tags",
-            TAGS,
-            "--report",
-            str(report),
-            "--listen",
-            "127.0.0.1:0",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = facecert(
+        "certify",
+        "device",
+        "--demo",
+        "--no-html",
+        "--tags",
+        TAGS,
+        "--report",
+        str(report),
+        "--listen",
+        "127.0.0.1:0",
+        *extra,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return json.loads((report / "summary.json").read_text(encoding="utf-8"))

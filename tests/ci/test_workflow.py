@@ -130,6 +130,7 @@ def test_workflow_is_what_the_docs_say() -> None:
             assert "${{" not in step["run"], step["name"]
 
 
+@pytest.mark.slow  # the workflow's steps end to end
 def test_workflow_steps_run_here(tmp_path: Path, staging: str) -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     folder = workspace(tmp_path / "repo")
@@ -163,6 +164,7 @@ def test_workflow_steps_run_here(tmp_path: Path, staging: str) -> None:
     assert "| `server/tasks/SetFaceConfig` | range" in (folder / "reports" / "contract-diff.md").read_text()
 
 
+@pytest.mark.slow
 def test_shell_version_runs_here(tmp_path: Path, staging: str) -> None:
     folder = workspace(tmp_path / "repo")
     env = environment(staging, {"STAGING_URL": staging, "FACECERT_TIME_SCALE": "0.05", "BASE_REF": "main"})

@@ -4,13 +4,12 @@ the protocol intervals."""
 
 from __future__ import annotations
 
-import itertools
 import time
 
 from facecert.mock_device import Device
 from facecert.mock_device.messages import alarm_types, image_alarm_type
 from facecert.mock_server import MockServer
-from tests.device.conftest import GOOD_FIRMWARE
+from tests.support import GOOD_FIRMWARE, next_request_id
 
 
 def deadline(dev: Device, intervals: float = 6) -> float:
@@ -36,7 +35,6 @@ TASK_FOR_SCENARIO = {
 }
 
 
-_raw_ids = itertools.count(881_000)
 # server errors a scenario commits on purpose (the stimulus a knob reacts to), by scenario
 STIMULUS_ERRORS = {"malformed-task": {"TASK-UNKNOWN"}}
 
@@ -80,7 +78,7 @@ def malformed_task(srv: MockServer, dev: Device) -> None:
     """Two idle polls (a rhythm), a task the device must refuse, then until the live server sees the
     device stop (POLL-STOPPED) or two more polls come; a capture last shows the device still alive."""
     wait(dev, lambda: dev.stats.idle >= 2, "two idleTime answers")
-    srv.enqueue(dev.cfg.device_id, {"request_type": "rebootEverything", "request_id": next(_raw_ids)}, raw=True)
+    srv.enqueue(dev.cfg.device_id, {"request_type": "rebootEverything", "request_id": next_request_id()}, raw=True)
     wait(dev, lambda: bool(dev.results), "the refusal of the unknown task")
     polls = dev.stats.polls
 

@@ -5,7 +5,6 @@ log file by path (the device refuses it)."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -16,10 +15,8 @@ from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_device.persona import dress
 from facecert.mock_device.tasks import BAD_PARAMETER
 from facecert.mock_server import MockServer, ServerConfig
-from tests.device.conftest import SCALE, unique_id
 from tests.device.scenarios import more_polls, wait
-
-_raw_ids = itertools.count(883_000)
+from tests.support import SCALE, next_request_id, unique_id
 
 
 @pytest.fixture
@@ -99,7 +96,7 @@ def test_a_failed_task_retried_once_is_fine(server: MockServer, make_device) -> 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..\u2215..\u2215etc\u2215passwd"])
 def test_the_device_refuses_a_log_file_named_by_a_path(name: str, server: MockServer, make_device) -> None:
     dev: Device = make_device("logpath", start=False)
-    rid = next(_raw_ids)
+    rid = next_request_id()
     server.enqueue(dev.cfg.device_id, {"request_type": "getLogFile", "request_id": rid, "log_name": name}, raw=True)
     dev.start()
     wait(dev, lambda: bool(dev.results), "the getLogFile result")

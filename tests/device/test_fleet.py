@@ -7,7 +7,7 @@ import asyncio
 
 from facecert.mock_device import DeviceConfig, Fleet
 from facecert.mock_server import MockServer
-from tests.device.conftest import SCALE
+from tests.support import SCALE
 
 COUNT = 20
 

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 from facecert.mock_device import Device
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_server import MockServer, ServerConfig
-from tests.device.conftest import SCALE
 from tests.device.scenarios import deadline, wait
+from tests.support import SCALE
 
 
 def test_device_moves_to_the_second_server(server: MockServer, make_device) -> None:

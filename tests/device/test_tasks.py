@@ -26,8 +26,8 @@ from facecert.mock_device.tasks import (
     USER_INFO_TOO_LONG,
 )
 from facecert.mock_server import MockServer
-from tests.device.conftest import FIRMWARE_VERSION, GOOD_FIRMWARE
 from tests.device.scenarios import deadline, more_polls
+from tests.support import FIRMWARE_VERSION, GOOD_FIRMWARE
 
 FACE_B64 = base64.b64encode(capture_jpeg(3)).decode()
 DAY = 86_400

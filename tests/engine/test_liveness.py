@@ -12,8 +12,7 @@ from facecert.core.engine import RESEND_LIMIT, Engine, EngineConfig, judge_messa
 from facecert.core.examples import example_for
 from facecert.core.model import Exchange, Finding
 from facecert.samples import ConversationBuilder
-
-SCALE = 0.05
+from tests.support import SCALE
 
 
 def scaled_builder() -> ConversationBuilder:

@@ -30,7 +30,7 @@ from tests.hostile.conftest import ServeProcess, excerpt
 from tests.hostile.corpus import CLASSES, corpus
 from tests.hostile.session import Run, execute
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.timeout(420), pytest.mark.slow]
 
 MIN_CASES = 1000
 CANARY_P99_S = 1.0

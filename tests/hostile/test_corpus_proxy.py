@@ -31,7 +31,7 @@ from tests.hostile.runner import strict_json
 from tests.hostile.session import Run, execute
 from tests.hostile.test_corpus import CANARY_MAX_S, CANARY_P99_S, RSS_LIMIT_MIB
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.timeout(420), pytest.mark.slow]
 
 WHOLE_CLASSES = {"big_bodies", "content_types", "framing", "versions", "images", "long_strings_many_keys", "cross_site"}
 EVERY = 10

@@ -35,7 +35,7 @@ import pytest
 
 from tests.hostile.conftest import FACECERT, ROOT, ServeProcess, tracebacks
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.fuzz]
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 DEVICE_SECONDS = 50

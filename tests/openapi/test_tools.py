@@ -29,12 +29,12 @@ from facecert.mock_device import Device, DeviceConfig
 from facecert.mock_device.messages import CAPTURE_KINDS
 from tests.hostile.conftest import FACECERT, ROOT, ServeProcess
 from tests.server.helpers import local_downloads, poll_body
+from tests.support import SCALE
 
 pytestmark = pytest.mark.timeout(300)
 
 TOOLS = ROOT / "tools" / "openapi"
 BIN = TOOLS / "node_modules" / ".bin"
-SCALE = 0.05  # protocol intervals × 0.05: idle 1 s, task 0.25 s
 FLAGS = {"device": (), "closed": ("--closed",), "admin": ("--admin",)}
 ENV = {
     **os.environ,

@@ -1,4 +1,4 @@
-"""Real parts for the proxy tests: a uvicorn upstream that records what it got
+"""Real parts for the proxy tests: an upstream on uvicorn (tests.support.serving) that records what it got
 and answers what the test queued, and real mitmdump processes with the addon."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +22,7 @@ from starlette.routing import Route
 
 from facecert.core.examples import example_for
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
+from tests.support import serving
 
 JSON = "application/json"
 
@@ -100,29 +100,9 @@ def module_upstream() -> Iterator[Upstream]:
 
 def _serve() -> Iterator[Upstream]:
     double = Upstream()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            double.app(),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            timeout_graceful_shutdown=1,
-            limit_concurrency=64,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = threading.Event()
-    for _ in range(200):  # uvicorn sets .started from its own thread; poll it against a 10 s deadline
-        if server.started:
-            break
-        deadline.wait(0.05)
-    assert server.started, "uvicorn upstream did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    double.url = f"http://127.0.0.1:{port}"
-    yield double
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(double.app(), timeout_graceful_shutdown=1, limit_concurrency=64) as server:
+        double.url = server.base
+        yield double
 
 
 def start_proxy(upstream_url: str, confdir: Path, report: Path, **options: object) -> Mitmdump:

@@ -7,7 +7,6 @@ contract (required fields), never listed here.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -19,8 +18,7 @@ import httpx
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream
-
-_ids = itertools.count(7_000_001)
+from tests.support import next_request_id
 
 
 @dataclass
@@ -49,7 +47,7 @@ class Peer:
 
     def task(self, schema: str = "server/tasks/getDevStatus", rid: int | None = None) -> dict[str, Any]:
         task = example_for(schema)
-        task["request_id"] = rid if rid is not None else next(_ids)
+        task["request_id"] = rid if rid is not None else next_request_id()
         self.poll(task)
         return task
 
@@ -110,7 +108,7 @@ def device_wrong_method(peer: Peer) -> None:
 
 def device_unknown_result(peer: Peer) -> None:
     task = peer.task()
-    peer.result(task, request_id=next(_ids))
+    peer.result(task, request_id=next_request_id())
     peer.result(task)
 
 
@@ -145,12 +143,12 @@ def device_bad_base64(peer: Peer) -> None:
 
 # ---- broken servers -----------------------------------------------------------------
 def server_unknown_task(peer: Peer) -> None:
-    peer.poll({"request_type": "rebootNow", "request_id": next(_ids)})
+    peer.poll({"request_type": "rebootNow", "request_id": next_request_id()})
 
 
 def server_missing_field(peer: Peer) -> None:
     task = example_for("server/tasks/setDevTime")
-    task["request_id"] = next(_ids)
+    task["request_id"] = next_request_id()
     peer.poll(without_required("server/tasks/setDevTime", task))
 
 
@@ -165,7 +163,7 @@ def server_wrong_echo(peer: Peer) -> None:
 
 
 def server_reuses_request_id(peer: Peer) -> None:
-    rid = next(_ids)
+    rid = next_request_id()
     first = peer.task(rid=rid)
     peer.result(first)
     peer.wait("task_interval_s")

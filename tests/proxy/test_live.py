@@ -17,8 +17,8 @@ import pytest
 
 from tests.proxy.conftest import Upstream, start_proxy, summary_of
 from tests.proxy.scenarios import SCENARIOS, Peer, device_id_for
+from tests.support import SCALE
 
-SCALE = 0.05
 #: each scenario's peer stops when its scenario ends while the session goes on, and the proxy's
 #: live clock rightly reports that stop; a HAR has no clock after its last exchange, so offline
 #: validation cannot see it (docs/proxy.md, Reports)

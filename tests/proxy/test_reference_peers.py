@@ -24,9 +24,9 @@ from facecert.core.rules.registry import RULES
 from facecert.mock_device import FAULTS, Device, DeviceConfig, Fault
 from facecert.mock_server import MockServer, ServerConfig
 from facecert.proxy_addons.process import Mitmdump
-from tests.device.conftest import GOOD_FIRMWARE, SCALE, make_assets, unique_id
 from tests.device.scenarios import drive, prepare
 from tests.proxy.conftest import start_proxy, summary_of
+from tests.support import GOOD_FIRMWARE, SCALE, make_assets, unique_id
 
 KNOBS = [fault for fault in FAULTS if fault.rule and RULES[fault.rule].origin == "engine"]  # plan rules: no engine
 CLEAN = ("task", "capture", "download", "idle")  # what the fault-free devices do

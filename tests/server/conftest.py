@@ -1,21 +1,14 @@
-"""A real mock server on an ephemeral 127.0.0.1 port per test, and an httpx client."""
+"""The server tests talk to tests/conftest.py's ``server`` (a mock server of each test's own)
+through an httpx client."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from facecert.mock_server import MockServer, ServerConfig
-from tests.server.helpers import SCALE
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[MockServer]:
-    with MockServer(ServerConfig(time_scale=SCALE, db=tmp_path / "session.db")) as srv:
-        yield srv
+from facecert.mock_server import MockServer
 
 
 @pytest.fixture

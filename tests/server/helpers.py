@@ -16,8 +16,6 @@ from facecert.core.examples import example_for
 from facecert.core.rules.message import resolve_pointer
 from facecert.mock_server.assets import DEFAULT_FOR_KIND
 
-SCALE = 0.05  # protocol intervals x 0.05: result deadline 6 s, idle 1 s
-
 
 def poll_body(device_id: str) -> dict[str, Any]:
     body = example_for("device/taskRequest")

@@ -18,7 +18,8 @@ from facecert.core.examples import example_for
 from facecert.mock_server import MockServer, ServerConfig
 from facecert.mock_server.openapi import admin_openapi
 from facecert.validate import judge_files
-from tests.server.helpers import SCALE, capture_body, poll_body, report_body, result_body
+from tests.server.helpers import capture_body, poll_body, report_body, result_body
+from tests.support import SCALE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from facecert.core.examples import example_for
 from facecert.mock_server import MockServer, ServerConfig
-from tests.server.helpers import SCALE, errors, local_downloads, poll_body, result_body
+from tests.server.helpers import errors, local_downloads, poll_body, result_body
+from tests.support import SCALE
 
 
 def raw_get(srv: MockServer, target: str) -> int:

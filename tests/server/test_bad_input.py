@@ -11,7 +11,8 @@ import pytest
 
 from facecert.core.examples import example_for
 from facecert.mock_server import MockServer, ServerConfig
-from tests.server.helpers import SCALE, capture_body, poll_body
+from tests.server.helpers import capture_body, poll_body
+from tests.support import SCALE
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 BAD = {

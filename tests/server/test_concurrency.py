@@ -8,6 +8,7 @@ import sqlite3
 import ssl
 
 import httpx
+import pytest
 
 from facecert.core.examples import example_for
 from facecert.mock_server import MockServer
@@ -32,6 +33,7 @@ async def _fleet(url: str) -> list[httpx.Response]:
     return [r for responses in per_device for r in responses]
 
 
+@pytest.mark.slow  # benchmark-like: 200 devices' latency
 def test_two_hundred_devices_at_once(server: MockServer) -> None:
     enqueued = [
         server.enqueue(f"FLEET{n:04d}", example_for("server/tasks/getDevStatus"))

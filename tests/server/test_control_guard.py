@@ -16,8 +16,9 @@ import pytest
 
 from facecert.core.examples import example_for
 from facecert.mock_server import MockServer, ServerConfig
-from tests.server.helpers import SCALE, poll_body
+from tests.server.helpers import poll_body
 from tests.server.test_page import ARGS
+from tests.support import SCALE
 
 FAULT = {"kind": "outage", "mode": "503"}
 

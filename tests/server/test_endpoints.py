@@ -9,7 +9,8 @@ import httpx
 
 from facecert.core.contract import get_contract
 from facecert.mock_server import MockServer, ServerConfig
-from tests.server.helpers import SCALE, capture_body, errors, poll_body, report_body
+from tests.server.helpers import capture_body, errors, poll_body, report_body
+from tests.support import SCALE
 
 
 def test_idle_answer_carries_server_time(server: MockServer, client: httpx.Client) -> None:

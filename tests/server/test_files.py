@@ -14,8 +14,8 @@ import pytest
 
 from facecert.mock_server import MockServer, ServerConfig
 from facecert.mock_server.safefiles import replace_file, write_new_file
-from tests.server.helpers import SCALE
 from tests.server.test_kill import _wait_for_line
+from tests.support import SCALE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,8 @@ from facecert.core.model import Severity
 from facecert.core.rules.registry import RULES
 from facecert.mock_server import MockServer, ServerConfig
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS
-from tests.server.helpers import SCALE, capture_body, errors, local_downloads, poll_body, result_body
+from tests.server.helpers import capture_body, errors, local_downloads, poll_body, result_body
+from tests.support import SCALE
 
 
 def poll(srv: MockServer, device: str) -> httpx.Response | None:

@@ -13,7 +13,8 @@ from facecert.core.examples import example_for
 from facecert.mock_device import Device, DeviceConfig
 from facecert.mock_server import MockServer
 from facecert.reports.cadence_svg import cadence_windows
-from tests.server.helpers import SCALE, capture_body, poll_body, report_body, result_body
+from tests.server.helpers import capture_body, poll_body, report_body, result_body
+from tests.support import SCALE
 
 ARGS = [
     "--no-sandbox",

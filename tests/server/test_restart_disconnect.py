@@ -18,8 +18,9 @@ import httpx
 
 from facecert.core.examples import example_for
 from facecert.mock_server import MockServer, ServerConfig
-from tests.server.helpers import SCALE, errors, poll_body, result_body
+from tests.server.helpers import errors, poll_body, result_body
 from tests.server.test_kill import _wait_for_line
+from tests.support import SCALE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,6 +19,7 @@ import yaml
 
 from facecert.certify.capabilities import enum_from, load_statement, template, undeclared
 from facecert.mock_server.store import read_exchanges
+from tests.support import facecert
 
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 TASKS = enum_from("catalogue tasks")
@@ -58,7 +59,6 @@ class Run:
 def _run(case: Case, folder: Path) -> Run:
     report = folder / case.name
     command = [
-        *FACECERT,
         "certify",
         case.party,
         "--demo",
@@ -74,7 +74,7 @@ def _run(case: Case, folder: Path) -> Run:
         statement = folder / f"{case.name}.yaml"
         statement.write_text(yaml.safe_dump(case.statement), encoding="utf-8")
         command += ["--capabilities", str(statement)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = facecert(*command)
     path = report / "summary.json"
     summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     return Run(done.returncode, (done.stdout + done.stderr)[-3000:], summary, report, statement)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import facecert
+
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 
 
 def certify(*args: str, report: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    done = subprocess.run(
-        [*FACECERT, "certify", *args, "--demo", "--report", str(report)], capture_output=True, text=True, timeout=600
-    )
+    done = facecert("certify", *args, "--demo", "--report", str(report), timeout=600)
     summary_path = report / "summary.json"
     assert summary_path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return done, json.loads(summary_path.read_text(encoding="utf-8"))

@@ -10,7 +10,6 @@ tests/suites/test_certify.py (both reference peers are certified)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from facecert.core.rules.registry import RULES
 from facecert.mock_device import FAULTS
 from facecert.mock_device.faults import EXEMPT_RULES
 from facecert.mock_server import MISBEHAVIOURS
+from tests.support import facecert
 
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 # the server flows whose steps check a plan rule a misbehaviour breaks (a device knob says it by its scenario).
@@ -43,7 +43,6 @@ class Breaker:
     def command(self, report: Path) -> list[str]:
         option = "--fault" if self.peer == "device" else "--misbehave"
         return [
-            *FACECERT,
             "certify",
             self.peer,
             "--demo",
@@ -78,7 +77,7 @@ class Run:
 
 def _run(breaker: Breaker, folder: Path) -> Run:
     report = folder / f"{breaker.peer}-{breaker.name}"
-    done = subprocess.run(breaker.command(report), capture_output=True, text=True, timeout=300)
+    done = facecert(*breaker.command(report))
     path = report / "summary.json"
     summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     return Run(done.returncode, (done.stdout + done.stderr)[-3000:], summary)

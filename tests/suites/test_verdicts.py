@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import facecert
+
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,14 +41,7 @@ class Run:
 
 def certify(report: Path, *args: str, timeout: float = 300) -> Run:
     started = time.monotonic()
-    done = subprocess.run(
-        [*FACECERT, "certify", *args, "--no-html", "--report", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
+    done = facecert("certify", *args, "--no-html", "--report", str(report), cwd=ROOT, timeout=timeout)
     return Run(done, report, time.monotonic() - started)
 
 

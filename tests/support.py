@@ -1,0 +1,66 @@
+"""What the test areas share, in one place: the time scale the reference peers run at in tests,
+unique device and request ids, the simulator's download folder, an ASGI app served in a thread and
+``facecert`` run as its own process (the fixtures built on these live in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from facecert.certify.asgi import UvicornThread
+from facecert.certify.matrix import run_facecert
+from facecert.core.defaults import DEMO_TIME_SCALE
+from facecert.mock_device.firmware import build_firmware
+
+# Every protocol interval × 0.05 (idle 1 s, task 0.25 s, result deadline 6 s): the demo's time scale, the
+# smallest at which the cadence tolerance (±25 % + 0.05 s, scaled) still leaves a loaded machine room.
+SCALE = DEMO_TIME_SCALE
+FACECERT = Path(sys.executable).parent / "facecert"
+GOOD_FIRMWARE = "sim-firmware.bin"
+FIRMWARE_VERSION = "2.0.0_SIM_V2.0(upgraded)"
+
+_devices = itertools.count(1)
+_requests = itertools.count(7_000_001)  # far above the mock server's own request_ids
+
+
+def unique_id(label: str = "dev", prefix: str = "T") -> str:
+    """A device_id no other test of this process uses (the label says which test it is)."""
+    return f"{prefix}{next(_devices):04d}{label.upper().replace('-', '')[:10]}"
+
+
+def next_request_id() -> int:
+    """A request_id for a task a test writes by hand (raw), unique in this process."""
+    return next(_requests)
+
+
+def make_assets(folder: Path) -> Path:
+    """A server's download folder holding a valid simulator firmware image."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / GOOD_FIRMWARE).write_bytes(build_firmware(FIRMWARE_VERSION, b"payload" * 100))
+    return folder
+
+
+@contextmanager
+def serving(app: Any, **config: Any) -> Iterator[UvicornThread]:
+    """``app`` on uvicorn, 127.0.0.1 and an ephemeral port, in a thread; ``.base`` is its URL."""
+    with UvicornThread(app, **config) as server:
+        yield server
+
+
+def facecert(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``facecert ARGS`` as its own process, forked from a server that has imported the harness once
+    (facecert.certify.matrix.run_facecert): what ``subprocess.run([FACECERT, ...])`` gives, without
+    a second of imports per run. Its stdin is /dev/null; it gets this process's environment."""
+    with tempfile.TemporaryDirectory(prefix="facecert-run-") as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        code = run_facecert(list(args), out, err, cwd=cwd, timeout=timeout)
+        if code == -9:
+            raise subprocess.TimeoutExpired([str(FACECERT), *args], timeout)
+        read = lambda path: path.read_text(encoding="utf-8", errors="replace")  # noqa: E731
+        return subprocess.CompletedProcess([str(FACECERT), *args], code, read(out), read(err))
