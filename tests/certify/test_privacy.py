@@ -19,6 +19,8 @@ from facecert.core.rules.message import resolve_pointer
 from facecert.mock_device.media import b64, capture_jpeg, tiny_png
 from tests.support import facecert
 
+pytestmark = pytest.mark.slow  # two certification runs: make test-fast leaves it out
+
 FACECERT = str(Path(sys.executable).with_name("facecert"))
 TAGS = "captures or users"
 

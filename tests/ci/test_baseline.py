@@ -17,6 +17,8 @@ from facecert.core.captures import write_har, write_jsonl
 from facecert.core.examples import example_for
 from facecert.samples import ConversationBuilder
 
+pytestmark = pytest.mark.slow  # certification runs: make test-fast leaves it out
+
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,6 +12,8 @@ import pytest
 from facecert.mock_device import FAULTS
 from facecert.mock_server import MockServer
 
+pytestmark = pytest.mark.slow  # facecert device processes: make test-fast leaves it out
+
 FACECERT = [str(Path(sys.executable).parent / "facecert")]
 
 

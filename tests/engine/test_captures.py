@@ -95,6 +95,7 @@ def recorded(tmp_path_factory, mitmdump) -> dict:
     return {"flows": flows, "har": har, "sent": sent, "upstream": app.state.seen}
 
 
+@pytest.mark.slow  # a real mitmdump recording
 def test_flow_file_gives_exact_bytes(recorded) -> None:
     assert sniff_format(recorded["flows"]) == "flows"
     exchanges = list(read_capture(recorded["flows"]))
@@ -103,6 +104,7 @@ def test_flow_file_gives_exact_bytes(recorded) -> None:
     assert all(ex.status == 200 and ex.ended >= ex.started > 0 for ex in exchanges)
 
 
+@pytest.mark.slow  # a real mitmdump recording
 def test_mitmproxy_har_is_read(recorded) -> None:
     assert sniff_format(recorded["har"]) == "har"
     exchanges = list(read_capture(recorded["har"]))
@@ -111,6 +113,7 @@ def test_mitmproxy_har_is_read(recorded) -> None:
     assert exchanges[0].path == "/taskRequest" and json.loads(exchanges[0].response_body)["request_type"]
 
 
+@pytest.mark.slow  # a real mitmdump recording
 def test_our_har_and_jsonl_round_trip_binary_bodies(tmp_path: Path, recorded) -> None:
     exchanges = list(read_capture(recorded["flows"]))
     for path, writer in ((tmp_path / "x.har", write_har), (tmp_path / "x.jsonl", write_jsonl)):
@@ -126,6 +129,7 @@ def run_validate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([FACECERT, "validate", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # a real mitmdump recording
 def test_validate_on_a_real_mitmdump_capture(recorded) -> None:
     result = run_validate(str(recorded["flows"]), "--json", "--time-scale", "0.0001")
     summary = json.loads(result.stdout)
@@ -183,6 +187,7 @@ def test_single_message_with_as(tmp_path: Path) -> None:
     assert run_validate(str(good), "--as", "nonsense").returncode == 2
 
 
+@pytest.mark.slow  # a large capture
 def test_large_capture_runs(tmp_path: Path) -> None:
     from facecert.samples import iter_large
 

@@ -28,6 +28,8 @@ from facecert.mock_device.faults import FAULTS
 from facecert.samples import ConversationBuilder
 from tests.engine.test_rules import CASES
 
+pytestmark = pytest.mark.slow  # the command line at several widths, a process each: make test-fast leaves it out
+
 FACECERT = str(Path(sys.executable).parent / "facecert")
 BOX = re.compile(r"[\s\u2500-\u257f]+")  # whitespace and box drawing: what folding and tables add
 

@@ -26,6 +26,8 @@ from facecert.evidence import (
 )
 from tests.evidence.conftest import Keys, make_key, run, ssh_verify, verify
 
+pytestmark = pytest.mark.slow  # certification runs and a process per check: make test-fast leaves it out
+
 ROOT = Path(__file__).resolve().parents[2]
 PREDICATE = {"plan": "device", "verdict": "certified", "time_scale": float("nan")}
 

@@ -21,6 +21,8 @@ from tests.evidence.conftest import FACECERT, verify
 from tests.proxy.conftest import Upstream, _serve
 from tests.proxy.test_cli import Output
 
+pytestmark = pytest.mark.slow  # facecert proxy runs, stopped by signals: make test-fast leaves it out
+
 _ADDRESS = re.compile(r"server_url at (http://127\.0\.0\.1:\d+)")
 
 

@@ -17,6 +17,8 @@ import facecert
 from facecert.evidence import PREDICATE_TYPE, STATEMENT_TYPE, contract_digest, folder_entries, verify_report
 from tests.evidence.conftest import Keys, ssh_verify, verify
 
+pytestmark = pytest.mark.slow  # signed certification runs: make test-fast leaves it out
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

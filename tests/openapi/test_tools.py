@@ -31,7 +31,7 @@ from tests.hostile.conftest import FACECERT, ROOT, ServeProcess
 from tests.server.helpers import local_downloads, poll_body
 from tests.support import SCALE
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # Prism and Redocly (Node): not in make test-fast
 
 TOOLS = ROOT / "tools" / "openapi"
 BIN = TOOLS / "node_modules" / ".bin"

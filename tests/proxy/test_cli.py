@@ -12,9 +12,12 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream, summary_of
+
+pytestmark = pytest.mark.slow  # facecert proxy processes: make test-fast leaves it out
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
 _ADDRESS = re.compile(r"server_url at (http://127\.0\.0\.1:\d+)")

@@ -23,6 +23,8 @@ from facecert.proxy_addons.record import RECORD
 from tests.proxy.conftest import RawUpstream, Upstream, memory_of, raw_exchange, sha, start_proxy, summary_of
 from tests.proxy.test_bounds import zeros_compressed
 
+pytestmark = pytest.mark.slow  # a mitmdump per hostile case: make test-fast leaves it out
+
 MiB = 1024 * 1024
 #: peak resident memory of mitmdump + addon in each test below (measured 83 MiB idle, <= 154 MiB; the old
 #: addon inflated bombs whole (GBs), and buffering a 100 MiB body alone peaks near 300 MiB)
@@ -37,7 +39,6 @@ def _poll(device_id: str = "ID00000000000777") -> bytes:
     return json.dumps(body).encode()
 
 
-@pytest.mark.slow  # benchmark-like: memory bounds
 def test_bombs_are_findings_in_bounded_memory(upstream: Upstream, mitm_confdir: Path, tmp_path: Path) -> None:
     bombs = {
         "gzip": zeros_compressed("gzip", 128 * MiB),  # ~130 KB, as the field report had it
@@ -63,7 +64,6 @@ def test_bombs_are_findings_in_bounded_memory(upstream: Upstream, mitm_confdir: 
     assert peak < PEAK_RSS_BOUND, f"mitmdump peaked at {peak / MiB:.0f} MiB"
 
 
-@pytest.mark.slow  # 41 MB through the proxy
 def test_a_body_over_41_mb_gets_the_upstreams_own_answer(mitm_confdir: Path, tmp_path: Path) -> None:
     body = b'{"device_id": "' + b"x" * (100 * MiB)
     with MockServer(ServerConfig()) as server:  # refuses past max_body with 413, stops reading at ~41 MB
@@ -82,7 +82,6 @@ def test_a_body_over_41_mb_gets_the_upstreams_own_answer(mitm_confdir: Path, tmp
     assert peak < PEAK_RSS_BOUND, f"mitmdump peaked at {peak / MiB:.0f} MiB"
 
 
-@pytest.mark.slow  # benchmark-like: memory over a long session
 def test_memory_stays_flat_over_a_long_session(upstream: Upstream, mitm_confdir: Path, tmp_path: Path) -> None:
     capture = example_for("device/faceRecognition")
     image = base64.b64decode(capture["image"])

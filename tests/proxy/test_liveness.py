@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream, start_proxy, summary_of
+
+pytestmark = pytest.mark.slow  # mitmdump processes: make test-fast leaves it out
 
 SCALE = 0.01  # result deadline 120 s -> 1.2 s
 

@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from facecert.core.examples import example_for
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
 from tests.proxy.conftest import Upstream
+
+pytestmark = pytest.mark.slow  # a mitmweb process: make test-fast leaves it out
 
 _TOKEN = re.compile(r"token=(\w+)")
 

@@ -9,10 +9,13 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from facecert.core.examples import example_for
 from facecert.core.redact import reset
 from tests.proxy.conftest import Upstream, start_proxy
+
+pytestmark = pytest.mark.slow  # a mitmdump process: make test-fast leaves it out
 
 
 def _send_capture(proxy_url: str) -> tuple[str, str]:

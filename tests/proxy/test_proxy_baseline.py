@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from rich.console import Console
 
 from facecert.core.examples import example_for
 from facecert.proxy_addons.runner import print_summary
 from tests.proxy.conftest import Upstream, summary_of
 from tests.proxy.test_cli import Output
+
+pytestmark = pytest.mark.slow  # mitmdump processes: make test-fast leaves it out
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
 _ADDRESS = re.compile(r"server_url at (http://127\.0\.0\.1:\d+)")

@@ -28,6 +28,8 @@ from tests.device.scenarios import drive, prepare
 from tests.proxy.conftest import start_proxy, summary_of
 from tests.support import GOOD_FIRMWARE, SCALE, make_assets, unique_id
 
+pytestmark = pytest.mark.slow  # a mitmdump per knob: make test-fast leaves it out
+
 KNOBS = [fault for fault in FAULTS if fault.rule and RULES[fault.rule].origin == "engine"]  # plan rules: no engine
 CLEAN = ("task", "capture", "download", "idle")  # what the fault-free devices do
 _LIVE = re.compile(r"facecert (ERROR|WARNING|INFO)\s+(\S+)\s+\[.*?(?: device=(\S+))?$")

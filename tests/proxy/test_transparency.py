@@ -13,6 +13,8 @@ import pytest
 from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream, blob, sha, start_proxy, summary_of
 
+pytestmark = pytest.mark.slow  # mitmdump processes: make test-fast leaves it out
+
 BIG = 20 * 1024 * 1024
 
 REQUESTS: list[tuple[str, str, bytes]] = [

@@ -21,6 +21,8 @@ from facecert.certify.capabilities import enum_from, load_statement, template, u
 from facecert.mock_server.store import read_exchanges
 from tests.support import facecert
 
+pytestmark = pytest.mark.slow  # a certification run per capability statement: make test-fast leaves it out
+
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 TASKS = enum_from("catalogue tasks")
 OMITS = {"statement": "device", "protocol_version": "2.0", "tasks": ["getDevStatus"], "gps": False}

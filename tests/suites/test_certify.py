@@ -13,6 +13,8 @@ import pytest
 
 from tests.support import facecert
 
+pytestmark = pytest.mark.slow  # both whole plans, with the HTML report: make test-fast leaves it out
+
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 
 

@@ -25,6 +25,8 @@ from facecert.mock_device.faults import EXEMPT_RULES
 from facecert.mock_server import MISBEHAVIOURS
 from tests.support import facecert
 
+pytestmark = pytest.mark.slow  # a certification run per plan rule: make test-fast leaves it out
+
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 # the server flows whose steps check a plan rule a misbehaviour breaks (a device knob says it by its scenario).
 # TASK-NOT-SENT: the foreign-result scenario queues a task for a second device and one poll shows it missing;

@@ -21,6 +21,8 @@ import pytest
 from facecert.reports import allure_html
 from facecert.reports.allure_html import AllureError, outside_references, render_report, strip_outside_references
 
+pytestmark = pytest.mark.slow  # Allure renders reports (Node): make test-fast leaves it out
+
 PASSING = "Device polls on time"
 FAILING = "Device sends an alarm without deviceId"
 FAILURE_MESSAGE = "alarm body has no deviceId"

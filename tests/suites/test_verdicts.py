@@ -18,6 +18,8 @@ import pytest
 
 from tests.support import facecert
 
+pytestmark = pytest.mark.slow  # a dozen certification runs of broken peers: make test-fast leaves it out
+
 FACECERT = [sys.executable, "-m", "facecert.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
