@@ -53,8 +53,11 @@ def failing_task(srv: MockServer) -> None:
         task = poll(srv, "FAIL").json()
         if "request_id" not in task:
             return
+        # the next poll is due a task interval after the result is sent: kept by the clock, not counted from
+        # when the post returns, so a slow answer on a loaded machine does not make this device late
+        due = time.monotonic() + srv.platform.engine.timing["task_interval_s"] * SCALE
         httpx.post(srv.url + "/taskResult", json=result_body("FAIL", task, code=-102))
-        time.sleep(srv.platform.engine.timing["task_interval_s"] * SCALE)
+        time.sleep(max(0.0, due - time.monotonic()))
 
 
 def path_capture(srv: MockServer) -> None:

@@ -18,6 +18,8 @@ from facecert.core.engine import Engine, EngineConfig
 from facecert.core.rules.conversation import cadence_window
 from facecert.reports.cadence_svg import cadence_svg, cadence_windows
 
+pytestmark = pytest.mark.slow  # a certification run: make test-fast leaves it out
+
 SVG = "{http://www.w3.org/2000/svg}"
 
 
