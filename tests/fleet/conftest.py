@@ -1,39 +1,24 @@
-"""Fixtures of the fleet tests: a mock server on 127.0.0.1 and a way to play one device scenario with
-either driver (asyncio here; Locust in a process of its own)."""
+"""Fixtures of the fleet tests: a way to play one device scenario with either driver (asyncio here; Locust
+in a process of its own) against tests/conftest.py's ``server``."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from facecert.mock_device import Device
-from facecert.mock_device.firmware import build_firmware
-from facecert.mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer
 from tests.fleet.scenario import Recording, config, exchange_from_json, play
+from tests.support import SCALE, unique_id
 
 ROOT = Path(__file__).resolve().parents[2]
-SCALE = 0.05  # every protocol interval × 0.05: idle 1 s, task 0.25 s
 DRIVERS = ("asyncio", "locust")
-_ids = itertools.count(1)
-
-
-def unique_id(label: str) -> str:
-    return f"F{next(_ids):04d}{label.upper().replace('-', '')[:10]}"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
-    assets = tmp_path_factory.mktemp("assets")
-    (assets / "sim-firmware.bin").write_bytes(build_firmware("2.0.0_SIM_V2.0(fleet)", b"payload" * 10))
-    with MockServer(ServerConfig(time_scale=SCALE, assets=assets)) as srv:
-        yield srv
 
 
 class AsyncioDriven:
@@ -102,7 +87,7 @@ def drive(request: pytest.FixtureRequest, server: MockServer, tmp_path: Path) ->
 
     def run(label: str, steps: list[dict[str, Any]], timeout: float = 8.0, **options: Any) -> Recording:
         options.setdefault("time_scale", SCALE)
-        options.setdefault("device_id", unique_id(f"{request.param[0]}{label}"))
+        options.setdefault("device_id", unique_id(f"{request.param[0]}{label}", prefix="F"))
         options["faults"] = sorted(options.get("faults", []))
         spec = {"server": server.url, "config": options, "steps": steps, "timeout": timeout}
         recording = play_asyncio(spec) if request.param == "asyncio" else play_locust(spec, tmp_path)

@@ -13,8 +13,8 @@ from facecert.mock_device.core import DeviceCore, Finished, Send, Wait
 from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_device.flow import Reply
 from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after
+from tests.support import SCALE
 
-SCALE = 0.05
 T0 = 1_900_000_000.0
 CONTRACT = get_contract()
 IDLE = json.dumps(example_for(CONTRACT.all_tasks[CONTRACT.idle_task].schema)).encode()

@@ -15,7 +15,7 @@ from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_device.messages import poll_body
 from facecert.mock_server import MockServer
-from tests.fleet.conftest import SCALE
+from tests.support import SCALE
 
 
 def polls_of(recording):
