@@ -50,14 +50,15 @@ chromium:
 	fi
 
 # Everything CI runs, on two workers (more workers than cores made the cadence tests flake on a busy machine);
-# a module's tests share one worker (its module fixtures are built once: tests/conftest.py), long ones first.
+# a module's tests share one worker (its module fixtures are built once), the mutation matrix's rows spread,
+# long ones first (tests/conftest.py; not --dist loadgroup: pytest-xdist 3.8 cannot group pytest 9's tests).
 TEST_WORKERS ?= 2
 test: venv chromium
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --basetemp=.cache/pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
 
 # The edit-test loop: no browser, fuzzing, wheel, slow or benchmark-like tests (pyproject markers).
 test-fast: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not (browser or fuzz or wheel or slow)" \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not (browser or fuzz or wheel or slow)" \
 	  --basetemp=.cache/pytest-fast $(PYTEST_ARGS)
 
 # ruff does not follow the links inside facecert/ (the peers' and steps' real files are in their top-level
