@@ -77,7 +77,7 @@ def authorised(platform: Platform, request: Request) -> bool:
 
 def parse_json_body(raw: bytes) -> Any:
     """A control request's body: strict JSON (no NaN/Infinity, no float overflow, no lone surrogate)."""
-    if not raw.strip():
+    if not raw.strip(b" \t\r\n"):  # JSON's whitespace only: a form feed or vertical tab is not an empty body
         return {}
     try:
         return loads_strict(raw)

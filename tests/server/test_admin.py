@@ -185,3 +185,13 @@ def test_serve_refuses_unusable_options_without_a_traceback(tmp_path: Path) -> N
     ):
         made = mock_server_cli("serve", "--port", "0", *args)
         assert made.returncode == 2 and "Traceback" not in made.stdout + made.stderr, made.stdout + made.stderr
+
+
+def test_a_control_body_of_non_json_whitespace_is_refused_not_taken_as_empty() -> None:
+    """Schemathesis found it: a form feed stripped as whitespace made `{"on": true}` of random bytes."""
+    from facecert.mock_server.http_admin import Rejected, parse_json_body
+
+    assert parse_json_body(b"") == {} and parse_json_body(b" \r\n\t") == {}
+    for raw in (b"\x0c", b"\x0b ", b"\x1c"):
+        with pytest.raises(Rejected, match="not JSON"):
+            parse_json_body(raw)
