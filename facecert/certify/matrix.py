@@ -11,10 +11,10 @@ process per row, as a subprocess would be, without a second of imports per row.
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import os
-import runpy
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -108,8 +108,9 @@ def _facecert(argv: list[str], stdout: str, stderr: str, cwd: str | None) -> Non
     if cwd is not None:
         os.chdir(cwd)
     sys.argv = ["facecert", *argv]
-    # what `python -m facecert.cli ARGV` runs (the command line sits above certification: named, not imported)
-    runpy.run_module("facecert.cli", run_name="__main__", alter_sys=True)
+    # what `python -m facecert.cli ARGV` runs, from the module the fork server preloaded (the command line
+    # sits above certification: named, not imported; runpy would warn that it is imported already)
+    importlib.import_module("facecert.cli").main()
 
 
 def run_facecert(
