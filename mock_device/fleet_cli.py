@@ -267,7 +267,10 @@ def run_fleet(
                 if dead and (read_json(report / "progress.json") or {}).get("phase") in (None, "waiting"):
                     console.print(f"[red]{len(dead)} worker(s) ended before the run began (see {report})[/]")
                     break
-                time.sleep(0.5)
+                try:  # wake when the master ends, or every half second to redraw the progress
+                    master.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    pass
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: gathering the verdicts so far…[/]")
@@ -377,7 +380,11 @@ def register(app: typer.Typer) -> None:
             fail(console, f"server {escape(server)} is not reachable ({escape(why)}): start it or check --server")
         idle = get_contract().timing["idle_interval_s"] * time_scale
         rate = spawn_rate or max(1.0, devices / idle)
-        report.mkdir(parents=True, exist_ok=True)
+        try:  # the logs and fleet.json go there: an unusable folder is the user's to fix, said plainly
+            report.mkdir(parents=True, exist_ok=True)
+            (report / "locust-master.log").touch()
+        except OSError as exc:
+            fail(console, f"--report {escape(str(report))}: {escape(exc.strerror or str(exc))}")
         port = master_port if master else free_port()
         cmd = locust_command(
             *master_args(

@@ -48,7 +48,7 @@ from facecert.mock_device.config import DeviceConfig, mac_for, server_url
 from facecert.mock_device.core import Action, DeviceCore, Send, Wait
 from facecert.mock_device.faults import FAULTS_BY_NAME, check_faults
 from facecert.mock_device.flow import Reply
-from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after
+from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after, record_problem
 
 logger = logging.getLogger("facecert.fleet")
 FINISH, RESULTS = "facecert_finish", "facecert_results"
@@ -403,6 +403,8 @@ class _Gather:
         self.summaries: dict[str, dict[str, Any]] = {}  # each worker's summary, with its verdicts
         self.devices: dict[str, dict[str, Any]] = {}
         self.waiting: set[str] = set()
+        self.refused = 0  # device records from workers that could not go into fleet.json
+        self.all_in = gevent.event.Event()  # set when the last awaited worker has sent its verdicts
         self.gathered = False
 
     def write(self, name: str, data: Any) -> None:
@@ -447,10 +449,10 @@ class _Gather:
         else:
             self.waiting = {"local"}
         self.cutoff = time.time()
+        if not self.waiting:
+            self.all_in.set()
         runner.send_message(FINISH, {"cutoff": self.cutoff})
-        deadline = time.monotonic() + GATHER_TIMEOUT_S
-        while self.waiting and time.monotonic() < deadline:
-            gevent.sleep(0.1)
+        self.all_in.wait(timeout=GATHER_TIMEOUT_S)
         if self.waiting:
             logger.error("no verdicts from %d worker(s) within %.0f s", len(self.waiting), GATHER_TIMEOUT_S)
         self.write("fleet.json", fleet_report(self.devices, self.meta()))
@@ -458,11 +460,19 @@ class _Gather:
         self.progress()
 
     def receive(self, node: str, data: dict[str, Any]) -> None:
-        for device_id, record in data.get("devices", []):
-            self.devices[device_id] = record
+        for item in data.get("devices", []) if isinstance(data, dict) else ():
+            device_id, record = item if isinstance(item, (list, tuple)) and len(item) == 2 else (None, None)
+            problem = "not a (device id, record) pair" if not isinstance(device_id, str) else record_problem(record)
+            if problem is None and isinstance(device_id, str) and isinstance(record, dict):
+                self.devices[device_id] = record
+            else:
+                self.refused += 1
+                logger.warning("a device record from %s was dropped: %s", node, problem)
         if data.get("last"):
             self.summaries[str(data.get("worker"))] = data.get("summary") or {}
             self.waiting.discard(node)
+            if self.gathered and not self.waiting:
+                self.all_in.set()
 
     def meta(self) -> dict[str, Any]:
         options = self.environment.parsed_options
@@ -484,6 +494,7 @@ class _Gather:
             "ended": time.time(),
             "workers": self.summaries,
             "missing_workers": sorted(self.waiting),
+            "refused_records": self.refused,
         }
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,6 +222,36 @@ def as_expected(fault: str | None, verdict: str, device_errors: dict[str, int], 
     return not device_errors and rule in notes
 
 
+_COUNTS = ("polls", "tasks", "results", "captures", "alarms", "gps", "failures", "requests", "late")
+
+
+def record_problem(record: Any) -> str | None:
+    """Why a device record a worker sent cannot go into fleet.json (None: it can). The master listens
+    on the network (``--bind``): a record from another facecert version, or from anyone who connects,
+    is dropped and counted, never a crash before fleet.json is written."""
+    if not isinstance(record, dict):
+        return "not an object"
+    if record.get("verdict") not in VERDICTS:
+        return f"verdict {str(record.get('verdict'))[:40]!r} is not one of {', '.join(VERDICTS)}"
+    for key in _COUNTS:
+        if type(record.get(key)) is not int or record[key] < 0:
+            return f"{key} is not a count"
+    if type(record.get("lag_max_ms")) not in (int, float) or not math.isfinite(record["lag_max_ms"]):
+        return "lag_max_ms is not a finite number"
+    for kind in ("errors", "server_errors", "notes"):
+        counts = record.get(kind)
+        if not isinstance(counts, dict) or any(r not in RULES or type(n) is not int for r, n in counts.items()):
+            return f"{kind} names a rule the registry does not hold, or a count that is not one"
+    fault = record.get("fault")
+    if fault is not None and fault not in FAULTS_BY_NAME:
+        return f"fault {str(fault)[:40]!r} is not a knob"
+    if record.get("fault_rule") != (FAULTS_BY_NAME[fault].rule if fault else None):
+        return "fault_rule is not the knob's rule"
+    if not isinstance(record.get("as_expected"), bool):
+        return "as_expected is not a boolean"
+    return None
+
+
 def fleet_report(devices: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
     """fleet.json: ``meta`` (how the run was made), the aggregate (devices grouped by verdict and by rule)
     and every device's record, by device id."""
@@ -245,7 +276,7 @@ def fleet_report(devices: dict[str, dict[str, Any]], meta: dict[str, Any]) -> di
         group = by_fault.setdefault(knob, {"rule": record["fault_rule"], "devices": 0, "as_expected": 0})
         group["devices"] += 1
         group["as_expected"] += bool(record["as_expected"])
-        for key in ("polls", "tasks", "results", "captures", "alarms", "gps", "failures", "requests", "late"):
+        for key in _COUNTS:
             totals[key] += record[key]
     unexpected = sorted(d for d, r in devices.items() if not r["as_expected"])
     lag = [r["lag_max_ms"] for r in devices.values()]

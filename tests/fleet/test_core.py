@@ -12,7 +12,7 @@ from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.core import DeviceCore, Finished, Send, Wait
 from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_device.flow import Reply
-from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after
+from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after, record_problem
 from tests.support import SCALE
 
 T0 = 1_900_000_000.0
@@ -156,3 +156,23 @@ def test_fleet_report_groups_devices_by_verdict_and_rule() -> None:
     assert report["by_rule"][rule]["devices"] == ["B"] and report["by_rule"][rule]["parties"] == ["device"]
     assert report["summary"]["unexpected"] == ["C"]
     assert report["summary"]["faults"]["missing-field"] == {"rule": rule, "devices": 1, "as_expected": 1}
+
+
+def test_the_master_takes_only_records_fleet_json_can_hold() -> None:
+    """A worker of another version, or anyone who reaches the master, cannot crash fleet.json."""
+    good = {"A": judged(0.0), "B": judged(0.0, faults={"missing-field"})}
+    assert [record_problem(r) for r in good.values()] == [None, None]
+    bad = [
+        ("not a record", "not an object"),
+        ({**good["A"], "verdict": "excellent"}, "verdict"),
+        ({**good["A"], "polls": -1}, "polls is not a count"),
+        ({**good["A"], "polls": 2**70 * 1.0}, "polls is not a count"),
+        ({**good["A"], "lag_max_ms": float("nan")}, "lag_max_ms"),
+        ({**good["A"], "errors": {"NO-SUCH-RULE": 1}}, "registry"),
+        ({**good["A"], "fault": "no-such-knob"}, "not a knob"),
+        ({**good["B"], "fault_rule": "MSG-TYPE"}, "the knob's rule"),
+        ({**good["A"], "as_expected": "yes"}, "boolean"),
+    ]
+    for record, says in bad:
+        problem = record_problem(record)
+        assert problem is not None and says in problem, (record, problem)

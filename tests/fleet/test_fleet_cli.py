@@ -60,6 +60,14 @@ def test_bad_invocations_exit_2_without_traceback(args: tuple[str, ...], says: s
     assert says in done.stdout and "Traceback" not in done.stdout + done.stderr
 
 
+def test_an_unusable_report_folder_is_a_clear_error(server: MockServer, tmp_path: Path) -> None:
+    taken = tmp_path / "report"
+    taken.write_text("a file where the report folder should be")
+    done = fleet("--server", server.url, "--devices", "2", "--duration", "2", "--report", str(taken))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--report" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
 def read_report(folder: Path) -> dict:
     assert (folder / "locust.html").stat().st_size > 1000, "Locust's HTML report"
     with (folder / "locust_stats.csv").open(encoding="utf-8") as handle:
