@@ -246,7 +246,10 @@ def judge_split(
     job_of: dict[str, int] = {}
     batches: list[list[tuple[int, Exchange]]] = [[] for _ in range(jobs)]
     last_time, total = 0.0, 0
-    workers = _Jobs(jobs, config, start_method)
+    try:
+        workers = _Jobs(jobs, config, start_method)
+    except OSError as exc:  # no processes or pipes left: say so (the jobs started are daemons, they end with us)
+        raise JobError(f"could not start {jobs} jobs: {exc.strerror or exc}") from None
     try:
         for position, exchange in _numbered(paths):
             total += 1
@@ -443,6 +446,9 @@ def run_validate(
         return 2
     except MemoryError:
         console.print("[bold red]error:[/] the capture does not fit in memory")
+        return 2
+    except JobError as exc:  # a job of --jobs failed or died: its cause, not a traceback
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False, markup=False)
         return 2
     summary = summarize(
         findings,

@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import re
 import threading
 import time
@@ -64,6 +65,8 @@ from facecert.mock_server.store import PARSED_COPY_MAX, UNMADE, Store, bindable,
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
 JSON_HEADERS = {"content-type": "application/json"}
+
+logger = logging.getLogger(__name__)
 
 
 class Rejected(ValueError):
@@ -634,8 +637,8 @@ class Platform:
         for listener in list(self.listeners):
             try:
                 listener(shown)
-            except Exception:  # noqa: BLE001 - a display problem must not stop the server
-                pass
+            except Exception:
+                logger.exception("a listener of the mock server failed on an event (ignored)")
 
     def store_unjudged(self, ex: Exchange, endpoint: str | None, device_id: str) -> int:
         """Store an exchange the engine is not shown (the client left, or judging failed)."""
@@ -808,8 +811,8 @@ class Batch:
                     future.set_result(decided.reply)
                 try:
                     platform._committed(decided)  # before the answer leaves: it goes at the loop's next turn
-                except Exception:  # noqa: BLE001 - stored and answered already; a resend or display failing changes neither
-                    pass
+                except Exception:
+                    logger.exception("after-commit work of an exchange failed (it is stored and answered)")
 
 
 def _incoming_of(decided: Decided) -> Incoming:

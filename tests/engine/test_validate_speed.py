@@ -375,6 +375,27 @@ def test_a_broken_capture_fails_alike_with_jobs(faulty: Any, tmp_path: Path) -> 
     assert code == 2 and "broken.jsonl:201" in text
 
 
+def test_jobs_that_cannot_start_or_die_are_a_clear_error(faulty: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No traceback at the user: exit 2 and what went wrong, when the jobs cannot start or one dies."""
+    import facecert.validate as validate_module
+
+    path, _ = faulty
+
+    def no_processes(*args: Any, **kwargs: Any) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(validate_module, "_Jobs", no_processes)
+    code, text = _validate_output([path], 2, json_out=False)
+    assert code == 2 and "could not start 2 jobs: Too many open files" in text and "Traceback" not in text
+
+    def died(*args: Any, **kwargs: Any) -> None:
+        raise validate_module.JobError("job 1 ended with exit code -9")
+
+    monkeypatch.setattr(validate_module, "judge_inputs", died)
+    code, text = _validate_output([path], 2, json_out=False)
+    assert code == 2 and "job 1 ended with exit code -9" in text
+
+
 def test_the_cli_takes_jobs(faulty: Any) -> None:
     path, _ = faulty
     outputs = [
