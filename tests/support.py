@@ -64,3 +64,16 @@ def facecert(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpr
             raise subprocess.TimeoutExpired([str(FACECERT), *args], timeout)
         read = lambda path: path.read_text(encoding="utf-8", errors="replace")  # noqa: E731
         return subprocess.CompletedProcess([str(FACECERT), *args], code, read(out), read(err))
+
+
+def start_proxy(upstream: str, report: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``facecert proxy`` in front of ``upstream`` on an ephemeral 127.0.0.1 port, at the tests' time
+    scale, writing to ``report``; stdout and stderr together, as text (the tests read its lines)."""
+    command = [str(FACECERT), "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "--report", str(report)]
+    return subprocess.Popen(
+        [*command, "--time-scale", str(SCALE), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +16,10 @@ from mitmproxy.test import taddons, tflow, tutils
 from facecert.core.examples import example_for
 from facecert.evidence import verify_report
 from facecert.proxy_addons.addon import FacecertAddon
-from tests.evidence.conftest import FACECERT, verify
+from tests.evidence.conftest import verify
 from tests.proxy.conftest import Upstream, _serve
 from tests.proxy.test_cli import Output
+from tests.support import start_proxy
 
 pytestmark = pytest.mark.slow  # facecert proxy runs, stopped by signals: make test-fast leaves it out
 
@@ -59,23 +59,7 @@ def test_the_addon_writes_the_manifest_last_at_shutdown(tmp_path: Path) -> None:
 
 def test_facecert_proxy_stopped_with_ctrl_c_leaves_a_verifiable_folder(upstream: Upstream, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    proc = subprocess.Popen(
-        [
-            FACECERT,
-            "proxy",
-            "--upstream",
-            upstream.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--report",
-            str(report),
-            "--time-scale",
-            "0.05",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_proxy(upstream.url, report)
     output = Output(proc)
     try:
         address = output.wait_for(_ADDRESS, timeout=30)

@@ -16,6 +16,7 @@ import pytest
 
 from facecert.core.examples import example_for
 from tests.proxy.conftest import Upstream, summary_of
+from tests.support import start_proxy
 
 pytestmark = pytest.mark.slow  # facecert proxy processes: make test-fast leaves it out
 
@@ -51,24 +52,7 @@ class Output:
 
 def test_proxy_command_runs_reports_and_stops_on_sigint(upstream: Upstream, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    proc = subprocess.Popen(
-        [
-            FACECERT,
-            "proxy",
-            "--upstream",
-            upstream.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--report",
-            str(report),
-            "--time-scale",
-            "0.05",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "MITMPROXY_CONFDIR": str(tmp_path / "conf")},
-    )
+    proc = start_proxy(upstream.url, report, env={**os.environ, "MITMPROXY_CONFDIR": str(tmp_path / "conf")})
     output = Output(proc)
     try:
         address = output.wait_for(_ADDRESS, timeout=30)

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from facecert.core.examples import example_for
 from facecert.proxy_addons.runner import print_summary
 from tests.proxy.conftest import Upstream, summary_of
 from tests.proxy.test_cli import Output
+from tests.support import start_proxy
 
 pytestmark = pytest.mark.slow  # mitmdump processes: make test-fast leaves it out
 
@@ -29,24 +29,7 @@ _ADDRESS = re.compile(r"server_url at (http://127\.0\.0\.1:\d+)")
 
 def session(upstream: Upstream, report: Path, polls: list[dict[str, Any]], *extra: str) -> tuple[int, str]:
     """One proxy session: start, send the polls, Ctrl-C; (exit code, output)."""
-    proc = subprocess.Popen(
-        [
-            FACECERT,
-            "proxy",
-            "--upstream",
-            upstream.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--report",
-            str(report),
-            "--time-scale",
-            "0.05",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_proxy(upstream.url, report, *extra)
     output = Output(proc)
     try:
         address = output.wait_for(_ADDRESS, timeout=30)
