@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
 import logging
 import random
 import time
@@ -46,11 +45,12 @@ from urllib.parse import urlsplit
 from facecert.core.contract import get_contract
 from facecert.core.model import Exchange
 from facecert.core.rules.conversation import haversine_m
-from facecert.core.rules.message import Issue, content_issues
+from facecert.core.rules.message import Issue, content_issues, parse_message
 from facecert.mock_device import messages
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.facedb import FaceDB
-from facecert.mock_device.flow import Flow, Park, Reply, Request, Sleep, Step
+from facecert.mock_device.faults import CADENCE_EARLY_FACTOR, CADENCE_LATE_FACTOR
+from facecert.mock_device.flow import Flow, Oversized, Park, Reply, Request, Sleep, Step
 from facecert.mock_device.gps import Route
 from facecert.mock_device.spool import Spool
 from facecert.mock_device.stats import DeviceStats
@@ -58,6 +58,7 @@ from facecert.mock_device.tasks import (
     BAD_PARAMETER,
     COMMAND_UNKNOWN,
     CURL_COULDNT_CONNECT,
+    CURL_FILESIZE_EXCEEDED,
     CURL_HTTP_RETURNED_ERROR,
     CURL_OPERATION_TIMEDOUT,
     HANDLERS,
@@ -93,6 +94,7 @@ class Send:
     timeout: float  # seconds for the whole exchange
     endpoint: str  # catalogue endpoint name, or "download" (a file a task names)
     due: float  # the device's own clock: when it meant to send this (epoch s)
+    limit: int = 0  # largest answer read (bytes); past it the driver stops reading: flow.Oversized. 0: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +138,16 @@ class DeviceCore:
         self.contract = get_contract()
         self.version = self.contract.check_version(cfg.protocol_version)
         self.timing = self.contract.timing
+        self.limits = self.contract.limits  # bounds on one answer: the contract's (catalogue.yaml limits:)
         self.server = cfg.server
         self.servers: list[str] = [cfg.server]
         self.faces = FaceDB()
         self.stats = DeviceStats(latency_samples=cfg.latency_samples)
         self.exchanges: list[Exchange] = []
+        # kept only when recording (cfg.record), like the exchanges: a fleet's devices count them (stats)
         self.results: list[dict[str, Any]] = []
         self.captures_made: list[dict[str, Any]] = []  # (snap_time, frpic_name) of every capture, in order
+        self.refused: dict[str, int] = {}  # answers the device could not use, by the engine's rule id
         self.resume_transfer = cfg.resume_transfer
         self.spool = Spool(cfg.spool_dir / cfg.device_id if cfg.spool_dir else None)
         self.screen_savers: dict[str, bytes] = {}
@@ -187,7 +192,11 @@ class DeviceCore:
         return self._clock_offset
 
     def log(self, message: str) -> None:
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.clock()))} {self.cfg.device_id} {message}"
+        try:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.clock()))
+        except (OverflowError, OSError, ValueError):  # a clock no date shows: the log still takes the line
+            stamp = f"{self.clock():.0f}"
+        line = f"{stamp} {self.cfg.device_id} {message}"
         self._log.append(line)
         logger.debug(line)
 
@@ -332,7 +341,10 @@ class DeviceCore:
             self._waiting[ticket] = activity
             headers = dict(JSON_HEADERS) if step.json_body else {}
             timeout = self.cfg.request_timeout_s
-            actions.append(Send(ticket, step.method, step.url, step.body, headers, timeout, step.endpoint, self.now))
+            limit = self.limits.max_body_bytes
+            actions.append(
+                Send(ticket, step.method, step.url, step.body, headers, timeout, step.endpoint, self.now, limit)
+            )
         elif isinstance(step, Sleep):
             ticket = next(self._tickets)
             activity.due = step.until
@@ -405,17 +417,34 @@ class DeviceCore:
             raise DownloadFailed(code, f"download of {url} failed: {exchange.error}")
         if exchange.status >= 400:
             raise DownloadFailed(CURL_HTTP_RETURNED_ERROR, f"download of {url} answered HTTP {exchange.status}")
-        return exchange.response_body or b""
+        body = exchange.response_body or b""
+        if isinstance(body, Oversized):  # libcurl's CURLOPT_MAXFILESIZE: the transfer is abandoned
+            self.refuse("MSG-TOO-LARGE", f"download of {url} is {len(body):,} bytes or more, above {body.kept:,}")
+            raise DownloadFailed(
+                CURL_FILESIZE_EXCEEDED,
+                f"download of {url} is larger than {self.limits.max_body_bytes:,} bytes; abandoned",
+            )
+        return body
 
-    @staticmethod
-    def json_answer(exchange: Exchange) -> Any:
-        """The answer as JSON when it is a 2xx with a parseable body; None otherwise."""
+    def json_answer(self, exchange: Exchange, what: str = "answer") -> Any:
+        """The answer as a JSON object when it is a 2xx whose body the engine's strict reader accepts within
+        the contract's limits (parse_message: size, depth, members, strings, numbers, UTF-8, no NaN, no
+        duplicate keys); None otherwise. A body it refuses is counted under the reader's rule (``refused``)
+        and logged: the device carries on as after any unusable answer (it backs off and polls again)."""
         if exchange.status is None or not 200 <= exchange.status < 300 or not exchange.response_body:
             return None
-        try:
-            return json.loads(exchange.response_body)
-        except (ValueError, UnicodeDecodeError):
+        parsed = parse_message(exchange.response_body, self.limits, what, self.contract.content_fields)
+        for issue in parsed.issues:  # the value is usable (an integer beyond 2**53, a repeated key): logged
+            self.log(f"{issue.rule}: {issue.message} (used anyway)")
+        if parsed.failure is not None:
+            self.refuse(parsed.failure.rule, parsed.failure.message)
             return None
+        return parsed.value
+
+    def refuse(self, rule: str, message: str) -> None:
+        """An answer the device could not use, counted by the engine's rule id, and logged."""
+        self.refused[rule] = self.refused.get(rule, 0) + 1
+        self.log(f"{rule}: {message}")
 
     # ---- the poll loop ---------------------------------------------------------------------------
     def _poll_loop(self) -> Flow[None]:
@@ -444,7 +473,7 @@ class DeviceCore:
         self._first_poll = False
         exchange = yield from self.send(method, self.endpoint_url("taskRequest"), raw, endpoint="taskRequest")
         self.stats.add("polls")
-        answer = self.json_answer(exchange)
+        answer = self.json_answer(exchange, "taskRequest answer")
         if not isinstance(answer, dict):
             self.stats.add("failures")
             why = exchange.error or "not a JSON object"
@@ -457,7 +486,7 @@ class DeviceCore:
             self.stats.add("idle")
             if "result-for-idle" in self.cfg.faults:
                 yield from self.post_result(0, done(name))
-            factor = 0.4 if "cadence-idle" in self.cfg.faults else 1.0
+            factor = CADENCE_EARLY_FACTOR if "cadence-idle" in self.cfg.faults else 1.0
             return (exchange.ended or self.now) + self.scaled("idle_interval_s") * factor
         if "request_id" not in answer:
             self.stats.add("failures")
@@ -478,7 +507,7 @@ class DeviceCore:
         if "stop-after-malformed-task" in self.cfg.faults and outcome.code in (COMMAND_UNKNOWN, BAD_PARAMETER):
             self.polling = False  # the knob: a task it could not use killed the poll loop, nothing else
             self.log("poll loop ended after a task it could not use (fault stop-after-malformed-task)")
-        factor = 2.5 if "cadence-task" in self.cfg.faults else 1.0
+        factor = CADENCE_LATE_FACTOR if "cadence-task" in self.cfg.faults else 1.0
         return anchor + self.scaled("task_interval_s") * factor
 
     def run_task(self, task: dict[str, Any]) -> Flow[Outcome]:
@@ -537,7 +566,8 @@ class DeviceCore:
         if "result-wrong-id" in faults:
             request_id = request_id + 1_000_000 if isinstance(request_id, int) else f"{request_id}-x"
         body = messages.result_body(self.cfg, request_id, outcome.code, outcome.log, outcome.extras)
-        self.results.append(body)  # before sending: a test that saw the server store it finds it here
+        if self.cfg.record:
+            self.results.append(body)  # before sending: a test that saw the server store it finds it here
         self.stats.add("results")
         exchange = yield from self.post("taskResult", body)
         if "result-duplicate" in faults:
@@ -575,7 +605,8 @@ class DeviceCore:
             self.version,
             self.rng,
         )
-        self.captures_made.append({"snap_time": body.get("snap_time"), "frpic_name": body.get("frpic_name")})
+        if self.cfg.record:
+            self.captures_made.append({"snap_time": body.get("snap_time"), "frpic_name": body.get("frpic_name")})
         self.stats.add("captures_made")
         return body
 
@@ -612,7 +643,7 @@ class DeviceCore:
         """POST one capture: "acked" when the answer acknowledges it (code 0, snap_time and frpic_name
         echoed), "refused" when the server answered 2xx without acknowledging, "failed" otherwise."""
         exchange = yield from self.post("faceRecognition", body)
-        answer = self.json_answer(exchange)
+        answer = self.json_answer(exchange, "faceRecognition answer")
         acked = (
             isinstance(answer, dict)
             and answer.get("code") == 0

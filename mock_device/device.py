@@ -31,11 +31,26 @@ import httpx
 from facecert.core.model import Exchange
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.core import Action, DeviceCore, Send, Wait, idle_task_name
-from facecert.mock_device.flow import Reply
+from facecert.mock_device.flow import READ_CHUNK, BodyCap, Reply, declared_length
 
 __all__ = ["Device", "idle_task_name", "wait_or_stop"]
 
 logger = logging.getLogger("mock_device")
+# The answer as sent: a device asks for no Content-Encoding (libcurl sends no Accept-Encoding unless told),
+# and the bytes are never inflated here, so a compressed bomb costs what its bytes on the wire cost.
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The answer's bytes as sent (``iter_raw``: no decoding), read until its end or past ``limit`` (0: no limit).
+    A Content-Length above the limit is refused before its first byte is read."""
+    cap = BodyCap(limit or 2**63)
+    declared = declared_length(response.headers)
+    if declared is None or declared <= cap.limit:
+        async for chunk in response.aiter_raw(READ_CHUNK):
+            if not cap.add(chunk):
+                break  # the rest is not read: closing the response drops the connection
+    return cap.body(declared)
 
 
 class Device:
@@ -118,22 +133,31 @@ class Device:
         self._apply(self.core.receive(send.ticket, reply))
 
     async def _http(self, send: Send) -> Reply:
-        """The request as the socket saw it; transport errors become status None."""
+        """The request as the socket saw it; transport errors become status None. The answer is read as it
+        comes, never more than ``send.limit`` bytes (past it: flow.Oversized, and the connection is dropped),
+        and the whole exchange, a server trickling its answer included, ends by ``send.timeout``."""
         assert self._client is not None, "the device is not running"
         started = time.time()
+        headers = {**send.headers, **IDENTITY} if send.headers else IDENTITY
         try:
-            response = await self._client.request(
-                send.method,
-                send.url,
-                content=send.body if send.body or send.method != "GET" else None,
-                headers=send.headers or None,
-                timeout=send.timeout,
-            )
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(send.timeout):
+                request = self._client.build_request(
+                    send.method,
+                    send.url,
+                    content=send.body if send.body or send.method != "GET" else None,
+                    headers=headers,
+                    timeout=send.timeout,
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    body = await _read_capped(response, send.limit)
+                finally:
+                    await response.aclose()
+        except (httpx.TimeoutException, TimeoutError) as exc:
             return Reply(None, None, {}, started, time.time(), f"timeout ({exc.__class__.__name__})")
         except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError) as exc:
             return Reply(None, None, {}, started, time.time(), f"{exc.__class__.__name__}: {exc}")
-        return Reply(response.status_code, response.content, dict(response.headers), started, time.time())
+        return Reply(response.status_code, body, dict(response.headers), started, time.time())
 
     async def _command(self, give: Callable[[float], tuple[int, list[Action]]]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -25,7 +25,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from facecert.core.defaults import CADENCE_TOLERANCE
 from facecert.core.knobs import knob_name
+
+# The cadence knobs' intervals, from the cadence window a conforming device keeps (nominal × (1 ± tolerance),
+# the engine's and the mock server's: facecert.core.defaults.CADENCE_TOLERANCE), not written by hand: the late
+# knob waits twice the longest gap the window accepts, the early one as far below nominal, as a ratio, as the
+# late one is above it. At ±25 %: 2.5 and 0.4.
+CADENCE_LATE_FACTOR = 2 * (1 + CADENCE_TOLERANCE)
+CADENCE_EARLY_FACTOR = 1 / CADENCE_LATE_FACTOR
+if not CADENCE_EARLY_FACTOR < 1 - CADENCE_TOLERANCE:  # a tolerance past 1/sqrt(2) leaves the early knob no room
+    raise ValueError(f"CADENCE_TOLERANCE {CADENCE_TOLERANCE} leaves no early poll outside the cadence window")
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,18 @@ class Fault:
 
 
 FAULTS: tuple[Fault, ...] = (
-    Fault("cadence-idle", "CADENCE-IDLE", "polls again after 40 % of the idle interval", "idle"),
-    Fault("cadence-task", "CADENCE-TASK", "polls again after 250 % of the task interval", "task"),
+    Fault(
+        "cadence-idle",
+        "CADENCE-IDLE",
+        f"polls again after {CADENCE_EARLY_FACTOR * 100:.0f} % of the idle interval",
+        "idle",
+    ),
+    Fault(
+        "cadence-task",
+        "CADENCE-TASK",
+        f"polls again after {CADENCE_LATE_FACTOR * 100:.0f} % of the task interval",
+        "task",
+    ),
     Fault("missing-field", "MSG-REQUIRED", "taskRequest without device_mac", "poll"),
     Fault("wrong-type", "MSG-TYPE", "taskRequest time_stamp sent as a string", "poll"),
     Fault("bad-enum", "MSG-ENUM", "capture with a mask value the document does not define", "capture"),

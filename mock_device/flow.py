@@ -16,7 +16,7 @@ mock_device.locustfile: Locust/gevent), which performs them and feeds the result
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Buffer, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -52,6 +52,84 @@ class Reply:
     started: float = 0.0  # epoch s: the request began
     ended: float = 0.0  # epoch s: the answer was complete (or the request failed)
     error: str | None = None  # transport error ("timeout (…)", "ConnectError: …") when status is None
+
+
+class Oversized(bytes):
+    """The start of an answer larger than the device reads (the driver stopped reading past its limit).
+
+    ``len()`` is the answer's size as far as known (its Content-Length, or the bytes read when the
+    driver stopped: at least the limit + 1), so the engine's size check (MSG-TOO-LARGE, parse_message)
+    judges the real figure; the bytes are only the start, kept as evidence, at most :data:`EVIDENCE`.
+    It is never blank: 50 MB of spaces are too large, not empty. The same idea as the proxy's
+    ``Truncated`` (proxy_addons.bodies), which a peer may not import."""
+
+    size: int
+
+    def __new__(cls, start: bytes, size: int) -> Oversized:
+        obj = super().__new__(cls, start[:EVIDENCE])
+        obj.size = size
+        return obj
+
+    def __len__(self) -> int:
+        return self.size
+
+    def isspace(self) -> bool:
+        return False
+
+    def strip(self, chars: Buffer | None = None) -> Oversized:
+        return self
+
+    @property
+    def kept(self) -> int:
+        return super().__len__()
+
+
+EVIDENCE = 64 * 1024  # what is kept of an answer over the limit
+READ_CHUNK = 64 * 1024  # a driver reads an answer this much at a time
+
+
+class BodyCap:
+    """An answer read chunk by chunk, never more than ``limit`` + one chunk in memory: :meth:`add` says
+    whether to read on; :meth:`body` is the answer, or an :class:`Oversized` once it passed ``limit``."""
+
+    __slots__ = ("chunks", "limit", "seen")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen = 0
+        self.chunks: list[bytes] = []
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; False once the answer is over the limit (stop reading: it is refused whole)."""
+        self.seen += len(chunk)
+        if self.seen > self.limit:
+            kept = sum(len(c) for c in self.chunks)
+            if kept < EVIDENCE:
+                self.chunks.append(chunk[: EVIDENCE - kept])
+            return False
+        self.chunks.append(chunk)
+        return True
+
+    @property
+    def over(self) -> bool:
+        return self.seen > self.limit
+
+    def body(self, declared: int | None = None) -> bytes:
+        data = b"".join(self.chunks)
+        if self.over or (declared is not None and declared > self.limit):
+            return Oversized(data, max(self.seen, declared or 0))
+        return data
+
+
+def declared_length(headers: Any) -> int | None:
+    """The Content-Length a header mapping declares (None: none, or not a number)."""
+    for key, value in headers.items():
+        if key.lower() == "content-length":
+            try:
+                return int(str(value).strip())
+            except ValueError:
+                return None
+    return None
 
 
 Step = Request | Sleep | Park

@@ -47,7 +47,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from facecert.mock_device.config import DeviceConfig, mac_for, server_url
 from facecert.mock_device.core import Action, DeviceCore, Send, Wait
 from facecert.mock_device.faults import FAULTS_BY_NAME, check_faults
-from facecert.mock_device.flow import Reply
+from facecert.mock_device.flow import READ_CHUNK, BodyCap, Reply, declared_length
 from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after, record_problem
 
 logger = logging.getLogger("facecert.fleet")
@@ -281,14 +281,20 @@ class DeviceProcess:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             client = self.client(parts.scheme, parts.hostname or "", port, send.timeout)
             uri = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            response = client.request(send.method, uri, body=send.body, headers=send.headers)
-            body = response.read()
-            status, headers = response.status_code, dict(response.items())
-            response.release()
+            # the whole exchange within its timeout: geventhttpclient's network timeout is per socket read, so
+            # a server trickling its answer a byte at a time would hold the device (and a slot) for ever
+            with gevent.Timeout(send.timeout, TimeoutError(f"no complete answer within {send.timeout:g} s")):
+                response = client.request(send.method, uri, body=send.body, headers=send.headers)
+                status, headers = response.status_code, dict(response.items())
+                body, whole = _read_capped(response, send.limit, declared_length(headers))
+            if whole:
+                response.release()
+            else:
+                _discard(response)  # stopped reading past the limit: the rest of the answer is still on the socket
             return Reply(status, body, headers, started, time.time())
         except Exception as exc:  # noqa: BLE001 - a device reports a failed request, it does not crash
             _discard(response)
-            error = f"timeout ({exc.__class__.__name__})" if isinstance(exc, TimeoutError) else None
+            error = f"timeout ({exc})" if isinstance(exc, TimeoutError) else None
             return Reply(None, None, {}, started, time.time(), error or f"{exc.__class__.__name__}: {exc}")
 
     def report(self, send: Send, reply: Reply) -> None:
@@ -326,6 +332,19 @@ class DeviceProcess:
             "stall_cpu_ms": round(self.stall_cpu_s * 1000, 1),
             **self.judge.counters(),
         }
+
+
+def _read_capped(response: Any, limit: int, declared: int | None) -> tuple[bytes, bool]:
+    """The answer read a chunk at a time until its end or past ``limit`` bytes (0: no limit): its bytes
+    (flow.Oversized past the limit) and whether it was read whole. A Content-Length above the limit is
+    refused before its first byte is read. geventhttpclient does not inflate: the bytes are as sent."""
+    cap = BodyCap(limit or 2**63)
+    if declared is not None and declared > cap.limit:
+        return cap.body(declared), False
+    while chunk := response.read(READ_CHUNK):
+        if not cap.add(chunk):
+            return cap.body(declared), False
+    return cap.body(declared), True
 
 
 def _discard(response: Any) -> None:

@@ -37,6 +37,7 @@ OK = 0
 CURL_COULDNT_CONNECT = 7  # libcurl CURLE_COULDNT_CONNECT
 CURL_HTTP_RETURNED_ERROR = 22  # libcurl CURLE_HTTP_RETURNED_ERROR
 CURL_OPERATION_TIMEDOUT = 28  # libcurl CURLE_OPERATION_TIMEDOUT
+CURL_FILESIZE_EXCEEDED = 63  # libcurl CURLE_FILESIZE_EXCEEDED (CURLOPT_MAXFILESIZE): the download was too large
 USER_EXISTS = -101
 USER_NOT_FOUND = -102
 FACE_IMAGE_INVALID = -103
@@ -50,6 +51,7 @@ CODES = {
     CURL_COULDNT_CONNECT: "download failed: could not connect",
     CURL_HTTP_RETURNED_ERROR: "download failed: HTTP error",
     CURL_OPERATION_TIMEDOUT: "download timed out",
+    CURL_FILESIZE_EXCEEDED: "download failed: file too large",
     USER_EXISTS: "user_id already exists",
     USER_NOT_FOUND: "user_id not found",
     FACE_IMAGE_INVALID: "face image missing or not a JPEG",
@@ -198,9 +200,19 @@ def del_user_list(dev: TaskHost, task: dict[str, Any]) -> Outcome:
 
 
 # ---- device settings --------------------------------------------------------------
+# The clock a device can be set to: a UTC date of years 1970 to 9999 (a time_t that gmtime can show). A server
+# that sends 2**70 or 1e308 gets BAD_PARAMETER, as from a firmware whose clock cannot hold it.
+CLOCK_MAX_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def set_dev_time(dev: TaskHost, task: dict[str, Any]) -> Outcome:
+    stamp = task["time_stamp"]
+    if not (isinstance(stamp, int | float) and 0 <= stamp <= CLOCK_MAX_S):  # also NaN: no comparison holds
+        return Outcome(
+            BAD_PARAMETER, f"'setDevTime' failed: time_stamp {str(stamp)[:40]} is not a time the clock holds"
+        )
     if "ignore-devtime" not in dev.cfg.faults:
-        dev.set_clock(task["time_stamp"])
+        dev.set_clock(stamp)
     return done("setDevTime")
 
 

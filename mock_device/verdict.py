@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,16 @@ from facecert.mock_device.faults import FAULTS_BY_NAME
 
 VERDICTS = ("clean", "failed", "served-badly", "generator-overloaded")
 FLEET_FORMAT = "facecert-fleet/1"
+# What the process's engine remembers of tasks that are over, so that a fleet's memory does not grow with the
+# tasks its devices carry out (the engine keeps a conversation's tasks for as long as it lives, which a
+# certification session can afford and a day-long fleet of 10,000 devices cannot). Checked every PRUNE_EVERY
+# exchanges: downloads no open task can claim any more (DOWNLOAD-FETCHED looks only at downloads since its
+# task was issued) are forgotten; of the tasks whose result came, the engine keeps the latest ISSUED_KEPT
+# (a request_id reused, a result naming another device's task: found within that window) and each device
+# its latest FINISHED_KEPT (a second result for one of those: RESULT-DUPLICATE).
+PRUNE_EVERY = 1000
+ISSUED_KEPT = 10_000
+FINISHED_KEPT = 32
 
 
 def late_after(time_scale: float) -> float:
@@ -80,6 +91,8 @@ class FleetJudge:
         self.tallies: dict[str, DeviceTally] = {}
         self.cores: dict[str, DeviceCore] = {}
         self.frozen = False
+        self.issued_kept, self.finished_kept, self.prune_every = ISSUED_KEPT, FINISHED_KEPT, PRUNE_EVERY
+        self._fed = 0
         self._current: DeviceTally | None = None
 
     def watch(self, core: DeviceCore, fault: str | None = None) -> DeviceTally:
@@ -112,6 +125,32 @@ class FleetJudge:
         finally:
             self._current = None
             self.engine.findings.clear()  # counted by the listener; the engine keeps only conversation state
+        self._fed += 1
+        if self._fed % self.prune_every == 0:
+            self.prune()
+
+    def prune(self) -> None:
+        """Forget what no later judgement can use (see ISSUED_KEPT): memory bounded by the devices and the
+        windows, not by the length of the run."""
+        engine = self.engine
+        with engine._lock:
+            open_since = min(
+                (task.issued_at for state in engine.devices.values() for task in state.outstanding.values()),
+                default=None,
+            )
+            if open_since is None:
+                engine.fetched.clear()
+            elif engine.fetched and engine.fetched[0][0] < open_since - 1e-3:
+                engine.fetched[:] = [f for f in engine.fetched if f[0] >= open_since - 1e-3]
+            for state in engine.devices.values():
+                for key in list(itertools.islice(state.finished, max(0, len(state.finished) - self.finished_kept))):
+                    del state.finished[key]
+                    state.last_result_end.pop(key, None)
+            over = len(engine.issued) - self.issued_kept
+            if over > 0:
+                done = [key for key, task in engine.issued.items() if task.results > 0]  # oldest first
+                for key in done[:over]:
+                    del engine.issued[key]
 
     def _on_finding(self, finding: Finding) -> None:
         tally = self._current if self._current is not None else self.tallies.get(finding.device_id)
@@ -177,7 +216,7 @@ def device_record(tally: DeviceTally, core: DeviceCore, late_after_s: float, wor
         verdict = "failed"
     elif tally.late:
         verdict = "generator-overloaded"
-    elif server_errors:
+    elif server_errors or core.refused:
         verdict = "served-badly"
     else:
         verdict = "clean"
@@ -199,6 +238,7 @@ def device_record(tally: DeviceTally, core: DeviceCore, late_after_s: float, wor
         "failures": stats.failures,
         "errors": device_errors,
         "server_errors": server_errors,
+        "refused": dict(sorted(core.refused.items())),  # answers the device could not use, by rule (its own view)
         "notes": notes,
         "requests": tally.exchanges,
         "late": tally.late,
@@ -238,7 +278,7 @@ def record_problem(record: Any) -> str | None:
             return f"{key} is not a count"
     if type(record.get("lag_max_ms")) not in (int, float) or not math.isfinite(record["lag_max_ms"]):
         return "lag_max_ms is not a finite number"
-    for kind in ("errors", "server_errors", "notes"):
+    for kind in ("errors", "server_errors", "refused", "notes"):
         counts = record.get(kind)
         if not isinstance(counts, dict) or any(r not in RULES or type(n) is not int for r, n in counts.items()):
             return f"{kind} names a rule the registry does not hold, or a count that is not one"

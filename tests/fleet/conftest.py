@@ -54,6 +54,8 @@ def play_asyncio(spec: dict[str, Any]) -> Recording:
         device.stats.counters(),
         list(device.captures_made),
         missed,
+        dict(device.refused),
+        device.log_text(),
     )
 
 
@@ -78,21 +80,44 @@ def play_locust(spec: dict[str, Any], folder: Path) -> Recording:
         out["stats"],
         out["captures_made"],
         out["missed"],
+        out["refused"],
+        out["log"],
+        out["peak_rss_mb"],
     )
+
+
+def driver_for(driver: str, default_server: str | None, folder: Path) -> Callable[..., Recording]:
+    """``run(label, steps, **config)``: a scenario played by ``driver`` against ``server=`` (default: the
+    given one), asserting that every wait was met unless ``expect_missed=True``."""
+
+    def run(
+        label: str,
+        steps: list[dict[str, Any]],
+        timeout: float = 8.0,
+        server: str | None = None,
+        expect_missed: bool = False,
+        **options: Any,
+    ) -> Recording:
+        options.setdefault("time_scale", SCALE)
+        options.setdefault("device_id", unique_id(f"{driver[0]}{label}", prefix="F"))
+        options["faults"] = sorted(options.get("faults", []))
+        spec = {"server": server or default_server, "config": options, "steps": steps, "timeout": timeout}
+        recording = play_asyncio(spec) if driver == "asyncio" else play_locust(spec, folder)
+        if not expect_missed:
+            assert not recording.missed, f"{recording.driver}: timed out waiting for {recording.missed}"
+        return recording
+
+    run.driver = driver
+    return run
 
 
 @pytest.fixture(params=DRIVERS)
 def drive(request: pytest.FixtureRequest, server: MockServer, tmp_path: Path) -> Callable[..., Recording]:
     """``drive(label, steps, **config)``: the scenario played by this test's driver against ``server``."""
+    return driver_for(request.param, server.url, tmp_path)
 
-    def run(label: str, steps: list[dict[str, Any]], timeout: float = 8.0, **options: Any) -> Recording:
-        options.setdefault("time_scale", SCALE)
-        options.setdefault("device_id", unique_id(f"{request.param[0]}{label}", prefix="F"))
-        options["faults"] = sorted(options.get("faults", []))
-        spec = {"server": server.url, "config": options, "steps": steps, "timeout": timeout}
-        recording = play_asyncio(spec) if request.param == "asyncio" else play_locust(spec, tmp_path)
-        assert not recording.missed, f"{recording.driver}: timed out waiting for {recording.missed}"
-        return recording
 
-    run.driver = request.param
-    return run
+@pytest.fixture(params=DRIVERS)
+def drive_any(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Recording]:
+    """``drive_any(label, steps, server=URL, **config)``: the same, against a server the test brings."""
+    return driver_for(request.param, None, tmp_path)

@@ -64,6 +64,9 @@ def main() -> None:
         "stats": core.stats.counters(),
         "captures_made": core.captures_made,
         "missed": missed,
+        "refused": core.refused,
+        "log": core.log_text(),
+        "peak_rss_mb": locustfile._peak_rss_mb(),
     }
     Path(sys.argv[2]).write_text(json.dumps(out), encoding="utf-8")
 

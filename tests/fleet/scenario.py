@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from facecert.core.model import Exchange
 from facecert.mock_device.config import DeviceConfig
+from facecert.mock_device.flow import Oversized
 
 
 class Driven(Protocol):
@@ -65,6 +66,9 @@ class Recording:
     stats: dict[str, int]
     captures_made: list[dict[str, Any]]
     missed: list[str] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)  # answers the device refused, by rule (core.refused)
+    log: str = ""  # the device's log (core.log_text)
+    peak_rss_mb: float = 0.0  # the peak resident set of the process that ran it (the Locust harness only)
 
 
 def exchange_to_json(exchange: Exchange) -> dict[str, Any]:
@@ -75,6 +79,8 @@ def exchange_to_json(exchange: Exchange) -> dict[str, Any]:
         "request_body": base64.b64encode(exchange.request_body).decode(),
         "status": exchange.status,
         "response_body": None if exchange.response_body is None else base64.b64encode(exchange.response_body).decode(),
+        # an answer the device stopped reading past its limit: its size as known (the bytes are its start)
+        "response_size": len(exchange.response_body) if isinstance(exchange.response_body, Oversized) else None,
         "started": exchange.started,
         "ended": exchange.ended,
         "request_headers": exchange.request_headers,
@@ -85,12 +91,15 @@ def exchange_to_json(exchange: Exchange) -> dict[str, Any]:
 
 def exchange_from_json(data: dict[str, Any]) -> Exchange:
     response = data["response_body"]
+    body = None if response is None else base64.b64decode(response)
+    if body is not None and data.get("response_size") is not None:
+        body = Oversized(body, data["response_size"])
     return Exchange(
         data["method"],
         data["path"],
         base64.b64decode(data["request_body"]),
         data["status"],
-        None if response is None else base64.b64decode(response),
+        body,
         started=data["started"],
         ended=data["ended"],
         request_headers=data["request_headers"],

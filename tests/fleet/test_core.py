@@ -3,7 +3,10 @@ And the fleet's verdicts from it: the device judged on its own clock, the driver
 
 from __future__ import annotations
 
+import itertools
 import json
+
+import pytest
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
@@ -11,7 +14,8 @@ from facecert.core.rules.registry import RULES
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.core import DeviceCore, Finished, Send, Wait
 from facecert.mock_device.faults import FAULTS_BY_NAME
-from facecert.mock_device.flow import Reply
+from facecert.mock_device.flow import Oversized, Reply
+from facecert.mock_device.media import capture_jpeg
 from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after, record_problem
 from tests.support import SCALE
 
@@ -176,3 +180,82 @@ def test_the_master_takes_only_records_fleet_json_can_hold() -> None:
     for record, says in bad:
         problem = record_problem(record)
         assert problem is not None and says in problem, (record, problem)
+
+
+def test_a_long_run_does_not_grow_the_judge_or_the_core() -> None:
+    """Thousands of tasks, each with a download: the engine's downloads, its issued tasks and each device's
+    finished ones stay within the judge's windows; a core that does not record keeps no results or captures."""
+    dev = core("LONG1", record=False, captures_per_minute=600.0)
+    judge = FleetJudge(SCALE)
+    judge.issued_kept, judge.finished_kept, judge.prune_every = 50, 8, 100
+    judge.watch(dev)
+    face = capture_jpeg()
+    rid = itertools.count(500_000)
+    pending, sizes = dev.start(T0), []
+    while dev.stats.results < 1500:
+        action = pending.pop(0)
+        if isinstance(action, Send):
+            at = action.due
+            if action.endpoint == "taskRequest":
+                user = {
+                    "user_id": f"u{next(rid)}",
+                    "user_info": {"name": "x"},
+                    "image_type": "URL",
+                    "image_content": "http://127.0.0.1:9/face.jpg",
+                }
+                task = {"request_type": "addUser", "request_id": next(rid), "user_list": [user]}
+                body, headers = json.dumps(task).encode(), {"content-type": "application/json"}
+            elif action.endpoint == "download":
+                body, headers = face, {"content-type": "image/jpeg"}
+            elif action.endpoint == "faceRecognition":
+                sent = json.loads(action.body)
+                body = json.dumps({"code": 0, "snap_time": sent["snap_time"], "frpic_name": sent["frpic_name"]})
+                body, headers = body.encode(), {"content-type": "application/json"}
+            else:
+                body, headers = b"", {}
+            pending += dev.receive(action.ticket, Reply(200, body, headers, at, at + 0.001))
+        elif isinstance(action, Wait):
+            pending += dev.timer_fired(action.ticket, action.until)
+        if dev.stats.results % 300 == 0:
+            engine = judge.engine
+            state = engine.devices["LONG1"]
+            sizes.append((len(engine.fetched), len(engine.issued), len(state.finished), len(state.last_result_end)))
+    assert dev.stats.downloads >= 1500 and dev.stats.captures_made > 100
+    assert dev.results == [] and dev.captures_made == [] and dev.exchanges == []
+    fetched, issued, finished, ends = map(max, zip(*sizes, strict=True))
+    assert fetched <= 100 + 1 and issued <= 50 + 100 and finished <= 8 + 100 and ends <= 8 + 100, sizes
+    record = judge.record("LONG1")
+    assert record["errors"] == {} and record["server_errors"] == {}, record
+    assert record["results"] == dev.stats.results and record["verdict"] == "clean"
+
+
+def test_an_oversized_answer_is_refused_by_the_core_and_the_server_is_served_badly() -> None:
+    """The driver stopped reading past the contract's limit (flow.Oversized): the core refuses it under
+    MSG-TOO-LARGE, backs off, polls again; the fleet's verdict blames the server."""
+    dev = core("BIG1")
+    judge = FleetJudge(SCALE)
+    judge.watch(dev)
+    send = only(dev.start(T0), Send)
+    assert send.limit == CONTRACT.limits.max_body_bytes, "the core tells the driver how much to read"
+    wait = only(dev.receive(send.ticket, answer(send, body=Oversized(b"{" * 10, 50 * 2**20))), Wait)
+    assert dev.refused == {"MSG-TOO-LARGE": 1} and dev.stats.failures == 1
+    assert "MSG-TOO-LARGE: taskRequest answer body is 52,428,800 bytes" in dev.log_text()
+    again = only(dev.timer_fired(wait.ticket, wait.until), Send)
+    only(dev.receive(again.ticket, answer(again)), Wait)
+    assert dev.stats.idle == 1, "the next correct answer is used"
+    judge.finish(again.due + 0.01)
+    record = judge.record("BIG1")
+    assert record["refused"] == {"MSG-TOO-LARGE": 1} and record["server_errors"] == {"MSG-TOO-LARGE": 1}
+    assert record["verdict"] == "served-badly" and record_problem(record) is None
+
+
+def test_the_cadence_knobs_follow_the_tolerance() -> None:
+    from facecert.core.defaults import CADENCE_TOLERANCE
+    from facecert.mock_device.faults import CADENCE_EARLY_FACTOR, CADENCE_LATE_FACTOR
+
+    assert CADENCE_EARLY_FACTOR < 1 - CADENCE_TOLERANCE and CADENCE_LATE_FACTOR > 1 + CADENCE_TOLERANCE
+    assert (CADENCE_EARLY_FACTOR, CADENCE_LATE_FACTOR) == (0.4, 2.5)  # at ±25 %: what the knobs always did
+    dev = core("EARLY1", faults={"cadence-idle"})
+    send = only(dev.start(T0), Send)
+    wait = only(dev.receive(send.ticket, answer(send)), Wait)
+    assert wait.until == pytest.approx(send.due + 0.005 + IDLE_S * CADENCE_EARLY_FACTOR)
