@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from facecert import __version__
 from facecert.clicommon import BaselineOpt, VersionOpt, WriteBaselineOpt, conventional_help_types, fail
@@ -23,13 +25,67 @@ from facecert.core.defaults import (
     TOLERANCE_MIN,
 )
 from facecert.core.profiles import PROFILES
-from facecert.validate import run_validate
+
+if TYPE_CHECKING:
+    from typer._click.core import Command, Context  # typer 0.2x carries its own click
+
+# ---- sub-commands of the peers and of certification, imported when asked for ----
+# `facecert validate` need not import both peers (a second of imports a process): each of these modules
+# registers its commands on a typer app (``register(app)``) and is imported only when one of its commands
+# runs, or when every command is listed (``--help``, completion, an unknown name). tests/cli checks that
+# each module registers exactly the names written here.
+RICH_MARKUP: Final = "rich"
+LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
+    "facecert.mock_server.cli": ("serve", "export"),
+    "facecert.mock_device.cli": ("fleet", "device"),
+    "facecert.proxy_addons.cli": ("proxy",),
+    "facecert.certify": ("rules", "certify", "capabilities"),
+    "facecert.contract_diff.cli": ("contract",),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The ``facecert`` group: the commands of LAZY_COMMANDS are built on first use."""
+
+    def _load(self, module: str) -> None:
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # an install without that part: its commands are not offered
+            if exc.name != module:
+                raise
+            return
+        part = typer.Typer(rich_markup_mode=RICH_MARKUP)
+        mod.register(part)
+        for name, command in typer.main.get_group(part).commands.items():
+            self.add_command(command, name)
+
+    def _load_all(self) -> None:
+        for module, names in LAZY_COMMANDS.items():
+            if not any(name in self.commands for name in names):
+                self._load(module)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in self.commands:
+            owner = next((module for module, names in LAZY_COMMANDS.items() if cmd_name in names), None)
+            if owner is not None:
+                self._load(owner)
+            else:  # an unknown name: every command known, so the "did you mean" hint has them all
+                self._load_all()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        self._load_all()
+        return super().list_commands(ctx)
+
 
 conventional_help_types()
 app = typer.Typer(
+    cls=LazyGroup,
     add_completion=True,
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=RICH_MARKUP,
     help="Conformance harness for the face-terminal HTTP task protocol (V2.0).",
 )
 console = Console(stderr=False)
@@ -101,7 +157,7 @@ def validate(
 
     A HAR written by `facecert certify` or `facecert proxy` records how it was judged live
     (profile, protocol version, time scale, tolerance): those are used unless a flag says otherwise."""
-    from facecert.validate import judged_settings
+    from facecert.validate import judged_settings, run_validate
 
     if party not in (None, "device", "server", "all"):
         fail(console, f"--party {party}: choose device, server or all")
@@ -226,34 +282,6 @@ def redact(
     except (CaptureError, OSError) as exc:
         fail(console, escape(str(exc)))
     sys.stdout.write(f"redacted {count} exchanges ({fmt}) to {target}\n")
-
-
-# ---- sub-commands of the peers (each module registers its own) ----
-# serve:   mock_server/cli.py   -> register(app)
-# device:  mock_device/cli.py   -> register(app)
-# proxy:   proxy_addons/cli.py  -> register(app)
-# certify: facecert/certify.py  -> register(app)
-# contract: facecert/contract_diff/cli.py -> register(app)  (contract diff)
-def _register_peers() -> None:
-    import importlib
-
-    for module in (
-        "facecert.mock_server.cli",
-        "facecert.mock_device.cli",
-        "facecert.proxy_addons.cli",
-        "facecert.certify",
-        "facecert.contract_diff.cli",
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
-
-
-_register_peers()
 
 
 def main() -> None:
