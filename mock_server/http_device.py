@@ -17,13 +17,16 @@ are stored too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -75,7 +78,11 @@ async def read_body(request: Request, limit: int) -> tuple[bytes, bool, bool]:
     the client, or a proxy still streaming it, can read the 413: closing on
     unread data resets the connection and can lose the answer on its way);
     third value: the client went away before the body was complete."""
-    receive = request.receive  # the ASGI messages themselves (Request.stream() is the same loop, slower)
+    return await receive_body(request.receive, limit)  # the ASGI messages (Request.stream() is the same, slower)
+
+
+async def receive_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
+    """:func:`read_body` from the ASGI ``receive`` itself."""
     message = await receive()
     if message["type"] == "http.request" and not message.get("more_body", False):
         body = message.get("body", b"")  # the whole body in one message: a poll, almost always
@@ -111,10 +118,34 @@ def headers_of(scope: Scope) -> dict[str, str]:
 
 def peer_of(request: Request) -> str:
     """``host:port`` of the client (``[host]:port`` for IPv6: the host stays readable, facecert.core's peer_host)."""
-    client = request.client
+    return peer_from(request.scope)
+
+
+def peer_from(scope: Scope) -> str:
+    """:func:`peer_of` from the ASGI scope."""
+    client = scope.get("client")
     if not client:
         return ""
-    return f"[{client.host}]:{client.port}" if ":" in client.host else f"{client.host}:{client.port}"
+    host, port = client
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def url_of(scope: Scope) -> tuple[str, str]:
+    """``str(request.url)`` and ``request.url.path`` (Starlette's own URL), made once per distinct
+    scheme, Host header, server address, path and query: a device asks for the same URL every time."""
+    host = None
+    for key, value in scope["headers"]:
+        if key == b"host":
+            host = value
+            break
+    return _url(scope.get("scheme", "http"), host, scope.get("server"), scope["path"], scope.get("query_string", b""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _url(scheme: str, host: bytes | None, server: Any, path: str, query: bytes) -> tuple[str, str]:
+    headers = [] if host is None else [(b"host", host)]
+    url = URL(scope={"scheme": scheme, "server": server, "path": path, "query_string": query, "headers": headers})
+    return str(url), url.path
 
 
 class Departure:
@@ -153,6 +184,14 @@ class Departure:
             self._task.cancel()
 
 
+def _left() -> bool:
+    return True
+
+
+def _here() -> bool:
+    return False
+
+
 class DeviceEndpoint:
     """One protocol endpoint as an ASGI app: as a class (not a function), the
     route matches every method, so an odd method is judged, not a bare 405."""
@@ -161,21 +200,30 @@ class DeviceEndpoint:
         self.platform, self.endpoint = platform, endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
+        # the ASGI scope read directly: what a Request would give (method, URL, client), without building one
         started = time.time()
         platform = self.platform
-        body, too_large, disconnected = await read_body(request, platform.config.max_body)
+        platform.batch.in_flight += 1
+        try:
+            await self._handle(scope, receive, send, started)
+        finally:
+            platform.batch.in_flight -= 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        platform = self.platform
+        body, too_large, disconnected = await receive_body(receive, platform.config.max_body)
+        url, path = url_of(scope)
         incoming = Incoming(
             self.endpoint,
-            request.method,
-            request.url.path,
-            str(request.url),
-            peer_of(request),
+            scope["method"],
+            path,
+            url,
+            peer_from(scope),
             started,
             headers_of(scope),
             body,
             too_large,
-            gone=lambda: disconnected,
+            gone=_left if disconnected else _here,
         )
         if len(body) <= INLINE_BYTES:
             reply = await self._inline(incoming, receive, disconnected)
@@ -196,7 +244,12 @@ class DeviceEndpoint:
             return platform.failed(incoming, exc)
         if delay:
             await _slowly(incoming, receive, disconnected, delay)
-        return await platform.batch.answer(incoming, ex, heard)
+        batch = platform.batch
+        if batch.alone():  # nobody to share a commit with: committed now, without waiting for the loop's next turn
+            reply = batch.answer_now(incoming, ex, heard)
+            if reply is not None:
+                return reply
+        return await batch.answer(incoming, ex, heard)
 
     async def _in_thread(self, incoming: Incoming, receive: Receive, disconnected: bool) -> Reply:
         """A big message: judged, decided and committed in a worker thread (the loop serves others)."""

@@ -60,7 +60,7 @@ from facecert.mock_server.state import (
     ServerState,
     TaskState,
 )
-from facecert.mock_server.store import PARSED_COPY_MAX, UNMADE, Store, bindable, decode_json_columns
+from facecert.mock_server.store import DEVICE_ROW, PARSED_COPY_MAX, UNMADE, Store, bindable, decode_json_columns
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
@@ -598,7 +598,7 @@ class Platform:
                 else:
                     self.store.update(conn, write.table, write.where, **write.bound(exchange_id))
         if decided.device_row is not None:
-            conn.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)", decided.device_row)
+            conn.execute(DEVICE_ROW, decided.device_row)
 
     def _committed(self, decided: Decided) -> None:
         """After the commit: what a misbehaviour queues again, and the live display."""
@@ -766,19 +766,61 @@ class Batch:
     The first exchange of a turn takes the platform's lock and schedules the commit for the loop's
     next turn; the exchanges decided meanwhile join it. The commit is one transaction (the WAL pages
     are written once for all of them, not once each); then the lock is let go and every answer is
-    sent. Nothing is answered before it is stored."""
+    sent. Nothing is answered before it is stored.
+
+    The only device request in flight has nobody to share a commit with: :meth:`answer_now` decides
+    and commits it at once (no future, no extra turn of the loop). The loop never blocks on a lock
+    another thread holds (a big message deciding or committing in a worker thread): when the
+    platform's lock is taken, the exchange goes the worker-thread way too; when the store is busy,
+    the commit waits for :meth:`Store.when_free` while the loop serves the others."""
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.open: list[tuple[Decided, asyncio.Future[Reply]]] = []
         self.scheduled = False
+        self.in_flight = 0  # device requests between their arrival and their answer (counted by the HTTP layer)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def alone(self) -> bool:
+        """No other device request in flight and no turn's commit open: none could join this one's."""
+        return self.in_flight <= 1 and not self.scheduled
+
+    def answer_now(self, incoming: Incoming, ex: Exchange, heard: Request) -> Reply | None:
+        """Decided and committed now (on the loop); None when another thread holds the platform's lock or
+        the store (then :meth:`answer`, which waits without blocking the loop)."""
+        platform = self.platform
+        cond, store = platform.cond, platform.store
+        if not cond.acquire(blocking=False):
+            return None
+        try:
+            if not store.lock.acquire(blocking=False):
+                return None
+            try:
+                decided = platform.decide(incoming, ex, heard, store.json_copy(heard.body, incoming.body))
+                platform._commit([decided])
+            except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
+                return platform.failed(incoming, exc)
+            finally:
+                store.lock.release()
+            cond.notify_all()
+        finally:
+            cond.release()
+        try:
+            platform._committed(decided)
+        except Exception:
+            logger.exception("after-commit work of an exchange failed (it is stored and answered)")
+        return decided.reply
 
     def answer(self, incoming: Incoming, ex: Exchange, heard: Request) -> asyncio.Future[Reply]:
         """Decide now (on the loop); the future gives the reply once it is committed."""
         platform, loop = self.platform, asyncio.get_running_loop()
         if not self.scheduled:
-            platform.cond.acquire()  # held to the commit: nobody sees a decision before it is stored
-            self.scheduled = True
+            if not platform.cond.acquire(blocking=False):
+                # another thread decides or commits under the lock (a big result): this one goes that way too,
+                # so the loop does not wait for it
+                return loop.run_in_executor(None, platform.answer_safely, incoming, ex, heard)
+            # held to the commit: nobody sees a decision before it is stored
+            self.scheduled, self.loop = True, loop
             loop.call_soon(self.commit)
         future: asyncio.Future[Reply] = loop.create_future()
         try:
@@ -789,8 +831,21 @@ class Batch:
             self.open.append((decided, future))
         return future
 
+    def _again(self) -> None:
+        """The store is free (called from the thread that let it go): commit on the loop."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.commit)
+
     def commit(self) -> None:
-        platform, batch = self.platform, self.open
+        if not self.scheduled:  # woken once more after the commit (Store.when_free may call twice)
+            return
+        platform = self.platform
+        store = platform.store
+        if not store.lock.acquire(blocking=False):
+            store.when_free(self._again)  # a worker thread commits: this turn's commit follows it, the loop goes on
+            return
+        batch = self.open
         self.open, self.scheduled = [], False
         error: Exception | None = None
         try:
@@ -799,6 +854,7 @@ class Batch:
         except Exception as exc:  # noqa: BLE001 - each exchange is answered 500 below, stored unjudged
             error = exc
         finally:
+            store.lock.release()
             platform.cond.notify_all()
             platform.cond.release()
         for decided, future in batch:
