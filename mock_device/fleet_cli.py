@@ -189,6 +189,33 @@ def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
         process.wait(10)
 
 
+def shut_down(master: subprocess.Popen[bytes], workers: list[subprocess.Popen[bytes]], logs: list[Any]) -> bool:
+    """Let the master gather the verdicts and end, then the workers (bounded waits); the logs closed. False
+    when a second Ctrl-C cut that short: every process of ours is killed at once, without a traceback."""
+    try:
+        stop_process(master, GATHER_S)
+        for worker in workers:
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                stop_process(worker, 15)
+        return True
+    except KeyboardInterrupt:
+        console.print("[red]interrupted again: the fleet is stopped without its verdicts[/]")
+        for process in (master, *workers):
+            if process.poll() is None:
+                process.kill()
+        for process in (master, *workers):
+            try:
+                process.wait(10)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                pass  # killed; the system reaps it
+        return False
+    finally:
+        for log in logs:
+            log.close()
+
+
 def summary_tables(report: dict[str, Any]) -> list[Table]:
     summary = report["summary"]
     verdicts = Table(title=f"verdicts of {summary['devices']} device(s)")
@@ -273,16 +300,11 @@ def run_fleet(
                     pass
     except KeyboardInterrupt:
         interrupted = True
-        console.print("[yellow]interrupted: gathering the verdicts so far…[/]")
+        console.print("[yellow]interrupted: gathering the verdicts so far… (Ctrl-C again to stop at once)[/]")
     finally:
-        stop_process(master, GATHER_S)
-        for worker in workers:
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                stop_process(worker, 15)
-        for log in logs:
-            log.close()
+        gathered = shut_down(master, workers, logs)
+    if not gathered:
+        return 130
     fleet = read_json(report / "fleet.json")
     if not isinstance(fleet, dict):
         tail = (report / "locust-master.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-8:]
@@ -424,5 +446,8 @@ def _run_worker(master_host: str, master_port: int) -> int:
     try:
         return process.wait()
     except KeyboardInterrupt:
-        stop_process(process, 15)
+        try:
+            stop_process(process, 15)
+        except KeyboardInterrupt:  # a second Ctrl-C: at once
+            process.kill()
         return 130

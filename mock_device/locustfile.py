@@ -48,7 +48,7 @@ from facecert.mock_device.config import DeviceConfig, mac_for, server_url
 from facecert.mock_device.core import Action, DeviceCore, Send, Wait
 from facecert.mock_device.faults import FAULTS_BY_NAME, check_faults
 from facecert.mock_device.flow import READ_CHUNK, BodyCap, Reply, declared_length
-from facecert.mock_device.verdict import FleetJudge, fleet_report, late_after, record_problem
+from facecert.mock_device.verdict import FleetJudge, finish_cutoff, fleet_report, late_after, record_problem
 
 logger = logging.getLogger("facecert.fleet")
 FINISH, RESULTS = "facecert_finish", "facecert_results"
@@ -549,7 +549,7 @@ def _on_finish(environment: Environment, msg: Any, **_: Any) -> None:
     items: list[tuple[str, dict[str, Any]]] = []
     summary: dict[str, Any] = {}
     if process is not None:
-        process.judge.finish(time.time())
+        process.judge.finish(finish_cutoff(msg.data, time.time()))
         items = [(device_id, process.judge.record(device_id, process.name)) for device_id in process.judge.tallies]
         summary = process.summary()
     name = process.name if process is not None else f"worker-{getattr(runner, 'worker_index', 0)}"

@@ -340,6 +340,16 @@ def fleet_report(devices: dict[str, dict[str, Any]], meta: dict[str, Any]) -> di
     }
 
 
+def finish_cutoff(data: Any, now: float) -> float:
+    """When the run ended, for the verdicts: the master's cutoff (every worker judges up to the same moment,
+    not up to when the message reached it), never later than this worker's ``now`` (another machine's clock
+    may run ahead); ``now`` when the message carries no usable cutoff."""
+    cutoff = data.get("cutoff") if isinstance(data, dict) else None
+    if not isinstance(cutoff, int | float) or isinstance(cutoff, bool) or not math.isfinite(cutoff) or cutoff <= 0:
+        return now
+    return min(float(cutoff), now)
+
+
 def check_fleet_faults(names: Iterable[str], captures_per_minute: float = 0.0, gps: bool = False) -> list[str]:
     """The knobs a fleet can show by itself, or ValueError saying why one cannot: its rule must be one the
     engine finds (plan rules need a certification step) and its scenario one the fleet makes (polls and

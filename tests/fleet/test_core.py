@@ -259,3 +259,13 @@ def test_the_cadence_knobs_follow_the_tolerance() -> None:
     send = only(dev.start(T0), Send)
     wait = only(dev.receive(send.ticket, answer(send)), Wait)
     assert wait.until == pytest.approx(send.due + 0.005 + IDLE_S * CADENCE_EARLY_FACTOR)
+
+
+def test_workers_judge_up_to_the_masters_cutoff() -> None:
+    from facecert.mock_device.verdict import finish_cutoff
+
+    now = T0 + 100.0
+    assert finish_cutoff({"cutoff": T0 + 90.0}, now) == T0 + 90.0, "the master's moment, not the message's arrival"
+    assert finish_cutoff({"cutoff": T0 + 120.0}, now) == now, "never later than this worker's clock"
+    for bad in ({}, {"cutoff": "soon"}, {"cutoff": float("nan")}, {"cutoff": True}, {"cutoff": -1}, None, []):
+        assert finish_cutoff(bad, now) == now, bad

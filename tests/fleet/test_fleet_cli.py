@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,32 @@ def test_master_and_worker_started_apart_as_on_two_machines(server: MockServer, 
     assert worker.returncode == 0
     data = read_report(report)
     assert data["summary"]["verdicts"]["clean"] == 20 and list(data["meta"]["workers"]) == ["worker-0"]
+
+
+def test_a_second_ctrl_c_stops_the_fleet_at_once_without_a_traceback(server: MockServer, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    process = subprocess.Popen(
+        [FACECERT, "fleet", "--server", server.url, "--devices", "20", "--workers", "1", "--time-scale", "0.05"]
+        + ["--duration", "60", "--report", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (json.loads((report / "progress.json").read_text()) if (report / "progress.json").is_file() else {}).get(
+            "phase"
+        ) != "running":
+            assert process.poll() is None and time.monotonic() < deadline, "the fleet never began running"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # within the master's gathering, which may take a while
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130, out
+    assert "interrupted again" in out and "Traceback" not in out and "KeyboardInterrupt" not in out, out
