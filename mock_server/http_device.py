@@ -109,9 +109,23 @@ async def read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
 
 
 def headers_of(scope: Scope) -> dict[str, str]:
-    """``dict(request.headers)`` (a repeated header keeps its first value), read from the scope directly."""
+    """``dict(request.headers)`` (a repeated header keeps its first value), read from the scope directly;
+    decoded once per distinct set (a device sends the same ones every time), a copy of its own each time."""
+    raw = scope["headers"]
+    try:
+        return dict(_headers(tuple(raw)))
+    except TypeError:  # not the tuples of bytes an ASGI server gives
+        return _decode_headers(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _headers(raw: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+    return _decode_headers(raw)
+
+
+def _decode_headers(raw: Any) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for key, value in scope["headers"]:
+    for key, value in raw:
         headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
     return headers
 
@@ -281,10 +295,17 @@ async def _slowly(incoming: Incoming, receive: Receive, disconnected: bool, dela
         departure.stop()
 
 
+_JSON = {"content-type": "application/json"}
+_JSON_LINE = (b"content-type", b"application/json")
+
+
 async def send_reply(send: Send, reply: Reply) -> None:
     """What ``Response(reply.body, reply.status, reply.headers)`` sends, without building one."""
     assert reply.status is not None
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if reply.headers == _JSON:  # what nearly every answer has: its header line made once
+        headers = [_JSON_LINE]
+    else:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
     if not any(k == b"content-length" for k, _ in headers) and not (reply.status < 200 or reply.status in (204, 304)):
         headers.append((b"content-length", str(len(reply.body)).encode("latin-1")))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})

@@ -736,24 +736,35 @@ _FINDING_FIELDS = tuple(item.name for item in dataclasses.fields(Finding))
 _FINDING_ROW = (
     "INSERT INTO findings (exchange_id, device_id, rule, severity, party, created, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _LONG_DIGITS = re.compile("[0-9]{16}")
+_SAFE_INT = 2**53 - 1
 
 
 def finding_json(finding: Finding) -> str:
     """The finding as stored: the text of ``to_json(finding.to_dict())``, without the strict copy
     ``to_dict`` makes when nothing in the finding needs one: the plain encoding is taken when it
-    succeeds (no NaN, nothing but JSON types) and shows no lone surrogate and no run of 16 digits
-    (an integer beyond ±(2**53-1) has one; a false alarm only costs the strict way)."""
+    succeeds (no NaN, nothing but JSON types), is valid UTF-8 (no lone surrogate) and holds no
+    integer beyond ±(2**53-1) (looked for directly when every field is a scalar, as a run of 16
+    digits in the text otherwise, where a false alarm only costs the strict way)."""
     data = {name: getattr(finding, name) for name in _FINDING_FIELDS}
     data["severity"] = finding.severity.value
     try:
         text = json.dumps(data, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate cannot be encoded
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         return _json(finding.to_dict()).decode()
-    if (text.isascii() or _SURROGATE.search(text) is None) and _LONG_DIGITS.search(text) is None:
+    if all(map(_safe_scalar, data.values())) or _LONG_DIGITS.search(text) is None:
         return text
     return _json(finding.to_dict()).decode()
+
+
+def _safe_scalar(value: Any) -> bool:
+    """A value whose plain JSON is its strict JSON: a string, a float, None, or an integer a double holds."""
+    kind = type(value)
+    if kind is int:
+        return -_SAFE_INT <= value <= _SAFE_INT
+    return kind is str or kind is float or value is None or kind is bool
 
 
 def _deadline_event(finding: Finding) -> dict[str, Any]:
