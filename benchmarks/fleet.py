@@ -263,14 +263,16 @@ def run_locust(
         for party in entry["parties"] or ["info"]:
             device_view[f"{party}:{rule}"] += entry["findings"]
     steady = steady_rate(report, meta, devices / spawn_rate + idle, devices / idle)
+    reached = rate(polls, devices, idle, elapsed, ramp_s=devices / spawn_rate)
     return {
         "driver": "locust",
         "devices": devices,
         "workers": workers,
         "duration_s": duration,
         "time_scale": time_scale,
-        **rate(polls, devices, idle, elapsed, ramp_s=devices / spawn_rate),
+        **reached,
         **steady,
+        "cycle": cycle(report, devices, idle, reached["polls_per_s"]),
         "verdicts": summary["verdicts"],
         "devices_late": summary["devices_late"],
         "lag_max_ms": summary["lag_max_ms"],
@@ -288,6 +290,31 @@ def run_locust(
         "errors_device_view": dict(device_view),
         "errors_server_view": on_server,
         "report": str(report),
+    }
+
+
+def cycle(report: Path, devices: int, idle_s: float, polls_per_s: float) -> dict[str, Any]:
+    """Where a device's poll cycle went (ms): the protocol's wait (the idle interval, which begins when the
+    answer has come: §工作流程), the answer's time (Locust's mean taskRequest response time: the server, and
+    the worker's delay in reading it), and the rest (timers fired late: the generator's lag). The nominal rate
+    counts the wait alone; ``of_nominal_with_answer`` what a generator without lag reaches against this
+    server's answer time (devices / (idle + answer))."""
+    answer_ms = None
+    with (report / "locust_stats.csv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["Name"] == "taskRequest":
+                answer_ms = float(row["Average Response Time"])
+    if answer_ms is None or polls_per_s <= 0:
+        return {}
+    cycle_ms = 1000 * devices / polls_per_s
+    with_answer = devices / (idle_s + answer_ms / 1000)
+    return {
+        "cycle_ms": round(cycle_ms, 1),
+        "wait_ms": round(1000 * idle_s, 1),
+        "answer_ms": round(answer_ms, 1),
+        "rest_ms": round(cycle_ms - 1000 * idle_s - answer_ms, 1),
+        "nominal_with_answer_polls_per_s": round(with_answer, 1),
+        "of_nominal_with_answer": round(polls_per_s / with_answer, 3),
     }
 
 
