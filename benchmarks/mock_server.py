@@ -7,8 +7,11 @@ this process, beside the load generator (one httpx client and connection per
 device); the two are measured alternately, ``--rounds`` times per device
 count, and the medians compared. Bounded in requests and in time.
 
-    .venv/bin/python benchmarks/mock_server.py [--devices 1 10 50 200] [--polls 20] [--rounds 3]
-                                               [--quick] [--db FILE] [--json FILE]
+    .venv/bin/python benchmarks/mock_server.py [--devices 1 10 50 200] [--polls 20] [--min-requests 200]
+                                               [--rounds 3] [--quick] [--db FILE] [--json FILE]
+
+A measurement has at least ``--min-requests`` timed requests (one device polls 200 times, not 20: a p99
+of 20 samples is their maximum).
 
 It prints, per device count, both servers' req/s, p50 and p99, the CPU the
 server's thread spent per request, and the ratios the targets are stated in
@@ -49,6 +52,7 @@ TIME_LIMIT_S = 120.0  # per measurement
 TARGET_RPS_RATIO = 0.8
 TARGET_P99_RATIO = 1.5
 QUICK_POLLS = 5
+MIN_REQUESTS = 200  # per measurement: 1 device polls 200 times, 10 devices 20 times each
 MEASURED = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
 
 
@@ -166,8 +170,15 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def compare(devices: int, polls: int, rounds: int, db_dir: Path) -> dict[str, Any]:
+def polls_for(devices: int, polls: int, min_requests: int) -> int:
+    """``polls`` per device, more when that makes fewer than ``min_requests`` in all: a p99 needs a
+    hundred or more samples (20 polls of one device make it the slowest of 20)."""
+    return max(polls, -(-min_requests // devices)) if min_requests else polls
+
+
+def compare(devices: int, polls: int, rounds: int, db_dir: Path, min_requests: int = 0) -> dict[str, Any]:
     """Bare and mock measured alternately ``rounds`` times (a fresh mock database each time); medians."""
+    polls = polls_for(devices, polls, min_requests)
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "mock": []}
     for n in range(rounds):
         for kind in ("bare", "mock") if n % 2 == 0 else ("mock", "bare"):  # neither always runs first
@@ -191,12 +202,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 10, 50, 200])
     parser.add_argument("--polls", type=int, default=20, help="polls per device (after one warm-up poll)")
+    parser.add_argument(
+        "--min-requests",
+        type=int,
+        default=MIN_REQUESTS,
+        help=f"at least this many timed requests per measurement (more polls per device; default {MIN_REQUESTS})",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each server per device count")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_POLLS} polls per device, one round")
     parser.add_argument("--db", type=Path, default=None, help="folder for the mock's SQLite files (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     polls, rounds = (QUICK_POLLS, 1) if args.quick else (args.polls, args.rounds)
+    min_requests = 0 if args.quick else args.min_requests
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         db_dir = args.db or Path(tmp)
@@ -206,7 +224,7 @@ def main() -> None:
             f"{'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>6} | {'rps ratio':>9} {'p99 ratio':>9} {'p50 ratio':>9}"
         )
         for devices in args.devices:
-            row = compare(devices, polls, rounds, db_dir)
+            row = compare(devices, polls, rounds, db_dir, min_requests)
             rows.append(row)
             ok = row["rps_ratio"] >= TARGET_RPS_RATIO and row["p99_ratio"] <= TARGET_P99_RATIO
             print(
@@ -218,7 +236,8 @@ def main() -> None:
             )
     print(
         f"targets: req/s ratio >= {TARGET_RPS_RATIO}, p99 ratio <= {TARGET_P99_RATIO} "
-        f"({polls} polls per device, median of {rounds} round(s), 1-min load average {os.getloadavg()[0]:.1f})"
+        f"({polls} polls per device, at least {min_requests} requests, median of {rounds} round(s), "
+        f"1-min load average {os.getloadavg()[0]:.1f})"
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -329,27 +329,28 @@ class Store:
             answer_json = self.json_copy(answer, ex.response_body)
         body = ex.request_body
         if self.bodies is None or not isinstance(body, bytes) or len(body) <= SPILL_BYTES:
-            # the common case, a body kept in the row: one prepared statement, the values in its order
+            # the common case, a body kept in the row: one prepared statement, the values in its order; the
+            # JSON texts are strict (valid UTF-8) already, the texts that came from outside are made bindable
             row = (
-                ex.index,
-                device_id,
-                endpoint,
-                ex.method,
-                ex.path,
-                ex.url,
-                ex.peer,
-                ex.started,
-                ex.ended,
-                ex.status,
-                ex.error,
+                bindable(ex.index),
+                bindable(device_id),
+                bindable(endpoint),
+                bindable(ex.method),
+                bindable(ex.path),
+                bindable(ex.url),
+                bindable(ex.peer),
+                bindable(ex.started),
+                bindable(ex.ended),
+                bindable(ex.status),
+                bindable(ex.error),
                 headers_json(ex.request_headers),
-                body,
+                bindable(body),
                 headers_json(ex.response_headers),
-                ex.response_body,
-                request_json,
-                answer_json,
+                bindable(ex.response_body),
+                bindable(request_json),
+                bindable(answer_json),
             )
-            return int(conn.execute(_EXCHANGE_ROW, [bindable(v) for v in row]).lastrowid or 0)
+            return int(conn.execute(_EXCHANGE_ROW, row).lastrowid or 0)
         return self.insert(
             conn,
             "exchanges",
