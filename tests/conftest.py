@@ -3,10 +3,13 @@ spread over pytest-xdist's workers. The helpers they build on are in tests/suppo
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,17 @@ os.environ.setdefault("MITMPROXY_CONFDIR", str(CACHE / "mitmproxy"))
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 # marks whose modules go first: long tests started last would leave the other workers idle at the end
 LONG = ("slow", "fuzz", "wheel", "browser")
-# tests that use no module fixture and each take long: with --dist loadfile each row gets any free worker
-SPREAD = ("tests/suites/test_matrix.py::test_knob_is_caught[",)
+# the modules that take longest on their worker (seconds on the 2-core machine, docs/performance.md),
+# longest first: they start first, one per worker, while the short ones fill the gaps
+LONGEST = (
+    "tests/suites/test_matrix.py",  # ~60 certifications, four at a time: 100-130 s
+    "tests/fleet/test_fleet_cli.py",  # Locust fleets: 45-130 s
+    "tests/suites/test_verdicts.py",  # a dozen certifications of broken peers: 60-80 s
+    "tests/proxy/test_hostile.py",  # a mitmdump per test: 50-70 s
+    "tests/hostile/test_schemathesis.py",  # two Schemathesis passes: 50-60 s
+    "tests/suites/test_certify.py",  # both reference peers certified in full: 40-50 s
+    "tests/packaging/test_wheel.py",  # build, install, certify from the wheel: 40-50 s
+)
 
 
 # ---- spreading the suite over the workers (make test: -n N --dist loadfile) ------------------------
@@ -33,9 +45,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "chromium" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
-    # modules with long tests first (a module's tests stay together)
+    # the LONGEST modules first, then the other modules with long tests (a module's tests stay together)
     long = {_module(item) for item in items if any(item.get_closest_marker(name) for name in LONG)}
-    items.sort(key=lambda item: _module(item) not in long)
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        module = _module(item)
+        return (0, LONGEST.index(module)) if module in LONGEST else (1 if module in long else 2, 0)
+
+    items.sort(key=rank)
 
 
 def _module(item: pytest.Item) -> str:
@@ -44,18 +61,47 @@ def _module(item: pytest.Item) -> str:
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """--dist loadfile (a module's tests on one worker: its module fixtures are built once), but the SPREAD
-    tests each on their own. (--dist loadgroup would say it with marks, but pytest-xdist 3.8 cannot rename
-    pytest 9's node ids, so its groups are silently ignored.)"""
+    """--dist loadfile (a module's tests on one worker: its module fixtures are built once) in the order
+    above: pytest-xdist would otherwise hand out the modules with the most tests first
+    (``--loadscope-reorder``, its default), which left the long ones (few tests each) to the end.
+    (--dist loadgroup would say it with marks, but pytest-xdist 3.8 cannot rename pytest 9's node ids.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class ModulesAndSpread(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return nodeid if nodeid.startswith(SPREAD) else super()._split_scope(nodeid)
+    config.option.loadscopereorder = False
+    return LoadFileScheduling(config, log)
 
-    return ModulesAndSpread(config, log)
+
+# ---- what each test costs (FACECERT_TEST_CPU=FOLDER: one JSONL file per worker) ---------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """With FACECERT_TEST_CPU set, each test's wall time and CPU seconds (this process's, and its children's
+    that ended: subprocesses; not the rows forked from a fork server, whose CPU that server's parent sees
+    when it ends) are appended to FOLDER/cpu-WORKER.jsonl (docs/performance.md, Test suite)."""
+    folder = os.environ.get("FACECERT_TEST_CPU")
+    if not folder:
+        return (yield)
+    started, own, children = time.monotonic(), time.process_time(), _children_cpu()
+    try:
+        return (yield)
+    finally:
+        record = {
+            "test": item.nodeid,
+            "wall": round(time.monotonic() - started, 3),
+            "cpu": round(time.process_time() - own, 3),
+            "children_cpu": round(_children_cpu() - children, 3),
+            "load1": os.getloadavg()[0],
+        }
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with (Path(folder) / f"cpu-{worker}.jsonl").open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ---- system programs -------------------------------------------------------------------------------
