@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from facecert.core.defaults import DEFAULT_DEVICE_ID, TIME_SCALE, check_time_scale
 from facecert.mock_device.faults import check_faults
 from facecert.mock_device.persona import DEFAULT_DEVICE_IP, check_persona
+from facecert.mock_device.spool import SPOOL_MAX
 
 
 @dataclass
@@ -37,6 +38,7 @@ class DeviceConfig:
     protocol_version: str | None = None
     captures_per_minute: float = 0.0
     spool_dir: Path | None = None
+    spool_max: int = SPOOL_MAX  # captures the spool keeps at most; past it the oldest is dropped (and counted)
     resume_transfer: bool = True
     request_timeout_s: float = 10.0
     record: bool = True  # keep every exchange (device's view) for judging; fleets turn it off

@@ -149,7 +149,7 @@ class DeviceCore:
         self.captures_made: list[dict[str, Any]] = []  # (snap_time, frpic_name) of every capture, in order
         self.refused: dict[str, int] = {}  # answers the device could not use, by the engine's rule id
         self.resume_transfer = cfg.resume_transfer
-        self.spool = Spool(cfg.spool_dir / cfg.device_id if cfg.spool_dir else None)
+        self.spool = Spool(cfg.spool_dir / cfg.device_id if cfg.spool_dir else None, cfg.spool_max)
         self.screen_savers: dict[str, bytes] = {}
         self.screen_saver_settings: dict[str, Any] = {}
         self.face_config: dict[str, Any] = {}
@@ -631,8 +631,11 @@ class DeviceCore:
 
     def _keep_or_drop(self, body: dict[str, Any]) -> None:
         if self.resume_transfer:
-            self.spool.push(body)
+            dropped = self.spool.push(body)
             self.log(f"capture {body.get('frpic_name')} kept for resume transfer ({len(self.spool)} waiting)")
+            if dropped:
+                self.stats.add("captures_dropped", dropped)
+                self.log(f"resume-transfer spool full ({self.spool.max_records}): the oldest capture dropped")
             self._signal(_SPOOL)
         else:
             self.stats.add("captures_dropped")

@@ -62,6 +62,9 @@ SPAWN_SPREAD_S = 1.0
 # below the devices a slow answer holds up makes the others wait for a slot, which is the generator's lag
 # (at 1,000 devices and 128, a 150 ms answer made 800 devices late). geventhttpclient's pool is O(1) per request.
 IN_FLIGHT = 1024
+# Captures a fleet device keeps for resume transfer while the server acknowledges none (in memory: ~5 KB each
+# with its JPEG), the oldest dropped past it: 10,000 devices then hold at most ~1 GB, not a capture per minute each.
+SPOOL_MAX = 20
 
 
 @events.init_command_line_parser.add_listener
@@ -245,6 +248,7 @@ class DeviceProcess:
             captures_per_minute=self.captures_per_minute,
             request_timeout_s=self.request_timeout,
             record=False,  # the judge keeps counters, not exchanges
+            spool_max=SPOOL_MAX,  # a server that acknowledges no capture: each device keeps this many, not all
             latency_samples=0,  # Locust keeps the latencies
             seed=self.index * 1_000_003 + number,
         )

@@ -12,10 +12,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
+SPOOL_MAX = 10_000  # records kept by default, as a device's flash holds so many: past it the oldest goes
+
 
 class Spool:
-    def __init__(self, folder: Path | None = None) -> None:
+    """``max_records``: the most records kept; a push past it drops the oldest (a device's storage is finite,
+    and a server that acknowledges nothing must not make the device's memory grow without bound)."""
+
+    def __init__(self, folder: Path | None = None, max_records: int = SPOOL_MAX) -> None:
         self.folder = folder
+        self.max_records = max(1, max_records)
         self._memory: collections.deque[dict[str, Any]] = collections.deque()
         self._lock = threading.Lock()
         self._next = 0
@@ -33,16 +39,26 @@ class Spool:
             return len(self._memory)
         return len(self._files())
 
-    def push(self, record: dict[str, Any]) -> None:
+    def push(self, record: dict[str, Any]) -> int:
+        """Keep ``record`` last; how many of the oldest records were dropped to make room (0 or 1)."""
         with self._lock:
             if self.folder is None:
+                dropped = 0
+                if len(self._memory) >= self.max_records:
+                    self._memory.popleft()
+                    dropped = 1
                 self._memory.append(record)
-                return
+                return dropped
+            files = self._files()
+            dropped = max(0, len(files) + 1 - self.max_records)
+            for old in files[:dropped]:
+                old.unlink(missing_ok=True)
             path = self.folder / f"{self._next:012d}.json"
             self._next += 1
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
             tmp.replace(path)  # a crash never leaves half a record behind
+            return dropped
 
     def peek(self) -> dict[str, Any] | None:
         with self._lock:

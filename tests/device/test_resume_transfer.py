@@ -73,3 +73,15 @@ def test_unreadable_spool_record_is_skipped(tmp_path: Path) -> None:
     assert spool.peek() == {"n": 2}
     more = Spool(tmp_path)
     assert len(more) == 1
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_a_full_spool_drops_its_oldest_record(tmp_path: Path, on_disk: bool) -> None:
+    spool = Spool(tmp_path if on_disk else None, max_records=3)
+    dropped = [spool.push({"n": n}) for n in range(7)]
+    assert dropped == [0, 0, 0, 1, 1, 1, 1] and len(spool) == 3
+    seen = []
+    while (record := spool.peek()) is not None:
+        seen.append(record["n"])
+        spool.pop()
+    assert seen == [4, 5, 6]

@@ -269,3 +269,18 @@ def test_workers_judge_up_to_the_masters_cutoff() -> None:
     assert finish_cutoff({"cutoff": T0 + 120.0}, now) == now, "never later than this worker's clock"
     for bad in ({}, {"cutoff": "soon"}, {"cutoff": float("nan")}, {"cutoff": True}, {"cutoff": -1}, None, []):
         assert finish_cutoff(bad, now) == now, bad
+
+
+def test_a_server_that_acknowledges_no_capture_fills_the_spool_to_its_bound_not_beyond() -> None:
+    dev = core("SPOOL1", record=False, captures_per_minute=6000.0, spool_max=5)
+    pending, t_end = dev.start(T0), T0 + 60 * SCALE * 5
+    while pending:
+        action = pending.pop(0)
+        if isinstance(action, Send):
+            status = 500 if action.endpoint == "faceRecognition" else 200
+            pending += dev.receive(action.ticket, answer(action, status))
+        elif isinstance(action, Wait) and action.until < t_end:
+            pending += dev.timer_fired(action.ticket, action.until)
+    assert dev.stats.captures_made > 20 and len(dev.spool) == 5, (dev.stats.captures_made, len(dev.spool))
+    assert dev.stats.captures_dropped == dev.stats.captures_made - 5 - dev.stats.captures_sent
+    assert "resume-transfer spool full (5)" in dev.log_text()
