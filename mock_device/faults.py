@@ -28,14 +28,22 @@ from dataclasses import dataclass
 from facecert.core.defaults import CADENCE_TOLERANCE
 from facecert.core.knobs import knob_name
 
+
 # The cadence knobs' intervals, from the cadence window a conforming device keeps (nominal × (1 ± tolerance),
 # the engine's and the mock server's: facecert.core.defaults.CADENCE_TOLERANCE), not written by hand: the late
 # knob waits twice the longest gap the window accepts, the early one as far below nominal, as a ratio, as the
 # late one is above it. At ±25 %: 2.5 and 0.4.
-CADENCE_LATE_FACTOR = 2 * (1 + CADENCE_TOLERANCE)
-CADENCE_EARLY_FACTOR = 1 / CADENCE_LATE_FACTOR
-if not CADENCE_EARLY_FACTOR < 1 - CADENCE_TOLERANCE:  # a tolerance past 1/sqrt(2) leaves the early knob no room
-    raise ValueError(f"CADENCE_TOLERANCE {CADENCE_TOLERANCE} leaves no early poll outside the cadence window")
+def cadence_factors(tolerance: float) -> tuple[float, float]:
+    """(early, late): the cadence knobs' factors on the nominal interval for a window of ± ``tolerance``;
+    ValueError when the window leaves no early poll outside it (a tolerance past 1/sqrt(2))."""
+    late = 2 * (1 + tolerance)
+    early = 1 / late
+    if not early < 1 - tolerance:
+        raise ValueError(f"cadence tolerance {tolerance} leaves no early poll outside the cadence window")
+    return early, late
+
+
+CADENCE_EARLY_FACTOR, CADENCE_LATE_FACTOR = cadence_factors(CADENCE_TOLERANCE)
 
 
 @dataclass(frozen=True)

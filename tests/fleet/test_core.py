@@ -176,6 +176,8 @@ def test_the_master_takes_only_records_fleet_json_can_hold() -> None:
         ({**good["A"], "fault": "no-such-knob"}, "not a knob"),
         ({**good["B"], "fault_rule": "MSG-TYPE"}, "the knob's rule"),
         ({**good["A"], "as_expected": "yes"}, "boolean"),
+        ({**good["A"], "refused": {"MSG-TOO-LARGE": "many"}}, "refused"),
+        ({k: v for k, v in good["A"].items() if k != "refused"}, "refused"),
     ]
     for record, says in bad:
         problem = record_problem(record)
@@ -251,9 +253,12 @@ def test_an_oversized_answer_is_refused_by_the_core_and_the_server_is_served_bad
 
 def test_the_cadence_knobs_follow_the_tolerance() -> None:
     from facecert.core.defaults import CADENCE_TOLERANCE
-    from facecert.mock_device.faults import CADENCE_EARLY_FACTOR, CADENCE_LATE_FACTOR
+    from facecert.mock_device.faults import CADENCE_EARLY_FACTOR, CADENCE_LATE_FACTOR, cadence_factors
 
     assert CADENCE_EARLY_FACTOR < 1 - CADENCE_TOLERANCE and CADENCE_LATE_FACTOR > 1 + CADENCE_TOLERANCE
+    assert cadence_factors(0.5) == (1 / 3, 3.0)
+    with pytest.raises(ValueError, match="no early poll"):
+        cadence_factors(0.8)  # a window that wide leaves the early knob no room
     assert (CADENCE_EARLY_FACTOR, CADENCE_LATE_FACTOR) == (0.4, 2.5)  # at ±25 %: what the knobs always did
     dev = core("EARLY1", faults={"cadence-idle"})
     send = only(dev.start(T0), Send)
