@@ -88,14 +88,13 @@ def play_locust(spec: dict[str, Any], folder: Path) -> Recording:
 
 def driver_for(driver: str, default_server: str | None, folder: Path) -> Callable[..., Recording]:
     """``run(label, steps, **config)``: a scenario played by ``driver`` against ``server=`` (default: the
-    given one), asserting that every wait was met unless ``expect_missed=True``."""
+    given one), asserting that every wait was met."""
 
     def run(
         label: str,
         steps: list[dict[str, Any]],
         timeout: float = 8.0,
         server: str | None = None,
-        expect_missed: bool = False,
         **options: Any,
     ) -> Recording:
         options.setdefault("time_scale", SCALE)
@@ -103,8 +102,7 @@ def driver_for(driver: str, default_server: str | None, folder: Path) -> Callabl
         options["faults"] = sorted(options.get("faults", []))
         spec = {"server": server or default_server, "config": options, "steps": steps, "timeout": timeout}
         recording = play_asyncio(spec) if driver == "asyncio" else play_locust(spec, folder)
-        if not expect_missed:
-            assert not recording.missed, f"{recording.driver}: timed out waiting for {recording.missed}"
+        assert not recording.missed, f"{recording.driver}: timed out waiting for {recording.missed}"
         return recording
 
     run.driver = driver

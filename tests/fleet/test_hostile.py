@@ -163,6 +163,7 @@ def test_an_answer_trickled_a_byte_at_a_time_ends_at_the_request_timeout(drive_a
     stalled = polls[:HOSTILE_POLLS]
     assert all(e.status is None and (e.error or "").startswith("timeout") for e in stalled), stalled
     assert all(e.duration < 1.5 for e in stalled), [e.duration for e in stalled]
+    assert rec.stats["failures"] == HOSTILE_POLLS, "the abandoned connection is not reused half-read"
     assert {f.party for f in _answer_findings(rec, "ANSWER-MISSING")} == {"server"}
 
 
