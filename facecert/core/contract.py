@@ -38,6 +38,8 @@ PERSONAL_KINDS = frozenset({"biometric", "identity"})
 # x-echo: true on a property of an answer schema: the answer repeats the request's value of that name
 # (faceRecognition's snap_time and frpic_name, errata #19): the engine's ACK-ECHO and the server's answer read it.
 ECHO_ANNOTATION = "x-echo"
+# x-may-be-empty: true on an answer schema: an empty 2xx body is that answer too (the acknowledgement, errata #18)
+EMPTY_ANSWER_ANNOTATION = "x-may-be-empty"
 # x-enum-names: {"<value>": "<name>"} on an enum property: what each value means, for a peer that must pick one
 # by meaning (the device's car_label for a pedestrian capture); judging never reads it.
 ENUM_NAMES_ANNOTATION = "x-enum-names"
@@ -168,6 +170,8 @@ class Contract:
         self._required: dict[tuple[str, str], frozenset[str]] = {}
         self._annotated: dict[tuple[str, frozenset[str]], bool] = {}
         self._annotation_memo: dict[tuple[Any, ...], list[tuple[str, dict[str, Any]]]] = {}
+        self._echo_fields: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._empty_answers: dict[str, bool] = {}
 
     # ---- catalogue -------------------------------------------------------
     def check_version(self, version: str | None) -> str:
@@ -199,6 +203,16 @@ class Contract:
 
     def endpoint_for_path(self, path: str) -> Endpoint | None:
         """Match a request path (with any server_url prefix and query) to an endpoint."""
+        exact = self._endpoint_paths.get(path)  # an endpoint's own path: what the match below gives it
+        if exact is not None:
+            return exact
+        return self._match_path(path)
+
+    @functools.cached_property
+    def _endpoint_paths(self) -> dict[str, Endpoint]:
+        return {e.path: found for e in self.all_endpoints.values() if (found := self._match_path(e.path))}
+
+    def _match_path(self, path: str) -> Endpoint | None:
         bare = path.split("?", 1)[0].rstrip("/")
         for endpoint in self.all_endpoints.values():
             if bare == endpoint.path or bare.endswith(endpoint.path):
@@ -234,8 +248,22 @@ class Contract:
     def echo_fields(self, endpoint: str, version: str | None = None) -> tuple[str, ...]:
         """Fields the answer to ``endpoint`` must echo from its request (schema mark ``x-echo``:
         faceRecognition's snap_time and frpic_name, errata #19), in schema order."""
-        schema = self.schema(self.all_endpoints[endpoint].answer, version)
-        return tuple(name for name, prop in (schema.get("properties") or {}).items() if prop.get(ECHO_ANNOTATION))
+        key = (endpoint, version or self.latest)
+        found = self._echo_fields.get(key)
+        if found is None:
+            schema = self.schema(self.all_endpoints[endpoint].answer, version)
+            props = (schema.get("properties") or {}).items()
+            found = self._echo_fields[key] = tuple(name for name, prop in props if prop.get(ECHO_ANNOTATION))
+        return found
+
+    def may_answer_empty(self, endpoint: str) -> bool:
+        """Whether an empty 2xx body answers ``endpoint`` as well as its answer schema's object (schema
+        mark ``x-may-be-empty``: the acknowledgement of taskResult, deviceAlarm and gpsReport, errata #18)."""
+        found = self._empty_answers.get(endpoint)
+        if found is None:
+            answer = self.all_endpoints[endpoint].answer
+            found = self._empty_answers[endpoint] = self.raw.get(answer, {}).get(EMPTY_ANSWER_ANNOTATION) is True
+        return found
 
     def enum_values(self, schema: str, pointer: str, version: str | None = None) -> list[Any]:
         """The ``enum`` of the property at ``pointer`` (``/a/b``: properties a, then b) of a message schema,
@@ -446,6 +474,11 @@ class Contract:
                 _structure_only(self.schema(name, version)), registry=self._structure_registries[version]
             )
         return self._validators[key]
+
+    def has_content_annotations(self, name: str) -> bool:
+        """Whether :meth:`annotations` can find anything for a message of schema ``name`` (the content
+        marks: images, downloads, size limits, file names); when not, it yields nothing for any message."""
+        return self._has_annotations(name, CONTENT_ANNOTATIONS)
 
     def _has_annotations(self, name: str, keys: frozenset[str]) -> bool:
         """Whether validating a message against ``name`` can meet one of ``keys``: a subschema reachable

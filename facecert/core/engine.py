@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from facecert.core.contract import Contract, Endpoint, Limits, get_contract
 from facecert.core.defaults import CADENCE_ALLOWANCE_S, CADENCE_TOLERANCE
+from facecert.core.memo import Memo
 from facecert.core.model import Exchange, Finding, Severity
 from facecert.core.profiles import Context, Profile, load_profile
 from facecert.core.rules import conversation as rules
@@ -44,7 +45,6 @@ from facecert.core.rules.conversation import (
     is_ok_status,
     peer_host,
     rid_key,
-    task_signature,
     utc_clock,
 )
 from facecert.core.rules.message import Issue, Parsed, content_issues, parse_message, schema_issues, snap_time_issues
@@ -124,6 +124,18 @@ class Request:
         return [f for f in self.findings if f.severity is Severity.ERROR and not any(f is s for s in skip)]
 
 
+class AnswerVerdict(NamedTuple):
+    """What judging an answer's body gave (:meth:`_Judge.answer_body`): its parsed value (shared by every
+    exchange that sends these bytes: read it, never change it), the issues reported with their direction
+    and profile context, in order (findings are made from them anew for each exchange), and the task it
+    carries with the URLs that task names."""
+
+    value: Any
+    recorded: tuple[tuple[Issue, Direction, Context | None], ...]
+    task: str | None
+    downloads: tuple[str, ...]
+
+
 @dataclass
 class Judged:
     """What the engine made of one exchange (handy for taps that answer or display)."""
@@ -163,6 +175,13 @@ class Engine:
         self.paused_since: float | None = None  # the tap cannot see polls (see tap_paused)
         self.resumed_at = 0.0
         self._lock = threading.RLock()
+        # an answer's verdict (parsed body, findings but where, task) is a pure function of its endpoint, its
+        # exact bytes and whether it was redacted, for this engine's contract, version, limits and profile;
+        # answers repeat (the idle answer, the acknowledgement), so each is judged once (bounded, see Memo)
+        self.answers = Memo()
+        # per schema: its validator's is_valid, and whether any content mark is reachable (see judge_body)
+        self.schema_checks: dict[str, tuple[Callable[[Any], bool], bool]] = {}
+        self.capture_schema = self.contract.all_endpoints["faceRecognition"].request  # snap_time is judged on it
 
     def _pace(self) -> Pace:
         cfg, scale = self.config, self.config.time_scale
@@ -191,13 +210,23 @@ class Engine:
     def feed(self, exchange: Exchange, request: Request | None = None) -> Judged:
         """Judge one exchange and record its findings. ``request``: the judgement of its request
         made earlier by :meth:`judge_request` on this same exchange (not made again)."""
-        if request is None:
-            request = self.judge_request(exchange)  # before the lock: one big message holds up no other feeder
+        judge: _Judge | None = None
+        if request is None:  # judged here, before the lock: one big message holds up no other feeder
+            endpoint = self.contract.endpoint_for_path(exchange.path)
+            if endpoint is None:
+                request = Request(exchange, None)
+            else:
+                judge = _Judge(self, exchange, endpoint)  # kept for the later stages (judge_request, inlined)
+                request = judge.request()
         elif request.exchange is not exchange:
             raise ValueError("the request was judged on another exchange")
-        answer = None
-        if request.endpoint is not None:  # the answer is read before the lock too
-            answer = self.read(exchange.response_body, f"{request.endpoint.name} answer")
+        answer: Parsed | AnswerVerdict | None = None
+        if request.endpoint is not None:  # the answer is read before the lock too, unless judged before
+            raw = exchange.response_body
+            if raw is not None and len(raw) <= self.answers.max_body:
+                answer = self.answers.get((request.endpoint.name, exchange.redacted, raw))
+            if answer is None:
+                answer = self.read(raw, f"{request.endpoint.name} answer")
         with self._lock:
             exchange.index = self.count if exchange.index < 0 else exchange.index
             self.count += 1
@@ -205,7 +234,11 @@ class Engine:
             if request.endpoint is None:
                 self._other(exchange)
                 return Judged(exchange, None, "")
-            judged = _Judge(self, exchange, request.endpoint, request, answer).complete()
+            if judge is None:
+                judge = _Judge(self, exchange, request.endpoint, request, answer)
+            else:  # the judge of the request goes on (its device is the request's)
+                judge.heard, judge.answer_read = request, answer
+            judged = judge.complete()
             self._record(judged.findings)
             return judged
 
@@ -368,14 +401,15 @@ class _Judge:
         exchange: Exchange,
         endpoint: Endpoint,
         heard: Request | None = None,
-        answer_read: Parsed | None = None,
+        answer_read: Parsed | AnswerVerdict | None = None,
     ) -> None:
         self.engine = engine
         self.ex = exchange
         self.endpoint = endpoint
         self.version = engine.version
         self.heard = heard  # the request's judgement (stage 1), once made
-        self.answer_read = answer_read  # the answer body, read before the engine's lock
+        self.answer_read = answer_read  # the answer body, read before the engine's lock (or its verdict)
+        self.recording: list[tuple[Issue, Direction, Context | None]] | None = None  # see answer_body
         self.found: list[Finding] = []  # this exchange's findings, in the order made
         self.device_id = heard.device_id if heard else ""
         self.task: str | None = None  # the task a taskRequest answer carries (when the contract knows it)
@@ -389,6 +423,8 @@ class _Judge:
             if issue is not None:
                 where = where or Where(self.ex.index, self.endpoint.name, self.device_id)
                 self.found.append(self.engine.finding(issue, where, direction, ctx))
+                if self.recording is not None:
+                    self.recording.append((issue, direction, ctx))
 
     def adopt(self, findings: Iterable[Finding]) -> None:
         """Findings the engine made elsewhere (about another exchange or endpoint) listed with this exchange's."""
@@ -412,24 +448,35 @@ class _Judge:
     def judge_body(self, schema: str, body: dict[str, Any], direction: Direction, what: str) -> list[str]:
         """Schema, content annotations and (a capture) snap_time; returns the URLs the body names
         for download."""
-        contract = self.engine.contract
-        violations = schema_issues(contract, schema, body, self.version, what, self.engine.limits)
+        engine = self.engine
+        contract = engine.contract
+        checks = engine.schema_checks.get(schema)
+        if checks is None:  # per schema, once: its validator's test and whether content marks are reachable
+            annotated = contract.has_content_annotations(schema)
+            checks = engine.schema_checks[schema] = (contract.validator(schema, self.version).is_valid, annotated)
+        valid, annotated = checks
+        violations = [] if valid(body) else schema_issues(contract, schema, body, self.version, what, engine.limits)
         required = contract.required_fields(schema, self.version) if violations else set()
         for item in violations:
             top = item.pointer.split("/")[1] if item.pointer.count("/") >= 1 else ""
             self.report([item], direction, Context(schema=schema, body=body, optional=top not in required))
-        issues, downloads = content_issues(contract, schema, body, self.version, what, redacted=self.ex.redacted)
-        if issues:
-            self.report(issues, direction, Context(schema=schema, body=body))
-        capture = contract.all_endpoints["faceRecognition"].request
-        if direction is Direction.REQUEST and schema == capture and not self.errors_at("/snap_time", "/snap_time_ms"):
+        downloads: list[str] = []
+        if annotated:
+            issues, downloads = content_issues(contract, schema, body, self.version, what, redacted=self.ex.redacted)
+            if issues:
+                self.report(issues, direction, Context(schema=schema, body=body))
+        if (
+            direction is Direction.REQUEST
+            and schema == engine.capture_schema
+            and not self.errors_at("/snap_time", "/snap_time_ms")
+        ):
             self.report(snap_time_issues(body, what), direction)  # a request error: judged before the answer
         return downloads
 
     def message(self, kind: str, direction: Direction, schema: str, raw: bytes) -> list[Finding]:
         """One message on its own (judge_message): the read and body stages, or a task's stage."""
         if schema == "tasks":
-            self.judge_task(None)
+            self.judge_task()
             return self.found
         parsed = self.read(raw, f"{kind} message")
         self.report_read(parsed, raw, direction, schema)
@@ -483,7 +530,7 @@ class _Judge:
                 actual=ex.method,
             )
         version = None
-        if not since_ok(endpoint.since, self.version):
+        if endpoint.since is not None and not since_ok(endpoint.since, self.version):
             version = Issue(
                 "ENDPOINT-NOT-IN-VERSION",
                 f"{endpoint.path} exists from V{endpoint.since}; this session judges protocol V{self.version}",
@@ -505,10 +552,12 @@ class _Judge:
         if state is None:  # not setdefault: a DeviceState made for every exchange costs more than judging it
             state = engine.devices[self.device_id] = DeviceState(self.device_id)
         answer = self.judge_answer(heard.body)
-        getattr(self, f"on_{self.endpoint.name}", _no_rules)(state, heard.body, answer)
+        getattr(self, _ON[self.endpoint.name], _no_rules)(state, heard.body, answer)
         if self.endpoint.name != "taskRequest" and self.device_id:
-            evidence = f"its {self.endpoint.name} at {utc_clock(ex.started)} (exchange #{ex.index})"
-            self.adopt(engine._check_stop(state, ex.started, evidence))
+            due = engine._poll_due(state)
+            if due is not None and ex.started > due:  # (the evidence is written only for a stop)
+                evidence = f"its {self.endpoint.name} at {utc_clock(ex.started)} (exchange #{ex.index})"
+                self.adopt(engine._check_stop(state, ex.started, evidence))
         return Judged(ex, self.endpoint.name, self.device_id, heard.body, answer, self.task, self.found)
 
     def judge_answer(self, request: Any) -> Any:
@@ -537,23 +586,42 @@ class _Judge:
                 )
                 self.report([issue], Direction.ANSWER)
             return None
-        if endpoint.name == "taskRequest":
-            return self.judge_task(request)
-        if request is None:
-            return None  # a refused or unreadable message: any answer (4xx, an error code) is fair
-        schema = endpoint.answer
-        if endpoint.answer == "server/ack" and not (ex.response_body or b"").strip():
-            return None  # errata #18: an empty 2xx acknowledges too
-        parsed = self.read(ex.response_body, f"{endpoint.name} answer", self.answer_read)
-        self.report_read(parsed, ex.response_body, Direction.ANSWER, schema)
-        if isinstance(parsed.value, dict):
-            self.judge_body(schema, parsed.value, Direction.ANSWER, f"{endpoint.name} answer")
-        return parsed.value
+        if endpoint.name != "taskRequest":
+            if request is None:
+                return None  # a refused or unreadable message: any answer (4xx, an error code) is fair
+            if not (ex.response_body or b"").strip() and self.engine.contract.may_answer_empty(endpoint.name):
+                return None  # an empty 2xx acknowledges too (x-may-be-empty, errata #18)
+        return self.answer_body()
 
-    def judge_task(self, request: Any) -> Any:
+    def answer_body(self) -> Any:
+        """The answer's body judged (stage 2), or its verdict replayed when the engine judged these
+        exact bytes for this endpoint before: the same findings, made anew for this exchange."""
+        ex, endpoint, done = self.ex, self.endpoint, self.answer_read
+        if isinstance(done, AnswerVerdict):
+            for issue, direction, ctx in done.recorded:
+                self.report((issue,), direction, ctx)
+            self.task, self.task_downloads = done.task, list(done.downloads)
+            return done.value
+        self.recording = []
+        if endpoint.name == "taskRequest":
+            value = self.judge_task(done)
+        else:
+            parsed = self.read(ex.response_body, f"{endpoint.name} answer", done)
+            self.report_read(parsed, ex.response_body, Direction.ANSWER, endpoint.answer)
+            if isinstance(parsed.value, dict):
+                self.judge_body(endpoint.answer, parsed.value, Direction.ANSWER, f"{endpoint.name} answer")
+            value = parsed.value
+        verdict = AnswerVerdict(value, tuple(self.recording), self.task, tuple(self.task_downloads))
+        self.recording = None
+        raw = ex.response_body
+        if raw is not None:
+            self.engine.answers.put((endpoint.name, ex.redacted, raw), len(raw), verdict)
+        return value
+
+    def judge_task(self, done: Parsed | None = None) -> Any:
         """A taskRequest answer: the task it names (TASK-UNKNOWN otherwise), by that task's schema."""
         raw = self.ex.response_body
-        parsed = self.read(raw, "taskRequest answer", self.answer_read)
+        parsed = self.read(raw, "taskRequest answer", done)
         self.report_read(parsed, raw, Direction.ANSWER, "server/tasks")
         answer = parsed.value
         if not isinstance(answer, dict):
@@ -610,7 +678,9 @@ class _Judge:
                 rid = self.issue_task(state, answer)
         elif isinstance(answer, dict) and rid_key(answer.get("request_id")) is not None:
             rid = self.issue_task(state, answer)  # TASK-UNKNOWN with an id: the device's refusal (code != 0) answers it
-        faulty = any(f.direction == Direction.ANSWER and f.severity is Severity.ERROR for f in self.found)
+        faulty = bool(self.found) and any(
+            f.direction == Direction.ANSWER and f.severity is Severity.ERROR for f in self.found
+        )
         ended = ex.ended if ex.ended is not None else ex.started
         return PollState(ex.index, ended, kind, rid, away=moves_away, may_work=not faulty)
 
@@ -629,7 +699,6 @@ class _Judge:
             issued_at=ex.ended or ex.started,
             payload=answer,
             downloads=list(self.task_downloads),
-            signature=task_signature(answer),
         )
         self.report([rules.task_resent(state, task)], Direction.ANSWER)
         rules.open_task(state, engine.issued, key, task)
@@ -703,6 +772,17 @@ class _Judge:
         if move is not None:
             pace = self.engine.pace
             self.report([rules.gps_cadence(move, pace), rules.gps_distance(move, request, pace)], Direction.REQUEST)
+
+
+class _OnName(dict[str, str]):
+    """Endpoint name -> the name of its conversation rules' method (``on_<endpoint>``), made once."""
+
+    def __missing__(self, name: str) -> str:
+        made = self[name] = f"on_{name}"
+        return made
+
+
+_ON = _OnName()
 
 
 def _no_rules(state: DeviceState, request: Any, answer: Any) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 SAFE_INTEGER = 2**53 - 1  # largest integer an IEEE 754 double, hence every JSON reader, holds exactly (I-JSON)
@@ -167,6 +168,11 @@ def _finite_float(text: str) -> float:
 _STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
+# the decoder's scanner (an instance attribute the type stubs do not declare) and json.decoder.WHITESPACE
+_STRICT_SCAN: Callable[[str, int], tuple[Any, int]] = vars(_STRICT_DECODER)["scan_once"]
+_WHITESPACE: Callable[[str, int], re.Match[str]] = vars(json.decoder)["WHITESPACE"].match
+
+
 def _strict_loads(raw: bytes | str) -> Any:
     """``json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)``, same errors."""
     if isinstance(raw, str):
@@ -175,4 +181,15 @@ def _strict_loads(raw: bytes | str) -> Any:
         return _STRICT_DECODER.decode(raw)
     if not isinstance(raw, (bytes, bytearray)):
         raise TypeError(f"the JSON object must be str, bytes or bytearray, not {raw.__class__.__name__}")
-    return _STRICT_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    if raw[:1] != b"{" or raw[1:2] == b"\x00":  # json.detect_encoding says UTF-8 for anything else
+        return _STRICT_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    # a JSON object in UTF-8 (a capture's line): JSONDecoder.decode and raw_decode inlined, same errors
+    text = raw.decode("utf-8", "surrogatepass")
+    try:
+        value, end = _STRICT_SCAN(text, 0)
+    except StopIteration as err:
+        raise json.JSONDecodeError("Expecting value", text, err.value) from None
+    end = _WHITESPACE(text, end).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value

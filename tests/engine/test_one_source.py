@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -126,6 +127,13 @@ def test_accessors_read_the_catalogue_and_the_schemas() -> None:
     )
     assert contract.echo_fields("faceRecognition") == ("snap_time", "frpic_name")
     assert contract.echo_fields("taskResult") == ()  # the ack echoes nothing
+    marks = {
+        n: json.loads((contract.root / f"{e.answer}.schema.json").read_text()).get("x-may-be-empty") is True
+        for n, e in contract.all_endpoints.items()
+        if e.answer != "tasks"
+    }
+    assert {n for n in contract.all_endpoints if contract.may_answer_empty(n)} == {n for n, m in marks.items() if m}
+    assert {n for n, m in marks.items() if m} == {"taskResult", "deviceAlarm", "gpsReport"}  # the ack (errata #18)
     capture = json.loads((contract.root / "device/faceRecognition.schema.json").read_text())
     names = capture["properties"]["car_label"]["x-enum-names"]
     assert contract.enum_names("device/faceRecognition", "/car_label") == {int(k): v for k, v in names.items()}
@@ -163,8 +171,8 @@ def test_every_command_takes_the_same_time_scale_range() -> None:
     found = {}
     for path in (("validate",), ("serve",), ("device",), ("proxy",), ("certify", "device"), ("certify", "server")):
         command: Any = root
-        for part in path:
-            command = command.commands[part]
+        for part in path:  # get_command: the peers' and certification's commands are built on first use
+            command = command.get_command(click.Context(command), part)
         option = next(p for p in command.params if "--time-scale" in p.opts)
         found[path] = (option.min, option.max)
     assert set(found.values()) == {(defaults.TIME_SCALE_MIN, defaults.TIME_SCALE_MAX)}, found
@@ -194,6 +202,40 @@ def test_the_engine_takes_the_idle_task_from_the_catalogue(tmp_path: Path) -> No
     assert "TASK-UNKNOWN" not in found
     stale = rules(Engine(EngineConfig(), contract=contract), poll(T0, {"request_type": "idleTime", "time_stamp": 1}))
     assert "TASK-UNKNOWN" in stale  # the old name is no task of this contract
+
+
+def _mark_empty_answer(schema: str, on: bool) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        path = root / f"{schema}.schema.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.pop("x-may-be-empty", None)
+        if on:
+            data["x-may-be-empty"] = True
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    return edit
+
+
+def test_the_engine_takes_the_answers_that_may_be_empty_from_the_schemas(tmp_path: Path) -> None:
+    """An empty 2xx acknowledges where the answer schema says x-may-be-empty (the ack, errata #18), and
+    only there: moved to the capture's answer, the ack's empty body becomes MSG-EMPTY-BODY and the capture's
+    is accepted."""
+    capture = example_for("device/faceRecognition")
+    result = {"device_id": capture["device_id"], "request_id": 5, "code": 0}
+
+    def empty_answers(contract: Contract) -> dict[str, list[str]]:
+        engine = Engine(EngineConfig(), contract=contract)
+        found = {}
+        for path, body in (("/taskResult", result), ("/faceRecognition", capture)):
+            ex = Exchange("POST", path, json.dumps(body).encode(), 200, b"", started=T0, ended=T0 + 0.1)
+            found[path] = [f.rule for f in engine.feed(ex).findings if f.direction == "answer"]
+        return found
+
+    assert empty_answers(get_contract()) == {"/taskResult": [], "/faceRecognition": ["MSG-EMPTY-BODY"]}
+    moved = changed_schemas(
+        tmp_path, _mark_empty_answer("server/ack", False), _mark_empty_answer("server/faceRecognitionAnswer", True)
+    )
+    assert empty_answers(Contract(moved)) == {"/taskResult": ["MSG-EMPTY-BODY"], "/faceRecognition": []}
 
 
 def test_the_engine_takes_the_tasks_that_move_the_device_from_the_catalogue(tmp_path: Path) -> None:
@@ -282,6 +324,7 @@ FORMER = {
     r"\"total_face\"|\"main_ver\"": "getDevStatus result fields: schema x-device-value",
     r"\[\"user_list\"\] = 2\b|\"x\" \* 4096": "user_list values and user_info bound: the addUser schema",
     r"\b120(\.0)? if self\.operator": "the operator's wait: defaults.OPERATOR_WAIT_S",
+    r"\"server/ack\"": "answers an empty 2xx acknowledges: schema mark x-may-be-empty, Contract.may_answer_empty",
 }
 
 
@@ -321,6 +364,7 @@ def test_the_former_literals_are_gone_from_the_code() -> None:
         '"total_face": total,',
         'body["user_list"][0]["user_list"] = 2',
         "return 120.0 if self.operator.interactive else 1.0",
+        'if endpoint.answer == "server/ack" and not (ex.response_body or b"").strip():',
     ],
 )
 def test_the_guard_sees_each_former_literal(line: str) -> None:

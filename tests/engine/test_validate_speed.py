@@ -415,3 +415,231 @@ def test_the_cli_takes_jobs(faulty: Any) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr + bad.stdout
+
+
+# ---- reading without the integer hook (_Reader.read_plainly) -----------------------------------
+
+PLAIN_BODIES = [
+    b'{"n": 9007199254740991, "m": -9007199254740991}',  # the largest safe integers: read plainly
+    b'{"n": 9007199254740992}',  # one beyond: MSG-NUMBER-TOO-LARGE
+    b'{"n": -9007199254740992}',
+    b'{"n": 1000000000000000, "m": 999999999999999}',  # 16 digits within the bound: the hooked path
+    b'{"n": -0, "m": 0, "f": -0.0}',
+    b'{"n": ' + b"9" * 4301 + b"}",  # beyond int()'s digit limit
+    b'{"n": ' + b"9" * 101 + b"}",
+    b'{"s": "1234567890123456789"}',  # digits in a string: the hooked path, same result
+    b'{"a": {"b": 1, "b": 2}, "c": [{"d": 1, "d": 1}]}',  # repeated keys, nested
+    b'{"a": 1, "a": 1}',
+    b'{"a": NaN}',
+    b'{"a": -Infinity}',
+    b'{"a": 1e400}',
+    b'{"a": 1.5e-400}',
+    b'{"a": 0.' + b"1" * 120 + b"}",
+    b'{"a": [1, 2, 3], "b": {"c": [true, false, null]}}',
+    b'{"a": 1} x',
+    b'{"a": 1,}',
+    b'{"a": 01}',
+    b'\xef\xbb\xbf{"a": 1}',
+    b' \t\n{"a": 1}\r\n ',
+    b"[1, 2]",
+    b"7",
+    b'"text"',
+    b'{"k\\"ey": "v:a:l", "url": "http://x/y"}',
+]
+
+
+def _strict_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(message._Reader, "read_plainly", lambda self, text, raw: message.NOT_PLAIN)
+
+
+@pytest.mark.parametrize("raw", PLAIN_BODIES + BODIES, ids=range(len(PLAIN_BODIES) + len(BODIES)))
+def test_reading_without_the_integer_hook_reads_as_the_hooks_do(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    contract = get_contract()
+    tight = contract.limits.with_changes(max_number_chars=4, max_integer=1000)  # bounds a plain read must respect
+    for limits in (contract.limits, tight):
+        plain = message.parse_message(raw, limits, "x request", contract.content_fields)
+        with monkeypatch.context() as patched:
+            _strict_only(patched)
+            hooked = message.parse_message(raw, limits, "x request", contract.content_fields)
+        assert (plain.value, plain.failure, plain.issues) == (hooked.value, hooked.failure, hooked.issues)
+        assert repr(plain.value) == repr(hooked.value)  # -0.0 and 0, 1 and 1.0 alike too
+
+
+def test_the_plain_read_is_taken_for_ordinary_bodies_and_refused_for_long_digit_runs() -> None:
+    reader = message._reader(get_contract().limits)
+    body = b'{"device_id": "ID1", "time_stamp": 1700000000, "t": 36.6, "ms": 1700000000123}'
+    assert reader.read_plainly(body.decode(), body) == json.loads(body)
+    long_run = b'{"n": 1000000000000000}'
+    assert reader.read_plainly(long_run.decode(), long_run) is message.NOT_PLAIN
+    tight = message._reader(get_contract().limits.with_changes(max_number_chars=4, max_integer=10**9))
+    assert tight.plain_integer == 999 and tight.plain_digits == b"0000"
+    assert tight.read_plainly('{"n": 12345}', b'{"n": 12345}') is message.NOT_PLAIN
+    off = message._reader(get_contract().limits.with_changes(max_number_chars=1))  # "-0" alone would break it
+    assert off.plain_integer is None and off.read_plainly("{}", b"{}") is message.NOT_PLAIN
+
+
+# ---- answers judged once (Engine.answers) --------------------------------------------------------
+
+
+def _answer_faults() -> tuple[list[Exchange], list[tuple[str, int, str]]]:
+    """The faulty conversation, and the same wrong idle answer (same bytes) to several devices' polls, and
+    the same faulty acknowledgement to several results: each exchange gets its own findings."""
+    exchanges, expected = faulty_conversation()
+    idle = [i for i, ex in enumerate(exchanges) if ex.path == "/taskRequest" and b"idleTime" in ex.response_body]
+    wrong_idle = b'{"request_type": "idleTime", "time_stamp": "later"}'
+    for index in idle[10:16]:
+        exchanges[index].response_body = wrong_idle
+        expected.append(("MSG-TYPE", index, "/time_stamp"))
+    results = [i for i, ex in enumerate(exchanges) if ex.path == "/taskResult"]
+    for index in results[3:7]:
+        exchanges[index].response_body = b'{"code": 0, "log": "ok", "extra": 1}'
+        expected.append(("MSG-UNKNOWN-FIELD", index, "/extra"))
+    expected.sort(key=lambda item: (item[1] < 0, item[1]))
+    return exchanges, expected
+
+
+def _feed_all(exchanges: list[Exchange], engine: Engine) -> list[Finding]:
+    for exchange in exchanges:
+        exchange.index = -1
+        engine.feed(exchange)
+    engine.finish()
+    return engine.findings
+
+
+def test_a_repeated_answer_makes_its_findings_at_every_exchange_as_without_the_memo() -> None:
+    exchanges, expected = _answer_faults()
+    remembered = Engine(EngineConfig())
+    with_memo = _feed_all(exchanges, remembered)
+    assert remembered.answers.hits > len(exchanges) // 3  # the idle answers and acknowledgements repeat
+    forgetful = Engine(EngineConfig())
+    forgetful.answers.max_body = -1  # nothing kept: every answer judged anew
+    without = _feed_all(exchanges, forgetful)
+    assert forgetful.answers.hits == 0 and len(forgetful.answers) == 0
+    assert [f.to_dict() for f in with_memo] == [f.to_dict() for f in without]
+    assert sorted(about(with_memo), key=lambda item: (item[1] < 0, item[1])) == expected
+    firsts = [f for f in with_memo if f.rule == "MSG-TYPE" and f.direction == "answer"]
+    assert len({id(f) for f in firsts}) == len(firsts) == 6  # a finding of its own for each exchange
+    assert len({f.exchange for f in firsts}) == 6 and len({f.device_id for f in firsts}) > 1
+
+
+def test_a_remembered_task_answer_still_opens_its_task() -> None:
+    """A task answer sent twice with the same bytes (a re-used request_id): the second is remembered, and
+    still opens the task, finds the duplicate id, and the field profile changes severities as before."""
+    exchanges = sample_conversation(devices=2, cycles=2)
+    polls = [i for i, ex in enumerate(exchanges) if ex.path == "/taskRequest" and b"getDevStatus" in ex.response_body]
+    exchanges[polls[1]].response_body = exchanges[polls[0]].response_body  # device 1 gets device 0's task
+    for profile in ("strict", "field"):
+        on, off = Engine(EngineConfig(profile=profile)), Engine(EngineConfig(profile=profile))
+        off.answers.max_body = -1
+        found_on, found_off = _feed_all(exchanges, on), _feed_all(exchanges, off)
+        assert on.answers.hits >= 1
+        assert [f.to_dict() for f in found_on] == [f.to_dict() for f in found_off]
+        assert "REQUEST-ID-DUPLICATE" in {f.rule for f in found_on}
+
+
+def test_the_memo_stays_bounded_whatever_a_capture_sends() -> None:
+    """A hostile capture of endless distinct answers: the memo keeps at most its entries and bytes, and
+    an answer above max_body is never kept."""
+    from facecert.core.memo import Memo
+
+    memo = Memo(entries=50, size=40_000, max_body=1000)
+    for number in range(5_000):
+        body = b'{"code": 0, "log": "%d"}' % number
+        memo.put(("taskResult", False, body), len(body), number)
+        assert len(memo) <= 50 and memo.used <= 40_000
+    memo.put("big", 1001, "never")
+    assert memo.get("big") is None
+    small = Memo(entries=1000, size=3 * (100 + 256), max_body=1000)
+    for key in "abcd":
+        small.put(key, 100, key)
+    assert len(small) == 3 and small.get("a") is None  # the byte bound evicted the oldest
+    assert small.get("b") == "b"  # now the most recent: ...
+    small.put("e", 100, "e")
+    assert small.get("c") is None and small.get("b") == "b"  # ... so c went first (least recently used)
+    engine = Engine(EngineConfig())
+    for number in range(3_000):
+        ex = Exchange("POST", "/taskResult", b'{"device_id": "ID1", "request_id": 1, "code": 0}', 200)
+        ex.response_body = b'{"code": 0, "log": "%d"}' % number
+        engine.feed(ex)
+    assert len(engine.answers) <= engine.answers.entries and engine.answers.used <= engine.answers.size
+
+
+def test_a_redacted_answer_is_remembered_apart_from_a_plain_one() -> None:
+    from facecert.core.engine import AnswerVerdict
+
+    engine = Engine(EngineConfig())
+    body = b'{"code": 0, "log": "ok"}'
+    for redacted in (False, True):
+        ex = Exchange("POST", "/taskResult", b'{"device_id": "ID1", "request_id": 1, "code": 0}', 200, body)
+        ex.redacted = redacted
+        engine.feed(ex)
+    assert engine.answers.hits == 0 and len(engine.answers) == 2
+    assert isinstance(engine.answers.get(("taskResult", True, body)), AnswerVerdict)
+
+
+# ---- reading a capture's lines --------------------------------------------------------------------
+
+LINES = [
+    b'{"a": 1, "b": [1.5, "x"]}',
+    b'{"a": NaN}',
+    b'{"a": 1e400}',
+    b'{"a": 1} {"b": 2}',
+    b'{"a": 1}   \n',
+    b'{"a": "\\ud800"}',
+    b'{"a": ',
+    b"{\x00\x00\x00",
+    '{"a": 1}'.encode("utf-16-le"),
+    '{"a": 1}'.encode("utf-16"),
+    b'\xef\xbb\xbf{"a": 1}',
+    b'{"a": "\xff"}',
+    b"  {}",
+    b"[]",
+]
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return ("value", repr(call()))
+    except Exception as exc:  # noqa: BLE001 - the outcome compared is the exception itself
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.parametrize("raw", LINES, ids=range(len(LINES)))
+def test_a_capture_line_reads_as_json_loads_with_the_strict_hooks(raw: bytes) -> None:
+    from facecert.core import jsonsafe
+
+    def reference() -> Any:
+        return json.loads(raw, parse_constant=jsonsafe._refuse_constant, parse_float=jsonsafe._finite_float)
+
+    assert _outcome(lambda: jsonsafe.loads_strict(raw, allow_surrogates=True)) == _outcome(reference)
+
+
+def test_capture_records_of_the_wrong_types_are_refused_as_before() -> None:
+    from facecert.core.captures.jsonl import record_to_exchange
+
+    good = {"method": "POST", "path": "/taskRequest", "request_b64": "e30=", "response_b64": None}
+    assert record_to_exchange(dict(good)).request_body == b"{}"
+    cases = {
+        "a record is a JSON object": [1],
+        "method is int": {**good, "status": "200", "method": 5},  # the first in field order is named
+        "status is str": {**good, "status": "200"},
+        "request_headers holds a name or value that is not text": {**good, "request_headers": {"a": 1}},
+        "response_headers holds a name or value that is not text": {**good, "response_headers": {"a": None}},
+        "Incorrect padding": {**good, "request_b64": "e30"},
+        "string argument should contain only ASCII characters": {**good, "response_b64": "é"},
+    }
+    for wanted, record in cases.items():
+        with pytest.raises(ValueError) as raised:
+            record_to_exchange(record)  # type: ignore[arg-type]
+        assert str(raised.value) == wanted
+
+
+def test_a_remembered_placeholder_verdict_follows_the_pixel_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    placeholder = "facecert-redacted:image/jpeg;bytes=631;head=ffd8ffe000104a46;px=800x600;sha256=" + "ab" * 32
+    assert message._placeholder_issues(placeholder, "image/jpeg", "/image", "capture") == []
+    image = message._pil_image()
+    monkeypatch.setattr(image, "MAX_IMAGE_PIXELS", 1000)
+    found = message._placeholder_issues(placeholder, "image/jpeg", "/image", "capture")
+    assert [issue.rule for issue in found] == ["IMG-FORMAT"]
+    found.clear()  # a caller's list: the memo's own is not emptied
+    assert len(message._placeholder_issues(placeholder, "image/jpeg", "/image", "capture")) == 1

@@ -11,6 +11,7 @@ findings (which exchange, endpoint, direction and device); the helpers at the en
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -84,7 +85,15 @@ class IssuedTask:
     results: int = 0
     result_code: Any = None
     missing_reported: bool = False  # RESULT-MISSING said, or not to be said (answered under a wrong id)
-    signature: str = ""  # the task without its request_id (TASK-RESENT compares re-sent tasks by it)
+    _signature: str = field(default="", repr=False, compare=False)
+
+    @property
+    def signature(self) -> str:
+        """The task without its request_id (TASK-RESENT compares re-sent tasks by it): made when first
+        asked, which is only once the device has failed a task (most conversations never ask)."""
+        if not self._signature:
+            self._signature = task_signature(self.payload)
+        return self._signature
 
 
 @dataclass
@@ -144,6 +153,10 @@ class Pace:
         """The longest a conforming device may wait between an answer and its next poll: the idle
         interval (the longest of the protocol; also the device's back-off after failures) with the
         cadence tolerance and network allowance."""
+        return self._longest_wait
+
+    @functools.cached_property
+    def _longest_wait(self) -> float:  # asked at every message of every device: computed once
         return max(cadence_window(s, self.tolerance, self.allowance_s, 0.0)[1] for s in (self.idle_s, self.task_s))
 
 
@@ -323,7 +336,7 @@ def request_id_duplicate(issued: dict[str, IssuedTask], answer: dict[str, Any]) 
 def task_resent(state: DeviceState, task: IssuedTask) -> Issue | None:
     """TASK-RESENT: the same task (all but its request_id) sent again after the device failed it,
     more than RESEND_LIMIT times; said once per failed task."""
-    failed = state.failed.get(task.signature)
+    failed = state.failed.get(task.signature) if state.failed else None
     if failed is None:
         return None
     failed.resent.append(task.rid)
@@ -628,7 +641,8 @@ def close_task(state: DeviceState, key: str, request: dict[str, Any], ended: flo
     state.finished[key] = task
     state.last_result_end[key] = ended
     if task.result_code == 0:
-        state.failed.pop(task.signature, None)
+        if state.failed:
+            state.failed.pop(task.signature, None)
     elif isinstance(task.result_code, int) and not isinstance(task.result_code, bool):
         state.failed.setdefault(task.signature, FailedTask(task.task, task.rid, task.result_code, exchange))
     return task

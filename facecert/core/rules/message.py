@@ -48,6 +48,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _BACKSLASH = ord("\\")
 _SCAN_CHUNK = 256 * 1024  # the pre-scan gives other threads the interpreter between chunks
 _NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
+_DIGITS_ONLY = bytes(48 if c in b"0123456789" else 32 for c in range(256))  # translate: digit runs
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
@@ -60,6 +61,9 @@ class Issue:
     pointer: str = ""
     expected: Any = None
     actual: Any = None
+
+
+NOT_PLAIN = object()  # _Reader.read_plainly: this body is read with every hook
 
 
 class ParseFailure(Exception):
@@ -107,7 +111,9 @@ def parse_message(raw: bytes | None, limits: Limits, what: str, content_fields: 
         text, small = _text_within_bounds(raw, limits, what)
         reader = _reader(limits)
         try:
-            value = reader.read(text)
+            value = reader.read_plainly(text, raw) if small and raw else NOT_PLAIN  # big: strings cost most
+            if value is NOT_PLAIN:
+                value = reader.read(text)
         except RecursionError:
             raise ParseFailure(
                 Issue(
@@ -271,6 +277,19 @@ class _Reader:
         )
         # the scanner JSONDecoder.__init__ makes: an instance attribute the type stubs do not declare
         self.scan_once: Callable[[str, int], tuple[Any, int]] = vars(self.decoder)["scan_once"]
+        # the same scanner without the integer hook (see read_plainly)
+        self.plain_scan: Callable[[str, int], tuple[Any, int]] = vars(
+            json.JSONDecoder(
+                object_pairs_hook=self.pairs, parse_constant=self.read_constant, parse_float=self.read_float
+            )
+        )["scan_once"]
+        # integers up to this size have a literal of at most max_number_chars (JSON has no leading zeros;
+        # "-0" takes two) and need no report; None: no integer can be read without its hook
+        self.plain_integer = (
+            min(self.max_integer, 10 ** (self.max_chars - 1) - 1) if 2 <= self.max_chars <= 4000 else None
+        )
+        # a run of this many digits in the body could be an integer beyond plain_integer
+        self.plain_digits = b"0" * len(str(self.plain_integer + 1)) if self.plain_integer is not None else b""
 
     def read(self, text: str) -> Any:
         """``json.loads(text)`` with the hooks (and, as json.loads, no byte order mark)."""
@@ -285,6 +304,27 @@ class _Reader:
         end = _WHITESPACE(text, end).end()
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
+        return value
+
+    def read_plainly(self, text: str, raw: bytes) -> Any:
+        """:meth:`read` of ``text`` (``raw`` decoded) without the integer hook, a Python call per
+        integer and most of the parse's cost, when that provably reads the same: else
+        :data:`NOT_PLAIN` (read it with :meth:`read`). Both runs are the C scanner over the same
+        text with the same object, float and constant hooks; they differ only in how an integer
+        literal becomes a value. When ``raw`` has no run of more digits than ``plain_integer``
+        has, every integer literal is within ``plain_integer`` (JSON has no leading zeros), for
+        which ``read_int`` returns ``int(literal)`` unflagged, what the scanner makes of it."""
+        if self.plain_integer is None or self.plain_digits in raw.translate(_DIGITS_ONLY):
+            return NOT_PLAIN
+        if text.startswith("\ufeff"):
+            return NOT_PLAIN
+        self.duplicates, self.flagged = {}, False
+        try:
+            value, end = self.plain_scan(text, _WHITESPACE(text, 0).end())
+        except (StopIteration, ValueError, RecursionError):
+            return NOT_PLAIN
+        if _WHITESPACE(text, end).end() != len(text):
+            return NOT_PLAIN
         return value
 
     def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -717,6 +757,21 @@ def _pil_image() -> Any:
 def _placeholder_issues(value: str, media: str, pointer: str, what: str) -> list[Issue]:
     """IMG-BASE64 and IMG-FORMAT from what the placeholder records (the bytes are gone);
     a placeholder we did not write as it is now is REDACTED-PLACEHOLDER."""
+    if len(value) > _PLACEHOLDER_MEMO_CHARS:  # ours are ~150 characters: a long one is judged, not kept
+        return _judge_placeholder(value, media, pointer, what)
+    bound = int(_pil_image().MAX_IMAGE_PIXELS or 89_478_485)  # (a key: the bound can be changed at run time)
+    return list(_placeholder_verdict(value, media, pointer, what, bound))
+
+
+_PLACEHOLDER_MEMO_CHARS = 512
+
+
+@functools.lru_cache(maxsize=512)  # a pure function of short texts: images repeat in a capture
+def _placeholder_verdict(value: str, media: str, pointer: str, what: str, bound: int) -> tuple[Issue, ...]:
+    return tuple(_judge_placeholder(value, media, pointer, what))
+
+
+def _judge_placeholder(value: str, media: str, pointer: str, what: str) -> list[Issue]:
     Image = _pil_image()
     try:
         held = parse_placeholder(value)
