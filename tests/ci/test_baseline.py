@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,16 @@ from facecert.baseline import BaselineError, baseline_document, compare, load_ba
 from facecert.core.captures import write_har, write_jsonl
 from facecert.core.examples import example_for
 from facecert.samples import ConversationBuilder
+from tests.support import facecert
 
 pytestmark = pytest.mark.slow  # certification runs: make test-fast leaves it out
 
-FACECERT = [sys.executable, "-m", "facecert.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FACECERT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL
-    )
+    """``facecert ARGS`` as its own process (forked: tests.support.facecert) in the checkout, stdin /dev/null."""
+    return facecert(*args, cwd=ROOT, timeout=timeout)
 
 
 def finding(rule: str, pointer: str = "", severity: str = "error", endpoint: str = "taskRequest") -> dict[str, Any]:

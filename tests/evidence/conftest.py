@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-FACECERT = str(Path(sys.executable).parent / "facecert")
+from tests.support import facecert
+
 IDENTITY = "lab@example.test"
 
 
@@ -48,7 +48,8 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FACECERT, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    """``facecert ARGS`` as its own process (forked: tests.support.facecert), stdin /dev/null."""
+    return facecert(*args, timeout=timeout)
 
 
 def verify(report: Path, keys: Keys | None = None) -> subprocess.CompletedProcess[str]:
