@@ -845,8 +845,11 @@ class Batch:
     def _again(self) -> None:
         """The store is free (called from the thread that let it go): commit on the loop."""
         loop = self.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.commit)
+        try:
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.commit)
+        except RuntimeError:  # closed meanwhile (shutdown): nobody is left to answer
+            pass
 
     def commit(self) -> None:
         if not self.scheduled:  # woken once more after the commit (Store.when_free may call twice)
