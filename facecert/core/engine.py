@@ -182,6 +182,7 @@ class Engine:
         # per schema: its validator's is_valid, and whether any content mark is reachable (see judge_body)
         self.schema_checks: dict[str, tuple[Callable[[Any], bool], bool]] = {}
         self.capture_schema = self.contract.all_endpoints["faceRecognition"].request  # snap_time is judged on it
+        self.in_version = frozenset(self.contract.endpoints(self.version))  # what framing's version check passes
 
     def _pace(self) -> Pace:
         cfg, scale = self.config, self.config.time_scale
@@ -505,7 +506,8 @@ class _Judge:
         self.device_id = device_id
         self.report_read(parsed, raw, Direction.REQUEST, schema)
         framing_from = len(self.found)
-        self.report(self.framing(), Direction.REQUEST)
+        if ex.method != "POST" or endpoint.name not in engine.in_version:  # (most messages: nothing to say)
+            self.report(self.framing(), Direction.REQUEST)
         framing = self.found[framing_from:]
         if isinstance(body, dict):
             self.judge_body(schema, body, Direction.REQUEST, what)
@@ -546,7 +548,7 @@ class _Judge:
         for made in heard.findings:
             made.exchange = ex.index
         self.found = list(heard.findings)
-        self.request_errors = sum(1 for f in heard.findings if f.severity is Severity.ERROR)
+        self.request_errors = sum(1 for f in heard.findings if f.severity is Severity.ERROR) if heard.findings else 0
         engine = self.engine
         state = engine.devices.get(self.device_id)
         if state is None:  # not setdefault: a DeviceState made for every exchange costs more than judging it

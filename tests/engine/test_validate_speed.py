@@ -623,6 +623,7 @@ def test_capture_records_of_the_wrong_types_are_refused_as_before() -> None:
         "a record is a JSON object": [1],
         "method is int": {**good, "status": "200", "method": 5},  # the first in field order is named
         "status is str": {**good, "status": "200"},
+        "path is NoneType": {**good, "path": None},  # the keys of a layout that passed, a value's type changed
         "request_headers holds a name or value that is not text": {**good, "request_headers": {"a": 1}},
         "response_headers holds a name or value that is not text": {**good, "response_headers": {"a": None}},
         "Incorrect padding": {**good, "request_b64": "e30"},

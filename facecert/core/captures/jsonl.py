@@ -89,14 +89,22 @@ def _b64decode(text: str) -> bytes:
         return base64.b64decode(text)  # its own error (a non-ASCII text, bad padding), as before
 
 
+_CHECKED: set[tuple[tuple[str, ...], tuple[type, ...]]] = set()  # record layouts whose fields passed
+
+
 def _check(record: Any) -> None:
     if not isinstance(record, dict):
         raise ValueError("a record is a JSON object")
     get = record.get
-    for key, types in _FIELD_TYPES:
-        value = get(key, _ABSENT)
-        if value is not _ABSENT and type(value) not in types:
-            raise ValueError(f"{key} is {type(value).__name__}")
+    # the keys and the type of each value decide the loop below: a layout that passed passes again
+    layout = (tuple(record), tuple(map(type, record.values())))
+    if layout not in _CHECKED:
+        for key, types in _FIELD_TYPES:
+            value = get(key, _ABSENT)
+            if value is not _ABSENT and type(value) not in types:
+                raise ValueError(f"{key} is {type(value).__name__}")
+        if len(_CHECKED) < 256:  # a writer has a layout or two; a hand-made file a few more
+            _CHECKED.add(layout)
     for key in ("request_headers", "response_headers"):
         headers = get(key)
         if headers:
