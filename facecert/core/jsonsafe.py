@@ -132,8 +132,10 @@ def loads_strict(raw: bytes | str, *, allow_surrogates: bool = False) -> Any:
     NaN/Infinity tokens, no number that overflows a float (``1e400``) and,
     unless allowed, no lone surrogate. ValueError says what is wrong."""
     value = _strict_loads(raw)
+    if allow_surrogates:
+        return value
     escapes = isinstance(raw, str) or b"\\u" in raw  # UTF-8 bytes hold a surrogate only as an escape
-    if not allow_surrogates and escapes and _has_surrogate(value):
+    if escapes and _has_surrogate(value):
         raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot carry")
     return value
 

@@ -644,3 +644,17 @@ def test_a_remembered_placeholder_verdict_follows_the_pixel_bound(monkeypatch: p
     assert [issue.rule for issue in found] == ["IMG-FORMAT"]
     found.clear()  # a caller's list: the memo's own is not emptied
     assert len(message._placeholder_issues(placeholder, "image/jpeg", "/image", "capture")) == 1
+
+
+def test_blank_lines_of_a_capture_are_skipped_as_strip_would(tmp_path: Path) -> None:
+    from facecert.core.captures import CaptureError, read_capture
+
+    path = write_jsonl(sample_conversation(devices=1, cycles=1), tmp_path / "c.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    padded = tmp_path / "padded.jsonl"
+    padded.write_bytes(b"\n" + lines[0] + b" \t\r\x0b\x0c\n" + b"".join(lines[1:]) + b"   ")
+    assert [e.request_body for e in read_capture(padded)] == [e.request_body for e in read_capture(path)]
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes(lines[0] + b"\x1c\n")  # not whitespace to bytes.strip: a broken line, as before
+    with pytest.raises(CaptureError, match="odd.jsonl:2"):
+        list(read_capture(odd))
