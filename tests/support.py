@@ -5,6 +5,7 @@ unique device and request ids, the simulator's download folder, an ASGI app serv
 from __future__ import annotations
 
 import itertools
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,14 @@ def facecert(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpr
             raise subprocess.TimeoutExpired([str(FACECERT), *args], timeout)
         read = lambda path: path.read_text(encoding="utf-8", errors="replace")  # noqa: E731
         return subprocess.CompletedProcess([str(FACECERT), *args], code, read(out), read(err))
+
+
+def niced(argv: list[str], by: int = 10) -> list[str]:
+    """``argv`` run at a lower CPU priority (``nice -n BY``; as it is where there is no ``nice``): for a
+    CPU-hungry process whose timing no test judges (Schemathesis and the server it fuzzes), so that on a
+    busy machine the certification runs next to it, which are judged on their cadence, get the CPU first."""
+    nice = shutil.which("nice")
+    return [nice, "-n", str(by), *argv] if nice else argv
 
 
 def start_proxy(upstream: str, report: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

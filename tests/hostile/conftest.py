@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
+from tests.support import niced
 
 ROOT = Path(__file__).resolve().parents[2]
 FACECERT = Path(sys.executable).parent / "facecert"
@@ -28,7 +29,8 @@ TRACEBACK = "Traceback (most recent call last)"
 class ServeProcess:
     """``facecert serve`` on 127.0.0.1, an ephemeral port and a session db."""
 
-    def __init__(self, folder: Path, *args: str) -> None:
+    def __init__(self, folder: Path, *args: str, nice: bool = False) -> None:
+        self.nice = nice  # at a lower CPU priority (tests.support.niced): its timing is not judged
         self.folder = folder
         self.db = folder / "session.db"
         self.port_file = folder / "port"
@@ -56,7 +58,7 @@ class ServeProcess:
         ]
         with self.stderr_path.open("wb") as err, self.stdout_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                argv,
+                niced(argv) if self.nice else argv,
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,

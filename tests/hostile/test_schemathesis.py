@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.conftest import ROOT, ServeProcess, tracebacks
-from tests.support import facecert
+from tests.support import facecert, niced
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.fuzz]
 
@@ -85,7 +85,7 @@ def schemathesis(
     path = folder / "schemathesis.toml"
     path.write_text(config, encoding="utf-8")
     argv = [
-        str(SCHEMATHESIS),
+        *niced([str(SCHEMATHESIS)]),
         "--config-file",
         str(path),
         "run",
@@ -125,7 +125,7 @@ def report(result: subprocess.CompletedProcess[str], server: ServeProcess) -> st
 
 @pytest.fixture
 def fresh_server(tmp_path: Path) -> Iterator[ServeProcess]:
-    server = ServeProcess(tmp_path / "serve", "--time-scale", "0.05").start()
+    server = ServeProcess(tmp_path / "serve", "--time-scale", "0.05", nice=True).start()
     yield server
     server.stop()
 
