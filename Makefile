@@ -50,8 +50,8 @@ chromium:
 	fi
 
 # Everything CI runs, on two workers (more workers than cores made the cadence tests flake on a busy machine);
-# a module's tests share one worker (its module fixtures are built once), the mutation matrix's rows spread,
-# long ones first (tests/conftest.py; not --dist loadgroup: pytest-xdist 3.8 cannot group pytest 9's tests).
+# a module's tests share one worker (its module fixtures are built once), the longest modules first, in the
+# order tests/conftest.py gives (not --dist loadgroup: pytest-xdist 3.8 cannot group pytest 9's tests).
 TEST_WORKERS ?= 2
 test: venv chromium
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
