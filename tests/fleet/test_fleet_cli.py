@@ -173,6 +173,9 @@ def test_a_second_ctrl_c_stops_the_fleet_at_once_without_a_traceback(server: Moc
         stderr=subprocess.STDOUT,
         text=True,
         env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+        # a shell's background job (CI's may be one) ignores SIGINT, and its children inherit that: Python then
+        # raises no KeyboardInterrupt at all, so the child gets the terminal's default back, as a Ctrl-C would find
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
