@@ -9,7 +9,6 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,29 +16,11 @@ from rich.markup import escape
 
 from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
 from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_MIN, TIME_SCALE
+from facecert.mock_server.console_feed import ConsoleFeed
 
 console = Console(highlight=False)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 SWITCH_INTERVAL_S = 0.001  # benchmarks/stall.py: other devices' p99 while hostile 20 MB messages arrive
-_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
-
-
-def exchange_line(event: dict[str, Any]) -> str:
-    """One line per exchange, findings below it (rich markup)."""
-    status = event.get("status")
-    what = event.get("endpoint") or event.get("path") or event.get("kind")
-    shown = "no answer" if status is None else str(status)
-    colour = "green" if status is not None and 200 <= status < 300 else "red"
-    head = f"[{colour}]{escape(shown):>9}[/] {escape(str(event.get('device_id') or '-')):24} {escape(str(what))}"
-    if event.get("kind") == "download":
-        head += f" ({event.get('bytes')} bytes, {'completed' if event.get('completed') else 'aborted'})"
-    lines = [head]
-    for finding in event.get("findings") or []:
-        style = _STYLE.get(finding["severity"], "")
-        lines.append(
-            f"          [{style}]{finding['severity'].upper():7} {finding['rule']}[/] {escape(finding['message'])}"
-        )
-    return "\n".join(lines)
 
 
 def admin_token_for(host: str, token: str | None) -> tuple[str | None, bool]:
@@ -103,10 +84,12 @@ def serve(
         firmware=firmware,
         public_names=tuple(public_name or ()),
     )
+    feed: ConsoleFeed | None = None
     try:
         server = MockServer(config)
-        if not quiet:
-            server.platform.listeners.append(lambda event: console.print(exchange_line(event)))
+        if not quiet:  # printed by a thread of its own: the console never holds up an answer
+            feed = ConsoleFeed(console).start()
+            server.platform.listeners.append(feed)
         server.start()
     except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
         fail(console, f"cannot start the server: {exc}")
@@ -133,6 +116,8 @@ def serve(
         pass
     finally:
         server.stop()
+        if feed is not None:
+            feed.stop()
         console.print("stopped")
 
 

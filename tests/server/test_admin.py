@@ -137,7 +137,7 @@ def test_serve_generates_a_token_when_bound_beyond_localhost() -> None:
 def test_console_line_per_exchange_highlights_findings() -> None:
     from rich.console import Console
 
-    from facecert.mock_server.cli import exchange_line
+    from facecert.mock_server.console_feed import exchange_line
 
     console = Console(record=True, width=200, color_system="truecolor")
     finding = {"severity": "error", "rule": "MSG-REQUIRED", "message": "[x] missing"}

@@ -1,0 +1,125 @@
+"""The live console of ``facecert serve`` never holds up an answer (mock_server/console_feed.py).
+
+A stdout nobody reads fills its pipe after 64 KiB; printing on the event loop then stopped every
+device's answer. The feed queues lines (bounded), prints them from a thread of its own, plain
+text off a terminal, and counts what it had to drop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from facecert.core.examples import example_for
+from facecert.mock_server.console_feed import ConsoleFeed, exchange_line
+
+FACECERT = Path(sys.executable).parent / "facecert"
+FINDING = {"severity": "error", "rule": "CADENCE-IDLE", "message": "[polled] 0.0 s after the answer"}
+
+
+def _event(device: str) -> dict[str, object]:
+    return {"kind": "exchange", "endpoint": "taskRequest", "device_id": device, "status": 200, "findings": [FINDING]}
+
+
+class _HeldFile(io.StringIO):
+    """A stdout that blocks every write until released (a pipe whose reader paused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.released.wait(30)
+        return super().write(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_off_a_terminal_the_lines_are_plain_text() -> None:
+    out = io.StringIO()
+    feed = ConsoleFeed(Console(file=out, width=200), tick_s=0.01).start()
+    feed(_event("D1"))
+    feed.stop()
+    text = out.getvalue()
+    assert "D1" in text and "CADENCE-IDLE" in text and "[polled] 0.0 s after the answer" in text
+    assert "[/]" not in text and "[red]" not in text and "\x1b[" not in text
+    assert exchange_line(_event("D1"), markup=False) in text
+
+
+def test_a_stdout_that_blocks_costs_dropped_lines_never_a_wait() -> None:
+    held = _HeldFile()
+    feed = ConsoleFeed(Console(file=held, width=200), capacity=5, tick_s=0.01).start()
+    time.sleep(0.05)
+    began = time.perf_counter()
+    for n in range(50):
+        feed(_event(f"D{n}"))
+        time.sleep(0.002)  # the printer takes a batch, then blocks on the held stdout
+    assert time.perf_counter() - began < 1.0  # the listener never waited on the console
+    assert feed.dropped_total >= 30
+    held.released.set()
+    feed.stop()
+    assert "exchange line(s) not shown: the console fell behind (all are in the database)" in held.getvalue()
+
+
+def test_a_closed_stdout_stops_the_printing_not_the_server() -> None:
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    feed = ConsoleFeed(Console(file=Closed(), width=200), tick_s=0.01).start()
+    feed(_event("D1"))
+    time.sleep(0.1)
+    assert feed.broken and not feed.thread.is_alive()
+    feed(_event("D2"))  # still only queued: nothing raises
+    feed.stop()
+
+
+def test_facecert_serve_answers_while_nobody_reads_its_stdout(tmp_path: Path) -> None:
+    """Thousands of exchange lines (each poll here breaks the idle cadence: a finding line too) into a
+    pipe this test does not read until the end: every poll is answered in time."""
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [str(FACECERT), "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip().isdigit()):
+            assert proc.poll() is None and time.monotonic() < deadline, "facecert serve did not start"
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        answered = asyncio.run(_poll(url, devices=10, polls=150))
+        assert answered == 1500  # 1,500 exchanges and their findings: ~400 KB of lines, the pipe holds 64 KiB
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert out.count(b"CADENCE-IDLE") > 100  # what was printed reached the pipe once read
+
+
+async def _poll(url: str, devices: int, polls: int) -> int:
+    answered = 0
+
+    async def device(number: int) -> None:
+        nonlocal answered
+        body = {**example_for("device/taskRequest"), "device_id": f"FEED{number:03d}"}
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:  # a stalled loop times out here
+            for _ in range(polls):
+                body["time_stamp"] = int(time.time())
+                answer = await client.post("/taskRequest", json=body)
+                answer.raise_for_status()
+                answered += 1
+
+    await asyncio.wait_for(asyncio.gather(*(device(n) for n in range(devices))), timeout=90)
+    return answered
