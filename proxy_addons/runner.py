@@ -21,6 +21,7 @@ from rich.markup import escape
 from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict
 from facecert.core.model import Finding, Severity
+from facecert.liveconsole import LiveConsole
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError
 from facecert.proxy_addons.reports import paths_in
 from facecert.reports.console import findings_table, print_verdict
@@ -97,11 +98,15 @@ def run_proxy(
         listen_port=port,
         options={**options, "facecert_report_dir": str(report)},
     )
-    dump = Mitmdump(config, on_line=lambda line: _echo(console, line))
+    # echoed from a thread of its own: a stdout nobody reads must not stop the reading of mitmdump's output, whose
+    # writes (and with them the proxied traffic) would block once its pipe filled
+    echo = LiveConsole(console, _echo_line, "mitmdump line(s) not shown: the console fell behind").start()
+    dump = Mitmdump(config, on_line=lambda line: echo(line) if _shown(line) else None)
     try:
         with console.status("starting mitmdump…"):
             dump.start()
     except MitmdumpError as exc:
+        echo.stop()
         console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2
     bound_host, bound_port = dump.address or (host, port)
@@ -117,6 +122,7 @@ def run_proxy(
     except KeyboardInterrupt:
         with console.status("stopping mitmdump; the addon is writing its reports…"):
             code = dump.stop(timeout=120)
+    echo.stop()  # its last lines before the summary
     if code not in (0, None):
         console.print(f"[yellow]mitmdump exited with code {code}[/]")
     return print_summary(report, console, previous, str(baseline or ""), write_baseline)
@@ -137,11 +143,16 @@ def _interrupts_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _echo(console: Console, line: str) -> None:
-    if any(noise in line for noise in _NOISE):
-        return
+def _shown(line: str) -> bool:
+    return not any(noise in line for noise in _NOISE)
+
+
+def _echo_line(line: str, markup: bool) -> str:
+    """mitmdump's line, coloured by the severity of the finding it carries (on a terminal)."""
+    if not markup:
+        return line
     style = next((colour for key, colour in _COLOURS.items() if key in line), "")
-    console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False, soft_wrap=True)
+    return f"[{style}]{escape(line)}[/]" if style else escape(line)
 
 
 def print_summary(

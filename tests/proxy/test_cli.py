@@ -95,3 +95,39 @@ def test_bad_addon_option_stops_mitmdump_with_one_clear_line(mitm_confdir: Path,
     assert run.returncode == 1
     assert "facecert: facecert_tolerance: 'abc' is not a number" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_proxy_carries_traffic_while_nobody_reads_its_stdout(upstream: Upstream, tmp_path: Path) -> None:
+    """Each exchange here prints mitmdump's flow line and a finding; after the address this test reads
+    nothing until the end: 1,200 exchanges (~250 KB of lines against pipes of 64 KiB) all go through."""
+    report = tmp_path / "report"
+    proc = start_proxy(upstream.url, report, env={**os.environ, "MITMPROXY_CONFDIR": str(tmp_path / "conf")})
+    try:
+        assert proc.stdout is not None
+        address = None
+        for line in proc.stdout:  # up to the line with the address, then the pipe is left alone
+            address = _ADDRESS.search(line)
+            if address:
+                break
+        assert address, "facecert proxy printed no address"
+        poll = example_for("device/taskRequest")
+        del poll["device_name"]  # MSG-REQUIRED on every exchange: a finding line each
+        body = json.dumps(poll).encode()
+
+        def client(count: int) -> int:
+            with httpx.Client(base_url=address.group(1), timeout=5) as http:  # a stalled proxy times out here
+                return sum(http.post("/taskRequest", content=body).status_code == 200 for _ in range(count))
+
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(client(300))) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert results == [300] * 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out[-3000:]
+    assert out.count("MSG-REQUIRED") > 100 and "Traceback" not in out
+    assert summary_of(report)["errors_by_rule"]["MSG-REQUIRED"] == 1200  # every exchange judged (and CADENCE-IDLE)
