@@ -4,17 +4,21 @@ exchange, the queues, a SQLite file store committed before each answer)
 against a bare Starlette endpoint answering a fixed idleTime, both on uvicorn
 on 127.0.0.1, measured in the same run. Each server runs on its own thread of
 this process, beside the load generator (one httpx client and connection per
-device); the two are measured alternately, ``--rounds`` times per device
-count, and the medians compared. Bounded in requests and in time.
+device); with ``--processes`` each runs as a process of its own instead, as it
+is deployed (``facecert serve``, its live console on; the bare endpoint the same
+app and uvicorn options in ``python benchmarks/mock_server.py --serve-bare``),
+so neither shares the interpreter, its GIL or its CPU with the load generator.
+The two are measured alternately, ``--rounds`` times per device count, and the
+medians compared. Bounded in requests and in time.
 
     .venv/bin/python benchmarks/mock_server.py [--devices 1 10 50 200] [--polls 20] [--min-requests 200]
-                                               [--rounds 3] [--quick] [--db FILE] [--json FILE]
+                                               [--rounds 3] [--quick] [--processes] [--db FILE] [--json FILE]
 
 A measurement has at least ``--min-requests`` timed requests (one device polls 200 times, not 20: a p99
 of 20 samples is their maximum).
 
 It prints, per device count, both servers' req/s, p50 and p99, the CPU the
-server's thread spent per request, and the ratios the targets are stated in
+server's thread (with ``--processes``: its whole process) spent per request, and the ratios the targets are stated in
 (docs/performance.md, "Mock server"): mock ÷ bare req/s (target ≥ 0.8) and
 mock ÷ bare p99 (target ≤ 1.5).
 """
@@ -27,6 +31,7 @@ import json
 import os
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -56,28 +61,96 @@ MIN_REQUESTS = 200  # per measurement: 1 device polls 200 times, 10 devices 20 t
 MEASURED = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
 
 
+def bare_uvicorn() -> uvicorn.Server:
+    """The bare endpoint's app on uvicorn (any free port): the same in a thread and in ``--serve-bare``."""
+    answer = json.dumps(example_for("server/tasks/idleTime")).encode()
+
+    async def task_request(request: Request) -> Response:
+        await request.body()
+        return Response(answer, media_type="application/json")
+
+    app = Starlette(routes=[Route("/taskRequest", task_request, methods=["POST"])])
+    return uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", access_log=False, backlog=2048, timeout_keep_alive=30
+        )
+    )
+
+
+def serve_bare(port_file: Path) -> None:
+    """``--serve-bare``: the bare endpoint as a process of its own; its port into ``port_file``."""
+    server = bare_uvicorn()
+
+    def tell() -> None:
+        while not server.started:
+            time.sleep(0.01)
+        port_file.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+
+    threading.Thread(target=tell, daemon=True).start()
+    server.run()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def server_process(argv: list[str], port_file: Path) -> Iterator[tuple[str, Callable[[], float]]]:
+    """A server process that writes its port to ``port_file``: its URL and a reader of its CPU seconds."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip().isdigit()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} did not start (exit code {proc.poll()})")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{int(port_file.read_text())}", lambda: process_cpu_s(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextmanager
+def bare_process(folder: Path) -> Iterator[tuple[str, Callable[[], float]]]:
+    port_file = folder / f"bare-{time.monotonic_ns()}.port"
+    with server_process([sys.executable, __file__, "--serve-bare", str(port_file)], port_file) as served:
+        yield served
+
+
+@contextmanager
+def mock_process(db: Path) -> Iterator[tuple[str, Callable[[], float]]]:
+    port_file = db.with_suffix(".port")
+    facecert = Path(sys.executable).parent / "facecert"
+    argv = [
+        str(facecert),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--db",
+        str(db),
+    ]
+    with server_process(argv, port_file) as served:
+        yield served
+
+
 class BareServer:
     """The floor: uvicorn + Starlette answering a constant idleTime."""
 
     def __init__(self) -> None:
-        answer = json.dumps(example_for("server/tasks/idleTime")).encode()
-
-        async def task_request(request: Request) -> Response:
-            await request.body()
-            return Response(answer, media_type="application/json")
-
-        app = Starlette(routes=[Route("/taskRequest", task_request, methods=["POST"])])
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=0,
-                log_level="warning",
-                access_log=False,
-                backlog=2048,
-                timeout_keep_alive=30,
-            )
-        )
+        self.server = bare_uvicorn()
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> tuple[str, threading.Thread]:
@@ -94,16 +167,17 @@ class BareServer:
 
 
 @contextmanager
-def bare_server() -> Iterator[tuple[str, threading.Thread]]:
+def bare_server() -> Iterator[tuple[str, Callable[[], float]]]:
     with BareServer() as (url, thread):
-        yield url, thread
+        yield url, lambda: thread_cpu_s(thread)
 
 
 @contextmanager
-def mock_server(db: Path) -> Iterator[tuple[str, threading.Thread]]:
+def mock_server(db: Path) -> Iterator[tuple[str, Callable[[], float]]]:
     with MockServer(ServerConfig(db=db, time_scale=1.0)) as srv:
-        assert srv._thread is not None
-        yield srv.url, srv._thread
+        thread = srv._thread
+        assert thread is not None
+        yield srv.url, lambda: thread_cpu_s(thread)
 
 
 def thread_cpu_s(thread: threading.Thread) -> float:
@@ -146,16 +220,16 @@ async def _run(url: str, devices: int, polls: int, warm: Callable[[], None]) -> 
         await asyncio.gather(*(c.aclose() for c in clients))
 
 
-def measure(url: str, devices: int, polls: int, server_thread: threading.Thread | None = None) -> dict[str, float]:
-    """req/s, p50 and p99 (ms) of ``devices`` devices polling ``polls`` times each; with the server's
-    thread, the CPU it spent per request (µs)."""
+def measure(url: str, devices: int, polls: int, server_cpu: Callable[[], float] | None = None) -> dict[str, float]:
+    """req/s, p50 and p99 (ms) of ``devices`` devices polling ``polls`` times each; with a reader of the
+    server's CPU seconds (its thread's, or its process's), the CPU it spent per request (µs)."""
     cpu_before = [0.0]
 
     def warm() -> None:  # the CPU is counted from the end of the warm-up (first requests compile schemas)
-        cpu_before[0] = thread_cpu_s(server_thread) if server_thread else 0.0
+        cpu_before[0] = server_cpu() if server_cpu else 0.0
 
     elapsed, latencies = asyncio.run(_run(url, devices, polls, warm))
-    cpu = (thread_cpu_s(server_thread) - cpu_before[0]) if server_thread else 0.0
+    cpu = (server_cpu() - cpu_before[0]) if server_cpu else 0.0
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -176,15 +250,21 @@ def polls_for(devices: int, polls: int, min_requests: int) -> int:
     return max(polls, -(-min_requests // devices)) if min_requests else polls
 
 
-def compare(devices: int, polls: int, rounds: int, db_dir: Path, min_requests: int = 0) -> dict[str, Any]:
+def compare(
+    devices: int, polls: int, rounds: int, db_dir: Path, min_requests: int = 0, processes: bool = False
+) -> dict[str, Any]:
     """Bare and mock measured alternately ``rounds`` times (a fresh mock database each time); medians."""
     polls = polls_for(devices, polls, min_requests)
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "mock": []}
     for n in range(rounds):
         for kind in ("bare", "mock") if n % 2 == 0 else ("mock", "bare"):  # neither always runs first
-            server = bare_server() if kind == "bare" else mock_server(db_dir / f"bench-{devices}-{n}.db")
-            with server as (url, thread):
-                runs[kind].append(measure(url, devices, polls, thread))
+            db = db_dir / f"bench-{devices}-{n}.db"
+            if processes:
+                server = bare_process(db_dir) if kind == "bare" else mock_process(db)
+            else:
+                server = bare_server() if kind == "bare" else mock_server(db)
+            with server as (url, server_cpu):
+                runs[kind].append(measure(url, devices, polls, server_cpu))
     medians = {f"{kind}_{key}": _median(runs[kind], key) for kind in runs for key in MEASURED}
     return {
         "devices": devices,
@@ -212,7 +292,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_POLLS} polls per device, one round")
     parser.add_argument("--db", type=Path, default=None, help="folder for the mock's SQLite files (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--processes", action="store_true", help="each server a process of its own (facecert serve; the bare app)"
+    )
+    parser.add_argument("--serve-bare", type=Path, default=None, help=argparse.SUPPRESS)  # PORT_FILE: internal
     args = parser.parse_args()
+    if args.serve_bare is not None:
+        serve_bare(args.serve_bare)
+        return
     polls, rounds = (QUICK_POLLS, 1) if args.quick else (args.polls, args.rounds)
     min_requests = 0 if args.quick else args.min_requests
     rows = []
@@ -224,7 +311,7 @@ def main() -> None:
             f"{'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>6} | {'rps ratio':>9} {'p99 ratio':>9} {'p50 ratio':>9}"
         )
         for devices in args.devices:
-            row = compare(devices, polls, rounds, db_dir, min_requests)
+            row = compare(devices, polls, rounds, db_dir, min_requests, args.processes)
             rows.append(row)
             ok = row["rps_ratio"] >= TARGET_RPS_RATIO and row["p99_ratio"] <= TARGET_P99_RATIO
             print(
@@ -237,6 +324,7 @@ def main() -> None:
     print(
         f"targets: req/s ratio >= {TARGET_RPS_RATIO}, p99 ratio <= {TARGET_P99_RATIO} "
         f"({polls} polls per device, at least {min_requests} requests, median of {rounds} round(s), "
+        f"{'each server a process of its own' if args.processes else 'servers on threads beside the load'}, "
         f"1-min load average {os.getloadavg()[0]:.1f})"
     )
     if args.json:
