@@ -130,18 +130,8 @@ def bare_process(folder: Path) -> Iterator[tuple[str, Callable[[], float]]]:
 def mock_process(db: Path) -> Iterator[tuple[str, Callable[[], float]]]:
     port_file = db.with_suffix(".port")
     facecert = Path(sys.executable).parent / "facecert"
-    argv = [
-        str(facecert),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--port-file",
-        str(port_file),
-        "--db",
-        str(db),
-    ]
+    options = {"--host": "127.0.0.1", "--port": "0", "--port-file": str(port_file), "--db": str(db)}
+    argv = [str(facecert), "serve", *(item for pair in options.items() for item in pair)]
     with server_process(argv, port_file) as served:
         yield served
 

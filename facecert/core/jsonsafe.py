@@ -186,9 +186,14 @@ def _strict_loads(raw: bytes | str) -> Any:
     if raw[:1] != b"{" or raw[1:2] == b"\x00":  # json.detect_encoding says UTF-8 for anything else
         return _STRICT_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     # a JSON object in UTF-8 (a capture's line): JSONDecoder.decode and raw_decode inlined, same errors
-    text = raw.decode("utf-8", "surrogatepass")
+    return scan_whole(_STRICT_SCAN, raw.decode("utf-8", "surrogatepass"), 0)
+
+
+def scan_whole(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> Any:
+    """``JSONDecoder.decode`` with the decoder's scanner ``scan`` from ``start`` (after any leading
+    whitespace), the same errors: one Python frame where json's decode and raw_decode are two."""
     try:
-        value, end = _STRICT_SCAN(text, 0)
+        value, end = scan(text, start)
     except StopIteration as err:
         raise json.JSONDecodeError("Expecting value", text, err.value) from None
     end = _WHITESPACE(text, end).end()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facecert.core.contract import Contract, Limits, SchemaError, get_contract
-from facecert.core.jsonsafe import printable
+from facecert.core.jsonsafe import printable, scan_whole
 from facecert.core.model import abbreviate
 from facecert.core.placeholder import PREFIX as PLACEHOLDER_PREFIX
 from facecert.core.placeholder import parse_placeholder
@@ -296,15 +296,7 @@ class _Reader:
         self.duplicates, self.flagged = {}, False
         if text.startswith("\ufeff"):
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-        # JSONDecoder.decode and raw_decode, inlined (same errors): two Python frames per body fewer
-        try:
-            value, end = self.scan_once(text, _WHITESPACE(text, 0).end())
-        except StopIteration as err:
-            raise json.JSONDecodeError("Expecting value", text, err.value) from None
-        end = _WHITESPACE(text, end).end()
-        if end != len(text):
-            raise json.JSONDecodeError("Extra data", text, end)
-        return value
+        return scan_whole(self.scan_once, text, _WHITESPACE(text, 0).end())
 
     def read_plainly(self, text: str, raw: bytes) -> Any:
         """:meth:`read` of ``text`` (``raw`` decoded) without the integer hook, a Python call per
