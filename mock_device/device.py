@@ -39,6 +39,9 @@ logger = logging.getLogger("mock_device")
 # The answer as sent: a device asks for no Content-Encoding (libcurl sends no Accept-Encoding unless told),
 # and the bytes are never inflated here, so a compressed bomb costs what its bytes on the wire cost.
 IDENTITY = {"Accept-Encoding": "identity"}
+# How long a stopped device lets its exchanges in flight finish before it drops them: a poll answered in
+# that time is recorded whole, where cutting it made the server (or a proxy) see the device leave unanswered.
+STOP_GRACE_S = 1.0
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -71,6 +74,8 @@ class Device:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
+        self._stopping = False  # set when run() ends: what the core asks for then is not done
+        self._unanswered = 0  # requests on their way (in_flight)
 
     def __getattr__(self, name: str) -> Any:
         """The core's state and decisions, read through (``dev.stats``, ``dev.cfg``, ``dev.scaled(...)``)."""
@@ -78,6 +83,11 @@ class Device:
         if core is None or name.startswith("__"):
             raise AttributeError(name)
         return getattr(core, name)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered (nor failed): 0 again before the core hears the answer."""
+        return self._unanswered
 
     # ---- clock, waiting ------------------------------------------------------------------
     def clock(self) -> float:
@@ -104,6 +114,8 @@ class Device:
         loop = self._loop
         assert loop is not None, "the device is not running"
         for action in actions:
+            if self._stopping and isinstance(action, (Send, Wait)):
+                continue  # switched off: no new request, no new timer
             if isinstance(action, Send):
                 task = loop.create_task(self._request(action))
                 self._requests.add(task)
@@ -125,11 +137,15 @@ class Device:
         self._apply(self.core.timer_fired(ticket, time.time()))
 
     async def _request(self, send: Send) -> None:
-        if self.gate is None:
-            reply = await self._http(send)
-        else:
-            async with self.gate:
+        self._unanswered += 1
+        try:
+            if self.gate is None:
                 reply = await self._http(send)
+            else:
+                async with self.gate:
+                    reply = await self._http(send)
+        finally:
+            self._unanswered -= 1
         self._apply(self.core.receive(send.ticket, reply))
 
     async def _http(self, send: Send) -> Reply:
@@ -185,10 +201,13 @@ class Device:
             self._apply(self.core.start(time.time()))
             await stop.wait()
         finally:
+            self._stopping = True
             for timer in self._timers.values():
                 timer.cancel()
             self._timers.clear()
             requests = list(self._requests)
+            if requests:  # an exchange in flight ends before the device does, within a grace: no torn last poll
+                await asyncio.wait(requests, timeout=STOP_GRACE_S)
             for task in requests:
                 task.cancel()
             await asyncio.gather(*requests, return_exceptions=True)

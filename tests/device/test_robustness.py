@@ -60,3 +60,23 @@ def test_odd_tasks(label: str, task: Any, code: int | None, server: MockServer, 
         assert dev.results[0]["request_id"] == task["request_id"]
     errors = device_errors(judge_device(dev).findings)
     assert not errors, "\n".join(f.line() for f in errors)
+
+
+def test_a_stopped_device_lets_its_poll_in_flight_finish(server: MockServer, make_device) -> None:
+    """Stopping the device while the server holds its poll (0.4 s) waits for the answer (within
+    device.STOP_GRACE_S) instead of tearing the exchange: the server stores it answered, with no
+    ANSWER-MISSING, and the device sends nothing after it."""
+    dev: Device = make_device("stop-in-flight")
+    wait(dev, lambda: dev.stats.polls >= 1, "the first poll")
+    server.set_fault("slow", device_id=dev.cfg.device_id, delay=0.4)
+    polls = dev.stats.polls
+    wait(dev, lambda: dev.stats.polls > polls, "the poll answered before the fault")  # counted once answered
+    wait(dev, lambda: dev.in_flight >= 1, "a poll held by the server")
+    answered = dev.stats.polls
+    dev.stop()
+    device_id = dev.cfg.device_id
+    # the held poll is stored once the server is done with it: answered (or, torn, unanswered)
+    wait(dev, lambda: len(server.exchanges(device_id)) > answered, "the held poll stored")
+    assert dev.stats.polls == answered + 1  # its answer reached the device
+    assert not [f for f in server.findings(device_id) if f["rule"] == "ANSWER-MISSING"]
+    assert [row["status"] for row in server.exchanges(device_id)] == [200] * (answered + 1)
