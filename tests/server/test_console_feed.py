@@ -34,9 +34,11 @@ class _HeldFile(io.StringIO):
 
     def __init__(self) -> None:
         super().__init__()
+        self.writing = threading.Event()  # the printer is inside a write
         self.released = threading.Event()
 
     def write(self, text: str) -> int:
+        self.writing.set()
         self.released.wait(30)
         return super().write(text)
 
@@ -58,16 +60,16 @@ def test_off_a_terminal_the_lines_are_plain_text() -> None:
 def test_a_stdout_that_blocks_costs_dropped_lines_never_a_wait() -> None:
     held = _HeldFile()
     feed = ConsoleFeed(Console(file=held, width=200), capacity=5, tick_s=0.01).start()
-    time.sleep(0.05)
+    feed(_event("D0"))
+    assert held.writing.wait(5)  # the printer took it and is stuck in the write
     began = time.perf_counter()
-    for n in range(50):
+    for n in range(1, 51):
         feed(_event(f"D{n}"))
-        time.sleep(0.002)  # the printer takes a batch, then blocks on the held stdout
-    assert time.perf_counter() - began < 1.0  # the listener never waited on the console
-    assert feed.dropped_total >= 30
+    assert time.perf_counter() - began < 0.5  # the listener never waited on the console
+    assert feed.dropped_total == 45  # five wait for the printer, the rest are counted
     held.released.set()
     feed.stop()
-    assert "exchange line(s) not shown: the console fell behind (all are in the database)" in held.getvalue()
+    assert "… 45 exchange line(s) not shown: the console fell behind (all are in the database)" in held.getvalue()
 
 
 def test_a_closed_stdout_stops_the_printing_not_the_server() -> None:
@@ -77,7 +79,7 @@ def test_a_closed_stdout_stops_the_printing_not_the_server() -> None:
 
     feed = ConsoleFeed(Console(file=Closed(), width=200), tick_s=0.01).start()
     feed(_event("D1"))
-    time.sleep(0.1)
+    feed.thread.join(5)  # the printer ends at the first write that fails
     assert feed.broken and not feed.thread.is_alive()
     feed(_event("D2"))  # still only queued: nothing raises
     feed.stop()
