@@ -144,6 +144,9 @@ class Device:
             else:
                 async with self.gate:
                     reply = await self._http(send)
+        except Exception as exc:  # a bug below us (httpx, anyio) must not leave the core waiting for ever
+            logger.exception("the request to %s failed inside the HTTP client", send.url)
+            reply = Reply(None, None, {}, time.time(), time.time(), f"internal error: {exc.__class__.__name__}: {exc}")
         finally:
             self._unanswered -= 1
         self._apply(self.core.receive(send.ticket, reply))
@@ -197,6 +200,7 @@ class Device:
         if own:
             self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=8))
         self._loop = asyncio.get_running_loop()
+        self._stopping = False  # a device stopped before may be run again
         try:
             self._apply(self.core.start(time.time()))
             await stop.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from facecert.mock_device import Device
@@ -80,3 +81,30 @@ def test_a_stopped_device_lets_its_poll_in_flight_finish(server: MockServer, mak
     assert dev.stats.polls == answered + 1  # its answer reached the device
     assert not [f for f in server.findings(device_id) if f["rule"] == "ANSWER-MISSING"]
     assert [row["status"] for row in server.exchanges(device_id)] == [200] * (answered + 1)
+
+
+class _FailsOnce(httpx.AsyncHTTPTransport):
+    """A real transport whose first request raises what no transport error is (a bug in a library below)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("Set changed size during iteration")
+        return await super().handle_async_request(request)
+
+
+def test_a_bug_inside_the_http_client_costs_one_poll_not_the_device(server: MockServer, make_device) -> None:
+    """An exception from below the driver (once seen from anyio's lazy import inside httpcore) is logged and
+    taken as a failed request: the device backs off and polls on, where it used to wait for ever."""
+    transport = _FailsOnce()
+    dev: Device = make_device("client-bug", start=False)
+    dev._client = httpx.AsyncClient(transport=transport)  # the driver's own client, with the failing transport
+    dev.start()
+    wait(dev, lambda: dev.stats.idle >= 2, "polls after the failed one")
+    dev.stop()
+    assert transport.failed and dev.stats.failures >= 1
+    assert "internal error: RuntimeError: Set changed size during iteration" in dev.log_text()
