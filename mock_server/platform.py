@@ -604,19 +604,20 @@ class Platform:
         """After the commit: what a misbehaviour queues again, and the live display."""
         if decided.plan is not None and decided.plan.resend is not None:
             self._resend(decided.plan.resend)
-        ex = decided.ex
-        self._announce(
-            lambda: {
-                "kind": "exchange",
-                "id": decided.exchange_id,
-                "endpoint": decided.endpoint,
-                "method": ex.method,
-                "path": ex.path,
-                "device_id": decided.device_id,
-                "status": ex.status,
-                "findings": [f.to_dict() for f in decided.findings],
-            }
-        )
+        if self.listeners:
+            ex = decided.ex
+            self._announce(
+                functools.partial(
+                    _exchange_event,
+                    decided.exchange_id,
+                    decided.endpoint,
+                    ex.method,
+                    ex.path,
+                    decided.device_id,
+                    ex.status,
+                    tuple(decided.findings),
+                )
+            )
 
     # ---- recording -------------------------------------------------------------
     def _insert_findings(self, conn: Any, exchange_id: int | None, findings: list[Finding]) -> None:
@@ -630,13 +631,20 @@ class Platform:
         conn.executemany(_FINDING_ROW, rows)
 
     def _announce(self, event: Callable[[], dict[str, Any]]) -> None:
-        """Show an event to the listeners (built only when someone listens)."""
+        """Show an event to the listeners (built only when someone listens). A listener that
+        ``takes_factory`` (the console feed) is handed ``event`` itself and builds it on a thread of its
+        own: the findings' strict copies are no work of the event loop's (``event`` holds no body)."""
         if not self.listeners:
             return
-        shown = event()
+        shown: dict[str, Any] | None = None
         for listener in list(self.listeners):
             try:
-                listener(shown)
+                if getattr(listener, "takes_factory", False):
+                    listener(event)
+                else:
+                    if shown is None:
+                        shown = event()
+                    listener(shown)
             except Exception:
                 logger.exception("a listener of the mock server failed on an event (ignored)")
 
@@ -647,16 +655,7 @@ class Platform:
                 exchange_id = self.store.insert_exchange(conn, ex, device_id, endpoint, None, None)
             self.cond.notify_all()
         self._announce(
-            lambda: {
-                "kind": "exchange",
-                "id": exchange_id,
-                "endpoint": endpoint,
-                "method": ex.method,
-                "path": ex.path,
-                "device_id": device_id,
-                "status": ex.status,
-                "findings": [],
-            }
+            functools.partial(_exchange_event, exchange_id, endpoint, ex.method, ex.path, device_id, ex.status, ())
         )
         return exchange_id
 
@@ -713,12 +712,13 @@ class Platform:
                 exchange_id = self.store.insert_exchange(conn, ex, device_id, None, None, None)
                 self._insert_findings(conn, exchange_id, judged.findings)
             self.cond.notify_all()
+        path, status = ex.path, ex.status  # the event keeps no body alive
         self._announce(
             lambda: {
                 "kind": "download",
-                "path": ex.path,
+                "path": path,
                 "device_id": device_id,
-                "status": ex.status,
+                "status": status,
                 "bytes": sent,
                 "completed": completed,
                 "findings": [],
@@ -765,6 +765,29 @@ def _safe_scalar(value: Any) -> bool:
     if kind is int:
         return -_SAFE_INT <= value <= _SAFE_INT
     return kind is str or kind is float or value is None or kind is bool
+
+
+def _exchange_event(
+    exchange_id: int,
+    endpoint: str | None,
+    method: str,
+    path: str,
+    device_id: str,
+    status: int | None,
+    findings: tuple[Finding, ...],
+) -> dict[str, Any]:
+    """What the listeners are shown of a committed exchange (made from these values only: an event
+    waiting to be printed keeps no body alive)."""
+    return {
+        "kind": "exchange",
+        "id": exchange_id,
+        "endpoint": endpoint,
+        "method": method,
+        "path": path,
+        "device_id": device_id,
+        "status": status,
+        "findings": [f.to_dict() for f in findings],
+    }
 
 
 def _deadline_event(finding: Finding) -> dict[str, Any]:
