@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
 from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_MIN, TIME_SCALE
+from facecert.heap import settle
 from facecert.mock_server.console_feed import ConsoleFeed
 
 console = Console(highlight=False)
@@ -90,6 +91,7 @@ def serve(
         if not quiet:  # printed by a thread of its own: the console never holds up an answer
             feed = ConsoleFeed(console).start()
             server.platform.listeners.append(feed)
+        settle()  # the heap of imports and set-up, out of the collector's walks (facecert/heap.py)
         server.start()
     except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
         fail(console, f"cannot start the server: {exc}")

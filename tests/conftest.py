@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from facecert.heap import settle
 from facecert.mock_server import MockServer, ServerConfig
 from tests.support import SCALE, make_assets
 
@@ -53,6 +54,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (0, LONGEST.index(module)) if module in LONGEST else (1 if module in long else 2, 0)
 
     items.sort(key=rank)
+
+
+_settled_for: list[str] = [""]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before each module's first test, what the worker holds (its imports, collected items, what earlier
+    modules imported and cached) out of the collector's walks (facecert/heap.py): a full collection of it
+    paused the worker's in-process servers and devices 80-150 ms, past the busy cadence's slack at the
+    tests' time scale (CADENCE-TASK on our own reference device in loaded runs)."""
+    module = _module(item)
+    if module != _settled_for[0]:
+        _settled_for[0] = module
+        settle()
 
 
 def _module(item: pytest.Item) -> str:

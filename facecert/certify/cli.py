@@ -21,6 +21,7 @@ from facecert.core.defaults import (
     TIME_SCALE_MAX,
     TIME_SCALE_MIN,
 )
+from facecert.heap import settle
 
 if TYPE_CHECKING:
     from facecert.certify.runner import PlanOutcome
@@ -214,6 +215,7 @@ def certify_device(
         )
     try:
         session = DeviceSession(cfg, operator)
+        settle()  # the heap of imports and set-up, out of the collector's walks: its pauses hit the cadences
         session.start()
     except (OSError, RuntimeError, ValueError) as exc:
         fail(console, f"cannot start the reference server on {listen}: {exc}")
@@ -341,6 +343,7 @@ def certify_server(
     )
     try:
         session = ServerSession(cfg, Operator(console))
+        settle()  # the heap of imports and set-up, out of the collector's walks: its pauses hit the cadences
         session.start()
     except (TriggerError, ValueError, OSError, RuntimeError) as exc:
         fail(console, str(exc))
