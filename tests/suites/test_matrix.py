@@ -17,7 +17,7 @@ from facecert.mock_device.faults import EXEMPT_RULES
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mutation-matrix.md"
 # rows certified at once: a row's plan mostly waits on protocol time (0.65-1.4 CPU-s in 4-50 s), so four
 # at a time (as `facecert certify matrix` runs them) keep well under a core while the other workers test on
-CONCURRENT_ROWS = 4
+CONCURRENT_ROWS = 6
 
 
 def _key(row: Row) -> str:
