@@ -15,8 +15,9 @@ from facecert.core.rules.registry import RULES
 from facecert.mock_device.faults import EXEMPT_RULES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mutation-matrix.md"
-# rows certified at once: a row's plan mostly waits on protocol time (0.65-1.4 CPU-s in 4-50 s), so four
-# at a time (as `facecert certify matrix` runs them) keep well under a core while the other workers test on
+# rows certified at once: a row's plan mostly waits on protocol time (0.65-1.4 CPU-s in 4-50 s), so six at a
+# time keep well under a core while the other workers test on (the module: 82 s at four, 74 s at six; the
+# longest row, server/ignore-queued-tasks, waits out every task scenario's deadline: 48 s)
 CONCURRENT_ROWS = 6
 
 
