@@ -5,15 +5,20 @@ proven through the plan, in tests/suites/test_plan_rules.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
 
-from facecert.core.model import Severity
+from facecert.core.model import Finding, Severity
 from facecert.core.rules.registry import RULES
-from facecert.mock_device import FAULTS, Device
-from facecert.mock_device.faults import EXEMPT_RULES
+from facecert.mock_device import FAULTS, Device, DeviceConfig
+from facecert.mock_device.faults import EXEMPT_RULES, Fault
 from facecert.mock_device.judge import device_errors, judge_device
-from facecert.mock_server import MockServer
+from facecert.mock_server import MockServer, ServerConfig
 from tests.device.scenarios import STIMULUS_ERRORS, drive, prepare
+from tests.support import SCALE, make_assets, unique_id
 
 
 def test_every_device_rule_has_a_knob() -> None:
@@ -31,16 +36,65 @@ def test_knobs_without_a_rule_name_their_check() -> None:
 
 
 ENGINE_KNOBS = [f for f in FAULTS if f.rule and RULES[f.rule].origin == "engine"]
+# knobs driven at once: a knob's conversation mostly waits on the device's cadence (about 0.1 CPU-s in
+# 0.3-3.6 s), each on a server and a device of its own
+CONCURRENT_KNOBS = 4
+
+
+def _converse(fault: Fault, folder: Path) -> list[Finding]:
+    """The knob's scenario on a mock server of its own (as tests/conftest.py's ``server``) with a device
+    given the knob: the device's findings, judged once it stopped."""
+    srv = MockServer(ServerConfig(time_scale=SCALE, assets=make_assets(folder / "assets"), db=folder / "session.db"))
+    srv.start()
+    try:
+        dev = Device(
+            DeviceConfig(
+                server=srv.url,
+                time_scale=SCALE,
+                device_id=unique_id(fault.name),
+                faults={fault.name},
+                protocol_version=fault.protocol_version,
+            )
+        )
+        try:
+            prepare(fault.scenario, srv, dev.cfg.device_id)
+            dev.start()
+            drive(fault.scenario, srv, dev)
+            dev.stop()  # raises if the device's loop crashed
+            return judge_device(dev).findings
+        finally:
+            dev.stop()  # stopped whatever happened (a second stop does nothing)
+    finally:
+        srv.stop()
+
+
+def _params(item: pytest.Item) -> dict:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params if callspec else {}
+
+
+@pytest.fixture(scope="module")
+def conversations(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[list[Finding]]]]:
+    """The conversation of every knob this session tests, CONCURRENT_KNOBS at a time from the first on."""
+    folder = tmp_path_factory.mktemp("knobs")
+    tests = [item for item in request.session.items if getattr(item, "module", None) is request.module]
+    selected = {item.callspec.params["fault"].name for item in tests if "fault" in _params(item)}
+    with ThreadPoolExecutor(max_workers=CONCURRENT_KNOBS, thread_name_prefix="knob") as pool:
+        # the malformed-task scenario waits for the server to see the device stop (about 3 s): it goes first
+        order = sorted(ENGINE_KNOBS, key=lambda f: f.scenario != "malformed-task")
+        futures = {f.name: pool.submit(_converse, f, folder / f.name) for f in order if f.name in selected}
+        try:
+            yield futures
+        finally:
+            for future in futures.values():
+                future.cancel()
 
 
 @pytest.mark.parametrize("fault", ENGINE_KNOBS, ids=lambda f: f.name)
-def test_knob_breaks_exactly_its_rule(fault, server: MockServer, make_device) -> None:
-    dev: Device = make_device(fault.name, start=False, faults={fault.name}, protocol_version=fault.protocol_version)
-    prepare(fault.scenario, server, dev.cfg.device_id)
-    dev.start()
-    drive(fault.scenario, server, dev)
-    dev.stop()
-    findings = judge_device(dev).findings
+def test_knob_breaks_exactly_its_rule(fault: Fault, conversations: dict[str, Future[list[Finding]]]) -> None:
+    findings = conversations[fault.name].result()
     rule = RULES[fault.rule]
     broken = {f.rule for f in device_errors(findings)}
     if rule.severity is Severity.ERROR:
