@@ -3,16 +3,20 @@ off and keeps polling; odd tasks get a non-zero code when they carry an id."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from facecert.mock_device import Device
+from facecert.mock_device import Device, DeviceConfig
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_device.tasks import BAD_PARAMETER, COMMAND_UNKNOWN
-from facecert.mock_server import MockServer
+from facecert.mock_server import MockServer, ServerConfig
 from tests.device.scenarios import wait
+from tests.support import SCALE, make_assets, unique_id
 
 SERVER_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("outage", {"mode": "drop"}),
@@ -21,19 +25,55 @@ SERVER_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("malformed", {}),
     ("slow", {"delay": 0.6}),
 ]
+FAULT_IDS = [f"{k}-{list(p.values())}" for k, p in SERVER_FAULTS]
 
 
-@pytest.mark.parametrize(("kind", "params"), SERVER_FAULTS, ids=[f"{k}-{list(p.values())}" for k, p in SERVER_FAULTS])
-def test_device_survives_server_faults(kind: str, params: dict[str, Any], server: MockServer, make_device) -> None:
-    dev: Device = make_device(kind, request_timeout_s=0.3)
-    wait(dev, lambda: dev.stats.polls >= 1, "the first poll")
-    server.set_fault(kind, device_id=dev.cfg.device_id, **params)
-    failures = dev.stats.failures
-    wait(dev, lambda: dev.stats.failures >= failures + 2, "two failed polls")
-    server.clear_faults()
-    idle = dev.stats.idle
-    wait(dev, lambda: dev.stats.idle > idle, "an idleTime answer once the server is back")
-    dev.stop()  # raises if the device's loop crashed
+def _survive(kind: str, params: dict[str, Any], folder: Path) -> Device:
+    """A device on a mock server of its own (as tests/conftest.py's ``server``) through the server fault
+    and back: the device, stopped (which raises if its loop crashed)."""
+    srv = MockServer(ServerConfig(time_scale=SCALE, assets=make_assets(folder / "assets"), db=folder / "session.db"))
+    srv.start()
+    try:
+        dev = Device(DeviceConfig(server=srv.url, time_scale=SCALE, device_id=unique_id(kind), request_timeout_s=0.3))
+        try:
+            dev.start()
+            wait(dev, lambda: dev.stats.polls >= 1, "the first poll")
+            srv.set_fault(kind, device_id=dev.cfg.device_id, **params)
+            failures = dev.stats.failures
+            wait(dev, lambda: dev.stats.failures >= failures + 2, "two failed polls")
+            srv.clear_faults()
+            idle = dev.stats.idle
+            wait(dev, lambda: dev.stats.idle > idle, "an idleTime answer once the server is back")
+            dev.stop()  # raises if the device's loop crashed
+            return dev
+        finally:
+            dev.stop()  # stopped whatever happened (a second stop does nothing)
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def survivals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Device]]]:
+    """Every server fault's conversation at once, each on a server of its own: they wait on the device's
+    back-off and cadence (about 0.1 CPU-s in 2 s each)."""
+    folder = tmp_path_factory.mktemp("server-faults")
+    with ThreadPoolExecutor(max_workers=len(SERVER_FAULTS), thread_name_prefix="server-fault") as pool:
+        futures = {
+            FAULT_IDS[i]: pool.submit(_survive, kind, params, folder / str(i))
+            for i, (kind, params) in enumerate(SERVER_FAULTS)
+        }
+        try:
+            yield futures
+        finally:
+            for future in futures.values():
+                future.cancel()
+
+
+@pytest.mark.parametrize(("kind", "params"), SERVER_FAULTS, ids=FAULT_IDS)
+def test_device_survives_server_faults(
+    kind: str, params: dict[str, Any], survivals: dict[str, Future[Device]], request: pytest.FixtureRequest
+) -> None:
+    dev = survivals[request.node.callspec.id].result()
     assert "backing off" in dev.log_text()
 
 
