@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -14,32 +17,34 @@ import pytest
 
 from facecert.core.contract import get_contract
 from facecert.core.examples import example_for
-from tests.proxy.conftest import Upstream, start_proxy, summary_of
+from tests.proxy.conftest import _serve, start_proxy, summary_of
 
 pytestmark = pytest.mark.slow  # mitmdump processes: make test-fast leaves it out
 
 SCALE = 0.01  # result deadline 120 s -> 1.2 s
+own_upstream = contextmanager(_serve)  # tests/proxy/conftest.py's ``upstream``, one per probe
 
 
-def test_result_deadline_is_reported_live(upstream: Upstream, mitm_confdir: Path, tmp_path: Path) -> None:
-    deadline = get_contract().timing["result_timeout_s"] * SCALE
-    task = {**example_for("server/tasks/getDevStatus"), "request_id": 5_550_001}
-    upstream.enqueue("/taskRequest", task)
-    dump = start_proxy(upstream.url, mitm_confdir, tmp_path, facecert_time_scale=SCALE)
-    try:
-        poll = example_for("device/taskRequest")
-        httpx.post(dump.url + "/taskRequest", content=json.dumps(poll), timeout=10)
-        assert dump.wait_for_line("RESULT-MISSING", timeout=deadline * 4 + 2), "\n".join(dump.lines)
-    finally:
-        dump.stop()
-    assert summary_of(tmp_path)["errors_by_rule"] == {"RESULT-MISSING": 1}  # once, not again at shutdown
+def result_deadline(mitm_confdir: Path, report: Path) -> None:
+    with own_upstream() as upstream:
+        deadline = get_contract().timing["result_timeout_s"] * SCALE
+        task = {**example_for("server/tasks/getDevStatus"), "request_id": 5_550_001}
+        upstream.enqueue("/taskRequest", task)
+        dump = start_proxy(upstream.url, mitm_confdir, report, facecert_time_scale=SCALE)
+        try:
+            poll = example_for("device/taskRequest")
+            httpx.post(dump.url + "/taskRequest", content=json.dumps(poll), timeout=10)
+            assert dump.wait_for_line("RESULT-MISSING", timeout=deadline * 4 + 2), "\n".join(dump.lines)
+        finally:
+            dump.stop()
+    assert summary_of(report)["errors_by_rule"] == {"RESULT-MISSING": 1}  # once, not again at shutdown
 
 
-def test_server_that_does_not_answer(mitm_confdir: Path, tmp_path: Path) -> None:
+def server_that_does_not_answer(mitm_confdir: Path, report: Path) -> None:
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    dump = start_proxy(f"http://127.0.0.1:{port}", mitm_confdir, tmp_path)
+    dump = start_proxy(f"http://127.0.0.1:{port}", mitm_confdir, report)
     try:
         answer = httpx.post(
             dump.url + "/taskRequest", content=json.dumps(example_for("device/taskRequest")), timeout=10
@@ -48,26 +53,60 @@ def test_server_that_does_not_answer(mitm_confdir: Path, tmp_path: Path) -> None
         assert dump.wait_for_line("ANSWER-MISSING", timeout=10)
     finally:
         dump.stop()
-    summary = summary_of(tmp_path)
+    summary = summary_of(report)
     assert summary["errors_by_rule"] == {"ANSWER-MISSING": 1}
     assert summary["addon_errors"] == 0
 
 
-def test_a_device_that_stops_polling_is_reported_live_once(
-    upstream: Upstream, mitm_confdir: Path, tmp_path: Path
-) -> None:
+def device_that_stops_polling(mitm_confdir: Path, report: Path) -> None:
     """Two polls at the idle pace, then silence: POLL-STOPPED from the proxy's timer, with no traffic."""
     scale = 0.05
     idle = get_contract().timing["idle_interval_s"] * scale
-    dump = start_proxy(upstream.url, mitm_confdir, tmp_path, facecert_time_scale=scale)
-    try:
-        poll = json.dumps(example_for("device/taskRequest"))
-        with httpx.Client(timeout=10) as client:
-            client.post(dump.url + "/taskRequest", content=poll)
-            time.sleep(idle)  # the pace of a correct device after idleTime (a CADENCE-IDLE-free second poll)
-            client.post(dump.url + "/taskRequest", content=poll)
-        assert dump.wait_for_line("POLL-STOPPED", timeout=idle * 6 + 2), "\n".join(dump.lines)
-        assert any("last taskRequest at" in line for line in dump.lines)
-    finally:
-        dump.stop()
-    assert summary_of(tmp_path)["errors_by_rule"] == {"POLL-STOPPED": 1}
+    with own_upstream() as upstream:
+        dump = start_proxy(upstream.url, mitm_confdir, report, facecert_time_scale=scale)
+        try:
+            poll = json.dumps(example_for("device/taskRequest"))
+            with httpx.Client(timeout=10) as client:
+                client.post(dump.url + "/taskRequest", content=poll)
+                time.sleep(idle)  # the pace of a correct device after idleTime (a CADENCE-IDLE-free second poll)
+                client.post(dump.url + "/taskRequest", content=poll)
+            assert dump.wait_for_line("POLL-STOPPED", timeout=idle * 6 + 2), "\n".join(dump.lines)
+            assert any("last taskRequest at" in line for line in dump.lines)
+        finally:
+            dump.stop()
+    assert summary_of(report)["errors_by_rule"] == {"POLL-STOPPED": 1}
+
+
+PROBES: dict[str, Callable[[Path, Path], None]] = {
+    "test_result_deadline_is_reported_live": result_deadline,
+    "test_server_that_does_not_answer": server_that_does_not_answer,
+    "test_a_device_that_stops_polling_is_reported_live_once": device_that_stops_polling,
+}
+
+
+@pytest.fixture(scope="module")
+def probes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[None]]]:
+    """The probes of this session's tests at once, each its own mitmdump (and upstream), report folder and
+    mitmproxy confdir (mitmdumps started together would race to write one CA): each waits on the proxy's
+    own timers (a deadline, a server that does not answer, a silent device); an assertion that fails in a
+    probe fails its test, when the test asks for it."""
+    folder = tmp_path_factory.mktemp("liveness")
+    tests = {item.name for item in request.session.items if getattr(item, "module", None) is request.module}
+    wanted = [name for name in PROBES if name in tests]
+    with ThreadPoolExecutor(max_workers=len(PROBES), thread_name_prefix="liveness") as pool:
+        yield {name: pool.submit(PROBES[name], folder / name / "mitm", folder / name) for name in wanted}
+
+
+def test_result_deadline_is_reported_live(probes: dict[str, Future[None]]) -> None:
+    probes["test_result_deadline_is_reported_live"].result()
+
+
+def test_server_that_does_not_answer(probes: dict[str, Future[None]]) -> None:
+    probes["test_server_that_does_not_answer"].result()
+
+
+def test_a_device_that_stops_polling_is_reported_live_once(probes: dict[str, Future[None]]) -> None:
+    """Two polls at the idle pace, then silence: POLL-STOPPED from the proxy's timer, with no traffic."""
+    probes["test_a_device_that_stops_polling_is_reported_live_once"].result()
