@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -221,33 +222,30 @@ def certify(report: Path, *args: str) -> tuple[subprocess.CompletedProcess[str],
 
 
 def test_certify_baseline_red_then_green_then_red_with_only_the_new_failure(tmp_path: Path) -> None:
+    """The red run first (with the unusable baseline's run beside it), then the two runs that compare with
+    it at once: the plans mostly wait on protocol time."""
     baseline = tmp_path / "baseline.json"
-    red, first = certify(tmp_path / "red", "--fault", "cadence-idle", "--write-baseline", str(baseline))
-    assert red.returncode == 1 and first["exit_code"] == 1, red.stdout[-2000:]
-    saved = json.loads(baseline.read_text(encoding="utf-8"))
-    assert {f["rule"] for f in saved["findings"]} == {"CADENCE-IDLE"} and saved["scenarios"]
-    green, second = certify(tmp_path / "green", "--fault", "cadence-idle", "--baseline", str(baseline))
-    assert green.returncode == 0, green.stdout[-2000:]
-    assert second["exit_code"] == 0 and second["verdict"] == "not certified"  # still not certified: only gated
-    assert second["baseline"]["counts"]["new"] == 0 and second["baseline"]["counts"]["unchanged"] >= 2
-    worse, third = certify(
-        tmp_path / "worse", "--fault", "cadence-idle", "--fault", "missing-field", "--baseline", str(tmp_path / "red")
-    )  # a report folder works as the baseline too
+    bad_args = ("--report", str(tmp_path / "bad"), "--baseline", str(tmp_path / "missing.json"))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="baseline") as pool:
+        bad_run = pool.submit(run, "certify", "device", "--demo", "--tags", "cadence", "--no-html", *bad_args)
+        red, first = certify(tmp_path / "red", "--fault", "cadence-idle", "--write-baseline", str(baseline))
+        assert red.returncode == 1 and first["exit_code"] == 1, red.stdout[-2000:]
+        saved = json.loads(baseline.read_text(encoding="utf-8"))
+        assert {f["rule"] for f in saved["findings"]} == {"CADENCE-IDLE"} and saved["scenarios"]
+        # a report folder works as the baseline too
+        worse_run = pool.submit(
+            certify, tmp_path / "worse", "--fault", "cadence-idle", "--fault", "missing-field", "--baseline",
+            str(tmp_path / "red"),
+        )  # fmt: skip
+        green, second = certify(tmp_path / "green", "--fault", "cadence-idle", "--baseline", str(baseline))
+        assert green.returncode == 0, green.stdout[-2000:]
+        assert second["exit_code"] == 0 and second["verdict"] == "not certified"  # still not certified: only gated
+        assert second["baseline"]["counts"]["new"] == 0 and second["baseline"]["counts"]["unchanged"] >= 2
+        worse, third = worse_run.result()
+        bad = bad_run.result()
     assert worse.returncode == 1 and third["exit_code"] == 1
     new = third["baseline"]["new"]
     assert new and {i.get("rule") for i in new} == {"MSG-REQUIRED"}, new
     assert all("CADENCE-IDLE" not in json.dumps(i) for i in new)
     assert "Baseline" in worse.stdout and "new   MSG-REQUIRED" in worse.stdout
-    bad = run(
-        "certify",
-        "device",
-        "--demo",
-        "--tags",
-        "cadence",
-        "--no-html",
-        "--report",
-        str(tmp_path / "bad"),
-        "--baseline",
-        str(tmp_path / "missing.json"),
-    )
     assert bad.returncode == 2 and "no such file" in bad.stdout
