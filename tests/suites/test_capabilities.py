@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,6 @@ from tests.support import facecert
 
 pytestmark = pytest.mark.slow  # a certification run per capability statement: make test-fast leaves it out
 
-FACECERT = [sys.executable, "-m", "facecert.cli"]
 TASKS = enum_from("catalogue tasks")
 OMITS = {"statement": "device", "protocol_version": "2.0", "tasks": ["getDevStatus"], "gps": False}
 FULL = yaml.safe_load(template("device"))
@@ -84,8 +81,9 @@ def _run(case: Case, folder: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """Every statement's certification, four at a time (the plans mostly wait on protocol time)."""
     folder = tmp_path_factory.mktemp("capabilities")
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="capabilities") as pool:
         return dict(zip((c.name for c in CASES), pool.map(lambda c: _run(c, folder), CASES), strict=True))
 
 
@@ -190,20 +188,15 @@ def test_a_server_statement_makes_undeclared_tasks_not_applicable(runs: dict[str
 def test_an_unusable_statement_is_one_line_and_exit_2(party: str, body: Any, says: str, tmp_path: Path) -> None:
     path = tmp_path / "caps.yaml"
     path.write_text(yaml.safe_dump(body) if isinstance(body, dict) else body, encoding="utf-8")
-    done = subprocess.run(
-        [
-            *FACECERT,
-            "certify",
-            party,
-            "--demo",
-            "--no-html",
-            "--capabilities",
-            str(path),
-            "--report",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
+    done = facecert(
+        "certify",
+        party,
+        "--demo",
+        "--no-html",
+        "--capabilities",
+        str(path),
+        "--report",
+        str(tmp_path / "r"),
         timeout=60,
     )
     assert done.returncode == 2 and says in done.stdout and "Traceback" not in done.stdout + done.stderr
@@ -212,9 +205,7 @@ def test_an_unusable_statement_is_one_line_and_exit_2(party: str, body: Any, say
 
 def test_the_template_is_a_statement_declaring_the_whole_contract(tmp_path: Path) -> None:
     for party in ("device", "server"):
-        done = subprocess.run(
-            [*FACECERT, "capabilities", "template", f"--{party}"], capture_output=True, text=True, timeout=60
-        )
+        done = facecert("capabilities", "template", f"--{party}", timeout=60)
         assert done.returncode == 0, done.stderr
         path = tmp_path / f"{party}.yaml"
         path.write_text(done.stdout, encoding="utf-8")
@@ -222,5 +213,5 @@ def test_the_template_is_a_statement_declaring_the_whole_contract(tmp_path: Path
         assert statement.data["tasks"] == TASKS and done.stdout.startswith("#")
     device = yaml.safe_load(template("device"))
     assert device["image_fields"] == enum_from("capture image fields") and 12 in device["alarm_types"]
-    done = subprocess.run([*FACECERT, "capabilities", "template"], capture_output=True, text=True, timeout=60)
+    done = facecert("capabilities", "template", timeout=60)
     assert done.returncode == 2
