@@ -112,12 +112,18 @@ def dumps_strict(value: Any, *, unsafe_ints_as_text: bool = False, **options: An
     options.setdefault("ensure_ascii", False)
     if not unsafe_ints_as_text:
         try:
-            text = json.dumps(value, allow_nan=False, **options)
+            if len(options) == 1 and not options["ensure_ascii"]:
+                text = _PLAIN.encode(value)  # the usual options: json.dumps would make an encoder per call
+            else:
+                text = json.dumps(value, allow_nan=False, **options)
             if _valid_utf8(text, options["ensure_ascii"]):
                 return text
         except (TypeError, ValueError):
             pass
     return json.dumps(strict_value(value, unsafe_ints_as_text=unsafe_ints_as_text), allow_nan=False, **options)
+
+
+_PLAIN = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 
 def _valid_utf8(text: str, ascii_escapes: bool) -> bool:
