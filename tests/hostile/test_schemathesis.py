@@ -28,6 +28,9 @@ budget is spent (the device API's 5 operations took 50 s of fuzzing where one pa
 takes about 25 s), and the budget also made what ran depend on the machine's load. The control API
 has 21 operations: 50 cases each in one pass is more than the 45 s budget used to reach on the two
 CI cores (about 36 each) and takes about as long; its coverage and stateful phases run whole.
+
+Both passes run at once, from the module's first test on (``passes``): each is niced and mostly
+Schemathesis' own CPU, so the worker holds the longer of the two instead of their sum.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -123,22 +128,53 @@ def report(result: subprocess.CompletedProcess[str], server: ServeProcess) -> st
     return f"schemathesis exit code {result.returncode}\n{result.stdout[-60_000:]}\n{result.stderr[-5000:]}{log}"
 
 
-@pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[ServeProcess]:
-    server = ServeProcess(tmp_path / "serve", "--time-scale", "0.05", nice=True).start()
-    yield server
-    server.stop()
+@dataclass
+class Pass:
+    """One API's Schemathesis pass against a server of its own, and whether that server outlived it."""
+
+    result: subprocess.CompletedProcess[str]
+    server: ServeProcess
+    alive: bool
 
 
-def test_device_api(fresh_server: ServeProcess, tmp_path: Path) -> None:
-    document = openapi_document(tmp_path)
-    result = schemathesis(document, fresh_server.url, tmp_path, DEVICE_EXAMPLES, DEVICE)
-    assert fresh_server.alive(), "the server died under Schemathesis"
-    assert result.returncode == 0, report(result, fresh_server)
+# the document's `facecert openapi` flags, examples per operation and Schemathesis config, by API
+APIS = {"device": ((), DEVICE_EXAMPLES, DEVICE), "control": (("--admin",), ADMIN_EXAMPLES, COMMON)}
 
 
-def test_control_api(fresh_server: ServeProcess, tmp_path: Path) -> None:
-    document = openapi_document(tmp_path, "--admin")
-    result = schemathesis(document, fresh_server.url, tmp_path, ADMIN_EXAMPLES, COMMON)
-    assert fresh_server.alive(), "the server died under Schemathesis"
-    assert result.returncode == 0, report(result, fresh_server)
+def fuzz(api: str, folder: Path, servers: list[ServeProcess]) -> Pass:
+    flags, examples, config = APIS[api]
+    folder.mkdir(parents=True)
+    server = ServeProcess(folder / "serve", "--time-scale", "0.05", nice=True)
+    servers.append(server)  # stopped by the fixture, whatever happens here
+    server.start()
+    result = schemathesis(openapi_document(folder, *flags), server.url, folder, examples, config)
+    return Pass(result, server, server.alive())  # alive right after its pass, as a test would have asked
+
+
+@pytest.fixture(scope="module")
+def passes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Pass]]]:
+    """The passes of the APIs this session tests (both, unless a test is run alone), started together."""
+    folder = tmp_path_factory.mktemp("schemathesis")
+    tests = {item.name for item in request.session.items if getattr(item, "module", None) is request.module}
+    wanted = [api for api in APIS if f"test_{api}_api" in tests]
+    servers: list[ServeProcess] = []
+    with ThreadPoolExecutor(max_workers=len(APIS), thread_name_prefix="schemathesis") as pool:
+        try:
+            yield {api: pool.submit(fuzz, api, folder / api, servers) for api in wanted}
+        finally:
+            for server in servers:
+                server.stop()
+
+
+def test_device_api(passes: dict[str, Future[Pass]]) -> None:
+    done = passes["device"].result()
+    assert done.alive, "the server died under Schemathesis"
+    assert done.result.returncode == 0, report(done.result, done.server)
+
+
+def test_control_api(passes: dict[str, Future[Pass]]) -> None:
+    done = passes["control"].result()
+    assert done.alive, "the server died under Schemathesis"
+    assert done.result.returncode == 0, report(done.result, done.server)
