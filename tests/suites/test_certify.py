@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,18 +27,42 @@ def certify(*args: str, report: Path) -> tuple[subprocess.CompletedProcess, dict
     return done, json.loads(summary_path.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def device_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict, Path]:
-    report = tmp_path_factory.mktemp("certify") / "device"
-    done, summary = certify("device", report=report)
-    return done, summary, report
+def _fixtures_used(request: pytest.FixtureRequest) -> set[str]:
+    """The fixtures this session's tests of the module ask for, by name or by parameter."""
+    names: set[str] = set()
+    for item in request.session.items:
+        if getattr(item, "module", None) is request.module:
+            names.update(getattr(item, "fixturenames", ()))
+            callspec = getattr(item, "callspec", None)
+            names.update(v for v in (callspec.params.values() if callspec else ()) if isinstance(v, str))
+    return names
 
 
 @pytest.fixture(scope="module")
-def server_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict, Path]:
-    report = tmp_path_factory.mktemp("certify") / "server"
-    done, summary = certify("server", report=report)
-    return done, summary, report
+def runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[tuple[subprocess.CompletedProcess, dict, Path]]]]:
+    """Both plans certified at once (they mostly wait on protocol time), from the module's first test on;
+    only the one a test asks for when the tests of one peer run alone."""
+    folder = tmp_path_factory.mktemp("certify")
+    wanted = [peer for peer in ("device", "server") if f"{peer}_run" in _fixtures_used(request)]
+
+    def run(peer: str) -> tuple[subprocess.CompletedProcess, dict, Path]:
+        done, summary = certify(peer, report=folder / peer)
+        return done, summary, folder / peer
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="certify") as pool:
+        yield {peer: pool.submit(run, peer) for peer in wanted}
+
+
+@pytest.fixture(scope="module")
+def device_run(runs) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    return runs["device"].result()
+
+
+@pytest.fixture(scope="module")
+def server_run(runs) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    return runs["server"].result()
 
 
 def _failed(summary: dict) -> list[str]:
@@ -128,11 +154,6 @@ def _expand_tree(page) -> None:
 
 
 def test_unreachable_setup_is_a_clear_error(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*FACECERT, "certify", "server", "--url", "http://127.0.0.1:9", "--report", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = facecert("certify", "server", "--url", "http://127.0.0.1:9", "--report", str(tmp_path), timeout=120)
     assert done.returncode == 2 and "does not answer" in done.stdout  # checked before anything else
     assert "Traceback" not in done.stdout + done.stderr
