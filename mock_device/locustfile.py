@@ -22,7 +22,6 @@ flight per process), ``--facecert-request-timeout`` and ``--facecert-report DIR`
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from locust import User, constant, events, task
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
+from facecert.heap import settle
 from facecert.mock_device.config import DeviceConfig, mac_for, server_url
 from facecert.mock_device.core import Action, DeviceCore, Send, Wait
 from facecert.mock_device.faults import FAULTS_BY_NAME, check_faults
@@ -203,8 +203,8 @@ class DeviceProcess:
         self.judge = FleetJudge(self.time_scale, self.protocol_version)
         # what is loaded now (Locust, the contract, its schemas and validators) lives as long as the process:
         # out of the collector's sight, a full collection scans only the devices' own objects (a 50 ms pause
-        # otherwise, which is lag for every device whose timer falls into it)
-        gc.freeze()
+        # otherwise, which is lag for every device whose timer falls into it); facecert/heap.py
+        settle()
         self.count = 0
         self.faulty = 0
         self.devices: list[GeventDevice] = []
