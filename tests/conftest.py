@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from facecert.heap import settle
-from facecert.mock_server import MockServer, ServerConfig
-from tests.support import SCALE, make_assets
+from facecert.mock_server import MockServer
+from tests.support import new_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
@@ -162,7 +162,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
     and download folder (the default assets and a valid simulator firmware), apart from ``tmp_path``.
     It stops in the background (uvicorn notices it should stop within 0.1 s; the next test need not wait)."""
     folder = tmp_path_factory.mktemp("server")
-    srv = MockServer(ServerConfig(time_scale=SCALE, assets=make_assets(folder / "assets"), db=folder / "session.db"))
+    srv = new_server(folder)
     srv.start()
     yield srv
     stop = threading.Thread(target=srv.stop, name="stop-mock-server", daemon=True)

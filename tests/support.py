@@ -18,6 +18,7 @@ from facecert.certify.asgi import UvicornThread
 from facecert.certify.matrix import run_facecert
 from facecert.core.defaults import DEMO_TIME_SCALE
 from facecert.mock_device.firmware import build_firmware
+from facecert.mock_server import MockServer, ServerConfig
 
 # Every protocol interval × 0.05 (idle 1 s, task 0.25 s, result deadline 6 s): the demo's time scale, the
 # smallest at which the cadence tolerance (±25 % + 0.05 s, scaled) still leaves a loaded machine room.
@@ -45,6 +46,12 @@ def make_assets(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / GOOD_FIRMWARE).write_bytes(build_firmware(FIRMWARE_VERSION, b"payload" * 100))
     return folder
+
+
+def new_server(folder: Path) -> MockServer:
+    """A mock server at the tests' time scale with its own session database and download folder (the
+    default assets and a valid simulator firmware) under ``folder``; not started."""
+    return MockServer(ServerConfig(time_scale=SCALE, assets=make_assets(folder / "assets"), db=folder / "session.db"))
 
 
 @contextmanager

@@ -16,9 +16,9 @@ from facecert.core.rules.registry import RULES
 from facecert.mock_device import FAULTS, Device, DeviceConfig
 from facecert.mock_device.faults import EXEMPT_RULES, Fault
 from facecert.mock_device.judge import device_errors, judge_device
-from facecert.mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer
 from tests.device.scenarios import STIMULUS_ERRORS, drive, prepare
-from tests.support import SCALE, make_assets, unique_id
+from tests.support import SCALE, new_server, unique_id
 
 
 def test_every_device_rule_has_a_knob() -> None:
@@ -44,7 +44,7 @@ CONCURRENT_KNOBS = 4
 def _converse(fault: Fault, folder: Path) -> list[Finding]:
     """The knob's scenario on a mock server of its own (as tests/conftest.py's ``server``) with a device
     given the knob: the device's findings, judged once it stopped."""
-    srv = MockServer(ServerConfig(time_scale=SCALE, assets=make_assets(folder / "assets"), db=folder / "session.db"))
+    srv = new_server(folder)
     srv.start()
     try:
         dev = Device(

@@ -14,9 +14,9 @@ import pytest
 from facecert.mock_device import Device, DeviceConfig
 from facecert.mock_device.judge import device_errors, judge_device
 from facecert.mock_device.tasks import BAD_PARAMETER, COMMAND_UNKNOWN
-from facecert.mock_server import MockServer, ServerConfig
+from facecert.mock_server import MockServer
 from tests.device.scenarios import wait
-from tests.support import SCALE, make_assets, unique_id
+from tests.support import SCALE, new_server, unique_id
 
 SERVER_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("outage", {"mode": "drop"}),
@@ -31,7 +31,7 @@ FAULT_IDS = [f"{k}-{list(p.values())}" for k, p in SERVER_FAULTS]
 def _survive(kind: str, params: dict[str, Any], folder: Path) -> Device:
     """A device on a mock server of its own (as tests/conftest.py's ``server``) through the server fault
     and back: the device, stopped (which raises if its loop crashed)."""
-    srv = MockServer(ServerConfig(time_scale=SCALE, assets=make_assets(folder / "assets"), db=folder / "session.db"))
+    srv = new_server(folder)
     srv.start()
     try:
         dev = Device(DeviceConfig(server=srv.url, time_scale=SCALE, device_id=unique_id(kind), request_timeout_s=0.3))
