@@ -48,6 +48,7 @@ from typing import Any
 
 from facecert.core.contract import get_contract
 from facecert.core.engine import Engine, EngineConfig, Judged, Request
+from facecert.core.jsonsafe import clean_text
 from facecert.core.model import Exchange, Finding, Severity
 from facecert.core.rules.conversation import peer_host
 from facecert.mock_server.answers import capture_image, plan_for, refused_body
@@ -909,7 +910,22 @@ def _exchange_event(
         "path": path,
         "device_id": device_id,
         "status": status,
-        "findings": [f.to_dict() for f in findings],
+        "findings": [_shown(f) for f in findings],
+    }
+
+
+def _shown(finding: Finding) -> dict[str, Any]:
+    """What a display shows of a finding (the console: severity, rule, message), strict JSON data like
+    ``Finding.to_dict`` (the texts quoted from a device cleaned of lone surrogates) without its deep copy
+    of ``expected`` and ``actual``."""
+    return {
+        "rule": finding.rule,
+        "severity": finding.severity.value,
+        "party": finding.party,
+        "exchange": finding.exchange,
+        "direction": finding.direction,
+        "pointer": clean_text(finding.pointer),
+        "message": clean_text(finding.message),
     }
 
 

@@ -8,12 +8,16 @@ the event shows, never the exchange and its body (up to 20 MiB, kept until the l
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from facecert.core.model import Finding, Severity
 from facecert.mock_server import MockServer
+from facecert.mock_server.console_feed import exchange_line
+from facecert.mock_server.platform import _exchange_event
 from tests.server.helpers import poll_body
 
 
@@ -47,3 +51,13 @@ def test_the_console_gets_the_event_factory_and_a_plain_listener_the_event(serve
     assert built[1]["device_id"] == "LAZY1" and built[1]["status"] == 200
     assert any(f["rule"].startswith("CADENCE") for f in built[1]["findings"]), built[1]
     assert all(not _reachable_bytes(item) for item in lazy.items)
+
+
+def test_an_event_shows_a_finding_that_quotes_a_lone_surrogate_cleaned() -> None:
+    finding = Finding("SCHEMA", Severity.ERROR, "bad key '\udfff'", pointer="/a\udfffb", actual=2**70)
+    event = _exchange_event(7, "taskRequest", "POST", "/taskRequest", "D7", 200, (finding,))
+    json.dumps(event, ensure_ascii=False, allow_nan=False).encode("utf-8")  # strict JSON data, valid UTF-8
+    assert event["findings"][0]["message"] == "bad key '\ufffd'"
+    line = exchange_line(event, markup=False)
+    line.encode("utf-8")  # a console file can take it
+    assert "SCHEMA" in line and "\ufffd" in line
