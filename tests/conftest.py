@@ -31,13 +31,14 @@ LONG = ("slow", "fuzz", "wheel", "browser")
 # the modules that take longest on their worker (seconds on the 2-core machine, docs/performance.md),
 # longest first: they start first, one per worker, while the short ones fill the gaps
 LONGEST = (
-    "tests/suites/test_matrix.py",  # ~60 certifications, four at a time: 100-130 s
-    "tests/fleet/test_fleet_cli.py",  # Locust fleets: 45-130 s
-    "tests/suites/test_verdicts.py",  # a dozen certifications of broken peers: 60-80 s
-    "tests/proxy/test_hostile.py",  # a mitmdump per test: 50-70 s
-    "tests/hostile/test_schemathesis.py",  # two Schemathesis passes: 50-60 s
-    "tests/suites/test_certify.py",  # both reference peers certified in full: 40-50 s
+    "tests/hostile/test_schemathesis.py",  # both Schemathesis passes at once, niced: 45-70 s, 190 s at load 5
+    "tests/suites/test_matrix.py",  # ~60 certifications, six at a time: 75-100 s
+    "tests/fleet/test_fleet_cli.py",  # Locust fleets: 80-90 s
+    "tests/suites/test_verdicts.py",  # fourteen certifications of broken peers, four at a time: 45-70 s
+    "tests/proxy/test_hostile.py",  # a mitmdump per test: 50-60 s
+    "tests/ci/test_workflow.py",  # the example CI workflow's steps, run as a runner would: 30-50 s
     "tests/packaging/test_wheel.py",  # build, install, certify from the wheel: 40-50 s
+    "tests/suites/test_certify.py",  # both reference peers certified in full, at once: 35-47 s
 )
 
 
