@@ -142,6 +142,7 @@ class Platform:
         # (they join the next transaction, or :meth:`settle`'s). Both change under ``cond`` only.
         self.deferred: list[Decided] = []
         self.unwritten: list[Decided] = []
+        self.unwritten_since = 0.0  # time.monotonic() when the oldest of them was judged
         self._versions_text: dict[str, tuple[dict[str, Any], str]] = {}  # per device: its versions, as stored
         restore(self.store, self.state, self.engine)  # a restart on the same --db: queues, awaited tasks, devices
 
@@ -639,6 +640,8 @@ class Platform:
             decided.finding_rows = _finding_rows(decided.exchange_id, judged.findings)
             if judged.answer is None:  # the engine could not read our answer back: no stored copy, as before
                 decided.answer_json = None
+            if not self.unwritten:
+                self.unwritten_since = time.monotonic()
             self.unwritten.append(decided)
 
     def _write_unwritten(self, conn: Any) -> list[Decided]:
@@ -1020,10 +1023,16 @@ class Batch:
             loop.call_later(FLUSH_S, self._flush)
 
     def _flush(self) -> None:
-        """The judged deferred exchanges' findings that no commit took meanwhile, committed now."""
+        """The judged deferred exchanges' findings that no commit took meanwhile, committed now (those
+        judged less than FLUSH_S ago wait on: the next poll's commit takes them with it)."""
         self.flushing = False
         platform = self.platform
         if not (platform.deferred or platform.unwritten):
+            return
+        waited = time.monotonic() - platform.unwritten_since
+        if not platform.deferred and waited < FLUSH_S:
+            self.flushing = True
+            asyncio.get_running_loop().call_later(FLUSH_S - waited, self._flush)
             return
         cond, store = platform.cond, platform.store
         if cond.acquire(blocking=False):  # the loop waits for no lock another thread holds
