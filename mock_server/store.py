@@ -351,8 +351,8 @@ class Store:
                 bindable(body),
                 headers_json(ex.response_headers),
                 bindable(ex.response_body),
-                bindable(request_json),
-                bindable(answer_json),
+                request_json,  # strict JSON text (valid UTF-8), or None
+                answer_json,
             )
             return int(conn.execute(_EXCHANGE_ROW, row).lastrowid or 0)
         return self.insert(
