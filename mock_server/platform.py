@@ -14,15 +14,6 @@ A device exchange goes through three steps, each done once:
    thread) or with the other exchanges decided in the same turn of the event
    loop (:class:`Batch`). Either way before the answer is sent.
 
-An idle answer to the only poll in flight (:meth:`Batch.answer_now`) depends
-on nothing the engine finds: its row is committed and its answer sent before
-:meth:`Engine.feed` runs, at the loop's next turn (``deferred``); its findings
-join the next transaction (``unwritten``), or are committed alone FLUSH_S
-later. Every other judgement waits for the deferred ones (the engine sees the
-exchanges in their order), and every read (:meth:`Platform.settle`) judges and
-commits what waits first, so no reader sees an answered exchange without its
-findings.
-
 The platform's lock (``cond``, whose condition every change notifies) is held
 from 2 to 3 where the answer depends on the queues (a poll, a result), so no
 one sees a decision before its commit. An upload, or a message that cannot be
@@ -72,8 +63,6 @@ from facecert.mock_server.state import (
 )
 from facecert.mock_server.store import DEVICE_ROW, PARSED_COPY_MAX, UNMADE, Store, bindable, decode_json_columns
 
-# A deferred exchange's findings join the next transaction; when none comes within this, they are committed alone.
-FLUSH_S = 0.005
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
 JSON_HEADERS = {"content-type": "application/json"}
@@ -104,8 +93,6 @@ class Decided:
     answer_json: Any = UNMADE  # the answer's stored JSON copy when known already
     findings: list[Finding] = field(default_factory=list)
     exchange_id: int = 0  # its row, once written
-    heard: Request | None = None  # an idle answer judged after it is sent (Platform.deferred): its request's judgement
-    finding_rows: list[list[Any]] = field(default_factory=list)  # a deferred exchange's, made when it is judged
 
 
 class Platform:
@@ -136,18 +123,10 @@ class Platform:
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop, once it runs
         self.pause_listening: Callable[[float], None] | None = None  # set by MockServer (outage mode "refuse")
         self.batch = Batch(self)
-        # An idle answer to the only poll in flight is committed and sent before the engine judges it (its
-        # answer and the exchange's row depend on nothing the engine says): ``deferred`` holds those exchanges,
-        # committed and answered, in order; ``unwritten`` those judged whose findings are not yet committed
-        # (they join the next transaction, or :meth:`settle`'s). Both change under ``cond`` only.
-        self.deferred: list[Decided] = []
-        self.unwritten: list[Decided] = []
-        self.unwritten_since = 0.0  # time.monotonic() when the oldest of them was judged
         self._versions_text: dict[str, tuple[dict[str, Any], str]] = {}  # per device: its versions, as stored
         restore(self.store, self.state, self.engine)  # a restart on the same --db: queues, awaited tasks, devices
 
     def close(self) -> None:
-        self.settle()  # the last exchanges' findings, before the store closes
         self.reader.close()
         self.store.close()
         self.assets.close()
@@ -289,8 +268,6 @@ class Platform:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Rows in arrival order; with ``limit``, only the latest ``limit``."""
-        if self.deferred or self.unwritten:
-            self.settle()  # every answered exchange's findings are there for whoever reads
         where, args = ("WHERE device_id = ?", (device_id,)) if device_id else ("", ())
         if extra:
             where = f"{where} AND {extra}" if where else f"WHERE {extra}"
@@ -449,7 +426,6 @@ class Platform:
         devices that stopped polling (POLL-STOPPED)."""
         now = time.time() if now is None else now
         with self.cond:
-            self.settle()  # the engine has seen every answered poll
             made = self.engine.check_deadlines(now, in_flight=self.slowed_polls(now))
             pending = self.state.queues.pending.values()
             late = [p for p in pending if not p.done and not p.expired and now >= p.deadline]
@@ -552,13 +528,9 @@ class Platform:
         self.store_unjudged(ex, incoming.endpoint, peer_host(incoming.peer) or "?")
         return Reply(500, answer)
 
-    def decide(
-        self, incoming: Incoming, ex: Exchange, heard: Request, body_json: str | None, defer: bool = False
-    ) -> Decided:
+    def decide(self, incoming: Incoming, ex: Exchange, heard: Request, body_json: str | None) -> Decided:
         """Step 2: the answer planned, the engine's judgement completed with it, the rows built, and what
-        the next answers depend on applied (the platform's lock is held where the answer needs it).
-        ``defer`` (the platform's lock held): an idle answer is left unjudged, ``decided.heard`` set, for
-        :meth:`defer` once it is committed."""
+        the next answers depend on applied (the platform's lock is held where the answer needs it)."""
         device_id = heard.device_id
         with self.cond:
             info = self.state.device(device_id, incoming.started, incoming.peer)
@@ -573,20 +545,7 @@ class Platform:
         ex.status, ex.error = plan.status, plan.error
         ex.response_body = body if plan.status is not None else None
         ex.response_headers = dict(JSON_HEADERS) if plan.status is not None else {}
-        if defer and self._idle(incoming, heard, plan, fault):
-            ex.index = self.engine.count  # its place in the engine's order (nobody feeds it meanwhile: cond)
-            row = self._device_row(device_id)
-            with self.cond:
-                info.polled(incoming.started, heard.body)
-            reply = Reply(plan.status, body, dict(JSON_HEADERS))
-            # its stored copy is the text we sent (the engine reads it back whole: _judge_deferred checks)
-            return Decided(
-                ex, incoming.endpoint, device_id, reply, None, plan, row, body_json, body.decode(), heard=heard
-            )
-        with self.cond:  # every exchange the engine has not seen yet goes first: it sees them in their order
-            if self.deferred:
-                self._judge_deferred()
-            judged = self.engine.feed(ex, heard)
+        judged = self.engine.feed(ex, heard)
         if plan.answer is None and plan.status is not None:
             ex.response_body = refused_body(plan, judged.findings)
         answer_json: Any = UNMADE
@@ -604,75 +563,6 @@ class Platform:
             ex, incoming.endpoint, device_id, reply, judged, plan, row, body_json, answer_json, judged.findings
         )
 
-    def _idle(self, incoming: Incoming, heard: Request, plan: Plan, fault: Fault | None) -> bool:
-        """An idle answer to a well-read poll, no fault or misbehaviour: the answer and every row it writes
-        are the same whatever the engine finds, and it issues no task a later request's judgement needs."""
-        answer = plan.answer
-        return (
-            incoming.endpoint == "taskRequest"
-            and plan.status == 200
-            and type(answer) is dict
-            and answer.get("request_type") == self.state.idle_task
-            and not plan.writes
-            and plan.after is None
-            and plan.resend is None
-            and fault is None
-            and heard.failure is None
-            and not self.state.misbehaving
-        )
-
-    def defer(self, decided: Decided) -> None:
-        """A committed idle answer (``decide(defer=True)``), judged later (platform's lock held)."""
-        self.deferred.append(decided)
-
-    def _judge_deferred(self) -> None:
-        """The engine judges the deferred exchanges, in order (platform's lock held); their findings
-        wait in ``unwritten`` for the next transaction."""
-        deferred, self.deferred = self.deferred, []
-        for decided in deferred:
-            heard, decided.heard = decided.heard, None
-            try:
-                judged = self.engine.feed(decided.ex, heard)
-            except Exception:
-                logger.exception("judging an answered exchange failed (it is stored, unjudged)")
-                continue
-            decided.judged, decided.findings = judged, judged.findings
-            decided.finding_rows = _finding_rows(decided.exchange_id, judged.findings)
-            if judged.answer is None:  # the engine could not read our answer back: no stored copy, as before
-                decided.answer_json = None
-            if not self.unwritten:
-                self.unwritten_since = time.monotonic()
-            self.unwritten.append(decided)
-
-    def _write_unwritten(self, conn: Any) -> list[Decided]:
-        """The judged deferred exchanges' findings, in the transaction at hand (platform's lock held)."""
-        written, self.unwritten = self.unwritten, []
-        conn.executemany(_FINDING_ROW, [row for decided in written for row in decided.finding_rows])
-        for decided in written:
-            if decided.answer_json is None:
-                conn.execute(_NO_ANSWER_COPY, (decided.exchange_id,))
-        return written
-
-    def settle(self) -> None:
-        """Judge and commit what waits (``deferred``, ``unwritten``): from then on every answered exchange has its
-        findings in the engine and in the store. Readers call it; the event loop right after the answer."""
-        with self.cond:
-            if self.deferred:
-                self._judge_deferred()
-            if not self.unwritten:
-                return
-            with self.store.tx() as conn:
-                written = self._write_unwritten(conn)
-            self.cond.notify_all()
-        for decided in written:
-            self._committed(decided)
-
-    def settle_safely(self) -> None:
-        try:
-            self.settle()
-        except Exception:
-            logger.exception("judging answered exchanges failed (they are stored)")
-
     def _device_row(self, device_id: str) -> list[Any] | None:
         info = self.state.devices.get(device_id)
         if info is None:
@@ -683,21 +573,10 @@ class Platform:
         return [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls, made[1])]
 
     def _commit(self, batch: list[Decided]) -> None:
-        """Step 3: the exchanges and everything they caused, in one transaction (with the findings of the
-        deferred exchanges judged meanwhile)."""
-        written: list[Decided] = []
+        """Step 3: the exchanges and everything they caused, in one transaction."""
         with self.store.tx() as conn:
-            # the platform's lock is not waited for under the store's (the order is platform, then store):
-            # a commit without it leaves them to the next one, or to settle()
-            if self.unwritten and self.cond.acquire(blocking=False):
-                try:
-                    written = self._write_unwritten(conn)
-                finally:
-                    self.cond.release()
             for decided in batch:
                 self._write(conn, decided)
-        for decided in written:
-            self._committed(decided)
 
     def _write(self, conn: Any, decided: Decided) -> None:
         judged = decided.judged
@@ -743,8 +622,9 @@ class Platform:
 
     # ---- recording -------------------------------------------------------------
     def _insert_findings(self, conn: Any, exchange_id: int | None, findings: list[Finding]) -> None:
-        if findings:
-            conn.executemany(_FINDING_ROW, _finding_rows(exchange_id, findings))
+        if not findings:
+            return
+        conn.executemany(_FINDING_ROW, _finding_rows(exchange_id, findings))
 
     def _announce(self, event: Callable[[], dict[str, Any]]) -> None:
         """Show an event to the listeners (built only when someone listens). A listener that
@@ -779,7 +659,6 @@ class Platform:
         """A request that is no device message (router 404/405, a refused control
         call): stored, and shown to the engine as other traffic."""
         with self.cond:
-            self.settle()  # the engine sees the exchanges in their order
             judged = self.engine.feed(ex)
             device_id = self.device_by_peer(ex.peer)
             reply = Reply(ex.status, ex.response_body or b"")
@@ -815,7 +694,6 @@ class Platform:
     def download_finished(self, row: int, ex: Exchange, sent: int, completed: bool, refused: bool = False) -> None:
         """Log the end of a download and feed it to the engine (DOWNLOAD-FETCHED counts it)."""
         with self.cond:
-            self.settle()  # the engine sees the exchanges in their order
             device_id = self.device_by_peer(ex.peer)
             if not completed and not refused:
                 ex.status, ex.error = None, f"download aborted after {sent} bytes"
@@ -851,7 +729,6 @@ class Platform:
 
 
 _FINDING_FIELDS = tuple(item.name for item in dataclasses.fields(Finding))
-_NO_ANSWER_COPY = "UPDATE exchanges SET response_json = NULL WHERE id = ?"
 _FINDING_ROW = (
     "INSERT INTO findings (exchange_id, device_id, rule, severity, party, created, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -957,8 +834,6 @@ class Batch:
         self.open: list[tuple[Decided, asyncio.Future[Reply]]] = []
         self.scheduled = False
         self.in_flight = 0  # device requests between their arrival and their answer (counted by the HTTP layer)
-        self.judging = False  # the deferred exchanges' judgement is scheduled on the loop
-        self.flushing = False  # and the commit of their findings
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def alone(self) -> bool:
@@ -976,11 +851,8 @@ class Batch:
             if not store.lock.acquire(blocking=False):
                 return None
             try:
-                body_json = store.json_copy(heard.body, incoming.body)
-                decided = platform.decide(incoming, ex, heard, body_json, defer=True)
+                decided = platform.decide(incoming, ex, heard, store.json_copy(heard.body, incoming.body))
                 platform._commit([decided])
-                if decided.heard is not None:  # an idle answer: judged once it is sent
-                    platform.defer(decided)
             except Exception as exc:  # noqa: BLE001 - the record and the answer must survive a bug
                 return platform.failed(incoming, exc)
             finally:
@@ -988,66 +860,11 @@ class Batch:
             cond.notify_all()
         finally:
             cond.release()
-        if decided.heard is not None:
-            self._settle_soon()
-            return decided.reply
         try:
             platform._committed(decided)
         except Exception:
             logger.exception("after-commit work of an exchange failed (it is stored and answered)")
         return decided.reply
-
-    def _settle_soon(self) -> None:
-        """At the loop's next turn, once this turn's answers are written to their sockets (and before the loop
-        reads the next requests), the deferred exchanges are judged; their findings join the next commit,
-        or are committed on their own FLUSH_S later (:meth:`_flush`), whichever comes first."""
-        if not self.judging:
-            self.judging = True
-            asyncio.get_running_loop().call_soon(self._judge)
-
-    def _judge(self) -> None:
-        self.judging = False
-        platform = self.platform
-        if not platform.deferred:
-            return
-        loop = asyncio.get_running_loop()
-        if not platform.cond.acquire(blocking=False):  # the loop waits for no lock another thread holds
-            loop.run_in_executor(None, platform.settle_safely)
-            return
-        try:
-            platform._judge_deferred()
-        except Exception:
-            logger.exception("judging answered exchanges failed (they are stored)")
-        finally:
-            platform.cond.release()
-        if platform.unwritten and not self.flushing:
-            self.flushing = True
-            loop.call_later(FLUSH_S, self._flush)
-
-    def _flush(self) -> None:
-        """The judged deferred exchanges' findings that no commit took meanwhile, committed now (those
-        judged less than FLUSH_S ago wait on: the next poll's commit takes them with it)."""
-        self.flushing = False
-        platform = self.platform
-        if not (platform.deferred or platform.unwritten):
-            return
-        waited = time.monotonic() - platform.unwritten_since
-        if not platform.deferred and waited < FLUSH_S:
-            self.flushing = True
-            asyncio.get_running_loop().call_later(FLUSH_S - waited, self._flush)
-            return
-        cond, store = platform.cond, platform.store
-        if cond.acquire(blocking=False):  # the loop waits for no lock another thread holds
-            try:
-                if store.lock.acquire(blocking=False):
-                    try:
-                        platform.settle_safely()
-                    finally:
-                        store.lock.release()
-                    return
-            finally:
-                cond.release()
-        asyncio.get_running_loop().run_in_executor(None, platform.settle_safely)
 
     def answer(self, incoming: Incoming, ex: Exchange, heard: Request) -> asyncio.Future[Reply]:
         """Decide now (on the loop); the future gives the reply once it is committed."""

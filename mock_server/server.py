@@ -122,7 +122,6 @@ class MockServer:
 
     @property
     def engine(self) -> Engine:
-        self.platform.settle()  # it has judged every answered exchange
         return self.platform.engine
 
     def asset_url(self, name: str) -> str:

@@ -3,12 +3,8 @@ download and finding.
 
 Each exchange is written, with everything it caused, in one transaction
 committed *before* its answer is sent, so a server killed mid-traffic loses
-nothing it has answered. One exception, the findings of an idle answer to
-the only poll in flight: that exchange is committed and answered first, then
-judged, and its findings join the next transaction, FLUSH_S (5 ms) later at
-the latest (``Platform.deferred``); a kill within those milliseconds loses
-those findings, never the exchange. WAL with ``synchronous=NORMAL`` survives
-a process kill (only a power loss can undo the last commits). One connection, one
+nothing it has answered. WAL with ``synchronous=NORMAL`` survives a process
+kill (only a power loss can undo the last commits). One connection, one
 lock: the event loop and the Python API's threads share it safely.
 
 Whatever a device sent, a row can be written: integers beyond SQLite's 64
