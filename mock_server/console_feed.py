@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from facecert.core.jsonsafe import printable
 from facecert.liveconsole import CAPACITY, TICK_S, LiveConsole
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -25,8 +26,9 @@ def exchange_line(event: dict[str, Any], markup: bool = True) -> str:
     def styled(style: str, text: str) -> str:
         return f"[{style}]{text}[/]" if markup and style else text
 
-    def text(value: Any) -> str:
-        return escape(str(value)) if markup else str(value)
+    def text(value: Any) -> str:  # a device's id, a path, a message quoting a device: never raw control bytes
+        shown = printable(str(value))
+        return escape(shown) if markup else shown
 
     status = event.get("status")
     what = event.get("endpoint") or event.get("path") or event.get("kind")

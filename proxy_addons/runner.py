@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from facecert.core.files import replace_with
-from facecert.core.jsonsafe import dumps_strict
+from facecert.core.jsonsafe import dumps_strict, printable
 from facecert.core.model import Finding, Severity
 from facecert.liveconsole import LiveConsole
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError
@@ -148,7 +148,9 @@ def _shown(line: str) -> bool:
 
 
 def _echo_line(line: str, markup: bool) -> str:
-    """mitmdump's line, coloured by the severity of the finding it carries (on a terminal)."""
+    """mitmdump's line, coloured by the severity of the finding it carries (on a terminal); its control
+    characters escaped (it may quote a device's path or name)."""
+    line = printable(line)
     if not markup:
         return line
     style = next((colour for key, colour in _COLOURS.items() if key in line), "")

@@ -131,3 +131,14 @@ def test_proxy_carries_traffic_while_nobody_reads_its_stdout(upstream: Upstream,
     assert proc.returncode == 1, out[-3000:]
     assert out.count("MSG-REQUIRED") > 100 and "Traceback" not in out
     assert summary_of(report)["errors_by_rule"]["MSG-REQUIRED"] == 1200  # every exchange judged (and CADENCE-IDLE)
+
+
+def test_echoed_mitmdump_lines_carry_no_control_characters() -> None:
+    """mitmdump's lines quote what a device sent (its path, its id): echoed escaped, never raw."""
+    from facecert.proxy_addons.runner import _echo_line
+
+    line = "ERROR MSG-FORMAT /taskRequest\x1b[2J\x1b]0;owned\x07 from EVIL"
+    for markup in (True, False):
+        shown = _echo_line(line, markup)
+        assert "\x1b" not in shown and "\x07" not in shown, shown
+        assert "\\x1b[2J" in shown and "\\x07" in shown and "EVIL" in shown, shown

@@ -57,6 +57,29 @@ def test_off_a_terminal_the_lines_are_plain_text() -> None:
     assert exchange_line(_event("D1"), markup=False) in text
 
 
+def test_a_device_cannot_drive_the_operators_terminal(server) -> None:
+    """A device_id and a path holding control characters (a screen clear, a window title) reach the
+    console escaped, on a terminal (rich markup) and off it (plain text)."""
+    outs = {terminal: io.StringIO() for terminal in (True, False)}
+    feeds = [
+        ConsoleFeed(Console(file=out, width=300, force_terminal=terminal), tick_s=0.01).start()
+        for terminal, out in outs.items()
+    ]
+    server.platform.listeners.extend(feeds)
+    body = {**example_for("device/taskRequest"), "device_id": "EVIL\x1b[2J\x1b]0;owned\x07"}
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.post("/taskRequest", json=body).status_code == 200
+        http.post("/%1b[2Jnowhere", content=b"{}")
+    for feed in feeds:
+        server.platform.listeners.remove(feed)
+        feed.stop()
+    for terminal, out in outs.items():
+        text = out.getvalue()
+        assert "EVIL\\x1b[2J" in text and "\\x07" in text, (terminal, text)
+        assert "\x1b[2J" not in text and "\x1b]0;" not in text and "\x07" not in text, (terminal, text)
+        assert "\\x1b[2Jnowhere" in text, (terminal, text)
+
+
 def test_a_stdout_that_blocks_costs_dropped_lines_never_a_wait() -> None:
     held = _HeldFile()
     feed = ConsoleFeed(Console(file=held, width=200), capacity=5, tick_s=0.01).start()
