@@ -8,7 +8,8 @@ the same chart in its script from the windows the control API hands it.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from xml.sax.saxutils import escape
 
 from facecert.core.engine import Engine
@@ -56,18 +57,23 @@ def cadence_svg(gaps: Iterable[dict[str, Any]], windows: dict[str, dict[str, Any
     def x(index: int) -> float:
         return MARGIN + plot_w * (index + 0.5) / max(1, len(items))
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-             f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
-             f'<title>{escape(title)}</title>',
-             f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
+    ]
     for kind, window in windows.items():
         y_high, y_low = y(window["high_s"]), y(window["low_s"])
-        parts.append(f'<rect class="band {kind}" x="{MARGIN}" y="{y_high:.1f}" width="{plot_w}" '
-                     f'height="{max(1.0, y_low - y_high):.1f}" fill="{COLOURS[kind]}" fill-opacity="0.18">'
-                     f'<title>{escape(_band_label(kind, window))}</title></rect>')
+        parts.append(
+            f'<rect class="band {kind}" x="{MARGIN}" y="{y_high:.1f}" width="{plot_w}" '
+            f'height="{max(1.0, y_low - y_high):.1f}" fill="{COLOURS[kind]}" fill-opacity="0.18">'
+            f"<title>{escape(_band_label(kind, window))}</title></rect>"
+        )
         parts.append(f'<text x="{WIDTH - MARGIN + 4}" y="{y_high + 10:.1f}" fill="{COLOURS[kind]}">{kind}</text>')
-    parts.append(f'<line x1="{MARGIN}" y1="{MARGIN + plot_h}" x2="{MARGIN + plot_w}" y2="{MARGIN + plot_h}" '
-                 'stroke="#444"/>')
+    parts.append(
+        f'<line x1="{MARGIN}" y1="{MARGIN + plot_h}" x2="{MARGIN + plot_w}" y2="{MARGIN + plot_h}" stroke="#444"/>'
+    )
     parts.append(f'<line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{MARGIN + plot_h}" stroke="#444"/>')
     for tick in (0.0, top / 2, top / 1.15):
         parts.append(f'<text x="{MARGIN - 4}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.2f} s</text>')
@@ -75,23 +81,29 @@ def cadence_svg(gaps: Iterable[dict[str, Any]], windows: dict[str, dict[str, Any
         kind, ok = gap_kind(gap.get("after"), windows), in_window(gap, windows)
         busy = float(gap.get("busy_s") or 0.0)
         if busy > 0:  # the task window of this gap reaches further by the time until its result
-            parts.append(f'<line class="busy" x1="{x(index):.1f}" y1="{y(windows["task"]["high_s"]):.1f}" '
-                         f'x2="{x(index):.1f}" y2="{y(windows["task"]["high_s"] + busy):.1f}" '
-                         f'stroke="{COLOURS["task"]}" stroke-width="3" stroke-opacity="0.5"/>')
-        label = f'gap {index + 1}: {gap["gap_s"]:.3f} s after {gap.get("after")} ({"accepted" if ok else "outside"})'
-        parts.append(f'<circle class="gap {kind} {"ok" if ok else "out"}" cx="{x(index):.1f}" '
-                     f'cy="{y(gap["gap_s"]):.1f}" r="4" fill="{COLOURS[kind] if ok else "#dc2626"}" stroke="#222">'
-                     f'<title>{escape(label)}</title></circle>')
+            parts.append(
+                f'<line class="busy" x1="{x(index):.1f}" y1="{y(windows["task"]["high_s"]):.1f}" '
+                f'x2="{x(index):.1f}" y2="{y(windows["task"]["high_s"] + busy):.1f}" '
+                f'stroke="{COLOURS["task"]}" stroke-width="3" stroke-opacity="0.5"/>'
+            )
+        label = f"gap {index + 1}: {gap['gap_s']:.3f} s after {gap.get('after')} ({'accepted' if ok else 'outside'})"
+        parts.append(
+            f'<circle class="gap {kind} {"ok" if ok else "out"}" cx="{x(index):.1f}" '
+            f'cy="{y(gap["gap_s"]):.1f}" r="4" fill="{COLOURS[kind] if ok else "#dc2626"}" stroke="#222">'
+            f"<title>{escape(label)}</title></circle>"
+        )
     parts.append(f'<text x="{MARGIN}" y="{MARGIN - 14}" font-size="13">{escape(title)}</text>')
-    parts.append(f'<text x="{MARGIN}" y="{HEIGHT - 12}" fill="#555">{len(items)} gap(s); bands: accepted windows '
-                 f'({escape(_band_label("idle", windows["idle"]))}; {escape(_band_label("task", windows["task"]))})'
-                 '</text>')
+    parts.append(
+        f'<text x="{MARGIN}" y="{HEIGHT - 12}" fill="#555">{len(items)} gap(s); bands: accepted windows '
+        f"({escape(_band_label('idle', windows['idle']))}; {escape(_band_label('task', windows['task']))})"
+        "</text>"
+    )
     parts.append("</svg>")
     return "\n".join(parts)
 
 
 def _band_label(kind: str, window: dict[str, Any]) -> str:
-    return f'{window["rule"]} {window["low_s"]:.2f}–{window["high_s"]:.2f} s'
+    return f"{window['rule']} {window['low_s']:.2f}–{window['high_s']:.2f} s"
 
 
 __all__ = ["cadence_svg", "cadence_windows", "gap_kind", "in_window"]

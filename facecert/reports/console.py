@@ -6,12 +6,14 @@ its rule and place on one line and its full message below."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from facecert.core.jsonsafe import printable
 from facecert.core.model import Finding, Severity
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
@@ -27,7 +29,7 @@ class FindingsView:
         self.limit = limit
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
-        shown = self.findings[:self.limit]
+        shown = self.findings[: self.limit]
         if options.max_width >= TABLE_WIDTH:
             yield self._table(shown)
         else:
@@ -39,22 +41,33 @@ class FindingsView:
 
     def _table(self, shown: list[Finding]) -> Table:
         table = Table(title=self.title, show_lines=False, expand=True)
-        for column, kwargs in (("#", {"justify": "right", "no_wrap": True}), ("severity", {"no_wrap": True}),
-                               ("rule", {"no_wrap": True}), ("where", {"ratio": 1}), ("message", {"ratio": 3})):
+        for column, kwargs in (
+            ("#", {"justify": "right", "no_wrap": True}),
+            ("severity", {"no_wrap": True}),
+            ("rule", {"no_wrap": True}),
+            ("where", {"ratio": 1}),
+            ("message", {"ratio": 3}),
+        ):
             table.add_column(column, overflow="fold", **kwargs)
         for finding in shown:
-            table.add_row(_number(finding), Text(finding.severity.value, style=STYLE[finding.severity]),
-                          finding.rule, Text(_where(finding)), _message(finding))
+            table.add_row(
+                _number(finding),
+                Text(finding.severity.value, style=STYLE[finding.severity]),
+                finding.rule,
+                Text(_where(finding)),
+                _message(finding),
+            )
         return table
 
 
 def _where(finding: Finding) -> str:
-    return " ".join(x for x in (finding.endpoint, finding.direction, finding.pointer) if x)
+    """Endpoint, direction and pointer; the pointer names a peer's key: its control characters escaped."""
+    return printable(" ".join(x for x in (finding.endpoint, finding.direction, finding.pointer) if x))
 
 
 def _message(finding: Finding) -> Text:
     """The message as plain text (never markup: it quotes what a peer sent), the profile's note dimmed."""
-    text = Text(finding.message)
+    text = Text(printable(finding.message))
     if finding.note:
         text.append(f" ({finding.note})", style="dim")
     return text
@@ -85,6 +98,8 @@ def findings_table(findings: Iterable[Finding], title: str = "Findings", limit: 
 def print_verdict(console: Console, summary: dict[str, Any]) -> None:
     counts = summary["counts"]
     colour = "green" if summary["verdict"] == "pass" else "red"
-    console.print(f"[bold {colour}]{summary['verdict'].upper()}[/]: {summary['exchanges']} exchanges, "
-                  f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info "
-                  f"(profile {summary['profile']}, protocol V{summary['protocol_version']})")
+    console.print(
+        f"[bold {colour}]{summary['verdict'].upper()}[/]: {summary['exchanges']} exchanges, "
+        f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info "
+        f"(profile {summary['profile']}, protocol V{summary['protocol_version']})"
+    )

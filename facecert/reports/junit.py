@@ -4,8 +4,8 @@ the rule produced errors, so a CI dashboard tracks the same names over time."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from facecert.core.model import Finding, Severity
 from facecert.core.rules.registry import RULES
@@ -15,13 +15,22 @@ def write_junit(findings: Iterable[Finding], path: Path, suite: str = "facecert"
     items = list(findings)
     errors = [f for f in items if f.severity is Severity.ERROR]
     root = ET.Element("testsuites")
-    tests = ET.SubElement(root, "testsuite", name=suite, tests=str(len(RULES)),
-                          failures=str(len({f.rule for f in errors})), errors="0", skipped="0")
+    tests = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(RULES)),
+        failures=str(len({f.rule for f in errors})),
+        errors="0",
+        skipped="0",
+    )
     for rule in RULES.values():
         case = ET.SubElement(tests, "testcase", classname=f"{suite}.{rule.party}", name=f"{rule.id}: {rule.title}")
         hits = [f for f in errors if f.rule == rule.id]
         if hits:
-            failure = ET.SubElement(case, "failure", message=f"{len(hits)} violation(s); first: {hits[0].message}"[:500])
+            failure = ET.SubElement(
+                case, "failure", message=f"{len(hits)} violation(s); first: {hits[0].message}"[:500]
+            )
             failure.text = "\n".join(f.line() for f in hits[:200])
         notes = [f for f in items if f.rule == rule.id and f.severity is not Severity.ERROR]
         if notes:

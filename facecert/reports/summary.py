@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from facecert.core.model import Finding, Severity
 
 
-def summarize(findings: Iterable[Finding], *, exchanges: int, profile: str, version: str,
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(
+    findings: Iterable[Finding], *, exchanges: int, profile: str, version: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     items = list(findings)
     severities = Counter(f.severity.value for f in items)
     errors = [f for f in items if f.severity is Severity.ERROR]

@@ -203,3 +203,24 @@ def test_long_waits_print_progress_lines_without_a_terminal(monkeypatch) -> None
     out.truncate(0)
     assert Operator(Console(file=out, force_terminal=False), interactive=False).wait("x", lambda s: 1, 5) == 1
     assert out.getvalue() == ""  # a wait shorter than the interval says nothing
+
+
+def test_findings_never_carry_a_peers_control_characters_to_the_terminal() -> None:
+    """A key a peer named (the pointer) and a message quoting it are shown escaped, table or blocks."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from facecert.core.engine import Engine
+    from facecert.core.examples import example_for
+    from facecert.reports.console import findings_table
+
+    body = {**example_for("device/taskRequest"), "x\x1b[2Jkey": 1}
+    findings = Engine().check_message("device/taskRequest", json.dumps(body).encode())
+    assert any("\x1b" in f.pointer for f in findings)  # the finding holds the key as sent
+    for width in (200, 60):  # a table, and the narrow blocks
+        out = io.StringIO()
+        Console(file=out, width=width, force_terminal=True, color_system=None).print(findings_table(findings))
+        assert "MSG-UNKNOWN-FIELD" in out.getvalue()
+        assert "\x1b[2J" not in out.getvalue() and "\\x1b[2Jkey" in out.getvalue().replace("\n", ""), out.getvalue()
