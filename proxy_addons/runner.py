@@ -102,30 +102,40 @@ def run_proxy(
     # writes (and with them the proxied traffic) would block once its pipe filled
     echo = LiveConsole(console, _echo_line, "mitmdump line(s) not shown: the console fell behind").start()
     dump = Mitmdump(config, on_line=lambda line: echo(line) if _shown(line) else None)
-    try:
-        with console.status("starting mitmdump…"):
-            dump.start()
-    except MitmdumpError as exc:
-        echo.stop()
-        console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        return 2
-    bound_host, bound_port = dump.address or (host, port)
-    console.print(f"[bold]facecert proxy[/] → {escape(upstream)}   reports: {report}")
-    for address in device_addresses(host, bound_port):
-        console.print(
-            f"  point the device's server_url at [bold cyan]{address}[/] (keep the server's path prefix, if any)"
-        )
-    console.print("  [dim]Ctrl-C stops the proxy and prints the summary[/]")
+    # from before mitmdump starts: an interrupt while it starts (a script's `kill -INT` right after launching
+    # it, where the shell made SIGINT ignored) was lost, and the proxy ran on
     try:
         with _interrupts_raise():
+            try:
+                with console.status("starting mitmdump…"):
+                    dump.start()
+            except MitmdumpError as exc:
+                echo.stop()
+                console.print(f"[bold red]error:[/] {escape(str(exc))}")
+                return 2
+            _print_addresses(console, upstream, report, host, (dump.address or (host, port))[1])
             code = dump.wait()
     except KeyboardInterrupt:
+        if dump.address is None:  # not listening yet: no flow passed, so there is nothing to report
+            dump.kill()
+            echo.stop()
+            console.print("[yellow]interrupted before mitmdump was listening: no traffic passed, no report written[/]")
+            return 2
         with console.status("stopping mitmdump; the addon is writing its reports…"):
             code = dump.stop(timeout=120)
     echo.stop()  # its last lines before the summary
     if code not in (0, None):
         console.print(f"[yellow]mitmdump exited with code {code}[/]")
     return print_summary(report, console, previous, str(baseline or ""), write_baseline)
+
+
+def _print_addresses(console: Console, upstream: str, report: Path, host: str, port: int) -> None:
+    console.print(f"[bold]facecert proxy[/] → {escape(upstream)}   reports: {report}")
+    for address in device_addresses(host, port):
+        console.print(
+            f"  point the device's server_url at [bold cyan]{address}[/] (keep the server's path prefix, if any)"
+        )
+    console.print("  [dim]Ctrl-C stops the proxy and prints the summary[/]")
 
 
 @contextmanager

@@ -1,15 +1,19 @@
-"""The long-running commands take their start-up heap out of the collector's walks before the
-protocol's clock starts (facecert/heap.py): a full collection of ~150,000 imported objects paused
-every thread 50-150 ms, the busy cadence's whole slack at time scale 0.05."""
+"""The long-running commands and the proxy's mitmdump take their start-up heap out of the
+collector's walks before the protocol's clock starts (facecert/heap.py): a full collection of
+~150,000 imported objects paused every thread 50-150 ms, the busy cadence's whole slack at time
+scale 0.05."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.support import start_proxy
 
 BIN = Path(sys.executable).parent
 # loaded by every Python the test starts: at exit, how many objects the process had frozen
@@ -91,3 +95,22 @@ def test_serve_and_device_settle_before_they_talk(tmp_path: Path) -> None:
         server.wait(timeout=30)
     frozen = _frozen(out)
     assert len(frozen) == 2 and min(frozen) > 20_000, frozen
+
+
+def test_the_proxys_mitmdump_settles_once_it_runs(tmp_path: Path) -> None:
+    """The proxy judges cadence live in mitmdump, whose imports (mitmproxy's and ours, ~90,000 objects)
+    took 40-50 ms a full collection: the addon settles them when mitmproxy is running."""
+    env, out = _env(tmp_path, "proxy")
+    env["MITMPROXY_CONFDIR"] = str(tmp_path / "conf")
+    proxy = start_proxy("http://127.0.0.1:9", tmp_path / "report", env=env)
+    try:
+        assert proxy.stdout is not None
+        seen = ""
+        while "server_url at http://127.0.0.1:" not in seen:
+            line = proxy.stdout.readline()
+            assert line, seen
+            seen += line
+    finally:
+        proxy.send_signal(signal.SIGINT)  # mitmdump stops cleanly, so its exit hook runs
+        proxy.communicate(timeout=60)
+    assert max(_frozen(out), default=0) > 50_000, _frozen(out)

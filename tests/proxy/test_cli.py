@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -142,3 +143,44 @@ def test_echoed_mitmdump_lines_carry_no_control_characters() -> None:
         shown = _echo_line(line, markup)
         assert "\x1b" not in shown and "\x07" not in shown, shown
         assert "\\x1b[2J" in shown and "\\x07" in shown and "EVIL" in shown, shown
+
+
+# loaded by both Pythons of `facecert proxy` (PYTHONPATH): mitmdump takes seconds to start, so that an interrupt
+# sent once it exists lands while facecert proxy still waits for it to listen
+_SLOW_MITMDUMP = "import sys, time\nif sys.argv[0].endswith('mitmdump'):\n    time.sleep(5)\n"
+
+
+def test_an_interrupt_while_mitmdump_starts_stops_the_proxy_at_once(tmp_path: Path) -> None:
+    """Run as a script's background job (SIGINT ignored, as the shell leaves it) and interrupted while
+    mitmdump is still starting: the proxy stops, kills the mitmdump it started and says why, instead of
+    losing the signal and running on (or, where SIGINT was not ignored, a traceback and an orphan)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SLOW_MITMDUMP)
+    env = {**os.environ, "PYTHONPATH": str(site), "MITMPROXY_CONFDIR": str(tmp_path / "conf")}
+    command = [FACECERT, "proxy", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0"]
+    proc = subprocess.Popen(
+        [*command, "--report", str(tmp_path / "report")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    mitmdump = 0
+    try:
+        deadline = time.monotonic() + 30
+        while not children.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (mitmdump,) = map(int, children.read_text().split())
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        if mitmdump and Path(f"/proc/{mitmdump}").exists():  # its own session: nothing else would stop it
+            os.kill(mitmdump, signal.SIGKILL)
+    assert proc.returncode == 2, text
+    assert "interrupted before mitmdump was listening" in text, text
+    assert "Traceback" not in text, text
+    assert not Path(f"/proc/{mitmdump}").exists(), "the mitmdump it started outlived it"
