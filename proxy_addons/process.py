@@ -14,6 +14,7 @@ answers 502 and the addon reports ANSWER-MISSING for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -192,9 +193,15 @@ class Mitmdump:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        if self._reader is not None:
-            self._reader.join(timeout=5)
+        self._join_reader()
         return proc.returncode
+
+    def _join_reader(self) -> None:
+        """Wait for the reader's last lines. An interrupt can come while ``start`` waits for the reader's
+        thread to start: join then refuses (RuntimeError), and there is nothing to wait for."""
+        if self._reader is not None:
+            with contextlib.suppress(RuntimeError):
+                self._reader.join(timeout=5)
 
     def kill(self) -> int | None:
         """SIGKILL: no hook runs (what a crash or the OOM killer does); the exit code."""
@@ -204,8 +211,7 @@ class Mitmdump:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
-        if self._reader is not None:
-            self._reader.join(timeout=5)
+        self._join_reader()
         return proc.returncode
 
     def __enter__(self) -> Mitmdump:

@@ -184,3 +184,16 @@ def test_an_interrupt_while_mitmdump_starts_stops_the_proxy_at_once(tmp_path: Pa
     assert "interrupted before mitmdump was listening" in text, text
     assert "Traceback" not in text, text
     assert not Path(f"/proc/{mitmdump}").exists(), "the mitmdump it started outlived it"
+
+
+def test_stopping_mitmdump_before_its_reader_thread_started(tmp_path: Path) -> None:
+    """The interrupt above can land while ``Mitmdump.start`` waits for its output reader's thread to
+    start; stopping then must not raise (it did: "cannot join thread before it is started", a traceback)."""
+    from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
+
+    for stop in ("kill", "stop"):
+        dump = Mitmdump(MitmdumpConfig(upstream="http://127.0.0.1:9", confdir=tmp_path))
+        dump._proc = subprocess.Popen(["true"])
+        dump._proc.wait()
+        dump._reader = threading.Thread(target=lambda: None)  # made, not started: where the interrupt came
+        assert getattr(dump, stop)() == 0
