@@ -21,3 +21,10 @@ def settle() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+def settle_once() -> int:
+    """:func:`settle` unless something in this process already froze its heap: for a hook that can run
+    again mid-traffic (mitmproxy fires ``running`` anew when it reloads a changed script), where a second
+    full collection would pause live flows and freeze them, their cycles never freed."""
+    return gc.get_freeze_count() or settle()

@@ -43,7 +43,7 @@ from facecert.core.defaults import (
 from facecert.core.engine import Judged
 from facecert.core.model import Finding
 from facecert.core.profiles import PROFILES
-from facecert.heap import settle
+from facecert.heap import settle_once
 from facecert.proxy_addons import http1_trailers
 from facecert.proxy_addons.live import LEVEL, comment_for, log_line, mark_for
 from facecert.proxy_addons.reports import write_evidence, write_reports
@@ -182,7 +182,7 @@ class FacecertAddon:
         self._tasks = [loop.create_task(self._tick()), loop.create_task(self._sync())]
         # mitmproxy's imports and ours (~90,000 objects) out of the collector's walks: a full collection of
         # them paused the proxy 40-50 ms (more under load), time it then measured as the device's lateness
-        settle()
+        settle_once()
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self._guard("refusing framing no upstream can read", lambda: _refuse_unknown_coding(flow))

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ class Mitmdump:
             raise MitmdumpError("mitmdump is not running")
         return self._proc.pid
 
-    def start(self, timeout: float = 30.0) -> Mitmdump:
+    def start(self, timeout: float = 30.0, cancelled: Callable[[], bool] | None = None) -> Mitmdump:
+        """Run mitmdump and wait until it listens. ``cancelled`` is asked every 50 ms: once it says
+        True this returns at once, listening or not (``address`` tells), and the caller stops it."""
         self.config.confdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
@@ -135,7 +138,11 @@ class Mitmdump:
             raise MitmdumpError(f"cannot run mitmdump: {exc.strerror}") from None
         self._reader = threading.Thread(target=self._read, name="mitmdump-output", daemon=True)
         self._reader.start()
-        self._ready.wait(timeout)  # set by the listening line, or when mitmdump's output ends
+        deadline = time.monotonic() + timeout
+        # set by the listening line, or when mitmdump's output ends
+        while not self._ready.wait(0.05) and time.monotonic() < deadline:
+            if cancelled is not None and cancelled():
+                return self
         if self.address is None:
             self.stop(timeout=5)
             tail = "\n".join(list(self.lines)[-15:])
@@ -197,11 +204,16 @@ class Mitmdump:
         return proc.returncode
 
     def _join_reader(self) -> None:
-        """Wait for the reader's last lines. An interrupt can come while ``start`` waits for the reader's
-        thread to start: join then refuses (RuntimeError), and there is nothing to wait for."""
-        if self._reader is not None:
-            with contextlib.suppress(RuntimeError):
-                self._reader.join(timeout=5)
+        """Wait for the reader's last lines, if its thread ever started (join refuses one that did not)."""
+        if self._reader is not None and self._reader.is_alive():
+            self._reader.join(timeout=5)
+
+    def kill_now(self) -> None:
+        """SIGKILL without waiting for anything: safe inside a signal handler (a second Ctrl-C)."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
 
     def kill(self) -> int | None:
         """SIGKILL: no hook runs (what a crash or the OOM killer does); the exit code."""

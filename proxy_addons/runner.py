@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -102,28 +103,17 @@ def run_proxy(
     # writes (and with them the proxied traffic) would block once its pipe filled
     echo = LiveConsole(console, _echo_line, "mitmdump line(s) not shown: the console fell behind").start()
     dump = Mitmdump(config, on_line=lambda line: echo(line) if _shown(line) else None)
-    # from before mitmdump starts: an interrupt while it starts (a script's `kill -INT` right after launching
-    # it, where the shell made SIGINT ignored) was lost, and the proxy ran on
-    try:
-        with _interrupts_raise():
-            try:
-                with console.status("starting mitmdump…"):
-                    dump.start()
-            except MitmdumpError as exc:
-                echo.stop()
-                console.print(f"[bold red]error:[/] {escape(str(exc))}")
-                return 2
-            _print_addresses(console, upstream, report, host, (dump.address or (host, port))[1])
-            code = dump.wait()
-    except KeyboardInterrupt:
-        if dump.address is None:  # not listening yet: no flow passed, so there is nothing to report
-            dump.kill()
-            echo.stop()
-            console.print("[yellow]interrupted before mitmdump was listening: no traffic passed, no report written[/]")
-            return 2
-        with console.status("stopping mitmdump; the addon is writing its reports…"):
-            code = dump.stop(timeout=120)
+    with _signals_counted(on_second=dump.kill_now) as signals:
+        try:
+            code = _run_until_stopped(dump, signals, console, upstream, report, host, port)
+        finally:
+            if dump.returncode is None:
+                dump.kill()  # whatever went wrong here, no mitmdump is left running in its own session
     echo.stop()  # its last lines before the summary
+    if code is None:
+        return 2
+    if signals.count > 1:
+        console.print("[yellow]interrupted again while it wrote its reports: mitmdump was killed[/]")
     if code not in (0, None):
         console.print(f"[yellow]mitmdump exited with code {code}[/]")
     return print_summary(report, console, previous, str(baseline or ""), write_baseline)
@@ -138,19 +128,56 @@ def _print_addresses(console: Console, upstream: str, report: Path, host: str, p
     console.print("  [dim]Ctrl-C stops the proxy and prints the summary[/]")
 
 
+class _Signals:
+    """SIGINT and SIGTERM, counted: the handler only counts (and on the second one kills mitmdump), so no
+    exception lands inside Popen or a thread's start, where it would orphan mitmdump or break its reader."""
+
+    def __init__(self, on_second: Callable[[], None]) -> None:
+        self.count = 0
+        self._on_second = on_second
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 2:
+            self._on_second()
+
+
 @contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    """SIGINT and SIGTERM both mean "stop and report", even where the shell ignored SIGINT (background jobs)."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+def _signals_counted(on_second: Callable[[], None]) -> Iterator[_Signals]:
+    """Both signals mean "stop and report", even where the shell ignored SIGINT (a script's background job).
+    (A SIGINT the shell made ignored that comes while Python itself starts, before this, is still lost:
+    scripts stop a background proxy with SIGTERM, whose default stops it then.)"""
+    signals = _Signals(on_second)
+    previous = {sig: signal.signal(sig, signals) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield signals
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _run_until_stopped(
+    dump: Mitmdump, signals: _Signals, console: Console, upstream: str, report: Path, host: str, port: int
+) -> int | None:
+    """Start mitmdump, say where to point the device, and wait for a signal or mitmdump's end: its exit
+    code, or None when it did not get as far as listening (an error, or interrupted while starting)."""
+    try:
+        with console.status("starting mitmdump…"):
+            dump.start(cancelled=lambda: signals.count > 0)
+    except MitmdumpError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return None
+    if dump.address is None:  # interrupted before it listened: no flow passed, so there is nothing to report
+        dump.kill()
+        console.print("[yellow]interrupted before mitmdump was listening: no traffic passed, no report written[/]")
+        return None
+    _print_addresses(console, upstream, report, host, dump.address[1])
+    while signals.count == 0 and dump.returncode is None:
+        time.sleep(0.1)  # a signal only counts (see _Signals); this notices it
+    if signals.count == 0:
+        return dump.returncode
+    with console.status("stopping mitmdump; the addon is writing its reports… (Ctrl-C again kills it)"):
+        return dump.stop(timeout=120)
 
 
 def _shown(line: str) -> bool:

@@ -52,6 +52,21 @@ def test_settle_freezes_what_the_harness_imported() -> None:
     assert after < 0.05 * before, (before, after)  # what a full collection still walks
 
 
+def test_settle_once_collects_only_the_first_time() -> None:
+    """The proxy's addon settles in mitmproxy's ``running`` hook, which fires again when mitmproxy reloads a
+    changed script: the second time must not collect (a pause mid-traffic) nor freeze live flows."""
+    code = (
+        "import gc\n"
+        "from facecert.heap import settle_once\n"
+        "first = settle_once(); collections = []\n"
+        "gc.callbacks.append(lambda phase, info: collections.append(phase))\n"
+        "[object() for _ in range(10)]; second = settle_once()\n"
+        "print(first, second, len(collections))"
+    )
+    first, second, collections = map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    assert first > 1_000 and second == first and collections == 0, (first, second, collections)
+
+
 def test_certify_settles_before_its_peers_start(tmp_path: Path) -> None:
     env, out = _env(tmp_path, "certify")
     done = subprocess.run(

@@ -148,18 +148,28 @@ def test_echoed_mitmdump_lines_carry_no_control_characters() -> None:
 # loaded by both Pythons of `facecert proxy` (PYTHONPATH): mitmdump takes seconds to start, so that an interrupt
 # sent once it exists lands while facecert proxy still waits for it to listen
 _SLOW_MITMDUMP = "import sys, time\nif sys.argv[0].endswith('mitmdump'):\n    time.sleep(5)\n"
+# mitmdump's shutdown held for a minute, as a hung `done` hook would: says so on its output first
+_HUNG_MITMDUMP = """
+import sys, time
+if sys.argv[0].endswith("mitmdump"):
+    from mitmproxy import master
+    shutdown = master.Master.shutdown
+    def held(self):
+        print("test: shutdown held", flush=True)
+        time.sleep(60)
+        shutdown(self)
+    master.Master.shutdown = held
+"""
 
 
-def test_an_interrupt_while_mitmdump_starts_stops_the_proxy_at_once(tmp_path: Path) -> None:
-    """Run as a script's background job (SIGINT ignored, as the shell leaves it) and interrupted while
-    mitmdump is still starting: the proxy stops, kills the mitmdump it started and says why, instead of
-    losing the signal and running on (or, where SIGINT was not ignored, a traceback and an orphan)."""
+def _background_proxy(tmp_path: Path, site_code: str) -> subprocess.Popen[str]:
+    """`facecert proxy` as a script's background job starts it: SIGINT ignored, as the shell leaves it."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(_SLOW_MITMDUMP)
+    (site / "sitecustomize.py").write_text(site_code)
     env = {**os.environ, "PYTHONPATH": str(site), "MITMPROXY_CONFDIR": str(tmp_path / "conf")}
     command = [FACECERT, "proxy", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0"]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [*command, "--report", str(tmp_path / "report")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -167,33 +177,79 @@ def test_an_interrupt_while_mitmdump_starts_stops_the_proxy_at_once(tmp_path: Pa
         env=env,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-    mitmdump = 0
+
+
+def _child_of(pid: int, timeout: float = 30) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + timeout
+    while not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (child,) = map(int, children.read_text().split())
+    return child
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's entry stays until it ends)."""
     try:
-        deadline = time.monotonic() + 30
-        while not children.read_text().split() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        (mitmdump,) = map(int, children.read_text().split())
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _stop_all(proc: subprocess.Popen[str], mitmdump: int) -> None:
+    proc.kill()
+    if mitmdump and _running(mitmdump):  # its own session: nothing else would stop it
+        os.kill(mitmdump, signal.SIGKILL)
+
+
+def test_an_interrupt_while_mitmdump_starts_stops_the_proxy_at_once(tmp_path: Path) -> None:
+    """Interrupted while mitmdump is still starting: the proxy stops, kills the mitmdump it started and says
+    why, instead of losing the signal and running on (or, where SIGINT was not ignored, a traceback and an
+    orphaned mitmdump)."""
+    proc, mitmdump = _background_proxy(tmp_path, _SLOW_MITMDUMP), 0
+    try:
+        mitmdump = _child_of(proc.pid)
         proc.send_signal(signal.SIGINT)
         text, _ = proc.communicate(timeout=20)
+        outlived = _running(mitmdump)
     finally:
-        proc.kill()
-        if mitmdump and Path(f"/proc/{mitmdump}").exists():  # its own session: nothing else would stop it
-            os.kill(mitmdump, signal.SIGKILL)
+        _stop_all(proc, mitmdump)
     assert proc.returncode == 2, text
     assert "interrupted before mitmdump was listening" in text, text
     assert "Traceback" not in text, text
-    assert not Path(f"/proc/{mitmdump}").exists(), "the mitmdump it started outlived it"
+    assert not outlived, "the mitmdump it started outlived it"
 
 
-def test_stopping_mitmdump_before_its_reader_thread_started(tmp_path: Path) -> None:
-    """The interrupt above can land while ``Mitmdump.start`` waits for its output reader's thread to
-    start; stopping then must not raise (it did: "cannot join thread before it is started", a traceback)."""
+def test_a_second_interrupt_kills_a_mitmdump_that_does_not_stop(tmp_path: Path) -> None:
+    """The first interrupt asks mitmdump to write its reports and stop (it may take a while); one that
+    does not stop is killed by the second interrupt, at once, and the proxy says so."""
+    proc, mitmdump = _background_proxy(tmp_path, _HUNG_MITMDUMP), 0
+    output = Output(proc)
+    try:
+        mitmdump = _child_of(proc.pid)
+        assert output.wait_for(_ADDRESS, timeout=30), output.text
+        proc.send_signal(signal.SIGINT)
+        assert output.wait_for(re.compile("test: shutdown held"), timeout=30), output.text
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+        outlived = _running(mitmdump)
+    finally:
+        _stop_all(proc, mitmdump)
+    text = output.close()
+    assert "interrupted again while it wrote its reports: mitmdump was killed" in text, text
+    assert "Traceback" not in text, text
+    assert code == 2 and not outlived, text
+
+
+def test_stopping_mitmdump_whose_reader_thread_never_started(tmp_path: Path) -> None:
+    """``Mitmdump.start`` can fail between making its output reader and starting it (``Thread.start``
+    raises where no thread can be made); stopping it then must not raise ("cannot join thread before it
+    is started", a traceback: what an interrupt there gave before the signals only counted)."""
     from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig
 
     for stop in ("kill", "stop"):
         dump = Mitmdump(MitmdumpConfig(upstream="http://127.0.0.1:9", confdir=tmp_path))
         dump._proc = subprocess.Popen(["true"])
         dump._proc.wait()
-        dump._reader = threading.Thread(target=lambda: None)  # made, not started: where the interrupt came
+        dump._reader = threading.Thread(target=lambda: None)  # made, not started
         assert getattr(dump, stop)() == 0
