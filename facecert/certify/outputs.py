@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -105,16 +106,22 @@ def finish_allure(results: Path, records: list[ScenarioRecord], environment: dic
     """Give Allure our verdicts (expected_fail / unexpected_pass are ours), group failures
     by rule (categories), tree by feature name, and drop fixture objects from the steps."""
     by_name = {(r.feature, r.name): r for r in records}
+    shown: set[tuple[str, str]] = set()
     for path in results.glob("*-result.json"):
         data = json.loads(path.read_text(encoding="utf-8"))
         title = data.get("titlePath") or []
-        record = by_name.get((title[-1] if title else "", data.get("name", "")))
+        key = (title[-1] if title else "", data.get("name", ""))
+        record = by_name.get(key)
         if record is not None:
+            shown.add(key)
             _restate(data, record)
         data["titlePath"] = title[-1:]
         _drop_fixtures(data)
         _fix_mime(data)
         path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    for key, record in by_name.items():
+        if key not in shown:  # never started (an interrupted run): Allure lists it too, as the summary does
+            _write_unstarted(results, record)
     rules = sorted({rule for r in records for rule in r.rules})
     categories = [
         {
@@ -127,6 +134,24 @@ def finish_allure(results: Path, records: list[ScenarioRecord], environment: dic
     (results / "categories.json").write_text(json.dumps(categories, ensure_ascii=False, indent=1), encoding="utf-8")
     lines = [f"{key}={_property(value)}" for key, value in _flat({"harness_version": __version__, **environment})]
     (results / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _write_unstarted(results: Path, record: ScenarioRecord) -> None:
+    """An Allure result for a scenario pytest never started, so the report lists every scenario of the plan."""
+    now = int(time.time() * 1000)
+    data: dict[str, Any] = {
+        "name": record.name,
+        "uuid": str(uuid.uuid4()),
+        "fullName": f"{record.feature}:{record.name}",
+        "start": now,
+        "stop": now,
+        "stage": "finished",
+        "labels": [{"name": "feature", "value": record.feature}, {"name": "framework", "value": "pytest-bdd"}],
+        "titlePath": [record.feature],
+        "parameters": [],
+    }
+    _restate(data, record)
+    (results / f"{data['uuid']}-result.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
 def _restate(data: dict[str, Any], record: ScenarioRecord) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from facecert.certify.capabilities import Need, Statement, check_needs, declared_missing, needs_of
 from facecert.certify.verdicts import RuleFailure, ScenarioError, ScenarioRecord, Verdict
@@ -41,6 +42,9 @@ class PlanPlugin:
         self.records: dict[str, ScenarioRecord] = {}
         self.order: list[str] = []
         self.total = 0
+        self.items: list[pytest.Item] = []  # the plan's scenarios, as selected
+        self.finished: set[str] = set()  # node ids whose teardown ran
+        self.interrupted_by = ""  # what stopped the run (Ctrl-C, SIGTERM), if anything did
         self.progress = progress
         self.config: pytest.Config | None = None
         self.markers: set[str] = set()
@@ -85,8 +89,12 @@ class PlanPlugin:
             self.markers.add(tag)
             self.config.addinivalue_line("markers", f"{tag}: a tag of the certification features")
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        self.total = len(items)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.items = list(session.items)
+        self.total = len(self.items)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interrupted_by = self.interrupted_by or "Ctrl-C"
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_bdd_before_scenario(self, request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
@@ -126,6 +134,7 @@ class PlanPlugin:
             classify(record, call.excinfo.value, call.excinfo.tb)
             self._blame_statement(item, record)
         if call.when == "teardown":
+            self.finished.add(item.nodeid)
             record.seconds = time.time() - record.started
             state = item.stash.get(_SCN, None)
             if state:
@@ -147,9 +156,43 @@ class PlanPlugin:
                 f"{', '.join(record.rules[1:])}: {record.message}"
             )
 
+    def close_interrupted(self) -> None:
+        """After an interrupt: the scenario it stopped and those it left unrun are errors (HARNESS-INTERRUPTED),
+        never left out: 9 scenarios passed of 46 is no certificate."""
+        if not self.interrupted_by:
+            return
+        done = len(self.finished)
+        for item in self.items:
+            if item.nodeid in self.finished:
+                continue
+            started = item.nodeid in self.records
+            record = self._record(item)
+            if not started:
+                record.name, record.feature = _scenario_names(item) or (record.name, record.feature)
+            record.verdict, record.rules, record.trace = Verdict.ERROR, ("HARNESS-INTERRUPTED",), ""
+            record.message = (
+                f"stopped by {self.interrupted_by} while it ran: its verdict is unknown"
+                if started
+                else f"not run: the certification was stopped by {self.interrupted_by} after {done} of "
+                f"{self.total} scenarios"
+            )
+
     @property
     def scenarios(self) -> list[ScenarioRecord]:
         return [self.records[nodeid] for nodeid in self.order]
+
+
+def _scenario_names(item: pytest.Item) -> tuple[str, str] | None:
+    """The scenario's name (outline values filled in) and its feature's, as pytest-bdd gives them when it
+    runs (``pytest_bdd_before_scenario``), for a scenario that never ran (pytest-bdd's own lookup, as in
+    its ``generation`` module)."""
+    function = getattr(item, "obj", None)
+    template = scenario_wrapper_template_registry.get(function) if callable(function) else None
+    if template is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    scenario = template.render(callspec.params.get("_pytest_bdd_example") or {} if callspec else {})
+    return scenario.name, scenario.feature.name
 
 
 _SCN = pytest.StashKey[dict[str, Any]]()

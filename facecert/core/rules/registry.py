@@ -639,6 +639,15 @@ _PLAN: list[Rule] = [
         ),
     ),
     Rule(
+        "HARNESS-INTERRUPTED",
+        Severity.ERROR,
+        "harness",
+        "facecert",
+        "the certification was stopped (Ctrl-C, SIGTERM) before this scenario had run to its end",
+        "plan",
+        example="not run: the certification was stopped by Ctrl-C after 9 of 46 scenarios",
+    ),
+    Rule(
         "HARNESS-ERROR",
         Severity.ERROR,
         "harness",
