@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -79,6 +83,28 @@ WriteBaselineOpt = Annotated[
     Path | None,
     typer.Option("--write-baseline", help="save this run's findings and failing scenarios as a baseline here"),
 ]
+
+
+@contextmanager
+def sigterm_interrupts(noticed: Callable[[], None] | None = None) -> Iterator[None]:
+    """SIGTERM (``kill``, a CI job's timeout, a service manager) stops the command as Ctrl-C does: a
+    KeyboardInterrupt in the main thread, so what was done is still reported and written; SIGTERM's default
+    killed the process with nothing written. ``noticed`` is called first (to say which signal it was).
+    Outside the main thread, which alone may set a handler, SIGTERM keeps its default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        if noticed is not None:
+            noticed()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:

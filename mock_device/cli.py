@@ -16,7 +16,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
+from facecert.clicommon import TimeScaleOpt, VersionOpt, fail, sigterm_interrupts
 from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_LISTEN, TIME_SCALE
 from facecert.heap import settle
 from facecert.mock_device.config import DeviceConfig
@@ -228,7 +228,8 @@ def register(app: typer.Typer) -> None:
         settle()  # the heap of imports and set-up, out of the collector's walks (facecert/heap.py)
         started = time.time()
         try:
-            with Live(status_line(fleet, started, duration), console=console, refresh_per_second=4) as live:
+            live = Live(status_line(fleet, started, duration), console=console, refresh_per_second=4)
+            with sigterm_interrupts(), live:
                 asyncio.run(_run(fleet, duration, live, started))
         except KeyboardInterrupt:
             console.print("[yellow]stopped[/]")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +25,7 @@ from facecert.certify.expectations import Expectation, apply_expectations
 from facecert.certify.outputs import finish_allure, root_causes, write_junit
 from facecert.certify.plugin import PlanPlugin
 from facecert.certify.verdicts import ScenarioRecord, Verdict
+from facecert.clicommon import sigterm_interrupts
 from facecert.core.captures import write_har
 from facecert.core.redact import current as current_redactor
 from facecert.core.redact import privacy_fields, scrub, scrub_folder
@@ -94,30 +93,10 @@ def run_plan(
     # (no conftest.py is looked for: --noconftest)
     args += ["-p", "pytest_bdd.plugin", "-p", "allure_pytest_bdd.plugin", "-p", "pytest_timeout", "-p", STEPS_PLUGIN]
     plugin = PlanPlugin(session, progress, capabilities)
-    with _plan_environ(), _sigterm_interrupts(plugin):
+    with _plan_environ(), sigterm_interrupts(noticed=lambda: setattr(plugin, "interrupted_by", "SIGTERM")):
         code = int(pytest.main(args, plugins=[plugin]))
     plugin.close_interrupted()
     return PlanOutcome(code, plugin.scenarios)
-
-
-@contextmanager
-def _sigterm_interrupts(plugin: PlanPlugin) -> Iterator[None]:
-    """SIGTERM (a CI job's timeout, ``kill``) stops the plan as Ctrl-C does, so the reports are written
-    with what ran and what did not; it killed the run outright before, leaving no summary. (Only the
-    main thread may set a handler: a plan run from another thread keeps SIGTERM's default.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        plugin.interrupted_by = "SIGTERM"
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # The plan's pytest is configured by its arguments alone: no plugin auto-loaded (anyio's would warn that

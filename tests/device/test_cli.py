@@ -3,8 +3,10 @@ errors (exit 2, no traceback) for bad invocations."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,32 @@ def test_short_run_against_the_mock_server(server: MockServer) -> None:
     assert done.returncode == 0, done.stderr
     assert "summary" in done.stdout and "CLI" in done.stdout
     assert {d["device_id"] for d in server.devices()} >= {"CLI00000000", "CLI00000001", "CLI00000002"}
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopped_by_a_signal_it_still_prints_its_summary(server: MockServer, how: signal.Signals) -> None:
+    """Ctrl-C and SIGTERM (kill, a CI job's timeout) alike: the run stops and the summary (and the judgement)
+    is printed; SIGTERM's default killed it with nothing printed."""
+    device_id = f"SIG{how.name}"
+    proc = subprocess.Popen(
+        [*FACECERT, "device", "--server", server.url, "--time-scale", "0.05", "--duration", "60"]
+        + ["--id", device_id, "--judge"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(d["device_id"].startswith(device_id) for d in server.devices()):
+            assert time.monotonic() < deadline, "the device never polled"
+            time.sleep(0.05)
+        proc.send_signal(how)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    assert "stopped" in out and "summary" in out and "no findings" in out, out
 
 
 @pytest.mark.parametrize(
