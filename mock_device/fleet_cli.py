@@ -29,7 +29,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
+from facecert.clicommon import TimeScaleOpt, VersionOpt, fail, sigterm_interrupts
 from facecert.core.contract import get_contract
 from facecert.mock_device.config import server_url
 from facecert.mock_device.faults import check_faults
@@ -389,7 +389,8 @@ def register(app: typer.Typer) -> None:
         if master and worker:
             fail(console, "--master and --worker exclude each other")
         if worker:
-            raise typer.Exit(_run_worker(master_host, master_port))
+            with sigterm_interrupts():  # as Ctrl-C: its Locust worker is stopped, not left behind
+                raise typer.Exit(_run_worker(master_host, master_port))
         if not server:
             fail(console, "--server URL is required (e.g. --server http://127.0.0.1:8080)")
         try:
@@ -436,7 +437,9 @@ def register(app: typer.Typer) -> None:
             )
         nominal = devices / idle
         budget = (REMOTE_STARTUP_S if master else STARTUP_S) + devices / rate + duration + GATHER_S
-        raise typer.Exit(run_fleet(cmd, local, report, Progress(devices, workers, duration, nominal), budget))
+        # SIGTERM as Ctrl-C: the verdicts gathered and Locust stopped (the default left its processes running)
+        with sigterm_interrupts():
+            raise typer.Exit(run_fleet(cmd, local, report, Progress(devices, workers, duration, nominal), budget))
 
 
 def _run_worker(master_host: str, master_port: int) -> int:

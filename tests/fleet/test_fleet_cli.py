@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,3 +196,70 @@ def test_a_second_ctrl_c_stops_the_fleet_at_once_without_a_traceback(server: Moc
             process.wait(10)
     assert process.returncode == 130, out
     assert "interrupted again" in out and "Traceback" not in out and "KeyboardInterrupt" not in out, out
+
+
+def _commands() -> dict[int, str]:
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit():
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+    return found
+
+
+def _locust_of(report: Path) -> list[int]:
+    """Our Locust master for this report folder (its command names the folder) and the workers joined to
+    its port (theirs name the port only)."""
+    commands = _commands()
+    masters = {pid: c for pid, c in commands.items() if "locust" in c and str(report) in c}
+    ports = {m.group(1) for c in masters.values() if (m := re.search(r"--master-bind-port (\d+)", c))}
+    workers = [
+        pid for pid, c in commands.items() if "locust" in c and any(f"--master-port {port}" in c for port in ports)
+    ]
+    return [*masters, *workers]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_sigterm_gathers_the_verdicts_and_stops_locust(server: MockServer, tmp_path: Path) -> None:
+    """SIGTERM (kill, a CI job's timeout) stops a fleet as the first Ctrl-C does: the verdicts so far are
+    gathered and written, and Locust's master and workers end with it. Before, SIGTERM killed `facecert
+    fleet` alone: no fleet.json, and Locust (in sessions of its own) went on loading the server."""
+    report = tmp_path / "report"
+    process = subprocess.Popen(
+        [FACECERT, "fleet", "--server", server.url, "--devices", "20", "--workers", "1", "--time-scale", "0.05"]
+        + ["--duration", "60", "--report", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (json.loads((report / "progress.json").read_text()) if (report / "progress.json").is_file() else {}).get(
+            "phase"
+        ) != "running":
+            assert process.poll() is None and time.monotonic() < deadline, "the fleet never began running"
+            time.sleep(0.2)
+        locust = _locust_of(report)
+        assert len(locust) == 2, locust  # the master and its one worker
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+        left = [pid for pid in locust if _running(pid)]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        for pid in _locust_of(report):
+            os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 1, out  # stopped early: not a passing run
+    assert "interrupted: gathering the verdicts" in out and "Traceback" not in out, out
+    assert read_report(report)["summary"]["devices"], "no verdicts were written"
+    assert left == [], f"Locust processes outlived facecert fleet: {left}"
