@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from facecert.certify.console import progress_printer
-from facecert.clicommon import BaselineOpt, ProfileOpt, VersionOpt, WriteBaselineOpt, fail
+from facecert.clicommon import BaselineOpt, ProfileOpt, VersionOpt, WriteBaselineOpt, fail, sigterm_interrupts
 from facecert.core.defaults import (
     DEFAULT_DEVICE_ID,
     DEFAULT_HOST,
@@ -226,9 +226,12 @@ def certify_device(
             soft_wrap=True,
         )
         try:
-            session.wait_first_poll()
+            with sigterm_interrupts():
+                session.wait_first_poll()
         except TimeoutError as exc:
             fail(console, str(exc))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while no device has come yet: no plan, no report
+            fail(console, f"stopped before the device's first poll: nothing was certified (the record: {session.db})")
         session.plan_started = time.time()
         outcome = run_plan(session, "device", cfg.report, tags, progress_printer(err_console), statement)
         session.plan_ended = time.time()

@@ -79,3 +79,30 @@ def test_a_stopped_certification_is_not_certified(stopped: dict[str, tuple[Path,
     allure = [json.loads(p.read_text(encoding="utf-8")) for p in (folder / "allure-results").glob("*-result.json")]
     assert len(allure) == total and sum(1 for r in allure if r["status"] == "passed") == len(ended)
     assert (folder / "manifest.json").is_file()  # sealed like any finished run
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopped_before_the_device_came_says_so(tmp_path: Path, how: signal.Signals) -> None:
+    """Waiting for a real device's first poll (it was never pointed at us): a stop is a clear one-line error,
+    exit 2, with the session's record kept; SIGTERM killed it silently, Ctrl-C exited 130 saying nothing."""
+    report = tmp_path / "report"
+    proc = subprocess.Popen(
+        [FACECERT, "certify", "device", "--listen", "127.0.0.1:0", "--no-html", "--report", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        seen = ""
+        while "Configure the device's server URL" not in seen:
+            line = proc.stdout.readline()
+            assert line, seen
+            seen += line
+        proc.send_signal(how)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, seen + rest
+    assert "stopped before the device's first poll: nothing was certified" in rest, rest
+    assert "Traceback" not in rest and (report / "session.db").is_file()
