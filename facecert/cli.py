@@ -15,7 +15,14 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from facecert import __version__
-from facecert.clicommon import BaselineOpt, VersionOpt, WriteBaselineOpt, conventional_help_types, fail
+from facecert.clicommon import (
+    BaselineOpt,
+    VersionOpt,
+    WriteBaselineOpt,
+    conventional_help_types,
+    fail,
+    sigterm_interrupts,
+)
 from facecert.core.defaults import (
     CADENCE_TOLERANCE,
     TIME_SCALE,
@@ -286,7 +293,8 @@ def redact(
 
 def main() -> None:
     try:
-        app()
+        with sigterm_interrupts():  # SIGTERM (kill, a CI job's timeout) stops every command as Ctrl-C does
+            app()
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)

@@ -97,14 +97,23 @@ class _JobOutcome:
     other_traffic: int
 
 
-def _job(conn: Any, config: EngineConfig) -> None:
-    """One job (a process of its own; a top-level function, so any start method can run it)."""
+_ORPHAN_CHECK_S = 1.0  # how often a job with nothing to judge looks whether the main process is still there
+
+
+def _job(conn: Any, config: EngineConfig, parent: int) -> None:
+    """One job (a process of its own; a top-level function, so any start method can run it); ``parent``
+    is the main process's pid, given (a job that asked for it could already be an orphan by then)."""
     try:
         engine = Engine(config)
         keyed: list[tuple[tuple[int, int, int], Finding]] = []
         devices: dict[str, int] = {}
         request_ids: set[str] = set()
         while True:
+            # a main process that was killed never says "end", and a forked sibling still holds its end of
+            # this pipe, so no EOF comes either: the job would wait for ever (an orphan) without this
+            while not conn.poll(_ORPHAN_CHECK_S):
+                if os.getppid() != parent:
+                    return
             kind, payload = conn.recv()
             if kind == "batch":
                 for position, exchange in payload:
@@ -163,7 +172,9 @@ class _Jobs:
         self.processes: list[Any] = []
         for number in range(count):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_job, args=(theirs, config), name=f"facecert-job-{number}", daemon=True)
+            process = context.Process(
+                target=_job, args=(theirs, config, os.getpid()), name=f"facecert-job-{number}", daemon=True
+            )
             process.start()
             theirs.close()
             self.conns.append(mine)

@@ -220,13 +220,13 @@ def certify_device(
     except (OSError, RuntimeError, ValueError) as exc:
         fail(console, f"cannot start the reference server on {listen}: {exc}")
     try:
-        console.print(
-            f"Configure the device's server URL as [bold]{session.server.url}[/] "
-            f"(device_id {device_id}); second server for setPlatformServer: {session.second.url}",
-            soft_wrap=True,
-        )
         try:
             with sigterm_interrupts():
+                console.print(
+                    f"Configure the device's server URL as [bold]{session.server.url}[/] "
+                    f"(device_id {device_id}); second server for setPlatformServer: {session.second.url}",
+                    soft_wrap=True,
+                )
                 session.wait_first_poll()
         except TimeoutError as exc:
             fail(console, str(exc))

@@ -21,6 +21,12 @@ FACECERT = str(Path(sys.executable).parent / "facecert")
 _PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] ", re.M)
 
 
+def _terminal_sigint() -> None:
+    """SIGINT as a terminal's Ctrl-C finds it: a suite run as a shell's background job (CI's may be one)
+    ignores SIGINT, and its children inherit that, so Python would raise no KeyboardInterrupt at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _certify_and_stop(folder: Path, how: signal.Signals) -> tuple[int, str, int]:
     """`certify device --demo`, sent ``how`` once three scenarios have ended: its exit code, its output and
     the plan's size (from its progress lines)."""
@@ -29,6 +35,7 @@ def _certify_and_stop(folder: Path, how: signal.Signals) -> tuple[int, str, int]
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_terminal_sigint,
     )
     assert proc.stdout is not None
     seen = ""
@@ -91,6 +98,7 @@ def test_stopped_before_the_device_came_says_so(tmp_path: Path, how: signal.Sign
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_terminal_sigint,
     )
     assert proc.stdout is not None
     try:

@@ -56,6 +56,12 @@ def test_short_run_against_the_mock_server(server: MockServer) -> None:
     assert {d["device_id"] for d in server.devices()} >= {"CLI00000000", "CLI00000001", "CLI00000002"}
 
 
+def _terminal_sigint() -> None:
+    """SIGINT as a terminal's Ctrl-C finds it: a suite run as a shell's background job (CI's may be one)
+    ignores SIGINT, and its children inherit that, so Python would raise no KeyboardInterrupt at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_stopped_by_a_signal_it_still_prints_its_summary(server: MockServer, how: signal.Signals) -> None:
     """Ctrl-C and SIGTERM (kill, a CI job's timeout) alike: the run stops and the summary (and the judgement)
@@ -68,6 +74,7 @@ def test_stopped_by_a_signal_it_still_prints_its_summary(server: MockServer, how
         stderr=subprocess.STDOUT,
         text=True,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        preexec_fn=_terminal_sigint,
     )
     try:
         deadline = time.monotonic() + 30

@@ -5,8 +5,11 @@ finding, no order and no exchange index."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -658,3 +661,63 @@ def test_blank_lines_of_a_capture_are_skipped_as_strip_would(tmp_path: Path) -> 
     odd.write_bytes(lines[0] + b"\x1c\n")  # not whitespace to bytes.strip: a broken line, as before
     with pytest.raises(CaptureError, match="odd.jsonl:2"):
         list(read_capture(odd))
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _ended(pids: list[int], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while any(_running(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_jobs_end_when_the_main_process_is_killed() -> None:
+    """kill -9 of `facecert validate --jobs N` (the OOM killer, a CI runner's hard stop): its jobs end within
+    about a second. They waited for ever before: a forked sibling holds the dead main process's end of
+    each pipe, so no end-of-file ever came (orphans that also kept a caller's pipes open)."""
+    code = (
+        "import os, signal\n"
+        "from facecert.core.engine import EngineConfig\n"
+        "from facecert.validate import _Jobs\n"
+        "jobs = _Jobs(2, EngineConfig(), 'fork')\n"
+        "print(' '.join(str(p.pid) for p in jobs.processes), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert done.returncode == -9 and len(pids) == 2, done
+    try:
+        assert _ended(pids, within=10), "the jobs outlived the main process"
+    finally:
+        for pid in pids:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGTERM (kill, a CI job's timeout) stops any command as Ctrl-C does (exit 130, facecert.cli.main), so
+    its clean-up runs (--jobs ends its jobs, files are closed); its default killed the process outright.
+    The input is a FIFO nobody writes to, so `facecert validate` is surely still waiting when it comes."""
+    fifo = tmp_path / "capture.jsonl"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "facecert"), "validate", str(fifo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    with open(fifo, "w", encoding="utf-8"):  # a writer that never writes: validate waits in its first read
+        deadline = time.monotonic() + 30
+        while "pipe_read" not in Path(f"/proc/{proc.pid}/wchan").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in out, out
