@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from facecert.clicommon import TimeScaleOpt, VersionOpt, fail, sigterm_interrupts
+from facecert.clicommon import TimeScaleOpt, VersionOpt, fail
 from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_LISTEN, TIME_SCALE
 from facecert.heap import settle
 from facecert.mock_device.config import DeviceConfig
@@ -141,12 +143,16 @@ def print_judgement(fleet: Fleet) -> int:
     return 1 if any(severity == "error" for _, _, severity in counts) else 0
 
 
-async def _run(fleet: Fleet, duration: float | None, live: Live, started: float) -> None:
-    stop = asyncio.Event()
+async def _run(fleet: Fleet, duration: float | None, live: Live, started: float) -> bool:
+    """Run until the duration ends, the devices stop, or SIGTERM (True: it came). SIGTERM ends the run as the
+    duration does (a signal handler that raised would land the interrupt inside a device's request task)."""
+    stop, terminated = asyncio.Event(), asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no handler off the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
     runner = asyncio.create_task(fleet.run(stop))
     deadline = started + duration if duration else None
     try:
-        while not runner.done():
+        while not runner.done() and not terminated.is_set():
             live.update(status_line(fleet, started, duration))
             if deadline is not None and time.time() >= deadline:
                 break
@@ -154,6 +160,7 @@ async def _run(fleet: Fleet, duration: float | None, live: Live, started: float)
     finally:
         stop.set()
         await runner
+    return terminated.is_set()
 
 
 def register(app: typer.Typer) -> None:
@@ -228,9 +235,9 @@ def register(app: typer.Typer) -> None:
         settle()  # the heap of imports and set-up, out of the collector's walks (facecert/heap.py)
         started = time.time()
         try:
-            live = Live(status_line(fleet, started, duration), console=console, refresh_per_second=4)
-            with sigterm_interrupts(), live:
-                asyncio.run(_run(fleet, duration, live, started))
+            with Live(status_line(fleet, started, duration), console=console, refresh_per_second=4) as live:
+                if asyncio.run(_run(fleet, duration, live, started)):
+                    console.print("[yellow]stopped (SIGTERM)[/]")
         except KeyboardInterrupt:
             console.print("[yellow]stopped[/]")
         if not console.is_terminal:

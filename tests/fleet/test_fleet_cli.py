@@ -250,6 +250,9 @@ def test_sigterm_gathers_the_verdicts_and_stops_locust(server: MockServer, tmp_p
             time.sleep(0.2)
         locust = _locust_of(report)
         assert len(locust) == 2, locust  # the master and its one worker
+        while not any(d["device_id"].startswith("LOC") for d in server.devices()):  # a device has polled
+            assert process.poll() is None and time.monotonic() < deadline, "no device of the fleet polled"
+            time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
         left = [pid for pid in locust if _running(pid)]
@@ -261,5 +264,5 @@ def test_sigterm_gathers_the_verdicts_and_stops_locust(server: MockServer, tmp_p
             os.kill(pid, signal.SIGKILL)
     assert process.returncode == 1, out  # stopped early: not a passing run
     assert "interrupted: gathering the verdicts" in out and "Traceback" not in out, out
-    assert read_report(report)["summary"]["devices"], "no verdicts were written"
+    assert json.loads((report / "fleet.json").read_text(encoding="utf-8"))["summary"]["devices"], "no verdicts"
     assert left == [], f"Locust processes outlived facecert fleet: {left}"
