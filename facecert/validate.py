@@ -6,9 +6,14 @@ import multiprocessing
 import os
 import queue
 import re
+import shutil
+import stat
+import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,6 +346,51 @@ def corpus_files(folder: Path) -> tuple[list[Path], list[str]]:
     return captures, skipped
 
 
+STDIN = "-"  # the capture comes on standard input (`zcat capture.jsonl.gz | facecert validate -`)
+
+
+@contextmanager
+def rereadable(paths: list[Path]) -> Iterator[list[Path]]:
+    """The inputs as paths that can be read more than once. A capture is sniffed for its format and then read
+    from its start, so one that can be read only once (``facecert validate <(zcat capture.jsonl.gz)``, a FIFO,
+    ``-`` for standard input) lost its first 4 KiB and failed mid-line: such an input is first streamed into a
+    private temporary file (never through a link: created exclusively, in a fresh folder), and an error
+    about that copy names the input instead."""
+    with tempfile.TemporaryDirectory(prefix="facecert-validate-") as folder:
+        copies: dict[str, str] = {}
+        readable = []
+        for number, path in enumerate(paths):
+            if not _read_once(path):
+                readable.append(path)
+                continue
+            copy = Path(folder) / f"{number}-{path.name if str(path) != STDIN else 'stdin'}"
+            with _opened(path) as source, open(copy, "xb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            copies[str(copy)] = "standard input" if str(path) == STDIN else str(path)
+            readable.append(copy)
+        try:
+            yield readable
+        except CaptureError as exc:
+            text = str(exc)
+            for copied, original in copies.items():
+                text = text.replace(copied, original)
+            raise CaptureError(text) from None
+
+
+def _read_once(path: Path) -> bool:
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # judged as given: its own error ("cannot read")
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _opened(path: Path) -> Any:
+    return open(sys.stdin.fileno(), "rb", closefd=False) if str(path) == STDIN else open(path, "rb")
+
+
 def judge_inputs(files: Iterable[Path], config: EngineConfig, as_kind: str | None = None, jobs: int = 1) -> Judgement:
     """Files named on the command line are one conversation (split captures of one session, as
     before); every capture found in a folder is a conversation of its own (a corpus of sessions),
@@ -444,7 +494,8 @@ def run_validate(
     config = EngineConfig(profile=profile, protocol_version=version, tolerance=tolerance, time_scale=time_scale)
     try:
         previous = load_baseline(baseline) if baseline is not None else None
-        judgement = judge_inputs(files, config, as_kind, jobs)
+        with rereadable(list(files)) as readable:
+            judgement = judge_inputs(readable, config, as_kind, jobs)
         kept = [i for i, f in enumerate(judgement.findings) if party is None or f.party == party]
         # one side only (a certify-server HAR holds the harness's own bad messages)
         findings = [judgement.findings[i] for i in kept]
