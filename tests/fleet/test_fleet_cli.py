@@ -166,8 +166,8 @@ def test_master_and_worker_started_apart_as_on_two_machines(server: MockServer, 
     assert data["summary"]["verdicts"]["clean"] == 20 and list(data["meta"]["workers"]) == ["worker-0"]
 
 
-def test_a_second_ctrl_c_stops_the_fleet_at_once_without_a_traceback(server: MockServer, tmp_path: Path) -> None:
-    report = tmp_path / "report"
+def _running_fleet(server: MockServer, report: Path) -> tuple[subprocess.Popen[str], float]:
+    """A 20-device fleet for 60 s, once it runs (its progress.json says so); and the deadline of the wait."""
     process = subprocess.Popen(
         [FACECERT, "fleet", "--server", server.url, "--devices", "20", "--workers", "1", "--time-scale", "0.05"]
         + ["--duration", "60", "--report", str(report)],
@@ -179,13 +179,20 @@ def test_a_second_ctrl_c_stops_the_fleet_at_once_without_a_traceback(server: Moc
         # raises no KeyboardInterrupt at all, so the child gets the terminal's default back, as a Ctrl-C would find
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    deadline = time.monotonic() + 60
+    progress = report / "progress.json"
+    while (json.loads(progress.read_text()) if progress.is_file() else {}).get("phase") != "running":
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the fleet never began running")
+        time.sleep(0.2)
+    return process, deadline
+
+
+def test_a_second_ctrl_c_stops_the_fleet_at_once_without_a_traceback(server: MockServer, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    process, _ = _running_fleet(server, report)
     try:
-        deadline = time.monotonic() + 60
-        while (json.loads((report / "progress.json").read_text()) if (report / "progress.json").is_file() else {}).get(
-            "phase"
-        ) != "running":
-            assert process.poll() is None and time.monotonic() < deadline, "the fleet never began running"
-            time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         time.sleep(0.3)  # within the master's gathering, which may take a while
         process.send_signal(signal.SIGINT)
@@ -233,21 +240,8 @@ def test_sigterm_gathers_the_verdicts_and_stops_locust(server: MockServer, tmp_p
     gathered and written, and Locust's master and workers end with it. Before, SIGTERM killed `facecert
     fleet` alone: no fleet.json, and Locust (in sessions of its own) went on loading the server."""
     report = tmp_path / "report"
-    process = subprocess.Popen(
-        [FACECERT, "fleet", "--server", server.url, "--devices", "20", "--workers", "1", "--time-scale", "0.05"]
-        + ["--duration", "60", "--report", str(report)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
-    )
+    process, deadline = _running_fleet(server, report)
     try:
-        deadline = time.monotonic() + 60
-        while (json.loads((report / "progress.json").read_text()) if (report / "progress.json").is_file() else {}).get(
-            "phase"
-        ) != "running":
-            assert process.poll() is None and time.monotonic() < deadline, "the fleet never began running"
-            time.sleep(0.2)
         locust = _locust_of(report)
         assert len(locust) == 2, locust  # the master and its one worker
         while not any(d["device_id"].startswith("LOC") for d in server.devices()):  # a device has polled
