@@ -364,8 +364,11 @@ def rereadable(paths: list[Path]) -> Iterator[list[Path]]:
                 readable.append(path)
                 continue
             copy = Path(folder) / f"{number}-{path.name if str(path) != STDIN else 'stdin'}"
-            with _opened(path) as source, open(copy, "xb") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
+            try:
+                with _opened(path) as source, open(copy, "xb") as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+            except OSError as exc:  # as for a file: a clear message, not a traceback
+                raise CaptureError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
             copies[str(copy)] = "standard input" if str(path) == STDIN else str(path)
             readable.append(copy)
         try:

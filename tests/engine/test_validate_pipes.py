@@ -5,6 +5,7 @@ input lost its first 4 KiB and failed mid-line ("Expecting value: line 1 column 
 from __future__ import annotations
 
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,13 @@ def test_an_error_in_a_pipe_names_the_pipe_not_a_copy(capture: tuple[Path, int])
     done = _bash(f"{FACECERT} validate <(head -c 5000 {shlex.quote(str(path))})")  # cut mid-line
     assert done.returncode == 2, done.stdout + done.stderr
     assert "/dev/fd/" in done.stdout and "facecert-validate-" not in done.stdout, done.stdout
+
+
+def test_an_input_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    """A Unix socket is not a regular file either, and cannot be opened: one line, exit 2, no traceback."""
+    path = tmp_path / "capture.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        done = subprocess.run([FACECERT, "validate", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot read" in done.stdout, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
