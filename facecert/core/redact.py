@@ -58,7 +58,7 @@ KEEP_ENV = "FACECERT_KEEP_PERSONAL_DATA"  # "1": keep everything (--keep-persona
 B64_RUN = re.compile(rb"[A-Za-z0-9+/]{512,}={0,2}")  # a face in a body that is no JSON: 384 bytes and more
 _LOOKS_B64 = re.compile(r"^[A-Za-z0-9+/\s]{16,}={0,2}\s*$")
 _FILLER = {2: "\u00b7", 3: "\u203b", 4: "\U0001d525"}  # ·, ※, 𝔥: one character of that many UTF-8 bytes
-SCRUB_MIN_CHARS = 3  # identity values shorter than this are not searched for in free text (they would hit words)
+SCRUB_MIN_CHARS = 3  # personal values shorter than this are not searched for in free text (they would hit words)
 
 
 def image_placeholder(value: str) -> str:
@@ -264,7 +264,9 @@ class Redactor:
             if len(original) >= SCRUB_MIN_CHARS and original in text:
                 text = text.replace(original, token)
         for original, token in self.seen_images.items():
-            if original in text:
+            # as for identities: a tiny "image" (a device's "1") holds no face, and searched for it would
+            # replace every "1" of a report (its timestamps, counts and messages)
+            if len(original) >= SCRUB_MIN_CHARS and original in text:
                 text = text.replace(original, token)
         return B64_RUN.sub(
             lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), text.encode("utf-8", "surrogatepass")

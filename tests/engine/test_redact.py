@@ -304,3 +304,16 @@ def test_facecert_redact_refuses_unusable_input(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["redact", str(message), str(tmp_path / "out.json")])
     assert result.exit_code == 2 and "not a capture" in result.output
     assert CliRunner().invoke(app, ["redact", str(tmp_path / "none.har"), str(tmp_path / "o")]).exit_code == 2
+
+
+def test_a_tiny_image_value_is_not_searched_for_in_free_text() -> None:
+    """A device that sends "1" as an image (the server plan's harness device does, on purpose) must not turn
+    every "1" of a report into a placeholder: a root cause's timestamp read "2026-facecert-redacted:…-0…".
+    An image's real base64 is still taken out of free text wherever it appears."""
+    redactor = Redactor()
+    real = base64.b64encode(b"\xff\xd8\xff" + bytes(range(200))).decode("ascii")
+    redactor.biometric("1")
+    token = redactor.biometric(real)
+    stamp = "first at 2026-12-01T23:58:32.815Z, exchange #1"
+    assert redactor.text(stamp) == stamp
+    assert redactor.text(f"it sent {real} again") == f"it sent {token} again"
