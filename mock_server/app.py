@@ -20,10 +20,12 @@ from facecert.mock_server.http_device import (
     asset_handler,
     device_handler,
     install_log_filter,
+    recording_refusal,
     router_refusal,
 )
 from facecert.mock_server.page import favicon, page_handler
 from facecert.mock_server.platform import Platform
+from facecert.mock_server.store import RecordingFailed
 
 
 def deadline_period(platform: Platform) -> float:
@@ -87,7 +89,10 @@ def build_app(platform: Platform) -> MockApp:
             timer.cancel()
 
     app = MockApp(
-        devices, routes=routes, lifespan=lifespan, exception_handlers={404: router_refusal, 405: router_refusal}
+        devices,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: router_refusal, 405: router_refusal, RecordingFailed: recording_refusal},
     )
     app.state.platform = platform
     return app

@@ -18,6 +18,7 @@ from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
 from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_MIN, TIME_SCALE
 from facecert.heap import settle
 from facecert.mock_server.console_feed import ConsoleFeed
+from facecert.mock_server.recording import RecordingState
 
 console = Console(highlight=False)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -120,7 +121,18 @@ def serve(
         server.stop()
         if feed is not None:
             feed.stop()
+        _say_unrecorded(console, server.platform.recording.state())
         console.print("stopped")
+
+
+def _say_unrecorded(console: Console, state: RecordingState) -> None:
+    """The last word on a session whose store could not keep everything (a full disk): its record is not
+    the whole conversation, and whoever reads it later must know."""
+    if not state.complete:
+        console.print(
+            f"[bold red]the record is incomplete:[/] {state.refused} device request(s) were answered 503 "
+            f"because they could not be recorded ({escape(state.cause)})"
+        )
 
 
 def export(

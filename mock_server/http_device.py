@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from facecert.core.model import Exchange
 from facecert.mock_server.messages import Incoming, Reply, to_json
 from facecert.mock_server.platform import Platform
+from facecert.mock_server.store import RecordingFailed
 
 CHUNK = 64 * 1024
 # Bodies up to this are judged on the event loop: reading and judging one (a poll, a result, an alarm) takes
@@ -338,8 +339,20 @@ async def router_refusal(request: Request, exc: Exception) -> Response:
         peer=peer_of(request),
         url=str(request.url),
     )
-    await run_in_threadpool(platform.record_other, exchange)
+    try:
+        await run_in_threadpool(platform.record_other, exchange)
+    except RecordingFailed as exc:
+        return await recording_refusal(request, exc)
     return Response(answer, status_code=status, headers=headers)
+
+
+async def recording_refusal(request: Request, exc: Exception) -> Response:
+    """A request the store could not keep (the disk is full or failing): 503, told once on the console
+    (:meth:`Platform.unrecorded`), not a 500 with a traceback."""
+    platform: Platform = request.app.state.platform
+    assert isinstance(exc, RecordingFailed)
+    reply = platform.unrecorded(exc)
+    return Response(reply.body, status_code=503, headers=reply.headers)
 
 
 class AssetResponse(Response):
@@ -384,7 +397,10 @@ class AssetResponse(Response):
     async def _log(self, sent: int, completed: bool) -> bool:
         self.exchange.ended = time.time()
         self.exchange.status = 200
-        await run_in_threadpool(self.platform.download_finished, self.row, self.exchange, sent, completed)
+        try:
+            await run_in_threadpool(self.platform.download_finished, self.row, self.exchange, sent, completed)
+        except RecordingFailed as exc:  # the file is on its way already: it goes on, unrecorded, and is counted
+            self.platform.unrecorded(exc)
         return True
 
 

@@ -50,6 +50,7 @@ from facecert.mock_server.messages import Incoming, Plan, Reply
 from facecert.mock_server.messages import to_json as _json
 from facecert.mock_server.misbehaviours import misbehaviour_name
 from facecert.mock_server.offload import Reader
+from facecert.mock_server.recording import RecordingHealth
 from facecert.mock_server.restore import restore
 from facecert.mock_server.state import (
     CLIENT_GONE,
@@ -61,7 +62,15 @@ from facecert.mock_server.state import (
     ServerState,
     TaskState,
 )
-from facecert.mock_server.store import DEVICE_ROW, PARSED_COPY_MAX, UNMADE, Store, bindable, decode_json_columns
+from facecert.mock_server.store import (
+    DEVICE_ROW,
+    PARSED_COPY_MAX,
+    UNMADE,
+    RecordingFailed,
+    Store,
+    bindable,
+    decode_json_columns,
+)
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
@@ -114,6 +123,7 @@ class Platform:
         self.engine = Engine(self.engine_config, reader=self.reader.read)
         self.version = self.engine.version
         self.store = Store(config.db)
+        self.recording = RecordingHealth()  # exchanges the store could not keep (a full disk): answered 503
         self.assets = Assets(config.assets, config.firmware)
         self.cond = threading.Condition(threading.RLock())
         self.state = ServerState(self.contract, self.version, self.contract.result_deadline_s * config.time_scale)
@@ -508,7 +518,10 @@ class Platform:
             return self.failed(incoming, exc)
 
     def failed(self, incoming: Incoming, exc: BaseException) -> Reply:
-        """The exchange stored unjudged with a 500 that says what went wrong."""
+        """The exchange stored unjudged with a 500 that says what went wrong; a 503 when it was the disk
+        that failed (:meth:`unrecorded`), where storing it again would fail again."""
+        if isinstance(exc, RecordingFailed):
+            return self.unrecorded(exc)
         reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
         answer = _json({"code": 500, "log": reason})
         ex = Exchange(
@@ -525,8 +538,31 @@ class Platform:
             url=incoming.url,
             error=reason,
         )
-        self.store_unjudged(ex, incoming.endpoint, peer_host(incoming.peer) or "?")
+        try:
+            self.store_unjudged(ex, incoming.endpoint, peer_host(incoming.peer) or "?")
+        except RecordingFailed as disk:
+            return self.unrecorded(disk)
         return Reply(500, answer)
+
+    def unrecorded(self, exc: RecordingFailed) -> Reply:
+        """An exchange the store could not keep: the disk's doing, not the device's, so it is answered 503
+        (never as if it were kept) and the spell is told on the console once, not a traceback a request.
+        What the platform and the engine had decided for it stands: from here on the record and the judgement
+        are incomplete, which the certification says (HARNESS-RECORDING) and ``facecert serve`` prints."""
+        if self.recording.refused(str(exc)):
+            logger.error(
+                "facecert cannot record: %s. Every device request is answered 503 until it can again; "
+                "the record and the judgement from here on are incomplete: free the space and start again",
+                exc,
+            )
+        answer = _json({"code": 503, "log": f"not recorded ({exc.reason}): the server kept nothing of this request"})
+        return Reply(503, answer, dict(JSON_HEADERS))
+
+    def _kept(self) -> None:
+        """After a commit: a spell of failing writes ends, and the console hears how many were refused."""
+        ended = self.recording.kept()
+        if ended:
+            logger.warning("facecert records again: %d device requests were answered 503 meanwhile", ended)
 
     def decide(self, incoming: Incoming, ex: Exchange, heard: Request, body_json: str | None) -> Decided:
         """Step 2: the answer planned, the engine's judgement completed with it, the rows built, and what
@@ -577,6 +613,7 @@ class Platform:
         with self.store.tx() as conn:
             for decided in batch:
                 self._write(conn, decided)
+        self._kept()
 
     def _write(self, conn: Any, decided: Decided) -> None:
         judged = decided.judged

@@ -20,10 +20,16 @@ rewritten, before the transaction takes the lock) and the row names the file:
 the database and its WAL stay small, and a big body costs one write instead
 of WAL, checkpoint and fsync. A capture image that big is not stored a second
 time: it is read from its exchange's body when asked for.
+
+When the disk cannot take a write (full, an I/O error, read-only, the file
+gone), the transaction is rolled back whole and :class:`RecordingFailed`
+says why: the platform then refuses the exchange instead of answering as if
+it were kept (docs/mock-server.md, "When the disk is full").
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import math
@@ -86,6 +92,39 @@ PAGE_SIZE = 4096
 SPILL_BYTES = 1024 * 1024  # a blob above this goes to a file of its own beside the database
 _SPILL_NAME = re.compile(r"[0-9a-f]{32}\.bin")
 _MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "captures": ("image_in_request INTEGER",)}
+
+
+# What the disk, not facecert, made a write fail: SQLite's primary result codes (the low byte of an extended
+# code) and the errno of a body's own file. A failure with any other cause stays what it is (a bug of ours).
+_SQLITE_DISK = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_SQLITE_DISK_CODES = {13, 10, 8, 14, 11, 26}
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
+
+
+class RecordingFailed(Exception):
+    """The store could not write what it was given, through no fault of the peer's or of facecert's code
+    (the disk is full, an I/O error, a read-only or vanished file): nothing of the transaction was kept."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        self.path, self.cause, self.reason = path, cause, _cause_text(cause)
+        super().__init__(f"{self.reason} ({path})")
+
+
+def _cause_text(cause: BaseException) -> str:
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(cause) or type(cause).__name__
+
+
+def disk_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the disk's doing (see _SQLITE_DISK) rather than a bug: SQL that SQLite refuses for
+    what it says ("no such column") is an OperationalError too, and must not pass for a full disk."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return getattr(exc, "sqlite_errorname", None) in _SQLITE_DISK or (
+            isinstance(code, int) and code & 0xFF in _SQLITE_DISK_CODES
+        )
+    return isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS
 
 
 UNMADE = object()  # insert_exchange: a JSON copy to be made there
@@ -227,20 +266,34 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, committed unit of work."""
+        """One atomic, committed unit of work; :class:`RecordingFailed` when the disk would not take it
+        (then none of it was kept)."""
         try:
             with self.lock:
-                self.conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self.conn
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("COMMIT")
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self.conn
+                    except BaseException:
+                        self._roll_back()
+                        raise
+                    self.conn.execute("COMMIT")
+                except (sqlite3.Error, OSError) as exc:
+                    if not disk_failure(exc):
+                        raise
+                    self._roll_back()  # a failed COMMIT leaves the transaction open unless SQLite ended it
+                    raise RecordingFailed(self.path, exc) from exc
                 self.commits += 1
         finally:
             if self._waiters:
                 self._wake()
+
+    def _roll_back(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite ended it itself (it may on SQLITE_FULL or an I/O error)
 
     def when_free(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (once, from whichever thread lets the lock go) when the lock is free: the
@@ -270,7 +323,13 @@ class Store:
         if not self.bodies.is_dir():
             self.bodies.mkdir(mode=0o700)
         name = f"{secrets.token_hex(16)}.bin"
-        write_new_file(self.bodies, name, body, 0o600)
+        try:
+            write_new_file(self.bodies, name, body, 0o600)
+        except OSError as exc:
+            if not disk_failure(exc):
+                raise
+            _remove_partial(self.bodies, name)
+            raise RecordingFailed(str(self.bodies), exc) from exc
         self._spilled.ahead = (body, name)
 
     def _spill(self, table: str, values: dict[str, Any]) -> None:
@@ -399,6 +458,14 @@ class Store:
         return (
             read_spilled(self.bodies, rows[0]["request_file"]) if rows[0]["request_file"] else rows[0]["request_body"]
         )
+
+
+def _remove_partial(folder: Path, name: str) -> None:
+    """What a write that ran out of room left of a body's file (the name is ours, made just before)."""
+    try:
+        os.unlink(folder / name)
+    except OSError:
+        pass
 
 
 def spill_folder(db_path: str) -> Path | None:

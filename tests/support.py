@@ -5,6 +5,7 @@ unique device and request ids, the simulator's download folder, an ASGI app serv
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from facecert.certify.asgi import UvicornThread
 from facecert.certify.matrix import run_facecert
@@ -93,3 +96,32 @@ def start_proxy(upstream: str, report: Path, *extra: str, env: dict[str, str] | 
         text=True,
         env=env,
     )
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str = "3m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``folder``, to fill as a disk fills: root only (mounting needs it), a
+    skip saying why elsewhere (tests/server/test_disk_full.py holds the same paths to account without it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the max_page_count tests cover the store without it)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write zeros into ``folder/filler`` until the filesystem takes no more; the file, to free it again."""
+    filler = folder / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(bytes(65536))
+                out.flush()
+        except OSError:
+            pass
+    return filler
