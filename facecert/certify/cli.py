@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -245,45 +247,46 @@ def certify_device(
     finally:
         session.stop()
     _check_ran(outcome)
-    judged = {
-        "profile": profile,
-        "protocol_version": version,
-        "time_scale": cfg.time_scale,
-        "tolerance": session.server.engine.config.tolerance,
-        "party": "device",
-    }
-    from facecert.certify.capabilities import undeclared
-
-    exchanges = read_exchanges(session.db)
-    findings += undeclared(statement, exchanges, findings)
-    summary = write_reports(
-        cfg.report,
-        "device",
-        outcome,
-        exchanges,
-        findings,
-        {
-            "device_id": device_id,
-            "device_versions": declared,
-            "server_url": session.server.url,
+    with _writing(cfg.report):
+        judged = {
             "profile": profile,
             "protocol_version": version,
             "time_scale": cfg.time_scale,
-            "demo": demo,
-            "faults": sorted(fault),
-            "plan_seconds": round(wall, 3),
-            "protocol_floor_seconds": round(floor, 3),
-            "wall_to_floor_ratio": round(wall / floor, 2) if floor else None,
-            **_declared(statement, cfg.report),
-        },
-        html=html,
-        expectations=expectations,
-        judged_with=judged,
-        baseline=previous,
-        baseline_source=str(baseline or ""),
-    )
-    _save_baseline(summary, write_baseline, "certify device")
-    _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
+            "tolerance": session.server.engine.config.tolerance,
+            "party": "device",
+        }
+        from facecert.certify.capabilities import undeclared
+
+        exchanges = read_exchanges(session.db)
+        findings += undeclared(statement, exchanges, findings)
+        summary = write_reports(
+            cfg.report,
+            "device",
+            outcome,
+            exchanges,
+            findings,
+            {
+                "device_id": device_id,
+                "device_versions": declared,
+                "server_url": session.server.url,
+                "profile": profile,
+                "protocol_version": version,
+                "time_scale": cfg.time_scale,
+                "demo": demo,
+                "faults": sorted(fault),
+                "plan_seconds": round(wall, 3),
+                "protocol_floor_seconds": round(floor, 3),
+                "wall_to_floor_ratio": round(wall / floor, 2) if floor else None,
+                **_declared(statement, cfg.report),
+            },
+            html=html,
+            expectations=expectations,
+            judged_with=judged,
+            baseline=previous,
+            baseline_source=str(baseline or ""),
+        )
+        _save_baseline(summary, write_baseline, "certify device")
+        _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
 
 @certify_app.command("server")
@@ -358,42 +361,43 @@ def certify_server(
     finally:
         session.stop()
     _check_ran(outcome)
-    engine = session.judge()
-    judged = {
-        "profile": profile,
-        "protocol_version": engine.version,
-        "time_scale": cfg.time_scale,
-        "tolerance": engine.config.tolerance,
-        "party": "server",
-    }
-    from facecert.certify.capabilities import undeclared
-
-    exchanges = sorted(session.exchanges(), key=lambda e: e.started)
-    summary = write_reports(
-        cfg.report,
-        "server",
-        outcome,
-        exchanges,
-        session.timed_findings() + undeclared(statement, exchanges, session.timed_findings()),
-        {
-            "server_url": session.url,
+    with _writing(cfg.report):
+        engine = session.judge()
+        judged = {
             "profile": profile,
             "protocol_version": engine.version,
-            "persona": persona,
             "time_scale": cfg.time_scale,
-            "demo": demo,
-            "misbehaviours": sorted(misbehave),
-            "plan_seconds": round(session.plan_ended - session.plan_started, 3),
-            **_declared(statement, cfg.report),
-        },
-        html=html,
-        expectations=expectations,
-        judged_with=judged,
-        baseline=previous,
-        baseline_source=str(baseline or ""),
-    )
-    _save_baseline(summary, write_baseline, "certify server")
-    _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
+            "tolerance": engine.config.tolerance,
+            "party": "server",
+        }
+        from facecert.certify.capabilities import undeclared
+
+        exchanges = sorted(session.exchanges(), key=lambda e: e.started)
+        summary = write_reports(
+            cfg.report,
+            "server",
+            outcome,
+            exchanges,
+            session.timed_findings() + undeclared(statement, exchanges, session.timed_findings()),
+            {
+                "server_url": session.url,
+                "profile": profile,
+                "protocol_version": engine.version,
+                "persona": persona,
+                "time_scale": cfg.time_scale,
+                "demo": demo,
+                "misbehaviours": sorted(misbehave),
+                "plan_seconds": round(session.plan_ended - session.plan_started, 3),
+                **_declared(statement, cfg.report),
+            },
+            html=html,
+            expectations=expectations,
+            judged_with=judged,
+            baseline=previous,
+            baseline_source=str(baseline or ""),
+        )
+        _save_baseline(summary, write_baseline, "certify server")
+        _finish(summary, cfg.report, outcome, debug, _seal(cfg.report, summary, session.plan_started, sign))
 
 
 @certify_app.command("matrix")
@@ -457,6 +461,20 @@ def _check_answers(url: str) -> None:
         )
     except ValueError as exc:
         fail(console, f"--url {url}: not a usable URL ({exc})")
+
+
+@contextmanager
+def _writing(report: Path) -> Iterator[None]:
+    """The reports' writes, from the session's record to the seal: a disk that will not take them (full,
+    read-only) is one line and exit 2, not a traceback; what was written before stays where it is."""
+    try:
+        yield
+    except OSError as exc:
+        fail(
+            console,
+            f"cannot write the report in {report}: {exc.strerror or exc}: nothing was certified "
+            "(free the space and run again)",
+        )
 
 
 def _check_ran(outcome: PlanOutcome) -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facecert.certify.liveness import Down
 from facecert.certify.operator import Operator
 from facecert.core.contract import get_contract
 from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_HOST, DEFAULT_PORT, OPERATOR_WAIT_S, TIME_SCALE
+
+if TYPE_CHECKING:
+    from facecert.mock_server.recording import RecordingState
 
 
 @dataclass
@@ -62,6 +65,15 @@ class DeviceSession:
         self.simulator: Any = None
         self.plan_started = 0.0
         self.plan_ended = 0.0
+
+    def recording(self) -> RecordingState | None:
+        """How our servers' stores failed to keep what the device sent (a full disk), if they did: None
+        when every exchange was kept (the plugin makes every scenario after a failure an error)."""
+        for server in (self.server, self.second):
+            state = server.platform.recording.state()
+            if not state.complete:
+                return state
+        return None
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:

@@ -24,6 +24,7 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from facecert.certify.capabilities import Need, Statement, check_needs, declared_missing, needs_of
 from facecert.certify.verdicts import RuleFailure, ScenarioError, ScenarioRecord, Verdict
+from facecert.mock_server.store import RecordingFailed, disk_failure
 
 NEEDS_TAG = "needs:"  # @needs:task=getLogFile: what a scenario needs of the peer (facecert/certify/capabilities.py)
 
@@ -45,6 +46,8 @@ class PlanPlugin:
         self.items: list[pytest.Item] = []  # the plan's scenarios, as selected
         self.finished: set[str] = set()  # node ids whose teardown ran
         self.interrupted_by = ""  # what stopped the run (Ctrl-C, SIGTERM), if anything did
+        self.broken_by: BaseException | None = None  # what broke pytest itself mid-plan (an INTERNALERROR)
+        self.broken_trace = ""  # its traceback, as pytest would have printed it
         self.progress = progress
         self.config: pytest.Config | None = None
         self.markers: set[str] = set()
@@ -96,6 +99,14 @@ class PlanPlugin:
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.interrupted_by = self.interrupted_by or "Ctrl-C"
 
+    def pytest_internalerror(self, excrepr: Any, excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+        """pytest itself broke off the plan (a plugin's hook raised: Allure's writer on a full disk): the
+        scenarios left are errors (:meth:`close_interrupted`) and the cause is their message. True: pytest's
+        own "INTERNALERROR>" traceback is not printed (``--debug`` shows it, from the records)."""
+        self.broken_by = excinfo.value
+        self.broken_trace = str(excrepr)
+        return True
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_bdd_before_scenario(self, request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
         record = self._record(request.node)
@@ -136,6 +147,7 @@ class PlanPlugin:
         if call.when == "teardown":
             self.finished.add(item.nodeid)
             record.seconds = time.time() - record.started
+            self._blame_recording(record)
             state = item.stash.get(_SCN, None)
             if state:
                 record.checks |= set(state.get("checks", ()))
@@ -156,12 +168,33 @@ class PlanPlugin:
                 f"{', '.join(record.rules[1:])}: {record.message}"
             )
 
-    def close_interrupted(self) -> None:
-        """After an interrupt: the scenario it stopped and those it left unrun are errors (HARNESS-INTERRUPTED),
-        never left out: 9 scenarios passed of 46 is no certificate."""
-        if not self.interrupted_by:
+    def _blame_recording(self, record: ScenarioRecord) -> None:
+        """A scenario that ended after our server failed to keep an exchange (its disk full) is an error,
+        whatever it found: the record it is judged on is incomplete, and the judge saw answers the device
+        never got (they were refused with 503). The root cause comes first; what it had found, after."""
+        recording = getattr(self.session, "recording", None)
+        state = recording() if callable(recording) else None
+        if state is None or record.rules == ("HARNESS-RECORDING",):
             return
-        done = len(self.finished)
+        since = time.strftime("%H:%M:%S", time.localtime(state.first_refused or time.time()))
+        before = f"; without that it was {record.verdict.value}" if record.verdict is not Verdict.PASS else ""
+        if record.rules:
+            before += f" ({', '.join(record.rules)}: {record.message})"
+        record.verdict, record.rules, record.trace = Verdict.ERROR, ("HARNESS-RECORDING",), ""
+        record.message = (
+            f"the reference server could not record {state.refused} device request(s) since {since} "
+            f"({state.cause}): the record is incomplete, so this scenario has no verdict; free the space and "
+            f"run again{before}"
+        )
+
+    def close_interrupted(self) -> None:
+        """After an interrupt, or pytest broken off mid-plan: the scenario it stopped and those it left unrun
+        are errors (HARNESS-INTERRUPTED; HARNESS-RECORDING when a full disk broke it, else HARNESS-ERROR), never
+        left out: 9 scenarios passed of 46 is no certificate."""
+        if not self.interrupted_by and self.broken_by is None:
+            return
+        rule, why = self._why_unfinished()
+        done, trace = len(self.finished), self.broken_trace  # the traceback once, on the first scenario it cost
         for item in self.items:
             if item.nodeid in self.finished:
                 continue
@@ -169,13 +202,21 @@ class PlanPlugin:
             record = self._record(item)
             if not started:
                 record.name, record.feature = _scenario_names(item) or (record.name, record.feature)
-            record.verdict, record.rules, record.trace = Verdict.ERROR, ("HARNESS-INTERRUPTED",), ""
+            record.verdict, record.rules = Verdict.ERROR, (rule,)
+            record.trace, trace = trace, ""
             record.message = (
-                f"stopped by {self.interrupted_by} while it ran: its verdict is unknown"
+                f"{why} while it ran: its verdict is unknown"
                 if started
-                else f"not run: the certification was stopped by {self.interrupted_by} after {done} of "
-                f"{self.total} scenarios"
+                else f"not run: the certification was {why} after {done} of {self.total} scenarios"
             )
+
+    def _why_unfinished(self) -> tuple[str, str]:
+        if self.interrupted_by:
+            return "HARNESS-INTERRUPTED", f"stopped by {self.interrupted_by}"
+        exc = self.broken_by
+        if isinstance(exc, RecordingFailed) or (isinstance(exc, OSError) and disk_failure(exc)):
+            return "HARNESS-RECORDING", f"broken off by a full or failing disk ({exc})"
+        return "HARNESS-ERROR", f"broken off by an internal error ({type(exc).__name__}: {exc})"
 
     @property
     def scenarios(self) -> list[ScenarioRecord]:
@@ -205,6 +246,10 @@ def classify(record: ScenarioRecord, exc: BaseException, tb: Any = None) -> None
         record.verdict, record.rules, record.message = Verdict.FAIL, exc.rules, exc.text
     elif isinstance(exc, ScenarioError):
         record.verdict, record.rules, record.message = Verdict.ERROR, exc.rules, exc.text
+    elif isinstance(exc, RecordingFailed) or (isinstance(exc, OSError) and disk_failure(exc)):
+        # a write the disk refused: our server's store (a step's call to it) or the evidence a step attaches
+        record.verdict, record.rules = Verdict.ERROR, ("HARNESS-RECORDING",)
+        record.message = f"facecert could not record: {exc}; free the space and run again"
     elif isinstance(exc, pytest.skip.Exception):
         record.verdict, record.rules, record.message = Verdict.NOT_APPLICABLE, (), str(exc.msg)
     else:  # a plain assert or a crash in a step: facecert's fault, never blamed on the peer

@@ -648,6 +648,19 @@ _PLAN: list[Rule] = [
         example="not run: the certification was stopped by Ctrl-C after 9 of 46 scenarios",
     ),
     Rule(
+        "HARNESS-RECORDING",
+        Severity.ERROR,
+        "harness",
+        "facecert",
+        "facecert could not record what it heard or saw (its disk is full or failing): the record is incomplete",
+        "plan",
+        example=(
+            "the reference server could not record 12 device requests since 02:14:07 (database or disk is full "
+            "(/srv/run/session.db)): the record is incomplete, so this scenario has no verdict; free the space "
+            "and run again"
+        ),
+    ),
+    Rule(
         "HARNESS-ERROR",
         Severity.ERROR,
         "harness",
