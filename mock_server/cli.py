@@ -18,7 +18,7 @@ from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
 from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_MIN, TIME_SCALE
 from facecert.heap import settle
 from facecert.mock_server.console_feed import ConsoleFeed
-from facecert.mock_server.recording import RecordingState
+from facecert.recording import RecordingState
 
 console = Console(highlight=False)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

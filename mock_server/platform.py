@@ -50,7 +50,6 @@ from facecert.mock_server.messages import Incoming, Plan, Reply
 from facecert.mock_server.messages import to_json as _json
 from facecert.mock_server.misbehaviours import misbehaviour_name
 from facecert.mock_server.offload import Reader
-from facecert.mock_server.recording import RecordingHealth
 from facecert.mock_server.restore import restore
 from facecert.mock_server.state import (
     CLIENT_GONE,
@@ -71,6 +70,7 @@ from facecert.mock_server.store import (
     bindable,
     decode_json_columns,
 )
+from facecert.recording import RecordingHealth
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})

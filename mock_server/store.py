@@ -29,7 +29,6 @@ it were kept (docs/mock-server.md, "When the disk is full").
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import math
@@ -47,6 +46,7 @@ from typing import Any
 from facecert.core.jsonsafe import clean_text, dumps_strict
 from facecert.core.model import Exchange
 from facecert.mock_server.safefiles import write_new_file
+from facecert.recording import disk_refused
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -95,10 +95,9 @@ _MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "capt
 
 
 # What the disk, not facecert, made a write fail: SQLite's primary result codes (the low byte of an extended
-# code) and the errno of a body's own file. A failure with any other cause stays what it is (a bug of ours).
+# code), and for a body's own file facecert.recording's errnos. Any other cause stays what it is (a bug of ours).
 _SQLITE_DISK = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT", "SQLITE_NOTADB"}
 _SQLITE_DISK_CODES = {13, 10, 8, 14, 11, 26}
-_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 
 
 class RecordingFailed(Exception):
@@ -124,7 +123,7 @@ def disk_failure(exc: BaseException) -> bool:
         return getattr(exc, "sqlite_errorname", None) in _SQLITE_DISK or (
             isinstance(code, int) and code & 0xFF in _SQLITE_DISK_CODES
         )
-    return isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS
+    return disk_refused(exc)
 
 
 UNMADE = object()  # insert_exchange: a JSON copy to be made there

@@ -84,7 +84,10 @@ class FlowRecord:
             out.put(b"}\n")
             out.flush()
         except BaseException:
-            os.ftruncate(self._fd, start)  # no half line for the next record to be glued to
+            try:
+                os.ftruncate(self._fd, start)  # no half line for the next record to be glued to
+            except OSError:
+                pass  # what failed the write is the error to report, not this
             raise
         self.count += 1
         self._unsynced = True

@@ -228,6 +228,12 @@ def print_summary(
             f"[yellow]{summary['addon_errors']} internal error(s) of the addon were contained; "
             f"the flows passed untouched (see summary.json)[/]"
         )
+    if summary.get("unrecorded"):
+        console.print(
+            f"[bold red]the record is incomplete:[/] {summary['unrecorded']} flow(s) passed on unrecorded "
+            f"({escape(summary.get('unrecorded_cause') or '')}); they were judged live, and a replay of the record "
+            "will not see them"
+        )
     if summary.get("baseline"):
         print_comparison(console, summary["baseline"])
     paths = paths_in(report)

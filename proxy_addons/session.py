@@ -23,6 +23,7 @@ from facecert.core.model import Exchange, Finding
 from facecert.proxy_addons.bodies import Body
 from facecert.proxy_addons.record import FlowRecord
 from facecert.proxy_addons.strict import clean_text
+from facecert.recording import RecordingHealth, disk_refused
 
 log = logging.getLogger("facecert.proxy")
 
@@ -79,6 +80,7 @@ class ProxySession:
             self.engine.listeners.append(self.on_finding)
         self.flows = 0
         self.record: FlowRecord | None = None
+        self.recording = RecordingHealth()  # flows the disk would not take into the record
         self._record_failed = False
         self.errors: list[AddonError] = []
         self.error_count = 0
@@ -114,7 +116,27 @@ class ProxySession:
         try:
             self.record.append(exchange, sizes)
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the traffic
-            self.contain(f"recording {exchange.method} {exchange.path}", exc)
+            if disk_refused(exc):
+                self._unrecorded(exc)
+            else:
+                self.contain(f"recording {exchange.method} {exchange.path}", exc)
+            return
+        ended = self.recording.kept()
+        if ended:
+            log.warning("facecert: records again: %d flows passed on unrecorded meanwhile", ended)
+
+    def _unrecorded(self, exc: BaseException) -> None:
+        """A flow the disk would not take (full, failing): no bug of ours, so not an internal error. The
+        flow passes and is judged as every other; only the record (and what replays it) lacks it. Said once
+        as the spell begins, counted in the summary (``unrecorded``)."""
+        where = self.record.path if self.record is not None else "the record"
+        cause = f"{getattr(exc, 'strerror', None) or exc} ({where})"
+        if self.recording.refused(cause):
+            log.error(
+                "facecert: cannot record: %s. Flows pass on and are judged, unrecorded, until it can again: "
+                "the record, and a replay of it, is incomplete from here on",
+                cause,
+            )
 
     def judge(self, exchange: Exchange, notes: dict[str, Body] | None = None) -> Judged | None:
         """Judge one exchange; None when judging failed (counted, never raised).
@@ -217,4 +239,6 @@ class ProxySession:
             "max_body": self.max_body,
             "record": str(self.record.path) if self.record is not None else None,
             "recorded": self.record.count if self.record is not None else 0,
+            "unrecorded": self.recording.state().refused,
+            "unrecorded_cause": self.recording.state().cause,
         }

@@ -15,7 +15,7 @@ from facecert.core.contract import get_contract
 from facecert.core.defaults import DEFAULT_DEVICE_ID, DEFAULT_HOST, DEFAULT_PORT, OPERATOR_WAIT_S, TIME_SCALE
 
 if TYPE_CHECKING:
-    from facecert.mock_server.recording import RecordingState
+    from facecert.recording import RecordingState
 
 
 @dataclass

@@ -29,8 +29,8 @@ import typer
 from facecert.certify.plugin import PlanPlugin, classify
 from facecert.certify.verdicts import ScenarioRecord, Verdict
 from facecert.core.rules.registry import RULES
-from facecert.mock_server.recording import RecordingState
 from facecert.mock_server.store import RecordingFailed
+from facecert.recording import RecordingState
 from tests.support import fill_disk, small_tmpfs
 
 FACECERT = str(Path(sys.executable).parent / "facecert")

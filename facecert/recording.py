@@ -1,20 +1,29 @@
-"""Whether the mock server's store keeps what it hears.
+"""Whether a peer of ours keeps on disk what it hears: the mock server's store, the proxy's record.
 
 A disk that fills up (or fails, or turns read-only) is no fault of the
-device's and no bug of facecert's, yet it breaks the store's promise that
-every exchange is kept before it is answered. While it lasts the platform
-answers 503 instead of answering as if the exchange were kept
-(:meth:`Platform.unrecorded`), and this object says so to whoever must
-know: the console once when it starts and once when it ends, the
-certification (every scenario from the first refused exchange on is an
-``error``, HARNESS-RECORDING), ``facecert serve``'s last lines.
+device's and no bug of facecert's, yet it breaks the promise that every
+exchange is kept. While it lasts the mock server answers 503 instead of
+answering as if the exchange were kept, and the proxy passes flows on
+unrecorded; :class:`RecordingHealth` says so to whoever must know: the
+console once when a spell starts and once when it ends, the certification
+(every scenario from the first refused exchange on is an ``error``,
+HARNESS-RECORDING), the last lines and the summaries.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from dataclasses import dataclass
+
+# What the disk, not facecert, made a write fail (the errno of an OSError). mock_server.store adds SQLite's codes.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+
+def disk_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write the disk refused (full, failing, read-only, a file too big), not a bug."""
+    return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
 
 
 @dataclass(frozen=True)
