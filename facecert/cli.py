@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from facecert import __version__
@@ -32,6 +33,7 @@ from facecert.core.defaults import (
     TOLERANCE_MIN,
 )
 from facecert.core.profiles import PROFILES
+from facecert.recording import disk_failure, what_failed
 
 if TYPE_CHECKING:
     from typer._click.core import Command, Context  # typer 0.2x carries its own click
@@ -298,6 +300,18 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:
+        if not disk_failure(exc):
+            raise
+        # a disk that will not take what a command writes (a report, a HAR, --junit, the session database):
+        # the user's to fix, so one line and exit 2, from whichever command it was, never a traceback
+        console.print(
+            f"[bold red]error:[/] the disk would not take what facecert writes: {escape(what_failed(exc))}; "
+            "free the space and run again",
+            soft_wrap=True,
+            highlight=False,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,36 @@ HARNESS-RECORDING), the last lines and the summaries.
 from __future__ import annotations
 
 import errno
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 
-# What the disk, not facecert, made a write fail (the errno of an OSError). mock_server.store adds SQLite's codes.
+# What the disk, not facecert, made a write fail: the errno of an OSError, and SQLite's primary result codes
+# (the low byte of an extended code, by name and number). Any other cause stays what it is (a bug of ours).
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+_SQLITE_DISK = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT"})
+_SQLITE_DISK_CODES = frozenset({13, 10, 8, 14, 11})
 
 
-def disk_refused(exc: BaseException) -> bool:
-    """Whether ``exc`` is a write the disk refused (full, failing, read-only, a file too big), not a bug."""
+def disk_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write the disk refused (full, failing, read-only, a file too big), not a bug: SQL
+    that SQLite refuses for what it says ("no such column") is an OperationalError as SQLITE_FULL is, and
+    must not pass for a full disk."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return getattr(exc, "sqlite_errorname", None) in _SQLITE_DISK or (
+            isinstance(code, int) and code & 0xFF in _SQLITE_DISK_CODES
+        )
     return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
+
+
+def what_failed(exc: BaseException) -> str:
+    """The disk's refusal in a few words, with the file when it is known: "No space left on device
+    (/srv/r/summary.json)", "database or disk is full"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 @dataclass(frozen=True)

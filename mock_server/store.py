@@ -46,7 +46,7 @@ from typing import Any
 from facecert.core.jsonsafe import clean_text, dumps_strict
 from facecert.core.model import Exchange
 from facecert.mock_server.safefiles import write_new_file
-from facecert.recording import disk_refused
+from facecert.recording import disk_failure
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -94,12 +94,6 @@ _SPILL_NAME = re.compile(r"[0-9a-f]{32}\.bin")
 _MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "captures": ("image_in_request INTEGER",)}
 
 
-# What the disk, not facecert, made a write fail: SQLite's primary result codes (the low byte of an extended
-# code), and for a body's own file facecert.recording's errnos. Any other cause stays what it is (a bug of ours).
-_SQLITE_DISK = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT", "SQLITE_NOTADB"}
-_SQLITE_DISK_CODES = {13, 10, 8, 14, 11, 26}
-
-
 class RecordingFailed(Exception):
     """The store could not write what it was given, through no fault of the peer's or of facecert's code
     (the disk is full, an I/O error, a read-only or vanished file): nothing of the transaction was kept."""
@@ -113,17 +107,6 @@ def _cause_text(cause: BaseException) -> str:
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror
     return str(cause) or type(cause).__name__
-
-
-def disk_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is the disk's doing (see _SQLITE_DISK) rather than a bug: SQL that SQLite refuses for
-    what it says ("no such column") is an OperationalError too, and must not pass for a full disk."""
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
-        return getattr(exc, "sqlite_errorname", None) in _SQLITE_DISK or (
-            isinstance(code, int) and code & 0xFF in _SQLITE_DISK_CODES
-        )
-    return disk_refused(exc)
 
 
 UNMADE = object()  # insert_exchange: a JSON copy to be made there

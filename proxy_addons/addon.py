@@ -207,9 +207,10 @@ class FacecertAddon:
         self._guard("judging the last flows", self.drain)
         session = self._require()
         session.finish()
-        self._write("final")
+        written = self._write("final")
         session.close()
-        self._guard("writing the evidence manifest", lambda: write_evidence(session, self.report_dir))
+        if written:  # no summary (a full disk): nothing to seal, and the manifest would only fail on its absence
+            self._guard("writing the evidence manifest", lambda: write_evidence(session, self.report_dir))
 
     # ---- commands ---------------------------------------------------------
     @command.command("facecert.report")
@@ -359,6 +360,9 @@ class FacecertAddon:
             paths = write_reports(session, self.report_dir)
         except Exception as exc:  # noqa: BLE001 - a full disk must not take the proxy down
             session.contain(f"writing the {why} report to {self.report_dir}", exc)
+            return ""
+        if not paths.summary_written:
+            log.error("facecert: %s report: its summary could not be written (above): no verdict to read", why)
             return ""
         errors = len(session.engine.errors())
         log.log(

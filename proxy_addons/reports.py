@@ -13,6 +13,7 @@ symlink, so a report is whole or absent, never empty.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class ReportPaths:
     junit: Path
     har: Path
     allure: Path
+    summary_written: bool = True  # False: the summary could not be written (a full disk), so no verdict to read
 
 
 def paths_in(folder: Path) -> ReportPaths:
@@ -81,11 +83,14 @@ def write_reports(session: ProxySession, folder: Path) -> ReportPaths:
             "report_error": "the findings could not be summarized (see addon_error_details)",
             **session.stats(),
         }
-    _contained(
-        session,
-        f"writing {paths.summary}",
-        lambda: replace_with(paths.summary, lambda out: out.write(dumps_strict(summary, indent=2))),
+    written = bool(
+        _contained(
+            session,
+            f"writing {paths.summary}",
+            lambda: replace_with(paths.summary, lambda out: out.write(dumps_strict(summary, indent=2))) or True,
+        )
     )
+    paths = dataclasses.replace(paths, summary_written=written)
     _contained(session, f"writing {paths.junit}", lambda: _junit(findings, paths.junit))
     _contained(
         session,

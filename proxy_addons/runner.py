@@ -8,6 +8,7 @@ prints the summary from ``summary.json`` — the same file CI would read.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
@@ -99,6 +100,7 @@ def run_proxy(
         listen_port=port,
         options={**options, "facecert_report_dir": str(report)},
     )
+    _forget_earlier_summary(report)
     # echoed from a thread of its own: a stdout nobody reads must not stop the reading of mitmdump's output, whose
     # writes (and with them the proxied traffic) would block once its pipe filled
     echo = LiveConsole(console, _echo_line, "mitmdump line(s) not shown: the console fell behind").start()
@@ -117,6 +119,14 @@ def run_proxy(
     if code not in (0, None):
         console.print(f"[yellow]mitmdump exited with code {code}[/]")
     return print_summary(report, console, previous, str(baseline or ""), write_baseline)
+
+
+def _forget_earlier_summary(report: Path) -> None:
+    """An earlier run's summary.json in the same folder goes first (this run's replaces it anyway): should
+    this run's not be written (a full disk), no earlier verdict can be read as this run's."""
+    summary = paths_in(report).summary
+    if os.path.lexists(summary):
+        summary.unlink()  # a link is removed, not followed
 
 
 def _print_addresses(console: Console, upstream: str, report: Path, host: str, port: int) -> None:
@@ -206,7 +216,10 @@ def print_summary(
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        console.print(f"[bold red]error:[/] no usable summary at {path} ({exc.__class__.__name__})")
+        console.print(
+            f"[bold red]error:[/] no usable summary at {path} ({exc.__class__.__name__}): the proxy could not "
+            "write it (its lines above say why)"
+        )
         return 2
     code = 1 if summary["verdict"] == "fail" else 0
     if baseline is not None:

@@ -23,7 +23,7 @@ from facecert.core.model import Exchange, Finding
 from facecert.proxy_addons.bodies import Body
 from facecert.proxy_addons.record import FlowRecord
 from facecert.proxy_addons.strict import clean_text
-from facecert.recording import RecordingHealth, disk_refused
+from facecert.recording import RecordingHealth, disk_failure, what_failed
 
 log = logging.getLogger("facecert.proxy")
 
@@ -84,6 +84,7 @@ class ProxySession:
         self._record_failed = False
         self.errors: list[AddonError] = []
         self.error_count = 0
+        self.write_failures = 0  # writes the disk refused (contain): no internal errors
         self.started = time.time()
         self.finished = False
         self._judging: Exchange | None = None
@@ -116,7 +117,7 @@ class ProxySession:
         try:
             self.record.append(exchange, sizes)
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the traffic
-            if disk_refused(exc):
+            if disk_failure(exc):
                 self._unrecorded(exc)
             else:
                 self.contain(f"recording {exchange.method} {exchange.path}", exc)
@@ -204,7 +205,12 @@ class ProxySession:
             self.contain("closing the record", exc)
 
     def contain(self, where: str, exc: BaseException) -> None:
-        """Count and log an exception of ours; the flow it concerned is untouched."""
+        """Count and log an exception of ours; the flow it concerned is untouched. A write the disk refused
+        (a report at shutdown on a full disk) is no bug of ours: said as what it is, counted apart."""
+        if disk_failure(exc):
+            self.write_failures += 1
+            log.error("facecert: the disk would not take it while %s (%s): free the space", where, what_failed(exc))
+            return
         self.error_count += 1
         error = AddonError(
             time.time(),
@@ -241,4 +247,5 @@ class ProxySession:
             "recorded": self.record.count if self.record is not None else 0,
             "unrecorded": self.recording.state().refused,
             "unrecorded_cause": self.recording.state().cause,
+            "write_failures": self.write_failures,
         }

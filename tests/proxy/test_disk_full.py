@@ -91,3 +91,28 @@ def test_facecert_proxy_on_a_disk_that_fills_up(upstream: Upstream, tmp_path: Pa
     unrecorded = summary["unrecorded"]
     assert 1 <= unrecorded <= 12 and summary["recorded"] == 15 - unrecorded and summary["flows"] == 15, summary
     assert f"the record is incomplete: {unrecorded} flow(s) passed on unrecorded" in " ".join(text.split()), text
+
+
+@pytest.mark.slow
+def test_reports_on_a_full_disk_give_no_verdict_and_no_earlier_one(upstream: Upstream, tmp_path: Path) -> None:
+    """The summary cannot be written: exit 2 and one line pointing at the proxy's own lines; an earlier run's
+    summary.json in the folder (a pass) is not read as this run's."""
+    with small_tmpfs(tmp_path / "disk") as disk:
+        report = disk / "report"
+        report.mkdir()
+        (report / "summary.json").write_text(json.dumps({"verdict": "pass", "findings": []}), encoding="utf-8")
+        proc = start_proxy(upstream.url, report, env={**os.environ, "MITMPROXY_CONFDIR": str(tmp_path / "conf")})
+        output = Output(proc)
+        try:
+            assert output.wait_for(_ADDRESS, timeout=30), output.text
+            fill_disk(disk)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        text = " ".join(output.close().split())
+        assert not (report / "summary.json").exists()
+    assert code == 2, text
+    assert "facecert: the disk would not take it while writing " in text and "(No space left on device)" in text
+    assert "final report: its summary could not be written (above): no verdict to read" in text, text
+    assert "the proxy could not write it (its lines above say why)" in text, text
+    assert "Traceback" not in text and "internal error while" not in text, text

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from facecert.mock_server import MockServer
-from facecert.mock_server.store import RecordingFailed, Store, disk_failure
+from facecert.mock_server.store import RecordingFailed, Store
+from facecert.recording import disk_failure
 from tests.server.helpers import capture_body, poll_body
 from tests.support import FACECERT, SCALE, fill_disk, small_tmpfs
 
