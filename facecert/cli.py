@@ -33,7 +33,7 @@ from facecert.core.defaults import (
     TOLERANCE_MIN,
 )
 from facecert.core.profiles import PROFILES
-from facecert.recording import disk_failure, what_failed
+from facecert.recording import disk_failure, what_failed, what_to_do
 
 if TYPE_CHECKING:
     from typer._click.core import Command, Context  # typer 0.2x carries its own click
@@ -307,7 +307,7 @@ def main() -> None:
         # the user's to fix, so one line and exit 2, from whichever command it was, never a traceback
         console.print(
             f"[bold red]error:[/] the disk would not take what facecert writes: {escape(what_failed(exc))}; "
-            "free the space and run again",
+            f"{what_to_do(exc)}",
             soft_wrap=True,
             highlight=False,
         )

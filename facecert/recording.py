@@ -21,14 +21,29 @@ from dataclasses import dataclass
 # What the disk, not facecert, made a write fail: the errno of an OSError, and SQLite's primary result codes
 # (the low byte of an extended code, by name and number). Any other cause stays what it is (a bug of ours).
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
-_SQLITE_DISK = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT"})
-_SQLITE_DISK_CODES = frozenset({13, 10, 8, 14, 11})
+# (A corrupt or unopenable database is no disk refusing a write: it stays the error it is.)
+_SQLITE_DISK = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY"})
+_SQLITE_DISK_CODES = frozenset({13, 10, 8})
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class RecordingFailed(Exception):
+    """A store could not write what it was given, through no fault of the peer's or of facecert's code
+    (the disk is full, an I/O error, a read-only file): nothing of the transaction was kept."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        # the reason without a path: it is what the device is told (the console is told the path too)
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        self.path, self.cause, self.reason = path, cause, reason or type(cause).__name__
+        super().__init__(f"{self.reason} ({path})")
 
 
 def disk_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is a write the disk refused (full, failing, read-only, a file too big), not a bug: SQL
     that SQLite refuses for what it says ("no such column") is an OperationalError as SQLITE_FULL is, and
     must not pass for a full disk."""
+    if isinstance(exc, RecordingFailed):
+        return True
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         return getattr(exc, "sqlite_errorname", None) in _SQLITE_DISK or (
@@ -37,12 +52,21 @@ def disk_failure(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
 
 
+def what_to_do(exc: BaseException) -> str:
+    """The user's next step: room, when the disk is full; a look at the disk otherwise (read-only, failing)."""
+    cause = exc.cause if isinstance(exc, RecordingFailed) else exc
+    full = (isinstance(cause, OSError) and cause.errno in _FULL) or (
+        isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorname", None) == "SQLITE_FULL"
+    )
+    return "free the space and run again" if full else "check the disk and run again"
+
+
 def what_failed(exc: BaseException) -> str:
     """The disk's refusal in a few words, with the file when it is known: "No space left on device
     (/srv/r/summary.json)", "database or disk is full"."""
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
-    return str(exc) or type(exc).__name__
+    return str(exc) or type(exc).__name__  # a RecordingFailed names its cause and the store's file
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from typing import Any
 from facecert.core.jsonsafe import clean_text, dumps_strict
 from facecert.core.model import Exchange
 from facecert.mock_server.safefiles import write_new_file
-from facecert.recording import disk_failure
+from facecert.recording import RecordingFailed, disk_failure
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -92,21 +92,6 @@ PAGE_SIZE = 4096
 SPILL_BYTES = 1024 * 1024  # a blob above this goes to a file of its own beside the database
 _SPILL_NAME = re.compile(r"[0-9a-f]{32}\.bin")
 _MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "captures": ("image_in_request INTEGER",)}
-
-
-class RecordingFailed(Exception):
-    """The store could not write what it was given, through no fault of the peer's or of facecert's code
-    (the disk is full, an I/O error, a read-only or vanished file): nothing of the transaction was kept."""
-
-    def __init__(self, path: str, cause: BaseException) -> None:
-        self.path, self.cause, self.reason = path, cause, _cause_text(cause)
-        super().__init__(f"{self.reason} ({path})")
-
-
-def _cause_text(cause: BaseException) -> str:
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    return str(cause) or type(cause).__name__
 
 
 UNMADE = object()  # insert_exchange: a JSON copy to be made there
@@ -211,6 +196,7 @@ class Store:
         self._migrate()
         self.bodies = spill_folder(self.path)
         self._spilled = threading.local()  # per thread: a body written out ahead of its transaction
+        self._tx_spilled: list[str] = []  # files named by the open transaction's rows (under the lock)
         if self._checkpointer is not None:
             self._checkpointer.start()
 
@@ -258,17 +244,27 @@ class Store:
                         yield self.conn
                     except BaseException:
                         self._roll_back()
+                        self._forget_spilled()
                         raise
                     self.conn.execute("COMMIT")
                 except (sqlite3.Error, OSError) as exc:
+                    self._roll_back()  # a failed COMMIT leaves the transaction open unless SQLite ended it
+                    self._forget_spilled()  # a body's file its rolled-back row named
                     if not disk_failure(exc):
                         raise
-                    self._roll_back()  # a failed COMMIT leaves the transaction open unless SQLite ended it
                     raise RecordingFailed(self.path, exc) from exc
+                self._tx_spilled.clear()
                 self.commits += 1
         finally:
             if self._waiters:
                 self._wake()
+
+    def _forget_spilled(self) -> None:
+        """The files of bodies whose rows a failed transaction took back with it (under the lock)."""
+        spilled, self._tx_spilled = self._tx_spilled, []
+        for name in spilled:
+            if self.bodies is not None:
+                _remove_partial(self.bodies, name)
 
     def _roll_back(self) -> None:
         if self.conn.in_transaction:
@@ -323,6 +319,7 @@ class Store:
                 self.spill_ahead(body)  # not written ahead: written now, under the lock
                 ahead = self._spilled.ahead
             values.update(request_body=None, request_file=ahead[1], request_size=len(body))
+            self._tx_spilled.append(ahead[1])
             self._spilled.ahead = None
         image = values.get("image")
         if table == "captures" and isinstance(image, bytes) and len(image) > SPILL_BYTES and values.get("exchange_id"):

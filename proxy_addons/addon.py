@@ -207,9 +207,12 @@ class FacecertAddon:
         self._guard("judging the last flows", self.drain)
         session = self._require()
         session.finish()
+        refused = session.write_failures
         written = self._write("final")
         session.close()
-        if written:  # no summary (a full disk): nothing to seal, and the manifest would only fail on its absence
+        if not written or session.write_failures > refused:  # a report the disk refused: no seal over the rest
+            log.error("facecert: the reports are incomplete (a write the disk refused, above): not sealed")
+        else:
             self._guard("writing the evidence manifest", lambda: write_evidence(session, self.report_dir))
 
     # ---- commands ---------------------------------------------------------

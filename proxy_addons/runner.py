@@ -23,6 +23,7 @@ from rich.markup import escape
 from facecert.core.files import replace_with
 from facecert.core.jsonsafe import dumps_strict, printable
 from facecert.core.model import Finding, Severity
+from facecert.evidence import MANIFEST, SEALS
 from facecert.liveconsole import LiveConsole
 from facecert.proxy_addons.process import Mitmdump, MitmdumpConfig, MitmdumpError
 from facecert.proxy_addons.reports import paths_in
@@ -100,7 +101,7 @@ def run_proxy(
         listen_port=port,
         options={**options, "facecert_report_dir": str(report)},
     )
-    _forget_earlier_summary(report)
+    _forget_earlier_reports(report)
     # echoed from a thread of its own: a stdout nobody reads must not stop the reading of mitmdump's output, whose
     # writes (and with them the proxied traffic) would block once its pipe filled
     echo = LiveConsole(console, _echo_line, "mitmdump line(s) not shown: the console fell behind").start()
@@ -121,12 +122,13 @@ def run_proxy(
     return print_summary(report, console, previous, str(baseline or ""), write_baseline)
 
 
-def _forget_earlier_summary(report: Path) -> None:
-    """An earlier run's summary.json in the same folder goes first (this run's replaces it anyway): should
-    this run's not be written (a full disk), no earlier verdict can be read as this run's."""
-    summary = paths_in(report).summary
-    if os.path.lexists(summary):
-        summary.unlink()  # a link is removed, not followed
+def _forget_earlier_reports(report: Path) -> None:
+    """An earlier run's summary, JUnit, HAR and seal in the same folder go first (this run's replace them
+    anyway): should this run's not be written (a full disk), nothing earlier is read or sealed as this run's."""
+    paths = paths_in(report)
+    for path in (paths.summary, paths.junit, paths.har, *(report / name for name in sorted(SEALS))):
+        if os.path.lexists(path):
+            path.unlink()  # a link is removed, not followed
 
 
 def _print_addresses(console: Console, upstream: str, report: Path, host: str, port: int) -> None:
@@ -221,6 +223,15 @@ def print_summary(
             "write it (its lines above say why)"
         )
         return 2
+    if not summary.get("final"):  # one written on request during the run: the final one could not be written
+        console.print(
+            f"[bold red]error:[/] the final summary could not be written ({path} is from during the run; "
+            "the proxy's lines above say why)"
+        )
+        return 2
+    if not (report / MANIFEST).exists():
+        console.print("[bold red]error:[/] the reports are not sealed: not all of them could be written (see above)")
+        return 2
     code = 1 if summary["verdict"] == "fail" else 0
     if baseline is not None:
         summary["baseline"] = compare(baseline, summary, source=source).to_dict()
@@ -240,6 +251,11 @@ def print_summary(
         console.print(
             f"[yellow]{summary['addon_errors']} internal error(s) of the addon were contained; "
             f"the flows passed untouched (see summary.json)[/]"
+        )
+    if summary.get("write_failures"):
+        console.print(
+            f"[bold red]{summary['write_failures']} write(s) the disk refused[/] before the summary "
+            "(the record, its sync): the proxy's lines above say which"
         )
     if summary.get("unrecorded"):
         console.print(

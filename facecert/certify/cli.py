@@ -24,6 +24,7 @@ from facecert.core.defaults import (
     TIME_SCALE_MIN,
 )
 from facecert.heap import settle
+from facecert.recording import disk_failure, what_to_do
 
 if TYPE_CHECKING:
     from facecert.certify.runner import PlanOutcome
@@ -182,7 +183,7 @@ def certify_device(
     """Play the platform for a device and certify it against the device plan."""
     from facecert.certify.device_session import DeviceRunConfig, DeviceSession
     from facecert.certify.operator import Operator
-    from facecert.certify.runner import run_plan, write_reports
+    from facecert.certify.runner import forget_earlier_outputs, run_plan, write_reports
     from facecert.mock_server.cli import admin_token_for
     from facecert.mock_server.store import read_exchanges
 
@@ -216,6 +217,7 @@ def certify_device(
             f"bound beyond localhost: the control API (/_admin) needs the token [bold]{token}[/]", soft_wrap=True
         )
     try:
+        forget_earlier_outputs(cfg.report)
         session = DeviceSession(cfg, operator)
         settle()  # the heap of imports and set-up, out of the collector's walks: its pauses hit the cadences
         session.start()
@@ -318,7 +320,7 @@ def certify_server(
 ) -> None:
     """Play the device for a platform server and certify it against the server plan."""
     from facecert.certify.operator import Operator
-    from facecert.certify.runner import run_plan, write_reports
+    from facecert.certify.runner import forget_earlier_outputs, run_plan, write_reports
     from facecert.certify.server_session import PERSONAS, ServerRunConfig, ServerSession
     from facecert.certify.triggers import TriggerError
 
@@ -348,6 +350,7 @@ def certify_server(
         persona=persona,
     )
     try:
+        forget_earlier_outputs(cfg.report)
         session = ServerSession(cfg, Operator(console))
         settle()  # the heap of imports and set-up, out of the collector's walks: its pauses hit the cadences
         session.start()
@@ -470,11 +473,8 @@ def _writing(report: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        fail(
-            console,
-            f"cannot write the report in {report}: {exc.strerror or exc}: nothing was certified "
-            "(free the space and run again)",
-        )
+        advice = f" ({what_to_do(exc)})" if disk_failure(exc) else ""
+        fail(console, f"cannot write the report in {report}: {exc.strerror or exc}: nothing was certified{advice}")
 
 
 def _check_ran(outcome: PlanOutcome) -> None:

@@ -24,8 +24,7 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from facecert.certify.capabilities import Need, Statement, check_needs, declared_missing, needs_of
 from facecert.certify.verdicts import RuleFailure, ScenarioError, ScenarioRecord, Verdict
-from facecert.mock_server.store import RecordingFailed
-from facecert.recording import disk_failure
+from facecert.recording import RecordingFailed, disk_failure
 
 NEEDS_TAG = "needs:"  # @needs:task=getLogFile: what a scenario needs of the peer (facecert/certify/capabilities.py)
 

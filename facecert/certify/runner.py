@@ -27,9 +27,11 @@ from facecert.certify.plugin import PlanPlugin
 from facecert.certify.verdicts import ScenarioRecord, Verdict
 from facecert.clicommon import sigterm_interrupts
 from facecert.core.captures import write_har
+from facecert.core.files import replace_with
 from facecert.core.redact import current as current_redactor
 from facecert.core.redact import privacy_fields, scrub, scrub_folder
 from facecert.core.rules.registry import RULES
+from facecert.evidence import SEALS
 
 # what a plan run reads, packaged with facecert (an installed wheel and a checkout alike): the plan
 # modules and their step definitions (facecert.steps), the Gherkin features and pytest's settings for a
@@ -154,7 +156,7 @@ def write_reports(
     With a ``baseline`` (an earlier summary, facecert.baseline) the exit code counts only what is new."""
     records = outcome.records
     declarations = apply_expectations(records, expectations or [], {f["rule"] for f in findings})
-    har = write_har(exchanges, report / "session.har", creator=f"facecert certify {plan}", judged_with=judged_with)
+    har = write_har(exchanges, report / HAR, creator=f"facecert certify {plan}", judged_with=judged_with)
     errors_by_rule: dict[str, int] = {}
     for finding in findings:
         if finding.get("severity") == "error":
@@ -187,7 +189,7 @@ def write_reports(
             r.verdict is Verdict.UNEXPECTED_PASS for r in records
         )
         summary["exit_code"] = rebased_exit_code(code, comparison, stale)
-    write_junit(report / "junit.xml", f"facecert.{plan}", records)
+    write_junit(report / JUNIT, f"facecert.{plan}", records)
     results = report / "allure-results"
     if results.is_dir():
         finish_allure(
@@ -208,10 +210,23 @@ def write_reports(
     summary["html"] = _render_html(report, plan, summary) if html else None
     if not html:
         summary["html_error"] = "not asked for (--no-html)"
-    (report / "summary.json").write_text(
-        json.dumps(summary, ensure_ascii=False, indent=2, default=repr), encoding="utf-8"
-    )
+    text = json.dumps(summary, ensure_ascii=False, indent=2, default=repr)
+    replace_with(report / SUMMARY, lambda out: out.write(text))  # whole or not at all, never a torn summary
     return summary
+
+
+SUMMARY, JUNIT, HAR = "summary.json", "junit.xml", "session.har"
+# what a run leaves in its report folder that a reader takes as its verdict or its evidence
+_OUTPUTS = (SUMMARY, JUNIT, HAR, *sorted(SEALS))
+
+
+def forget_earlier_outputs(report: Path) -> None:
+    """An earlier run's summary, JUnit, HAR and seal in the same folder go before this run starts (this run's
+    replace them anyway): should this run's not be written (a full disk), no earlier verdict is read as its."""
+    for name in _OUTPUTS:
+        path = report / name
+        if os.path.lexists(path):
+            path.unlink()  # a link is removed, not followed
 
 
 def _render_html(report: Path, plan: str, summary: dict[str, Any]) -> str | None:

@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,8 +28,7 @@ import typer
 from facecert.certify.plugin import PlanPlugin, classify
 from facecert.certify.verdicts import ScenarioRecord, Verdict
 from facecert.core.rules.registry import RULES
-from facecert.mock_server.store import RecordingFailed
-from facecert.recording import RecordingState
+from facecert.recording import RecordingFailed, RecordingState
 from tests.support import fill_disk, small_tmpfs
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
@@ -77,19 +75,9 @@ def _stays_full(folder: Path) -> tuple[int, str]:
     return proc.returncode, seen + rest
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Both runs at once (each waits on protocol time)."""
-    with small_tmpfs(tmp_path_factory.mktemp("full") / "disk", "16m") as disk:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            spell = pool.submit(_spell, tmp_path_factory.mktemp("spell") / "report")
-            full = pool.submit(_stays_full, disk)
-            return {"spell": spell.result(), "stays-full": full.result()}
-
-
 @pytest.mark.slow
-def test_scenarios_after_the_store_failed_are_errors_with_the_cause_first(runs: dict[str, Any]) -> None:
-    code, err, lines = runs["spell"]
+def test_scenarios_after_the_store_failed_are_errors_with_the_cause_first(tmp_path: Path) -> None:
+    code, err, lines = _spell(tmp_path / "report")
     assert code == 0, err
     recording, *records = lines
     assert recording["recording"]["refused"] >= 1 and recording["recording"]["failing_since"] is None, recording
@@ -104,11 +92,12 @@ def test_scenarios_after_the_store_failed_are_errors_with_the_cause_first(runs: 
 
 
 @pytest.mark.slow
-def test_a_disk_that_stays_full_ends_the_run_without_a_traceback(runs: dict[str, Any]) -> None:
+def test_a_disk_that_stays_full_ends_the_run_without_a_traceback(tmp_path: Path) -> None:
     """What the reports find depends on the moment: the store's WAL, truncated as the session stops, gives
     back room a summary may fit in. Either the reports say HARNESS-RECORDING, or they could not be written
     and one line says so; never a traceback, never exit 0 or 1."""
-    code, out = runs["stays-full"]
+    with small_tmpfs(tmp_path / "disk", "16m") as disk:
+        code, out = _stays_full(disk)
     assert code == 2, out
     assert "Traceback" not in out and "INTERNALERROR" not in out, out
     written = "NOT CERTIFIED" in out and "HARNESS-RECORDING" in out
