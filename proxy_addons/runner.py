@@ -209,7 +209,7 @@ def _echo_line(line: str, markup: bool) -> str:
 def print_summary(
     report: Path, console: Console, baseline: dict | None = None, source: str = "", write_baseline: Path | None = None
 ) -> int:
-    """The verdict from summary.json; exit code 0 pass, 1 fail, 2 no summary. With a ``baseline``
+    """The verdict from summary.json; exit code 0 pass, 1 fail, 2 no final summary or no seal. With a ``baseline``
     (an earlier summary) only what is new fails, and summary.json gets the ``baseline`` block."""
     from facecert.baseline import compare, print_comparison
     from facecert.baseline import write_baseline as save_baseline

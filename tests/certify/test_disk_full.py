@@ -97,7 +97,11 @@ def test_a_disk_that_stays_full_ends_the_run_without_a_traceback(tmp_path: Path)
     back room a summary may fit in. Either the reports say HARNESS-RECORDING, or they could not be written
     and one line says so; never a traceback, never exit 0 or 1."""
     with small_tmpfs(tmp_path / "disk", "16m") as disk:
+        (disk / "r").mkdir()
+        stale = disk / "r" / "summary.json"  # an earlier run's, certified: never to be read as this run's
+        stale.write_text('{"verdict": "certified"}', encoding="utf-8")
         code, out = _stays_full(disk)
+        assert not stale.exists() or json.loads(stale.read_text())["verdict"] == "not certified", out
     assert code == 2, out
     assert "Traceback" not in out and "INTERNALERROR" not in out, out
     written = "NOT CERTIFIED" in out and "HARNESS-RECORDING" in out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from facecert.recording import disk_failure, what_failed
+from facecert.recording import RecordingFailed, disk_failure, what_failed, what_to_do
 from facecert.samples import sample_conversation
 from tests.support import FACECERT, fill_disk, small_tmpfs
 
@@ -48,7 +48,7 @@ def test_output_the_disk_refuses_is_one_line_and_exit_2(args: list[str], capture
     assert " ".join(out.split()) == LINE, out
 
 
-def test_only_the_disk_passes_for_the_disk() -> None:
+def test_only_the_disk_passes_for_the_disk(tmp_path: Path) -> None:
     assert disk_failure(OSError(errno.ENOSPC, "No space left on device"))
     assert disk_failure(OSError(errno.EROFS, "Read-only file system"))
     assert not disk_failure(FileNotFoundError(errno.ENOENT, "No such file or directory"))
@@ -61,3 +61,17 @@ def test_only_the_disk_passes_for_the_disk() -> None:
     assert what_failed(OSError(errno.ENOSPC, "No space left on device", "/r/x.json")) == (
         "No space left on device (/r/x.json)"
     )
+    # a store's refusal (a deadline's write in certify, outside the report writing) is the disk's too
+    assert disk_failure(RecordingFailed("/r/session.db", OSError(errno.EIO, "Input/output error")))
+
+    foreign = tmp_path / "foreign.db"
+    foreign.write_bytes(b"not a database, " * 1024)
+    with pytest.raises(sqlite3.DatabaseError) as corrupt:
+        sqlite3.connect(foreign).execute("SELECT * FROM sqlite_master")
+    assert corrupt.value.sqlite_errorname == "SQLITE_NOTADB" and not disk_failure(corrupt.value)
+
+
+def test_free_the_space_only_when_it_is_full() -> None:
+    assert what_to_do(OSError(errno.ENOSPC, "No space left on device")) == "free the space and run again"
+    assert what_to_do(RecordingFailed("/r/s.db", OSError(errno.EDQUOT, "Disk quota exceeded"))).startswith("free")
+    assert what_to_do(OSError(errno.EROFS, "Read-only file system")) == "check the disk and run again"

@@ -116,3 +116,30 @@ def test_reports_on_a_full_disk_give_no_verdict_and_no_earlier_one(upstream: Ups
     assert "final report: its summary could not be written (above): no verdict to read" in text, text
     assert "the proxy could not write it (its lines above say why)" in text, text
     assert "Traceback" not in text and "internal error while" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("final", "sealed", "said"),
+    [
+        (False, True, "the final summary could not be written"),
+        (True, False, "the reports are not sealed: not all of them could be written"),
+    ],
+    ids=["only an interim summary", "a report after the summary refused"],
+)
+def test_a_summary_that_is_not_the_whole_final_report_is_exit_2(
+    tmp_path: Path, final: bool, sealed: bool, said: str
+) -> None:
+    """What the proxy leaves when the disk refused part of its final report: an interim summary (written on
+    request during the run), or the summary without the seal over the rest. Neither is a verdict."""
+    from rich.console import Console
+
+    from facecert.evidence import MANIFEST
+    from facecert.proxy_addons.runner import print_summary
+
+    summary = {"verdict": "pass", "findings": [], "final": final, "exchanges": 0, "counts": {}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    if sealed:
+        (tmp_path / MANIFEST).write_text("{}", encoding="utf-8")
+    console = Console(record=True, width=200)
+    assert print_summary(tmp_path, console) == 2
+    assert said in console.export_text()

@@ -61,6 +61,9 @@ def test_requests_the_store_cannot_keep_are_503_and_said_once(
         refused = [client.post("/taskRequest", json=poll_body(DEVICE)) for _ in range(30)]
         refused.append(client.post("/faceRecognition", json=capture_body(DEVICE)))
         refused.append(client.get("/no/such/endpoint"))  # stored as other traffic: that write fails too
+        big = capture_body(DEVICE, 1)
+        big["frpic"] = "A" * (2 * 1024 * 1024)  # its file is written (the folder has room), its row is not
+        refused.append(client.post("/faceRecognition", json=big))
         free(server)
         after = client.post("/taskRequest", json=poll_body(DEVICE))
     assert {answer.status_code for answer in refused} == {503}
@@ -70,9 +73,11 @@ def test_requests_the_store_cannot_keep_are_503_and_said_once(
     said = [record.getMessage() for record in caplog.records]
     assert len(said) == 2, said  # once as it begins, once as it ends: not a line (or a traceback) a request
     assert said[0].startswith("facecert cannot record: database or disk is full") and str(server.config.db) in said[0]
-    assert said[1] == "facecert records again: 32 device requests were answered 503 meanwhile"
+    assert said[1] == "facecert records again: 33 device requests were answered 503 meanwhile"
     state = server.platform.recording.state()
-    assert (state.refused, state.outages, state.failing_since) == (32, 1, None) and not state.complete
+    assert (state.refused, state.outages, state.failing_since) == (33, 1, None) and not state.complete
+    bodies = Path(f"{server.config.db}.bodies")
+    assert not bodies.exists() or not list(bodies.iterdir()), "the file of a body whose row was taken back"
     # what was kept before and after is whole; nothing of the refused requests is
     stored = server.exchanges(DEVICE)
     assert [e["status"] for e in stored] == [200, 200]
