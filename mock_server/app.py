@@ -25,7 +25,7 @@ from facecert.mock_server.http_device import (
 )
 from facecert.mock_server.page import favicon, page_handler
 from facecert.mock_server.platform import Platform
-from facecert.mock_server.store import RecordingFailed
+from facecert.recording import RecordingFailed
 
 
 def deadline_period(platform: Platform) -> float:

@@ -34,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 from facecert.core.model import Exchange
 from facecert.mock_server.messages import Incoming, Reply, to_json
 from facecert.mock_server.platform import Platform
-from facecert.mock_server.store import RecordingFailed
+from facecert.recording import RecordingFailed
 
 CHUNK = 64 * 1024
 # Bodies up to this are judged on the event loop: reading and judging one (a poll, a result, an alarm) takes

@@ -65,12 +65,11 @@ from facecert.mock_server.store import (
     DEVICE_ROW,
     PARSED_COPY_MAX,
     UNMADE,
-    RecordingFailed,
     Store,
     bindable,
     decode_json_columns,
 )
-from facecert.recording import RecordingHealth
+from facecert.recording import RecordingFailed, RecordingHealth
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
