@@ -7,13 +7,14 @@ a master, or only a worker, for several machines), shows their progress from the
 
 Exit codes: 0 every device as expected (clean without a knob, naming the knob's rule with one),
 1 not (a device failed, was served badly or its driver lagged; or Locust ended without verdicts),
-2 the invocation could not be used (bad options, the server unreachable).
+2 the invocation could not be used (bad options, the server unreachable, the report's disk full).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,8 @@ STARTUP_S = 60.0  # for Locust to start and local workers to connect
 REMOTE_STARTUP_S = 900.0  # --master: for someone to start the workers on the other machines
 GATHER_S = 90.0  # for the master to gather the verdicts and write its reports
 LOCAL = "127.0.0.1"
+# the master's reports (fleet.json, Locust's CSV and HTML) need at least this much room: less is a full disk
+FULL_BELOW = 1024 * 1024
 
 
 def locust_command(*args: str) -> list[str]:
@@ -306,6 +309,12 @@ def run_fleet(
     if not gathered:
         return 130
     fleet = read_json(report / "fleet.json")
+    if not isinstance(fleet, dict) and disk_is_full(report):
+        console.print(
+            f"[bold red]error:[/] no verdicts: the disk of {escape(str(report))} is full, so Locust could not "
+            "write them (nor its log); free the space and run again"
+        )
+        return 2
     if not isinstance(fleet, dict):
         tail = (report / "locust-master.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-8:]
         console.print("[bold red]error:[/] Locust ended without verdicts; the master's last lines:")
@@ -330,6 +339,15 @@ def run_fleet(
     if interrupted or summary["unexpected"] or not summary["devices"]:
         return 1
     return 0
+
+
+def disk_is_full(folder: Path) -> bool:
+    """Whether the filesystem of ``folder`` has no room left for a file (less than FULL_BELOW bytes free): a
+    fleet whose master wrote no verdicts and no log there is then the disk's doing, not the devices'."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def _why_late(workers: dict[str, dict[str, Any]]) -> str:

@@ -18,6 +18,7 @@ import pytest
 from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_device.fleet_cli import LOCUSTFILE, free_port
 from facecert.mock_server import MockServer
+from tests.support import fill_disk, small_tmpfs
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
 
@@ -70,6 +71,18 @@ def test_an_unusable_report_folder_is_a_clear_error(server: MockServer, tmp_path
     done = fleet("--server", server.url, "--devices", "2", "--duration", "2", "--report", str(taken))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--report" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_full_disk_for_the_report_is_said_as_such(server: MockServer, tmp_path: Path) -> None:
+    """Locust's master writes nothing on a full disk, not even its log: before, "Locust ended without
+    verdicts; the master's last lines:" followed by none, and exit 1 as if the devices had failed."""
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        fill_disk(disk)
+        done = fleet("--server", server.url, "--devices", "2", "--duration", "2", "--report", str(disk / "r"))
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, out
+    assert f"error: no verdicts: the disk of {disk / 'r'} is full, so Locust could not write them" in out, out
+    assert "Traceback" not in out, out
 
 
 def read_report(folder: Path) -> dict:
