@@ -76,6 +76,7 @@ class RecordingState:
     refused: int  # exchanges refused since the server started because the store could not keep them
     outages: int  # spells of failing writes, each ended by a write that succeeded (or still going on)
     cause: str  # the last failure's cause, as the store gave it ("database or disk is full (/tmp/s.db)")
+    advice: str  # what to do about it (what_to_do): "free the space and run again", "check the disk and run again"
     first_refused: float | None  # when the first exchange was refused (None: never)
     failing_since: float | None  # when the current spell began (None: the store writes)
 
@@ -94,16 +95,17 @@ class RecordingHealth:
         self._refused = 0
         self._outages = 0
         self._cause = ""
+        self._advice = ""
         self._first: float | None = None
         self._since: float | None = None
         self._in_spell = 0
 
-    def refused(self, cause: str) -> bool:
+    def refused(self, cause: str, advice: str) -> bool:
         """One exchange not kept; True when it starts a spell (the one to tell the console about)."""
         with self._lock:
             now = time.time()
             self._refused += 1
-            self._cause = cause
+            self._cause, self._advice = cause, advice
             self._first = self._first if self._first is not None else now
             starts = self._since is None
             if starts:
@@ -124,4 +126,4 @@ class RecordingHealth:
 
     def state(self) -> RecordingState:
         with self._lock:
-            return RecordingState(self._refused, self._outages, self._cause, self._first, self._since)
+            return RecordingState(self._refused, self._outages, self._cause, self._advice, self._first, self._since)

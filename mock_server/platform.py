@@ -69,7 +69,7 @@ from facecert.mock_server.store import (
     bindable,
     decode_json_columns,
 )
-from facecert.recording import RecordingFailed, RecordingHealth
+from facecert.recording import RecordingFailed, RecordingHealth, what_to_do
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
@@ -548,11 +548,12 @@ class Platform:
         (never as if it were kept) and the spell is told on the console once, not a traceback a request.
         What the platform and the engine had decided for it stands: from here on the record and the judgement
         are incomplete, which the certification says (HARNESS-RECORDING) and ``facecert serve`` prints."""
-        if self.recording.refused(str(exc)):
+        if self.recording.refused(str(exc), what_to_do(exc)):
             logger.error(
                 "facecert cannot record: %s. Every device request is answered 503 until it can again; "
-                "the record and the judgement from here on are incomplete: free the space and start again",
+                "the record and the judgement from here on are incomplete: %s",
                 exc,
+                what_to_do(exc).replace("run again", "start again"),
             )
         answer = _json({"code": 503, "log": f"not recorded ({exc.reason}): the server kept nothing of this request"})
         return Reply(503, answer, dict(JSON_HEADERS))

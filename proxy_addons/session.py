@@ -23,7 +23,7 @@ from facecert.core.model import Exchange, Finding
 from facecert.proxy_addons.bodies import Body
 from facecert.proxy_addons.record import FlowRecord
 from facecert.proxy_addons.strict import clean_text
-from facecert.recording import RecordingHealth, disk_failure, what_failed
+from facecert.recording import RecordingHealth, disk_failure, what_failed, what_to_do
 
 log = logging.getLogger("facecert.proxy")
 
@@ -131,8 +131,8 @@ class ProxySession:
         flow passes and is judged as every other; only the record (and what replays it) lacks it. Said once
         as the spell begins, counted in the summary (``unrecorded``)."""
         where = self.record.path if self.record is not None else "the record"
-        cause = f"{getattr(exc, 'strerror', None) or exc} ({where})"
-        if self.recording.refused(cause):
+        cause = f"{what_failed(exc)} ({where})"
+        if self.recording.refused(cause, what_to_do(exc)):
             log.error(
                 "facecert: cannot record: %s. Flows pass on and are judged, unrecorded, until it can again: "
                 "the record, and a replay of it, is incomplete from here on",
@@ -209,7 +209,9 @@ class ProxySession:
         (a report at shutdown on a full disk) is no bug of ours: said as what it is, counted apart."""
         if disk_failure(exc):
             self.write_failures += 1
-            log.error("facecert: the disk would not take it while %s (%s): free the space", where, what_failed(exc))
+            log.error(
+                "facecert: the disk would not take it while %s (%s): %s", where, what_failed(exc), what_to_do(exc)
+            )
             return
         self.error_count += 1
         error = AddonError(

@@ -24,7 +24,7 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from facecert.certify.capabilities import Need, Statement, check_needs, declared_missing, needs_of
 from facecert.certify.verdicts import RuleFailure, ScenarioError, ScenarioRecord, Verdict
-from facecert.recording import RecordingFailed, disk_failure
+from facecert.recording import disk_failure, what_to_do
 
 NEEDS_TAG = "needs:"  # @needs:task=getLogFile: what a scenario needs of the peer (facecert/certify/capabilities.py)
 
@@ -183,8 +183,8 @@ class PlanPlugin:
         record.verdict, record.rules, record.trace = Verdict.ERROR, ("HARNESS-RECORDING",), ""
         record.message = (
             f"the reference server could not record {state.refused} device request(s) since {since} "
-            f"({state.cause}): the record is incomplete, so this scenario has no verdict; free the space and "
-            f"run again{before}"
+            f"({state.cause}): the record is incomplete, so this scenario has no verdict; "
+            f"{state.advice}{before}"
         )
 
     def close_interrupted(self) -> None:
@@ -214,7 +214,7 @@ class PlanPlugin:
         if self.interrupted_by:
             return "HARNESS-INTERRUPTED", f"stopped by {self.interrupted_by}"
         exc = self.broken_by
-        if isinstance(exc, RecordingFailed) or (isinstance(exc, OSError) and disk_failure(exc)):
+        if exc is not None and disk_failure(exc):
             return "HARNESS-RECORDING", f"broken off by a full or failing disk ({exc})"
         return "HARNESS-ERROR", f"broken off by an internal error ({type(exc).__name__}: {exc})"
 
@@ -246,10 +246,10 @@ def classify(record: ScenarioRecord, exc: BaseException, tb: Any = None) -> None
         record.verdict, record.rules, record.message = Verdict.FAIL, exc.rules, exc.text
     elif isinstance(exc, ScenarioError):
         record.verdict, record.rules, record.message = Verdict.ERROR, exc.rules, exc.text
-    elif isinstance(exc, RecordingFailed) or (isinstance(exc, OSError) and disk_failure(exc)):
+    elif disk_failure(exc):
         # a write the disk refused: our server's store (a step's call to it) or the evidence a step attaches
         record.verdict, record.rules = Verdict.ERROR, ("HARNESS-RECORDING",)
-        record.message = f"facecert could not record: {exc}; free the space and run again"
+        record.message = f"facecert could not record: {exc}; {what_to_do(exc)}"
     elif isinstance(exc, pytest.skip.Exception):
         record.verdict, record.rules, record.message = Verdict.NOT_APPLICABLE, (), str(exc.msg)
     else:  # a plain assert or a crash in a step: facecert's fault, never blamed on the peer

@@ -132,12 +132,17 @@ class _Session:
 
 
 def test_a_scenario_ended_after_a_refused_request_is_an_error_with_the_cause_first() -> None:
-    state = RecordingState(7, 1, "database or disk is full (/r/session.db)", 1_800_000_000.0, 1_800_000_000.0)
+    state = RecordingState(
+        7, 1, "database or disk is full (/r/session.db)", "free the space and run again", 1_800_000_000.0, None
+    )
     failed = ScenarioRecord(name="n", feature="f", verdict=Verdict.FAIL, rules=("CADENCE-IDLE",), message="late")
     PlanPlugin(_Session(state))._blame_recording(failed)
     assert failed.verdict is Verdict.ERROR and failed.rules == ("HARNESS-RECORDING",)
     assert failed.message.startswith("the reference server could not record 7 device request(s) since ")
-    assert "(database or disk is full (/r/session.db))" in failed.message
+    assert (
+        "(database or disk is full (/r/session.db)): the record is incomplete, so this scenario has no verdict; "
+        "free the space and run again; without that" in failed.message
+    )
     assert failed.message.endswith("; without that it was fail (CADENCE-IDLE: late)")
     assert RULES["HARNESS-RECORDING"].party == "harness"
     passed = ScenarioRecord(name="n", feature="f")
