@@ -41,6 +41,7 @@ console = Console()
 STARTUP_S = 60.0  # for Locust to start and local workers to connect
 REMOTE_STARTUP_S = 900.0  # --master: for someone to start the workers on the other machines
 GATHER_S = 90.0  # for the master to gather the verdicts and write its reports
+WORKERS_QUIT_S = 5.0  # for the local workers to quit once the master has ended (they do within a second)
 LOCAL = "127.0.0.1"
 # the master's reports (fleet.json, Locust's CSV and HTML) need at least this much room: less is a full disk
 FULL_BELOW = 1024 * 1024
@@ -197,11 +198,15 @@ def shut_down(master: subprocess.Popen[bytes], workers: list[subprocess.Popen[by
     when a second Ctrl-C cut that short: every process of ours is killed at once, without a traceback."""
     try:
         stop_process(master, GATHER_S)
+        # A worker keeps nothing of its own: once the master has ended (having told them to quit, or dead), all
+        # of them share one short wait, then are stopped; before, each waited 15 s in turn for a master that a
+        # full disk had killed at its start
+        until = time.monotonic() + WORKERS_QUIT_S
         for worker in workers:
             try:
-                worker.wait(15)
+                worker.wait(max(0.0, until - time.monotonic()))
             except subprocess.TimeoutExpired:
-                stop_process(worker, 15)
+                stop_process(worker, 10)
         return True
     except KeyboardInterrupt:
         console.print("[red]interrupted again: the fleet is stopped without its verdicts[/]")
@@ -310,10 +315,7 @@ def run_fleet(
         return 130
     fleet = read_json(report / "fleet.json")
     if not isinstance(fleet, dict) and disk_is_full(report):
-        console.print(
-            f"[bold red]error:[/] no verdicts: the disk of {escape(str(report))} is full, so Locust could not "
-            "write them (nor its log); free the space and run again"
-        )
+        console.print(f"[bold red]error:[/] {disk_full_message(report, before=False)}")
         return 2
     if not isinstance(fleet, dict):
         tail = (report / "locust-master.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-8:]
@@ -348,6 +350,20 @@ def disk_is_full(folder: Path) -> bool:
         return shutil.disk_usage(folder).free < FULL_BELOW
     except OSError:
         return False
+
+
+def disk_full_message(report: Path, before: bool) -> str:
+    """What a full disk under ``report`` means for the run: none started (``before``), or no verdicts."""
+    where = escape(str(report))
+    if before:
+        return (
+            f"the disk of {where} is full (less than {FULL_BELOW // 1024} KiB free): Locust could not write the "
+            "verdicts there, so no fleet was started; free the space or choose another --report"
+        )
+    return (
+        f"no verdicts: the disk of {where} is full, so Locust could not write them (nor its log); "
+        "free the space and run again"
+    )
 
 
 def _why_late(workers: dict[str, dict[str, Any]]) -> str:
@@ -426,6 +442,9 @@ def register(app: typer.Typer) -> None:
             (report / "locust-master.log").touch()
         except OSError as exc:
             fail(console, f"--report {escape(str(report))}: {escape(exc.strerror or str(exc))}")
+        if disk_is_full(report):  # said now, not after a run whose verdicts Locust could not have written
+            console.print(f"[bold red]error:[/] {disk_full_message(report, before=True)}")
+            raise typer.Exit(2)
         port = master_port if master else free_port()
         cmd = locust_command(
             *master_args(

@@ -23,14 +23,11 @@ from tests.support import fill_disk, small_tmpfs
 FACECERT = str(Path(sys.executable).parent / "facecert")
 
 
+FLEET_ENV = {"COLUMNS": "160", "PATH": "/usr/bin:/bin"}
+
+
 def fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FACECERT, "fleet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
-    )
+    return subprocess.run([FACECERT, "fleet", *args], capture_output=True, text=True, timeout=timeout, env=FLEET_ENV)
 
 
 def test_the_cli_process_never_imports_locust_or_gevent() -> None:
@@ -73,16 +70,78 @@ def test_an_unusable_report_folder_is_a_clear_error(server: MockServer, tmp_path
     assert "--report" in done.stdout and "Traceback" not in done.stdout + done.stderr
 
 
-def test_a_full_disk_for_the_report_is_said_as_such(server: MockServer, tmp_path: Path) -> None:
-    """Locust's master writes nothing on a full disk, not even its log: before, "Locust ended without
-    verdicts; the master's last lines:" followed by none, and exit 1 as if the devices had failed."""
+def test_a_full_disk_for_the_report_is_said_before_any_device_starts(server: MockServer, tmp_path: Path) -> None:
+    """Before, the whole run went ahead (15-30 s of a master dead at its start) to end in "no verdicts"."""
     with small_tmpfs(tmp_path / "disk", "1m") as disk:
         fill_disk(disk)
+        started = time.monotonic()
         done = fleet("--server", server.url, "--devices", "2", "--duration", "2", "--report", str(disk / "r"))
+        took = time.monotonic() - started
     out = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 2, out
-    assert f"error: no verdicts: the disk of {disk / 'r'} is full, so Locust could not write them" in out, out
+    assert f"error: the disk of {disk / 'r'} is full (less than 1024 KiB free)" in out, out
+    assert "no fleet was started" in out and "Traceback" not in out, out
+    assert took < 10, f"{took:.1f} s: a fleet was started anyway"
+
+
+def test_a_disk_that_fills_during_the_run_is_said_as_such(server: MockServer, tmp_path: Path) -> None:
+    """Locust's master writes nothing on a full disk, not even its log: before, "Locust ended without
+    verdicts; the master's last lines:" followed by none, and exit 1 as if the devices had failed; and
+    each worker then waited 15 s in turn for the master that had died."""
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
+        report = disk / "r"
+        argv = [FACECERT, "fleet", "--server", server.url, "--devices", "2", "--duration", "3", "--report"]
+        started = time.monotonic()
+        with subprocess.Popen(
+            [*argv, str(report)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=FLEET_ENV
+        ) as process:
+            while not (report / "locust-master.log").exists() and process.poll() is None:
+                time.sleep(0.02)
+            fill_disk(disk)  # the run has begun: the master's reports find no room
+            out, _ = process.communicate(timeout=120)
+        took = time.monotonic() - started
+    out = " ".join(out.split())
+    assert process.returncode == 2, out
+    assert f"error: no verdicts: the disk of {report} is full, so Locust could not write them" in out, out
     assert "Traceback" not in out, out
+    assert took < 25, f"{took:.1f} s"
+
+
+def children(pid: int) -> dict[int, str]:
+    """The processes ``pid`` started (their command lines), from /proc."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return found
+
+
+def test_workers_are_stopped_soon_after_their_master_died(server: MockServer, tmp_path: Path) -> None:
+    """A master killed mid-run (as a full disk or the OOM killer does) tells its workers nothing: before,
+    each of them was waited for 15 s in turn, so a fleet of two workers took 30 s more to say so."""
+    report = tmp_path / "r"
+    argv = [FACECERT, "fleet", "--server", server.url, "--devices", "4", "--workers", "2", "--duration", "60"]
+    with subprocess.Popen(
+        [*argv, "--report", str(report)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=FLEET_ENV
+    ) as process:
+        deadline = time.monotonic() + 60
+        while '"running"' not in _text(report / "progress.json") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        masters = [pid for pid, line in children(process.pid).items() if " --master " in line]
+        assert len(masters) == 1, children(process.pid)
+        os.kill(masters[0], signal.SIGKILL)
+        killed = time.monotonic()
+        out, _ = process.communicate(timeout=60)
+        took = time.monotonic() - killed
+    assert process.returncode == 1 and "Locust ended without verdicts" in out, out
+    assert took < 15, f"{took:.1f} s after the master was killed"
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
 
 
 def read_report(folder: Path) -> dict:
