@@ -54,13 +54,13 @@ chromium:
 # order tests/conftest.py gives (not --dist loadgroup: pytest-xdist 3.8 cannot group pytest 9's tests).
 TEST_WORKERS ?= 2
 test: venv chromium bytecode
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
 
 # The edit-test loop: no browser, fuzzing, wheel, slow or benchmark-like tests (pyproject markers). What is left
 # mostly waits on protocol time in-process and uses a core at most: four workers (130 s on two, 70 s on four).
 TEST_FAST_WORKERS ?= 4
 test-fast: venv bytecode
-	$(PY) -m pytest -q -n $(TEST_FAST_WORKERS) --dist loadfile -m "not (browser or fuzz or wheel or slow)" \
+	$(PYTEST) -q -n $(TEST_FAST_WORKERS) --dist loadfile -m "not (browser or fuzz or wheel or slow)" \
 	  --basetemp=.cache/pytest-fast $(PYTEST_ARGS)
 
 # Bytecode, made ahead. uv installs none by default, and where PYTHONDONTWRITEBYTECODE is set (as on these
@@ -71,6 +71,11 @@ test-fast: venv bytecode
 # to pytest to report. Measured: make test 458 -> 422 s, 475 -> 408 CPU-s of user time (docs/performance.md).
 bytecode: venv
 	@$(PY) -m compileall -qq $(LINT_PATHS) || true
+
+# pytest, allowed to cache what it compiles: pytest writes no assertion-rewritten module (every test module,
+# conftest and plugin) where PYTHONDONTWRITEBYTECODE is set, so each worker rewrote them all again (collection
+# 6.8 s of CPU a process; 3.3 s from the cache). __pycache__ is ignored by git.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
 
 # ruff does not follow the links inside facecert/ (the peers' and steps' real files are in their top-level
 # folders), so those are listed; mypy and lint-imports do follow them.
