@@ -31,7 +31,6 @@ LONG = ("slow", "fuzz", "wheel", "browser")
 # the modules that take longest on their worker (seconds on the 2-core machine, docs/performance.md),
 # longest first: they start first, one per worker, while the short ones fill the gaps
 LONGEST = (
-    "tests/hostile/test_schemathesis.py",  # both Schemathesis passes at once, niced: 45-70 s, 190 s at load 5
     "tests/suites/test_matrix.py",  # ~60 certifications, six at a time: 75-100 s
     "tests/fleet/test_fleet_cli.py",  # Locust fleets: 80-90 s
     "tests/suites/test_verdicts.py",  # fourteen certifications of broken peers, four at a time: 45-70 s
@@ -40,6 +39,9 @@ LONGEST = (
     "tests/packaging/test_wheel.py",  # build, install, certify from the wheel: 40-50 s
     "tests/suites/test_certify.py",  # both reference peers certified in full, at once: 35-47 s
 )
+
+# the modules that read what a job started in the background as the session began: last, so it is done
+LAST = ("tests/hostile/test_schemathesis.py",)  # both Schemathesis passes (tests/hostile/fuzzing.py): 60-80 s
 
 
 # ---- spreading the suite over the workers (make test: -n N --dist loadfile) ------------------------
@@ -52,6 +54,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     def rank(item: pytest.Item) -> tuple[int, int]:
         module = _module(item)
+        if module in LAST:
+            return (3, LAST.index(module))
         return (0, LONGEST.index(module)) if module in LONGEST else (1 if module in long else 2, 0)
 
     items.sort(key=rank)

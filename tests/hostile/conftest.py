@@ -187,3 +187,34 @@ def proxied(
     yield server, proxy, report
     proxy.stop(timeout=60)
     server.stop()
+
+
+# ---- the Schemathesis passes, in the background (tests/hostile/fuzzing.py) -----------------------------
+FUZZ_MODULE = "tests/hostile/test_schemathesis.py"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The session's fuzzing starts as collection ends, so that it runs beside the other tests."""
+    if not session.config.option.collectonly:
+        start_fuzzing(session)
+
+
+def start_fuzzing(session: pytest.Session) -> Path | None:
+    """The fuzzing job of the APIs whose tests the session selected, started by the first worker to get
+    here (idempotent); its folder, or None when no Schemathesis test was selected."""
+    from tests.hostile.fuzzing import APIS, start
+
+    chosen = {
+        item.callspec.params["api"]
+        for item in session.items
+        if item.nodeid.startswith(f"{FUZZ_MODULE}::") and hasattr(item, "callspec")
+    }
+    apis = [api for api in APIS if api in chosen]
+    if not apis:
+        return None
+    config = session.config
+    worker = hasattr(config, "workerinput")
+    # the session's own folder, which every worker of it sees: a worker's base folder is in it (pytest-xdist
+    # reads the same private attribute to make it); the session is its controller, a worker's parent
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return start(base.parent if worker else base, apis, os.getppid() if worker else os.getpid())
