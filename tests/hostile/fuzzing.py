@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -182,11 +182,11 @@ def main() -> None:
     pool = ThreadPoolExecutor(max_workers=len(args.apis), thread_name_prefix="fuzz")
     passes = [pool.submit(job.fuzz, api) for api in args.apis]
     deadline = time.monotonic() + TIMEOUT_S + 120
-    while not all(p.done() for p in passes):
+    # woken as the passes end; every half second it looks whether the session is still there
+    while wait(passes, timeout=0.5).not_done:
         if not _alive(args.watch) or time.monotonic() > deadline:
             job.stop()
             break
-        time.sleep(0.5)
     pool.shutdown(wait=True)
 
 
