@@ -85,6 +85,12 @@ SQLITE_INT = (-(2**63), 2**63 - 1)
 SIDE_FILES = ("-wal", "-shm", "-journal")
 PARSED_COPY_MAX = 1024 * 1024  # a body above this is kept raw only (request_body), not a second time parsed
 CHECKPOINT_EVERY_S = 1.0
+# The WAL past which a checkpoint runs between two commits. A passive checkpoint beside a writer that never
+# stops copies only the frames that were there when it began, so the log never restarts and its file grows
+# by every commit (~15 KB a poll: 225 MB after 15,000 polls in a row, gigabytes a day under a fleet). Once
+# the WAL passes this, the checkpointer copies what is left while it holds the store's lock, and the next
+# commit starts the log from its beginning; journal_size_limit then cuts the file back to this size.
+WAL_LIMIT_BYTES = 16 * 1024 * 1024
 # New databases. Bodies over SPILL_BYTES live in files, so the largest blob here is 1 MiB (256 pages); every
 # commit writes each page it touched to the WAL whole, so a small page keeps a poll's commit small (64 KiB pages
 # made it ~275 KB: ~1 ms a poll; 8 KiB ~26-34 KB, 35-42 µs; 4 KiB ~15-19 KB, 29-39 µs).
@@ -170,8 +176,16 @@ def open_no_symlink(path: str) -> None:
 class Store:
     """The session database (``:memory:`` when no file is given)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        wal_limit_bytes: int = WAL_LIMIT_BYTES,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    ) -> None:
         self.path = str(path) if path else ":memory:"
+        self.wal_limit_bytes = wal_limit_bytes
+        self.checkpoint_every_s = checkpoint_every_s
         self.lock = threading.RLock()
         self._waiters: list[Callable[[], None]] = []  # when_free: called once the lock is let go
         self._waiters_lock = threading.Lock()
@@ -189,6 +203,7 @@ class Store:
             # checkpoints (copying the WAL into the database, with an fsync) happen in a thread of their own,
             # not inside the commit of whichever exchange crossed the threshold
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self.conn.execute(f"PRAGMA journal_size_limit={int(wal_limit_bytes)}")  # the file, once the log restarts
             self._checkpointer = threading.Thread(
                 target=self._checkpoints, name="facecert-store-checkpoint", daemon=True
             )
@@ -209,16 +224,37 @@ class Store:
                     self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def _checkpoints(self) -> None:
-        """Passive checkpoints on a second connection: they run beside the writer, never block it."""
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        """Passive checkpoints on a second connection: they run beside the writer, never block it. When the
+        WAL has grown past ``wal_limit_bytes`` anyway (a writer that never paused), the rest is copied
+        between two commits, so the log restarts (WAL_LIMIT_BYTES)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)  # PASSIVE never waits: no stall
         try:
-            while not self._stop.wait(CHECKPOINT_EVERY_S):  # a timer, not a wait for a condition
+            while not self._stop.wait(self.checkpoint_every_s):  # a timer, not a wait for a condition
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if self.wal_bytes() > self.wal_limit_bytes:
+                        self._checkpoint_between_commits(conn)
                 except sqlite3.Error:
                     pass  # busy or closing: the next round catches up
         finally:
             conn.close()
+
+    def _checkpoint_between_commits(self, conn: sqlite3.Connection) -> None:
+        """Copy the frames the passive round left while no commit runs (it holds the store's lock: a few
+        frames and one fsync), so nothing is left for the next commit but to start the log again."""
+        try:
+            with self.lock:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            if self._waiters:
+                self._wake()
+
+    def wal_bytes(self) -> int:
+        """The size of the database's WAL file now (0 when there is none)."""
+        try:
+            return os.stat(self.path + "-wal").st_size
+        except OSError:
+            return 0
 
     def close(self) -> None:
         self._stop.set()
