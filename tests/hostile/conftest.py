@@ -202,7 +202,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def start_fuzzing(session: pytest.Session) -> Path | None:
     """The fuzzing job of the APIs whose tests the session selected, started by the first worker to get
     here (idempotent); its folder, or None when no Schemathesis test was selected."""
-    from tests.hostile.fuzzing import APIS, start
+    from tests.background import claim, launch
+    from tests.hostile.fuzzing import APIS
 
     chosen = {
         item.callspec.params["api"]
@@ -212,9 +213,7 @@ def start_fuzzing(session: pytest.Session) -> Path | None:
     apis = [api for api in APIS if api in chosen]
     if not apis:
         return None
-    config = session.config
-    worker = hasattr(config, "workerinput")
-    # the session's own folder, which every worker of it sees: a worker's base folder is in it (pytest-xdist
-    # reads the same private attribute to make it); the session is its controller, a worker's parent
-    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
-    return start(base.parent if worker else base, apis, os.getppid() if worker else os.getpid())
+    folder, first, watch = claim(session.config, "fuzz")
+    if first:
+        launch(folder, "tests.hostile.fuzzing", str(folder), *apis, "--watch", str(watch))
+    return folder

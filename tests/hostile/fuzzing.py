@@ -2,8 +2,9 @@
 
 Each pass is mostly Schemathesis' own CPU (niced) and the server it fuzzes: a minute or more of waiting
 for the worker that ran them inside its test. So the session starts them as it begins (the first worker
-to claim them, see :func:`start`), as a process of its own, and the tests, which run last, read what
-each pass left in ``<folder>/<api>/outcome.json``. Meanwhile both workers run the other tests.
+to claim them: tests/hostile/conftest.py, tests/background.py), as a process of its own, and the tests,
+which run last, read what each pass left in ``<folder>/<api>/outcome.json``. Meanwhile both workers run
+the other tests.
 
     python -m tests.hostile.fuzzing FOLDER --watch PID API [API ...]
 
@@ -14,9 +15,7 @@ Schemathesis stopped: an interrupted session leaves nothing running.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from tests.background import alive, read_result, write_result
 from tests.hostile.conftest import FACECERT, ROOT, ServeProcess, tracebacks
 from tests.support import niced
 
@@ -109,9 +109,7 @@ class Job:
             outcome = self._fuzz(api, folder)
         except Exception as exc:  # noqa: BLE001 - the test says what stopped the pass
             outcome = {"error": f"{type(exc).__name__}: {exc}"}
-        partial = folder / f".{OUTCOME}"
-        partial.write_text(json.dumps(outcome), encoding="utf-8")
-        partial.replace(folder / OUTCOME)
+        write_result(folder / OUTCOME, outcome)
 
     def _fuzz(self, api: str, folder: Path) -> dict[str, Any]:
         flags, examples, config = APIS[api]
@@ -163,15 +161,6 @@ class Job:
             server.stop()
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, ended but not yet reaped by its parent, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
@@ -184,53 +173,15 @@ def main() -> None:
     deadline = time.monotonic() + TIMEOUT_S + 120
     # woken as the passes end; every half second it looks whether the session is still there
     while wait(passes, timeout=0.5).not_done:
-        if not _alive(args.watch) or time.monotonic() > deadline:
+        if not alive(args.watch) or time.monotonic() > deadline:
             job.stop()
             break
     pool.shutdown(wait=True)
 
 
-def start(shared: Path, apis: list[str], watch: int) -> Path:
-    """The job for ``apis`` in ``shared/fuzz`` unless a worker of this session started it already (the
-    first to create its folder did); the folder either way. Its log is ``job.log`` there."""
-    folder = shared / "fuzz"
-    try:
-        folder.mkdir(parents=True)
-    except FileExistsError:
-        return folder
-    with (folder / "job.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.hostile.fuzzing", str(folder), *apis, "--watch", str(watch)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            # a process group of its own, which all it starts share: a Ctrl-C at the terminal is the session's
-            # to handle (the job watches it), and what a killed job leaves behind is stopped as one (outcome)
-            start_new_session=True,
-        )
-    (folder / "job.pid").write_text(str(process.pid), encoding="utf-8")
-    return folder
-
-
 def outcome(folder: Path, api: str, timeout: float) -> dict[str, Any]:
     """What the pass of ``api`` left, waiting for it up to ``timeout`` s; RuntimeError if the job died first."""
-    path = folder / api / OUTCOME
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        pid = (folder / "job.pid").read_text() if (folder / "job.pid").exists() else ""
-        if pid.isdigit() and not _alive(int(pid)) and not path.exists():
-            try:  # its servers and Schemathesis, should it have been killed without stopping them
-                os.killpg(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            log = (folder / "job.log").read_text(encoding="utf-8", errors="replace")
-            raise RuntimeError(f"the fuzzing job ended without the {api} pass's outcome; its log:\n{log[-5000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no outcome of the {api} pass within {timeout:.0f} s (see {folder})")
-        time.sleep(0.2)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_result(folder, f"{api}/{OUTCOME}", timeout, f"the {api} pass's outcome")
 
 
 if __name__ == "__main__":
