@@ -1,9 +1,10 @@
 """Jobs a test session starts in the background as collection ends, and the tests that read what they left.
 
-A job is work that mostly waits (protocol time) or is niced, and whose verdicts do not depend on its own
-timing: Schemathesis' passes (tests/hostile/fuzzing.py) and the mutation matrix (tests/suites/matrix_job.py).
-Inside a test it would hold a worker for a minute or more; as a process of its own it runs beside the
-other tests, and the tests that read it are scheduled last (tests/conftest.py, ``LAST``).
+A job is work that is niced and whose verdicts do not depend on its own timing: Schemathesis' passes
+(tests/hostile/fuzzing.py). Inside a test it would hold a worker for a minute or more; as a process of
+its own it runs beside the other tests, and the tests that read it are scheduled last (tests/conftest.py,
+``LAST``). Only such work: certifications in the background (the mutation matrix was tried) crowd the
+start of the session, and the certifications the workers judge on their cadence then lose polls.
 
 Each job is claimed once per session, by whichever worker creates its folder first in the session's
 base folder (:func:`claim`), runs in a process group of its own (:func:`launch`) and watches the session:

@@ -31,6 +31,7 @@ LONG = ("slow", "fuzz", "wheel", "browser")
 # the modules that take longest on their worker (seconds on the 2-core machine, docs/performance.md),
 # longest first: they start first, one per worker, while the short ones fill the gaps
 LONGEST = (
+    "tests/suites/test_matrix.py",  # ~60 certifications, six at a time: 75-100 s
     "tests/fleet/test_fleet_cli.py",  # Locust fleets: 80-90 s
     "tests/suites/test_verdicts.py",  # fourteen certifications of broken peers, four at a time: 45-70 s
     "tests/proxy/test_hostile.py",  # a mitmdump per test: 50-60 s
@@ -39,12 +40,8 @@ LONGEST = (
     "tests/suites/test_certify.py",  # both reference peers certified in full, at once: 35-47 s
 )
 
-# the modules that read what a job started in the background as the session began (tests/background.py):
-# last, so it is done
-LAST = (
-    "tests/suites/test_matrix.py",  # ~60 certifications, niced, four at a time (tests/suites/matrix_job.py)
-    "tests/hostile/test_schemathesis.py",  # both Schemathesis passes (tests/hostile/fuzzing.py): 60-80 s
-)
+# the modules that read what a job started in the background as the session began: last, so it is done
+LAST = ("tests/hostile/test_schemathesis.py",)  # both Schemathesis passes (tests/hostile/fuzzing.py): 60-80 s
 
 
 # ---- spreading the suite over the workers (make test: -n N --dist loadfile) ------------------------
