@@ -117,6 +117,7 @@ class Platform:
             time_scale=config.time_scale,
             max_body=config.max_body,
             check_downloads=True,
+            keep_findings=False,  # each is in the session database with its exchange (Platform.findings)
         )
         self.reader = Reader()  # big bodies are read in a worker process
         self.engine = Engine(self.engine_config, reader=self.reader.read)

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from facecert.core.contract import Contract, Endpoint, Limits, get_contract
 from facecert.core.defaults import CADENCE_ALLOWANCE_S, CADENCE_TOLERANCE
 from facecert.core.memo import Memo
-from facecert.core.model import Exchange, Finding, Severity
+from facecert.core.model import Exchange, Finding, Severity, bounded
 from facecert.core.profiles import Context, Profile, load_profile
 from facecert.core.rules import conversation as rules
 from facecert.core.rules.conversation import (
@@ -97,6 +97,9 @@ class EngineConfig:
     check_downloads: bool = False  # the tap sees the device's downloads (mock server)
     devtime_tolerance_s: float = 2.0
     gps_distance_tolerance_m: float = 5.0
+    # findings kept in ``Engine.findings``: a tap that stores them elsewhere as they come (the mock server,
+    # through its listeners and its database) keeps none, or a server running for days grew by each
+    keep_findings: bool = True
 
 
 @dataclass
@@ -362,15 +365,17 @@ class Engine:
             direction=direction.value,
             pointer=issue.pointer,
             expected=issue.expected,
-            actual=issue.actual,
+            actual=bounded(issue.actual),  # quoted within QUOTE_BUDGET: it lives as long as the session
             device_id=where.device_id,
         )
         return self.profile.apply(made, ctx or Context())
 
     def _record(self, findings: list[Finding]) -> list[Finding]:
         """Findings become the session's (in order), and each is shown to the listeners."""
+        keep = self.config.keep_findings
         for made in findings:
-            self.findings.append(made)
+            if keep:
+                self.findings.append(made)
             for listener in self.listeners:
                 try:
                     listener(made)

@@ -111,3 +111,69 @@ def abbreviate(value: Any, limit: int = 80) -> str:
     except (TypeError, ValueError):
         text = json.dumps(strict_value(value), ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 15] + f"… ({len(text)} chars)"
+
+
+# What a finding quotes of a peer's value (its ``actual``): at most about this many characters. A finding
+# lives as long as the session (in memory, in the session database, in every report), and it quoted the
+# whole value: a 50,000-character time_stamp made each of its findings 51 KB, a wrong-typed array in a
+# 20 MB body all of it.
+QUOTE_BUDGET = 256
+
+
+def bounded(value: Any, budget: int = QUOTE_BUDGET) -> Any:
+    """``value`` itself when it is small; otherwise a preview of the same type: a string cut (its length
+    said at its end), a list or an object cut after the members that fit (their count said in a last
+    member). Its type stays what the peer sent, so a profile still tells a string from a number
+    (facecert.core.profiles, ``value_type``)."""
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= budget else _cut_text(value, budget)
+    if kind is bytes:
+        return value if len(value) <= budget else value[:budget]
+    if kind is list or kind is dict or kind is tuple:
+        return value if _fits(value, [budget]) else _preview(value, [budget])
+    return value
+
+
+def _cut_text(text: str, budget: int) -> str:
+    return f"{text[: max(budget, 0)]}… ({len(text)} chars)"
+
+
+def _fits(value: Any, left: list[int]) -> bool:
+    """Whether ``value`` costs no more than ``left[0]`` (a string its length, anything else one, a
+    container one and its members): walked only as far as the budget goes."""
+    left[0] -= len(value) if type(value) is str else 1
+    if left[0] < 0:
+        return False
+    if isinstance(value, dict):
+        return all(_fits(key, left) and _fits(item, left) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_fits(item, left) for item in value)
+    return True
+
+
+def _preview(value: Any, left: list[int]) -> Any:
+    """The members of ``value`` that fit ``left[0]``, each cut the same way."""
+    left[0] -= 1
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if left[0] <= 0:
+                out["…"] = f"({len(value)} members)"
+                break
+            name = _preview(key, left) if type(key) is str else key  # the key first: it comes first in the text
+            out[name] = _preview(item, left)
+        return out
+    if isinstance(value, (list, tuple)):
+        items: list[Any] = []
+        for item in value:
+            if left[0] <= 0:
+                items.append(f"… ({len(value)} items)")
+                break
+            items.append(_preview(item, left))
+        return items
+    if type(value) is str:
+        room = left[0]
+        left[0] -= len(value)
+        return value if left[0] >= 0 else _cut_text(value, room)
+    return value

@@ -1,0 +1,66 @@
+"""What a finding quotes of a peer's value (``actual``) is bounded: a finding lives as long as the session,
+in memory, in the session database and in every report, and it quoted the whole value (a 50,000-character
+time_stamp made each finding 51 KB). A small value is quoted whole; a cut one keeps its type, so a
+profile still tells a string from a number."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.examples import example_for
+from facecert.core.model import QUOTE_BUDGET, Finding, Severity, bounded
+
+CUT_MARK = 40  # what a cut value adds: "… (N chars)", "… (N items)", a "…" member
+
+
+def judged(kind: str, changes: dict[str, Any], profile: str = "strict") -> list[Finding]:
+    body = {**example_for(f"device/{kind}"), **changes}
+    return judge_message(Engine(EngineConfig(profile=profile)), kind, json.dumps(body).encode())
+
+
+def only(findings: list[Finding], rule: str, pointer: str) -> Finding:
+    found = [f for f in findings if f.rule == rule and f.pointer == pointer]
+    assert len(found) == 1, [(f.rule, f.pointer) for f in findings]
+    return found[0]
+
+
+def test_a_huge_string_of_the_wrong_type_is_quoted_cut() -> None:
+    finding = only(judged("taskRequest", {"time_stamp": "7" * 50_000}), "MSG-TYPE", "/time_stamp")
+    assert isinstance(finding.actual, str) and finding.actual.endswith("… (50000 chars)")
+    assert len(finding.actual) <= QUOTE_BUDGET + CUT_MARK
+    assert len(json.dumps(finding.to_dict())) < 2_000  # the whole finding, as every report writes it
+
+
+def test_a_huge_array_of_the_wrong_type_is_quoted_as_a_short_array() -> None:
+    # as many items as one array may hold (catalogue limits.max_members), each a long string
+    items = ["x" * 1_000] * 10_000
+    finding = only(judged("taskRequest", {"time_stamp": items}), "MSG-TYPE", "/time_stamp")
+    assert isinstance(finding.actual, list) and finding.actual[-1] == "… (10000 items)"
+    assert len(json.dumps(finding.actual)) <= 4 * QUOTE_BUDGET
+
+
+def test_a_deep_value_is_quoted_within_the_budget() -> None:
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(5_000):  # deeper than any parse allows: bounded() is asked directly
+        inner.append([])
+        inner = inner[0]
+    assert len(json.dumps(bounded(deep))) <= 4 * QUOTE_BUDGET
+
+
+def test_small_values_are_quoted_whole() -> None:
+    finding = only(judged("taskRequest", {"time_stamp": "1700000000"}), "MSG-TYPE", "/time_stamp")
+    assert finding.actual == "1700000000"
+    small = {"a": [1, 2.5, None, True], "b": "x" * 100}
+    assert bounded(small) is small and bounded(2**70) == 2**70
+
+
+def test_a_profile_still_tells_the_type_of_a_cut_value() -> None:
+    # field.yaml: a string request_id in a device's message is a warning (value_type: string), strict an error
+    rid = "T" + "9" * 10_000
+    strict = only(judged("taskResult", {"request_id": rid}), "MSG-TYPE", "/request_id")
+    field = only(judged("taskResult", {"request_id": rid}, profile="field"), "MSG-TYPE", "/request_id")
+    assert strict.severity is Severity.ERROR and field.severity is Severity.WARNING
+    assert isinstance(field.actual, str) and len(field.actual) <= QUOTE_BUDGET + CUT_MARK
