@@ -125,7 +125,7 @@ def plan_send_task(state: ServerState, device_id: str, item: Queued) -> Plan:
         state.queues.pop(device_id)
         key = rid_key(rid)
         if key is not None:
-            state.queues.pending[key] = Pending(item.task_id, rid, item.request_type, device_id, now, deadline)
+            state.queues.sent(key, Pending(item.task_id, rid, item.request_type, device_id, now, deadline))
         if isinstance(rid, int) and not isinstance(rid, bool):
             state.last_rid = rid
 
@@ -191,8 +191,11 @@ def plan_task_result(state: ServerState, incoming: Incoming, heard: Request) -> 
         log = f"duplicate result for request_id {request.get('request_id')!r} ignored"
         return Plan(200, {"code": 0, "log": log}, writes=stored(False))
 
+    sent_as = key  # found by it: never None here
+    assert sent_as is not None
+
     def answered() -> None:
-        pending.done = True
+        state.queues.answered(sent_as, pending)
 
     failed = isinstance(request.get("code"), int) and request.get("code") != 0
     return Plan(

@@ -437,8 +437,8 @@ class Platform:
         now = time.time() if now is None else now
         with self.cond:
             made = self.engine.check_deadlines(now, in_flight=self.slowed_polls(now))
-            pending = self.state.queues.pending.values()
-            late = [p for p in pending if not p.done and not p.expired and now >= p.deadline]
+            unanswered = self.state.queues.all_unanswered()
+            late = [p for p in unanswered if not p.expired and now >= p.deadline]
             if not made and not late:
                 return []
             with self.store.tx() as conn:

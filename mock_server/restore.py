@@ -113,7 +113,7 @@ def _restore_sent(state: ServerState, engine: Engine, row: dict[str, Any], rid: 
         expired=row["state"] in (TaskState.EXPIRED, TaskState.LATE),
         done=done,
     )
-    state.queues.pending[key] = pending
+    state.queues.sent(key, pending)
     if not isinstance(body, dict):
         return  # a raw task that is not an object: the engine never knew it as a task either
     schema = (
