@@ -11,6 +11,7 @@ from typing import Any
 from facecert.core.engine import Engine, EngineConfig, judge_message
 from facecert.core.examples import example_for
 from facecert.core.model import QUOTE_BUDGET, Finding, Severity, bounded
+from facecert.samples import ConversationBuilder
 
 CUT_MARK = 40  # what a cut value adds: "… (N chars)", "… (N items)", a "…" member
 
@@ -64,3 +65,20 @@ def test_a_profile_still_tells_the_type_of_a_cut_value() -> None:
     field = only(judged("taskResult", {"request_id": rid}, profile="field"), "MSG-TYPE", "/request_id")
     assert strict.severity is Severity.ERROR and field.severity is Severity.WARNING
     assert isinstance(field.actual, str) and len(field.actual) <= QUOTE_BUDGET + CUT_MARK
+
+
+def test_a_result_under_an_unknown_id_names_a_few_of_the_open_ones() -> None:
+    # a device that answers every task under a wrong id keeps them all open: the finding names ten of them
+    builder = ConversationBuilder()
+    tasks = []
+    for _ in range(30):
+        tasks.append(builder.poll(example_for("server/tasks/getDevStatus")))
+        builder.wait("task_interval_s")
+    builder.result({**tasks[-1], "request_id": 1})
+    engine = Engine()
+    for exchange in builder.exchanges:
+        engine.feed(exchange)
+    found = [f for f in engine.findings if f.rule == "RESULT-UNKNOWN-ID"]
+    assert len(found) == 1
+    named = found[0].expected
+    assert named[:-1] == sorted(str(task["request_id"]) for task in tasks)[:10] and named[-1] == "… (30 open)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import heapq
 import json
 import math
 import time
@@ -425,15 +426,27 @@ def result_for_idle(request: dict[str, Any], idle_task: str) -> Issue:
     )
 
 
+# RESULT-UNKNOWN-ID names the request_ids the device has open, at most this many: a device that answers every
+# task under a wrong id keeps them all open, and each finding listed them all (13 KB after 1,800 tasks)
+OPEN_IDS_NAMED = 10
+
+
 def result_unknown_id(state: DeviceState, request: dict[str, Any]) -> Issue:
     """RESULT-UNKNOWN-ID: a result for a request_id this server never gave the device."""
     return Issue(
         "RESULT-UNKNOWN-ID",
         f"taskResult for request_id {request.get('request_id')!r}, which was never given to {state.device_id}",
         pointer="/request_id",
-        expected=sorted(state.outstanding) or "an issued request_id",
+        expected=_open_ids(state) or "an issued request_id",
         actual=request.get("request_id"),
     )
+
+
+def _open_ids(state: DeviceState) -> list[str]:
+    """The first OPEN_IDS_NAMED of the device's open request_ids (sorted), and how many there are."""
+    first = heapq.nsmallest(OPEN_IDS_NAMED, state.outstanding)
+    more = len(state.outstanding) - len(first)
+    return first + [f"… ({len(state.outstanding)} open)"] if more else first
 
 
 def answered_under_wrong_id(state: DeviceState) -> IssuedTask | None:
