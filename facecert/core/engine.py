@@ -722,11 +722,11 @@ class _Judge:
         assert key is not None
         ex = self.ex
         task = rules.close_task(state, key, request, ex.ended or ex.started, ex.index)
-        if task.result_code != 0:
-            return
-        rules.expect_after_success(state, task, ex.started)
-        if self.engine.config.check_downloads:
-            self.report(rules.downloads_fetched(task, self.engine.fetched, ex.started), Direction.REQUEST)
+        if task.result_code == 0:
+            rules.expect_after_success(state, task, ex.started)
+            if self.engine.config.check_downloads:
+                self.report(rules.downloads_fetched(task, self.engine.fetched, ex.started), Direction.REQUEST)
+        task.settle()
 
     def result_for_finished_task(
         self, state: DeviceState, key: str | None, request: dict[str, Any], answer: Any

@@ -1,11 +1,14 @@
-"""What a finding quotes of a peer's value (``actual``) is bounded: a finding lives as long as the session,
-in memory, in the session database and in every report, and it quoted the whole value (a 50,000-character
-time_stamp made each finding 51 KB). A small value is quoted whole; a cut one keeps its type, so a
-profile still tells a string from a number."""
+"""What the engine keeps for the rest of a session stays small whatever a peer sends. What a finding quotes
+of a peer's value (``actual``) is bounded: a finding lives as long as the session, in memory, in the
+session database and in every report, and it quoted the whole value (a 50,000-character time_stamp made
+each finding 51 KB). A small value is quoted whole; a cut one keeps its type, so a profile still tells a
+string from a number. RESULT-UNKNOWN-ID names a few open request_ids, not all; an answered task lets its
+body go."""
 
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 from facecert.core.engine import Engine, EngineConfig, judge_message
@@ -14,6 +17,7 @@ from facecert.core.model import QUOTE_BUDGET, Finding, Severity, bounded
 from facecert.samples import ConversationBuilder
 
 CUT_MARK = 40  # what a cut value adds: "… (N chars)", "… (N items)", a "…" member
+TASKS_WITH_BODIES = 100
 
 
 def judged(kind: str, changes: dict[str, Any], profile: str = "strict") -> list[Finding]:
@@ -82,3 +86,25 @@ def test_a_result_under_an_unknown_id_names_a_few_of_the_open_ones() -> None:
     assert len(found) == 1
     named = found[0].expected
     assert named[:-1] == sorted(str(task["request_id"]) for task in tasks)[:10] and named[-1] == "… (30 open)"
+
+
+def test_an_answered_task_lets_its_body_go() -> None:
+    # the engine keeps every task of the session; a task's body (here a 20 KB image URL, as big as a face
+    # sent inline) is let go once its result is judged: before, every addUser kept its whole body
+    builder = ConversationBuilder()
+    for n in range(TASKS_WITH_BODIES):
+        task = example_for("server/tasks/addUser")
+        task["user_list"][0]["image_content"] = f"http://127.0.0.1/{n}/" + "a" * 20_000
+        builder.result(builder.poll(task))
+        builder.wait("task_interval_s")
+    engine = Engine(EngineConfig(keep_findings=False))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for exchange in builder.exchanges:
+            engine.feed(exchange)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(engine.issued) == TASKS_WITH_BODIES
+    assert kept / TASKS_WITH_BODIES < 8_000, f"{kept / TASKS_WITH_BODIES:.0f} bytes kept per answered task"

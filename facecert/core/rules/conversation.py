@@ -96,6 +96,17 @@ class IssuedTask:
             self._signature = task_signature(self.payload)
         return self._signature
 
+    def settle(self) -> None:
+        """Its result is in and judged: no rule reads the task's body or its download URLs again
+        (TASK-RESENT took its signature when it needed one, DOWNLOAD-FETCHED has looked; a new task is a
+        new IssuedTask), so they are let go. The engine keeps every task of the session, and a task can
+        carry faces (addUser: ~20 KB each)."""
+        self._signature = self._signature or SETTLED
+        self.payload, self.downloads = {}, []
+
+
+SETTLED = "settled"  # the signature of a task whose body was let go (IssuedTask.settle): no real one is this
+
 
 @dataclass
 class PollState:
