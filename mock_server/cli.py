@@ -37,7 +37,9 @@ def serve(
     host: str = typer.Option(DEFAULT_HOST, help="address to bind (beyond 127.0.0.1 the control API needs a token)"),
     port: int = typer.Option(DEFAULT_PORT, min=0, max=65535, help="port (0: any free port)"),
     prefix: str = typer.Option("", help="path prefix of server_url, e.g. /test"),
-    db: Path | None = typer.Option(None, help="SQLite file for the session (default: in memory)"),
+    db: Path | None = typer.Option(
+        None, help="SQLite file for the session (default: in memory, which grows with every exchange)"
+    ),
     assets: Path | None = typer.Option(None, help="folder of downloadable files (default: generated)"),
     firmware: Path | None = typer.Option(None, help="serve this file as firmware.bin"),
     profile: ProfileOpt = "strict",
@@ -106,6 +108,12 @@ def serve(
         f"[bold green]facecert mock server[/] listening; configure the device with server_url "
         f"[bold]{escape(server.url.removeprefix('http://'))}[/]"
     )
+    if db is None:
+        # the whole record, captures included, lives in this process: a day of a fleet is gigabytes of RAM
+        console.print(
+            "[yellow]the session is kept in memory and grows with every exchange; for a long run give "
+            "--db FILE (it is kept on disk instead, and a restart on it resumes the queues)[/]"
+        )
     console.print(
         f"live page {escape(server.url)}/  control API {escape(server.url)}/_admin/  "
         f"db {db or 'in memory'}  (Ctrl-C stops)"

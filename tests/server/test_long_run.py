@@ -2,12 +2,17 @@
 in the session database (and its listeners are shown it), none in the engine's list, and what a finding
 quotes of a device's value is bounded there too. Before, the engine kept every finding (~650 bytes each,
 one a poll for a device off its cadence) and each quoted the whole value (51 KB for a 50,000-character
-time_stamp)."""
+time_stamp). Without --db the record itself is in memory, and the server says so as it starts."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 
@@ -16,6 +21,7 @@ from facecert.mock_server import MockServer
 from tests.server.helpers import poll_body
 
 POLLS = 40
+FACECERT = Path(sys.executable).parent / "facecert"
 
 
 def test_the_server_keeps_its_findings_in_the_database_not_in_memory(server: MockServer) -> None:
@@ -39,3 +45,30 @@ def test_a_huge_value_is_stored_quoted_short(server: MockServer) -> None:
         rows = db.execute("SELECT data FROM findings WHERE device_id = ?", ("LONGRUN00000002",)).fetchall()
     assert rows and max(len(row[0]) for row in rows) < 2_000
     assert json.loads(rows[0][0])["rule"]
+
+
+def _start_lines(tmp_path: Path, *args: str) -> str:
+    """What ``facecert serve ARGS`` says as it starts, up to its "Ctrl-C stops" line (then it is stopped)."""
+    argv = [str(FACECERT), "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    env = {**os.environ, "COLUMNS": "200"}
+    lines: list[str] = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # it prints that line once it listens, or ends (EOF)
+                lines.append(line)
+                if "Ctrl-C stops" in line:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = "".join(lines)
+    assert "Ctrl-C stops" in out, out
+    return out
+
+
+def test_a_server_without_a_database_says_its_memory_grows(tmp_path: Path) -> None:
+    assert "kept in memory and grows with every exchange" in _start_lines(tmp_path)
+    assert "grows with every exchange" not in _start_lines(tmp_path, "--db", str(tmp_path / "session.db"))
