@@ -21,6 +21,7 @@ from facecert.core.rules.message import content_issues
 from facecert.mock_server.state import (
     ANSWERED_STATES,
     CLIENT_GONE,
+    POLL_STARTS_KEPT,
     SENT_STATES,
     DeviceInfo,
     Pending,
@@ -82,21 +83,27 @@ def restore(store: Store, state: ServerState, engine: Engine) -> None:
 
 
 def _restore_polls(store: Store, state: ServerState) -> None:
-    """Poll counts and the recent poll times (cadence) from the exchanges, the authoritative record."""
-    rows = store.rows(
-        "SELECT device_id, started FROM exchanges WHERE endpoint = 'taskRequest' AND "
-        "(error IS NULL OR error != ?) ORDER BY id",
-        (CLIENT_GONE,),
-    )
-    counts: dict[str, int] = {}
-    for row in rows:
+    """Poll counts and the recent poll times (cadence) from the exchanges, the authoritative record: the
+    counts and each device's latest POLL_STARTS_KEPT polls, as SQLite gives them (reading every poll of a
+    long session into one list took 469 MB to start again on a million polls)."""
+    polled = "endpoint = 'taskRequest' AND (error IS NULL OR error != ?)"
+    for row in store.rows(
+        f"SELECT device_id, COUNT(*) AS polls FROM exchanges WHERE {polled} GROUP BY device_id", (CLIENT_GONE,)
+    ):
         info = state.devices.get(row["device_id"])
         if info is not None:
-            counts[info.device_id] = counts.get(info.device_id, 0) + 1
+            info.polls = row["polls"]
+    recent = store.rows(
+        "SELECT device_id, started FROM (SELECT device_id, started, id, ROW_NUMBER() OVER "
+        f"(PARTITION BY device_id ORDER BY id DESC) AS latest FROM exchanges WHERE {polled}) "
+        "WHERE latest <= ? ORDER BY id",
+        (CLIENT_GONE, POLL_STARTS_KEPT),
+    )
+    for row in recent:
+        info = state.devices.get(row["device_id"])
+        if info is not None:
             info.poll_starts.append(row["started"])
             info.last_poll = row["started"]
-    for device_id, polls in counts.items():
-        state.devices[device_id].polls = polls
 
 
 def _restore_sent(state: ServerState, engine: Engine, row: dict[str, Any], rid: Any, body: Any) -> None:

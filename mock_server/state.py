@@ -68,6 +68,9 @@ class Pending:
     done: bool = False
 
 
+POLL_STARTS_KEPT = 21  # a device's latest poll times kept (its measured cadence: the median of 20 gaps)
+
+
 @dataclass
 class DeviceInfo:
     device_id: str
@@ -77,7 +80,7 @@ class DeviceInfo:
     polls: int = 0
     last_poll: float = 0.0
     versions: dict[str, Any] = field(default_factory=dict)
-    poll_starts: deque[float] = field(default_factory=lambda: deque(maxlen=21))
+    poll_starts: deque[float] = field(default_factory=lambda: deque(maxlen=POLL_STARTS_KEPT))
 
     def saw(self, now: float, peer: str) -> None:
         self.last_seen = now
