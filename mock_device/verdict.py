@@ -134,14 +134,7 @@ class FleetJudge:
         windows, not by the length of the run."""
         engine = self.engine
         with engine._lock:
-            open_since = min(
-                (task.issued_at for state in engine.devices.values() for task in state.outstanding.values()),
-                default=None,
-            )
-            if open_since is None:
-                engine.fetched.clear()
-            elif engine.fetched and engine.fetched[0][0] < open_since - 1e-3:
-                engine.fetched[:] = [f for f in engine.fetched if f[0] >= open_since - 1e-3]
+            engine.forget_fetched()
             for state in engine.devices.values():
                 for key in list(itertools.islice(state.finished, max(0, len(state.finished) - self.finished_kept))):
                     del state.finished[key]

@@ -152,6 +152,10 @@ class Judged:
     findings: list[Finding] = field(default_factory=list)
 
 
+# downloads seen (Engine.fetched) before the engine looks which of them an open task may still need
+FETCHED_KEPT = 1024
+
+
 class Engine:
     """Judge a stream of exchanges. Thread-safe: taps may feed from several threads."""
 
@@ -171,6 +175,7 @@ class Engine:
         self.devices: dict[str, DeviceState] = {}
         self.issued: dict[str, IssuedTask] = {}
         self.fetched: list[tuple[float, str]] = []
+        self._forget_fetched_at = FETCHED_KEPT
         self.other_traffic = 0
         self.count = 0
         self.last_time = 0.0
@@ -388,6 +393,28 @@ class Engine:
         self.other_traffic += 1
         if exchange.method.upper() == "GET" and is_ok_status(exchange):
             self.fetched.append((exchange.started, exchange.url or exchange.path))
+            if len(self.fetched) >= self._forget_fetched_at:
+                self.forget_fetched()
+                self._forget_fetched_at = max(FETCHED_KEPT, 2 * len(self.fetched))  # amortised when none can go
+
+    def forget_fetched(self) -> None:
+        """Forget the downloads seen before every open task that names one was given: DOWNLOAD-FETCHED
+        looks only between a task and its result, and a server that serves downloads for days kept
+        every one (and looked through all of them at each result)."""
+        with self._lock:
+            since = min(
+                (
+                    task.issued_at
+                    for state in self.devices.values()
+                    for task in state.outstanding.values()
+                    if task.downloads
+                ),
+                default=None,
+            )
+            if since is None:
+                self.fetched.clear()
+            elif self.fetched and self.fetched[0][0] < since - 1e-3:
+                self.fetched[:] = [f for f in self.fetched if f[0] >= since - 1e-3]
 
 
 def _missing_where(state: DeviceState) -> Where:

@@ -3,7 +3,7 @@ of a peer's value (``actual``) is bounded: a finding lives as long as the sessio
 session database and in every report, and it quoted the whole value (a 50,000-character time_stamp made
 each finding 51 KB). A small value is quoted whole; a cut one keeps its type, so a profile still tells a
 string from a number. RESULT-UNKNOWN-ID names a few open request_ids, not all; an answered task lets its
-body go."""
+body go; downloads no open task can name are forgotten."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import json
 import tracemalloc
 from typing import Any
 
-from facecert.core.engine import Engine, EngineConfig, judge_message
+from facecert.core.engine import FETCHED_KEPT, Engine, EngineConfig, judge_message
 from facecert.core.examples import example_for
-from facecert.core.model import QUOTE_BUDGET, Finding, Severity, bounded
+from facecert.core.model import QUOTE_BUDGET, Exchange, Finding, Severity, bounded
 from facecert.samples import ConversationBuilder
 
 CUT_MARK = 40  # what a cut value adds: "… (N chars)", "… (N items)", a "…" member
@@ -108,3 +108,26 @@ def test_an_answered_task_lets_its_body_go() -> None:
         tracemalloc.stop()
     assert len(engine.issued) == TASKS_WITH_BODIES
     assert kept / TASKS_WITH_BODIES < 8_000, f"{kept / TASKS_WITH_BODIES:.0f} bytes kept per answered task"
+
+
+def _get(builder: ConversationBuilder, path: str) -> None:
+    """A download the tap saw (DOWNLOAD-FETCHED counts the GETs between a task and its result)."""
+    builder.exchanges.append(Exchange("GET", path, b"", 200, b"\x00" * 10, started=builder.now, ended=builder.now))
+    builder.now += 0.01
+
+
+def test_downloads_no_open_task_can_name_are_forgotten() -> None:
+    # a server serving downloads for days kept every GET it saw, and looked through all of them at each result
+    builder = ConversationBuilder()
+    _get(builder, "/test.img")  # before the task: it does not count for it
+    task = builder.poll(example_for("server/tasks/upgrade"))
+    for n in range(3 * FETCHED_KEPT):  # other devices' downloads meanwhile
+        _get(builder, f"/other/{n}.img")
+    builder.result(task)  # success, but its own file was never fetched after it was given
+    for n in range(3 * FETCHED_KEPT):  # downloads with no task open that names one
+        _get(builder, f"/later/{n}.img")
+    engine = Engine(EngineConfig(check_downloads=True))
+    for exchange in builder.exchanges:
+        engine.feed(exchange)
+    assert [f.rule for f in engine.findings if f.rule == "DOWNLOAD-FETCHED"] == ["DOWNLOAD-FETCHED"]
+    assert len(engine.fetched) <= 2 * FETCHED_KEPT
