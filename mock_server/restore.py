@@ -140,6 +140,8 @@ def _restore_sent(state: ServerState, engine: Engine, row: dict[str, Any], rid: 
         missing_reported=pending.expired,
         result_code=row["result_code"],
     )
+    if done:
+        task.settle()  # answered before the restart: as the engine keeps an answered task (no body)
     engine.issued[key] = task
     device = engine.devices.setdefault(row["device_id"], DeviceState(row["device_id"]))
     (device.finished if done else device.outstanding)[key] = task

@@ -125,12 +125,11 @@ def bounded(value: Any, budget: int = QUOTE_BUDGET) -> Any:
     said at its end), a list or an object cut after the members that fit (their count said in a last
     member). Its type stays what the peer sent, so a profile still tells a string from a number
     (facecert.core.profiles, ``value_type``)."""
-    kind = type(value)
-    if kind is str:
+    if isinstance(value, str):
         return value if len(value) <= budget else _cut_text(value, budget)
-    if kind is bytes:
+    if isinstance(value, bytes):
         return value if len(value) <= budget else value[:budget]
-    if kind is list or kind is dict or kind is tuple:
+    if isinstance(value, (list, dict, tuple)):
         return value if _fits(value, [budget]) else _preview(value, [budget])
     return value
 
@@ -142,7 +141,7 @@ def _cut_text(text: str, budget: int) -> str:
 def _fits(value: Any, left: list[int]) -> bool:
     """Whether ``value`` costs no more than ``left[0]`` (a string its length, anything else one, a
     container one and its members): walked only as far as the budget goes."""
-    left[0] -= len(value) if type(value) is str else 1
+    left[0] -= len(value) if isinstance(value, str) else 1
     if left[0] < 0:
         return False
     if isinstance(value, dict):
@@ -161,7 +160,7 @@ def _preview(value: Any, left: list[int]) -> Any:
             if left[0] <= 0:
                 out["…"] = f"({len(value)} members)"
                 break
-            name = _preview(key, left) if type(key) is str else key  # the key first: it comes first in the text
+            name = _preview(key, left) if isinstance(key, str) else key  # the key first: it comes first in the text
             out[name] = _preview(item, left)
         return out
     if isinstance(value, (list, tuple)):
@@ -172,7 +171,7 @@ def _preview(value: Any, left: list[int]) -> Any:
                 break
             items.append(_preview(item, left))
         return items
-    if type(value) is str:
+    if isinstance(value, str):
         room = left[0]
         left[0] -= len(value)
         return value if left[0] >= 0 else _cut_text(value, room)
