@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -16,6 +17,7 @@ from rich.markup import escape
 
 from facecert.clicommon import ProfileOpt, TimeScaleOpt, VersionOpt, fail
 from facecert.core.defaults import DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_MIN, TIME_SCALE
+from facecert.core.model import Exchange
 from facecert.heap import settle
 from facecert.mock_server.console_feed import ConsoleFeed
 from facecert.recording import RecordingState
@@ -150,14 +152,21 @@ def export(
 ) -> None:
     """Write a mock-server session database as HAR (facecert validate reads it)."""
     from facecert.core.captures import write_har
-    from facecert.mock_server.store import read_exchanges
+    from facecert.mock_server.store import iter_exchanges
+
+    written = 0
+
+    def counted(exchanges: Iterator[Exchange]) -> Iterator[Exchange]:
+        nonlocal written
+        for exchange in exchanges:
+            written += 1
+            yield exchange
 
     try:
-        exchanges = read_exchanges(db)
+        write_har(counted(iter_exchanges(db)), output, creator="facecert mock server")  # a page at a time
     except (FileNotFoundError, ValueError) as exc:
         fail(console, str(exc))
-    write_har(exchanges, output, creator="facecert mock server")
-    console.print(f"{len(exchanges)} exchange(s) written to {output}")
+    console.print(f"{written} exchange(s) written to {output}")
 
 
 def register(app: typer.Typer) -> None:

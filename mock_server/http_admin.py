@@ -17,10 +17,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from facecert.core.captures.har import exchanges_to_har
+from facecert.core.captures.har import har_text
 from facecert.core.jsonsafe import loads_strict
 from facecert.core.model import PARTIES, Exchange
 from facecert.mock_server.bounds import MAX_LIMIT, MAX_THUMBNAIL
@@ -33,7 +33,7 @@ from facecert.mock_server.messages import to_json
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS, misbehaviour_name
 from facecert.mock_server.openapi import admin_openapi
 from facecert.mock_server.platform import Platform, Rejected
-from facecert.mock_server.store import SQLITE_INT, row_to_exchange
+from facecert.mock_server.store import SQLITE_INT
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -285,12 +285,13 @@ def assets(p: Platform, r: Request, body: Any) -> Any:
 
 
 def export_har(p: Platform, r: Request, body: Any) -> Any:
-    """The session as HAR, redacted like every HAR facecert writes (facecert.core.redact: privacy by default)."""
+    """The session as HAR, redacted like every HAR facecert writes (facecert.core.redact: privacy by default),
+    sent as it is read, a page of exchanges at a time (Store.iter_exchanges): the whole session of a long
+    run, read at once, held every device's commit and sat in memory twice (rows, then text)."""
     from facecert.core.redact import current
 
-    rows = p.store.rows("SELECT * FROM exchanges ORDER BY id")
-    exchanges = current().exchanges([row_to_exchange(row, p.store.bodies) for row in rows])
-    return exchanges_to_har(exchanges, creator="facecert mock server")
+    pieces = har_text(current().exchanges(p.store.iter_exchanges()), creator="facecert mock server")
+    return StreamingResponse((piece.encode("utf-8") for piece in pieces), media_type="application/json")
 
 
 def overview(p: Platform, r: Request, body: Any) -> Any:

@@ -85,6 +85,10 @@ SQLITE_INT = (-(2**63), 2**63 - 1)
 SIDE_FILES = ("-wal", "-shm", "-journal")
 PARSED_COPY_MAX = 1024 * 1024  # a body above this is kept raw only (request_body), not a second time parsed
 CHECKPOINT_EVERY_S = 1.0
+# exchanges read at a time by an export: a row holds at most SPILL_BYTES of request (a bigger body is in a
+# file of its own), so a page is at most 32 MiB of bodies however long the session
+EXPORT_PAGE = 32
+_EXCHANGE_PAGE = "SELECT * FROM exchanges WHERE id > ? ORDER BY id LIMIT ?"
 # The WAL past which a checkpoint runs between two commits. A passive checkpoint beside a writer that never
 # stops copies only the frames that were there when it began, so the log never restarts and its file grows
 # by every commit (~15 KB a poll: 225 MB after 15,000 polls in a row, gigabytes a day under a fleet). Once
@@ -448,6 +452,15 @@ class Store:
         )
 
     # ---- reads -------------------------------------------------------------
+    def iter_exchanges(self) -> Iterator[Exchange]:
+        """Every exchange stored, in arrival order, a page at a time, each page read under the lock: an
+        export of a long session neither holds the lock (every device's commit) nor the session in
+        memory while it is written; exchanges stored meanwhile come with it."""
+        rows = self.rows(_EXCHANGE_PAGE, (0, EXPORT_PAGE))
+        while rows:
+            yield from (row_to_exchange(row, self.bodies) for row in rows)
+            rows = self.rows(_EXCHANGE_PAGE, (rows[-1]["id"], EXPORT_PAGE))
+
     def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         try:
             with self.lock:
@@ -538,18 +551,37 @@ def row_to_exchange(row: dict[str, Any], bodies: Path | None = None) -> Exchange
 
 
 def read_exchanges(path: str | Path) -> list[Exchange]:
-    """Every exchange of a session database, in arrival order (for ``facecert export``)."""
+    """Every exchange of a session database, in arrival order."""
+    return list(iter_exchanges(path))
+
+
+def iter_exchanges(path: str | Path) -> Iterator[Exchange]:
+    """Every exchange of a session database, in arrival order, a page at a time (``facecert export``: a
+    long session is written in the memory of a page, not of the session)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such database")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute("SELECT * FROM exchanges ORDER BY id").fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise ValueError(f"{path}: not a facecert session database ({exc})") from None
-    finally:
-        pass
     bodies = spill_folder(str(path))
-    out = [row_to_exchange(dict(r), bodies) for r in rows]
-    conn.close()
-    return out
+
+    def page(after: int) -> list[dict[str, Any]]:
+        try:
+            return [dict(row) for row in conn.execute(_EXCHANGE_PAGE, (after, EXPORT_PAGE)).fetchall()]
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{path}: not a facecert session database ({exc})") from None
+
+    try:
+        rows = page(0)  # the first page now: a file that is no session database is said before anything is written
+    except BaseException:
+        conn.close()
+        raise
+
+    def exchanges(rows: list[dict[str, Any]]) -> Iterator[Exchange]:
+        try:
+            while rows:
+                yield from (row_to_exchange(row, bodies) for row in rows)
+                rows = page(rows[-1]["id"])
+        finally:
+            conn.close()
+
+    return exchanges(rows)

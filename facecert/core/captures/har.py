@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit
 
 from facecert import __version__
@@ -195,8 +195,12 @@ def exchanges_to_har(
     """``judged_with`` (profile, protocol version, time scale, tolerance) is kept in the
     log's ``_facecert`` member, so ``facecert validate`` judges the file as it was judged live."""
     entries = [exchange_to_entry(ex) for ex in exchanges]
+    return _har(entries[0]["startedDateTime"] if entries else _iso(time.time()), creator, judged_with, entries)
+
+
+def _har(started: str, creator: str, judged_with: dict[str, Any] | None, entries: list[Any]) -> dict[str, Any]:
     page = {
-        "startedDateTime": entries[0]["startedDateTime"] if entries else _iso(time.time()),
+        "startedDateTime": started,
         "id": PAGE_ID,
         "title": creator,
         "pageTimings": {"onContentLoad": -1, "onLoad": -1},
@@ -211,6 +215,28 @@ def exchanges_to_har(
     if judged_with:
         log["_facecert"] = {"judged_with": judged_with}
     return {"log": log}
+
+
+def har_text(
+    exchanges: Iterable[Exchange], creator: str = "facecert", judged_with: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """The text of :func:`exchanges_to_har` as strict JSON, piece by piece: one entry at a time is in
+    memory, so a session of any length is written (or sent) in the memory of its largest exchange. The
+    pieces joined are ``dumps_strict(exchanges_to_har(...))``."""
+    items = iter(exchanges)
+    first = next(items, None)
+    entry = exchange_to_entry(first) if first is not None else None
+    started = entry["startedDateTime"] if entry is not None else _iso(time.time())
+    head, tail = dumps_strict(_har(started, creator, judged_with, [])).split(_NO_ENTRIES, 1)
+    yield head + '"entries": ['
+    if entry is not None:
+        yield dumps_strict(entry)
+        for ex in items:
+            yield ", " + dumps_strict(exchange_to_entry(ex))
+    yield "]" + tail
+
+
+_NO_ENTRIES = '"entries": []'  # where the envelope's text takes the entries (dumps_strict's separators)
 
 
 def read_judged_with(path: Path) -> dict[str, Any] | None:
@@ -232,5 +258,8 @@ def write_har(
     unless the run keeps personal data (facecert.core.redact: ``_redacted`` on each entry)."""
     from facecert.core.redact import current
 
-    text = dumps_strict(exchanges_to_har(current().exchanges(exchanges), creator, judged_with))
-    return replace_with(Path(path), lambda out: out.write(text))
+    def write(out: TextIO) -> None:
+        for piece in har_text(current().exchanges(exchanges), creator, judged_with):
+            out.write(piece)
+
+    return replace_with(Path(path), write)
