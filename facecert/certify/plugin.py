@@ -200,8 +200,9 @@ class PlanPlugin:
                 continue
             started = item.nodeid in self.records
             record = self._record(item)
-            if not started:
-                record.name, record.feature = _scenario_names(item) or (record.name, record.feature)
+            # named as pytest-bdd names it when it runs: one stopped in its set-up, before
+            # pytest_bdd_before_scenario, had only its function's names (the feature's path)
+            record.name, record.feature = _scenario_names(item) or (record.name, record.feature)
             record.verdict, record.rules = Verdict.ERROR, (rule,)
             record.trace, trace = trace, ""
             record.message = (
