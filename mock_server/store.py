@@ -88,7 +88,7 @@ CHECKPOINT_EVERY_S = 1.0
 # exchanges read at a time by an export: a row holds at most SPILL_BYTES of request (a bigger body is in a
 # file of its own), so a page is at most 32 MiB of bodies however long the session
 EXPORT_PAGE = 32
-_EXCHANGE_PAGE = "SELECT * FROM exchanges WHERE id > ? ORDER BY id LIMIT ?"
+_EXCHANGE_PAGE = "SELECT * FROM exchanges WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
 # The WAL past which a checkpoint runs between two commits. A passive checkpoint beside a writer that never
 # stops copies only the frames that were there when it began, so the log never restarts and its file grows
 # by every commit (~15 KB a poll: 225 MB after 15,000 polls in a row, gigabytes a day under a fleet). Once
@@ -453,13 +453,14 @@ class Store:
 
     # ---- reads -------------------------------------------------------------
     def iter_exchanges(self) -> Iterator[Exchange]:
-        """Every exchange stored, in arrival order, a page at a time, each page read under the lock: an
-        export of a long session neither holds the lock (every device's commit) nor the session in
-        memory while it is written; exchanges stored meanwhile come with it."""
-        rows = self.rows(_EXCHANGE_PAGE, (0, EXPORT_PAGE))
+        """Every exchange stored when it is called, in arrival order, a page at a time, each page read
+        under the lock: an export of a long session neither holds the lock (every device's commit) nor
+        the session in memory while it is written, and it ends however fast devices add exchanges."""
+        last = self.scalar("SELECT COALESCE(MAX(id), 0) FROM exchanges")  # the session as it is now: an export ends
+        rows = self.rows(_EXCHANGE_PAGE, (0, last, EXPORT_PAGE))
         while rows:
             yield from (row_to_exchange(row, self.bodies) for row in rows)
-            rows = self.rows(_EXCHANGE_PAGE, (rows[-1]["id"], EXPORT_PAGE))
+            rows = self.rows(_EXCHANGE_PAGE, (rows[-1]["id"], last, EXPORT_PAGE))
 
     def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         try:
@@ -564,9 +565,13 @@ def iter_exchanges(path: str | Path) -> Iterator[Exchange]:
     conn.row_factory = sqlite3.Row
     bodies = spill_folder(str(path))
 
+    last = [0]
+
     def page(after: int) -> list[dict[str, Any]]:
         try:
-            return [dict(row) for row in conn.execute(_EXCHANGE_PAGE, (after, EXPORT_PAGE)).fetchall()]
+            if not after:  # the session as it is now (a server may still be adding to it): the export ends
+                last[0] = conn.execute("SELECT COALESCE(MAX(id), 0) FROM exchanges").fetchone()[0]
+            return [dict(row) for row in conn.execute(_EXCHANGE_PAGE, (after, last[0], EXPORT_PAGE)).fetchall()]
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"{path}: not a facecert session database ({exc})") from None
 

@@ -16,7 +16,7 @@ from facecert.core.captures.har import exchanges_to_har, har_text
 from facecert.core.jsonsafe import dumps_strict
 from facecert.core.model import Exchange
 from facecert.mock_server import MockServer
-from facecert.mock_server.store import EXPORT_PAGE
+from facecert.mock_server.store import EXPORT_PAGE, iter_exchanges
 from facecert.samples import ConversationBuilder
 from tests.support import new_server
 
@@ -40,16 +40,16 @@ def test_the_pieces_joined_are_the_har_made_whole() -> None:
     assert empty == made
 
 
-def _fill(db: Path) -> None:
-    """COUNT exchanges of BIG bytes each, as a long session leaves them."""
-    body = json.dumps({"device_id": "EXPORT000000001", "padding": "x" * BIG}).encode()
+def _fill(db: Path, count: int = COUNT, size: int = BIG) -> None:
+    """``count`` exchanges of ``size`` bytes each, as a long session leaves them."""
+    body = json.dumps({"device_id": "EXPORT000000001", "padding": "x" * size}).encode()
     with sqlite3.connect(db) as conn:
         conn.executemany(
             "INSERT INTO exchanges (idx, device_id, endpoint, method, path, url, peer, started, ended, status, "
             "request_headers, request_body, response_headers, response_body) VALUES "
             "(?, 'EXPORT000000001', 'taskRequest', 'POST', '/taskRequest', '', '127.0.0.1:9', ?, ?, 200, '{}', ?, "
             "'{}', ?)",
-            [(n, 1000.0 + n, 1000.1 + n, body, b'{"code": 0}') for n in range(COUNT)],
+            [(n, 1000.0 + n, 1000.1 + n, body, b'{"code": 0}') for n in range(count)],
         )
 
 
@@ -74,3 +74,25 @@ def test_the_control_api_sends_a_long_session_in_the_memory_of_a_page(tmp_path: 
     assert len(entries) >= COUNT
     page, session = EXPORT_PAGE * BIG, COUNT * BIG
     assert peak < 4 * page, f"{peak / 2**20:.1f} MiB to send a session of {session / 2**20:.0f} MiB"
+
+
+def test_an_export_ends_while_devices_keep_adding_exchanges(tmp_path: Path) -> None:
+    # it sends the session as it was when it was asked for: before, each page asked for what came after the
+    # last one sent, so a fleet writing faster than the client read kept the export going for ever
+    server: MockServer = new_server(tmp_path / "server")
+    server.start()
+    try:
+        _fill(server.config.db, count=2 * EXPORT_PAGE + 5, size=10)
+        store, sent = server.platform.store, 0
+        for _ in store.iter_exchanges():
+            sent += 1
+            if sent % 8 == 1:  # devices commit faster than the export is read
+                _fill(server.config.db, count=EXPORT_PAGE, size=10)
+            assert sent <= 10 * EXPORT_PAGE, "the export does not end"
+        assert sent == 2 * EXPORT_PAGE + 5
+        for _ in iter_exchanges(server.config.db):  # facecert export's reader: the same
+            _fill(server.config.db, count=4, size=10)
+            sent += 1
+            assert sent <= 100 * EXPORT_PAGE, "facecert export does not end"
+    finally:
+        server.stop()
