@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from facecert.core.contract import Contract, Endpoint, Limits, get_contract
 from facecert.core.defaults import CADENCE_ALLOWANCE_S, CADENCE_TOLERANCE
 from facecert.core.memo import Memo
-from facecert.core.model import Exchange, Finding, Severity, bounded
+from facecert.core.model import MESSAGE_BUDGET, Exchange, Finding, Severity, bounded
 from facecert.core.profiles import Context, Profile, load_profile
 from facecert.core.rules import conversation as rules
 from facecert.core.rules.conversation import (
@@ -362,14 +362,14 @@ class Engine:
         made = Finding(
             rule=issue.rule,
             severity=rule.severity,
-            message=issue.message,
+            message=bounded(issue.message, MESSAGE_BUDGET),  # some quote what the peer sent (a request_id)
             spec=rule.spec,
             party=party,
             exchange=where.exchange,
             endpoint=where.endpoint,
             direction=direction.value,
             pointer=issue.pointer,
-            expected=issue.expected,
+            expected=bounded(issue.expected),  # may hold the peer's values too (ACK-ECHO)
             actual=bounded(issue.actual),  # quoted within QUOTE_BUDGET: it lives as long as the session
             device_id=where.device_id,
         )

@@ -118,6 +118,9 @@ def abbreviate(value: Any, limit: int = 80) -> str:
 # whole value: a 50,000-character time_stamp made each of its findings 51 KB, a wrong-typed array in a
 # 20 MB body all of it.
 QUOTE_BUDGET = 256
+# A finding's message, which some rules write with the peer's value in it (a 50,000-character request_id):
+# far above what any rule's own text takes
+MESSAGE_BUDGET = 2048
 
 
 def bounded(value: Any, budget: int = QUOTE_BUDGET) -> Any:
@@ -141,7 +144,7 @@ def _cut_text(text: str, budget: int) -> str:
 def _fits(value: Any, left: list[int]) -> bool:
     """Whether ``value`` costs no more than ``left[0]`` (a string its length, anything else one, a
     container one and its members): walked only as far as the budget goes."""
-    left[0] -= len(value) if isinstance(value, str) else 1
+    left[0] -= _cost(value)
     if left[0] < 0:
         return False
     if isinstance(value, dict):
@@ -151,8 +154,25 @@ def _fits(value: Any, left: list[int]) -> bool:
     return True
 
 
+def _cost(value: Any) -> int:
+    """About the characters ``value`` takes in JSON, itself alone (a container: 1): a number its digits
+    (told by its bits, never by printing it: a huge int would be slow to print, or refused)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int):
+        return value.bit_length() * 3 // 10 + 1
+    if isinstance(value, float):
+        return 20
+    return 1
+
+
 def _preview(value: Any, left: list[int]) -> Any:
     """The members of ``value`` that fit ``left[0]``, each cut the same way."""
+    if not isinstance(value, (dict, list, tuple, str)):
+        left[0] -= _cost(value)
+        return value
     left[0] -= 1
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
@@ -174,5 +194,5 @@ def _preview(value: Any, left: list[int]) -> Any:
     if isinstance(value, str):
         room = left[0]
         left[0] -= len(value)
-        return value if left[0] >= 0 else _cut_text(value, room)
+        return value if left[0] >= 0 or not value else _cut_text(value, room)
     return value

@@ -13,7 +13,7 @@ from typing import Any
 
 from facecert.core.engine import FETCHED_KEPT, Engine, EngineConfig, judge_message
 from facecert.core.examples import example_for
-from facecert.core.model import QUOTE_BUDGET, Exchange, Finding, Severity, bounded
+from facecert.core.model import MESSAGE_BUDGET, QUOTE_BUDGET, Exchange, Finding, Severity, bounded
 from facecert.samples import ConversationBuilder
 
 CUT_MARK = 40  # what a cut value adds: "… (N chars)", "… (N items)", a "…" member
@@ -131,3 +131,22 @@ def test_downloads_no_open_task_can_name_are_forgotten() -> None:
         engine.feed(exchange)
     assert [f.rule for f in engine.findings if f.rule == "DOWNLOAD-FETCHED"] == ["DOWNLOAD-FETCHED"]
     assert len(engine.fetched) <= 2 * FETCHED_KEPT
+
+
+def test_a_long_request_id_is_not_quoted_whole_in_a_message() -> None:
+    # RESULT-UNKNOWN-ID, RESULT-DUPLICATE, ACK-ECHO ... write the peer's value in their messages
+    builder = ConversationBuilder()
+    task = builder.poll(example_for("server/tasks/getDevStatus"))
+    builder.result({**task, "request_id": "9" * 50_000})
+    engine = Engine()
+    for exchange in builder.exchanges:
+        engine.feed(exchange)
+    found = [f for f in engine.findings if f.rule == "RESULT-UNKNOWN-ID"]
+    assert found and all(len(json.dumps(f.to_dict())) < MESSAGE_BUDGET + 2 * QUOTE_BUDGET + 1_000 for f in found)
+    assert found[0].message.endswith(" chars)")
+
+
+def test_numbers_count_for_their_digits() -> None:
+    for items in ([123456789012345] * 10_000, [0.1234567890123] * 10_000):
+        assert len(json.dumps(bounded(items))) <= 4 * QUOTE_BUDGET
+    assert bounded(["x" * 300, ""])[-1] in ("", "… (2 items)")  # an empty string is never a cut one
