@@ -45,6 +45,7 @@ from facecert.core.rules.conversation import (
     is_ok_status,
     peer_host,
     rid_key,
+    same_url,
     utc_clock,
 )
 from facecert.core.rules.message import Issue, Parsed, content_issues, parse_message, schema_issues, snap_time_issues
@@ -398,23 +399,27 @@ class Engine:
                 self._forget_fetched_at = max(FETCHED_KEPT, 2 * len(self.fetched))  # amortised when none can go
 
     def forget_fetched(self) -> None:
-        """Forget the downloads seen before every open task that names one was given: DOWNLOAD-FETCHED
-        looks only between a task and its result, and a server that serves downloads for days kept
-        every one (and looked through all of them at each result)."""
+        """Forget the downloads no open task can still count: DOWNLOAD-FETCHED looks only between a task
+        and its result, and a server that serves downloads for days kept every one (and looked through
+        all of them at each result). An open task whose result was said missing (a device that rebooted
+        mid-upgrade) keeps only the downloads of its own URLs: one lost task would keep every later
+        download for the rest of the session."""
         with self._lock:
-            since = min(
-                (
-                    task.issued_at
-                    for state in self.devices.values()
-                    for task in state.outstanding.values()
-                    if task.downloads
-                ),
-                default=None,
-            )
-            if since is None:
+            waiting = [task for state in self.devices.values() for task in state.outstanding.values() if task.downloads]
+            since = min((task.issued_at for task in waiting if not task.missing_reported), default=None)
+            lost = [task for task in waiting if task.missing_reported]
+            if since is None and not lost:
                 self.fetched.clear()
-            elif self.fetched and self.fetched[0][0] < since - 1e-3:
-                self.fetched[:] = [f for f in self.fetched if f[0] >= since - 1e-3]
+                return
+
+            def needed(at: float, url: str) -> bool:
+                if since is not None and at >= since - 1e-3:
+                    return True
+                return any(
+                    at >= task.issued_at - 1e-3 and any(same_url(u, url) for u in task.downloads) for task in lost
+                )
+
+            self.fetched[:] = [f for f in self.fetched if needed(*f)]
 
 
 def _missing_where(state: DeviceState) -> Where:

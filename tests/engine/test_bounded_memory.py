@@ -150,3 +150,23 @@ def test_numbers_count_for_their_digits() -> None:
     for items in ([123456789012345] * 10_000, [0.1234567890123] * 10_000):
         assert len(json.dumps(bounded(items))) <= 4 * QUOTE_BUDGET
     assert bounded(["x" * 300, ""])[-1] in ("", "… (2 items)")  # an empty string is never a cut one
+
+
+def test_a_lost_task_keeps_only_its_own_downloads() -> None:
+    # a device that rebooted mid-upgrade sends no result: its task stays open (a late result is allowed),
+    # said missing, and it pinned every later download for the rest of the session
+    builder = ConversationBuilder()
+    lost = builder.poll(example_for("server/tasks/upgrade"))  # its file's path: /test.img
+    _get(builder, "/test.img")
+    for _ in range(4):  # polls without a result: RESULT-MISSING
+        builder.wait("task_interval_s")
+        builder.poll(example_for("server/tasks/idleTime"))
+    for n in range(3 * FETCHED_KEPT):
+        _get(builder, f"/other/{n}.img")
+    builder.result(lost)  # late, and successful: its own download still counts
+    engine = Engine(EngineConfig(check_downloads=True))
+    for exchange in builder.exchanges:
+        engine.feed(exchange)
+    rules = [f.rule for f in engine.findings]
+    assert "RESULT-MISSING" in rules and "DOWNLOAD-FETCHED" not in rules
+    assert len(engine.fetched) <= 2 * FETCHED_KEPT, len(engine.fetched)
