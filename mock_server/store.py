@@ -88,7 +88,10 @@ CHECKPOINT_EVERY_S = 1.0
 # exchanges read at a time by an export: a row holds at most SPILL_BYTES of request (a bigger body is in a
 # file of its own), so a page is at most 32 MiB of bodies however long the session
 EXPORT_PAGE = 32
-_EXCHANGE_PAGE = "SELECT * FROM exchanges WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
+_EXCHANGE_PAGE = (  # what row_to_exchange reads (not the parsed copies: they would double a page)
+    "SELECT id, method, path, url, request_body, request_file, status, response_body, started, ended, peer, "
+    "error, request_headers, response_headers FROM exchanges WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
+)
 # The WAL past which a checkpoint runs between two commits. A passive checkpoint beside a writer that never
 # stops copies only the frames that were there when it began, so the log never restarts and its file grows
 # by every commit (~15 KB a poll: 225 MB after 15,000 polls in a row, gigabytes a day under a fleet). Once
