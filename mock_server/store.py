@@ -462,7 +462,7 @@ class Store:
         last = self.scalar("SELECT COALESCE(MAX(id), 0) FROM exchanges")  # the session as it is now: an export ends
         rows = self.rows(_EXCHANGE_PAGE, (0, last, EXPORT_PAGE))
         while rows:
-            yield from (row_to_exchange(row, self.bodies) for row in rows)
+            yield from (exported(row, self.bodies) for row in rows)
             rows = self.rows(_EXCHANGE_PAGE, (rows[-1]["id"], last, EXPORT_PAGE))
 
     def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
@@ -554,6 +554,17 @@ def row_to_exchange(row: dict[str, Any], bodies: Path | None = None) -> Exchange
     )
 
 
+def exported(row: dict[str, Any], bodies: Path | None) -> Exchange:
+    """The exchange of ``row`` for an export; one whose body file cannot be read (removed, unreadable)
+    is exported without that body, its error saying why: an export half sent cannot say so any more."""
+    try:
+        return row_to_exchange(row, bodies)
+    except (OSError, ValueError) as exc:
+        ex = row_to_exchange({**row, "request_file": None, "request_body": b""}, bodies)
+        ex.error = f"{ex.error + '; ' if ex.error else ''}the request body's file could not be read: {exc}"
+        return ex
+
+
 def read_exchanges(path: str | Path) -> list[Exchange]:
     """Every exchange of a session database, in arrival order."""
     return list(iter_exchanges(path))
@@ -587,7 +598,7 @@ def iter_exchanges(path: str | Path) -> Iterator[Exchange]:
     def exchanges(rows: list[dict[str, Any]]) -> Iterator[Exchange]:
         try:
             while rows:
-                yield from (row_to_exchange(row, bodies) for row in rows)
+                yield from (exported(row, bodies) for row in rows)
                 rows = page(rows[-1]["id"])
         finally:
             conn.close()

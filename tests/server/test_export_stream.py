@@ -96,3 +96,20 @@ def test_an_export_ends_while_devices_keep_adding_exchanges(tmp_path: Path) -> N
             assert sent <= 100 * EXPORT_PAGE, "facecert export does not end"
     finally:
         server.stop()
+
+
+def test_an_exchange_whose_body_file_is_gone_is_exported_saying_so(tmp_path: Path) -> None:
+    # a body above 1 MiB lives in a file of its own; one removed meanwhile cut the export off half sent
+    server: MockServer = new_server(tmp_path / "server")
+    server.start()
+    try:
+        _fill(server.config.db, count=3, size=10)
+        with sqlite3.connect(server.config.db) as conn:
+            conn.execute("UPDATE exchanges SET request_file = ?, request_body = NULL WHERE idx = 1", ("ab" * 16,))
+        answer = httpx.get(server.url + "/_admin/export.har", timeout=60)
+    finally:
+        server.stop()
+    assert answer.status_code == 200
+    entries = answer.json()["log"]["entries"]
+    assert len(entries) == 3 and "could not be read" in entries[1]["comment"]
+    assert "comment" not in entries[0] and "comment" not in entries[2]

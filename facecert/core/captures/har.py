@@ -186,6 +186,8 @@ def exchange_to_entry(ex: Exchange, base_url: str = "http://device.invalid") -> 
         "pageref": PAGE_ID,
         "_peer": ex.peer,
         **({"_redacted": True} if ex.redacted else {}),
+        # what went wrong with an answered exchange (an unanswered one says it in response._error)
+        **({"comment": ex.error} if ex.error and ex.status is not None else {}),
     }
 
 
