@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -291,7 +291,23 @@ def export_har(p: Platform, r: Request, body: Any) -> Any:
     from facecert.core.redact import current
 
     pieces = har_text(current().exchanges(p.store.iter_exchanges()), creator="facecert mock server")
-    return StreamingResponse((piece.encode("utf-8") for piece in pieces), media_type="application/json")
+    return StreamingResponse(_chunks(pieces), media_type="application/json")
+
+
+def _chunks(pieces: Iterator[str], size: int = 64 * 1024) -> Iterator[bytes]:
+    """The pieces joined into chunks of about ``size`` bytes: Starlette takes each item of a sync iterator
+    from a worker thread, and one thread hop per exchange made a long export slow."""
+    held: list[bytes] = []
+    count = 0
+    for piece in pieces:
+        data = piece.encode("utf-8")
+        held.append(data)
+        count += len(data)
+        if count >= size:
+            yield b"".join(held)
+            held, count = [], 0
+    if held:
+        yield b"".join(held)
 
 
 def overview(p: Platform, r: Request, body: Any) -> Any:
