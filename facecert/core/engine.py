@@ -765,6 +765,7 @@ class _Judge:
     ) -> None:
         assert key is not None
         self.report([rules.result_duplicate(state, key, request)], Direction.REQUEST)
+        rules.busy_until(state, key, self.ex.ended or self.ex.started)
 
     def result_for_other_device(
         self, state: DeviceState, key: str | None, request: dict[str, Any], answer: Any

@@ -456,3 +456,17 @@ def test_content_is_checked_even_when_the_schema_fails_elsewhere() -> None:
         ("MSG-TYPE", "/user_id"),
         ("IMG-BASE64", "/image"),
     }
+
+
+def test_a_poll_delayed_by_a_duplicate_result_is_no_second_fault() -> None:
+    # the device sends its result again 3 s later, then polls one task interval after that: the duplicate
+    # is RESULT-DUPLICATE's, and its cadence counts from the last result it sent (no CADENCE-TASK)
+    def build(b: ConversationBuilder) -> None:
+        task = b.poll(example_for("server/tasks/getDevStatus"))
+        b.result(task)
+        b.now += 3.0
+        b.result(task)
+        b.wait("task_interval_s")
+        b.poll(example_for("server/tasks/idleTime"))
+
+    assert {f.rule for f in errors_of(build)} == {"RESULT-DUPLICATE"}

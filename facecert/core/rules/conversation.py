@@ -398,6 +398,14 @@ def result_duplicate(state: DeviceState, key: str, request: dict[str, Any]) -> I
     )
 
 
+def busy_until(state: DeviceState, key: str, ended: float) -> None:
+    """A further result for a finished task: the device was busy with it until this one ended, so its
+    next poll is judged from there (CADENCE-TASK's window, widened by the time until the result). The
+    duplicate is RESULT-DUPLICATE's; the poll it delayed is no second fault."""
+    if key in state.last_result_end:
+        state.last_result_end[key] = max(state.last_result_end[key], ended)
+
+
 def result_of_other_device(state: DeviceState, foreign: IssuedTask, request: dict[str, Any]) -> Issue:
     """RESULT-UNKNOWN-ID: a result for a task this server gave another device."""
     return Issue(
