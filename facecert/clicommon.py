@@ -85,26 +85,51 @@ WriteBaselineOpt = Annotated[
 ]
 
 
+# A stop asked for by SIGINT or SIGTERM while a command runs (sigterm_interrupts). Python turns the signal into
+# a KeyboardInterrupt in whatever the main thread runs next, and one raised inside a weakref callback or a
+# __del__ is printed as "Exception ignored" and lost: a certify waiting for a device's first poll went on
+# waiting for its ten minutes. The long waits (facecert.certify.operator) look at this too, every second.
+STOP = threading.Event()
+_depth = [0]  # nested sigterm_interrupts (the CLI's, the runner's): the outermost clears STOP as it ends
+
+
 @contextmanager
 def sigterm_interrupts(noticed: Callable[[], None] | None = None) -> Iterator[None]:
     """SIGTERM (``kill``, a CI job's timeout, a service manager) stops the command as Ctrl-C does: a
     KeyboardInterrupt in the main thread, so what was done is still reported and written; SIGTERM's default
     killed the process with nothing written. ``noticed`` is called first (to say which signal it was).
-    Outside the main thread, which alone may set a handler, SIGTERM keeps its default."""
+    Either signal also sets STOP, which the long waits look at: the interrupt itself can be lost. Outside
+    the main thread, which alone may set a handler, the signals keep their handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: object) -> None:
-        if noticed is not None:
+        STOP.set()
+        if noticed is not None and signum == signal.SIGTERM:
             noticed()
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    # Ctrl-C only where Python's own handler has it (a job started in the background ignores it: it still does)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
+    _depth[0] += 1
     try:
         yield
     finally:
+        _depth[0] -= 1
+        if not _depth[0]:
+            STOP.clear()
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def stop_requested() -> bool:
+    """Whether SIGINT or SIGTERM asked the running command to stop (see STOP)."""
+    return STOP.is_set()
 
 
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:

@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.console import Console
 
+from facecert.clicommon import stop_requested
+
 PROGRESS_EVERY_S = 5.0
 
 
@@ -33,6 +35,8 @@ class Operator:
         self._last_progress = time.monotonic()  # a wait shorter than PROGRESS_EVERY_S prints nothing
         with self.console.status(f"waiting for {what}") as status:
             while True:
+                if stop_requested():  # its KeyboardInterrupt may have been lost (facecert.clicommon.STOP)
+                    raise KeyboardInterrupt
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
@@ -49,6 +53,8 @@ class Operator:
         self._last_progress = time.monotonic()
         with self.console.status(f"{what}") as status:
             while (left := deadline - time.monotonic()) > 0:
+                if stop_requested():  # its KeyboardInterrupt may have been lost (facecert.clicommon.STOP)
+                    raise KeyboardInterrupt
                 status.update(f"{what}: {left:4.0f} s left")
                 self._log_progress(what, left)
                 done.wait(min(1.0, left))
