@@ -22,6 +22,15 @@ class _Collected:
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_wait_stops_though_the_interrupt_was_lost(how: signal.Signals) -> None:
+    # Ctrl-C as a command's process has it (Python's handler; a pytest-xdist worker ignores SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _wait_stopped(how)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _wait_stopped(how: signal.Signals) -> None:
     with sigterm_interrupts():
         thing = _Collected()
         # the callback's exception is printed and ignored: the KeyboardInterrupt is lost there
