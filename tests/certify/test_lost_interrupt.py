@@ -20,6 +20,7 @@ class _Collected:
     """Something whose weakref callback runs the signal's handler, as the garbage collector may."""
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the interrupt lost, on purpose
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_wait_stops_though_the_interrupt_was_lost(how: signal.Signals) -> None:
     # Ctrl-C as a command's process has it (Python's handler; a pytest-xdist worker ignores SIGINT)
