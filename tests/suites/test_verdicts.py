@@ -65,6 +65,10 @@ RUNS: dict[str, tuple[tuple[str, ...], str | None]] = {
     ),
     "cadence": (CADENCE_IDLE, None),
     "clean_cadence": (CADENCE, None),
+    "two_faults": (
+        ("device", "--demo", "--fault", "result-duplicate", "--fault", "cadence-task", "--tags", "cadence"),
+        None,
+    ),
     "skip_download": (("device", "--demo", "--fault", "skip-download", "--tags", "downloads"), None),
     "vendor_spec": (("server", "--demo", "--misbehave", "require_vendor_field"), None),
     "vendor_field": (("server", "--demo", "--misbehave", "require_vendor_field", "--persona", "field"), None),
@@ -137,6 +141,19 @@ def test_cadence_knob_fails_its_scenario_with_its_rule(runs: dict[str, Run]) -> 
     idle = run.scenario("Idle back-off is 20 seconds")
     assert idle["verdict"] == "fail" and "CADENCE-IDLE" in idle["rules"], idle
     assert run.summary["root_causes"][0]["rule"] == "CADENCE-IDLE"
+
+
+def test_a_failed_check_names_what_the_device_broke_before_it(runs: dict[str, Run]) -> None:
+    """The busy cadence's check fails the scenario before its last step would name the second result:
+    the scenario names both, the first broken first (root causes too)."""
+    run = runs["two_faults"]
+    busy = run.scenario("Busy cadence is 5 seconds")
+    assert busy["verdict"] == "fail" and busy["rules"][:2] == ["RESULT-DUPLICATE", "CADENCE-TASK"], busy
+    assert "before that, in this scenario, the device broke RESULT-DUPLICATE" in busy["message"], busy
+    causes = {c["rule"]: c["scenarios"] for c in run.summary["root_causes"]}
+    assert "Busy cadence is 5 seconds" in causes["RESULT-DUPLICATE"], causes
+    alone = runs["clean_cadence"].scenario("Busy cadence is 5 seconds")  # a correct device: nothing to name
+    assert alone["verdict"] == "pass" and alone["rules"] == [], alone
 
 
 def test_names_are_the_gherkin_names_in_every_output(runs: dict[str, Run]) -> None:
