@@ -65,13 +65,15 @@ def server_run(runs) -> tuple[subprocess.CompletedProcess, dict, Path]:
     return runs["server"].result()
 
 
-def _failed(summary: dict) -> list[str]:
-    return [f"{s['name']}: {s['message'][:400]}" for s in summary["scenarios"] if s["verdict"] != "pass"]
+def _failed(summary: dict, done: subprocess.CompletedProcess | None = None) -> list[str]:
+    """What did not pass, and the run's last output (our peers' own logs say what went wrong in them)."""
+    failed = [f"{s['name']}: {s['message'][:400]}" for s in summary["scenarios"] if s["verdict"] != "pass"]
+    return failed + ([done.stdout[-3000:], done.stderr[-3000:]] if done is not None and failed else [])
 
 
 def test_reference_device_is_certified(device_run) -> None:
     done, summary, report = device_run
-    assert done.returncode == 0, _failed(summary)
+    assert done.returncode == 0, _failed(summary, done)
     assert summary["verdict"] == "certified"
     assert summary["counts"]["pass"] >= 40 and summary["counts"]["fail"] == summary["counts"]["error"] == 0
     assert summary["root_causes"] == [] and summary["exit_code"] == 0
@@ -80,7 +82,7 @@ def test_reference_device_is_certified(device_run) -> None:
 
 def test_reference_server_is_certified(server_run) -> None:
     done, summary, report = server_run
-    assert done.returncode == 0, _failed(summary)
+    assert done.returncode == 0, _failed(summary, done)
     assert summary["verdict"] == "certified" and summary["counts"]["pass"] >= 20
 
 
