@@ -218,13 +218,14 @@ class DeviceEndpoint:
         # the ASGI scope read directly: what a Request would give (method, URL, client), without building one
         started = time.time()
         platform = self.platform
+        stall = platform.stalls.read()  # read with the stamp: a poll seen late by a held process is told apart
         platform.batch.in_flight += 1
         try:
-            await self._handle(scope, receive, send, started)
+            await self._handle(scope, receive, send, started, stall)
         finally:
             platform.batch.in_flight -= 1
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, started: float, stall: float) -> None:
         platform = self.platform
         body, too_large, disconnected = await receive_body(receive, platform.config.max_body)
         url, path = url_of(scope)
@@ -239,6 +240,7 @@ class DeviceEndpoint:
             body,
             too_large,
             gone=_left if disconnected else _here,
+            stall_started=stall,
         )
         if len(body) <= INLINE_BYTES:
             reply = await self._inline(incoming, receive, disconnected)

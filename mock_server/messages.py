@@ -24,6 +24,7 @@ class Incoming:
     body: bytes
     too_large: bool = False
     gone: Callable[[], bool] = lambda: False  # the client left before its answer (set by the HTTP layer)
+    stall_started: float = 0.0  # this process's stall clock at ``started`` (facecert.stalls)
 
 
 @dataclass

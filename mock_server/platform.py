@@ -70,6 +70,7 @@ from facecert.mock_server.store import (
     decode_json_columns,
 )
 from facecert.recording import RecordingFailed, RecordingHealth, what_to_do
+from facecert.stalls import stall_clock
 
 # The endpoints whose answer depends on the queues (the next task, the task a result answers).
 CONVERSATION = frozenset({"taskRequest", "taskResult"})
@@ -133,6 +134,7 @@ class Platform:
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop, once it runs
         self.pause_listening: Callable[[float], None] | None = None  # set by MockServer (outage mode "refuse")
         self.batch = Batch(self)
+        self.stalls = stall_clock()  # how long this process could not run: read with every device stamp
         self._versions_text: dict[str, tuple[dict[str, Any], str]] = {}  # per device: its versions, as stored
         restore(self.store, self.state, self.engine)  # a restart on the same --db: queues, awaited tasks, devices
 
@@ -436,7 +438,7 @@ class Platform:
         devices that stopped polling (POLL-STOPPED)."""
         now = time.time() if now is None else now
         with self.cond:
-            made = self.engine.check_deadlines(now, in_flight=self.slowed_polls(now))
+            made = self.engine.check_deadlines(now, in_flight=self.slowed_polls(now), stall_at=self.stalls.read())
             unanswered = self.state.queues.all_unanswered()
             late = [p for p in unanswered if not p.expired and now >= p.deadline]
             if not made and not late:
@@ -475,6 +477,7 @@ class Platform:
             request_headers=incoming.headers,
             peer=incoming.peer,
             url=incoming.url,
+            stall_started=incoming.stall_started,
         )
         return ex, self.engine.judge_request(ex)
 
@@ -573,7 +576,7 @@ class Platform:
             info = self.state.device(device_id, incoming.started, incoming.peer)
             fault = self.state.fault_for(device_id, incoming.endpoint)
         plan = plan_for(self.state, incoming, heard, fault)
-        ex.ended = time.time()
+        ex.ended, ex.stall_ended = time.time(), self.stalls.read()
         if incoming.gone():
             # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
             ex.error = CLIENT_GONE

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS exchanges (
     id INTEGER PRIMARY KEY, idx INTEGER, device_id TEXT, endpoint TEXT, method TEXT, path TEXT, url TEXT,
     peer TEXT, started REAL, ended REAL, status INTEGER, error TEXT,
     request_headers TEXT, request_body BLOB, response_headers TEXT, response_body BLOB,
-    request_json TEXT, response_json TEXT, request_file TEXT, request_size INTEGER);
+    request_json TEXT, response_json TEXT, request_file TEXT, request_size INTEGER,
+    stall_started REAL, stall_ended REAL);
 CREATE TABLE IF NOT EXISTS findings (
     id INTEGER PRIMARY KEY, exchange_id INTEGER, device_id TEXT, rule TEXT, severity TEXT, party TEXT,
     created REAL, data TEXT);
@@ -90,8 +91,17 @@ CHECKPOINT_EVERY_S = 1.0
 EXPORT_PAGE = 32
 _EXCHANGE_PAGE = (  # what row_to_exchange reads (not the parsed copies: they would double a page)
     "SELECT id, method, path, url, request_body, request_file, status, response_body, started, ended, peer, "
-    "error, request_headers, response_headers FROM exchanges WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
+    "error, request_headers, response_headers{stalls} FROM exchanges WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
 )
+
+
+def _exchange_page(conn: sqlite3.Connection) -> str:
+    """The page query for this database: one made by a facecert before the stall clock has no such columns
+    (read-only, it is not migrated), and its exchanges are judged as they were."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(exchanges)")}
+    return _EXCHANGE_PAGE.format(stalls=", stall_started, stall_ended" if "stall_started" in have else "")
+
+
 # The WAL past which a checkpoint runs between two commits. A passive checkpoint beside a writer that never
 # stops copies only the frames that were there when it began, so the log never restarts and its file grows
 # by every commit (~15 KB a poll: 225 MB after 15,000 polls in a row, gigabytes a day under a fleet). Once
@@ -104,14 +114,17 @@ WAL_LIMIT_BYTES = 16 * 1024 * 1024
 PAGE_SIZE = 4096
 SPILL_BYTES = 1024 * 1024  # a blob above this goes to a file of its own beside the database
 _SPILL_NAME = re.compile(r"[0-9a-f]{32}\.bin")
-_MIGRATIONS = {"exchanges": ("request_file TEXT", "request_size INTEGER"), "captures": ("image_in_request INTEGER",)}
+_MIGRATIONS = {
+    "exchanges": ("request_file TEXT", "request_size INTEGER", "stall_started REAL", "stall_ended REAL"),
+    "captures": ("image_in_request INTEGER",),
+}
 
 
 UNMADE = object()  # insert_exchange: a JSON copy to be made there
 _EXCHANGE_ROW = (
     "INSERT INTO exchanges (idx, device_id, endpoint, method, path, url, peer, started, ended, status, error, "
-    "request_headers, request_body, response_headers, response_body, request_json, response_json) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "request_headers, request_body, response_headers, response_body, request_json, response_json, stall_started, "
+    "stall_ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # a device's row changed in place: its key (and the key's index page) stays as it is, where INSERT OR REPLACE
 # deletes and re-inserts it (one page more in every commit's WAL)
@@ -430,6 +443,8 @@ class Store:
                 bindable(ex.response_body),
                 request_json,  # strict JSON text (valid UTF-8), or None
                 answer_json,
+                ex.stall_started or None,  # 0.0: a tap that does not count (kept as NULL)
+                ex.stall_ended or None,
             )
             return int(conn.execute(_EXCHANGE_ROW, row).lastrowid or 0)
         return self.insert(
@@ -452,6 +467,8 @@ class Store:
             response_body=ex.response_body,
             request_json=request_json,
             response_json=answer_json,
+            stall_started=ex.stall_started or None,
+            stall_ended=ex.stall_ended or None,
         )
 
     # ---- reads -------------------------------------------------------------
@@ -460,10 +477,11 @@ class Store:
         under the lock: an export of a long session neither holds the lock (every device's commit) nor
         the session in memory while it is written, and it ends however fast devices add exchanges."""
         last = self.scalar("SELECT COALESCE(MAX(id), 0) FROM exchanges")  # the session as it is now: an export ends
-        rows = self.rows(_EXCHANGE_PAGE, (0, last, EXPORT_PAGE))
+        query = _exchange_page(self.conn)  # the store migrated its database: always with the stall clock
+        rows = self.rows(query, (0, last, EXPORT_PAGE))
         while rows:
             yield from (exported(row, self.bodies) for row in rows)
-            rows = self.rows(_EXCHANGE_PAGE, (rows[-1]["id"], last, EXPORT_PAGE))
+            rows = self.rows(query, (rows[-1]["id"], last, EXPORT_PAGE))
 
     def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         try:
@@ -551,6 +569,8 @@ def row_to_exchange(row: dict[str, Any], bodies: Path | None = None) -> Exchange
         error=row["error"],
         request_headers=json.loads(row["request_headers"] or "{}"),
         response_headers=json.loads(row["response_headers"] or "{}"),
+        stall_started=row.get("stall_started") or 0.0,
+        stall_ended=row.get("stall_ended") or 0.0,
     )
 
 
@@ -579,13 +599,14 @@ def iter_exchanges(path: str | Path) -> Iterator[Exchange]:
     conn.row_factory = sqlite3.Row
     bodies = spill_folder(str(path))
 
-    last = [0]
+    last, query = [0], [""]
 
     def page(after: int) -> list[dict[str, Any]]:
         try:
             if not after:  # the session as it is now (a server may still be adding to it): the export ends
                 last[0] = conn.execute("SELECT COALESCE(MAX(id), 0) FROM exchanges").fetchone()[0]
-            return [dict(row) for row in conn.execute(_EXCHANGE_PAGE, (after, last[0], EXPORT_PAGE)).fetchall()]
+                query[0] = _exchange_page(conn)
+            return [dict(row) for row in conn.execute(query[0], (after, last[0], EXPORT_PAGE)).fetchall()]
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"{path}: not a facecert session database ({exc})") from None
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from mitmproxy import command, ctx, exceptions, hooks, http
 
+from facecert.core.captures.flows import STALL_KEY
 from facecert.core.contract import get_contract
 from facecert.core.defaults import (
     CADENCE_TOLERANCE,
@@ -49,6 +50,7 @@ from facecert.proxy_addons.live import LEVEL, comment_for, log_line, mark_for
 from facecert.proxy_addons.reports import write_evidence, write_reports
 from facecert.proxy_addons.session import ProxySession, SessionOptions
 from facecert.proxy_addons.snapshot import Snapshot, should_stream, snapshot, tap
+from facecert.stalls import stall_clock
 
 log = logging.getLogger("facecert.proxy")
 
@@ -85,6 +87,7 @@ class FacecertAddon:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: deque[tuple[http.HTTPFlow, Snapshot]] = deque()
         self._drain_scheduled = False
+        self.stalls = stall_clock()  # how long mitmdump could not run: read with every flow's stamps
 
     # ---- mitmproxy lifecycle ---------------------------------------------
     def load(self, loader: Any) -> None:
@@ -185,6 +188,7 @@ class FacecertAddon:
         settle_once()
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        flow.metadata[STALL_KEY] = [self.stalls.read(), 0.0]  # a poll this process saw late is told apart
         self._guard("refusing framing no upstream can read", lambda: _refuse_unknown_coding(flow))
         if flow.response is None:
             self._guard("deciding how to carry a request body", lambda: self._stream(flow.request, flow.request))
@@ -195,10 +199,17 @@ class FacecertAddon:
             self._guard("deciding how to carry an answer body", lambda: self._stream(response, flow.request, response))
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self._stamp_answer(flow)
         self._guard("reading a flow", lambda: self._take(flow))
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._stamp_answer(flow)
         self._guard("reading a flow", lambda: self._take(flow))
+
+    def _stamp_answer(self, flow: http.HTTPFlow) -> None:
+        stamps = flow.metadata.get(STALL_KEY)
+        if isinstance(stamps, list) and len(stamps) == 2:
+            stamps[1] = self.stalls.read()
 
     def done(self) -> None:
         """Shutdown (Ctrl-C, SIGTERM): every step on its own, so the reports are written whatever failed before."""
@@ -206,7 +217,7 @@ class FacecertAddon:
             task.cancel()
         self._guard("judging the last flows", self.drain)
         session = self._require()
-        session.finish()
+        session.finish(self.stalls.read())
         refused = session.write_failures
         written = self._write("final")
         session.close()
@@ -348,7 +359,7 @@ class FacecertAddon:
         every = min(5.0, max(0.05, min(timeout, session.engine.longest_wait()) / 4))
         while True:
             await asyncio.sleep(every)
-            session.check_deadlines(time.time())
+            session.check_deadlines(time.time(), self.stalls.read())
 
     async def _sync(self) -> None:
         """fsync the record about once a second, in a worker thread so the proxy never waits on the disk."""

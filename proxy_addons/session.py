@@ -171,20 +171,20 @@ class ProxySession:
             return
         del self._notes[finding.direction]
 
-    def check_deadlines(self, now: float | None = None) -> list[Finding]:
+    def check_deadlines(self, now: float | None = None, stall_at: float = 0.0) -> list[Finding]:
         try:
-            return self.engine.check_deadlines(time.time() if now is None else now)
+            return self.engine.check_deadlines(time.time() if now is None else now, stall_at=stall_at)
         except Exception as exc:  # noqa: BLE001
             self.contain("checking result deadlines", exc)
             return []
 
-    def finish(self) -> list[Finding]:
+    def finish(self, stall_at: float = 0.0) -> list[Finding]:
         """End-of-session rules, once (tasks never answered, captures never made)."""
         if self.finished:
             return []
         self.finished = True
         try:
-            return self.engine.finish()
+            return self.engine.finish(stall_at=stall_at)
         except Exception as exc:  # noqa: BLE001
             self.contain("finishing the session", exc)
             return []

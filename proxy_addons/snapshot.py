@@ -14,6 +14,7 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
+from facecert.core.captures.flows import stalls_of
 from facecert.core.model import Exchange
 from facecert.proxy_addons.bodies import STREAM_ABOVE, Body, BodyTap, Truncated, judged_body
 from facecert.proxy_addons.strict import clean_text
@@ -56,6 +57,7 @@ def snapshot(flow: http.HTTPFlow, limit: int) -> Snapshot:
     notes: dict[str, Body] = {}
     sizes: dict[str, int] = {}
     request_body = _body(request, limit, "request", notes, sizes)
+    stall_started, stall_ended = stalls_of(flow)
     response_body = _body(response, limit, "answer", notes, sizes) if response is not None else None
     exchange = Exchange(
         method=clean_text(request.method),
@@ -70,6 +72,8 @@ def snapshot(flow: http.HTTPFlow, limit: int) -> Snapshot:
         response_headers=_headers(response) if response is not None else {},
         peer=clean_text(peer),
         error=clean_text(error.msg) if error is not None else None,
+        stall_started=stall_started,
+        stall_ended=stall_ended,
     )
     return Snapshot(exchange, notes, sizes)
 

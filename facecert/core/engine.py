@@ -267,16 +267,17 @@ class Engine:
             exchange.response_body = raw
         return _Judge(self, exchange, endpoint).message(kind, direction, schema, raw)
 
-    def finish(self, until: float | None = None) -> list[Finding]:
+    def finish(self, until: float | None = None, stall_at: float = 0.0) -> list[Finding]:
         """End of the session: tasks never answered, captures never made. ``until`` is when the
         session ended, when the tap knows it (a device that polled no more before then stopped);
         without it a stop shows only by the device's own later messages (a capture that just ends
-        stops nobody)."""
+        stops nobody). ``stall_at``: the tap's stall clock then (facecert.stalls)."""
         with self._lock:
             made: list[Finding] = []
             if until is not None:
                 for state in self.devices.values():
-                    made.extend(self._check_stop(state, until, f"the end of the session at {utc_clock(until)}"))
+                    end = f"the end of the session at {utc_clock(until)}"
+                    made.extend(self._check_stop(state, until, end, stall_at))
             for state in self.devices.values():
                 missing = rules.results_missing_at_end(state, self.last_time, self.pace.result_timeout_s)
                 made.extend(self.finding(i, _missing_where(state), Direction.REQUEST) for i in missing)
@@ -284,17 +285,18 @@ class Engine:
                     made.append(self.finding(rules.facecmd_missing(state), _capture_where(state), Direction.REQUEST))
             return self._record(made)
 
-    def check_deadlines(self, now: float, in_flight: Collection[str] = ()) -> list[Finding]:
+    def check_deadlines(self, now: float, in_flight: Collection[str] = (), stall_at: float = 0.0) -> list[Finding]:
         """Tasks past the result deadline and devices that stopped polling (a live tap calls this
         on a timer). ``in_flight``: devices whose poll the tap holds unanswered (a slow answer),
-        which are not judged stopped meanwhile."""
+        which are not judged stopped meanwhile. ``stall_at``: the tap's stall clock ``now``
+        (facecert.stalls): a device is given the time the tap could not run on top of its wait."""
         with self._lock:
             made: list[Finding] = []
             for state in self.devices.values():
                 late = rules.results_past_deadline(state, now, self.pace.result_timeout_s)
                 made.extend(self.finding(i, _missing_where(state), Direction.REQUEST) for i in late)
                 if state.device_id not in in_flight:
-                    made.extend(self._check_stop(state, now, None))
+                    made.extend(self._check_stop(state, now, None, stall_at))
             return self._record(made)
 
     # ---- liveness: is the device still polling? ------------------------------
@@ -336,12 +338,12 @@ class Engine:
         the cadence tolerance and network allowance."""
         return self.pace.longest_wait()
 
-    def _poll_due(self, state: DeviceState) -> float | None:
-        return rules.poll_due(state, self.pace, self.paused_since is not None, self.resumed_at)
+    def _poll_due(self, state: DeviceState, stall_at: float = 0.0) -> float | None:
+        return rules.poll_due(state, self.pace, self.paused_since is not None, self.resumed_at, stall_at)
 
-    def _check_stop(self, state: DeviceState, at: float, evidence: str | None) -> list[Finding]:
+    def _check_stop(self, state: DeviceState, at: float, evidence: str | None, stall_at: float) -> list[Finding]:
         """POLL-STOPPED once per stop, about the device's last poll (made, not recorded)."""
-        issue = rules.poll_stopped(state, self._poll_due(state), at, evidence)
+        issue = rules.poll_stopped(state, self._poll_due(state, stall_at), at, evidence)
         if issue is None or state.last_poll is None:
             return []
         where = Where(state.last_poll.exchange, "taskRequest", state.device_id)
@@ -593,10 +595,10 @@ class _Judge:
         answer = self.judge_answer(heard.body)
         getattr(self, _ON[self.endpoint.name], _no_rules)(state, heard.body, answer)
         if self.endpoint.name != "taskRequest" and self.device_id:
-            due = engine._poll_due(state)
+            due = engine._poll_due(state, ex.stall_started)
             if due is not None and ex.started > due:  # (the evidence is written only for a stop)
                 evidence = f"its {self.endpoint.name} at {utc_clock(ex.started)} (exchange #{ex.index})"
-                self.adopt(engine._check_stop(state, ex.started, evidence))
+                self.adopt(engine._check_stop(state, ex.started, evidence, ex.stall_started))
         return Judged(ex, self.endpoint.name, self.device_id, heard.body, answer, self.task, self.found)
 
     def judge_answer(self, request: Any) -> Any:
@@ -693,7 +695,7 @@ class _Judge:
     # ---- stage 3: the conversation rules of each endpoint ----------------------------
     def on_taskRequest(self, state: DeviceState, request: Any, answer: Any) -> None:
         engine, ex, pace = self.engine, self.ex, self.engine.pace
-        self.report([rules.cadence(state, ex.started, pace, engine.idle_task)], Direction.REQUEST)
+        self.report(rules.cadence(state, ex.started, pace, engine.idle_task, ex.stall_started), Direction.REQUEST)
         self.report([rules.devtime_applied(state, request, ex.started, pace)], Direction.REQUEST)
         missing = rules.results_missing_at_poll(state, ex.started)
         self.adopt(engine.finding(i, _missing_where(state), Direction.REQUEST) for i in missing)
@@ -721,7 +723,8 @@ class _Judge:
             f.direction == Direction.ANSWER and f.severity is Severity.ERROR for f in self.found
         )
         ended = ex.ended if ex.ended is not None else ex.started
-        return PollState(ex.index, ended, kind, rid, away=moves_away, may_work=not faulty)
+        stall = ex.stall_ended or ex.stall_started
+        return PollState(ex.index, ended, kind, rid, away=moves_away, may_work=not faulty, stall_ended=stall)
 
     def issue_task(self, state: DeviceState, answer: dict[str, Any]) -> str | None:
         """The task the answer gives the device: REQUEST-ID-DUPLICATE, TASK-RESENT, then opened."""

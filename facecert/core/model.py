@@ -45,6 +45,11 @@ class Exchange:
     index: int = -1
     error: str | None = None  # transport error text when status is None
     redacted: bool = False  # written by a redacting writer (facecert.core.redact): image fields hold placeholders
+    # the recorder's stall clock (facecert.stalls) when it stamped ``started`` / ``ended``: the seconds its own
+    # process could not run, summed. A cadence gap is widened by what it advanced meanwhile; 0.0 from a tap
+    # that does not count (an older capture, a HAR from elsewhere): judged as before.
+    stall_started: float = 0.0
+    stall_ended: float = 0.0
 
     @property
     def duration(self) -> float:

@@ -221,3 +221,30 @@ def test_jsonl_whose_first_record_is_longer_than_the_sniffed_head(tmp_path) -> N
         encoding="utf-8",
     )
     assert sniff_format(path) == "jsonl"
+
+
+def test_stall_readings_are_kept_by_every_format_and_judged_alike(tmp_path: Path) -> None:
+    """The recorder's stall clock (facecert.stalls) travels with the exchanges: a HAR or JSONL capture judged
+    offline gives the verdict the live judge gave (HARNESS-STALLED, no CADENCE-IDLE). A HAR from elsewhere has
+    no readings; readings that are not seconds are a malformed capture, said as such."""
+    from facecert.core.captures import CaptureError
+    from facecert.core.engine import EngineConfig
+    from facecert.samples import ConversationBuilder
+    from facecert.validate import judge_files
+    from tests.engine.test_rules import stalled_idle_gap
+
+    builder = ConversationBuilder()
+    stalled_idle_gap(28.0, 5.0)(builder)
+    for path in (
+        write_har(builder.exchanges, tmp_path / "s.har"),
+        write_jsonl(builder.exchanges, tmp_path / "s.jsonl"),
+    ):
+        back = list(read_capture(path))
+        assert [(e.stall_started, e.stall_ended) for e in back] == [(7.0, 7.0), (12.0, 12.0)], path
+        rules = {f.rule for f in judge_files([path], EngineConfig())[1]}
+        assert rules == {"HARNESS-STALLED"}, (path, rules)
+    har = json.loads((tmp_path / "s.har").read_text(encoding="utf-8"))
+    har["log"]["entries"][1]["_stall"] = ["soon", 1]
+    (tmp_path / "bad.har").write_text(json.dumps(har), encoding="utf-8")
+    with pytest.raises((CaptureError, ValueError), match="_stall is two stall clock readings"):
+        list(read_capture(tmp_path / "bad.har"))

@@ -84,6 +84,22 @@ def test_the_session_end_shows_a_stop_offline_but_only_past_the_longest_wait() -
     assert len(found) == 1 and "the end of the session" in found[0].message
 
 
+def test_a_device_is_given_the_time_the_tap_could_not_run_before_it_is_judged_stopped() -> None:
+    """A tap whose own process was held (facecert.stalls) may not have seen polls that came: the stop is due
+    that much later, and only that much (the stall clock read now, against the last poll's answer)."""
+    b = scaled_builder()
+    b.idle()
+    idle(b)
+    for exchange in b.exchanges:
+        exchange.stall_started = exchange.stall_ended = 3.0
+    eng = engine()
+    for exchange in b.exchanges:
+        eng.feed(exchange)
+    due = b.exchanges[-1].ended + eng.longest_wait()
+    assert eng.check_deadlines(due + 0.5, stall_at=3.0 + 0.6) == []  # held 0.6 s: not yet due
+    assert [f.rule for f in eng.check_deadlines(due + 0.7, stall_at=3.0 + 0.6)] == ["POLL-STOPPED"]
+
+
 def test_live_stop_is_reported_once_with_the_time_of_the_last_poll_then_again_after_a_new_poll() -> None:
     b = scaled_builder()
     b.idle()

@@ -168,6 +168,20 @@ def cadence(rule_wait: float, after_task: bool) -> Build:
     return build
 
 
+def stalled_idle_gap(gap: float, stalled: float) -> Build:
+    """An idle answer, then a poll ``gap`` s later, while the recorder's stall clock advanced ``stalled`` s
+    (its own process could not run that long in between: facecert.stalls)."""
+
+    def build(b: ConversationBuilder) -> None:
+        b.poll(example_for("server/tasks/idleTime"))
+        b.exchanges[-1].stall_started = b.exchanges[-1].stall_ended = 7.0
+        b.now += gap
+        b.poll(example_for("server/tasks/idleTime"))
+        b.exchanges[-1].stall_started = b.exchanges[-1].stall_ended = 7.0 + stalled
+
+    return build
+
+
 def duplicate_rid(b: ConversationBuilder) -> None:
     task = b.poll(example_for("server/tasks/getDevStatus"))
     b.result(task)
@@ -372,6 +386,8 @@ CASES: dict[str, tuple[Build, Build, dict]] = {
     "REQUEST-ID-DUPLICATE": (duplicate_rid, good_task_then_idle, {}),
     "CADENCE-IDLE": (cadence(10.0, after_task=False), cadence(20.0, after_task=False), {}),
     "CADENCE-TASK": (cadence(12.0, after_task=True), cadence(5.0, after_task=True), {}),
+    # 28 s after idleTime (accepted 15-25.05 s) while facecert could not run for 5 s: not held against the device
+    "HARNESS-STALLED": (stalled_idle_gap(28.0, 5.0), stalled_idle_gap(20.0, 5.0), {}),
     "ACK-ECHO": (
         capture_with(lambda c: None, lambda a: {**a, "snap_time": a["snap_time"] - 3}),
         capture_with(lambda c: None),
@@ -423,7 +439,10 @@ def test_rule_fires_on_a_broken_conversation(rule: str) -> None:
     assert fired, [f.line() for f in findings]
     others = {f.rule for f in findings if f.severity is Severity.ERROR} - {rule} - COMPANIONS.get(rule, set())
     assert not others, [f.line() for f in findings]
-    assert all(f.message and f.spec and f.party in ("device", "server") for f in fired)
+    party = RULES[rule].party
+    assert all(
+        f.message and f.spec and f.party in (("device", "server") if party == "sender" else (party,)) for f in fired
+    )
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
@@ -470,3 +489,22 @@ def test_a_poll_delayed_by_a_duplicate_result_is_no_second_fault() -> None:
         b.poll(example_for("server/tasks/idleTime"))
 
     assert {f.rule for f in errors_of(build)} == {"RESULT-DUPLICATE"}
+
+
+def test_a_stall_of_facecert_widens_only_the_late_end_of_the_cadence() -> None:
+    """The window's end moves by the time the recorder could not run during the gap (facecert.stalls), and no
+    more: a poll late beyond that still fails, with the widening said; an early poll is early whatever stalled;
+    a capture without stall readings is judged as before."""
+    late = errors_of(stalled_idle_gap(31.0, 5.0))
+    assert [f.rule for f in late] == ["CADENCE-IDLE"], late
+    assert "(accepted 15.000–25.050 s, 5.000 s more because facecert could not run)" in late[0].message
+    assert late[0].expected == "15.000..30.050 s"
+    assert [f.rule for f in errors_of(stalled_idle_gap(10.0, 5.0))] == ["CADENCE-IDLE"]  # early: not excused
+    assert [f.rule for f in errors_of(stalled_idle_gap(28.0, 0.0))] == ["CADENCE-IDLE"]  # no stall: late
+    plain = errors_of(cadence(28.0, after_task=False))
+    assert [f.rule for f in plain] == ["CADENCE-IDLE"] and "facecert" not in plain[0].message
+    builder = ConversationBuilder()
+    stalled_idle_gap(28.0, 5.0)(builder)
+    (warning,) = judge(builder.exchanges)
+    assert (warning.rule, warning.severity, warning.party) == ("HARNESS-STALLED", Severity.WARNING, "harness")
+    assert "could not run for 5.000 s" in warning.message and "CADENCE-IDLE not judged" in warning.message

@@ -5,7 +5,10 @@ device that stopped polling."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -77,10 +80,47 @@ def device_that_stops_polling(mitm_confdir: Path, report: Path) -> None:
     assert summary_of(report)["errors_by_rule"] == {"POLL-STOPPED": 1}
 
 
+def proxy_held_while_a_poll_came(mitm_confdir: Path, report: Path) -> None:
+    """mitmdump stopped (SIGSTOP) while an on-time poll waits in its socket: the gap it measures is widened by
+    the time it could not run (facecert.stalls), so no CADENCE-IDLE but a HARNESS-STALLED warning; the flows
+    and the HAR keep the stall readings, so the HAR judged offline says the same."""
+    from facecert.core.captures import read_capture
+    from facecert.core.engine import EngineConfig
+    from facecert.validate import judge_files
+
+    with own_upstream() as upstream:
+        dump = start_proxy(upstream.url, mitm_confdir, report, facecert_time_scale=0.05)  # idle answer: 1 s
+        try:
+            poll = json.dumps(example_for("device/taskRequest"))
+            with httpx.Client(timeout=30) as client:
+                client.post(dump.url + "/taskRequest", content=poll)
+                answered = time.monotonic()
+                time.sleep(0.85)
+                os.kill(dump.pid, signal.SIGSTOP)
+                try:
+                    sent = threading.Thread(target=lambda: client.post(dump.url + "/taskRequest", content=poll))
+                    while time.monotonic() - answered < 1.0:
+                        time.sleep(0.005)
+                    sent.start()  # on time
+                    time.sleep(0.7)
+                finally:
+                    os.kill(dump.pid, signal.SIGCONT)
+                sent.join(timeout=30)
+        finally:
+            dump.stop()
+    summary = summary_of(report)
+    assert "CADENCE-IDLE" not in summary["errors_by_rule"], summary["errors_by_rule"]
+    assert [f["rule"] for f in summary["findings"]] == ["HARNESS-STALLED"], summary["findings"]
+    har = report / "session.har"
+    assert [e.stall_started > 0 for e in read_capture(har)] == [True, True]
+    assert [f.rule for f in judge_files([har], EngineConfig(time_scale=0.05))[1]] == ["HARNESS-STALLED"]
+
+
 PROBES: dict[str, Callable[[Path, Path], None]] = {
     "test_result_deadline_is_reported_live": result_deadline,
     "test_server_that_does_not_answer": server_that_does_not_answer,
     "test_a_device_that_stops_polling_is_reported_live_once": device_that_stops_polling,
+    "test_a_poll_the_proxy_was_held_from_seeing_is_not_late": proxy_held_while_a_poll_came,
 }
 
 
@@ -110,3 +150,7 @@ def test_server_that_does_not_answer(probes: dict[str, Future[None]]) -> None:
 def test_a_device_that_stops_polling_is_reported_live_once(probes: dict[str, Future[None]]) -> None:
     """Two polls at the idle pace, then silence: POLL-STOPPED from the proxy's timer, with no traffic."""
     probes["test_a_device_that_stops_polling_is_reported_live_once"].result()
+
+
+def test_a_poll_the_proxy_was_held_from_seeing_is_not_late(probes: dict[str, Future[None]]) -> None:
+    probes["test_a_poll_the_proxy_was_held_from_seeing_is_not_late"].result()

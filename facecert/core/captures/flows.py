@@ -13,6 +13,20 @@ if TYPE_CHECKING:
     from mitmproxy import http  # imported when a flow file is read: mitmproxy is slow to import
 
 REDACTED_KEY = "facecert_redacted"  # flow.metadata: facecert redact replaced this flow's personal fields
+STALL_KEY = "facecert_stall"  # flow.metadata: the proxy's stall clock at the request and at the answer
+
+
+def stalls_of(flow: object) -> tuple[float, float]:
+    """The stall clock readings the proxy kept in the flow's metadata (facecert.stalls): at the request and at
+    the answer; (0.0, 0.0) for a flow recorded elsewhere, or one whose readings are not two numbers of seconds."""
+    value = (getattr(flow, "metadata", None) or {}).get(STALL_KEY)
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in value)
+    ):
+        return float(value[0]), float(value[1])
+    return 0.0, 0.0
 
 
 def flow_to_exchange(flow: object) -> Exchange | None:
@@ -22,6 +36,7 @@ def flow_to_exchange(flow: object) -> Exchange | None:
         return None
     response = getattr(flow, "response", None)
     error = getattr(flow, "error", None)
+    stall_started, stall_ended = stalls_of(flow)
     client = getattr(flow, "client_conn", None)
     peer = client.peername[0] if client is not None and getattr(client, "peername", None) else ""
     return Exchange(
@@ -38,6 +53,8 @@ def flow_to_exchange(flow: object) -> Exchange | None:
         peer=peer,
         error=error.msg if error is not None else None,
         redacted=bool((getattr(flow, "metadata", None) or {}).get(REDACTED_KEY)),
+        stall_started=stall_started,
+        stall_ended=stall_ended,
     )
 
 

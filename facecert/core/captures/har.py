@@ -96,6 +96,7 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
     url = request["url"]
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
+    stall_started, stall_ended = _stalls(entry.get("_stall"))
     return Exchange(
         method=request.get("method", "GET"),
         path=path or "/",
@@ -110,7 +111,23 @@ def _entry_to_exchange(entry: dict[str, Any]) -> Exchange:
         peer=_text(entry.get("_peer", ""), "_peer"),
         error=None if response.get("_error") is None else _text(response["_error"], "_error"),
         redacted=entry.get("_redacted") is True,
+        stall_started=stall_started,
+        stall_ended=stall_ended,
     )
+
+
+def _stalls(value: Any) -> tuple[float, float]:
+    """``_stall``: the recorder's stall clock when it stamped the request and the answer (facecert.stalls);
+    a HAR from elsewhere has none, and is judged without it."""
+    if value is None:
+        return 0.0, 0.0
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in value)
+    ):
+        raise ValueError(f"_stall is two stall clock readings (seconds, 0 or more), not {str(value)[:40]!r}")
+    return float(value[0]), float(value[1])
 
 
 def _headers(items: Any) -> dict[str, str]:
@@ -186,6 +203,8 @@ def exchange_to_entry(ex: Exchange, base_url: str = "http://device.invalid") -> 
         "pageref": PAGE_ID,
         "_peer": ex.peer,
         **({"_redacted": True} if ex.redacted else {}),
+        # the recorder's stall clock (facecert.stalls): judged offline as it was live
+        **({"_stall": [ex.stall_started, ex.stall_ended]} if ex.stall_started else {}),
         # what went wrong with an answered exchange (an unanswered one says it in response._error)
         **({"comment": ex.error} if ex.error and ex.status is not None else {}),
     }

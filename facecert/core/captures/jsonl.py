@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def exchange_to_record(ex: Exchange) -> dict[str, Any]:
         "response_b64": None if ex.response_body is None else base64.b64encode(ex.response_body).decode("ascii"),
         "error": ex.error,
         **({"redacted": True} if ex.redacted else {}),
+        # the recorder's stall clock (facecert.stalls): a capture judged offline is judged as it was live
+        **({"stall_started": ex.stall_started, "stall_ended": ex.stall_ended} if ex.stall_started else {}),
     }
 
 
@@ -57,7 +60,18 @@ def record_to_exchange(record: dict[str, Any]) -> Exchange:
         response_headers=record.get("response_headers") or {},
         error=record.get("error"),
         redacted=record.get("redacted") is True,
+        stall_started=_stall(record.get("stall_started")),
+        stall_ended=_stall(record.get("stall_ended")),
     )
+
+
+def _stall(value: Any) -> float:
+    """A stall clock reading: a finite number of seconds, 0 or more (absent: 0.0, the tap did not count)."""
+    if value is None:
+        return 0.0
+    if not 0 <= value < math.inf:
+        raise ValueError(f"a stall clock reading is seconds, 0 or more, not {value!r}")
+    return float(value)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -74,6 +88,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "response_b64": (str, type(None)),
     "error": (str, type(None)),
     "redacted": (bool,),
+    "stall_started": (int, float, type(None)),
+    "stall_ended": (int, float, type(None)),
 }
 
 

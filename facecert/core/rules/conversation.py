@@ -117,6 +117,7 @@ class PollState:
     away: bool = False  # the answer sent the device to another server: no further poll is due here
     may_work: bool = False  # a valid task: the device may be busy with it up to the result deadline
     stop: Any = None  # the POLL-STOPPED finding once this poll was the device's last for too long
+    stall_ended: float = 0.0  # the recorder's stall clock when it answered (Exchange.stall_ended)
 
 
 @dataclass
@@ -214,12 +215,23 @@ def _number(value: Any) -> TypeGuard[int | float]:
 
 
 # ---- taskRequest -------------------------------------------------------------------------------
-def cadence(state: DeviceState, started: float, pace: Pace, idle_task: str) -> Issue | None:
+def stalled_since(last: PollState, stall_at: float) -> float:
+    """Seconds the recorder's own process could not run between the last poll's answer and a moment
+    whose stall clock reads ``stall_at`` (facecert.stalls; 0.0 when the tap does not count)."""
+    return max(0.0, stall_at - last.stall_ended) if last.stall_ended or stall_at else 0.0
+
+
+def cadence(state: DeviceState, started: float, pace: Pace, idle_task: str, stall_at: float = 0.0) -> list[Issue]:
     """CADENCE-IDLE / CADENCE-TASK: the gap from the previous poll's answer to this poll lies in the
-    window of what that answer gave (after a task, widened by the time until its result)."""
+    window of what that answer gave (after a task, widened by the time until its result).
+
+    The window's end is widened by the time the recorder could not run during the gap (``stall_at``:
+    its stall clock when it stamped this poll): a poll that came on time is stamped late by a process
+    that was held, and the device is not blamed for that. A poll the widening alone let through is
+    HARNESS-STALLED (a warning: judge it again on a quieter machine); one late beyond it still fails."""
     last = state.last_poll
     if last is None or last.kind is AnswerKind.NONE:
-        return None
+        return []
     idle = last.kind is AnswerKind.IDLE
     nominal = pace.idle_s if idle else pace.task_s
     rid, busy = last.task_rid, 0.0
@@ -228,15 +240,30 @@ def cadence(state: DeviceState, started: float, pace: Pace, idle_task: str) -> I
     low, high = cadence_window(nominal, pace.tolerance, pace.allowance_s, busy)
     gap = started - last.ended
     if low <= gap <= high:
-        return None
+        return []
     after = idle_task if idle else "a task"
-    return Issue(
-        "CADENCE-IDLE" if idle else "CADENCE-TASK",
-        f"taskRequest came {gap:.3f} s after the answer with {after} (exchange #{last.exchange}); "
-        f"expected {nominal:.3f} s (accepted {low:.3f}–{high:.3f} s)",
-        expected=f"{low:.3f}..{high:.3f} s",
-        actual=round(gap, 3),
-    )
+    said = f"taskRequest came {gap:.3f} s after the answer with {after} (exchange #{last.exchange})"
+    stalled = stalled_since(last, stall_at)
+    if gap > high and stalled and gap <= high + stalled:
+        return [
+            Issue(
+                "HARNESS-STALLED",
+                f"{said}, later than the {low:.3f}–{high:.3f} s accepted; facecert's own process could not run "
+                f"for {stalled:.3f} s meanwhile, so it may have seen an on-time poll late: not counted against "
+                f"the device ({'CADENCE-IDLE' if idle else 'CADENCE-TASK'} not judged for this gap)",
+                expected=f"{low:.3f}..{high:.3f} s",
+                actual=round(gap, 3),
+            )
+        ]
+    widened = f", {stalled:.3f} s more because facecert could not run" if stalled and gap > high else ""
+    return [
+        Issue(
+            "CADENCE-IDLE" if idle else "CADENCE-TASK",
+            f"{said}; expected {nominal:.3f} s (accepted {low:.3f}–{high:.3f} s{widened})",
+            expected=f"{low:.3f}..{high + (stalled if gap > high else 0.0):.3f} s",
+            actual=round(gap, 3),
+        )
+    ]
 
 
 def devtime_applied(state: DeviceState, request: Any, started: float, pace: Pace) -> Issue | None:
@@ -623,13 +650,16 @@ def busy_after(state: DeviceState, last: PollState, pace: Pace) -> float:
     return 0.0
 
 
-def poll_due(state: DeviceState, pace: Pace, paused: bool, resumed_at: float) -> float | None:
+def poll_due(state: DeviceState, pace: Pace, paused: bool, resumed_at: float, stall_at: float = 0.0) -> float | None:
     """The latest time the device's next taskRequest may come; None when no stop can be judged
-    (too few polls, sent to another server, left, the tap ``paused``)."""
+    (too few polls, sent to another server, left, the tap ``paused``). Later by the time the
+    recorder could not run since the last poll's answer (``stall_at``: its stall clock now): a poll
+    it was too held to see is no stop of the device."""
     last = state.last_poll
     if last is None or last.away or state.left or state.polls < POLLS_FOR_RHYTHM or paused:
         return None
-    return max(last.ended + busy_after(state, last, pace), resumed_at) + pace.longest_wait()
+    due = max(last.ended + busy_after(state, last, pace), resumed_at) + pace.longest_wait()
+    return due + stalled_since(last, stall_at)
 
 
 def poll_stopped(state: DeviceState, due: float | None, at: float, evidence: str | None) -> Issue | None:
