@@ -79,7 +79,8 @@ def test_facecert_proxy_on_a_disk_that_fills_up(upstream: Upstream, tmp_path: Pa
                 during = [client.post(url, content=poll).status_code for _ in range(12)]
                 filler.unlink()
                 after = client.post(url, content=poll).status_code
-                assert output.wait_for(re.compile(r"records again: \d+ flows"), timeout=10), output.text
+                closed = re.compile(r"records again: \d+ flows(?!.*cannot record)", re.S)  # the last spell ended
+                assert output.wait_for(closed, timeout=10), output.text
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)
@@ -87,9 +88,14 @@ def test_facecert_proxy_on_a_disk_that_fills_up(upstream: Upstream, tmp_path: Pa
         summary = summary_of(report)
     assert before + during + [after] == [200] * 15, text  # the traffic passes, full disk or not
     assert "Traceback" not in text and "internal error while" not in text, text
-    assert text.count("facecert: cannot record: No space left on device") == 1, text
+    # one line as each spell begins, one as it ends. A disk full to the last block can still take a short
+    # record into the free end of the file's last page, so one filling may give two spells (CI, 2026-12-02)
+    began = text.count("facecert: cannot record: No space left on device")
+    ended = [int(n) for n in re.findall(r"records again: (\d+) flows passed on unrecorded meanwhile", text)]
+    assert began >= 1 and began == len(ended), text
     unrecorded = summary["unrecorded"]
     assert 1 <= unrecorded <= 12 and summary["recorded"] == 15 - unrecorded and summary["flows"] == 15, summary
+    assert sum(ended) == unrecorded, (ended, summary)
     assert f"the record is incomplete: {unrecorded} flow(s) passed on unrecorded" in " ".join(text.split()), text
 
 
