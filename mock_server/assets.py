@@ -1,7 +1,10 @@
 """The files tasks point to: face JPEGs, screen-saver PNGs, a firmware image.
 
 The defaults are generated at start (Pillow) so the repository ships no
-binaries; a user folder (``--assets DIR``) is served instead when given.
+binaries, and served from memory: a server that is killed (kill -9, the
+OOM killer) leaves no folder of them behind in the temporary directory, as
+it did when they were files there. A user folder (``--assets DIR``) is
+served instead when given (the defaults written into it where missing).
 Every name is resolved inside the folder: ``..``, absolute paths, encoded
 separators and symlinks leading out are refused.
 
@@ -15,9 +18,10 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageDraw
 
@@ -58,62 +62,92 @@ def firmware_image() -> bytes:
     return (_FIRMWARE_LINE * (FIRMWARE_SIZE // len(_FIRMWARE_LINE) + 1))[:FIRMWARE_SIZE]
 
 
+@dataclass(frozen=True)
+class Asset:
+    """One downloadable file: a file on disk, or a generated default held in memory."""
+
+    name: str
+    size: int
+    path: Path | None = None
+    data: bytes = b""
+
+    def open(self) -> BinaryIO:
+        return self.path.open("rb") if self.path is not None else io.BytesIO(self.data)
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES.get(Path(self.name).suffix.lower(), "application/octet-stream")
+
+
+def _defaults() -> dict[str, Callable[[], bytes]]:
+    return {"face.jpg": face_jpeg, "screensaver.png": screensaver_png, "firmware.bin": firmware_image}
+
+
 class Assets:
-    """A folder of downloadable files with confined name resolution."""
+    """A folder of downloadable files with confined name resolution (or, without a folder, the
+    generated defaults in memory)."""
 
     def __init__(self, folder: str | Path | None = None, firmware: str | Path | None = None) -> None:
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if folder is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="facecert-assets-")
-            folder = self._tmp.name
-        self.folder = Path(folder).resolve()
-        self.folder.mkdir(parents=True, exist_ok=True)
         # --firmware is served as firmware.bin from where it is (nothing copied, nothing overwritten)
         self.firmware = Path(firmware).resolve() if firmware else None
-        self._write_defaults()
+        self.folder = Path(folder).resolve() if folder is not None else None
+        self._made: dict[str, bytes] = {}
+        if self.folder is None:
+            self._made = {name: make() for name, make in _defaults().items() if not self._is_given_firmware(name)}
+        else:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._write_defaults(self.folder)
 
-    def _write_defaults(self) -> None:
-        makers: dict[str, Callable[[], bytes]] = {
-            "face.jpg": face_jpeg,
-            "screensaver.png": screensaver_png,
-            "firmware.bin": firmware_image,
-        }
-        for name, make in makers.items():
-            if name == "firmware.bin" and self.firmware is not None:
-                continue
-            if not os.path.lexists(self.folder / name):
-                write_new_file(self.folder, name, make())
+    def _is_given_firmware(self, name: str) -> bool:
+        return name == "firmware.bin" and self.firmware is not None
 
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
+    def _write_defaults(self, folder: Path) -> None:
+        for name, make in _defaults().items():
+            if not self._is_given_firmware(name) and not os.path.lexists(folder / name):
+                write_new_file(folder, name, make())
 
-    def resolve(self, name: str) -> Path | None:
+    def resolve(self, name: str) -> Asset | None:
         """The file for a request path below /assets/, or None when it is not
         a plain file inside the folder (traversal, absolute, missing)."""
         if not name or "\\" in name or "\x00" in name or name.startswith("/"):
             return None
-        if name == "firmware.bin" and self.firmware is not None:
-            return self.firmware if self.firmware.is_file() else None
+        firmware = self.firmware
+        if name == "firmware.bin" and firmware is not None:
+            return _on_disk(name, firmware) if firmware.is_file() else None
+        if self.folder is None:
+            data = self._made.get(name)
+            return Asset(name, len(data), data=data) if data is not None else None
+        path = self._inside(self.folder, name)
+        return _on_disk(name, path) if path is not None else None
+
+    @staticmethod
+    def _inside(folder: Path, name: str) -> Path | None:
         parts = name.split("/")
         if any(part in ("", ".", "..") for part in parts):
             return None
         try:
-            candidate = (self.folder / name).resolve()
-            if not candidate.is_relative_to(self.folder) or not candidate.is_file():
+            candidate = (folder / name).resolve()
+            if not candidate.is_relative_to(folder) or not candidate.is_file():
                 return None
         except (OSError, ValueError):  # a name the filesystem refuses (too long, odd bytes): no such file
             return None
         return candidate
 
     def names(self) -> list[str]:
-        found = {
-            p.relative_to(self.folder).as_posix()
-            for p in self.folder.rglob("*")
-            if p.is_file() and self.resolve(p.relative_to(self.folder).as_posix()) is not None
-        }
+        folder = self.folder
+        if folder is None:
+            found = set(self._made)
+        else:
+            found = {
+                p.relative_to(folder).as_posix()
+                for p in folder.rglob("*")
+                if p.is_file() and self.resolve(p.relative_to(folder).as_posix()) is not None
+            }
         return sorted(found | ({"firmware.bin"} if self.firmware is not None else set()))
 
-    @staticmethod
-    def media_type(path: Path) -> str:
-        return MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+def _on_disk(name: str, path: Path) -> Asset | None:
+    try:
+        return Asset(name, path.stat().st_size, path=path)
+    except OSError:  # gone between the look and the stat
+        return None

@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +31,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from facecert.core.model import Exchange
+from facecert.mock_server.assets import Asset
 from facecert.mock_server.messages import Incoming, Reply, to_json
 from facecert.mock_server.platform import Platform
 from facecert.recording import RecordingFailed
@@ -365,14 +365,14 @@ async def recording_refusal(request: Request, exc: Exception) -> Response:
 class AssetResponse(Response):
     """Streams a file and logs whether the device got all of it."""
 
-    def __init__(self, platform: Platform, path: Path, exchange: Exchange, row: int) -> None:
+    def __init__(self, platform: Platform, asset: Asset, exchange: Exchange, row: int) -> None:
         super().__init__(b"")
-        self.platform, self.path, self.exchange, self.row = platform, path, exchange, row
+        self.platform, self.asset, self.exchange, self.row = platform, asset, exchange, row
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        size = self.path.stat().st_size
+        size = self.asset.size
         headers = [
-            (b"content-type", self.platform.assets.media_type(self.path).encode()),
+            (b"content-type", self.asset.media_type.encode()),
             (b"content-length", str(size).encode()),
         ]
         if size == 0:  # the headers complete the answer: log first
@@ -385,7 +385,7 @@ class AssetResponse(Response):
         watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         sent, logged = 0, False
         try:
-            with self.path.open("rb") as fh:
+            with self.asset.open() as fh:
                 while not gone.is_set() and sent < size:
                     chunk = fh.read(CHUNK)
                     if not chunk:
@@ -422,7 +422,7 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
 def asset_handler(platform: Platform) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         name = request.path_params.get("name", "")
-        path = platform.assets.resolve(name)
+        asset = platform.assets.resolve(name)
         peer = peer_of(request)
         body, _, _ = await read_body(request, platform.config.max_body)
         exchange = Exchange(
@@ -436,7 +436,7 @@ def asset_handler(platform: Platform) -> Callable[[Request], Awaitable[Response]
             request_headers=dict(request.headers),
             peer=peer,
         )
-        if path is None or request.method != "GET":
+        if asset is None or request.method != "GET":
             status = 404 if request.method == "GET" else 405
             row = await run_in_threadpool(platform.download_started, peer, name, request.url.path, 0, status)
             exchange.status, exchange.ended = status, time.time()
@@ -449,7 +449,7 @@ def asset_handler(platform: Platform) -> Callable[[Request], Awaitable[Response]
             exchange.response_headers = {"content-type": "application/json"}
             await run_in_threadpool(platform.download_finished, row, exchange, 0, False, True)
             return Response(exchange.response_body, status_code=status, media_type="application/json")
-        row = await run_in_threadpool(platform.download_started, peer, name, request.url.path, path.stat().st_size, 200)
-        return AssetResponse(platform, path, exchange, row)
+        row = await run_in_threadpool(platform.download_started, peer, name, request.url.path, asset.size, 200)
+        return AssetResponse(platform, asset, exchange, row)
 
     return handle

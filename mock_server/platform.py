@@ -141,7 +141,6 @@ class Platform:
     def close(self) -> None:
         self.reader.close()
         self.store.close()
-        self.assets.close()
 
     # ---- the server state, for readers ---------------------------------------
     @property

@@ -135,7 +135,10 @@ def _check_platform(dev: Device, srv: MockServer, result: dict[str, Any]) -> Non
 
 
 def srv_asset(srv: MockServer, name: str) -> bytes:
-    return (srv.platform.assets.folder / name).read_bytes()
+    asset = srv.platform.assets.resolve(name)
+    assert asset is not None, name
+    with asset.open() as fh:
+        return fh.read()
 
 
 CASES: dict[str, Case] = {

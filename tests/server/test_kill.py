@@ -1,5 +1,6 @@
 """kill -9 mid-traffic loses no answered exchange: each one is committed
-before its answer is sent."""
+before its answer is sent; and it leaves nothing in the temporary directory (the default assets are
+served from memory: a folder of them there outlived every killed server)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> 
 
 def test_kill_minus_nine_keeps_every_answered_exchange(tmp_path: Path) -> None:
     db, port_file = tmp_path / "session.db", tmp_path / "port"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     command = [
         sys.executable,
         "-m",
@@ -60,7 +63,7 @@ def test_kill_minus_nine_keeps_every_answered_exchange(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "TMPDIR": str(temp)},
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
@@ -95,3 +98,4 @@ def test_kill_minus_nine_keeps_every_answered_exchange(tmp_path: Path) -> None:
     stored = {row[0] for row in sqlite3.connect(db).execute("SELECT device_id FROM exchanges")}
     assert set(answered) <= stored
     assert len(answered) >= ANSWERED_BEFORE_KILL
+    assert list(temp.iterdir()) == []
