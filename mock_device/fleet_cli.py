@@ -338,9 +338,28 @@ def run_fleet(
             f"[yellow]{summary['devices_late']} device(s) were driven late (load generator overloaded): "
             f"{_why_late(fleet['meta'].get('workers') or {})}[/]"
         )
-    if interrupted or summary["unexpected"] or not summary["devices"]:
+    code = exit_code(fleet, interrupted)
+    if code == 2:
+        console.print(
+            "[bold red]no verdict:[/] every device not as expected was driven late by the load generator, so "
+            "it was not presented to the server as the protocol times it: run again with fewer devices per "
+            "worker (more --workers) or on a machine nothing else loads"
+        )
+    return code
+
+
+def exit_code(fleet: dict[str, Any], interrupted: bool) -> int:
+    """0 every device as expected; 1 one is not (it broke a rule, or the server served it badly), or the run
+    was cut short; 2 when the only devices not as expected are ``generator-overloaded``: the load generator
+    could not drive them, which is no verdict on the device or the server (an error, not a failure)."""
+    summary = fleet["summary"]
+    if interrupted or not summary["devices"]:
         return 1
-    return 0
+    unexpected = summary["unexpected"]
+    if not unexpected:
+        return 0
+    devices = fleet["devices"]
+    return 2 if all(devices[d]["verdict"] == "generator-overloaded" for d in unexpected) else 1
 
 
 def disk_is_full(folder: Path) -> bool:

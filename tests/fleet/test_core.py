@@ -289,3 +289,20 @@ def test_a_server_that_acknowledges_no_capture_fills_the_spool_to_its_bound_not_
     assert dev.stats.captures_made > 20 and len(dev.spool) == 5, (dev.stats.captures_made, len(dev.spool))
     assert dev.stats.captures_dropped == dev.stats.captures_made - 5 - dev.stats.captures_sent
     assert "resume-transfer spool full (5)" in dev.log_text()
+
+
+def test_a_fleet_whose_only_misses_are_the_generators_gives_no_verdict() -> None:
+    """Exit 2, not 1, when the only devices not as expected were driven late: the generator's error is
+    no failure of anyone's (facecert fleet's exit code; docs/fleet.md)."""
+    from facecert.mock_device.fleet_cli import exit_code
+
+    on_time, late = judged(lag=0.0), judged(lag=late_after(SCALE) * 2)
+    served_badly = judged(lag=0.0, status=503)
+
+    def code(*records: dict, interrupted: bool = False) -> int:  # type: ignore[type-arg]
+        return exit_code(fleet_report({f"D{i}": r for i, r in enumerate(records)}, {}), interrupted)
+
+    assert code(on_time) == 0
+    assert code(on_time, late) == 2
+    assert code(late, served_badly) == 1  # a real miss beside the generator's is a failure
+    assert code(on_time, interrupted=True) == 1

@@ -180,7 +180,8 @@ def test_a_fleet_on_two_workers_gives_every_device_its_verdict(server: MockServe
 
     At time scale 0.05 a poll more than 112.5 ms late is outside the server's window, so the load generator
     must never lag that much. When another program takes this machine's CPU that long (the workers report
-    it), those devices are rightly "generator-overloaded", not clean: the run is made once more."""
+    it), those devices are rightly "generator-overloaded", not clean: the run is made once more; when the
+    machine is taken again, the run is no verdict (exit 2), and what holds however busy it was is checked."""
     knobs = ("missing-field", "cadence-idle")
     for attempt in (1, 2):
         report = tmp_path / f"fleet-{attempt}"
@@ -196,11 +197,16 @@ def test_a_fleet_on_two_workers_gives_every_device_its_verdict(server: MockServe
             print("the generator lagged:", [(w["stall_max_ms"], w["stall_cpu_ms"], w["lag_max_ms"]) for w in workers])
             continue
         break
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "verdicts of 300 device(s)" in done.stdout
     devices = data["devices"]
-    assert all(r["verdict"] == "clean" for r in devices.values() if r["fault"] is None)
-    assert data["summary"]["unexpected"] == [] and data["summary"]["devices_late"] == 0
+    if data["summary"]["devices_late"]:  # the CPU was taken in both runs (CI, 2026-12-02: 233 ms, 0.2 ms used)
+        assert done.returncode == 2 and "no verdict:" in done.stdout, done.stdout[-4000:]
+        clean = {"clean", "generator-overloaded"}
+    else:
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+        assert data["summary"]["unexpected"] == []
+        clean = {"clean"}
+    assert all(r["verdict"] in clean for r in devices.values() if r["fault"] is None)
     faulty = {d: r for d, r in devices.items() if r["fault"]}
     for knob in knobs:  # the devices a rule names are those given its knob, and the server saw them break it
         rule = FAULTS_BY_NAME[knob].rule
