@@ -6,9 +6,9 @@ a master, or only a worker, for several machines), shows their progress from the
 ``progress.json``, and reads the verdicts back from ``fleet.json`` when the master ends.
 
 Exit codes: 0 every device as expected (clean without a knob, naming the knob's rule with one),
-1 not (a device failed, was served badly or its driver lagged; or Locust ended without verdicts),
-2 the invocation could not be used (bad options, the server unreachable, the report's disk full).
-"""
+1 not (a device failed or was served badly; or Locust ended without verdicts),
+2 the invocation could not be used (bad options, the server unreachable, the report's disk full), or the
+only devices not as expected were driven late by the load generator (no verdict: :func:`exit_code`)."""
 
 from __future__ import annotations
 
