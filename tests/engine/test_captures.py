@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from starlette.routing import Route
 from facecert.certify.asgi import UvicornThread
 from facecert.core.captures import read_capture, sniff_format, write_har, write_jsonl
 from facecert.samples import sample_conversation
+from tests.support import facecert
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,6 @@ def _keep_personal_data():
 
 
 ROOT = Path(__file__).resolve().parents[2]
-FACECERT = str(Path(sys.executable).parent / "facecert")
 
 
 def canned_upstream() -> Starlette:
@@ -126,7 +125,7 @@ def test_our_har_and_jsonl_round_trip_binary_bodies(tmp_path: Path, recorded) ->
 
 
 def run_validate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FACECERT, "validate", *args], capture_output=True, text=True, timeout=120)
+    return facecert("validate", *args, timeout=120)
 
 
 @pytest.mark.slow  # a real mitmdump recording
@@ -202,7 +201,7 @@ def test_large_capture_runs(tmp_path: Path) -> None:
 def test_openapi_document_is_valid() -> None:
     from openapi_spec_validator import validate
 
-    result = subprocess.run([FACECERT, "openapi"], capture_output=True, text=True, timeout=60)
+    result = facecert("openapi", timeout=60)
     document = json.loads(result.stdout)
     validate(document)
     assert set(document["paths"]) == {"/taskRequest", "/taskResult", "/faceRecognition", "/deviceAlarm", "/gpsReport"}

@@ -4,8 +4,6 @@ knob that proves it; docs/rules.md is its Markdown and must stay current."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from facecert.certify.rules_catalogue import catalogue, select, to_markdown
@@ -13,10 +11,10 @@ from facecert.core.profiles import PROFILES, load_profile
 from facecert.core.rules.registry import RULES
 from facecert.mock_device.faults import EXEMPT_RULES, FAULTS
 from facecert.mock_server.misbehaviours import MISBEHAVIOURS
+from tests.support import facecert
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "rules.md"
-FACECERT = str(Path(sys.executable).parent / "facecert")
 
 
 def test_every_rule_has_an_example() -> None:
@@ -57,11 +55,11 @@ def test_docs_rules_md_is_current() -> None:
 
 
 def test_the_command_prints_json_and_markdown() -> None:
-    done = subprocess.run([FACECERT, "rules", "--json"], capture_output=True, text=True, timeout=60)
+    done = facecert("rules", "--json", timeout=60)
     assert done.returncode == 0, done.stderr
     rules = json.loads(done.stdout)["rules"]
     assert [r["id"] for r in rules] == list(RULES) and all(r["example"] and r["severity"] for r in rules)
-    done = subprocess.run([FACECERT, "rules", "--markdown"], capture_output=True, text=True, timeout=60)
+    done = facecert("rules", "--markdown", timeout=60)
     assert done.stdout == DOC.read_text(encoding="utf-8")
-    done = subprocess.run([FACECERT, "rules", "NO-SUCH-RULE"], capture_output=True, text=True, timeout=60)
+    done = facecert("rules", "NO-SUCH-RULE", timeout=60)
     assert done.returncode == 2 and "no rule matches" in done.stdout and "Traceback" not in done.stderr

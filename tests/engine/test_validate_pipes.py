@@ -14,6 +14,7 @@ import pytest
 
 from facecert.core.captures import write_jsonl
 from facecert.samples import sample_conversation
+from tests.support import facecert
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
 
@@ -56,6 +57,6 @@ def test_an_input_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None
     path = tmp_path / "capture.sock"
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(path))
-        done = subprocess.run([FACECERT, "validate", str(path)], capture_output=True, text=True, timeout=60)
+        done = facecert("validate", str(path), timeout=60)
     assert done.returncode == 2 and "cannot read" in done.stdout, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr

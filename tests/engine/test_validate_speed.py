@@ -28,8 +28,7 @@ from facecert.core.rules import message
 from facecert.core.versions import parse_version, since_ok
 from facecert.samples import sample_conversation
 from facecert.validate import judge_files, judge_split, run_validate
-
-FACECERT = str(Path(sys.executable).parent / "facecert")
+from tests.support import facecert
 
 DEVICES, CYCLES = 8, 12  # 384 exchanges, devices interleaved in time
 
@@ -401,22 +400,10 @@ def test_jobs_that_cannot_start_or_die_are_a_clear_error(faulty: Any, monkeypatc
 
 def test_the_cli_takes_jobs(faulty: Any) -> None:
     path, _ = faulty
-    outputs = [
-        subprocess.run(
-            [FACECERT, "validate", str(path), "--json", "--jobs", jobs],
-            capture_output=True,
-            timeout=300,
-        )
-        for jobs in ("1", "2")
-    ]
+    outputs = [facecert("validate", str(path), "--json", "--jobs", jobs, timeout=300) for jobs in ("1", "2")]
     assert [o.returncode for o in outputs] == [1, 1], outputs[1].stderr[-2000:]
     assert outputs[0].stdout == outputs[1].stdout and json.loads(outputs[1].stdout)["findings"]
-    bad = subprocess.run(
-        [FACECERT, "validate", str(path), "--jobs", "0"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = facecert("validate", str(path), "--jobs", "0", timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr + bad.stdout
 
 

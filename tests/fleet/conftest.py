@@ -18,7 +18,9 @@ from tests.fleet.scenario import Recording, config, exchange_from_json, play
 from tests.support import SCALE, unique_id
 
 ROOT = Path(__file__).resolve().parents[2]
-DRIVERS = ("asyncio", "locust")
+# the Locust driver starts a process of its own (Locust and gevent imported: 1-2 CPU-s a test), so its half of
+# each test is `slow`, out of make test-fast's edit-test loop (the asyncio half stays there)
+DRIVERS = ("asyncio", pytest.param("locust", marks=pytest.mark.slow))
 
 
 class AsyncioDriven:

@@ -84,6 +84,7 @@ def test_a_full_disk_for_the_report_is_said_before_any_device_starts(server: Moc
     assert took < 10, f"{took:.1f} s: a fleet was started anyway"
 
 
+@pytest.mark.slow  # a fleet of Locust processes
 def test_a_disk_that_fills_during_the_run_is_said_as_such(server: MockServer, tmp_path: Path) -> None:
     """Locust's master writes nothing on a full disk, not even its log: before, "Locust ended without
     verdicts; the master's last lines:" followed by none, and exit 1 as if the devices had failed; and
@@ -116,6 +117,7 @@ def children(pid: int) -> dict[int, str]:
     return found
 
 
+@pytest.mark.slow  # a fleet of Locust processes
 def test_workers_are_stopped_soon_after_their_master_died(server: MockServer, tmp_path: Path) -> None:
     """A master killed mid-run (as a full disk or the OOM killer does) tells its workers nothing: before,
     each of them was waited for 15 s in turn, so a fleet of two workers took 30 s more to say so."""
@@ -267,6 +269,7 @@ def _running_fleet(server: MockServer, report: Path) -> tuple[subprocess.Popen[s
     return process, deadline
 
 
+@pytest.mark.slow  # a fleet of Locust processes
 def test_a_second_ctrl_c_stops_the_fleet_at_once_without_a_traceback(server: MockServer, tmp_path: Path) -> None:
     report = tmp_path / "report"
     process, _ = _running_fleet(server, report)
@@ -313,6 +316,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # a fleet of Locust processes
 def test_sigterm_gathers_the_verdicts_and_stops_locust(server: MockServer, tmp_path: Path) -> None:
     """SIGTERM (kill, a CI job's timeout) stops a fleet as the first Ctrl-C does: the verdicts so far are
     gathered and written, and Locust's master and workers end with it. Before, SIGTERM killed `facecert

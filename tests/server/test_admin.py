@@ -19,7 +19,7 @@ from facecert.mock_server import MockServer, ServerConfig
 from facecert.mock_server.openapi import admin_openapi
 from facecert.validate import judge_files
 from tests.server.helpers import capture_body, poll_body, report_body, result_body
-from tests.support import SCALE
+from tests.support import SCALE, facecert
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,7 +183,7 @@ def test_serve_refuses_unusable_options_without_a_traceback(tmp_path: Path) -> N
         ["--firmware", str(tmp_path / "none.bin")],
         ["--profile", "lenient"],
     ):
-        made = mock_server_cli("serve", "--port", "0", *args)
+        made = facecert("serve", "--port", "0", *args)  # forked: `python -m facecert.mock_server` is run above
         assert made.returncode == 2 and "Traceback" not in made.stdout + made.stderr, made.stdout + made.stderr
 
 
