@@ -64,13 +64,17 @@ def serving(app: Any, **config: Any) -> Iterator[UvicornThread]:
         yield server
 
 
-def facecert(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def facecert(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``facecert ARGS`` as its own process, forked from a server that has imported the harness once
     (facecert.certify.matrix.run_facecert): what ``subprocess.run([FACECERT, ...])`` gives, without
-    a second of imports per run. Its stdin is /dev/null; it gets this process's environment."""
+    a second of imports per run. Its stdin is /dev/null; it gets ``env``, else this process's environment."""
     with tempfile.TemporaryDirectory(prefix="facecert-run-") as folder:
         out, err = Path(folder) / "stdout", Path(folder) / "stderr"
-        code = run_facecert(list(args), out, err, cwd=cwd, timeout=timeout)
+        code = run_facecert(
+            list(args), out, err, cwd=cwd, timeout=timeout, env=dict(os.environ if env is None else env)
+        )
         if code == -9:
             raise subprocess.TimeoutExpired([str(FACECERT), *args], timeout)
         read = lambda path: path.read_text(encoding="utf-8", errors="replace")  # noqa: E731

@@ -101,12 +101,16 @@ def command_for(row: Row, report: Path) -> list[str]:
     return command
 
 
-def _facecert(argv: list[str], stdout: str, stderr: str, cwd: str | None) -> None:
-    """A forked process: ``facecert ARGV`` writing to these files (it exits with the command's code)."""
+def _facecert(argv: list[str], stdout: str, stderr: str, cwd: str | None, env: dict[str, str] | None) -> None:
+    """A forked process: ``facecert ARGV`` writing to these files (it exits with the command's code), in
+    ``env`` when given (the command reads its environment when it runs: the console's width, say)."""
     for fd, path in ((1, stdout), (2, stderr)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), fd)
     if cwd is not None:
         os.chdir(cwd)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     sys.argv = ["facecert", *argv]
     # what `python -m facecert.cli ARGV` runs, from the module the fork server preloaded (the command line
     # sits above certification: named, not imported; runpy would warn that it is imported already)
@@ -114,16 +118,22 @@ def _facecert(argv: list[str], stdout: str, stderr: str, cwd: str | None) -> Non
 
 
 def run_facecert(
-    argv: list[str], stdout: Path, stderr: Path | None = None, cwd: Path | None = None, timeout: float = ROW_TIMEOUT_S
+    argv: list[str],
+    stdout: Path,
+    stderr: Path | None = None,
+    cwd: Path | None = None,
+    timeout: float = ROW_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> int:
     """``facecert ARGV`` in a process forked from a fork server that has imported the harness
     (a fresh process, as a subprocess is, without its second of imports); its exit code, -9 when
-    it had to be killed after ``timeout`` seconds. Its stdin is /dev/null."""
+    it had to be killed after ``timeout`` seconds. Its stdin is /dev/null; its environment ``env``,
+    else the fork server's (this process's when the server started)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)  # heeded when the server starts (the first run)
     for path in (stdout, stderr or stdout):
         path.write_bytes(b"")
-    args = (argv, str(stdout), str(stderr or stdout), str(cwd) if cwd else None)
+    args = (argv, str(stdout), str(stderr or stdout), str(cwd) if cwd else None, env)
     process = context.Process(target=_facecert, args=args)
     process.start()
     process.join(timeout)

@@ -13,6 +13,7 @@ import pytest
 
 from facecert.mock_device import FAULTS
 from facecert.mock_server import MockServer
+from tests.support import facecert
 
 pytestmark = pytest.mark.slow  # facecert device processes: make test-fast leaves it out
 
@@ -20,13 +21,7 @@ FACECERT = [str(Path(sys.executable).parent / "facecert")]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FACECERT, "device", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
+    return facecert("device", *args, timeout=timeout, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 def test_list_faults_names_every_knob() -> None:

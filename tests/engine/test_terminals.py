@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,17 +26,17 @@ from facecert.core.captures import write_har
 from facecert.mock_device.faults import FAULTS
 from facecert.samples import ConversationBuilder
 from tests.engine.test_rules import CASES
+from tests.support import facecert
 
-pytestmark = pytest.mark.slow  # the command line at several widths, a process each: make test-fast leaves it out
+pytestmark = pytest.mark.slow  # the command line at several widths, a (forked) process each: not in make test-fast
 
-FACECERT = str(Path(sys.executable).parent / "facecert")
 BOX = re.compile(r"[\s\u2500-\u257f]+")  # whitespace and box drawing: what folding and tables add
 
 
 def run(*args: str, columns: int = 80, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": str(columns), "LINES": "50"}
     env.pop("FORCE_COLOR", None)
-    return subprocess.run([FACECERT, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return facecert(*args, timeout=timeout, env=env)
 
 
 def flat(text: str) -> str:
