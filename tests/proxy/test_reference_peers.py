@@ -12,7 +12,6 @@ here; the cadence knobs are far outside even that (40 % and 250 %).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,11 @@ class Run:
         hits = (_LIVE.search(line) for line in self.lines)
         return {(m.group(1), m.group(2)) for m in hits if m and (m.group(3) == device_id or m.group(3) not in known)}
 
+    def named(self, device_id: str) -> set[tuple[str, str]]:
+        """(severity, rule) of every live line that names this device."""
+        hits = (_LIVE.search(line) for line in self.lines)
+        return {(m.group(1), m.group(2)) for m in hits if m and m.group(3) == device_id}
+
 
 def _prepare(scenario: str, server: MockServer, proxy: Mitmdump, device_id: str) -> None:
     if scenario == "download":  # the device must fetch through the proxy for the addon to see it
@@ -58,17 +62,18 @@ def _prepare(scenario: str, server: MockServer, proxy: Mitmdump, device_id: str)
         prepare(scenario, server, device_id)
 
 
-@pytest.fixture(scope="module")
-def run(mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def play(plan: list[tuple[str, str, Fault | None]], confdir: Path, folders: pytest.TempPathFactory) -> Run:
+    """The plan's devices (label, scenario, knob) at once against a mock server, through one proxy per
+    protocol version their knobs declare; every proxy's live lines and summary."""
     result = Run()
-    assets = make_assets(tmp_path_factory.mktemp("assets"))
-    versions = sorted({fault.protocol_version or "" for fault in KNOBS})
+    assets = make_assets(folders.mktemp("assets"))
+    versions = sorted({(fault.protocol_version if fault else None) or "" for _, _, fault in plan})
     with MockServer(ServerConfig(time_scale=SCALE, assets=assets)) as server:
         proxies = {
             v: start_proxy(
                 server.url,
-                mitm_confdir,
-                tmp_path_factory.mktemp("ref"),
+                confdir,
+                folders.mktemp("ref"),
                 facecert_time_scale=SCALE,
                 facecert_tolerance=0.5,
                 facecert_check_downloads=True,
@@ -76,8 +81,6 @@ def run(mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             )
             for v in versions
         }
-        plan: list[tuple[str, str, Fault | None]] = [(f.name, f.scenario, f) for f in KNOBS]
-        plan += [(f"clean-{scenario}", scenario, None) for scenario in CLEAN]
         devices: list[tuple[str, Device]] = []
         try:
             for label, scenario, fault in plan:
@@ -107,13 +110,29 @@ def run(mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 proxy.stop()
                 result.lines.extend(proxy.lines)
                 result.summaries.append(summary_of(Path(proxy.config.options["facecert_report_dir"])))
-    yield result
+    return result
+
+
+@pytest.fixture(scope="module")
+def run(mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    plan: list[tuple[str, str, Fault | None]] = [(f.name, f.scenario, f) for f in KNOBS]
+    plan += [(f"clean-{scenario}", scenario, None) for scenario in CLEAN]
+    return play(plan, mitm_confdir, tmp_path_factory)
 
 
 @pytest.mark.parametrize("fault", KNOBS, ids=lambda f: f.name)
-def test_knob_is_caught_live(run: Run, fault: Fault) -> None:
+def test_knob_is_caught_live(
+    run: Run, fault: Fault, mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each knob's rule, live, for its device. A cadence knob's late poll is not held against the device
+    when the proxy's own process could not run meanwhile (HARNESS-STALLED, by design: facecert.stalls), as
+    on a machine the other tests hold; then that knob is played again on its own, and must be caught."""
     severity = RULES[fault.rule].severity.value.upper()
     seen = run.live(run.devices[fault.name])
+    if (severity, fault.rule) not in seen and ("WARNING", "HARNESS-STALLED") in run.named(run.devices[fault.name]):
+        print(f"{fault.name}: the proxy was held while its device was judged; played again on its own")
+        again = play([(fault.name, fault.scenario, fault)], mitm_confdir, tmp_path_factory)
+        seen = again.live(again.devices[fault.name])
     assert (severity, fault.rule) in seen, f"{fault.name}: {fault.rule} not reported live; saw {sorted(seen)}"
 
 
