@@ -17,8 +17,10 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +137,23 @@ def run_facecert(
         path.write_bytes(b"")
     args = (argv, str(stdout), str(stderr or stdout), str(cwd) if cwd else None, env)
     process = context.Process(target=_facecert, args=args)
-    process.start()
-    process.join(timeout)
-    if process.exitcode is None:
-        process.kill()
+    with _POLLS:
+        process.start()
+    ended = bool(wait([process.sentinel], timeout))  # the fork server writes the exit code there
+    with _POLLS:
+        if not ended:
+            process.kill()
         process.join(10)
+    if not ended:
         return -9
-    return process.exitcode
+    return 255 if process.exitcode is None else process.exitcode
+
+
+# Process.start() polls every other child of this process (multiprocessing.process._cleanup), and a fork
+# server's child tells its exit code once, on a pipe: two threads polling one child at once (a start in one,
+# a join in another) leave one of them an empty pipe, which multiprocessing reports as exit code 255 (a
+# certification that exited 1 was read as 255 in make test, 2026-12-02). Starts and polls take turns here.
+_POLLS = threading.Lock()
 
 
 def run_row(row: Row, workdir: Path) -> Row:
