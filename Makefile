@@ -56,8 +56,9 @@ TEST_WORKERS ?= 2
 test: venv chromium bytecode
 	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
 
-# The edit-test loop: no browser, fuzzing, wheel, slow or benchmark-like tests (pyproject markers). What is left
-# mostly waits on protocol time in-process and uses a core at most: four workers (130 s on two, 70 s on four).
+# The edit-test loop: no browser, fuzzing, wheel, slow or benchmark-like tests (pyproject markers; Locust
+# processes are slow). What is left mostly waits on protocol time in-process, its command lines forked from a
+# fork server: four workers on two cores, 71-73 s (docs/performance.md, Test suite).
 TEST_FAST_WORKERS ?= 4
 test-fast: venv bytecode
 	$(PYTEST) -q -n $(TEST_FAST_WORKERS) --dist loadfile -m "not (browser or fuzz or wheel or slow)" \
