@@ -14,6 +14,7 @@ from facecert.mock_device import Device
 from facecert.mock_device.judge import judge_device
 from facecert.mock_device.messages import alarm_types
 from facecert.mock_server import MockServer
+from facecert.stalls import stall_clock
 from tests.device.scenarios import wait
 
 
@@ -48,12 +49,17 @@ def test_clean_device_has_no_findings(server: MockServer, make_device) -> None:
 
 
 def test_cadence_measured_within_tolerance(server: MockServer, make_device) -> None:
+    """The device's gaps average its intervals. A gap is measured late by the time this process (device and
+    server alike) could not run, as the stall clock counts it: the mean may be late by that much, spread over
+    the gaps (the engine widens a cadence window the same way, facecert.stalls), never early."""
     dev: Device = make_device("cadence", start=False)
     for _ in range(3):
         server.enqueue(dev.cfg.device_id, {"request_type": "getDevStatus"})
+    held = stall_clock().read()
     dev.start()
     wait(dev, lambda: dev.stats.idle >= 3, "three idle polls", intervals=8)
     dev.stop()
+    held = stall_clock().read() - held
     polls = [ex for ex in dev.exchanges if ex.path.endswith("/taskRequest")]
     results = {ex.started: ex for ex in dev.exchanges if ex.path.endswith("/taskResult")}
     idle_gaps, task_gaps = [], []
@@ -64,8 +70,12 @@ def test_cadence_measured_within_tolerance(server: MockServer, make_device) -> N
         else:
             done = max(ex.ended for at, ex in results.items() if before.ended <= at <= after.started)
             task_gaps.append(after.started - done)
-    assert statistics.mean(idle_gaps) == pytest.approx(dev.scaled("idle_interval_s"), rel=0.1)
-    assert statistics.mean(task_gaps) == pytest.approx(dev.scaled("task_interval_s"), rel=0.15)
+    for gaps, nominal, rel in (
+        (idle_gaps, dev.scaled("idle_interval_s"), 0.1),
+        (task_gaps, dev.scaled("task_interval_s"), 0.15),
+    ):
+        mean = statistics.mean(gaps)
+        assert nominal * (1 - rel) <= mean <= nominal * (1 + rel) + held / len(gaps), (gaps, nominal, held)
     assert not [f for f in judge_device(dev).findings if f.rule.startswith("CADENCE")]
 
 

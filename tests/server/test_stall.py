@@ -25,19 +25,25 @@ def test_other_devices_are_answered_while_hostile_bodies_arrive(tmp_path: Path) 
     pairs = []
     try:
         # up to ROUNDS pairs, each a phase alone then one under the storm: a stall the server causes is in every
-        # pair, while a pause of the machine (the other test worker, on 2 shared cores) lands in one phase now
-        # and then; one pair within the budget shows the server does not stall the others
+        # pair, while a pause of the machine (the other test workers, on 2 shared cores) lands in one phase now
+        # and then; one pair within the budget shows the server does not stall the others. A storm whose
+        # sender the machine let send fewer than 3 bodies (a process starved at start, 2026-12-02) tested
+        # nothing: that pair does not count, and the next round is played
+        thin = []
         for _ in range(ROUNDS):
             alone = measure(url, devices=5, interval=0.05, seconds=PHASE_S, senders=0, max_body=max_body)
             storm = measure(url, devices=5, interval=0.05, seconds=PHASE_S, senders=1, max_body=max_body)
-            pairs.append((storm["p99_ms"] - alone["p99_ms"], alone, storm))
-            assert storm["hostile_sent"] >= 3, storm
-            assert 400 <= storm["hostile_worst_status"] < 500, storm  # refused, never a 5xx
+            assert storm["hostile_sent"] == 0 or 400 <= storm["hostile_worst_status"] < 500, storm  # never a 5xx
             assert storm["polls"] >= 5 * PHASE_S / 0.05 * 0.5, storm  # the others kept their pace (within half)
+            if storm["hostile_sent"] < 3:
+                thin.append(storm)
+                continue
+            pairs.append((storm["p99_ms"] - alone["p99_ms"], alone, storm))
             if pairs[-1][0] < STALL_BUDGET_MS:
                 break
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    assert pairs, f"in {ROUNDS} rounds the sender never sent the 3 hostile bodies a storm needs: {thin}"
     added, alone, storm = min(pairs, key=lambda pair: pair[0])
     assert added < STALL_BUDGET_MS, f"hostile traffic added {added:.0f} ms to other devices' p99: {alone} {storm}"
