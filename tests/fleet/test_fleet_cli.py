@@ -98,7 +98,8 @@ def test_a_disk_that_fills_during_the_run_is_said_as_such(server: MockServer, tm
         ) as process:
             # the run has begun once the master runs (the CLI starts it after its free-space check; the log
             # file exists before that check, so filling the disk when it appears raced the check, 2026-12-02)
-            while not children(process.pid) and process.poll() is None:
+            deadline = time.monotonic() + 60
+            while not children(process.pid) and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             fill_disk(disk)  # the master's reports find no room
             out, _ = process.communicate(timeout=120)
