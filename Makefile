@@ -60,7 +60,7 @@ test: venv chromium bytecode
 
 # The edit-test loop: no browser, fuzzing, wheel, slow or benchmark-like tests (pyproject markers; Locust
 # processes are slow). What is left mostly waits on protocol time in-process, its command lines forked from a
-# fork server: four workers on two cores, 71-73 s (docs/performance.md, Test suite).
+# fork server: four workers on two cores, 71-82 s (docs/performance.md, Test suite).
 TEST_FAST_WORKERS ?= 4
 test-fast: venv bytecode
 	$(PYTEST) -q -n $(TEST_FAST_WORKERS) --dist loadfile -m "not (browser or fuzz or wheel or slow)" \
