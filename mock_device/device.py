@@ -119,7 +119,7 @@ class Device:
             if isinstance(action, Send):
                 task = loop.create_task(self._request(action))
                 self._requests.add(task)
-                task.add_done_callback(self._requests.discard)
+                task.add_done_callback(self._request_done)
             elif isinstance(action, Wait):
                 delay = max(0.0, action.until - time.time())
                 self._timers[action.ticket] = loop.call_later(delay, self._fire, action.ticket)
@@ -131,6 +131,14 @@ class Device:
                     else:
                         future.set_result(action.value)
         self._notify()
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        """A request ended. A Ctrl-C that landed inside it ended it with KeyboardInterrupt, which asyncio also
+        raises out of the loop (the CLI stops the device and prints its summary): it is marked seen here, or
+        asyncio would print "Task exception was never retrieved" and a traceback at the user after that."""
+        self._requests.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     def _fire(self, ticket: int) -> None:
         self._timers.pop(ticket, None)

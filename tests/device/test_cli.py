@@ -146,3 +146,33 @@ def test_field_persona_sends_the_vendor_extras(server: MockServer) -> None:
     assert "MSG-UNKNOWN-FIELD" in done.stdout  # info: reported, not failed
     polls = [e for e in server.exchanges("CLIFIELD") if e["endpoint"] == "taskRequest"]
     assert polls and set(server.platform.contract.vendor_extras["taskRequest"]) <= set(polls[0]["request_json"])
+
+
+def test_a_ctrl_c_inside_a_request_leaves_no_traceback() -> None:
+    """A Ctrl-C that lands inside a request ends that task with KeyboardInterrupt, which asyncio also raises out
+    of the loop; unless the device marks it seen, asyncio prints "Task exception was never retrieved" and a
+    traceback after the summary (fresh clone, 2026-12-02). The same script with and without the device's callback."""
+    script = (
+        "import asyncio, gc, sys\n"
+        "from facecert.mock_device.device import Device\n"
+        "async def req():\n"
+        "    await asyncio.sleep(0.01)\n"
+        "    raise KeyboardInterrupt\n"
+        "async def main():\n"
+        "    task = asyncio.get_running_loop().create_task(req())\n"
+        "    holder = type('H', (), {'_requests': {task}})()\n"
+        "    if sys.argv[1] == 'device':\n"
+        "        task.add_done_callback(lambda t: Device._request_done(holder, t))\n"
+        "    await asyncio.sleep(5)\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped')\n"
+        "gc.collect()\n"
+    )
+    bare, handled = (
+        subprocess.run([sys.executable, "-c", script, how], capture_output=True, text=True, timeout=60)
+        for how in ("bare", "device")
+    )
+    assert "never retrieved" in bare.stderr  # what the test would see without the callback
+    assert handled.stdout.strip() == "stopped" and handled.stderr == "", handled.stderr
