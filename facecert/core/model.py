@@ -22,7 +22,7 @@ class Severity(enum.StrEnum):
         return {"error": 2, "warning": 1, "info": 0}[self.value]
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """One HTTP request and its answer, as any tap saw it.
 
