@@ -262,7 +262,7 @@ class DeviceEndpoint:
         if delay:
             await _slowly(incoming, receive, disconnected, delay)
         batch = platform.batch
-        if batch.alone():
+        if batch.alone() and _others_ready():
             # Requests that arrived together (devices back after an outage) each reach this point alone: the
             # loop runs their tasks one after the other. One turn of the loop lets the others come in first,
             # so that they share one commit (100 polls at once: 1-2 commits, not 100).
@@ -291,6 +291,15 @@ class DeviceEndpoint:
             return await run_in_threadpool(platform.answer_safely, incoming, ex, heard)
         finally:
             departure.stop()
+
+
+def _others_ready() -> bool:
+    """Whether the loop has other callbacks to run before it next polls its sockets (the tasks of requests
+    that came in with this one): only then can a turn of the loop bring anyone to share this one's commit.
+    A lone device's poll is then answered a turn sooner (a poll of the selector, ~20-40 µs). asyncio's own
+    loops keep those callbacks in ``_ready`` (not public, there since 3.4); any other loop is given the turn."""
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    return ready is None or len(ready) > 0
 
 
 async def _slowly(incoming: Incoming, receive: Receive, disconnected: bool, delay: float) -> None:

@@ -186,3 +186,16 @@ def test_a_finding_is_stored_as_its_strict_json(value: Any) -> None:
         Finding("MSG-TYPE", Severity.WARNING, "message \ud801 é", expected=1, actual=value, note="n"),
     ):
         assert finding_json(finding) == to_json(finding.to_dict()).decode()
+
+
+def test_a_lone_poll_takes_a_turn_of_the_loop_only_when_others_wait_to_run() -> None:
+    """The turn that lets requests which came in together share a commit is skipped when the loop has nothing
+    else to run (one device: answered a poll of the selector sooner); with others queued it is taken."""
+    from facecert.mock_server.http_device import _others_ready
+
+    async def look() -> tuple[bool, bool]:
+        alone = _others_ready()
+        asyncio.get_running_loop().call_soon(lambda: None)
+        return alone, _others_ready()
+
+    assert asyncio.run(look()) == (False, True)
