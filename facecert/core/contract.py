@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -415,8 +415,16 @@ class Contract:
         Only computed for schemas that carry one of ``keys`` (by default the content
         annotations: images, downloads, size limits): the rest have nothing to say here.
         """
+        for pointer, notes in self.annotations_seen(name, instance, version, keys):
+            yield pointer, dict(notes)  # a copy: the memo's own must not change
+
+    def annotations_seen(
+        self, name: str, instance: Any, version: str | None = None, keys: frozenset[str] = CONTENT_ANNOTATIONS
+    ) -> Sequence[tuple[str, Mapping[str, Any]]]:
+        """:meth:`annotations`, as the memo keeps them: for a caller that only reads them (the engine judges
+        every capture with them; a copy of each cost as much as finding them)."""
         if not self._has_annotations(name, keys):
-            return
+            return ()
         version = self.check_version(version)
         # Without an `if` (the one keyword whose assertions the structure-only schema keeps) what the
         # evaluation finds depends on the message's shape alone: keys, nesting, scalar types. Messages of
@@ -441,8 +449,7 @@ class Contract:
                 if len(self._annotation_memo) >= _ANNOTATION_MEMO:
                     self._annotation_memo.clear()
                 self._annotation_memo[memo_key] = found
-        for pointer, notes in found:
-            yield pointer, dict(notes)  # a copy: the memo's own must not change
+        return found
 
     def personal_fields(self, name: str, instance: Any, version: str | None = None) -> dict[str, str]:
         """Pointer -> "biometric" | "identity" for the fields of this message that the schema

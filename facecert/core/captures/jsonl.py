@@ -96,6 +96,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 _FIELD_TYPES = tuple(_TYPES.items())
+_TEXT = {str}
 _ABSENT = object()
 
 
@@ -107,7 +108,7 @@ def _b64decode(text: str) -> bytes:
         return base64.b64decode(text)  # its own error (a non-ASCII text, bad padding), as before
 
 
-_CHECKED: set[tuple[tuple[str, ...], tuple[type, ...]]] = set()  # record layouts whose fields passed
+_CHECKED: set[tuple[Any, ...]] = set()  # record layouts whose fields passed
 
 
 def _check(record: Any) -> None:
@@ -115,7 +116,7 @@ def _check(record: Any) -> None:
         raise ValueError("a record is a JSON object")
     get = record.get
     # the keys and the type of each value decide the loop below: a layout that passed passes again
-    layout = (tuple(record), tuple(map(type, record.values())))
+    layout = (*record, *map(type, record.values()))
     if layout not in _CHECKED:
         for key, types in _FIELD_TYPES:
             value = get(key, _ABSENT)
@@ -126,9 +127,10 @@ def _check(record: Any) -> None:
     for key in ("request_headers", "response_headers"):
         headers = get(key)
         if headers:
-            for name, value in headers.items():
-                if not (isinstance(name, str) and isinstance(value, str)):
-                    raise ValueError(f"{key} holds a name or value that is not text")
+            kinds = set(map(type, headers))  # names and values (JSON has no str subclass): no Python call each
+            kinds.update(map(type, headers.values()))
+            if kinds != _TEXT:
+                raise ValueError(f"{key} holds a name or value that is not text")
 
 
 def read_jsonl(path: Path) -> Iterator[Exchange]:

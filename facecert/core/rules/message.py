@@ -736,7 +736,7 @@ def content_issues(
     capture facecert wrote, facecert.core.redact) an image is judged by its placeholder."""
     issues: list[Issue] = []
     downloads: list[str] = []
-    for pointer, notes in contract.annotations(schema, body, version):
+    for pointer, notes in contract.annotations_seen(schema, body, version):
         value = resolve_pointer(body, pointer)
         media = notes.get("contentMediaType")
         if media and notes.get("contentEncoding") == "base64" and isinstance(value, str):
@@ -948,6 +948,9 @@ def snap_time_issues(body: dict[str, Any], what: str) -> list[Issue]:
 
 
 def resolve_pointer(doc: Any, pointer: str) -> Any:
+    """The value at a JSON pointer (RFC 6901), None where there is none."""
+    if type(doc) is dict and len(pointer) > 1 and pointer[0] == "/" and pointer.count("/") == 1 and "~" not in pointer:
+        return doc.get(pointer[1:])  # a top-level member, the common case
     node = doc
     for part in [p for p in pointer.split("/") if p]:
         part = part.replace("~1", "/").replace("~0", "~")
