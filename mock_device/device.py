@@ -135,10 +135,14 @@ class Device:
     def _request_done(self, task: asyncio.Task[None]) -> None:
         """A request ended. A Ctrl-C that landed inside it ended it with KeyboardInterrupt, which asyncio also
         raises out of the loop (the CLI stops the device and prints its summary): it is marked seen here, or
-        asyncio would print "Task exception was never retrieved" and a traceback at the user after that."""
+        asyncio would print "Task exception was never retrieved" and a traceback at the user after that. Any other
+        exception (the core's handling of a reply failed) is logged, not silenced."""
         self._requests.discard(task)
-        if not task.cancelled():
-            task.exception()
+        if task.cancelled():
+            return
+        error = task.exception()  # marked seen; anything but a stop is a bug of ours, said once with its traceback
+        if error is not None and not isinstance(error, (KeyboardInterrupt, SystemExit)):
+            logger.error("a request of the device failed (a bug)", exc_info=error)
 
     def _fire(self, ticket: int) -> None:
         self._timers.pop(ticket, None)

@@ -176,3 +176,23 @@ def test_a_ctrl_c_inside_a_request_leaves_no_traceback() -> None:
     )
     assert "never retrieved" in bare.stderr  # what the test would see without the callback
     assert handled.stdout.strip() == "stopped" and handled.stderr == "", handled.stderr
+
+
+def test_a_bug_inside_a_request_is_logged_not_silenced(caplog: pytest.LogCaptureFixture) -> None:
+    """Marking a request's exception seen (for Ctrl-C) must not hide a bug: any other exception is logged."""
+    import asyncio
+
+    from facecert.mock_device.device import Device
+
+    async def broken() -> None:
+        raise RuntimeError("the core failed on a reply")
+
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(broken())
+        holder = type("H", (), {"_requests": {task}})()
+        await asyncio.wait([task])
+        Device._request_done(holder, task)  # type: ignore[arg-type]
+
+    with caplog.at_level("ERROR", logger="mock_device"):
+        asyncio.run(main())
+    assert [r.exc_info[1].args for r in caplog.records if r.exc_info] == [("the core failed on a reply",)]
