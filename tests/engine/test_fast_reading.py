@@ -1,7 +1,7 @@
-"""orjson reads bodies and capture lines (facecert.core.rules.message ``_Reader.read_fast``,
-facecert.core.captures.jsonl ``_line_to_exchange``) only where it provably reads as the hooked json
+"""orjson reads bodies (facecert.core.rules.message ``_Reader.read_fast``) and msgspec capture lines
+(facecert.core.captures.jsonl ``_line_to_exchange``) only where they provably read as the hooked json
 reader does: every body and line here, hand-made to sit on an edge or drawn at random, reads to the
-same value, refusal and findings with orjson as without it."""
+same value, refusal and findings with the fast reader as without it."""
 
 from __future__ import annotations
 
@@ -163,6 +163,27 @@ LINES = [
     json.dumps(GOOD).encode() + b" x",
     b"[1]",
     b'{"method": "POST"}',
+    # msgspec's edges: what it types otherwise than the record check, or refuses where loads_strict reads
+    json.dumps({**GOOD, "started": 10**400}).encode(),  # past a double: an error of the capture, no OverflowError
+    json.dumps({**GOOD, "ended": 10**400}).encode(),
+    json.dumps({**GOOD, "stall_ended": 10**400}).encode(),
+    json.dumps({**GOOD, "stall_started": -1}).encode(),
+    json.dumps(
+        {**GOOD, "started": 7, "ended": 9, "stall_started": 0, "stall_ended": 2}
+    ).encode(),  # integers as seconds
+    json.dumps({**GOOD, "status": True}).encode(),  # a bool is no int
+    json.dumps({**GOOD, "redacted": 1}).encode(),
+    json.dumps({**GOOD, "url": None}).encode(),
+    json.dumps({**GOOD, "error": "refused", "status": None, "response_b64": None}).encode(),
+    json.dumps({**GOOD, "request_headers": {"a": None}}).encode(),
+    json.dumps({**GOOD, "response_headers": {}, "request_headers": None}).encode(),
+    json.dumps({**GOOD, "request_b64": "e30"}).encode(),  # no padding: refused by both
+    json.dumps({**GOOD, "request_b64": "e3 0="}).encode(),  # not strict base64: msgspec refuses, a2b_base64 reads
+    json.dumps({**GOOD, "request_b64": "é"}).encode(),
+    json.dumps({**GOOD, "request_b64": None, "response_b64": ""}).encode(),
+    json.dumps({**GOOD, "index": 5, "unknown": [1, {"x": 2}]}).encode(),  # fields no reader looks at
+    json.dumps({**GOOD, "method": "\ud800"}).encode(),  # a lone surrogate: msgspec refuses, loads_strict keeps it
+    json.dumps(GOOD).encode()[:-1] + b', "request_headers": {"a": "b", "a": "c"}}',
 ]
 
 
@@ -175,7 +196,7 @@ def _line_outcome(read: Callable[[bytes], Any], line: bytes) -> Any:
 
 
 @pytest.mark.parametrize("line", LINES, ids=range(len(LINES)))
-def test_a_capture_line_reads_alike_with_and_without_orjson(line: bytes) -> None:
+def test_a_capture_line_reads_alike_with_and_without_msgspec(line: bytes) -> None:
     def before(raw: bytes) -> Any:
         return jsonl.record_to_exchange(loads_strict(raw, allow_surrogates=True))
 
@@ -198,3 +219,29 @@ def test_a_dropped_object_lends_its_repeated_keys_to_no_other() -> None:
         parsed = message.parse_message(raw, DEFAULT, "x", contract.content_fields)
         seen.add(tuple((issue.rule, issue.pointer) for issue in parsed.issues))
     assert seen == {(("MSG-DUPLICATE-KEY", "/o/b"),)}
+
+
+def test_the_fast_record_states_the_types_the_record_check_does() -> None:
+    """``_Record`` (msgspec) and ``_TYPES`` (the record check of the slow path) state one layout twice:
+    a field added to one and not the other would read differently on the two paths."""
+    import typing
+
+    def kinds(hint: Any) -> set[type]:
+        return {type(None) if arg is None else arg for arg in typing.get_args(hint) or (hint,)}
+
+    hints = typing.get_type_hints(jsonl._Record)
+    stated = {
+        key: {str if kind is bytes else dict if typing.get_origin(kind) is dict else kind for kind in kinds(hint)}
+        for key, hint in hints.items()
+    }
+    assert stated == {key: set(types) for key, types in jsonl._TYPES.items()}
+
+
+def test_a_capture_whose_times_overflow_a_double_is_refused_with_its_line(tmp_path) -> None:
+    """A 400-digit ``started`` was an OverflowError out of ``facecert validate`` (a traceback)."""
+    from facecert.core.captures import CaptureError, read_capture
+
+    path = tmp_path / "capture.jsonl"
+    path.write_bytes(LINES[0] + b"\n" + json.dumps({**GOOD, "started": 10**400}).encode() + b"\n")
+    with pytest.raises(CaptureError, match=r"capture.jsonl:2: .*started is no number of seconds"):
+        list(read_capture(path))
