@@ -64,6 +64,11 @@ EDGES = [
     b'{"a": [' + b"1," * 10_000 + b"1]}",  # members beyond the bound
     b'{"s": "' + b"x" * 70_000 + b'"}',  # a string beyond the bound
     b'{"image": "' + b"x" * 70_000 + b'"}',  # a content field: only the body bound
+    # colons inside strings, nested, counted again from orjson's writing
+    b'{"a": {"u": "http://x", "t": "12:00"}, "b": ["12:00", {"c": ":", "d": "::"}]}',
+    b'{"a": {"u": "http://x", "u": "y"}, "b": "12:00"}',  # a repeated key beside them: the hooked read
+    b'{"a": {"u": "http://x"}, "a": {"u": "http://y"}}',  # the dropped value holds colons too
+    b'{"a": "x:y", "b": "z:", "a": "w"}',
 ]
 
 DEFAULT = get_contract().limits
@@ -92,8 +97,8 @@ def test_a_body_reads_alike_with_and_without_orjson(
 
 def test_orjson_reads_ordinary_bodies_and_leaves_the_rest_to_the_hooks() -> None:
     reader = message._reader(DEFAULT)
-    # ordinary bodies, colons and brackets in strings, three 15-digit runs, escapes, 32 levels, 测试
-    taken = {0, 1, 8, 10, 11, 19, 23, 28, 41}
+    # ordinary bodies, colons and brackets in strings, three 15-digit runs, escapes, 32 levels, 测试, nested colons
+    taken = {0, 1, 8, 10, 11, 19, 23, 28, 41, 46}
     for index, raw in enumerate(EDGES):
         value = reader.read_fast(raw)
         if index in taken:
@@ -182,6 +187,10 @@ LINES = [
     json.dumps({**GOOD, "request_b64": "é"}).encode(),
     json.dumps({**GOOD, "request_b64": None, "response_b64": ""}).encode(),
     json.dumps({**GOOD, "index": 5, "unknown": [1, {"x": 2}]}).encode(),  # fields no reader looks at
+    json.dumps(  # every field, each value its own: a field given another's value shows
+        {**GOOD, "url": "http://u", "peer": "10.0.0.9", "request_headers": {"a": "1"}, "response_headers": {"b": "2"},
+         "response_b64": "W10=", "error": "e", "redacted": True, "stall_started": 1.25, "stall_ended": 3}
+    ).encode(),  # fmt: skip
     json.dumps({**GOOD, "method": "\ud800"}).encode(),  # a lone surrogate: msgspec refuses, loads_strict keeps it
     json.dumps(GOOD).encode()[:-1] + b', "request_headers": {"a": "b", "a": "c"}}',
 ]

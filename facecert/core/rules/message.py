@@ -368,7 +368,7 @@ class _Reader:
             return NOT_PLAIN
         # one object with nothing nested in it (every object or array opens outside strings): its keys
         keys = len(value) if openings == 1 else _count_keys(value)
-        return value if _keys_distinct(keys, raw) else NOT_PLAIN
+        return value if _keys_distinct(keys, raw, value) else NOT_PLAIN
 
     def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         """Objects as dicts, remembering the keys an object repeats (the walk reports them)."""
@@ -404,16 +404,24 @@ class _Reader:
         return number
 
 
-def _keys_distinct(keys: int, raw: bytes) -> bool:
-    """Whether no object read from ``raw`` lost a repeated key, ``keys`` being the keys of all the
-    objects read: every member of an object is written with one colon outside strings, so the keys
-    add up to those colons exactly when none repeats. Colons inside strings ("http://", "12:00") are
-    told apart by the quotes, when no backslash can escape one (else False: the hooked read counts)."""
-    if raw.count(b":") == keys:  # no colon inside a string: the common case
+def _keys_distinct(keys: int, raw: bytes, value: Any) -> bool:
+    """Whether no object read from ``raw`` (as ``value``) lost a repeated key, ``keys`` being the keys of
+    all the objects read: every member of an object is written with one colon outside strings, so the
+    keys add up to those colons exactly when none repeats. Colons inside strings ("http://", "12:00")
+    count alike in ``raw`` and in ``value`` written again by orjson when ``raw`` holds no backslash (no
+    escape: each string is written as it was read, and orjson escapes nothing but quotes, backslashes and
+    control characters, none of which such a string holds); with a backslash: False (the hooked read
+    counts). orjson writes one colon per key it kept, so the two counts are equal exactly when none was
+    dropped."""
+    colons = raw.count(b":")
+    if colons == keys:  # no colon inside a string: the common case
         return True
     if b"\\" in raw:
         return False
-    return b"".join(raw.split(b'"')[0::2]).count(b":") == keys
+    try:
+        return orjson.dumps(value).count(b":") == colons
+    except orjson.JSONEncodeError:  # nested past orjson's writer (a max_depth above 254): the hooked read
+        return False
 
 
 def _count_keys(value: dict[str, Any]) -> int:
