@@ -103,7 +103,7 @@ class EngineConfig:
     keep_findings: bool = True
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """The engine's judgement of a request, made before its answer exists (stage 1).
 
@@ -140,7 +140,7 @@ class AnswerVerdict(NamedTuple):
     downloads: tuple[str, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class Judged:
     """What the engine made of one exchange (handy for taps that answer or display)."""
 

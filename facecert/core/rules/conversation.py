@@ -73,7 +73,7 @@ class ResultFor(enum.Enum):
     UNKNOWN = "nothing this server gave"  # RESULT-UNKNOWN-ID
 
 
-@dataclass
+@dataclass(slots=True)
 class IssuedTask:
     task: str
     rid: Any
@@ -108,7 +108,7 @@ class IssuedTask:
 SETTLED = "settled"  # the signature of a task whose body was let go (IssuedTask.settle): no real one is this
 
 
-@dataclass
+@dataclass(slots=True)
 class PollState:
     exchange: int
     ended: float
