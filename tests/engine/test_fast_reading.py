@@ -188,8 +188,18 @@ LINES = [
     json.dumps({**GOOD, "request_b64": None, "response_b64": ""}).encode(),
     json.dumps({**GOOD, "index": 5, "unknown": [1, {"x": 2}]}).encode(),  # fields no reader looks at
     json.dumps(  # every field, each value its own: a field given another's value shows
-        {**GOOD, "url": "http://u", "peer": "10.0.0.9", "request_headers": {"a": "1"}, "response_headers": {"b": "2"},
-         "response_b64": "W10=", "error": "e", "redacted": True, "stall_started": 1.25, "stall_ended": 3}
+        {
+            **GOOD,
+            "url": "http://u",
+            "peer": "10.0.0.9",
+            "request_headers": {"a": "1"},
+            "response_headers": {"b": "2"},
+            "response_b64": "W10=",
+            "error": "e",
+            "redacted": True,
+            "stall_started": 1.25,
+            "stall_ended": 3,
+        }
     ).encode(),  # fmt: skip
     json.dumps({**GOOD, "method": "\ud800"}).encode(),  # a lone surrogate: msgspec refuses, loads_strict keeps it
     json.dumps(GOOD).encode()[:-1] + b', "request_headers": {"a": "b", "a": "c"}}',
