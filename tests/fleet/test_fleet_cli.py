@@ -101,6 +101,14 @@ def test_a_disk_that_fills_during_the_run_is_said_as_such(server: MockServer, tm
             deadline = time.monotonic() + 60
             while not children(process.pid) and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
+            if not children(process.pid):  # no master to starve: say what happened instead of filling anyway
+                if process.poll() is None:
+                    process.kill()
+                out, _ = process.communicate(timeout=30)
+                pytest.fail(
+                    f"facecert fleet started no master ({time.monotonic() - started:.0f} s, "
+                    f"exit {process.returncode}): {out[-3000:]}"
+                )
             fill_disk(disk)  # the master's reports find no room
             out, _ = process.communicate(timeout=120)
         took = time.monotonic() - started
@@ -114,9 +122,12 @@ def test_a_disk_that_fills_during_the_run_is_said_as_such(server: MockServer, tm
 def children(pid: int) -> dict[int, str]:
     """The processes ``pid`` started (their command lines), from /proc."""
     found = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:  # it, a thread or a child ended meanwhile: what is left
+        pass
     return found
 
 
