@@ -15,9 +15,9 @@ from facecert.core.rules.registry import RULES
 from facecert.mock_device.faults import EXEMPT_RULES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mutation-matrix.md"
-# rows certified at once: a row's plan mostly waits on protocol time (0.65-1.4 CPU-s in 4-50 s), so six at a
-# time keep well under a core while the other workers test on (the module: 82 s at four, 74 s at six; the
-# longest row, server/ignore-queued-tasks, waits out every task scenario's deadline: 48 s)
+# rows certified at once: a row's plan mostly waits on protocol time (0.65-1.4 CPU-s in 0.2-10 s), so six at a
+# time keep well under a core while the other workers test on (each row runs only the flows its knob needs:
+# 143 s of plans, 38 s for the matrix alone at six; 251 s and 61 s when a server row ran the whole server plan)
 CONCURRENT_ROWS = 6
 
 
@@ -28,7 +28,7 @@ def _key(row: Row) -> str:
 @pytest.fixture(scope="module")
 def certified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Row]]]:
     """Every row's certification, CONCURRENT_ROWS at a time from the module's first row test on, each in
-    a folder of its own; server rows (the whole server plan, the longest) first, so none runs alone last."""
+    a folder of its own; server rows (their flows wait for tasks) first, so none runs alone last."""
     folder = tmp_path_factory.mktemp("matrix")
     order = sorted(rows(), key=lambda row: row.peer != "server")
     with ThreadPoolExecutor(max_workers=CONCURRENT_ROWS, thread_name_prefix="matrix-row") as pool:

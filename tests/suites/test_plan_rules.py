@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from facecert.certify.matrix import TAGS_FOR_SCENARIO
+from facecert.certify.matrix import SERVER_TAGS_FOR_SCENARIO, TAGS_FOR_SCENARIO
 from facecert.core.rules.registry import RULES
 from facecert.mock_device import FAULTS
 from facecert.mock_device.faults import EXEMPT_RULES
@@ -28,13 +28,12 @@ from tests.support import facecert
 pytestmark = pytest.mark.slow  # a certification run per plan rule: make test-fast leaves it out
 
 FACECERT = [sys.executable, "-m", "facecert.cli"]
+
+
 # the server flows whose steps check a plan rule a misbehaviour breaks (a device knob says it by its scenario).
 # TASK-NOT-SENT: the foreign-result scenario queues a task for a second device and one poll shows it missing;
 # the 13 scenarios of @tasks check it too but each waits out its task deadline (~105 s in all): the mutation
 # matrix (tests/suites/test_matrix.py) runs the whole server plan with this misbehaviour.
-SERVER_TAGS = {"TASK-NOT-SENT": "robustness"}
-
-
 @dataclass(frozen=True)
 class Breaker:
     peer: str  # "device" (a fault knob) or "server" (a misbehaviour)
@@ -64,7 +63,7 @@ BREAKERS = [
     if f.rule and RULES[f.rule].origin == "plan"
 ]
 BREAKERS += [
-    Breaker("server", m.name, m.rule, SERVER_TAGS[m.rule])
+    Breaker("server", m.name, m.rule, SERVER_TAGS_FOR_SCENARIO[m.scenario])
     for m in MISBEHAVIOURS.values()
     if RULES[m.rule].origin == "plan"
 ]
