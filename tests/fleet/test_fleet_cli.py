@@ -18,7 +18,7 @@ import pytest
 from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_device.fleet_cli import LOCUSTFILE, free_port
 from facecert.mock_server import MockServer
-from tests.support import fill_disk, small_tmpfs
+from tests.support import facecert, fill_disk, small_tmpfs
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
 
@@ -27,7 +27,9 @@ FLEET_ENV = {"COLUMNS": "160", "PATH": "/usr/bin:/bin"}
 
 
 def fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FACECERT, "fleet", *args], capture_output=True, text=True, timeout=timeout, env=FLEET_ENV)
+    """``facecert fleet ARGS``, forked from the harness's fork server (tests/support.py): a fresh interpreter
+    spent 0.5 CPU-s and, beside the other worker's certifications, 1-4 s on its imports per refusal."""
+    return facecert("fleet", *args, timeout=timeout, env=FLEET_ENV)
 
 
 def test_the_cli_process_never_imports_locust_or_gevent() -> None:
