@@ -28,7 +28,10 @@ def test_connect_to_a_device_endpoint_is_refused_and_stored(server: MockServer) 
 
 
 def test_an_asset_name_too_long_for_the_filesystem_is_not_found(server: MockServer) -> None:
-    name = "n" * 65536
+    # Over NAME_MAX (255) and PATH_MAX (4096), under h11's 16 KiB limit for an incomplete request head: a
+    # longer line reaches the app or not depending on how the kernel splits it (the app answers 404 if the
+    # head arrives in one read; h11 answers 400 and closes, resetting an unread rest, if it does not).
+    name = "n" * 8192
     answer = raw(server, f"GET /assets/{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
     assert server.platform.assets.resolve("ok.jpg" * 20000) is None
