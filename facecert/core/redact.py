@@ -22,7 +22,15 @@ they write through the run's :class:`Redactor`.
   (``max_string_chars``) and ``USERINFO-SIZE`` (256 bytes of user_info) judge the
   hash as they judged the name. The hash is hex; where the name had multi-byte
   characters, filler characters of the same byte width (``·`` 2, ``※`` 3, ``𝔥`` 4
-  bytes) make up the difference.
+  bytes) make up the difference. A value of ASCII digits only (a phone or ID card
+  number) gets a hash of digits, its first not 0 unless the value's was: where it
+  stood as a number, the file still holds a valid number.
+* In free text and in the files of a report (:meth:`Redactor.text`, :meth:`Redactor.data`)
+  a value seen is replaced where it stands alone: not inside a longer run of ASCII
+  letters and digits, nor a number's digits (``0.24052356294712345`` holds the
+  document's phone number ``12345`` by chance, a sha256 in manifest.json may too).
+  Replacing it there broke the HAR's JSON and the manifest's sums; a value glued to
+  other letters or digits (``user12345``) is left as it is.
 * Bodies are rewritten member by member: key order, duplicate keys and number
   literals stay as they were, so the parse-level rules judge the same message. A body
   above the body limit is padded with trailing spaces to its original length
@@ -107,6 +115,7 @@ class Redactor:
         self.contract = contract or get_contract()
         self.seen_identity: dict[str, str] = {}
         self.seen_images: dict[str, str] = {}
+        self._searched: tuple[int, int, list[tuple[str, str]]] = (0, 0, [])
 
     # ---- single values -----------------------------------------------------
     def identity(self, value: str) -> str:
@@ -115,6 +124,10 @@ class Redactor:
             return value
         if value in self.seen_identity:
             return self.seen_identity[value]
+        if value.isascii() and value.isdigit():
+            token = self._decimal(value)
+            self.seen_identity[value] = token
+            return token
         chars = len(value)
         width = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
         extra = min(width - chars, 3 * chars)  # a name of escaped control characters keeps its char count only
@@ -133,6 +146,24 @@ class Redactor:
             ).hexdigest()
             block += 1
         return out[:count]
+
+    def _decimal(self, value: str) -> str:
+        """The hash of a number written in digits, as many digits, the first not 0 unless the value's is (a
+        JSON number with a leading 0 is no JSON)."""
+        digits = "".join(str(int(ch, 16) % 10) for ch in self._hex(value, len(value)))
+        if value[0] != "0" and digits[0] == "0":
+            digits = str(1 + int(self._hex(value + "\x00", 1), 16) % 9) + digits[1:]
+        return digits
+
+    def _searched_values(self) -> list[tuple[str, str]]:
+        """(value, token) of every value seen long enough to search for in free text, the longest first: a
+        name that holds a shorter one ("Zhang Wei", "Zhang") is replaced whole, not cut up."""
+        identities, images, values = self._searched
+        if (identities, images) != (len(self.seen_identity), len(self.seen_images)):
+            pairs = [*self.seen_identity.items(), *self.seen_images.items()]
+            values = sorted(((v, t) for v, t in pairs if len(v) >= SCRUB_MIN_CHARS), key=lambda vt: -len(vt[0]))
+            self._searched = (len(self.seen_identity), len(self.seen_images), values)
+        return values
 
     def biometric(self, value: str) -> str:
         if self.keep or is_placeholder(value):
@@ -260,14 +291,11 @@ class Redactor:
         """``text`` with every personal value this run replaced (and any image-sized base64 run) taken out."""
         if self.keep or not text:
             return text
-        for original, token in self.seen_identity.items():
-            if len(original) >= SCRUB_MIN_CHARS and original in text:
-                text = text.replace(original, token)
-        for original, token in self.seen_images.items():
-            # as for identities: a tiny "image" (a device's "1") holds no face, and searched for it would
-            # replace every "1" of a report (its timestamps, counts and messages)
-            if len(original) >= SCRUB_MIN_CHARS and original in text:
-                text = text.replace(original, token)
+        # a tiny "image" (a device's "1") or name holds no face and no person, and searched for it would replace
+        # every "1" of a report (its timestamps, counts and messages): SCRUB_MIN_CHARS
+        for original, token in self._searched_values():
+            if original in text:
+                text = replace_alone(text, original, token)
         return B64_RUN.sub(
             lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), text.encode("utf-8", "surrogatepass")
         ).decode("utf-8", "surrogatepass")
@@ -277,11 +305,15 @@ class Redactor:
         with ``runs`` also any run of base64 of an image's size (not in the HTML report: its fonts)."""
         if self.keep or not blob:
             return blob
-        for original, token in list(self.seen_identity.items()) + list(self.seen_images.items()):
-            if len(original) >= SCRUB_MIN_CHARS:
-                encoded = original.encode("utf-8", "surrogatepass")
-                if encoded in blob:
-                    blob = blob.replace(encoded, token.encode("utf-8", "surrogatepass"))
+        text: str | None = None  # the blob as Latin-1 (a character a byte), made when a value is in it
+        for original, token in self._searched_values():
+            encoded = original.encode("utf-8", "surrogatepass")
+            if encoded in blob:
+                text = blob.decode("latin-1") if text is None else text
+                text = replace_alone(
+                    text, encoded.decode("latin-1"), token.encode("utf-8", "surrogatepass").decode("latin-1")
+                )
+                blob = text.encode("latin-1")
         for original, token in list(self.seen_images.items()):
             decoded = decoded_base64(original)
             if isinstance(decoded, bytes) and len(decoded) >= 64 and decoded in blob:
@@ -289,6 +321,38 @@ class Redactor:
         if not runs:
             return blob
         return B64_RUN.sub(lambda m: self.biometric(m.group().decode("ascii")).encode("ascii"), blob)
+
+
+_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_DIGITS = frozenset("0123456789")
+
+
+def replace_alone(text: str, original: str, token: str) -> str:
+    """``text`` with ``original`` replaced by ``token`` where it stands alone: an edge of ``original`` that is an
+    ASCII letter or digit must not touch another one (a longer number, word, hex digest or base64 run), and an
+    edge digit must not continue a decimal number across its point (``3.12345``, ``12345.6``). Bytes go
+    through as Latin-1 (one character a byte), so that the same test holds for a file's bytes."""
+    guard_head, guard_tail = original[:1] in _ALNUM, original[-1:] in _ALNUM
+    number_head, number_tail = original[:1] in _DIGITS, original[-1:] in _DIGITS
+    pieces: list[str] = []
+    kept = 0
+    at = text.find(original)
+    while at != -1:
+        end = at + len(original)
+        before, after = text[at - 1 : at] if at else "", text[end : end + 1]
+        glued = (guard_head and before in _ALNUM) or (guard_tail and after in _ALNUM)
+        glued = glued or (number_head and before == "." and text[at - 2 : at - 1] in _DIGITS and at >= 2)
+        glued = glued or (number_tail and after == "." and text[end + 1 : end + 2] in _DIGITS)
+        if glued:
+            at = text.find(original, at + 1)
+            continue
+        pieces += [text[kept:at], token]
+        kept = end
+        at = text.find(original, end)
+    if not pieces:
+        return text
+    pieces.append(text[kept:])
+    return "".join(pieces)
 
 
 def _by_name(kinds: tuple[str, bool] | None, value: Any) -> str | None:

@@ -317,3 +317,50 @@ def test_a_tiny_image_value_is_not_searched_for_in_free_text() -> None:
     stamp = "first at 2026-12-01T23:58:32.815Z, exchange #1"
     assert redactor.text(stamp) == stamp
     assert redactor.text(f"it sent {real} again") == f"it sent {token} again"
+
+
+def test_a_number_is_hashed_to_digits_that_stay_a_number() -> None:
+    """A phone or ID card number gets a hash of as many digits (not hex), its first not 0: where the value
+    stood as a JSON number (a device that sends its phone number unquoted), the file is still JSON."""
+    redactor = Redactor(salt=b"s" * 32)
+    for number in ("12345", "13800138000", "110101199003074578", "9"):
+        token = redactor.identity(number)
+        assert token.isdigit() and len(token) == len(number) and token[0] != "0" and token != number
+    assert redactor.identity("0123").isdigit() and len(redactor.identity("0123")) == 4
+    assert json.loads(redactor.text('{"phone": 12345}')) == {"phone": int(redactor.identity("12345"))}
+
+
+def test_free_text_loses_a_value_only_where_it_stands_alone() -> None:
+    """The document's phone number "12345" sat by chance in a float the HAR writer wrote (a stall clock
+    reading, 0.24052356294712345): replaced there, session.har was no JSON (CI, 2026-12-03). Inside a longer
+    number, word, hex digest or decimal it stays; alone (quoted, in a sentence, as a number) it goes."""
+    redactor = Redactor(salt=b"s" * 32)
+    token = redactor.identity("12345")
+    digest = "299fada34d36c394a6b87bb0707ba12345be7ed2e799ef30ad53ca0000000000"
+    kept = f'{{"_stall": [0.24052356294712345, 3.12345, 12345.5], "t": 1712345000, "h": "{digest}", "u": "x12345"}}'
+    assert redactor.text(kept) == kept
+    assert redactor.data(kept.encode()) == kept.encode()
+    said = '{"phone": "12345", "log": "call 12345."}'
+    assert redactor.text(said) == f'{{"phone": "{token}", "log": "call {token}."}}'
+    assert redactor.data(b'["12345"]') == f'["{token}"]'.encode()
+
+
+def test_a_name_that_holds_another_is_replaced_whole() -> None:
+    """Seen in either order, "Zhang" does not cut "Zhang Wei" in two (its "Wei" left in the clear)."""
+    for names in (("Zhang", "Zhang Wei"), ("Zhang Wei", "Zhang")):
+        redactor = Redactor(salt=b"s" * 32)
+        tokens = {name: redactor.identity(name) for name in names}
+        assert redactor.text("Zhang Wei and Zhang") == f"{tokens['Zhang Wei']} and {tokens['Zhang']}"
+        assert redactor.data("张三 Zhang Wei".encode()) == f"张三 {tokens['Zhang Wei']}".encode()
+
+
+def test_a_redacted_report_folder_stays_json(tmp_path: Path) -> None:
+    """scrub_folder over a HAR whose floats hold a name's digits: the file is rewritten valid JSON."""
+    from facecert.core.redact import scrub_folder
+
+    redactor = Redactor(salt=b"s" * 32)
+    token = redactor.identity("12345")
+    har = tmp_path / "session.har"
+    har.write_text('{"_stall": [0.123451234512345], "text": "phone 12345"}', encoding="utf-8")  # as repr wrote it
+    scrub_folder(tmp_path, redactor)
+    assert json.loads(har.read_text(encoding="utf-8")) == {"_stall": [0.123451234512345], "text": f"phone {token}"}
