@@ -22,9 +22,12 @@ from facecert.steps.common import attach_json, checks, error, fail, fail_on, war
 
 # ---- helpers ---------------------------------------------------------------------------------
 def _poll_answers(cert: Any, after: float, task: str | None = None) -> list[Any]:
+    """The answers to the harness device's polls answered since ``after`` (a trigger): a poll already on its
+    way when the task was queued carries it if the server decided it after (a busy server, 2026-12-03: the
+    faceCmd came on a poll sent 10 ms before its trigger, and a count by send time said TASK-NOT-SENT)."""
     answers = []
-    for exchange in list(cert.device.exchanges):
-        if exchange.path.endswith("/taskRequest") and exchange.started >= after and exchange.response_body:
+    for exchange in cert.answered_polls(after):
+        if exchange.response_body:
             try:
                 answer = json.loads(exchange.response_body)
             except ValueError:

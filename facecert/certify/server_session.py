@@ -172,12 +172,18 @@ class ServerSession:
         return json.dumps(self.persona_body("taskRequest", body, persona)).encode()
 
     # ---- is the server still there? ----------------------------------------------------------
-    def _polls(self, after: float = 0.0) -> list[Exchange]:
-        return [e for e in list(self.device.exchanges) if e.path.endswith("/taskRequest") and e.started >= after]
+    def answered_polls(self, after: float = 0.0) -> list[Exchange]:
+        """The harness device's polls whose answer came at ``after`` or later (or that were sent then, if no
+        answer came): what a task queued at ``after`` can have been sent on, a poll in flight then included."""
+        return [
+            e
+            for e in list(self.device.exchanges)
+            if e.path.endswith("/taskRequest") and (e.started if e.ended is None else e.ended) >= after
+        ]
 
     def down(self) -> Down | None:
         """The server stopped answering: the last few polls all got no answer at all."""
-        recent = self._polls()[-DOWN_AFTER_POLLS:]
+        recent = self.answered_polls()[-DOWN_AFTER_POLLS:]
         if len(recent) < DOWN_AFTER_POLLS or any(e.status is not None for e in recent):
             return None
         return Down(
@@ -190,7 +196,7 @@ class ServerSession:
     def explain_polls(self, after: float, task: str | None = None) -> tuple[tuple[str, ...], str]:
         """What the server did instead of sending the task: the rules the engine found on
         the polls since ``after`` (the root cause) and a sentence a person can act on."""
-        polls = self._polls(after)
+        polls = self.answered_polls(after)
         if not polls:
             return (), "the harness device has not polled since"
         engine = self.judge()
