@@ -395,6 +395,8 @@ class DeviceCore:
             response_headers=reply.headers,
             url=url,
             error=reply.error,
+            stall_started=reply.stall_started,
+            stall_ended=reply.stall_ended,
         )
         if self.cfg.record:
             self.exchanges.append(exchange)

@@ -32,6 +32,7 @@ from facecert.core.model import Exchange
 from facecert.mock_device.config import DeviceConfig
 from facecert.mock_device.core import Action, DeviceCore, Send, Wait, idle_task_name
 from facecert.mock_device.flow import READ_CHUNK, BodyCap, Reply, declared_length
+from facecert.stalls import stall_clock
 
 __all__ = ["Device", "idle_task_name", "wait_or_stop"]
 
@@ -65,6 +66,7 @@ class Device:
     ) -> None:
         self.core = DeviceCore(cfg)
         self.gate = gate  # a fleet's bound on requests in flight across all its devices
+        self.stalls = stall_clock()  # how long this process could not run: read beside every request's stamps
         self._client = client
         self._changed = threading.Condition()
         self._timers: dict[int, asyncio.TimerHandle] = {}
@@ -168,7 +170,7 @@ class Device:
         comes, never more than ``send.limit`` bytes (past it: flow.Oversized, and the connection is dropped),
         and the whole exchange, a server trickling its answer included, ends by ``send.timeout``."""
         assert self._client is not None, "the device is not running"
-        started = time.time()
+        started, stall = time.time(), self.stalls.read()
         headers = {**send.headers, **IDENTITY} if send.headers else IDENTITY
         try:
             async with asyncio.timeout(send.timeout):
@@ -185,10 +187,18 @@ class Device:
                 finally:
                     await response.aclose()
         except (httpx.TimeoutException, TimeoutError) as exc:
-            return Reply(None, None, {}, started, time.time(), f"timeout ({exc.__class__.__name__})")
+            return self._stamped(
+                Reply(None, None, {}, started, time.time(), f"timeout ({exc.__class__.__name__})"), stall
+            )
         except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError) as exc:
-            return Reply(None, None, {}, started, time.time(), f"{exc.__class__.__name__}: {exc}")
-        return Reply(response.status_code, body, dict(response.headers), started, time.time())
+            return self._stamped(Reply(None, None, {}, started, time.time(), f"{exc.__class__.__name__}: {exc}"), stall)
+        return self._stamped(Reply(response.status_code, body, dict(response.headers), started, time.time()), stall)
+
+    def _stamped(self, reply: Reply, stall_started: float) -> Reply:
+        """``reply`` with the stall clock read beside its stamps (facecert.stalls): a poll this process sent late
+        because it could not run is HARNESS-STALLED in the judgement of its own recording, not CADENCE-*."""
+        reply.stall_started, reply.stall_ended = stall_started, self.stalls.read()
+        return reply
 
     async def _command(self, give: Callable[[float], tuple[int, list[Action]]]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

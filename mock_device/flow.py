@@ -52,6 +52,11 @@ class Reply:
     started: float = 0.0  # epoch s: the request began
     ended: float = 0.0  # epoch s: the answer was complete (or the request failed)
     error: str | None = None  # transport error ("timeout (…)", "ConnectError: …") when status is None
+    # the driver's stall clock (facecert.stalls) when it stamped started / ended: how long its own process could
+    # not run, so that a judge of the device's recording tells a held process from a late device (0.0: not
+    # counted; the Locust driver has its own watchdog and leaves them so)
+    stall_started: float = 0.0
+    stall_ended: float = 0.0
 
 
 class Oversized(bytes):
