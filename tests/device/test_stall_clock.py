@@ -12,16 +12,17 @@ import signal
 import subprocess
 import time
 
+import pytest
+
+from facecert.core.contract import get_contract
 from facecert.mock_server import MockServer
 from tests.support import FACECERT, SCALE, unique_id
 
-STOPPED_S = 1.5  # longer than the idle interval at the tests' time scale (20 s x 0.05): a poll falls due in it
+IDLE_S = get_contract().timing["idle_interval_s"] * SCALE  # the device's poll interval after idleTime
+STOPPED_S = 1.5 * IDLE_S  # longer than that interval: a poll falls due while the device is stopped
 
 
-def _polls(server: MockServer, device_id: str) -> int:
-    return sum(1 for e in server.exchanges(device_id) if e["path"] == "/taskRequest")
-
-
+@pytest.mark.slow  # a fresh interpreter and a stop of 1.5 intervals
 def test_a_device_held_by_the_machine_is_harness_stalled_not_late(server: MockServer) -> None:
     device_id = unique_id("held")
     proc = subprocess.Popen(
@@ -30,14 +31,12 @@ def test_a_device_held_by_the_machine_is_harness_stalled_not_late(server: MockSe
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while _polls(server, device_id) < 2:
-            assert time.monotonic() < deadline and proc.poll() is None, "the device did not poll twice"
-            time.sleep(0.05)
+        first = server.wait_for_poll(device_id, timeout=30)  # the interpreter's start, then its first poll
+        server.wait_for_poll(device_id, timeout=30, after=first["last_poll"])  # in its idle cadence
         # the server stores a poll before it answers: a stop now would catch the device waiting for that answer
-        # (its exchange then ends after the stop, and the next gap is on time). 0.3 s on, the answer is read and
-        # the next poll due 0.7 s later, inside the stop
-        time.sleep(0.3)
+        # (its exchange then ends after the stop, and the next gap is on time). 0.3 of an interval on, the answer
+        # is read and the next poll due inside the stop
+        time.sleep(0.3 * IDLE_S)
         os.kill(proc.pid, signal.SIGSTOP)
         time.sleep(STOPPED_S)
         os.kill(proc.pid, signal.SIGCONT)
