@@ -305,15 +305,17 @@ class Redactor:
         with ``runs`` also any run of base64 of an image's size (not in the HTML report: its fonts)."""
         if self.keep or not blob:
             return blob
-        text: str | None = None  # the blob as Latin-1 (a character a byte), made when a value is in it
+        text: str | None = None  # the blob as Latin-1 (a character a byte), made once a value is found in it
         for original, token in self._searched_values():
-            encoded = original.encode("utf-8", "surrogatepass")
-            if encoded in blob:
-                text = blob.decode("latin-1") if text is None else text
-                text = replace_alone(
-                    text, encoded.decode("latin-1"), token.encode("utf-8", "surrogatepass").decode("latin-1")
-                )
-                blob = text.encode("latin-1")
+            value = original.encode("utf-8", "surrogatepass").decode("latin-1")
+            if text is None:
+                if value.encode("latin-1") not in blob:
+                    continue
+                text = blob.decode("latin-1")
+            if value in text:
+                text = replace_alone(text, value, token.encode("utf-8", "surrogatepass").decode("latin-1"))
+        if text is not None:
+            blob = text.encode("latin-1")
         for original, token in list(self.seen_images.items()):
             decoded = decoded_base64(original)
             if isinstance(decoded, bytes) and len(decoded) >= 64 and decoded in blob:
