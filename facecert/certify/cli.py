@@ -19,9 +19,11 @@ from facecert.core.defaults import (
     DEFAULT_HOST,
     DEFAULT_LISTEN,
     DEMO_TIME_SCALE,
+    DEMO_TIME_SCALE_ENV,
     TIME_SCALE,
     TIME_SCALE_MAX,
     TIME_SCALE_MIN,
+    demo_time_scale,
 )
 from facecert.heap import settle
 from facecert.recording import disk_failure, what_to_do
@@ -38,7 +40,8 @@ TimeScaleOpt = Annotated[
         "--time-scale",
         min=TIME_SCALE_MIN,
         max=TIME_SCALE_MAX,
-        help=f"for simulators only: protocol intervals × this (default {TIME_SCALE:g}; demo: {DEMO_TIME_SCALE:g})",
+        help=f"for simulators only: protocol intervals × this (default {TIME_SCALE:g}; "
+        f"demo: {DEMO_TIME_SCALE:g}, or ${DEMO_TIME_SCALE_ENV})",
     ),
 ]
 TagsOpt = Annotated[str | None, typer.Option(help="select flows by tag expression, e.g. 'tasks or cadence'")]
@@ -145,6 +148,18 @@ def _save_baseline(summary: dict, path: Path | None, command: str) -> None:
         console.print(f"baseline written: {path}", soft_wrap=True, highlight=False, markup=False)
 
 
+def _time_scale(given: float | None, demo: bool) -> float:
+    """The run's time scale: the one given, else the demo's (FACECERT_DEMO_TIME_SCALE may set it), else real time."""
+    if given:
+        return given
+    if not demo:
+        return TIME_SCALE
+    try:
+        return demo_time_scale()
+    except ValueError as exc:
+        fail(console, str(exc))
+
+
 def _report_dir(report: Path | None, plan: str) -> Path:
     return report or Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan}"
 
@@ -204,7 +219,7 @@ def certify_device(
         device_id=device_id,
         profile=profile,
         protocol_version=protocol_version,
-        time_scale=time_scale or (DEMO_TIME_SCALE if demo else TIME_SCALE),
+        time_scale=_time_scale(time_scale, demo),
         report=_report_dir(report, "device"),
         demo=demo,
         faults=set(fault),
@@ -343,7 +358,7 @@ def certify_server(
         triggers=triggers,
         profile=profile,
         protocol_version=protocol_version,
-        time_scale=time_scale or (DEMO_TIME_SCALE if demo else TIME_SCALE),
+        time_scale=_time_scale(time_scale, demo),
         report=_report_dir(report, "server"),
         demo=demo,
         misbehaviours=set(misbehave),

@@ -13,6 +13,9 @@ Imports nothing above the contract (engine-core level).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from facecert.core.contract import Limits, get_contract
 
 # Cadence: a gap between polls is accepted from nominal × (1 − tolerance) to
@@ -28,6 +31,10 @@ DEMO_TIME_SCALE = 0.05  # `certify --demo`: both reference peers at 1/20 of real
 # millisecond, less than the network allowance by a hundred times: nothing about the cadence is judged any more.
 # Above 100 an idle interval lasts more than half an hour.
 TIME_SCALE_MIN, TIME_SCALE_MAX = 0.0001, 100.0
+# `--demo` at another time scale for every run that does not give --time-scale (a CI that wants its self-test
+# faster, this project's own tests): read when a run starts, so forked and child processes follow the variable.
+DEMO_TIME_SCALE_ENV = "FACECERT_DEMO_TIME_SCALE"
+
 
 # Where a reference server or the proxy listens unless told otherwise (127.0.0.1 only: never off the machine).
 DEFAULT_HOST = "127.0.0.1"
@@ -59,6 +66,21 @@ def check_time_scale(value: float, what: str = "time_scale") -> float:
     if not TIME_SCALE_MIN <= value <= TIME_SCALE_MAX:
         raise ValueError(f"{what} {value!r} is outside {TIME_SCALE_MIN:g}..{TIME_SCALE_MAX:g}")
     return value
+
+
+def demo_time_scale(environ: Mapping[str, str] = os.environ) -> float:
+    """The time scale of a `--demo` run: :data:`DEMO_TIME_SCALE` unless ``FACECERT_DEMO_TIME_SCALE`` says
+    another; ValueError naming the variable when its value is no number within the time-scale range."""
+    text = environ.get(DEMO_TIME_SCALE_ENV, "").strip()
+    if not text:
+        return DEMO_TIME_SCALE
+    try:
+        return check_time_scale(float(text), DEMO_TIME_SCALE_ENV)  # NaN is outside the range too
+    except ValueError:
+        raise ValueError(
+            f"{DEMO_TIME_SCALE_ENV}={text!r} is no time scale: give a number from {TIME_SCALE_MIN:g} to "
+            f"{TIME_SCALE_MAX:g}, or unset it for the demo's {DEMO_TIME_SCALE:g}"
+        ) from None
 
 
 def check_tolerance(value: float, what: str = "tolerance") -> float:

@@ -161,6 +161,16 @@ def test_defaults_expose_the_contracts_limits_not_a_copy() -> None:
         defaults.check_tolerance(defaults.TOLERANCE_MAX + 0.1)
 
 
+def test_the_demo_time_scale_is_the_default_unless_the_variable_says_another() -> None:
+    env = defaults.DEMO_TIME_SCALE_ENV
+    assert defaults.demo_time_scale({}) == defaults.DEMO_TIME_SCALE
+    assert defaults.demo_time_scale({env: " "}) == defaults.DEMO_TIME_SCALE
+    assert defaults.demo_time_scale({env: "0.025"}) == 0.025
+    for bad in ("fast", "nan", "0", "1e9", str(defaults.TIME_SCALE_MIN / 2)):
+        with pytest.raises(ValueError, match=f"{env}=.* is no time scale: give a number from 0.0001 to 100"):
+            defaults.demo_time_scale({env: bad})
+
+
 def test_every_command_takes_the_same_time_scale_range() -> None:
     """The CLI options (typer) and the proxy's mitmproxy option accept exactly the defaults' range."""
     from typer.main import get_command

@@ -5,6 +5,7 @@ real browser, the HAR readable by `facecert validate`."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from facecert.core.defaults import DEMO_TIME_SCALE_ENV
 from tests.support import facecert
 
 pytestmark = pytest.mark.slow  # both whole plans, with the HTML report: make test-fast leaves it out
@@ -159,3 +161,13 @@ def test_unreachable_setup_is_a_clear_error(tmp_path: Path) -> None:
     done = facecert("certify", "server", "--url", "http://127.0.0.1:9", "--report", str(tmp_path), timeout=120)
     assert done.returncode == 2 and "does not answer" in done.stdout  # checked before anything else
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("plan", ["device", "server"])
+def test_a_demo_time_scale_that_is_no_number_is_a_clear_error(plan: str, tmp_path: Path) -> None:
+    """FACECERT_DEMO_TIME_SCALE sets the demo's time scale; a value out of range stops the run before it starts."""
+    env = {**os.environ, DEMO_TIME_SCALE_ENV: "fast"}
+    done = facecert("certify", plan, "--demo", "--no-html", "--report", str(tmp_path / "r"), env=env, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{DEMO_TIME_SCALE_ENV}='fast' is no time scale" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "r").exists()
