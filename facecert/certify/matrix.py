@@ -70,6 +70,8 @@ class Row:
     failed: tuple[str, ...] = ()
     named: bool = False
     seconds: float = 0.0
+    causes: tuple[str, ...] = ()  # the run's root causes, rule ids first found first: what a miss names instead
+    why: str = ""  # the first failed scenario's message
 
     @property
     def caught(self) -> bool:
@@ -180,11 +182,12 @@ def run_row(row: Row, workdir: Path) -> Row:
     failed = [s for s in summary["scenarios"] if s["verdict"] in ("fail", "error")]
     row.failed = tuple(s["name"] for s in failed)
     row.seconds = float(summary.get("plan_seconds") or 0.0)
+    row.causes = tuple(c["rule"] for c in summary.get("root_causes", []))
+    row.why = str(failed[0].get("message") or "")[:300] if failed else ""
     if row.rule and RULES[row.rule].severity is not Severity.ERROR:
         row.named = any(f["rule"] == row.rule for f in summary.get("findings", []))
     else:  # the rule must be behind a failed scenario and among the run's root causes
-        causes = {c["rule"] for c in summary.get("root_causes", [])}
-        row.named = row.rule in causes and any(row.rule in s["rules"] for s in failed)
+        row.named = row.rule in row.causes and any(row.rule in s["rules"] for s in failed)
     return row
 
 

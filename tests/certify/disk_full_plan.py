@@ -15,12 +15,12 @@ from facecert.certify.device_session import DeviceRunConfig, DeviceSession
 from facecert.certify.operator import Operator
 from facecert.certify.runner import run_plan
 from facecert.certify.verdicts import ScenarioRecord
-from facecert.core.defaults import DEMO_TIME_SCALE
+from facecert.core.defaults import demo_time_scale
 from tests.server.test_disk_full import fill, free
 
 
 def main(report: Path, tags: str) -> None:
-    session = DeviceSession(DeviceRunConfig(report=report, demo=True, port=0, time_scale=DEMO_TIME_SCALE), Operator())
+    session = DeviceSession(DeviceRunConfig(report=report, demo=True, port=0, time_scale=demo_time_scale()), Operator())
     session.start()
     try:
         session.wait_first_poll()

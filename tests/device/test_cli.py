@@ -13,7 +13,7 @@ import pytest
 
 from facecert.mock_device import FAULTS
 from facecert.mock_server import MockServer
-from tests.support import facecert
+from tests.support import SCALE, facecert
 
 pytestmark = pytest.mark.slow  # facecert device processes: make test-fast leaves it out
 
@@ -38,7 +38,7 @@ def test_short_run_against_the_mock_server(server: MockServer) -> None:
         "--count",
         "3",
         "--time-scale",
-        "0.05",
+        f"{SCALE:g}",
         "--duration",
         "1.5",
         "--captures-per-minute",
@@ -63,7 +63,7 @@ def test_stopped_by_a_signal_it_still_prints_its_summary(server: MockServer, how
     is printed; SIGTERM's default killed it with nothing printed."""
     device_id = f"SIG{how.name}"
     proc = subprocess.Popen(
-        [*FACECERT, "device", "--server", server.url, "--time-scale", "0.05", "--duration", "60"]
+        [*FACECERT, "device", "--server", server.url, "--time-scale", f"{SCALE:g}", "--duration", "60"]
         + ["--id", device_id, "--judge"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -105,7 +105,7 @@ def test_bad_invocations_exit_2_without_traceback(args: tuple[str, ...]) -> None
 
 
 def test_unreachable_server_is_survived() -> None:
-    done = run("--server", "127.0.0.1:1", "--time-scale", "0.05", "--duration", "1")
+    done = run("--server", "127.0.0.1:1", "--time-scale", f"{SCALE:g}", "--duration", "1")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
 
@@ -115,7 +115,7 @@ def test_judge_reports_the_device_fault_and_exits_1(server: MockServer) -> None:
         "--server",
         server.url,
         "--time-scale",
-        "0.05",
+        f"{SCALE:g}",
         "--duration",
         "1.5",
         "--id",
@@ -133,7 +133,7 @@ def test_field_persona_sends_the_vendor_extras(server: MockServer) -> None:
         "--server",
         server.url,
         "--time-scale",
-        "0.05",
+        f"{SCALE:g}",
         "--duration",
         "1.5",
         "--id",

@@ -16,6 +16,7 @@ import pytest
 import facecert
 from facecert.evidence import PREDICATE_TYPE, STATEMENT_TYPE, contract_digest, folder_entries, verify_report
 from tests.evidence.conftest import Keys, ssh_verify, verify
+from tests.support import SCALE
 
 pytestmark = pytest.mark.slow  # signed certification runs: make test-fast leaves it out
 
@@ -79,7 +80,7 @@ def test_manifest_lists_every_file_and_what_was_certified(signed_run: Path) -> N
     assert (predicate["profile"], predicate["protocol_version"], predicate["time_scale"]) == (
         "strict",
         summary["protocol_version"],
-        0.05,
+        SCALE,
     )
     assert predicate["demo"] is True
     assert predicate["command"][1:4] == ["certify", "device", "--demo"] and "--sign" in predicate["command"]

@@ -5,14 +5,20 @@ was made twice in every full run of 2026-12-03; alone, or beside the matrix only
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from facecert.core.defaults import DEMO_TIME_SCALE
 from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_server import MockServer
 from tests.fleet.cli_support import fleet, read_report
+from tests.support import new_server
+
+# the issue's figure (time scale 0.05), whatever time scale the other tests run at: the server judges at it too
+FLEET_SCALE = DEMO_TIME_SCALE
 
 
 def check_verdicts(data: dict[str, Any], knobs: tuple[str, ...]) -> None:
@@ -34,6 +40,13 @@ def check_verdicts(data: dict[str, Any], knobs: tuple[str, ...]) -> None:
     assert [w["devices"] for w in data["meta"]["workers"].values()] == [150, 150]
 
 
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MockServer]:
+    """A mock server of the test's own at the fleet's time scale."""
+    with new_server(tmp_path / "server", time_scale=FLEET_SCALE) as srv:
+        yield srv
+
+
 @pytest.mark.slow
 def test_a_fleet_on_two_workers_gives_every_device_its_verdict(server: MockServer, tmp_path: Path) -> None:
     """The issue's "done when": master + 2 workers, 300 devices at time scale 0.05 for 30 s, 10 % with a
@@ -48,9 +61,9 @@ def test_a_fleet_on_two_workers_gives_every_device_its_verdict(server: MockServe
     for attempt in (1, 2):
         report = tmp_path / f"fleet-{attempt}"
         done = fleet(
-            "--server", server.url, "--devices", "300", "--workers", "2", "--time-scale", "0.05", "--duration",
-            "30", "--fault", knobs[0], "--fault", knobs[1], "--fault-share", "0.1", "--report", str(report),
-            "--id-prefix", f"DW{attempt}", timeout=150,
+            "--server", server.url, "--devices", "300", "--workers", "2", "--time-scale", f"{FLEET_SCALE:g}",
+            "--duration", "30", "--fault", knobs[0], "--fault", knobs[1], "--fault-share", "0.1",
+            "--report", str(report), "--id-prefix", f"DW{attempt}", timeout=150,
         )  # fmt: skip
         data = read_report(report)
         check_verdicts(data, knobs)

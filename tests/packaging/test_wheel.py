@@ -26,6 +26,9 @@ from pathlib import Path
 import pytest
 from uv import find_uv_bin
 
+from facecert.core.defaults import DEMO_TIME_SCALE_ENV
+from tests.support import SCALE
+
 pytestmark = pytest.mark.wheel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +59,13 @@ class Installed:
     env: dict[str, str]
     timings: dict[str, float]
 
-    def facecert(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def facecert(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.venv / "bin" / "facecert"), *args],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -215,12 +220,14 @@ def test_installed_renderer_is_found_or_named(installed: Installed) -> None:
 
 def test_installed_certify_device_demo(installed: Installed) -> None:
     started = time.monotonic()
-    run = installed.facecert("certify", "device", "--demo", "--no-html", "--report", "report", timeout=240)
+    # at the tests' time scale (FACECERT_DEMO_TIME_SCALE, the one variable of ours it is given): the whole plan
+    scale = {DEMO_TIME_SCALE_ENV: f"{SCALE:g}"}
+    run = installed.facecert("certify", "device", "--demo", "--no-html", "--report", "report", timeout=240, env=scale)
     seconds = time.monotonic() - started
     print(f"certify device --demo: {seconds:.1f} s")
     assert run.returncode == 0, run.stdout + run.stderr[-4000:]
     summary = json.loads((installed.cwd / "report" / "summary.json").read_text(encoding="utf-8"))
     assert summary["verdict"] == "certified" and summary["exit_code"] == 0, summary["counts"]
-    assert summary["counts"]["pass"] > 0 and summary["html"] is None
+    assert summary["counts"]["pass"] > 0 and summary["html"] is None and summary["time_scale"] == SCALE
     # the report folder and the capture files of the other test: nothing else in the working folder
     assert {p.name for p in installed.cwd.iterdir()} <= {"report", "good.jsonl", "bad.jsonl"}

@@ -47,7 +47,10 @@ def certified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Fu
 @pytest.mark.parametrize("row", rows(), ids=_key)
 def test_knob_is_caught(row: Row, certified: dict[str, Future[Row]]) -> None:
     done = certified[_key(row)].result()
-    assert done.caught, f"{row.peer}/{row.knob} ({row.rule}): {done.verdict}; failed {list(done.failed)[:3]}"
+    assert done.caught, (
+        f"{row.peer}/{row.knob} ({row.rule}): {done.verdict}; failed {list(done.failed)[:3]} "
+        f"({done.why!r}); root causes {list(done.causes)}"
+    )
 
 
 def test_every_rule_a_peer_can_break_is_in_the_matrix() -> None:

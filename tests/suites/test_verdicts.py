@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import facecert
+from tests.support import SCALE, facecert
 
 pytestmark = pytest.mark.slow  # a dozen certification runs of broken peers: make test-fast leaves it out
 
@@ -251,7 +251,7 @@ def test_offline_validation_of_the_har_equals_the_live_verdict(runs: dict[str, R
     )
     offline = json.loads(done.stdout)
     live = {(f["rule"], f.get("pointer", "")) for f in run.summary["findings"] if f["severity"] == "error"}
-    assert offline["judged_with"]["time_scale"] == 0.05 and offline["judged_with"]["party"] == "device"
+    assert offline["judged_with"]["time_scale"] == SCALE and offline["judged_with"]["party"] == "device"
     assert {(f["rule"], f.get("pointer", "")) for f in offline["findings"] if f["severity"] == "error"} == live
     clean = runs["clean_cadence"]  # the same on a clean run (a poll late under load is late both ways)
     again = subprocess.run(
