@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 
-from facecert.core.defaults import DEMO_TIME_SCALE
 from facecert.mock_device.faults import FAULTS_BY_NAME
 from facecert.mock_server import MockServer
-from tests.fleet.cli_support import fleet, read_report
-from tests.support import new_server
+from tests.fleet.cli_support import FLEET_SCALE, fleet, fleet_server, read_report
 
-# the issue's figure (time scale 0.05), whatever time scale the other tests run at: the server judges at it too
-FLEET_SCALE = DEMO_TIME_SCALE
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MockServer]:
+    """The fleets' server, at FLEET_SCALE (not the tests' time scale of tests/conftest.py's ``server``)."""
+    yield from fleet_server(tmp_path)
 
 
 def check_verdicts(data: dict[str, Any], knobs: tuple[str, ...]) -> None:
@@ -38,13 +39,6 @@ def check_verdicts(data: dict[str, Any], knobs: tuple[str, ...]) -> None:
         assert record["polls"] >= 20, (device_id, record)  # 30 s at one poll a second (faster with cadence-idle)
     assert sorted(data["meta"]["workers"]) == ["worker-0", "worker-1"]
     assert [w["devices"] for w in data["meta"]["workers"].values()] == [150, 150]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[MockServer]:
-    """A mock server of the test's own at the fleet's time scale."""
-    with new_server(tmp_path / "server", time_scale=FLEET_SCALE) as srv:
-        yield srv
 
 
 @pytest.mark.slow

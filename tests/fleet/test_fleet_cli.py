@@ -10,16 +10,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from facecert.mock_device.fleet_cli import LOCUSTFILE, free_port
 from facecert.mock_server import MockServer
-from tests.fleet.cli_support import FLEET_ENV, fleet, read_report
-from tests.support import SCALE, fill_disk, small_tmpfs
+from tests.fleet.cli_support import FLEET_ENV, FLEET_SCALE, fleet, fleet_server, read_report
+from tests.support import fill_disk, small_tmpfs
 
 FACECERT = str(Path(sys.executable).parent / "facecert")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MockServer]:
+    """The fleets' server, at FLEET_SCALE (not the tests' time scale of tests/conftest.py's ``server``)."""
+    yield from fleet_server(tmp_path)
 
 
 def test_the_cli_process_never_imports_locust_or_gevent() -> None:
@@ -159,7 +166,7 @@ def test_master_and_worker_started_apart_as_on_two_machines(server: MockServer, 
     report = tmp_path / "apart"
     master = subprocess.Popen(
         [FACECERT, "fleet", "--master", "--master-port", str(port), "--workers", "1", "--server", server.url,
-         "--devices", "20", "--time-scale", f"{SCALE:g}", "--duration", "5", "--report", str(report),
+         "--devices", "20", "--time-scale", f"{FLEET_SCALE:g}", "--duration", "5", "--report", str(report),
          "--id-prefix", "AP"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
@@ -184,7 +191,18 @@ def test_master_and_worker_started_apart_as_on_two_machines(server: MockServer, 
 def _running_fleet(server: MockServer, report: Path) -> tuple[subprocess.Popen[str], float]:
     """A 20-device fleet for 60 s, once it runs (its progress.json says so); and the deadline of the wait."""
     process = subprocess.Popen(
-        [FACECERT, "fleet", "--server", server.url, "--devices", "20", "--workers", "1", "--time-scale", f"{SCALE:g}"]
+        [
+            FACECERT,
+            "fleet",
+            "--server",
+            server.url,
+            "--devices",
+            "20",
+            "--workers",
+            "1",
+            "--time-scale",
+            f"{FLEET_SCALE:g}",
+        ]
         + ["--duration", "60", "--report", str(report)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
