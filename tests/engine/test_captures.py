@@ -32,6 +32,13 @@ def _keep_personal_data():
 
 
 ROOT = Path(__file__).resolve().parents[2]
+# The recording keeps the sample's cadence at this time scale, and validate judges it at the same scale.
+# Each wait is this share of the interval the answer gave: never early (the window starts at 1 - tolerance
+# of it) and, at 0.04, 0.14 s (after a task) and 0.41 s (after idleTime) of slack for a loaded machine's
+# lag before the window ends. Back to back at 0.0001 the slack was the 0.05 s network allowance alone,
+# and a CI run's 53 ms lag through mitmdump failed CADENCE-IDLE.
+RECORDED_SCALE = 0.04
+PACE_SHARE = 0.8
 
 
 def canned_upstream() -> Starlette:
@@ -82,10 +89,14 @@ def recorded(tmp_path_factory, mitmdump) -> dict:
         )
         port = int(proc.stdout.readline().strip().split()[-1])
         sent = []
+        previous = None
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             for ex in sample_conversation(cycles=2):
+                if previous is not None:  # the sample's own pace, scaled: a device, not a burst
+                    time.sleep(max(0.0, ex.started - previous.ended) * RECORDED_SCALE * PACE_SHARE)
                 client.post(ex.path, content=ex.request_body, headers={"Content-Type": "application/json"})
                 sent.append(ex.request_body)
+                previous = ex
             binary = b"\xff\xfe\x00binary\x80"
             client.post("/faceRecognition", content=binary)
             sent.append(binary)
@@ -130,7 +141,7 @@ def run_validate(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow  # a real mitmdump recording
 def test_validate_on_a_real_mitmdump_capture(recorded) -> None:
-    result = run_validate(str(recorded["flows"]), "--json", "--time-scale", "0.0001")
+    result = run_validate(str(recorded["flows"]), "--json", "--time-scale", str(RECORDED_SCALE))
     summary = json.loads(result.stdout)
     assert summary["exchanges"] == len(recorded["sent"])
     errors = {f["rule"] for f in summary["findings"] if f["severity"] == "error"}
