@@ -49,12 +49,13 @@ chromium:
 	  else echo "make chromium: no Chromium and no root apt on Debian: the browser tests will skip"; fi; \
 	fi
 
-# Everything CI runs, on two workers: four are 20-25 % faster (293-328 s against 385-439 s in-tree, 2026-12-03)
-# but a fresh clone on four failed a cadence bound under the load (so did fresh clones on three before;
-# docs/performance.md, Test suite), so TEST_WORKERS=3 or 4 is there to try, not the default;
-# a module's tests share one worker (its module fixtures are built once), the longest modules first, in the
-# order tests/conftest.py gives (not --dist loadgroup: pytest-xdist 3.8 cannot group pytest 9's tests).
-TEST_WORKERS ?= 2
+# Everything CI runs, on four workers for two cores: the suite mostly waits on protocol time, so two workers
+# left a core idle half the run (385-439 s in-tree, 2026-12-03; four 293-328 s). Four failed a cadence bound in a
+# fresh clone before our reference device read the stall clock (499c3c1); since, green (docs/performance.md,
+# Test suite). TEST_WORKERS=2 is there for a machine that is shared or slower. A module's tests share one worker
+# (its module fixtures are built once), the longest modules first, in the order tests/conftest.py gives (not
+# --dist loadgroup: pytest-xdist 3.8 cannot group pytest 9's tests).
+TEST_WORKERS ?= 4
 test: venv chromium bytecode
 	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile --basetemp=.cache/pytest $(PYTEST_ARGS)
 

@@ -49,26 +49,24 @@ def test_a_fleet_on_two_workers_gives_every_device_its_verdict(server: MockServe
 
     At time scale 0.05 a poll more than 112.5 ms late is outside the server's window, so the load generator
     must never lag that much. When another program takes this machine's CPU that long (the workers report
-    it), those devices are rightly "generator-overloaded", not clean: the run is made once more; when the
-    machine is taken again, the run is no verdict (exit 2), and what holds however busy it was is checked."""
+    it), those devices are rightly "generator-overloaded", not clean, and the run is no verdict (exit 2):
+    then every other clean device is still checked clean. (Until 2026-12-04 a lagged run was made once more:
+    on two cores it lagged in most full runs, and the second run cost 35 s of a worker for the same checks.)"""
     knobs = ("missing-field", "cadence-idle")
-    for attempt in (1, 2):
-        report = tmp_path / f"fleet-{attempt}"
-        done = fleet(
-            "--server", server.url, "--devices", "300", "--workers", "2", "--time-scale", f"{FLEET_SCALE:g}",
-            "--duration", "30", "--fault", knobs[0], "--fault", knobs[1], "--fault-share", "0.1",
-            "--report", str(report), "--id-prefix", f"DW{attempt}", timeout=150,
-        )  # fmt: skip
-        data = read_report(report)
-        check_verdicts(data, knobs)
-        if attempt == 1 and data["summary"]["devices_late"]:
-            workers = data["meta"]["workers"].values()
-            print("the generator lagged:", [(w["stall_max_ms"], w["stall_cpu_ms"], w["lag_max_ms"]) for w in workers])
-            continue
-        break
+    report = tmp_path / "fleet"
+    done = fleet(
+        "--server", server.url, "--devices", "300", "--workers", "2", "--time-scale", f"{FLEET_SCALE:g}",
+        "--duration", "30", "--fault", knobs[0], "--fault", knobs[1], "--fault-share", "0.1",
+        "--report", str(report), "--id-prefix", "DW", timeout=150,
+    )  # fmt: skip
+    data = read_report(report)
+    check_verdicts(data, knobs)
+    if data["summary"]["devices_late"]:
+        workers = data["meta"]["workers"].values()
+        print("the generator lagged:", [(w["stall_max_ms"], w["stall_cpu_ms"], w["lag_max_ms"]) for w in workers])
     assert "verdicts of 300 device(s)" in done.stdout
     devices = data["devices"]
-    if data["summary"]["devices_late"]:  # the CPU was taken in both runs (CI, 2026-12-02: 233 ms, 0.2 ms used)
+    if data["summary"]["devices_late"]:  # the CPU was taken (CI, 2026-12-02: 233 ms, 0.2 ms used)
         assert done.returncode == 2 and "no verdict:" in done.stdout, done.stdout[-4000:]
         clean = {"clean", "generator-overloaded"}
     else:
