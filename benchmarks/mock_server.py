@@ -1,24 +1,30 @@
 """Requests/s and p50/p99 latency of /taskRequest for N concurrent simulated
-devices: the mock server (``MockServer``: the engine's judgement of every
-exchange, the queues, a SQLite file store committed before each answer)
-against a bare Starlette endpoint answering a fixed idleTime, both on uvicorn
-on 127.0.0.1, measured in the same run. Each server runs on its own thread of
-this process, beside the load generator (one httpx client and connection per
-device); with ``--processes`` each runs as a process of its own instead, as it
-is deployed (``facecert serve``, its live console on; the bare endpoint the same
-app and uvicorn options in ``python benchmarks/mock_server.py --serve-bare``),
-so neither shares the interpreter, its GIL or its CPU with the load generator.
+devices: the mock server (``facecert serve``: the engine's judgement of every
+exchange, the queues, a SQLite file store committed before each answer, its
+live console into a pipe) against a bare Starlette endpoint answering a fixed
+idleTime (the same app and uvicorn options in ``python benchmarks/mock_server.py
+--serve-bare``), both on uvicorn on 127.0.0.1, measured in the same run. Each
+server is a process of its own, as it is deployed, and the load generator (one
+httpx client and connection per device) another: neither server shares an
+interpreter, its GIL or its collector with the load. With ``--threads`` both
+run on a thread of this process instead, beside the load (``MockServer``),
+which was the default until 2026-12-04: there the three share one GIL and one
+garbage collector, so the load's pauses land on whichever server is measured.
 The two are measured alternately, ``--rounds`` times per device count, and the
 medians compared. Bounded in requests and in time.
 
     .venv/bin/python benchmarks/mock_server.py [--devices 1 10 50 200] [--polls 20] [--min-requests 200]
-                                               [--rounds 3] [--quick] [--processes] [--db FILE] [--json FILE]
+                                               [--rounds 3] [--quick] [--threads] [--db FILE] [--json FILE]
 
 A measurement has at least ``--min-requests`` timed requests (one device polls 200 times, not 20: a p99
-of 20 samples is their maximum).
+of 20 samples is their maximum), after a warm-up of at least WARM_UP_REQUESTS polls and two per device:
+a new server's first ~15 polls take 1.5-3 ms against ~1 ms after (docs/performance.md, seventeenth session),
+and a site's server runs for hours. In the default mode the load generator's cyclic collector is paused
+while it times (its objects frozen first): a collection of its 200 clients' garbage stalled every device at
+once, the slowest round, which made the p99 of either server (docs/performance.md, twentieth session).
 
 It prints, per device count, both servers' req/s, p50 and p99, the CPU the
-server's thread (with ``--processes``: its whole process) spent per request, and the ratios the targets are stated in
+server's process (with ``--threads``: its thread) spent per request, and the ratios the targets are stated in
 (docs/performance.md, "Mock server"): mock ÷ bare req/s (target ≥ 0.8) and
 mock ÷ bare p99 (target ≤ 1.5).
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import ssl
@@ -57,6 +64,7 @@ TIME_LIMIT_S = 120.0  # per measurement
 TARGET_RPS_RATIO = 0.8
 TARGET_P99_RATIO = 1.5
 QUICK_POLLS = 5
+WARM_UP_REQUESTS = 20  # at least, and two polls per device: see the module's docstring
 MIN_REQUESTS = 200  # per measurement: 1 device polls 200 times, 10 devices 20 times each
 MEASURED = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
 
@@ -178,10 +186,14 @@ def thread_cpu_s(thread: threading.Thread) -> float:
         return 0.0
 
 
-async def _run(url: str, devices: int, polls: int, warm: Callable[[], None]) -> tuple[float, list[float]]:
+async def _run(
+    url: str, devices: int, polls: int, warm: Callable[[], None], quiet_collector: bool = False
+) -> tuple[float, list[float]]:
     """One client (one connection) per simulated device, as on a real site; a
     shared TLS context keeps client creation cheap (httpx builds one per client
-    otherwise), and one shared pool would be quadratic in its connections."""
+    otherwise), and one shared pool would be quadratic in its connections.
+    ``quiet_collector``: this process's cyclic collector paused while it times (only where no server
+    runs in it: a server on a thread here would have its own garbage left uncollected)."""
     latencies: list[float] = []
     deadline = time.monotonic() + TIME_LIMIT_S
     tls = ssl.create_default_context()
@@ -200,17 +212,38 @@ async def _run(url: str, devices: int, polls: int, warm: Callable[[], None]) -> 
             answer.raise_for_status()
 
     try:
-        # warm-up: one poll per device opens its connection
-        await asyncio.gather(*(c.post("/taskRequest", json=b) for c, b in zip(clients, bodies, strict=True)))
+        # warm-up: the first polls open each device's connection and warm the server (see the docstring)
+        for _ in range(warm_up_rounds(devices)):
+            await asyncio.gather(*(c.post("/taskRequest", json=b) for c, b in zip(clients, bodies, strict=True)))
         warm()
-        start = time.perf_counter()
-        await asyncio.gather(*(device(n) for n in range(devices)))
-        return time.perf_counter() - start, latencies
+        if quiet_collector:
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+        try:
+            start = time.perf_counter()
+            await asyncio.gather(*(device(n) for n in range(devices)))
+            return time.perf_counter() - start, latencies
+        finally:
+            if quiet_collector:
+                gc.enable()
+                gc.unfreeze()
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
 
 
-def measure(url: str, devices: int, polls: int, server_cpu: Callable[[], float] | None = None) -> dict[str, float]:
+def warm_up_rounds(devices: int) -> int:
+    """Warm-up polls per device: WARM_UP_REQUESTS in all at least, and two each."""
+    return max(2, -(-WARM_UP_REQUESTS // devices))
+
+
+def measure(
+    url: str,
+    devices: int,
+    polls: int,
+    server_cpu: Callable[[], float] | None = None,
+    quiet_collector: bool = False,
+) -> dict[str, float]:
     """req/s, p50 and p99 (ms) of ``devices`` devices polling ``polls`` times each; with a reader of the
     server's CPU seconds (its thread's, or its process's), the CPU it spent per request (µs)."""
     cpu_before = [0.0]
@@ -218,7 +251,7 @@ def measure(url: str, devices: int, polls: int, server_cpu: Callable[[], float] 
     def warm() -> None:  # the CPU is counted from the end of the warm-up (first requests compile schemas)
         cpu_before[0] = server_cpu() if server_cpu else 0.0
 
-    elapsed, latencies = asyncio.run(_run(url, devices, polls, warm))
+    elapsed, latencies = asyncio.run(_run(url, devices, polls, warm, quiet_collector))
     cpu = (server_cpu() - cpu_before[0]) if server_cpu else 0.0
     latencies.sort()
     return {
@@ -241,7 +274,7 @@ def polls_for(devices: int, polls: int, min_requests: int) -> int:
 
 
 def compare(
-    devices: int, polls: int, rounds: int, db_dir: Path, min_requests: int = 0, processes: bool = False
+    devices: int, polls: int, rounds: int, db_dir: Path, min_requests: int = 0, processes: bool = True
 ) -> dict[str, Any]:
     """Bare and mock measured alternately ``rounds`` times (a fresh mock database each time); medians."""
     polls = polls_for(devices, polls, min_requests)
@@ -254,7 +287,7 @@ def compare(
             else:
                 server = bare_server() if kind == "bare" else mock_server(db)
             with server as (url, server_cpu):
-                runs[kind].append(measure(url, devices, polls, server_cpu))
+                runs[kind].append(measure(url, devices, polls, server_cpu, quiet_collector=processes))
     medians = {f"{kind}_{key}": _median(runs[kind], key) for kind in runs for key in MEASURED}
     return {
         "devices": devices,
@@ -271,7 +304,7 @@ def compare(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 10, 50, 200])
-    parser.add_argument("--polls", type=int, default=20, help="polls per device (after one warm-up poll)")
+    parser.add_argument("--polls", type=int, default=20, help="polls per device (after the warm-up)")
     parser.add_argument(
         "--min-requests",
         type=int,
@@ -282,8 +315,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_POLLS} polls per device, one round")
     parser.add_argument("--db", type=Path, default=None, help="folder for the mock's SQLite files (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(  # kept so that the figures' commands of earlier sessions still run: the default now
+        "--processes", action="store_true", help=argparse.SUPPRESS
+    )
     parser.add_argument(
-        "--processes", action="store_true", help="each server a process of its own (facecert serve; the bare app)"
+        "--threads",
+        action="store_true",
+        help="both servers on a thread of this process, beside the load (MockServer; the default until 2026-12-04)",
     )
     parser.add_argument("--serve-bare", type=Path, default=None, help=argparse.SUPPRESS)  # PORT_FILE: internal
     args = parser.parse_args()
@@ -301,7 +339,7 @@ def main() -> None:
             f"{'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>6} | {'rps ratio':>9} {'p99 ratio':>9} {'p50 ratio':>9}"
         )
         for devices in args.devices:
-            row = compare(devices, polls, rounds, db_dir, min_requests, args.processes)
+            row = compare(devices, polls, rounds, db_dir, min_requests, processes=not args.threads)
             rows.append(row)
             ok = row["rps_ratio"] >= TARGET_RPS_RATIO and row["p99_ratio"] <= TARGET_P99_RATIO
             print(
@@ -314,7 +352,7 @@ def main() -> None:
     print(
         f"targets: req/s ratio >= {TARGET_RPS_RATIO}, p99 ratio <= {TARGET_P99_RATIO} "
         f"({polls} polls per device, at least {min_requests} requests, median of {rounds} round(s), "
-        f"{'each server a process of its own' if args.processes else 'servers on threads beside the load'}, "
+        f"{'servers on threads beside the load' if args.threads else 'each server a process of its own'}, "
         f"1-min load average {os.getloadavg()[0]:.1f})"
     )
     if args.json:
