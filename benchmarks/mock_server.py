@@ -20,8 +20,9 @@ A measurement has at least ``--min-requests`` timed requests (one device polls 2
 of 20 samples is their maximum), after a warm-up of at least WARM_UP_REQUESTS polls and two per device:
 a new server's first ~15 polls take 1.5-3 ms against ~1 ms after (docs/performance.md, seventeenth session),
 and a site's server runs for hours. In the default mode the load generator's cyclic collector is paused
-while it times (its objects frozen first): a collection of its 200 clients' garbage stalled every device at
-once, the slowest round, which made the p99 of either server (docs/performance.md, twentieth session).
+while it times (its objects frozen first; for at most QUIET_COLLECTOR_MAX requests, so memory stays
+bounded): a collection of its 200 clients' garbage stalled every device at once, the slowest round, which
+made the p99 of either server (docs/performance.md, twentieth session).
 
 It prints, per device count, both servers' req/s, p50 and p99, the CPU the
 server's process (with ``--threads``: its thread) spent per request, and the ratios the targets are stated in
