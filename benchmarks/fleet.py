@@ -417,10 +417,47 @@ def main() -> None:
             # at time scale 1 a device polls every 20 s: a run needs several idle intervals after its 20 s ramp
             figures["capacity"] = capacity(counts, 45.0 if args.quick else max(duration, 60.0), args.folder)
     figures["load_after"] = round(os.getloadavg()[0], 2)
-    text = json.dumps(figures, indent=2)
-    print(text)
+    print(summary(figures))
     if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"every figure: {args.json}")
+    else:
+        print("every figure (latencies, CPU by process, findings, Locust's reports): --json FILE")
+
+
+def summary(figures: dict[str, Any]) -> str:
+    """The ratios the runs are read by (docs/performance.md, Fleet on Locust), one line per run: a
+    table a person reads after ``make bench``, where the whole JSON buried them."""
+    lines = [
+        f"{figures['cpus']} CPUs, Python {figures['python']}, load {figures['load_before']} -> {figures['load_after']}"
+    ]
+    head = (
+        f"{'run':<22} {'devices':>7} {'of nominal':>10} {'steady':>7} {'gen ms/poll':>11} {'÷ asyncio':>9} "
+        f"{'server ms/poll':>14} {'late':>5} {'device errors':>13} {'server errors':>13}"
+    )
+    runs = [*figures.get("compare", {}).get("runs", []), *figures.get("capacity", {}).get("runs", [])]
+    runs += [figures[key] for key in ("asyncio", "locust") if key in figures]
+    if runs:
+        lines += ["", head]
+    for run in runs:
+        name = "asyncio" if run["driver"] == "asyncio" else f"locust x{run['workers']}"
+        steady = run.get("steady_of_nominal")
+        vs = run.get("cpu_per_poll_vs_asyncio")
+        per_poll = run["cpu_ms_per_poll"]
+        lines.append(
+            f"{name + ' at ' + format(run['time_scale'], 'g'):<22} {run['devices']:>7} {run['of_nominal']:>10.3f} "
+            f"{'-' if steady is None else format(steady, '.3f'):>7} {per_poll['generator']:>11.3f} "
+            f"{'-' if vs is None else format(vs, '.2f'):>9} {per_poll['server']:>14.3f} "
+            f"{run.get('devices_late', '-'):>5} {sum(run['errors_device_view'].values()):>13} "
+            f"{sum(run['errors_server_view'].values()):>13}"
+        )
+    capacity = figures.get("capacity")
+    if capacity:
+        lines.append(
+            f"capacity at real cadence: {capacity['most_devices_without_lag']} devices on one worker without lag; "
+            f"{capacity['memory_kib_per_device']} KiB a device"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
