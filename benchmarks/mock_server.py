@@ -332,6 +332,8 @@ def main() -> None:
     )
     parser.add_argument("--serve-bare", type=Path, default=None, help=argparse.SUPPRESS)  # PORT_FILE: internal
     args = parser.parse_args()
+    if args.processes and args.threads:
+        parser.error("--processes (the default) and --threads: choose one")
     if args.serve_bare is not None:
         serve_bare(args.serve_bare)
         return
