@@ -174,10 +174,12 @@ class Mitmdump:
             if self.on_line is not None:
                 self.on_line(line)
 
-    def wait_for_line(self, needle: str, timeout: float) -> bool:
-        """True once a line containing ``needle`` was printed; False at the deadline."""
+    def wait_for_line(self, needle: str | Callable[[str], bool], timeout: float) -> bool:
+        """True once a line containing ``needle`` (or a line ``needle`` accepts) was printed; False at the
+        deadline."""
+        match = needle if callable(needle) else lambda line: needle in line
         with self._printed:
-            return self._printed.wait_for(lambda: any(needle in line for line in self.lines), timeout)
+            return self._printed.wait_for(lambda: any(match(line) for line in self.lines), timeout)
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for mitmdump to exit on its own; its exit code (None if still running at the deadline)."""

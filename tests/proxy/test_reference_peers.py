@@ -12,6 +12,7 @@ here; the cadence knobs are far outside even that (40 % and 250 %).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from facecert.core.contract import get_contract
 from facecert.core.rules.registry import RULES
 from facecert.mock_device import FAULTS, Device, DeviceConfig, Fault
 from facecert.mock_server import MockServer, ServerConfig
@@ -103,6 +105,7 @@ def play(plan: list[tuple[str, str, Fault | None]], confdir: Path, folders: pyte
             with ThreadPoolExecutor(len(devices)) as pool:
                 for done in [pool.submit(drive, scenario, server, device) for scenario, device in devices]:
                     done.result()
+            _await_deadline_findings(plan, result, proxies)
         finally:
             for _, device in devices:
                 device.stop()
@@ -111,6 +114,33 @@ def play(plan: list[tuple[str, str, Fault | None]], confdir: Path, folders: pyte
                 result.lines.extend(proxy.lines)
                 result.summaries.append(summary_of(Path(proxy.config.options["facecert_report_dir"])))
     return result
+
+
+# rules a proxy judges on its own clock, once a deadline has passed with nothing from the device
+DEADLINE_RULES = ("POLL-STOPPED", "RESULT-MISSING")
+# the longest such deadline (a result's), or six idle intervals, at the tests' time scale: a bound, never a sleep
+DEADLINE_WAIT_S = SCALE * max(get_contract().result_deadline_s, 6 * get_contract().timing["idle_interval_s"])
+
+
+def _await_deadline_findings(
+    plan: list[tuple[str, str, Fault | None]], result: Run, proxies: dict[str, Mitmdump]
+) -> None:
+    """Before the proxies stop: each deadline knob's live line, up to a bound. A scenario ends when the mock
+    server has judged it, and the proxy's deadline comes later (its tolerance here is 0.5, the server's the
+    contract's, and its stall clock may widen it): stopped at once, the proxy never saw its deadline pass.
+    (2026-12-04, stop-after-malformed-task the last device to finish: a poll was due within 1.3 s for the
+    server and 1.55 s for the proxy; the server saw the stop, the device sent its capture 1.5 s after its
+    last poll, and the proxy was stopped 20 ms later, without POLL-STOPPED.)"""
+    for label, _, fault in plan:
+        if fault is None or fault.rule not in DEADLINE_RULES:
+            continue
+        proxy = proxies[fault.protocol_version or ""]
+        proxy.wait_for_line(_live_line(fault.rule, result.devices[label]), timeout=DEADLINE_WAIT_S)
+
+
+def _live_line(rule: str, device_id: str) -> Callable[[str], bool]:
+    """Whether a proxy's line is the live finding ``rule`` about ``device_id``."""
+    return lambda line: rule in line and line.endswith(f" device={device_id}")
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +178,16 @@ def test_fault_free_device_passes_live(run: Run, scenario: str) -> None:
 def test_downloads_through_the_proxy_are_correlated(run: Run) -> None:
     assert sum(s["downloads_seen"] for s in run.summaries) == 1  # the clean device fetched; skip-download did not
     assert all(s["addon_errors"] == 0 for s in run.summaries)
+
+
+@pytest.mark.parametrize("fault", [f for f in KNOBS if f.rule in DEADLINE_RULES], ids=lambda f: f.name)
+def test_a_deadline_knob_played_alone_is_caught_before_the_proxy_stops(
+    fault: Fault, mitm_confdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Alone, the knob's device is the last to finish, so its proxy is stopped as soon as the mock server has
+    judged the scenario, before the proxy's own, later deadline: the play waits for the proxy's live line.
+    Without that wait stop-after-malformed-task failed here every time (and in the full table when its device
+    happened to finish last)."""
+    alone = play([(fault.name, fault.scenario, fault)], mitm_confdir, tmp_path_factory)
+    severity = RULES[fault.rule].severity.value.upper()
+    assert (severity, fault.rule) in alone.live(alone.devices[fault.name]), alone.lines[-20:]
