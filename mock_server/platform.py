@@ -97,11 +97,12 @@ class Decided:
     reply: Reply
     judged: Judged | None = None  # None: stored unjudged (the client left, or judging failed)
     plan: Plan | None = None
-    device_row: list[Any] | None = None  # the devices row as it stood when the exchange was decided
+    device_row: list[Any] | None = None  # the devices row as it stood when decided (None: the stored one stands)
     request_json: Any = UNMADE  # the request's stored JSON copy, made before any lock (UNMADE: at the write)
     answer_json: Any = UNMADE  # the answer's stored JSON copy when known already
     findings: list[Finding] = field(default_factory=list)
     exchange_id: int = 0  # its row, once written
+    device_key: tuple[Any, ...] | None = None  # what the row says that is not recounted at a restart
 
 
 class Platform:
@@ -137,6 +138,8 @@ class Platform:
         self.stalls = stall_clock()  # how long this process could not run: read with every device stamp
         self._versions_text: dict[str, tuple[dict[str, Any], str]] = {}  # per device: its versions, as stored
         restore(self.store, self.state, self.engine)  # a restart on the same --db: queues, awaited tasks, devices
+        # per device, what its stored row says (_device_row): the rows restore has just read are stored
+        self._device_rows = {d: self._device_key(d, info) for d, info in self.state.devices.items()}
 
     def close(self) -> None:
         self.reader.close()
@@ -591,7 +594,7 @@ class Platform:
         if isinstance(plan.answer, dict) and judged.answer is not None:
             # an answer of ours that the engine read back whole: its stored copy is the text we sent
             answer_json = body.decode("utf-8") if len(body) <= PARSED_COPY_MAX else None
-        row = self._device_row(device_id)
+        row, key = self._device_row(device_id)
         with self.cond:
             if plan.after is not None:
                 plan.after()
@@ -599,23 +602,38 @@ class Platform:
                 info.polled(incoming.started, heard.body)
         reply = Reply(plan.status, ex.response_body or b"", dict(JSON_HEADERS))
         return Decided(
-            ex, incoming.endpoint, device_id, reply, judged, plan, row, body_json, answer_json, judged.findings
+            ex, incoming.endpoint, device_id, reply, judged, plan, row, body_json, answer_json, judged.findings, 0, key
         )
 
-    def _device_row(self, device_id: str) -> list[Any] | None:
-        info = self.state.devices.get(device_id)
-        if info is None:
-            return None
+    def _device_key(self, device_id: str, info: DeviceInfo) -> tuple[Any, ...]:
+        """What a device's row holds that a restart cannot recount from the exchanges: its first-seen time,
+        its peer and its versions (as stored: the text is made once while they stay the same)."""
         made = self._versions_text.get(device_id)
         if made is None or made[0] is not info.versions:  # DeviceInfo keeps its versions while they stay the same
             made = self._versions_text[device_id] = (info.versions, _json({"versions": info.versions}).decode())
-        return [bindable(v) for v in (device_id, info.first_seen, info.last_seen, info.peer, info.polls, made[1])]
+        return info.first_seen, info.peer, made[1]
+
+    def _device_row(self, device_id: str) -> tuple[list[Any] | None, tuple[Any, ...] | None]:
+        """The device's row to write with this exchange and its key, or ``(None, None)`` when the stored row
+        says it already: the last-seen time and the poll count are not written again with every poll (a WAL
+        page in every commit, a quarter of a poll's); a restart counts them from the exchanges (restore)."""
+        info = self.state.devices.get(device_id)
+        if info is None:
+            return None, None
+        key = self._device_key(device_id, info)
+        if self._device_rows.get(device_id) == key:
+            return None, None
+        first_seen, peer, versions = key
+        return [bindable(v) for v in (device_id, first_seen, info.last_seen, peer, info.polls, versions)], key
 
     def _commit(self, batch: list[Decided]) -> None:
         """Step 3: the exchanges and everything they caused, in one transaction."""
         with self.store.tx() as conn:
             for decided in batch:
                 self._write(conn, decided)
+        for decided in batch:  # stored now: the next exchanges of these devices need not write their rows
+            if decided.device_key is not None:
+                self._device_rows[decided.device_id] = decided.device_key
         self._kept()
 
     def _write(self, conn: Any, decided: Decided) -> None:
@@ -702,8 +720,10 @@ class Platform:
             judged = self.engine.feed(ex)
             device_id = self.device_by_peer(ex.peer)
             reply = Reply(ex.status, ex.response_body or b"")
-            row = self._device_row(device_id)
-            decided = Decided(ex, None, device_id, reply, judged, device_row=row, findings=judged.findings)
+            row, key = self._device_row(device_id)
+            decided = Decided(
+                ex, None, device_id, reply, judged, device_row=row, findings=judged.findings, device_key=key
+            )
             self._commit([decided])
             self.cond.notify_all()
         self._committed(decided)

@@ -6,8 +6,8 @@ is awaited again (with its deadline), what was answered stays answered (a
 second result is a duplicate, not a stranger). The engine is told the same,
 so a result for a task sent before the restart is judged against that
 task's result schema and accepted. Devices seen before come back with their
-first-seen time, poll count and versions; downloads completed before count
-as fetched.
+first-seen time, peer and versions, their poll counts and last-seen times
+counted from the exchanges; downloads completed before count as fetched.
 """
 
 from __future__ import annotations
@@ -83,16 +83,21 @@ def restore(store: Store, state: ServerState, engine: Engine) -> None:
 
 
 def _restore_polls(store: Store, state: ServerState) -> None:
-    """Poll counts and the recent poll times (cadence) from the exchanges, the authoritative record: the
-    counts and each device's latest POLL_STARTS_KEPT polls, as SQLite gives them (reading every poll of a
-    long session into one list took 469 MB to start again on a million polls)."""
+    """Poll counts, last-seen times and the recent poll times (cadence) from the exchanges, the
+    authoritative record (a device's row is written when what only it holds changes, not with every poll:
+    Platform._device_row): the counts and latest messages in one pass, and each device's latest
+    POLL_STARTS_KEPT polls, as SQLite gives them (reading every poll of a long session into one list took
+    469 MB to start again on a million polls)."""
     polled = "endpoint = 'taskRequest' AND (error IS NULL OR error != ?)"
     for row in store.rows(
-        f"SELECT device_id, COUNT(*) AS polls FROM exchanges WHERE {polled} GROUP BY device_id", (CLIENT_GONE,)
+        f"SELECT device_id, SUM(CASE WHEN {polled} THEN 1 ELSE 0 END) AS polls, "
+        "MAX(CASE WHEN endpoint IS NOT NULL THEN started END) AS latest FROM exchanges GROUP BY device_id",
+        (CLIENT_GONE,),
     ):
         info = state.devices.get(row["device_id"])
         if info is not None:
-            info.polls = row["polls"]
+            info.polls = row["polls"] or 0
+            info.last_seen = max(info.last_seen, row["latest"] or 0.0)
     recent = store.rows(
         "SELECT device_id, started FROM (SELECT device_id, started, id, ROW_NUMBER() OVER "
         f"(PARTITION BY device_id ORDER BY id DESC) AS latest FROM exchanges WHERE {polled}) "

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -153,3 +154,28 @@ def test_kill_minus_nine_keeps_the_queue(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_the_device_row_is_written_when_it_changes_and_a_restart_counts_the_rest(tmp_path: Path) -> None:
+    # every poll of one connection would rewrite the row (a WAL page a commit); it is written when the
+    # device is new and when its peer or versions change, and a restart counts polls and last-seen itself
+    db = tmp_path / "session.db"
+    with MockServer(ServerConfig(time_scale=SCALE, db=db)) as first:
+        with httpx.Client(base_url=first.url) as device:  # one connection: one peer
+            for _ in range(5):
+                assert device.post("/taskRequest", json=poll_body("DEV")).status_code == 200
+        with httpx.Client(base_url=first.url) as device:  # a new connection: the peer changes
+            assert device.post("/taskRequest", json=poll_body("DEV")).status_code == 200
+            newer = {**poll_body("DEV"), "software_version": "9.9.9"}
+            for _ in range(4):  # the versions change on the first; the row says so from the second
+                assert device.post("/taskRequest", json=newer).status_code == 200
+        seen = first.devices()[0]
+    with sqlite3.connect(db) as conn:
+        first_seen, polls, data = conn.execute("SELECT first_seen, polls, data FROM devices").fetchone()
+    assert polls == 7, "the row as it was written last: by the poll after the versions changed"
+    assert json.loads(data)["versions"]["software_version"] == "9.9.9"
+    with MockServer(ServerConfig(time_scale=SCALE, db=db)) as second:
+        again = second.devices()[0]
+    assert (again["polls"], again["first_seen"]) == (seen["polls"], first_seen) == (10, seen["first_seen"])
+    assert again["last_seen"] == seen["last_seen"] and again["peer"] == seen["peer"]
+    assert again["versions"] == seen["versions"]

@@ -62,6 +62,7 @@ def test_a_restart_reads_the_latest_polls_not_every_poll(tmp_path: Path) -> None
         last = 1000.0 + DEVICES * (POLLS - 1) + d
         assert list(info.poll_starts) == [last - DEVICES * k for k in reversed(range(POLL_STARTS_KEPT))]
         assert info.last_poll == last
+        assert info.last_seen == 9e9  # the latest message, its client gone or not (the row says 0)
     assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.1f} MiB to restore {DEVICES * POLLS} polls"
 
 
