@@ -628,12 +628,17 @@ class Platform:
 
     def _commit(self, batch: list[Decided]) -> None:
         """Step 3: the exchanges and everything they caused, in one transaction."""
-        with self.store.tx() as conn:
-            for decided in batch:
-                self._write(conn, decided)
-        for decided in batch:  # stored now: the next exchanges of these devices need not write their rows
-            if decided.device_key is not None:
-                self._device_rows[decided.device_id] = decided.device_key
+        try:
+            with self.store.tx() as conn:
+                for decided in batch:
+                    self._write(conn, decided)
+                    if decided.device_key is not None:  # told under the store's lock: in the commits' order
+                        self._device_rows[decided.device_id] = decided.device_key
+        except BaseException:
+            for decided in batch:  # not stored after all: the next exchange of the device writes its row
+                if decided.device_key is not None:
+                    self._device_rows.pop(decided.device_id, None)
+            raise
         self._kept()
 
     def _write(self, conn: Any, decided: Decided) -> None:

@@ -10,12 +10,15 @@ was a bare "500 Internal Server Error" and two tracebacks on the console (2,330 
 
 from __future__ import annotations
 
+import errno
 import itertools
+import json
 import logging
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -169,3 +172,32 @@ def _port(port_file: Path, proc: subprocess.Popen[str]) -> int:
         time.sleep(0.05)  # the server writes the file once it listens: nothing to wait on but the file
     proc.kill()
     raise AssertionError(f"facecert serve did not start: {proc.communicate()[0]}")
+
+
+def test_a_commit_the_disk_refuses_leaves_the_device_row_to_the_next_exchange(
+    server: MockServer, client: httpx.Client
+) -> None:
+    # a device's row is written with its exchanges only when it changes; one whose COMMIT failed (the rows
+    # written, the disk refusing at the end: SQLite's page limit cannot be made to fail there) is not stored
+    store, device = server.platform.store, "ID00000000DISK02"
+    real = store.conn
+
+    class CommitRefused:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql == "COMMIT":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real.execute(sql, *args)
+
+    assert client.post("/taskRequest", json=poll_body(device)).status_code == 200  # new: its row, no versions yet
+    store.conn = CommitRefused()  # type: ignore[assignment]
+    try:  # the poll whose row would say its versions
+        assert client.post("/taskRequest", json=poll_body(device)).status_code == 503
+    finally:
+        store.conn = real
+    assert client.post("/taskRequest", json=poll_body(device)).status_code == 200
+    (row,) = store.rows("SELECT data FROM devices WHERE device_id = ?", (device,))
+    (seen,) = (d for d in server.devices() if d["device_id"] == device)
+    assert json.loads(row["data"])["versions"] == seen["versions"] != {}
