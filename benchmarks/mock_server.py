@@ -13,11 +13,13 @@ garbage collector, so the load's pauses land on whichever server is measured.
 The two are measured alternately, ``--rounds`` times per device count, and the
 medians compared. Bounded in requests and in time.
 
-    .venv/bin/python benchmarks/mock_server.py [--devices 1 10 50 200] [--polls 20] [--min-requests 200]
+    .venv/bin/python benchmarks/mock_server.py [--devices 1 10 50 200] [--polls 20] [--min-requests 1000]
                                                [--rounds 3] [--quick] [--threads] [--db FILE] [--json FILE]
 
-A measurement has at least ``--min-requests`` timed requests (one device polls 200 times, not 20: a p99
-of 20 samples is their maximum), after a warm-up of at least WARM_UP_REQUESTS polls and two per device:
+A measurement has at least ``--min-requests`` timed requests (one device polls 1,000 times, not 20: a
+p99 of 20 samples is their maximum, and of 200 their second-slowest, which swung 1.08-2.39x between
+runs of one day; docs/performance.md, twenty-third session), after a warm-up of at least WARM_UP_REQUESTS
+polls and two per device:
 a new server's first ~15 polls take 1.5-3 ms against ~1 ms after (docs/performance.md, seventeenth session),
 and a site's server runs for hours. In the default mode the load generator's cyclic collector is paused
 while it times (its objects frozen first; for at most QUIET_COLLECTOR_MAX requests, so memory stays
@@ -71,7 +73,7 @@ WARM_UP_REQUESTS = 20  # at least, and two polls per device: see the module's do
 # timed requests with the load generator's collector paused: each leaves ~6 KB of httpx's cyclic garbage
 # (10,000 polls: +56 MB), so past this many (~120 MB) the collector runs again, pauses and all
 QUIET_COLLECTOR_MAX = 20_000
-MIN_REQUESTS = 200  # per measurement: 1 device polls 200 times, 10 devices 20 times each
+MIN_REQUESTS = 1000  # per measurement: 1 device polls 1,000 times, 10 devices 100 each, 50 and 200 the --polls
 MEASURED = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
 JUDGED_LISTED = 3  # rules named in the printed line of what the mock found
 
