@@ -14,6 +14,14 @@ grows, like a clock; a judge reads it when it stamps a message (``Exchange.stall
 (docs/architecture.md, Cadence). A stall still in progress counts when read, so the first message
 after one is not stamped before the stall is known.
 
+A process can also be slow to answer while it runs: a commit the disk was slow to take, a lock
+another thread held, a loop behind. The judge stamps an answer when it is decided and stored with
+its exchange, before it is sent, so a device that heard it 0.4 s late was judged 0.4 s late for it
+(CADENCE-TASK on our own reference device, whose commit of its result waited). The HTTP layer
+tells the clock about each answer it sent later than its stamp (:meth:`StallClock.held_since`).
+That time counts like a stall of the process: what was held at the same time as something else
+(two answers, an oversleep of the thread) is counted once.
+
 The thread costs a wake-up every 10 ms (about 0.1 % of a core here). It is a service, not engine
 core: the engine only receives the numbers."""
 
@@ -21,9 +29,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 PERIOD = 0.01  # seconds between two readings of the thread: how finely a stall is seen
 NOISE = 0.002  # oversleep up to this is the timer's own jitter, not a stall of the process
+# how long the time already counted is remembered, so that a hold over it is not counted twice: far longer
+# than an answer is held (a hold longer than this may count again what it overlaps before it)
+SPAN_MEMORY_S = 10.0
 
 
 class StallClock:
@@ -33,6 +45,8 @@ class StallClock:
         self.period, self.noise = period, noise
         self._total = 0.0
         self._due = 0.0  # when the thread should wake next (0: not running)
+        # the time counted lately, as disjoint (begin, end) spans in order: time in them is not counted again
+        self._spans: deque[tuple[float, float]] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,16 +71,48 @@ class StallClock:
         with self._lock:
             if not self._due:
                 return 0.0
-            late = time.monotonic() - self._due
-            return self._total + (late if late > self.noise else 0.0)
+            now = time.monotonic()
+            late = now - self._due
+            return self._total + (self._uncounted(self._due, now) if late > self.noise else 0.0)
+
+    def held_since(self, started: float) -> None:
+        """Count the time from ``started`` (:func:`time.monotonic`) until now as a stall, when it is longer
+        than the noise: an answer stamped then and handed to the socket only now. Nothing is counted
+        while the clock is not running, and nothing twice."""
+        now = time.monotonic()
+        if now - started <= self.noise:
+            return
+        with self._lock:
+            if self._due:
+                self._count(started, now)
+
+    def _uncounted(self, begin: float, end: float) -> float:
+        """The part of ``begin``..``end`` no span covers. A span ends no later than anything counted after
+        it (each ends at the moment it is counted), so the ones that overlap are the last few."""
+        new = end - begin
+        for span_begin, span_end in reversed(self._spans):
+            if span_end <= begin:
+                break
+            new -= max(0.0, min(span_end, end) - max(span_begin, begin))
+        return max(0.0, new)
+
+    def _count(self, begin: float, end: float) -> None:
+        """Add the part of ``begin``..``end`` not counted yet, and remember it counted (under the lock)."""
+        self._total += self._uncounted(begin, end)
+        spans = self._spans
+        while spans and spans[-1][1] >= begin:  # merged with the spans it overlaps: they stay disjoint
+            span_begin, span_end = spans.pop()
+            begin, end = min(begin, span_begin), max(end, span_end)
+        spans.append((begin, end))
+        while spans[0][1] < end - SPAN_MEMORY_S:
+            spans.popleft()
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
             now = time.monotonic()
             with self._lock:
-                late = now - self._due
-                if late > self.noise:
-                    self._total += late
+                if now - self._due > self.noise:
+                    self._count(self._due, now)
                 self._due = now + self.period
 
 

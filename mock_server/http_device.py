@@ -250,6 +250,8 @@ class DeviceEndpoint:
             await DropResponse()(scope, receive, send)
             return
         await send_reply(send, reply)
+        if reply.stamped is not None:  # sent later than stamped (a slow commit, a lock): not the device's time
+            platform.stalls.held_since(reply.stamped)
 
     async def _inline(self, incoming: Incoming, receive: Receive, disconnected: bool) -> Reply:
         """Judged and decided on the loop; answered once committed with this turn's other exchanges."""

@@ -34,6 +34,9 @@ class Reply:
     status: int | None
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+    # time.monotonic() when the exchange was stamped answered (Exchange.ended, before its commit): the HTTP
+    # layer counts the time from it to the send as the recorder's own hold (facecert.stalls, held_since)
+    stamped: float | None = None
 
 
 class _ThisExchange:

@@ -578,7 +578,7 @@ class Platform:
             info = self.state.device(device_id, incoming.started, incoming.peer)
             fault = self.state.fault_for(device_id, incoming.endpoint)
         plan = plan_for(self.state, incoming, heard, fault)
-        ex.ended, ex.stall_ended = time.time(), self.stalls.read()
+        ex.ended, ex.stall_ended, stamped = time.time(), self.stalls.read(), time.monotonic()
         if incoming.gone():
             # nobody to answer: stored as unanswered; the plan's writes (a task sent, a capture taken) do not happen
             ex.error = CLIENT_GONE
@@ -600,7 +600,7 @@ class Platform:
                 plan.after()
             if incoming.endpoint == "taskRequest":
                 info.polled(incoming.started, heard.body)
-        reply = Reply(plan.status, ex.response_body or b"", dict(JSON_HEADERS))
+        reply = Reply(plan.status, ex.response_body or b"", dict(JSON_HEADERS), stamped)
         return Decided(
             ex, incoming.endpoint, device_id, reply, judged, plan, row, body_json, answer_json, judged.findings, 0, key
         )

@@ -16,12 +16,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from facecert.stalls import StallClock
+from facecert.core.engine import Engine, EngineConfig
+from facecert.core.examples import example_for
+from facecert.mock_device import Device, DeviceConfig
+from facecert.mock_server import MockServer
+from facecert.mock_server.store import read_exchanges
+from facecert.stalls import NOISE, StallClock
 from tests.server.helpers import poll_body
 
 FACECERT = Path(sys.executable).parent / "facecert"
@@ -112,3 +119,87 @@ def test_a_poll_the_server_was_held_from_seeing_is_not_late(serve: tuple[subproc
         time.sleep(1.7)
         client.post("/taskRequest", json=poll_body("LATEDEV00000001"))
         assert ("CADENCE-IDLE", "error") in _rules(client, "LATEDEV00000001")
+
+
+# ---- an answer the server held after stamping it (StallClock.held_since) ---------------------------------
+def test_a_held_answer_counts_once_and_a_prompt_one_not_at_all() -> None:
+    clock = StallClock().start()
+    try:
+        time.sleep(0.05)
+        stamped = time.monotonic()
+        clock.held_since(stamped - 0.001)  # within the noise: an ordinary answer
+        before = clock.read()
+        time.sleep(0.3)  # every thread free to run (on a loaded machine the clock's own oversleeps count too)
+        clock.held_since(stamped)  # an answer sent 0.3 s after its stamp
+        clock.held_since(stamped + 0.1)  # another, held over the same time: not counted again
+        counted = clock.read() - before
+        held = time.monotonic() - stamped
+        assert 0.29 <= counted <= held + 0.001, (counted, held)
+        later = clock.read()
+        clock.held_since(stamped)  # the same answer told twice: counted once
+        assert clock.read() - later < NOISE, clock.read() - later
+    finally:
+        clock.stop()
+
+
+def test_a_stopped_clock_counts_no_hold() -> None:
+    clock = StallClock()
+    clock.held_since(time.monotonic() - 1.0)
+    assert clock.read() == 0.0
+
+
+@contextmanager
+def results_held(server: MockServer, seconds: float) -> Iterator[None]:
+    """Every commit that stores a taskResult takes ``seconds`` longer (the disk or a lock slow to give way),
+    on the loop like a slow commit: the result is stamped answered before it, and answered after it."""
+    commit = server.platform._commit
+
+    def slow(batch: list[Any]) -> None:
+        if any(decided.endpoint == "taskResult" for decided in batch):
+            time.sleep(seconds)
+        commit(batch)
+
+    server.platform._commit = slow  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        server.platform._commit = commit  # type: ignore[method-assign]
+
+
+def _task_then_poll(server: MockServer, device: Device, device_id: str) -> list[tuple[str, str]]:
+    """One task for the device, its result, the poll after it; the device's findings, live and offline."""
+    with device:
+        server.wait_for_poll(device_id, 10)
+        request_id = server.enqueue(device_id, example_for("server/tasks/getDevStatus"))
+        result = server.wait_for_result(request_id, 10)
+        server.wait_for_poll(device_id, 10, after=result["received"])
+    live = [(f["rule"], f["severity"]) for f in server.findings(device_id)]
+    offline = Engine(EngineConfig(time_scale=server.config.time_scale))  # the stored exchanges, judged again
+    for exchange in read_exchanges(server.config.db):
+        offline.feed(exchange)
+    offline.finish()
+    assert sorted((f.rule, f.severity.value) for f in offline.findings if f.device_id == device_id) == sorted(live)
+    return live
+
+
+def test_a_result_our_store_answered_late_is_not_the_devices_lateness(server: MockServer) -> None:
+    """Our reference device polls the busy interval after it heard its result's answer; the server stamped
+    that answer before its commit, which took 0.4 s. Before, the device was judged 0.4 s late (CADENCE-TASK
+    on a correct device: a loaded test run found it); now the hold counts like a stall of the server."""
+    scale = server.config.time_scale
+    device = Device(DeviceConfig(server=server.url, device_id="HELDRESULT0001", time_scale=scale))
+    with results_held(server, 0.4):
+        rules = _task_then_poll(server, device, "HELDRESULT0001")
+    assert ("CADENCE-TASK", "error") not in rules, rules
+    assert ("HARNESS-STALLED", "warning") in rules, rules
+
+
+def test_a_late_device_still_fails_beside_a_held_answer(server: MockServer) -> None:
+    """The cadence-task knob polls 2.5 times the busy interval after its result: the window is widened by
+    the 0.1 s hold, and no more."""
+    scale = server.config.time_scale
+    faults = {"cadence-task"}
+    device = Device(DeviceConfig(server=server.url, device_id="HELDLATE000001", time_scale=scale, faults=faults))
+    with results_held(server, 0.1):
+        rules = _task_then_poll(server, device, "HELDLATE000001")
+    assert ("CADENCE-TASK", "error") in rules, rules

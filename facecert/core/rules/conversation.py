@@ -249,13 +249,13 @@ def cadence(state: DeviceState, started: float, pace: Pace, idle_task: str, stal
             Issue(
                 "HARNESS-STALLED",
                 f"{said}, later than the {low:.3f}–{high:.3f} s accepted; facecert's own process could not run "
-                f"for {stalled:.3f} s meanwhile, so it may have seen an on-time poll late: not counted against "
-                f"the device ({'CADENCE-IDLE' if idle else 'CADENCE-TASK'} not judged for this gap)",
+                f"or answer for {stalled:.3f} s meanwhile, so it may have seen an on-time poll late: not counted "
+                f"against the device ({'CADENCE-IDLE' if idle else 'CADENCE-TASK'} not judged for this gap)",
                 expected=f"{low:.3f}..{high:.3f} s",
                 actual=round(gap, 3),
             )
         ]
-    widened = f", {stalled:.3f} s more because facecert could not run" if stalled and gap > high else ""
+    widened = f", {stalled:.3f} s more because facecert could not run or answer" if stalled and gap > high else ""
     return [
         Issue(
             "CADENCE-IDLE" if idle else "CADENCE-TASK",

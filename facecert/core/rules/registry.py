@@ -398,11 +398,12 @@ _TABLE: list[Rule] = [
         Severity.WARNING,
         "harness",
         "facecert (docs/architecture.md, Cadence)",
-        "facecert's own process could not run while a poll was due: a poll it saw late was not held against the device",
+        "facecert's own process could not run, or answer in time, while a poll was due: a poll it saw late was not "
+        "held against the device",
         example=(
             "taskRequest came 1.612 s after the answer with idleTime (exchange #1), later than the 0.750–1.300 s "
-            "accepted; facecert's own process could not run for 0.598 s meanwhile, so it may have seen an on-time "
-            "poll late: not counted against the device (CADENCE-IDLE not judged for this gap)"
+            "accepted; facecert's own process could not run or answer for 0.598 s meanwhile, so it may have seen an "
+            "on-time poll late: not counted against the device (CADENCE-IDLE not judged for this gap)"
         ),
     ),
     Rule(
