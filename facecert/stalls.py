@@ -45,6 +45,7 @@ class StallClock:
         self.period, self.noise = period, noise
         self._total = 0.0
         self._due = 0.0  # when the thread should wake next (0: not running)
+        self._since = 0.0  # when it started (time.monotonic()): nothing before is counted
         # the time counted lately, as disjoint (begin, end) spans in order: time in them is not counted again
         self._spans: deque[tuple[float, float]] = deque()
         self._lock = threading.Lock()
@@ -55,7 +56,8 @@ class StallClock:
         """Start counting (once; later calls do nothing)."""
         with self._lock:
             if self._thread is None:
-                self._due = time.monotonic() + self.period
+                self._since = time.monotonic()
+                self._due = self._since + self.period
                 self._thread = threading.Thread(target=self._run, name="facecert-stall-clock", daemon=True)
                 self._thread.start()
         return self
@@ -78,13 +80,13 @@ class StallClock:
     def held_since(self, started: float) -> None:
         """Count the time from ``started`` (:func:`time.monotonic`) until now as a stall, when it is longer
         than the noise: an answer stamped then and handed to the socket only now. Nothing is counted
-        while the clock is not running, and nothing twice."""
+        while the clock is not running, nothing from before it started, and nothing twice."""
         now = time.monotonic()
         if now - started <= self.noise:
             return
         with self._lock:
             if self._due:
-                self._count(started, now)
+                self._count(max(started, self._since), now)
 
     def _uncounted(self, begin: float, end: float) -> float:
         """The part of ``begin``..``end`` no span covers. A span ends no later than anything counted after

@@ -88,6 +88,7 @@ class FacecertAddon:
         self._pending: deque[tuple[http.HTTPFlow, Snapshot]] = deque()
         self._drain_scheduled = False
         self.stalls = stall_clock()  # how long mitmdump could not run: read with every flow's stamps
+        self._live_since = time.time()  # a flow answered before (read from a file, replayed) was held by nobody
 
     # ---- mitmproxy lifecycle ---------------------------------------------
     def load(self, loader: Any) -> None:
@@ -201,10 +202,19 @@ class FacecertAddon:
     def response(self, flow: http.HTTPFlow) -> None:
         self._stamp_answer(flow)
         self._guard("reading a flow", lambda: self._take(flow))
+        self._held(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._stamp_answer(flow)
         self._guard("reading a flow", lambda: self._take(flow))
+
+    def _held(self, flow: http.HTTPFlow) -> None:
+        """The answer goes on to the device once this hook returns; the exchange is stamped answered when
+        mitmproxy had it whole (``timestamp_end``). What lay between (the record written, the loop busy with
+        another flow) is time the device could not hear it: the recorder's hold (facecert.stalls)."""
+        ended = flow.response.timestamp_end if flow.response is not None else None
+        if isinstance(ended, (int, float)) and ended >= self._live_since:
+            self.stalls.held_since(time.monotonic() - max(0.0, time.time() - ended))
 
     def _stamp_answer(self, flow: http.HTTPFlow) -> None:
         stamps = flow.metadata.get(STALL_KEY)

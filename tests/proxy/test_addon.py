@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,35 @@ def test_options_cannot_change_after_traffic(tmp_path: Path) -> None:
         with pytest.raises(exceptions.OptionsError, match="cannot change"):
             tctx.configure(addon, facecert_profile="field")
         tctx.configure(addon, facecert_report_dir=str(tmp_path / "elsewhere"))  # harmless: allowed
+
+
+def test_an_answer_the_proxy_held_is_not_the_devices_lateness(tmp_path: Path) -> None:
+    """The answer with idleTime reached the proxy 0.5 s before the proxy passed it on (its record written
+    slowly, its loop busy with another flow); the device polled 1.0 s after it heard it, on time (time scale
+    0.05: 0.75-1.30 s). Before, the gap was measured from when the proxy had it and the device failed
+    CADENCE-IDLE; now the hold widens the window, and the poll is HARNESS-STALLED. A second poll, late by
+    itself (1.8 s after a prompt answer), still fails."""
+    addon = FacecertAddon()
+    poll = json.dumps({**example_for("device/taskRequest"), "device_id": "PROXYHELD00001"}).encode()
+    idle = json.dumps(example_for("server/tasks/idleTime")).encode()
+
+    def exchange(started: float, ended: float) -> tflow.HTTPFlow:
+        flow = _flow("/taskRequest", poll, idle)
+        flow.request.timestamp_start = flow.request.timestamp_end = started
+        flow.response.timestamp_start = flow.response.timestamp_end = ended
+        addon.requestheaders(flow)
+        addon.response(flow)
+        return flow
+
+    with taddons.context(addon) as tctx:
+        _options(tctx, addon, tmp_path)
+        time.sleep(0.6)  # the proxy runs: what it holds from now on is its own hold
+        now = time.time()
+        exchange(now - 0.51, now - 0.5)  # answered by the server 0.5 s ago, passed on only now
+        time.sleep(1.0)
+        on_time = exchange(now + 1.0, time.time())  # 1.0 s after the device heard it, 1.5 s after the stamp
+        time.sleep(1.8)
+        late = exchange(time.time(), time.time())  # 1.8 s after a prompt answer: the device's own lateness
+    assert "ERROR CADENCE-IDLE" not in on_time.comment, on_time.comment
+    assert "WARNING HARNESS-STALLED" in on_time.comment, on_time.comment
+    assert "ERROR CADENCE-IDLE" in late.comment, late.comment

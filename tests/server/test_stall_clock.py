@@ -142,10 +142,16 @@ def test_a_held_answer_counts_once_and_a_prompt_one_not_at_all() -> None:
         clock.stop()
 
 
-def test_a_stopped_clock_counts_no_hold() -> None:
+def test_a_stopped_clock_counts_no_hold_and_a_started_one_nothing_before_it() -> None:
     clock = StallClock()
     clock.held_since(time.monotonic() - 1.0)
     assert clock.read() == 0.0
+    clock.start()
+    try:
+        clock.held_since(time.monotonic() - 86_400.0)  # a stamp from before the clock ran (a replayed flow)
+        assert clock.read() < 0.05, clock.read()
+    finally:
+        clock.stop()
 
 
 @contextmanager
