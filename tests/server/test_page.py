@@ -3,6 +3,7 @@ themselves as traffic arrives."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def test_live_page_plots_cadence_and_groups_findings(server: MockServer, chromiu
             box.locator("svg.cadence circle.gap.idle.out").nth(2).wait_for(timeout=15_000)  # three late polls
             assert box.locator("svg.cadence rect.band.idle").count() == 1
             assert box.locator("svg.cadence rect.band.task").count() == 1
-            row = page.locator("#findings tbody tr", has=page.locator("td", has_text="CADENCE-IDLE"))
+            # the row whose rule is CADENCE-IDLE (a HARNESS-STALLED row's example names it too: "not judged")
+            rule = page.locator("td:nth-child(2)", has_text=re.compile("^CADENCE-IDLE$"))
+            row = page.locator("#findings tbody tr", has=rule)
             page.wait_for_function(
                 "() => [...document.querySelectorAll('#findings tbody tr')].some(tr => "
                 "tr.cells[1].textContent === 'CADENCE-IDLE' && +tr.cells[3].textContent >= 2)",
