@@ -13,8 +13,11 @@ from facecert.mock_server.store import Store
 
 LIMIT = 256 * 1024
 # commits for at least RUN_MIN_S (forty checkpoint rounds: a round's commits are what a restarting log holds)
-# and until they wrote WRITTEN bytes of WAL, whatever the machine's speed, within RUN_MAX_S
-RUN_MIN_S, RUN_MAX_S = 1.0, 30.0
+# and until they wrote WRITTEN bytes of WAL, whatever the machine's speed, within RUN_MAX_S. Three seconds,
+# not one: in a full make test the checkpointer went ~140 ms without a turn once (a fresh clone, 2026-12-07:
+# 9.5 MB of WAL over 16,159 commits in one second, past the eighth the test allows); a run longer than any
+# one such spell of the machine shows the bound, not the spell
+RUN_MIN_S, RUN_MAX_S = 3.0, 30.0
 WRITTEN = 96 * LIMIT
 
 
