@@ -60,6 +60,11 @@ CADENCE = ("device", "--demo", "--tags", "cadence")
 # time), the longest first (seconds alone, four at a time: manual 20, vendor_spec 14, pervasive 11, resend 9,
 # the others 0.2-6; started last, manual kept the module waiting 35 s, 23 s first); "{file}" stands for the
 # path of the run's input file, the second element of the value
+# three at a time since 2026-12-07: with four, beside the other workers' longest modules, our own reference
+# device in the clean and two-fault cadence runs was judged late (CADENCE-TASK, 20-300 ms past the window) in
+# three of eight full runs on a slow day; each of these certifications is a process with busy-cadence
+# windows of 62 ms at time scale 0.05
+PARALLEL = 3
 RUNS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "manual": (("server", "--demo", "--triggers", "{file}", "--tags", "tasks"), MANUAL),
     "vendor_spec": (("server", "--demo", "--misbehave", "require_vendor_field"), None),
@@ -101,9 +106,9 @@ def _start(folder: Path, name: str) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """The broken peers' runs, four at a time (they mostly wait on protocol time)."""
+    """The broken peers' runs, PARALLEL at a time (they mostly wait on protocol time)."""
     folder = tmp_path_factory.mktemp("verdicts")
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         futures = {name: pool.submit(_start, folder, name) for name in RUNS}
         return {name: future.result() for name, future in futures.items()}
 
