@@ -62,7 +62,7 @@ CADENCE = ("device", "--demo", "--tags", "cadence")
 # path of the run's input file, the second element of the value
 # three at a time since 2026-12-07: with four, beside the other workers' longest modules, our own reference
 # device in the clean and two-fault cadence runs was judged late (CADENCE-TASK, 20-300 ms past the window) in
-# three of eight full runs on a slow day; each of these certifications is a process with busy-cadence
+# three of ten full runs on a slow day; each of these certifications is a process with busy-cadence
 # windows of 62 ms at time scale 0.05
 PARALLEL = 3
 RUNS: dict[str, tuple[tuple[str, ...], str | None]] = {
